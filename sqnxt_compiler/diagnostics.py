@@ -1,0 +1,137 @@
+"""Located diagnostics and the exit codes of the ``sqnxtc`` command.
+
+Every error a user can cause is a :class:`SqnxtError`: one line that names the problem
+and the place (``model.onnx: node 'Conv_12' (sqnxt.conv): ...``).  The CLI prints it to
+stderr and exits with the error's code; it never shows a traceback unless ``--debug``.
+
+Exit codes (documented in the README):
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     success
+1     numerical check failed (outputs differ from onnxruntime beyond tolerance)
+2     bad command line (unknown option, unknown pass, bad pass option)
+3     bad input model (missing file, not ONNX, truncated, invalid graph, empty)
+4     unsupported model (unsupported op or attribute, dynamic dimension)
+5     bad target description
+6     the model cannot be scheduled on the target (no mapping fits, solver error)
+7     an output cannot be written
+70    internal error (a bug in sqnxtc: please report it, with ``--debug``)
+====  ==========================================================================
+"""
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    CHECK_FAILED = 1
+    USAGE = 2
+    BAD_INPUT = 3
+    UNSUPPORTED = 4
+    BAD_TARGET = 5
+    UNSCHEDULABLE = 6
+    OUTPUT = 7
+    INTERNAL = 70
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a diagnostic points: a file, and optionally a node and the op it became."""
+
+    file: str | None = None
+    node: str | None = None
+    op: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(str(self.file))
+        if self.node is not None:
+            tail = f"node '{self.node}'"
+            if self.op:
+                tail += f" ({self.op})"
+            parts.append(tail)
+        return ": ".join(parts)
+
+
+class SqnxtError(Exception):
+    """A user-facing error: one line, a location, an exit code."""
+
+    code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, location: Location | str | None = None,
+                 code: ExitCode | None = None):
+        super().__init__(message)
+        self.message = message
+        if isinstance(location, str):
+            location = Location(file=location)
+        self.location = location
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        loc = str(self.location) if self.location else ""
+        msg = self.message.replace("\n", " ")
+        return f"{loc}: {msg}" if loc else msg
+
+
+class UsageError(SqnxtError):
+    code = ExitCode.USAGE
+
+
+class InputError(SqnxtError):
+    code = ExitCode.BAD_INPUT
+
+
+class UnsupportedError(SqnxtError):
+    code = ExitCode.UNSUPPORTED
+
+
+class TargetError(SqnxtError):
+    code = ExitCode.BAD_TARGET
+
+
+class ScheduleError(SqnxtError):
+    code = ExitCode.UNSCHEDULABLE
+
+
+class CheckFailed(SqnxtError):
+    code = ExitCode.CHECK_FAILED
+
+
+class OutputError(SqnxtError):
+    code = ExitCode.OUTPUT
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
+    """Write ``path`` all-or-nothing: into a temporary file beside it, renamed on success.
+
+    If the body raises, the temporary file is removed and ``path`` is left as it was, so a
+    failed compile never leaves a partial output behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write output: {exc.strerror or exc}", str(path)) from None
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
