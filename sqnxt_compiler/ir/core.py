@@ -1,0 +1,156 @@
+"""The IR's building blocks: values, operations, and op declarations (``OpDef``).
+
+An operation is an instance of a *declared* op: its ``OpDef`` names it (``sqnxt.conv``),
+fixes how many operands and results it takes, declares each attribute with a kind, a
+default and whether it is required, infers its result types from its operands and
+attributes, and verifies its own rules.  The verifier checks every op against its
+declaration, so an op that was never declared, or that breaks its declaration, cannot
+survive a pass unnoticed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..diagnostics import Location
+from .types import TensorType
+
+
+class VerifyError(Exception):
+    """An op breaks its declaration (raised by ``OpDef.verify`` functions)."""
+
+
+@dataclass(eq=False)
+class Value:
+    """An SSA value: the ``index``-th result of ``owner``, with a static tensor type."""
+
+    name: str
+    type: TensorType
+    owner: "Op | None" = None
+    index: int = 0
+
+    def __repr__(self) -> str:
+        return f"%{self.name}: {self.type}"
+
+
+@dataclass(eq=False)
+class Op:
+    """One operation: a declared op name, ordered operands, results, attributes, location."""
+
+    name: str
+    operands: list[Value]
+    results: list[Value]
+    attrs: dict[str, Any]
+    loc: Location = field(default_factory=Location)
+    id: int = -1  # assigned by the Graph: creation order, used for deterministic ordering
+
+    @property
+    def result(self) -> Value:
+        """The single result of a one-result op."""
+        if len(self.results) != 1:
+            raise ValueError(f"{self.name} has {len(self.results)} results")
+        return self.results[0]
+
+    @property
+    def opdef(self) -> "OpDef":
+        return OPS[self.name]
+
+    def const_value(self) -> np.ndarray | None:
+        """The array of a ``sqnxt.constant`` op, else None."""
+        return self.attrs["value"] if self.name == "sqnxt.constant" else None
+
+    def __repr__(self) -> str:
+        return f"<{self.name} #{self.id} {self.loc.node!r}>"
+
+
+#: Attribute kinds and the Python values each accepts.
+ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float, np.floating)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "ints": lambda v: isinstance(v, tuple) and all(ATTR_KINDS["int"](x) for x in v),
+    "floats": lambda v: isinstance(v, tuple) and all(ATTR_KINDS["float"](x) for x in v),
+    "strs": lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v),
+    "array": lambda v: isinstance(v, np.ndarray),
+    "any": lambda v: True,
+}
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """One declared attribute: its kind, whether it must be given, its default, allowed values."""
+
+    kind: str
+    required: bool = False
+    default: Any = None
+    choices: tuple | None = None
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """The declaration of one op.
+
+    ``operands`` is ``(min, max)`` (``max`` None = variadic); ``infer`` maps an op to its
+    result types; ``verify`` raises :class:`VerifyError` when an op breaks a rule that
+    types alone do not capture.
+    """
+
+    name: str
+    summary: str
+    operands: tuple[int, int | None]
+    num_results: int
+    attrs: dict[str, AttrSpec]
+    infer: Callable[[Op], list[TensorType]]
+    verify: Callable[[Op], None] | None = None
+    #: True for ops with no effect on the network's arithmetic cost (shape bookkeeping).
+    is_shape_op: bool = False
+
+
+#: The op registry: every op the IR knows, by name.
+OPS: dict[str, OpDef] = {}
+
+
+def declare(name: str, summary: str, *, operands=(1, 1), results: int = 1,
+            attrs: dict[str, AttrSpec] | None = None, verify=None, shape_op: bool = False):
+    """Decorator: declare an op whose type-inference function is the decorated function."""
+
+    def wrap(infer):
+        if name in OPS:
+            raise ValueError(f"op {name} declared twice")
+        OPS[name] = OpDef(name, summary, tuple(operands), results, dict(attrs or {}),
+                          infer, verify, shape_op)
+        return infer
+
+    return wrap
+
+
+def check_attrs(op: Op) -> None:
+    """Attributes present are declared and of their kind; required ones are present."""
+    d = op.opdef
+    for key, val in op.attrs.items():
+        spec = d.attrs.get(key)
+        if spec is None:
+            raise VerifyError(f"undeclared attribute '{key}'")
+        if not ATTR_KINDS[spec.kind](val):
+            raise VerifyError(f"attribute '{key}' must be of kind {spec.kind}, got {val!r}")
+        if spec.choices is not None and val not in spec.choices:
+            raise VerifyError(f"attribute '{key}' = {val!r} not in {spec.choices}")
+    for key, spec in d.attrs.items():
+        if spec.required and key not in op.attrs:
+            raise VerifyError(f"missing required attribute '{key}'")
+
+
+def with_defaults(name: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` completed with the declared defaults of op ``name`` (explicit IR)."""
+    out = {}
+    for key, spec in OPS[name].attrs.items():
+        if key in attrs:
+            out[key] = attrs[key]
+        elif spec.default is not None:
+            out[key] = spec.default
+    for key in attrs:
+        if key not in out:
+            out[key] = attrs[key]  # undeclared: let the verifier name it
+    return out

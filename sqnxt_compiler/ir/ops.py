@@ -1,0 +1,400 @@
+"""The op set of the ``sqnxt`` dialect: declarations, type inference and verification.
+
+Layout is NCHW, batch 1 (the frontend binds a symbolic batch to 1).  Semantics follow the
+ONNX operator of the same name unless stated; the numpy executor
+(:mod:`sqnxt_compiler.reference.executor`) is the executable definition of each op.
+
+Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end, x2_end``).
+The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
+(max(x, 0)) or ``relu6`` (min(max(x, 0), 6)).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .core import AttrSpec as A
+from .core import Op, VerifyError, declare
+from .types import TensorType
+
+ACTS = ("none", "relu", "relu6")
+
+
+def _t(op: Op, i: int) -> TensorType:
+    return op.operands[i].type
+
+
+def _const(op: Op, i: int) -> np.ndarray | None:
+    """The constant array behind operand ``i``, if its producer is a constant."""
+    owner = op.operands[i].owner
+    return owner.const_value() if owner is not None else None
+
+
+def conv_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int) -> int:
+    """Output size of a convolution window: floor((size + pads - k) / stride) + 1."""
+    return (size + pad_begin + pad_end - k) // stride + 1
+
+
+def pool_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int, ceil_mode: int) -> int:
+    """Output size of a pooling window (ONNX / Caffe rule).
+
+    floor mode: floor((size + pads - k) / stride) + 1; ceil mode: ceil(...) + 1, minus one
+    if the last window would start in the end padding (it must start inside the input or
+    the begin padding).
+    """
+    span = size + pad_begin + pad_end - k
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad_begin:
+        out -= 1
+    return out
+
+
+def _need_rank(op: Op, i: int, rank: int, what: str = "input") -> None:
+    if _t(op, i).rank != rank:
+        raise VerifyError(f"{what} must be rank {rank}, got {_t(op, i)}")
+
+
+# ---------------------------------------------------------------- graph structure
+@declare("sqnxt.input", "A graph input (a function argument).", operands=(0, 0),
+         attrs={"name": A("str", True), "type": A("any", True)})
+def _input(op):
+    return [op.attrs["type"]]
+
+
+@declare("sqnxt.output", "The graph's outputs, in order (the terminator).", operands=(1, None),
+         results=0, attrs={"names": A("strs", True)})
+def _output(op):
+    if len(op.attrs["names"]) != len(op.operands):
+        raise VerifyError("one name per output is required")
+    return []
+
+
+@declare("sqnxt.constant", "A constant tensor (weights, biases, shapes).", operands=(0, 0),
+         attrs={"value": A("array", True)})
+def _constant(op):
+    return [TensorType.of(op.attrs["value"])]
+
+
+# ---------------------------------------------------------------- compute layers
+def _verify_conv(op: Op) -> None:
+    x, w = _t(op, 0), _t(op, 1)
+    _need_rank(op, 0, 4)
+    _need_rank(op, 1, 4, "weight")
+    g = op.attrs["groups"]
+    if g < 1 or x.shape[1] % g or w.shape[0] % g:
+        raise VerifyError(f"groups={g} must divide input channels {x.shape[1]} "
+                          f"and output channels {w.shape[0]}")
+    if w.shape[1] * g != x.shape[1]:
+        raise VerifyError(f"weight {w} expects {w.shape[1] * g} input channels, input has {x.shape[1]}")
+    if len(op.operands) == 3 and _t(op, 2).shape != (w.shape[0],):
+        raise VerifyError(f"bias must be ({w.shape[0]},), got {_t(op, 2)}")
+    if any(s < 1 for s in op.attrs["strides"]) or any(p < 0 for p in op.attrs["pads"]):
+        raise VerifyError("strides must be >= 1 and pads >= 0")
+
+
+@declare("sqnxt.conv", "2-D convolution, NCHW, OIHW weights, optional bias, fused activation.",
+         operands=(2, 3),
+         attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
+                "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS)},
+         verify=_verify_conv)
+def _conv(op):
+    x, w = _t(op, 0), _t(op, 1)
+    sh, sw = op.attrs["strides"]
+    pt, pl, pb, pr = op.attrs["pads"]
+    h = conv_out(x.shape[2], w.shape[2], sh, pt, pb)
+    wd = conv_out(x.shape[3], w.shape[3], sw, pl, pr)
+    if h < 1 or wd < 1:
+        raise VerifyError(f"kernel {w.shape[2]}x{w.shape[3]} larger than padded input {x}")
+    return [TensorType((x.shape[0], w.shape[0], h, wd), x.dtype)]
+
+
+def _verify_fc(op: Op) -> None:
+    _need_rank(op, 0, 2)
+    _need_rank(op, 1, 2, "weight")
+    if _t(op, 1).shape[1] != _t(op, 0).shape[1]:
+        raise VerifyError(f"weight {_t(op, 1)} does not match input {_t(op, 0)}")
+    if len(op.operands) == 3 and _t(op, 2).shape != (_t(op, 1).shape[0],):
+        raise VerifyError(f"bias must be ({_t(op, 1).shape[0]},), got {_t(op, 2)}")
+
+
+@declare("sqnxt.fc", "Fully connected: y = x @ W^T + b, x (N, C), W (K, C), b (K).",
+         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS)}, verify=_verify_fc)
+def _fc(op):
+    return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
+
+
+def _verify_bn(op: Op) -> None:
+    c = _t(op, 0).shape[1] if _t(op, 0).rank >= 2 else -1
+    for i in range(1, 5):
+        if _t(op, i).shape != (c,):
+            raise VerifyError(f"parameter {i} must be ({c},), got {_t(op, i)}")
+
+
+@declare("sqnxt.batchnorm", "Inference batch normalization over axis 1: "
+         "y = scale * (x - mean) / sqrt(var + epsilon) + bias.",
+         operands=(5, 5), attrs={"epsilon": A("float", default=1e-5)}, verify=_verify_bn)
+def _bn(op):
+    return [_t(op, 0)]
+
+
+@declare("sqnxt.relu", "max(x, 0).")
+def _relu(op):
+    return [_t(op, 0)]
+
+
+@declare("sqnxt.clip", "min(max(x, min), max).",
+         attrs={"min": A("float", default=float("-inf")), "max": A("float", default=float("inf"))})
+def _clip(op):
+    return [_t(op, 0)]
+
+
+def _broadcast(op: Op) -> list[TensorType]:
+    try:
+        shape = np.broadcast_shapes(*[v.type.shape for v in op.operands])
+    except ValueError:
+        raise VerifyError("operand shapes do not broadcast: "
+                          + ", ".join(str(v.type) for v in op.operands)) from None
+    return [TensorType(tuple(shape), _t(op, 0).dtype)]
+
+
+@declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
+         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS)})
+def _add(op):
+    return _broadcast(op)
+
+
+for _name, _what in (("sub", "a - b"), ("mul", "a * b"), ("div", "a / b")):
+    declare(f"sqnxt.{_name}", f"Element-wise {_what} (numpy broadcasting).", operands=(2, 2))(_broadcast)
+
+
+def _verify_pool(op: Op) -> None:
+    _need_rank(op, 0, 4)
+    if any(k < 1 for k in op.attrs["kernel"]) or any(s < 1 for s in op.attrs["strides"]):
+        raise VerifyError("kernel and strides must be >= 1")
+    pads = op.attrs["pads"]
+    k = op.attrs["kernel"]
+    if pads[0] >= k[0] or pads[2] >= k[0] or pads[1] >= k[1] or pads[3] >= k[1]:
+        raise VerifyError(f"pads {pads} must be smaller than the kernel {k}")
+
+
+def _pool(op):
+    x = _t(op, 0)
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["strides"]
+    pt, pl, pb, pr = op.attrs["pads"]
+    c = op.attrs["ceil_mode"]
+    h, w = pool_out(x.shape[2], kh, sh, pt, pb, c), pool_out(x.shape[3], kw, sw, pl, pr, c)
+    if h < 1 or w < 1:
+        raise VerifyError(f"window {kh}x{kw} larger than padded input {x}")
+    return [TensorType((x.shape[0], x.shape[1], h, w), x.dtype)]
+
+
+_POOL = {"kernel": A("ints", True), "strides": A("ints", default=(1, 1)),
+         "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1))}
+declare("sqnxt.maxpool", "2-D max pooling (padding never wins the max).",
+        attrs=dict(_POOL), verify=_verify_pool)(_pool)
+declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by the full window.",
+        attrs={**_POOL, "count_include_pad": A("int", default=0, choices=(0, 1))},
+        verify=_verify_pool)(_pool)
+
+
+@declare("sqnxt.global_avgpool", "Mean over H and W: (N, C, H, W) -> (N, C, 1, 1).",
+         verify=lambda op: _need_rank(op, 0, 4))
+def _gap(op):
+    x = _t(op, 0)
+    return [TensorType((x.shape[0], x.shape[1], 1, 1), x.dtype)]
+
+
+def _verify_gemm(op: Op) -> None:
+    _need_rank(op, 0, 2)
+    _need_rank(op, 1, 2, "B")
+
+
+@declare("sqnxt.gemm", "alpha * op(A) @ op(B) + beta * C (ONNX Gemm; C broadcasts).",
+         operands=(2, 3), verify=_verify_gemm,
+         attrs={"alpha": A("float", default=1.0), "beta": A("float", default=1.0),
+                "trans_a": A("int", default=0, choices=(0, 1)),
+                "trans_b": A("int", default=0, choices=(0, 1))})
+def _gemm(op):
+    a, b = _t(op, 0).shape, _t(op, 1).shape
+    m, ka = (a[1], a[0]) if op.attrs["trans_a"] else a
+    kb, n = (b[1], b[0]) if op.attrs["trans_b"] else b
+    if ka != kb:
+        raise VerifyError(f"inner dimensions differ: {_t(op, 0)} vs {_t(op, 1)}")
+    if len(op.operands) == 3:
+        try:
+            np.broadcast_shapes(_t(op, 2).shape, (m, n))
+        except ValueError:
+            raise VerifyError(f"C {_t(op, 2)} does not broadcast to ({m}, {n})") from None
+    return [TensorType((m, n), _t(op, 0).dtype)]
+
+
+@declare("sqnxt.matmul", "Matrix product (numpy matmul semantics).", operands=(2, 2))
+def _matmul(op):
+    a, b = _t(op, 0).shape, _t(op, 1).shape
+    if len(a) < 1 or len(b) < 1:
+        raise VerifyError("matmul operands must have rank >= 1")
+    try:
+        shape = np.matmul(np.empty(a, np.float32), np.empty(b, np.float32)).shape
+    except ValueError:
+        raise VerifyError(f"shapes do not multiply: {_t(op, 0)} @ {_t(op, 1)}") from None
+    return [TensorType(shape, _t(op, 0).dtype)]
+
+
+@declare("sqnxt.flatten", "Reshape to 2-D: (prod(dims[:axis]), prod(dims[axis:])).",
+         attrs={"axis": A("int", default=1)})
+def _flatten(op):
+    x = _t(op, 0)
+    axis = op.attrs["axis"]
+    if not -x.rank <= axis <= x.rank:
+        raise VerifyError(f"axis {axis} out of range for {x}")
+    if axis < 0:
+        axis += x.rank
+    return [TensorType((math.prod(x.shape[:axis]), math.prod(x.shape[axis:])), x.dtype)]
+
+
+def reshape_target(in_shape: tuple[int, ...], spec) -> tuple[int, ...]:
+    """ONNX Reshape (allowzero=0): 0 copies the input dimension, one -1 is inferred."""
+    out = [in_shape[i] if int(d) == 0 else int(d) for i, d in enumerate(spec)]
+    if out.count(-1) > 1:
+        raise VerifyError("at most one -1 in a reshape")
+    if -1 in out:
+        known = math.prod(d for d in out if d != -1)
+        total = math.prod(in_shape)
+        if known == 0 or total % known:
+            raise VerifyError(f"cannot reshape {in_shape} to {tuple(spec)}")
+        out[out.index(-1)] = total // known
+    if math.prod(out) != math.prod(in_shape):
+        raise VerifyError(f"cannot reshape {in_shape} to {tuple(out)}")
+    return tuple(out)
+
+
+@declare("sqnxt.reshape", "Reshape (0 copies, -1 infers). With a computed target shape the "
+         "result type is explicit (from import) and must keep the element count.",
+         operands=(2, 2))
+def _reshape(op):
+    spec = _const(op, 1)
+    if spec is None:
+        if not op.results:
+            raise VerifyError("a reshape with a computed target shape needs an explicit result type")
+        t = op.results[0].type
+        if t.numel != _t(op, 0).numel:
+            raise VerifyError(f"cannot reshape {_t(op, 0)} to {t}")
+        return [t]
+    return [TensorType(reshape_target(_t(op, 0).shape, spec.reshape(-1)), _t(op, 0).dtype)]
+
+
+@declare("sqnxt.concat", "Concatenation along an axis.", operands=(1, None),
+         attrs={"axis": A("int", True)})
+def _concat(op):
+    first = _t(op, 0)
+    axis = op.attrs["axis"] % max(first.rank, 1)
+    for v in op.operands[1:]:
+        t = v.type
+        if t.rank != first.rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape))
+                                       if i != axis):
+            raise VerifyError(f"cannot concatenate {t} with {first} on axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(v.type.shape[axis] for v in op.operands)
+    return [TensorType(tuple(shape), first.dtype)]
+
+
+@declare("sqnxt.identity", "y = x.")
+def _identity(op):
+    return [_t(op, 0)]
+
+
+@declare("sqnxt.dropout", "Inference dropout: y = x.", attrs={"ratio": A("float", default=0.5)})
+def _dropout(op):
+    return [_t(op, 0)]
+
+
+@declare("sqnxt.lrn", "Local response normalization across channels (ONNX LRN).",
+         attrs={"size": A("int", True), "alpha": A("float", default=1e-4),
+                "beta": A("float", default=0.75), "bias": A("float", default=1.0)},
+         verify=lambda op: _need_rank(op, 0, 4))
+def _lrn(op):
+    return [_t(op, 0)]
+
+
+@declare("sqnxt.softmax", "Softmax along axis; coerce_2d=1 is the opset<13 rule "
+         "(flatten to 2-D at axis, normalise each row).",
+         attrs={"axis": A("int", default=-1), "coerce_2d": A("int", default=0, choices=(0, 1))})
+def _softmax(op):
+    return [_t(op, 0)]
+
+
+# ---------------------------------------------------------------- shape computation
+# These appear in exporters' reshape chains (Shape -> Gather -> Unsqueeze -> Concat) and as
+# views (Squeeze of a 1x1 map).  They do no arithmetic; on constants canonicalize folds them.
+@declare("sqnxt.shape", "The shape of a tensor as an i64 vector (ONNX Shape, start/end).",
+         attrs={"start": A("int", default=0), "end": A("int")}, shape_op=True)
+def _shape(op):
+    r = _t(op, 0).rank
+    dims = list(range(r))[op.attrs.get("start", 0):op.attrs.get("end", r)]
+    return [TensorType((len(dims),), "i64")]
+
+
+def _np_infer(op: Op, fn) -> list[TensorType]:
+    """Infer a shape op's result by running its kernel on zeros of the operand types."""
+    args = [np.zeros(v.type.shape, v.type.np_dtype) if _const(op, i) is None else _const(op, i)
+            for i, v in enumerate(op.operands)]
+    try:
+        return [TensorType.of(np.asarray(fn(op, *args)))]
+    except (ValueError, IndexError, TypeError) as exc:
+        raise VerifyError(str(exc)) from None
+
+
+def _gather(op, x, idx):
+    return np.take(x, idx.astype(np.int64), axis=op.attrs["axis"])
+
+
+def _unsqueeze(op, x):
+    out = x
+    rank = x.ndim + len(op.attrs["axes"])
+    for a in sorted(a % rank for a in op.attrs["axes"]):
+        out = np.expand_dims(out, a)
+    return out
+
+
+def _squeeze(op, x):
+    axes = op.attrs.get("axes")
+    if axes:
+        return np.squeeze(x, axis=tuple(a % x.ndim for a in axes))
+    return np.squeeze(x)
+
+
+def _slice(op, x):
+    sl = [slice(None)] * x.ndim
+    for s, e, a, st in zip(op.attrs["starts"], op.attrs["ends"], op.attrs["axes"], op.attrs["steps"]):
+        sl[a % x.ndim] = slice(s, e, st)
+    return x[tuple(sl)]
+
+
+def _cast(op, x):
+    from .types import DTYPES
+    return x.astype(DTYPES[op.attrs["to"]])
+
+
+#: numpy kernels of the shape ops, shared by inference, the executor and constant folding.
+SHAPE_KERNELS = {
+    "sqnxt.gather": _gather,
+    "sqnxt.unsqueeze": _unsqueeze,
+    "sqnxt.squeeze": _squeeze,
+    "sqnxt.slice": _slice,
+    "sqnxt.cast": _cast,
+}
+
+for _name, _attrs, _summary, _nops in (
+    ("sqnxt.gather", {"axis": A("int", default=0)}, "np.take(x, indices, axis).", (2, 2)),
+    ("sqnxt.unsqueeze", {"axes": A("ints", True)}, "Insert size-1 axes.", (1, 1)),
+    ("sqnxt.squeeze", {"axes": A("ints")}, "Remove size-1 axes.", (1, 1)),
+    ("sqnxt.slice", {"starts": A("ints", True), "ends": A("ints", True), "axes": A("ints", True),
+                     "steps": A("ints", True)}, "Strided slice with constant bounds.", (1, 1)),
+    ("sqnxt.cast", {"to": A("str", True)}, "Element type conversion.", (1, 1)),
+):
+    declare(_name, _summary, operands=_nops, attrs=_attrs, shape_op=True)(
+        (lambda k: (lambda op: _np_infer(op, SHAPE_KERNELS[k])))(_name))

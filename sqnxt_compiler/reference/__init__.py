@@ -1,0 +1,1 @@
+"""Numerical reference: the numpy executor of the IR and the onnxruntime comparison."""

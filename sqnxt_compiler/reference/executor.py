@@ -1,0 +1,282 @@
+"""A numpy interpreter of the IR: runs a graph op by op (the torch.fx Interpreter idea).
+
+Each op's kernel here is the executable definition of its semantics (the op set's
+docstrings state them).  Intermediate values are dropped after their last use, so whole
+networks run in bounded memory.  A kernel failure names the op and its source node.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..diagnostics import InputError, Location, SqnxtError
+from ..ir.core import Op
+from ..ir.graph import Graph
+from ..ir.ops import SHAPE_KERNELS, pool_out
+
+Kernel = Callable[[Op, list], np.ndarray]
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*names: str):
+    def wrap(fn):
+        for n in names:
+            KERNELS[n] = fn
+        return fn
+    return wrap
+
+
+def activate(y: np.ndarray, act: str) -> np.ndarray:
+    """The fused activation: none, relu = max(y, 0), relu6 = min(max(y, 0), 6)."""
+    if act == "relu":
+        return np.maximum(y, 0, out=y if y.flags.writeable else None)
+    if act == "relu6":
+        return np.clip(y, 0, 6)
+    return y
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, groups: int) -> np.ndarray:
+    """y[n,k,p,q] = b[k] + sum_{c in group(k), r, s} w[k,c,r,s] * xpad[n, c, p*sh + r, q*sw + s]."""
+    n, c, _, _ = x.shape
+    k, cg, kh, kw = w.shape
+    sh, sw = strides
+    pt, pl, pb, pr = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any(pads) else x
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # n,c,P,Q,kh,kw
+    p, q = win.shape[2], win.shape[3]
+    if groups == 1:
+        y = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # n,P,Q,k
+        y = y.transpose(0, 3, 1, 2)
+    else:
+        kg = k // groups
+        wg = w.reshape(groups, kg, cg, kh, kw)
+        xg = win.reshape(n, groups, cg, p, q, kh, kw)
+        y = np.einsum("ngcpqrs,gkcrs->ngkpq", xg, wg, optimize=True).reshape(n, k, p, q)
+    y = np.ascontiguousarray(y, dtype=x.dtype)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1).astype(y.dtype)
+    return y
+
+
+@kernel("sqnxt.conv")
+def _conv(op, a):
+    y = conv2d(a[0], a[1], a[2] if len(a) > 2 else None, op.attrs["strides"], op.attrs["pads"],
+               op.attrs["groups"])
+    return activate(y, op.attrs["act"])
+
+
+@kernel("sqnxt.fc")
+def _fc(op, a):
+    y = a[0] @ a[1].T
+    if len(a) > 2:
+        y = y + a[2]
+    return activate(np.asarray(y, dtype=a[0].dtype), op.attrs["act"])
+
+
+@kernel("sqnxt.batchnorm")
+def _bn(op, a):
+    x, scale, bias, mean, var = a
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = (scale / np.sqrt(var.astype(np.float64) + op.attrs["epsilon"])).astype(x.dtype)
+    return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
+@kernel("sqnxt.relu")
+def _relu(op, a):
+    return np.maximum(a[0], 0)
+
+
+@kernel("sqnxt.clip")
+def _clip(op, a):
+    return np.clip(a[0], op.attrs["min"], op.attrs["max"]).astype(a[0].dtype)
+
+
+@kernel("sqnxt.add")
+def _add(op, a):
+    y = a[0]
+    for t in a[1:]:
+        y = y + t
+    return activate(np.asarray(y), op.attrs["act"])
+
+
+KERNELS["sqnxt.sub"] = lambda op, a: np.subtract(a[0], a[1])
+KERNELS["sqnxt.mul"] = lambda op, a: np.multiply(a[0], a[1])
+KERNELS["sqnxt.div"] = lambda op, a: (np.floor_divide(a[0], a[1]) if a[0].dtype.kind in "iu"
+                                      else np.divide(a[0], a[1]))
+
+
+def _pool_geometry(op, x):
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["strides"]
+    pt, pl, pb, pr = op.attrs["pads"]
+    ceil = op.attrs["ceil_mode"]
+    h, w = x.shape[2], x.shape[3]
+    oh, ow = pool_out(h, kh, sh, pt, pb, ceil), pool_out(w, kw, sw, pl, pr, ceil)
+    # extra bottom/right cells a ceil-mode window may overhang (not part of declared pads)
+    eh = max(0, (oh - 1) * sh + kh - (h + pt + pb))
+    ew = max(0, (ow - 1) * sw + kw - (w + pl + pr))
+    return (kh, kw), (sh, sw), (pt, pl, pb, pr), (oh, ow), (eh, ew)
+
+
+def _windows(xp, k, s, out):
+    win = sliding_window_view(xp, k, axis=(2, 3))[:, :, ::s[0], ::s[1]]
+    return win[:, :, :out[0], :out[1]]
+
+
+@kernel("sqnxt.maxpool")
+def _maxpool(op, a):
+    x = a[0]
+    k, s, (pt, pl, pb, pr), out, (eh, ew) = _pool_geometry(op, x)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)), constant_values=-np.inf)
+    return _windows(xp, k, s, out).max(axis=(4, 5)).astype(x.dtype)
+
+
+@kernel("sqnxt.avgpool")
+def _avgpool(op, a):
+    """Sum of the window over the count of cells it covers: the declared padded area when
+    count_include_pad=1, the real input otherwise; ceil-mode overhang never counts."""
+    x = a[0]
+    k, s, (pt, pl, pb, pr), out, (eh, ew) = _pool_geometry(op, x)
+    pads = ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew))
+    xp = np.pad(x.astype(np.float64), pads)
+    if op.attrs["count_include_pad"]:
+        mask = np.pad(np.ones((1, 1, x.shape[2] + pt + pb, x.shape[3] + pl + pr)),
+                      ((0, 0), (0, 0), (0, eh), (0, ew)))
+    else:
+        mask = np.pad(np.ones((1, 1) + x.shape[2:]), pads)
+    total = _windows(xp, k, s, out).sum(axis=(4, 5))
+    count = _windows(mask, k, s, out).sum(axis=(4, 5))
+    return (total / count).astype(x.dtype)
+
+
+@kernel("sqnxt.global_avgpool")
+def _gap(op, a):
+    return a[0].mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(a[0].dtype)
+
+
+@kernel("sqnxt.gemm")
+def _gemm(op, a):
+    A = a[0].T if op.attrs["trans_a"] else a[0]
+    B = a[1].T if op.attrs["trans_b"] else a[1]
+    y = op.attrs["alpha"] * (A @ B)
+    if len(a) > 2:
+        y = y + op.attrs["beta"] * a[2]
+    return np.asarray(y, dtype=a[0].dtype)
+
+
+KERNELS["sqnxt.matmul"] = lambda op, a: np.matmul(a[0], a[1])
+
+
+@kernel("sqnxt.flatten")
+def _flatten(op, a):
+    return a[0].reshape(op.results[0].type.shape)
+
+
+@kernel("sqnxt.reshape")
+def _reshape(op, a):
+    return a[0].reshape(op.results[0].type.shape)
+
+
+@kernel("sqnxt.concat")
+def _concat(op, a):
+    return np.concatenate(a, axis=op.attrs["axis"])
+
+
+KERNELS["sqnxt.identity"] = lambda op, a: a[0]
+KERNELS["sqnxt.dropout"] = lambda op, a: a[0]
+
+
+@kernel("sqnxt.lrn")
+def _lrn(op, a):
+    """y = x / (bias + alpha / size * sum_{c' in [c - floor((size-1)/2), c + ceil((size-1)/2)]} x[c']^2)^beta."""
+    x = a[0]
+    size = op.attrs["size"]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    sq = np.pad(x.astype(np.float64) ** 2, ((0, 0), (lo, hi), (0, 0), (0, 0)))
+    csum = np.cumsum(np.pad(sq, ((0, 0), (1, 0), (0, 0), (0, 0))), axis=1)
+    ssum = csum[:, size:] - csum[:, :-size]
+    ssum = ssum[:, :x.shape[1]]
+    denom = (op.attrs["bias"] + op.attrs["alpha"] / size * ssum) ** op.attrs["beta"]
+    return (x / denom).astype(x.dtype)
+
+
+@kernel("sqnxt.softmax")
+def _softmax(op, a):
+    x = a[0]
+    axis = op.attrs["axis"]
+    if op.attrs["coerce_2d"]:
+        axis %= x.ndim
+        flat = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        e = np.exp(flat - flat.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).reshape(x.shape).astype(x.dtype)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
+
+
+@kernel("sqnxt.shape")
+def _shape(op, a):
+    r = a[0].ndim
+    return np.array(a[0].shape[op.attrs.get("start", 0):op.attrs.get("end", r)], dtype=np.int64)
+
+
+for _name, _fn in SHAPE_KERNELS.items():
+    KERNELS[_name] = (lambda f: (lambda op, a: f(op, *a)))(_fn)
+
+KERNELS["sqnxt.constant"] = lambda op, a: op.attrs["value"]
+
+
+def eval_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
+    """Evaluate one (single-result) op on numpy arguments."""
+    fn = KERNELS.get(op.name)
+    if fn is None:
+        raise SqnxtError(f"no numpy kernel for {op.name}", Location(node=op.loc.node, op=op.name))
+    return np.asarray(fn(op, args))
+
+
+def run(graph: Graph, inputs: dict[str, np.ndarray], *,
+        observe: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """Run ``graph`` on ``inputs`` (keyed by input name); return outputs keyed by output name.
+
+    ``observe(op, value)`` is called with every computed value (for debugging / bisection).
+    """
+    order = graph.ops()
+    last_use: dict[int, int] = {}
+    for i, op in enumerate(order):
+        for v in op.operands:
+            last_use[id(v)] = i
+    env: dict[int, np.ndarray] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for i, op in enumerate(order):
+        if op.name == "sqnxt.input":
+            name = op.attrs["name"]
+            if name not in inputs:
+                raise InputError(f"missing input '{name}'", Location(file=graph.source))
+            arr = np.asarray(inputs[name])
+            if arr.shape != op.result.type.shape:
+                raise InputError(f"input '{name}' has shape {arr.shape}, expected "
+                                 f"{op.result.type.shape}", Location(file=graph.source))
+            env[id(op.result)] = arr.astype(op.result.type.np_dtype, copy=False)
+            continue
+        args = [env[id(v)] for v in op.operands]
+        if op.name == "sqnxt.output":
+            outputs = {n: a for n, a in zip(op.attrs["names"], args)}
+            break
+        try:
+            y = eval_op(op, args)
+        except SqnxtError:
+            raise
+        except Exception as exc:  # name the failing node (torch.fx Interpreter style)
+            raise SqnxtError(f"executing failed: {type(exc).__name__}: {exc}",
+                             Location(file=graph.source, node=op.loc.node, op=op.name)) from exc
+        if y.shape != op.result.type.shape:
+            raise SqnxtError(f"kernel produced shape {y.shape}, IR type says {op.result.type}",
+                             Location(file=graph.source, node=op.loc.node, op=op.name))
+        env[id(op.result)] = y
+        if observe is not None:
+            observe(op, y)
+        for v in op.operands:
+            if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
+                env.pop(id(v), None)
+    return outputs
