@@ -1,1 +1,32 @@
-"""Graph passes (one module per pass) and the pass registry."""
+"""Graph passes, one module per pass, and the registry of names and named pipelines.
+
+=============  =================================================================
+name           what it does
+=============  =================================================================
+canonicalize   drop Identity/Dropout, fold constants, form fully connected ops
+fold-bn        fold an inference BatchNormalization into the conv / fc before it
+fuse-relu      fold a ReLU / ReLU6 into the conv / fc / add before it
+=============  =================================================================
+
+Named pipelines: ``default`` (what ``sqnxtc compile`` runs unless ``--passes`` says
+otherwise) and ``none`` (import only).
+"""
+from __future__ import annotations
+
+from .canonicalize import Canonicalize
+from .fold_bn import FoldBatchNorm
+from .fuse_relu import FuseReLU
+
+PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU)}
+
+#: Named pipelines (they expand in place in a pipeline string).
+PIPELINES = {
+    "default": "canonicalize,fold-bn,fuse-relu",
+    "none": "",
+}
+
+
+def register(cls):
+    """Add a pass class to the registry (used by passes defined in other modules)."""
+    PASSES[cls.name] = cls
+    return cls

@@ -409,8 +409,38 @@ def _reshape(L):
         raise L.unsupported("Reshape with allowzero=1 and a 0 in the shape")
     declared = L.types.get(L.node.output[0])
     if spec is None and declared is None:
-        raise L.unsupported("Reshape to a shape that neither is constant nor could be inferred")
+        computed = static_value(shape)
+        if computed is None:
+            raise L.unsupported("Reshape to a shape computed at run time from data")
+        from ..ir.ops import reshape_target
+        try:
+            declared = TensorType(reshape_target(x.type.shape, computed.reshape(-1)), x.type.dtype)
+        except VerifyError as exc:
+            raise L.unsupported(str(exc)) from None
     L.emit("sqnxt.reshape", [x, shape], result_type=declared if spec is None else None)
+
+
+def static_value(v, _depth: int = 0):
+    """The value of ``v`` if it is computable without data (constants, shapes of statically
+    typed tensors, and shape ops on those), else None.  Used to type a Reshape whose target
+    shape an exporter computes (Shape -> Gather -> Unsqueeze -> Concat)."""
+    from ..reference.executor import KERNELS, eval_op
+
+    op = v.owner
+    if op is None or _depth > 64:
+        return None
+    if op.name == "sqnxt.constant":
+        return op.attrs["value"]
+    if op.name == "sqnxt.shape":
+        r = op.operands[0].type.rank
+        return np.array(op.operands[0].type.shape, dtype=np.int64)[
+            op.attrs.get("start", 0):op.attrs.get("end", r)]
+    if op.name not in KERNELS or op.name in ("sqnxt.input", "sqnxt.output"):
+        return None
+    args = [static_value(a, _depth + 1) for a in op.operands]
+    if any(a is None for a in args):
+        return None
+    return eval_op(op, args)
 
 
 @lowers("Concat")

@@ -138,9 +138,28 @@ class Graph:
         return op.id in self.g and self.g.nodes[op.id]["op"] is op
 
     def ops(self) -> list[Op]:
-        """All ops in a deterministic topological order (ties broken by creation order)."""
-        order = nx.lexicographical_topological_sort(self.g, key=lambda n: n)
-        return [self.g.nodes[n]["op"] for n in order]
+        """All ops in a deterministic topological order.
+
+        Non-constant ops come in networkx's lexicographical topological order keyed by
+        creation id; each constant is placed just before its first user (unused constants
+        last), so weights print next to the layer that reads them.
+        """
+        nodes = self.g.nodes
+        out: list[Op] = []
+        placed: set[int] = set()
+        for n in nx.lexicographical_topological_sort(self.g, key=lambda n: n):
+            op = nodes[n]["op"]
+            if op.name == "sqnxt.constant":
+                continue
+            for v in op.operands:
+                if v.owner.name == "sqnxt.constant" and v.owner.id not in placed:
+                    placed.add(v.owner.id)
+                    out.append(v.owner)
+            out.append(op)
+        for n in sorted(self.g.nodes):
+            if n not in placed and nodes[n]["op"].name == "sqnxt.constant":
+                out.append(nodes[n]["op"])
+        return out
 
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops())

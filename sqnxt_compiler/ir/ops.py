@@ -112,15 +112,18 @@ def _conv(op):
 
 
 def _verify_fc(op: Op) -> None:
-    _need_rank(op, 0, 2)
+    x, w = _t(op, 0), _t(op, 1)
+    if x.rank < 2:
+        raise VerifyError(f"input must have rank >= 2, got {x}")
     _need_rank(op, 1, 2, "weight")
-    if _t(op, 1).shape[1] != _t(op, 0).shape[1]:
-        raise VerifyError(f"weight {_t(op, 1)} does not match input {_t(op, 0)}")
-    if len(op.operands) == 3 and _t(op, 2).shape != (_t(op, 1).shape[0],):
-        raise VerifyError(f"bias must be ({_t(op, 1).shape[0]},), got {_t(op, 2)}")
+    if w.shape[1] != math.prod(x.shape[1:]):
+        raise VerifyError(f"weight {w} does not match input {x} (flattened: {math.prod(x.shape[1:])})")
+    if len(op.operands) == 3 and _t(op, 2).shape != (w.shape[0],):
+        raise VerifyError(f"bias must be ({w.shape[0]},), got {_t(op, 2)}")
 
 
-@declare("sqnxt.fc", "Fully connected: y = x @ W^T + b, x (N, C), W (K, C), b (K).",
+@declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
+         "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image.",
          operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS)}, verify=_verify_fc)
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
@@ -237,10 +240,15 @@ def _matmul(op):
     a, b = _t(op, 0).shape, _t(op, 1).shape
     if len(a) < 1 or len(b) < 1:
         raise VerifyError("matmul operands must have rank >= 1")
+    a2 = a if len(a) > 1 else (1,) + a  # numpy: a vector operand gains, then loses, an axis
+    b2 = b if len(b) > 1 else b + (1,)
     try:
-        shape = np.matmul(np.empty(a, np.float32), np.empty(b, np.float32)).shape
+        if a2[-1] != b2[-2]:
+            raise ValueError
+        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
     except ValueError:
         raise VerifyError(f"shapes do not multiply: {_t(op, 0)} @ {_t(op, 1)}") from None
+    shape = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
     return [TensorType(shape, _t(op, 0).dtype)]
 
 

@@ -69,7 +69,7 @@ def _conv(op, a):
 
 @kernel("sqnxt.fc")
 def _fc(op, a):
-    y = a[0] @ a[1].T
+    y = a[0].reshape(a[0].shape[0], -1) @ a[1].T
     if len(a) > 2:
         y = y + a[2]
     return activate(np.asarray(y, dtype=a[0].dtype), op.attrs["act"])

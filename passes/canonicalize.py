@@ -1,0 +1,163 @@
+"""canonicalize: put the graph in the one form the later passes and the scheduler expect.
+
+Rewrites, applied until none applies (each counted in the pass statistics):
+
+* **identity-removed / dropout-removed**: ``y = identity(x)`` or ``dropout(x)`` (inference)
+  -> uses of ``y`` become uses of ``x``.
+* **constants-folded**: an op whose operands are all constants (or ``shape`` of any
+  tensor: shapes are static) is evaluated with the executor's kernel and becomes a
+  ``sqnxt.constant``.  Exporters' ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``
+  chains collapse to a reshape by a constant.
+* **fc-from-gemm**: ``gemm(flatten(x), B, C)`` with constant B, C and ``trans_a = 0`` ->
+  ``fc(x, W, b)`` with ``W = alpha * (B^T if trans_b = 0 else B)`` and
+  ``b = beta * C`` (C of shape (K,), (1, K) or scalar, broadcast to (K,)).  A ``flatten``
+  (axis 1) or 2-D ``reshape`` (N, -1) in front is absorbed, since fc flattens itself.
+* **fc-from-matmul**: ``add(matmul(x, B), c)`` (either operand order) with constant B of
+  shape (C, K) and c of shape (K,) or (1, K) -> ``fc(x, B^T, c)``; a bare ``matmul(x, B)``
+  with constant B -> ``fc(x, B^T)``.  x must be 2-D (N, C).
+
+Before::
+
+    %f = sqnxt.flatten(%gap) {axis = 1}
+    %y = sqnxt.gemm(%f, %W, %b) {alpha = 1.0, beta = 1.0, trans_a = 0, trans_b = 1}
+
+After::
+
+    %y = sqnxt.fc(%gap, %W', %b')
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..diagnostics import Location
+from ..ir.graph import Graph
+from ..pipeline.pass_base import Pass, PassContext
+from ..reference.executor import KERNELS, eval_op
+
+#: Ops never folded even with constant operands (structure, or already constant).
+_NO_FOLD = {"sqnxt.input", "sqnxt.output", "sqnxt.constant"}
+
+
+def _const(v):
+    return v.owner.const_value() if v.owner is not None else None
+
+
+class Canonicalize(Pass):
+    name = "canonicalize"
+    summary = "Drop Identity/Dropout, fold constants, turn Flatten+Gemm / MatMul+Add into fc."
+
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for op in graph.ops():
+                if op not in graph:
+                    continue
+                if (self._drop_noop(graph, op) or self._fold(graph, op)
+                        or self._gemm_to_fc(graph, op) or self._matmul_to_fc(graph, op)):
+                    changed = True
+        n = graph.erase_dead()
+        if n:
+            self.stats["dead-ops-erased"] += n
+
+    # ------------------------------------------------------------------ rewrites
+    def _drop_noop(self, graph: Graph, op) -> bool:
+        if op.name not in ("sqnxt.identity", "sqnxt.dropout"):
+            return False
+        graph.replace_all_uses(op.result, op.operands[0])
+        graph.erase(op)
+        self.stats[f"{op.name.split('.')[1]}-removed"] += 1
+        return True
+
+    def _fold(self, graph: Graph, op) -> bool:
+        if op.name in _NO_FOLD or op.name not in KERNELS or len(op.results) != 1:
+            return False
+        if op.name == "sqnxt.shape":
+            args = [np.zeros(0)]  # the kernel reads only the rank; the shape is static
+            value = np.array(op.operands[0].type.shape, dtype=np.int64)[
+                op.attrs.get("start", 0):op.attrs.get("end", op.operands[0].type.rank)]
+        else:
+            args = [_const(v) for v in op.operands]
+            if not op.operands or any(a is None for a in args):
+                return False
+            value = eval_op(op, args).astype(op.result.type.np_dtype, copy=False)
+        new = graph.constant(value, op.result.name + "_folded",
+                             Location(node=op.loc.node, op="sqnxt.constant"))
+        graph.replace_all_uses(op.result, new)
+        graph.erase(op)
+        self.stats["constants-folded"] += 1
+        return True
+
+    def _flat_source(self, graph: Graph, v):
+        """If ``v`` is flatten(x, axis=1) or reshape(x, (N, -1)) used once, return x."""
+        src = v.owner
+        if len(graph.uses(v)) != 1 or src is None:
+            return None
+        x = src.operands[0] if src.operands else None
+        if src.name == "sqnxt.flatten" and src.attrs["axis"] == 1 and x.type.rank >= 2:
+            return x
+        if (src.name == "sqnxt.reshape" and x.type.rank >= 2
+                and v.type.shape == (x.type.shape[0], math.prod(x.type.shape[1:]))):
+            return x
+        return None
+
+    def _make_fc(self, graph: Graph, old, x, w: np.ndarray, b: np.ndarray | None) -> None:
+        wv = graph.constant(np.ascontiguousarray(w, dtype=np.float32), old.result.name + "_w",
+                            Location(node=old.loc.node))
+        operands = [x, wv]
+        if b is not None:
+            operands.append(graph.constant(np.ascontiguousarray(b, dtype=np.float32),
+                                           old.result.name + "_b", Location(node=old.loc.node)))
+        fc = graph.add_op("sqnxt.fc", operands, loc=old.loc, result_names=[old.result.name + "_fc"])
+        graph.replace_all_uses(old.result, fc.result)
+        graph.erase(old)
+
+    def _gemm_to_fc(self, graph: Graph, op) -> bool:
+        if op.name != "sqnxt.gemm" or op.attrs["trans_a"]:
+            return False
+        B = _const(op.operands[1])
+        C = _const(op.operands[2]) if len(op.operands) > 2 else None
+        if B is None or (len(op.operands) > 2 and C is None) or B.dtype != np.float32:
+            return False
+        W = op.attrs["alpha"] * (B if op.attrs["trans_b"] else B.T)
+        K = W.shape[0]
+        b = None
+        if C is not None:
+            if C.size not in (1, K) or (C.ndim == 2 and C.shape[0] != 1):
+                return False  # a per-row bias is not an fc bias
+            b = np.broadcast_to(op.attrs["beta"] * C.reshape(-1), (K,))
+        x = op.operands[0]
+        flat = self._flat_source(graph, x)
+        self._make_fc(graph, op, flat if flat is not None else x, W, b)
+        if flat is not None:
+            graph.erase(x.owner)
+        self.stats["fc-from-gemm"] += 1
+        return True
+
+    def _matmul_to_fc(self, graph: Graph, op) -> bool:
+        if op.name != "sqnxt.matmul":
+            return False
+        x, Bv = op.operands
+        B = _const(Bv)
+        if B is None or B.ndim != 2 or x.type.rank != 2 or B.dtype != np.float32:
+            return False
+        K = B.shape[1]
+        users = graph.uses(op.result)
+        bias, add = None, None
+        if len(users) == 1 and users[0][0].name == "sqnxt.add" and len(users[0][0].operands) == 2 \
+                and users[0][0].attrs["act"] == "none":
+            add = users[0][0]
+            other = add.operands[1 - users[0][1]]
+            c = _const(other)
+            if c is not None and c.size == K and (c.ndim == 1 or (c.ndim == 2 and c.shape[0] == 1)):
+                bias = c.reshape(-1)
+            else:
+                add = None
+        if add is not None:
+            graph.replace_all_uses(add.result, op.result)
+            graph.erase(add)
+        self._make_fc(graph, op, x, B.T, bias)
+        self.stats["fc-from-matmul" + ("-add" if bias is not None else "")] += 1
+        return True

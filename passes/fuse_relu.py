@@ -1,0 +1,62 @@
+"""fuse-relu: fold a ReLU or ReLU6 into the conv, fc or add that feeds it.
+
+``relu(conv(x))`` -> ``conv(x) {act = "relu"}``; ``clip(conv(x)) {min = 0, max = 6}`` ->
+``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc`` and ``sqnxt.add``.  The accelerator
+applies the activation as results leave the array, so a fused op costs no extra pass over
+the output.
+
+Before::
+
+    %s = sqnxt.add(%a, %b) {act = "none"}
+    %y = sqnxt.relu(%s)
+
+After::
+
+    %y' = sqnxt.add(%a, %b) {act = "relu"}
+
+Left alone (and counted): a producer with other users (they need the pre-activation
+value), one that already has an activation, a clip with other bounds than [0, 6].
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..pipeline.pass_base import Pass, PassContext
+
+FUSIBLE = ("sqnxt.conv", "sqnxt.fc", "sqnxt.add")
+
+
+def activation_of(op) -> str | None:
+    """``relu`` for a relu, ``relu6`` for clip(0, 6), else None."""
+    if op.name == "sqnxt.relu":
+        return "relu"
+    if op.name == "sqnxt.clip" and op.attrs["min"] == 0.0 and op.attrs["max"] == 6.0:
+        return "relu6"
+    return None
+
+
+class FuseReLU(Pass):
+    name = "fuse-relu"
+    summary = "Fuse ReLU / ReLU6 (Clip 0..6) into the preceding conv / fc / add."
+
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        for op in graph.ops():
+            if op.name not in ("sqnxt.relu", "sqnxt.clip") or op not in graph:
+                continue
+            act = activation_of(op)
+            if act is None:
+                self.stats["skipped-clip-bounds"] += 1
+                continue
+            src = op.operands[0].owner
+            if src is None or src.name not in FUSIBLE:
+                self.stats["skipped-no-producer"] += 1
+                continue
+            if len(graph.uses(src.result)) != 1:
+                self.stats["skipped-multi-use"] += 1
+                continue
+            if src.attrs["act"] != "none":
+                self.stats["skipped-already-activated"] += 1
+                continue
+            src.attrs["act"] = act
+            graph.replace_all_uses(op.result, src.result)
+            graph.erase(op)
+            self.stats[f"{act}-fused-into-{src.name.split('.')[1]}"] += 1

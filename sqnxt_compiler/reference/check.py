@@ -1,0 +1,104 @@
+"""``sqnxtc check``: compiled IR in the numpy executor vs the original model in onnxruntime.
+
+For each of ``samples`` seeded inputs (standard normal, seed ``seed + i``) both run, and
+each output is compared elementwise with the rule
+
+    |ours - ref| <= atol_eff + rtol * |ref|,   atol_eff = atol * max(1, max|ref|)
+
+(``np.allclose`` with the absolute tolerance scaled to the output's magnitude, so logits of
+size 10 are held to the same relative standard as probabilities of size 1; defaults as in
+onnxoptimizer's tests: rtol 1e-4, atol 1e-5).  The report gives, per output, the maximum
+absolute error and the maximum relative error ``max|ours - ref| / max|ref|``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir.graph import Graph
+from .executor import run
+from .ort import ort_session, run_ort
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-5
+
+
+@dataclass
+class OutputError:
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    ok: bool = True
+    worst_sample: int = 0
+
+
+@dataclass
+class CheckReport:
+    samples: int
+    rtol: float
+    atol: float
+    outputs: list[OutputError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outputs)
+
+    def format(self) -> str:
+        lines = [f"{'output':<24} {'shape':<16} {'max abs err':>12} {'max rel err':>12}  result",
+                 "-" * 76]
+        for o in self.outputs:
+            shape = "x".join(map(str, o.shape))
+            lines.append(f"{o.name[:24]:<24} {shape:<16} {o.max_abs:12.3e} {o.max_rel:12.3e}  "
+                         + ("ok" if o.ok else f"MISMATCH (sample {o.worst_sample})"))
+        lines.append(f"{self.samples} seeded inputs; tolerance |d| <= {self.atol:g}*max(1,max|ref|)"
+                     f" + {self.rtol:g}*|ref|: " + ("PASS" if self.ok else "FAIL"))
+        return "\n".join(lines)
+
+
+def random_inputs(graph: Graph, seed: int) -> dict[str, np.ndarray]:
+    """One standard-normal input per graph input, from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for op in graph.inputs:
+        t = op.result.type
+        arr = rng.standard_normal(t.shape)
+        feeds[op.attrs["name"]] = arr.astype(t.np_dtype) if t.dtype.startswith("f") else \
+            np.abs(arr * 10).astype(t.np_dtype)
+    return feeds
+
+
+def compare(ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> tuple[float, float, bool]:
+    """(max abs error, max rel error, within tolerance) by the rule in the module docstring."""
+    ours = ours.astype(np.float64)
+    ref = ref.astype(np.float64)
+    if ours.shape != ref.shape:
+        return float("inf"), float("inf"), False
+    d = np.abs(ours - ref)
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    max_abs = float(d.max()) if d.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else max_abs
+    ok = bool(np.all(d <= atol * max(1.0, scale) + rtol * np.abs(ref))) and np.all(np.isfinite(ours))
+    return max_abs, max_rel, bool(ok)
+
+
+def check(graph: Graph, model, source: str, *, samples: int = 3, seed: int = 0,
+          rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, executor=run) -> CheckReport:
+    """Compare ``executor(graph)`` with onnxruntime on ``model`` over seeded inputs."""
+    sess = ort_session(model, source)
+    report = CheckReport(samples, rtol, atol)
+    errs: dict[str, OutputError] = {}
+    for i in range(samples):
+        feeds = random_inputs(graph, seed + i)
+        ref = run_ort(sess, feeds)
+        ours = executor(graph, feeds)
+        for name, r in ref.items():
+            e = errs.setdefault(name, OutputError(name, tuple(r.shape)))
+            a, rel, ok = compare(ours[name], r, rtol, atol)
+            if a > e.max_abs or (not ok and e.ok):
+                e.worst_sample = i
+            e.max_abs, e.max_rel = max(e.max_abs, a), max(e.max_rel, rel)
+            e.ok = e.ok and ok
+    report.outputs = list(errs.values())
+    return report

@@ -1,0 +1,27 @@
+"""onnxruntime as the numerical reference: the original model, graph optimizations off, CPU."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..diagnostics import InputError, Location
+
+
+def ort_session(model: onnx.ModelProto, source: str):
+    """An InferenceSession of ``model`` with ``ORT_DISABLE_ALL`` on the CPU provider."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1  # deterministic reductions, and fair on a shared machine
+    try:
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"onnxruntime cannot load the model: {first}", Location(file=source)) from None
+
+
+def run_ort(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))

@@ -1,0 +1,54 @@
+"""Real-world exports this project did not build (PyTorch opsets 11-18, Caffe-style graphs):
+each imports unchanged and, compiled with the default pipeline, matches onnxruntime; the
+ones the manifest marks 'reject' fail with a one-line located error and exit code 4."""
+import json
+
+import pytest
+
+from support import FIXTURES
+
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
+OK = [f for f in MANIFEST if f["expect"] == "ok"]
+REJECT = [f for f in MANIFEST if f["expect"] != "ok"]
+# torch exports nn.LocalResponseNorm as a decomposition with If/ConstantOfShape/Pad/Pow,
+# not as the ONNX LRN op: sqnxtc rejects it, naming the first op it does not support.
+LRN_DECOMPOSED = {f["file"] for f in OK if "If" in f["ops"]}
+
+
+@pytest.mark.parametrize("fx", [f for f in OK if f["file"] not in LRN_DECOMPOSED],
+                         ids=lambda f: f["file"])
+def test_check_passes(cli, fx):
+    r = cli("check", FIXTURES / fx["file"], "--samples", 2)
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.stdout
+
+
+@pytest.mark.parametrize("fx", [f for f in OK if f["file"] not in LRN_DECOMPOSED],
+                         ids=lambda f: f["file"])
+def test_default_pipeline_leaves_no_bn_gemm_or_relu(cli, fx):
+    r = cli("compile", FIXTURES / fx["file"])
+    assert r.exit_code == 0, r.output
+    for gone in ("sqnxt.batchnorm(", "sqnxt.gemm(", "sqnxt.relu(", "sqnxt.dropout(", "sqnxt.matmul("):
+        assert gone not in r.stdout, gone
+
+
+@pytest.mark.parametrize("fx", REJECT, ids=lambda f: f["file"])
+def test_rejected_dynamic_shape(cli, fx):
+    r = cli("check", FIXTURES / fx["file"])
+    assert r.exit_code == 4
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dynamic dimension" in lines[0] and fx["file"] in lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(LRN_DECOMPOSED))
+def test_lrn_decomposition_rejected_by_name(cli, name):
+    r = cli("compile", FIXTURES / name)
+    assert r.exit_code == 4
+    assert "unsupported op 'ConstantOfShape'" in r.stderr and "node '/lrn/" in r.stderr
+
+
+def test_symbolic_batch_is_bound_with_a_note(cli):
+    r = cli("compile", FIXTURES / "torch_dynamic_batch_op13.onnx")
+    assert r.exit_code == 0
+    assert "symbolic batch dimension 'batch' bound to 1" in r.stderr
+    assert "tensor<1x3x32x32xf32>" in r.stdout
