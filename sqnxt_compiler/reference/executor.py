@@ -95,7 +95,7 @@ def _clip(op, a):
 
 @kernel("sqnxt.add")
 def _add(op, a):
-    y = a[0]
+    y = a[0] if len(a) > 1 else a[0].copy()  # activate() may work in place: never on an operand
     for t in a[1:]:
         y = y + t
     return activate(np.asarray(y), op.attrs["act"])
