@@ -167,6 +167,8 @@ class _Lowering:
         self.types = _value_types(model)
         self.node: onnx.NodeProto | None = None
         self.node_name = ""
+        # ids of IR values whose ONNX-inferred type is known to be off (see _onnx_ceil_pool)
+        self.diverged: set[int] = set()
 
     # -- helpers
     def loc(self, op: str | None = None) -> Location:
@@ -223,9 +225,14 @@ class _Lowering:
             raise UnsupportedError(str(exc), self.loc(opname)) from None
         t = op.result.type
         self._check_size(onnx_name, t.numel)
+        downstream = any(id(v) in self.diverged for v in op.operands)
         if declared is not None and declared.shape != t.shape:
-            raise UnsupportedError(f"sqnxtc infers {t} for '{onnx_name}' but ONNX shape inference "
-                                   f"says {declared}", self.loc(opname))
+            if not (downstream or _onnx_ceil_pool(op, declared)):
+                raise UnsupportedError(f"sqnxtc infers {t} for '{onnx_name}' but ONNX shape "
+                                       f"inference says {declared}", self.loc(opname))
+            downstream = True
+        if downstream:
+            self.diverged.add(id(op.result))
         self.values[onnx_name] = op.result
         return op.result
 
@@ -268,6 +275,20 @@ class _Lowering:
         g.add_op("sqnxt.output", outs, {"names": tuple(o.name for o in self.model.graph.output)},
                  loc=Location(file=self.source, node="outputs"))
         return g
+
+
+def _onnx_ceil_pool(op, declared: TensorType) -> bool:
+    """True if ``declared`` is what ONNX shape inference (before opset 22) gives a ceil-mode
+    pool whose last window would start in the end padding: it keeps that window, while
+    onnxruntime, PyTorch and Caffe drop it (as the IR's ``pool_out`` does).  The values
+    computed from such a pool then differ from ONNX's inferred types, not from the runtime."""
+    if op.name not in ("sqnxt.maxpool", "sqnxt.avgpool") or not op.attrs["ceil_mode"]:
+        return False
+    x = op.operands[0].type
+    pt, pl, pb, pr = op.attrs["pads"]
+    naive = [-(-(size + a + b - k) // s) + 1 for size, k, s, a, b in
+             zip(x.shape[2:], op.attrs["kernel"], op.attrs["strides"], (pt, pl), (pb, pr))]
+    return declared.shape == x.shape[:2] + tuple(naive)
 
 
 LOWERINGS: dict[str, Callable[[_Lowering], None]] = {}
