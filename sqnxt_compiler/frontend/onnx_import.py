@@ -429,8 +429,11 @@ def _reshape(L):
     if L.attr("allowzero", 0) and spec is not None and (spec == 0).any():
         raise L.unsupported("Reshape with allowzero=1 and a 0 in the shape")
     declared = L.types.get(L.node.output[0])
-    if spec is None and declared is None:
-        computed = static_value(shape)
+    computed = static_value(shape) if spec is None else None
+    if spec is None and (declared is None or computed is not None):
+        # a shape computable now wins over the declared type, which may be stale (a wrong
+        # output shape in the file, or downstream of a pool ONNX inference mis-sizes);
+        # emit() still reports a disagreement with a trustworthy declared type
         if computed is None:
             raise L.unsupported("Reshape to a shape computed at run time from data")
         from ..ir.ops import reshape_target
