@@ -126,8 +126,10 @@ def _check_and_infer(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
-        raise InputError(f"invalid ONNX model: {first}", source) from None
+        # the checker puts the node's name on later lines ("==> Context: ... Name: n1"):
+        # keep them, on one line
+        text = " ".join(str(exc).split()) or "validation failed"
+        raise InputError(f"invalid ONNX model: {text}", source) from None
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
                                                  data_prop=True)
