@@ -253,6 +253,7 @@ class _Lowering:
         for inp in self.model.graph.input:
             if inp.name in self.inits:
                 continue
+            self.node_name = f"input {inp.name}"  # where _check_size errors point
             t = self.types.get(inp.name)
             if t is None:
                 raise UnsupportedError("graph input has no static type",
