@@ -1,0 +1,258 @@
+"""Bad input through the command line: the documented exit code, exactly one
+``sqnxtc: error:`` line on stderr naming the place, no traceback, no output file or
+temporary file left behind; plus --debug, and stdout carrying only the requested output."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from sqnxt_compiler.diagnostics import ExitCode
+from support import ROOT, make_model
+
+N = helper.make_node
+
+
+def good_model():
+    rng = np.random.default_rng(0)
+    return make_model([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("Relu", ["c"], ["y"])],
+                      [("x", [1, 3, 8, 8])], [("y", [1, 4, 8, 8])],
+                      [("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))])
+
+
+def _write_bytes(data):
+    def make(d):
+        p = d / "m.onnx"
+        p.write_bytes(data() if callable(data) else data)
+        return str(p)
+    return make
+
+
+def _write_model(build):
+    def make(d):
+        p = d / "m.onnx"
+        onnx.save(build(), str(p))
+        return str(p)
+    return make
+
+
+def _one_node(op, **attrs):
+    return lambda: make_model([N(op, ["x"], ["y"], name="the_node", **attrs)],
+                              [("x", [1, 3, 4, 4])], [("y", [1, 3, 4, 4])])
+
+
+def _with_input(shape):
+    return lambda: make_model([N("Relu", ["x"], ["y"], name="r")], [("x", shape)], [("y", shape)])
+
+
+def _undefined_tensor():
+    return make_model([N("Add", ["x", "ghost"], ["y"], name="adder")], [("x", [1, 3, 4, 4])],
+                      [("y", [1, 3, 4, 4])])
+
+
+def _bad_attr():
+    m = _one_node("Relu")()
+    m.graph.node[0].attribute.append(helper.make_attribute("bogus", 1))
+    return m
+
+
+def _empty_graph():
+    g = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def _two_outputs():
+    return make_model([N("Relu", ["x"], ["a"]), N("Sigmoid", ["x"], ["b"])], [("x", [1, 3, 4, 4])],
+                      [("a", [1, 3, 4, 4]), ("b", [1, 3, 4, 4])])
+
+
+def _dilation():
+    return make_model([N("Conv", ["x", "w"], ["y"], name="dil_conv", dilations=[2, 2])],
+                      [("x", [1, 3, 8, 8])], [("y", [1, 2, 4, 4])],
+                      [("w", np.ones((2, 3, 3, 3), np.float32))])
+
+
+def _absurd():
+    return make_model([N("Conv", ["x", "w"], ["y"], name="huge")],
+                      [("x", [1, 3, 100000, 100000])], [("y", [1, 2, 100000, 100000])],
+                      [("w", np.ones((2, 3, 1, 1), np.float32))])
+
+
+def _truncated():
+    data = good_model().SerializeToString()
+    return data[:int(len(data) * 0.6)]
+
+
+def _tensorproto():
+    return numpy_helper.from_array(np.ones((4, 4), np.float32), "t").SerializeToString()
+
+
+def _graphproto():
+    return good_model().graph.SerializeToString()
+
+
+CASES = {
+    # name: (make(dir) -> model path, exit code, extra args, pieces the message must contain)
+    "missing-file": (lambda d: str(d / "nope.onnx"), ExitCode.BAD_INPUT, (), ["nope.onnx", "no such file"]),
+    "directory": (lambda d: str(d), ExitCode.BAD_INPUT, (), ["is a directory"]),
+    "empty-file": (_write_bytes(b""), ExitCode.BAD_INPUT, (), ["m.onnx", "empty file"]),
+    "text-file": (_write_bytes(b"hello, this is not a model\n" * 20), ExitCode.BAD_INPUT, (),
+                  ["m.onnx", "not an ONNX model"]),
+    "truncated": (_write_bytes(_truncated), ExitCode.BAD_INPUT, (), ["m.onnx", "ONNX model"]),
+    "random-bytes": (_write_bytes(np.random.default_rng(1).bytes(4096)), ExitCode.BAD_INPUT, (),
+                     ["m.onnx", "ONNX model"]),
+    "tensorproto": (_write_bytes(_tensorproto), ExitCode.BAD_INPUT, (), ["m.onnx", "not an ONNX model"]),
+    "graphproto": (_write_bytes(_graphproto), ExitCode.BAD_INPUT, (), ["m.onnx", "not an ONNX model"]),
+    "undefined-tensor": (_write_model(_undefined_tensor), ExitCode.BAD_INPUT, (),
+                         ["m.onnx", "invalid ONNX model", "ghost", "adder"]),
+    "unsupported-transpose": (_write_model(_one_node("Transpose", perm=[0, 1, 3, 2])),
+                              ExitCode.UNSUPPORTED, (),
+                              ["m.onnx", "node 'the_node'", "unsupported op 'Transpose'"]),
+    "unsupported-leakyrelu": (_write_model(_one_node("LeakyRelu", alpha=0.1)), ExitCode.UNSUPPORTED, (),
+                              ["m.onnx", "node 'the_node'", "unsupported op 'LeakyRelu'"]),
+    "dynamic-dim": (_write_model(_with_input([1, 3, "h", 4])), ExitCode.UNSUPPORTED, (),
+                    ["m.onnx", "input x", "dynamic dimension 'h' at axis 2"]),
+    "batch-4": (_write_model(_with_input([4, 3, 4, 4])), ExitCode.UNSUPPORTED, (),
+                ["m.onnx", "input x", "batch size 4"]),
+    "bad-attribute": (_write_model(lambda: _bad_attr()), ExitCode.BAD_INPUT, (),
+                      ["m.onnx", "invalid ONNX model", "bogus", "the_node"]),
+    "empty-graph": (_write_model(_empty_graph), ExitCode.BAD_INPUT, (), ["m.onnx", "empty graph"]),
+    "two-outputs": (_write_model(_two_outputs), ExitCode.BAD_INPUT, (),
+                    ["m.onnx", "2 outputs ('a', 'b')"]),
+    "dilation-2": (_write_model(_dilation), ExitCode.UNSUPPORTED, (),
+                   ["m.onnx", "node 'dil_conv'", "dilations [2, 2]"]),
+    "absurd-size": (_write_model(_absurd), ExitCode.UNSUPPORTED, (),
+                    ["m.onnx", "node 'input x'", "30000000000 elements"]),
+    "unknown-pass": (_write_model(good_model), ExitCode.USAGE, ("--passes", "canonicalize,fold-bm"),
+                     ["unknown pass 'fold-bm'", "did you mean 'fold-bn'?"]),
+    "bad-option": (_write_model(good_model), ExitCode.USAGE, ("--passes", "fuse-relu{max=6}"),
+                   ["pass 'fuse-relu' has no option 'max'"]),
+    "bad-syntax": (_write_model(good_model), ExitCode.USAGE, ("--passes", "canonicalize{"),
+                   ["bad pipeline string"]),
+    "print-after-unknown": (_write_model(good_model), ExitCode.USAGE,
+                            ("--print-ir-after", "fold-bm"), ["--print-ir-after", "fold-bm"]),
+    "print-after-not-in-pipeline": (_write_model(good_model), ExitCode.USAGE,
+                                    ("--passes", "canonicalize", "--print-ir-after", "fuse-relu"),
+                                    ["fuse-relu", "pipeline: canonicalize"]),
+}
+
+
+def _assert_one_line_error(stderr, pieces, where):
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("sqnxtc: error: "), lines[0]
+    for piece in pieces:
+        assert piece in lines[0], (piece, lines[0])
+    if where:
+        assert where in lines[0]
+
+
+@pytest.mark.parametrize("command", ["compile", "check"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(cli, tmp_path, case, command):
+    make, code, extra, pieces = CASES[case]
+    work = tmp_path / "in"
+    work.mkdir()
+    path = make(work)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    args = [command, path, *extra]
+    if command == "compile":
+        args += ["-o", outdir / "out.ir"]
+    r = cli(*args)
+    assert r.exit_code == int(code), (r.exit_code, r.stderr)
+    where = None if code == ExitCode.USAGE else os.path.basename(path) or path
+    _assert_one_line_error(r.stderr, pieces, where)
+    assert "Traceback" not in r.stdout
+    assert r.stdout == ""
+    assert os.listdir(outdir) == []  # no output, no temporary file
+
+
+@pytest.mark.parametrize("case,extra", [("unsupported-transpose", []), ("truncated", []),
+                                        ("absurd-size", ["-o", "out.ir"])])
+def test_real_process_prints_no_traceback(tmp_path, case, extra):
+    make, code, args, pieces = CASES[case]
+    path = make(tmp_path)
+    exe = ROOT / ".venv" / "bin" / "sqnxtc"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sqnxt_compiler.cli"]
+    p = subprocess.run(cmd + ["compile", path, *args, *extra], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert p.returncode == int(code), p.stderr
+    _assert_one_line_error(p.stderr, pieces, "m.onnx")
+    assert p.stdout == ""
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_module_entry_point_in_a_real_process(tmp_path):
+    path = CASES["two-outputs"][0](tmp_path)
+    p = subprocess.run([sys.executable, "-m", "sqnxt_compiler.cli", "check", path],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == int(ExitCode.BAD_INPUT)
+    _assert_one_line_error(p.stderr, ["2 outputs"], "m.onnx")
+
+
+def test_debug_shows_a_traceback(cli, tmp_path):
+    path = _write_model(_one_node("Transpose", perm=[0, 1, 3, 2]))(tmp_path)
+    r = cli("--debug", "compile", path)
+    assert r.exit_code == int(ExitCode.UNSUPPORTED)
+    assert "Traceback (most recent call last)" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("sqnxtc: error: ")
+
+
+def test_unwritable_output_is_a_one_line_error(cli, tmp_path):
+    path = _write_model(good_model)(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = cli("compile", path, "-o", blocker / "sub" / "out.ir")
+    assert r.exit_code == int(ExitCode.OUTPUT)
+    _assert_one_line_error(r.stderr, ["cannot write output"], "out.ir")
+
+
+# ------------------------------------------------------------------------ stdout hygiene
+def test_stdout_is_only_the_ir(cli, tmp_path):
+    path = _write_model(good_model)(tmp_path)
+    plain = cli("compile", path)
+    assert plain.exit_code == 0 and plain.stderr == ""
+    r = cli("compile", path, "--print-ir-after-all", "--pass-statistics", "--pass-timing")
+    assert r.exit_code == 0
+    assert r.stdout == plain.stdout  # diagnostics never reach stdout
+    assert r.stdout.startswith("sqnxt.graph @") and r.stdout.rstrip().endswith("}")
+    assert r.stdout.count("sqnxt.graph @") == 1
+    for piece in ("IR Dump After canonicalize", "IR Dump After fold-bn", "IR Dump After fuse-relu",
+                  "Pass statistics report", "relu-fused-into-conv", "Pass execution timing report"):
+        assert piece in r.stderr and piece not in r.stdout
+
+
+def test_output_file_has_the_same_text_as_stdout(cli, tmp_path):
+    path = _write_model(good_model)(tmp_path)
+    out = tmp_path / "o" / "out.ir"
+    r = cli("compile", path, "-o", out)
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+    assert out.read_text() == cli("compile", path).stdout
+    assert sorted(os.listdir(out.parent)) == ["out.ir"]
+
+
+def test_failed_compile_keeps_an_existing_output_file(cli, tmp_path):
+    out = tmp_path / "out.ir"
+    out.write_text("previous\n")
+    path = _write_model(_one_node("LeakyRelu"))(tmp_path)
+    r = cli("compile", path, "-o", out)
+    assert r.exit_code == int(ExitCode.UNSUPPORTED)
+    assert out.read_text() == "previous\n"
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "out.ir"]
+
+
+def test_check_passes_and_reports(cli, tmp_path):
+    path = _write_model(good_model)(tmp_path)
+    r = cli("check", path, "--samples", 2)
+    assert r.exit_code == 0, r.stderr
+    assert "PASS" in r.stdout and "Traceback" not in r.stderr
