@@ -545,3 +545,18 @@ def test_wrong_declared_output_of_computed_reshape_is_a_located_error():
     msg = str(ei.value)
     assert ei.value.code == ExitCode.UNSUPPORTED
     assert "node 'Reshape_5' (sqnxt.reshape)" in msg and "tensor<1x4x9xf32>" in msg
+
+
+def test_ceil_pool_with_runtime_shape_declared_is_accepted(cli, save):
+    """A file may declare the runtime's (ORT/PyTorch/Caffe) shape of a ceil-mode pool whose
+    last window starts in the padding, where ONNX < opset 22 infers one more: sqnxtc notes
+    the disagreement, re-infers, and computes what onnxruntime computes."""
+    from onnx import helper as h
+    from support import make_model
+
+    m = make_model([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                                pads=[1, 1, 1, 1], ceil_mode=1)],
+                   [("x", [1, 2, 7, 7])], [("y", [1, 2, 4, 4])], opset=13)
+    r = cli("check", save(m))
+    assert r.exit_code == 0, r.output
+    assert "re-inferred" in r.stderr and "1x2x4x4" in r.stdout

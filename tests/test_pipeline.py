@@ -268,3 +268,11 @@ def test_error_raised_inside_a_pass_is_annotated():
 def test_first_pass_failure_says_none_completed():
     with pytest.raises(IRVerificationError, match=r"passes completed: none\]"):
         PassManager([_BreakIR()], stream=io.StringIO()).run(imported())
+
+
+def test_trailing_comma_rejected():
+    from sqnxt_compiler.diagnostics import UsageError
+    from sqnxt_compiler.pipeline import parse_pipeline
+
+    with pytest.raises(UsageError, match="empty item"):
+        parse_pipeline("canonicalize,")

@@ -67,6 +67,8 @@ def parse_pipeline(text: str, _depth: int = 0) -> list[Pass]:
     text = text.strip()
     if not text:
         return []
+    if text.endswith(","):
+        raise UsageError(f"bad pipeline string: empty item after the last ',' in '{text}'")
     out: list[Pass] = []
     pos = 0
     while pos < len(text):
