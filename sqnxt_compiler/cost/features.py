@@ -1,0 +1,166 @@
+"""Per-loop tables: everything the cost model needs from one tile size of one loop.
+
+The cost of a mapping is a function of a few sums over the tiles of each loop (the tiles
+of a loop of bound N with tile size t are ``t, t, ..., N - (n-1) t``, n = ceil(N / t)).
+These sums are computed here, exactly, for one tile size; the cost model combines them
+(:mod:`sqnxt_compiler.cost.model`), the oracle vectorizes them over all tile sizes and the
+CP-SAT solver reads them as tables indexed by the chosen tile size.  Formulas in
+docs/cost-model.md, section "Per-loop tables".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqnxt_compiler.targets import Target
+
+from .layer import Layer
+
+
+def ceil_div(a: int, b: int) -> int:
+    """ceil(a / b) for integers, b > 0."""
+    return -(-a // b)
+
+
+def tiles(n_total: int, t: int) -> list[tuple[int, int]]:
+    """The tiles of a loop of bound ``n_total`` with tile size ``t``: half-open ranges
+    [i*t, min((i+1)*t, n_total)) for i < ceil(n_total / t); the last one is ragged."""
+    return [(a, min(a + t, n_total)) for a in range(0, n_total, t)]
+
+
+def touched(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int) -> int:
+    """Number of distinct input indices read by outputs a..b-1 (one spatial axis), clipped
+    to the unpadded input [0, n_in): output o reads [o*stride - pad, o*stride - pad + kernel - 1].
+
+    kernel >= stride: the windows overlap or touch, the span is one interval
+    [a*stride - pad, (b-1)*stride - pad + kernel - 1].  kernel < stride: the windows are
+    disjoint and each is clipped on its own (a strided DMA skips the gaps)."""
+    if b <= a:
+        return 0
+    if kernel >= stride:
+        lo = max(a * stride - pad, 0)
+        hi = min((b - 1) * stride - pad + kernel - 1, n_in - 1)
+        return max(0, hi - lo + 1)
+    total = 0
+    for o in range(a, b):
+        lo = max(o * stride - pad, 0)
+        hi = min(o * stride - pad + kernel - 1, n_in - 1)
+        total += max(0, hi - lo + 1)
+    return total
+
+
+@dataclass(frozen=True)
+class SpatialFeat:
+    """One tile size t of a spatial loop (x over Q with the array's columns, or y over P
+    with its rows).  Each field is monotone 'more is worse' for the cost."""
+
+    n: int     # tiles = ceil(N / t)
+    B: int     # OS array blocks = sum over tiles of ceil(len_i / array_dim)
+    Wn: int    # OS input-window words along this axis = sum over blocks of touched(block)
+    I: int     # input extent loaded from DRAM = sum over tiles of touched(tile)
+    Im: int    # largest tile's input extent = max over tiles of touched(tile) (footprint)
+    t: int     # tile size (output footprint, epilogue)
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.n, self.B, self.Wn, self.I, self.Im, self.t)
+
+
+@dataclass(frozen=True)
+class ChanFeat:
+    """One tile size t of the input-channel loop c (per group)."""
+
+    n: int     # tiles = ceil(Cg / t)
+    CB: int    # WS row blocks = sum over tiles of ceil(c_i / pe_rows)
+    Z: int     # OS streamed nonzero weights per output = sum over tiles of z_i
+    ZP: int    # OS pass cycles = sum over tiles of pass(z_i)
+    t: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.n, self.CB, self.Z, self.ZP, self.t)
+
+
+@dataclass(frozen=True)
+class OutFeat:
+    """One tile size t of the output-channel loop k (per group)."""
+
+    n: int     # tiles = ceil(Kg / t)
+    KB: int    # WS column blocks = sum over tiles of ceil(k_i / ws_k_block)
+    t: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.n, self.KB, self.t)
+
+
+def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: int,
+                 n_in: int) -> SpatialFeat:
+    """Tables of a spatial loop of bound N for tile size t (see SpatialFeat)."""
+    ts = tiles(N, t)
+    B = Wn = I = Im = 0
+    for a, b in ts:
+        B += ceil_div(b - a, array_dim)
+        for ba, bb in tiles(b - a, array_dim):
+            Wn += touched(a + ba, a + bb, stride, kernel, pad, n_in)
+        e = touched(a, b, stride, kernel, pad, n_in)
+        I += e
+        Im = max(Im, e)
+    return SpatialFeat(len(ts), B, Wn, I, Im, t)
+
+
+def x_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
+    """x loop: output columns Q on the array's columns (OS), kernel width S."""
+    return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W)
+
+
+def y_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
+    """y loop: output rows P on the array's rows (OS), kernel height R."""
+    return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H)
+
+
+def nonzero_fraction(layer: Layer, target: Target) -> Fraction:
+    """Fraction of weights that are nonzero: 1 - measured zeros, or 1 - the target's
+    assumed zero fraction when the layer carries no measurement."""
+    z = layer.weight_zero_fraction if layer.weight_zero_fraction is not None else target.os_weight_zero_fraction
+    return 1 - Fraction(z)
+
+
+def os_pass_cycles(z: int, target: Target) -> int:
+    """Cycles of one OS pass that streams z weights: max(z, drain) when the accumulators
+    are double-buffered in the register file (the drain overlaps the next pass), else
+    z + drain."""
+    d = target.os_drain_cycles
+    return max(z, d) if target.os_double_buffered_accumulators else z + d
+
+
+def os_ops_per_pass(layer: Layer, target: Target, c_i: int) -> int:
+    """Weights streamed (= cycles of work) per OS pass over c_i input channels:
+    ceil(c_i * R * S * nonzero) for MAC layers (zero weights skipped); R * S * n_inputs
+    element operations for pool/gap/add (no weights, nothing skipped)."""
+    if not layer.is_mac:
+        return layer.R * layer.S * layer.n_inputs
+    nz = nonzero_fraction(layer, target)
+    return ceil_div(c_i * layer.R * layer.S * nz.numerator, nz.denominator)
+
+
+def c_feat(layer: Layer, target: Target, t: int) -> ChanFeat:
+    """Tables of the input-channel loop (bound Cg) for tile size t (see ChanFeat)."""
+    ts = tiles(layer.Cg, t)
+    CB = Z = ZP = 0
+    for a, b in ts:
+        CB += ceil_div(b - a, target.pe_rows)
+        z = os_ops_per_pass(layer, target, b - a)
+        Z += z
+        ZP += os_pass_cycles(z, target)
+    return ChanFeat(len(ts), CB, Z, ZP, t)
+
+
+def ws_k_block(layer: Layer, target: Target) -> int:
+    """Channels per WS pass along k: pe_cols, or min(pe_rows, pe_cols) for a depthwise
+    conv (its weight block is diagonal: channel i on row i and column i)."""
+    return min(target.pe_rows, target.pe_cols) if layer.channelwise else target.pe_cols
+
+
+def k_feat(layer: Layer, target: Target, t: int) -> OutFeat:
+    """Tables of the output-channel loop (bound Kg) for tile size t (see OutFeat)."""
+    ts = tiles(layer.Kg, t)
+    blk = ws_k_block(layer, target)
+    return OutFeat(len(ts), sum(ceil_div(b - a, blk) for a, b in ts), t)

@@ -1,0 +1,146 @@
+"""One layer as the cost model sees it: batch 1, NCHW, shapes only.
+
+The compiler builds a :class:`Layer` from each IR op; tests and benchmarks build them from
+the paper's Table 4 (:mod:`sqnxt_compiler.cost.reference_layers`).
+
+Conventions
+-----------
+* ``C``/``K`` input/output channels; ``H``/``W`` unpadded input size; ``R``/``S`` kernel
+  height/width; ``P``/``Q`` output height/width.  The output size must satisfy
+  ``P == (H + pad_top + pad_bottom - R) // stride_h + 1`` (likewise ``Q``): a Caffe
+  ceil-mode pooling is expressed by the extra bottom/right padding that makes it so.
+* ``kind``: ``"conv"`` (grouped and depthwise included: ``groups`` divides C and K),
+  ``"fc"`` (a 1x1 convolution on a 1x1 image: H = W = P = Q = R = S = 1),
+  ``"maxpool"``/``"avgpool"`` (C == K, window R x S), ``"gap"`` (global average pool:
+  R = H, S = W, P = Q = 1), ``"add"`` (element-wise sum of ``n_inputs`` tensors, R = S = 1).
+* ``weight_zero_fraction``: the fraction of zero weights measured in the layer's actual
+  weights (exact Fraction), or None to use the target's assumed sparsity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqnxt_compiler.diagnostics import UnsupportedError
+
+MAC_KINDS = ("conv", "fc")
+NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add")
+KINDS = MAC_KINDS + NON_MAC_KINDS
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str
+    C: int
+    K: int
+    H: int
+    W: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+    groups: int = 1
+    n_inputs: int = 1
+    weight_zero_fraction: Fraction | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
+            object.__setattr__(self, "weight_zero_fraction", Fraction(self.weight_zero_fraction))
+        self.validate()
+
+    def key(self) -> tuple:
+        """Everything but the name: layers with equal keys get the same schedule."""
+        return (self.kind, self.C, self.K, self.H, self.W, self.R, self.S, self.P, self.Q,
+                self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
+                self.pad_right, self.groups, self.n_inputs,
+                None if self.weight_zero_fraction is None else str(self.weight_zero_fraction))
+
+    # ---- derived shape quantities ----
+    @property
+    def is_mac(self) -> bool:
+        """conv and fc run MACs on the array and are scheduled by the solver."""
+        return self.kind in MAC_KINDS
+
+    @property
+    def channelwise(self) -> bool:
+        """Output channel k reads input channel k only: pool, gap, add, and depthwise conv
+        (groups == C == K).  These run with one channel loop (k) that also tiles the
+        input channels; the c loop is trivial (docs/cost-model.md, "Layer kinds")."""
+        return (not self.is_mac) or (self.groups > 1 and self.groups == self.C == self.K)
+
+    @property
+    def eff_groups(self) -> int:
+        """Groups the machine runs one after another: ``groups`` for grouped conv, 1 for
+        ordinary and channel-wise layers."""
+        return 1 if self.channelwise else self.groups
+
+    @property
+    def Cg(self) -> int:
+        """Bound of the c loop: input channels per group (1 when channel-wise)."""
+        return 1 if self.channelwise else self.C // self.groups
+
+    @property
+    def Kg(self) -> int:
+        """Bound of the k loop: output channels per group (all K when channel-wise)."""
+        return self.K if self.channelwise else self.K // self.groups
+
+    @property
+    def macs(self) -> int:
+        """Dense MACs of the layer = K * P * Q * (C / groups) * R * S (every kernel tap,
+        padded ones included, as the paper's Table 4 counts them); for non-MAC layers the
+        number of element operations K * P * Q * R * S * n_inputs."""
+        if self.is_mac:
+            return self.K * self.P * self.Q * (self.C // self.groups) * self.R * self.S
+        return self.K * self.P * self.Q * self.R * self.S * self.n_inputs
+
+    @property
+    def weight_words(self) -> int:
+        """Weights (words) = K * (C / groups) * R * S; 0 for non-MAC layers."""
+        return self.K * (self.C // self.groups) * self.R * self.S if self.is_mac else 0
+
+    def describe(self) -> str:
+        g = f" g{self.groups}" if self.groups != 1 else ""
+        return (f"{self.kind} {self.C}x{self.H}x{self.W} -> {self.K}x{self.P}x{self.Q} "
+                f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g}")
+
+    def validate(self) -> None:
+        """Raise UnsupportedError naming the layer if the shape is inconsistent."""
+        def bad(msg: str) -> UnsupportedError:
+            return UnsupportedError(f"layer '{self.name}' ({self.kind}): {msg}")
+
+        if self.kind not in KINDS:
+            raise bad(f"unknown layer kind (known: {', '.join(KINDS)})")
+        for f in ("C", "K", "H", "W", "R", "S", "P", "Q", "stride_h", "stride_w", "groups", "n_inputs"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(f"{f} must be a positive integer, got {v!r}")
+        for f in ("pad_top", "pad_left", "pad_bottom", "pad_right"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(f"{f} must be a non-negative integer, got {v!r}")
+        if (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1 != self.P or \
+                self.H + self.pad_top + self.pad_bottom < self.R:
+            raise bad(f"P={self.P} does not match (H + pads - R) // stride + 1")
+        if (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1 != self.Q or \
+                self.W + self.pad_left + self.pad_right < self.S:
+            raise bad(f"Q={self.Q} does not match (W + pads - S) // stride + 1")
+        if self.C % self.groups or self.K % self.groups:
+            raise bad(f"groups={self.groups} must divide C={self.C} and K={self.K}")
+        if self.kind == "fc" and (self.H, self.W, self.R, self.S, self.P, self.Q) != (1,) * 6:
+            raise bad("fc must be a 1x1 convolution on a 1x1 image (H=W=R=S=P=Q=1)")
+        if not self.is_mac:
+            if self.C != self.K or self.groups != 1:
+                raise bad("pool/gap/add need C == K and groups == 1")
+        if self.kind == "add" and (self.R, self.S, self.H, self.W) != (1, 1, self.P, self.Q):
+            raise bad("add is element-wise: R = S = 1 and H x W == P x Q")
+        if self.kind != "add" and self.n_inputs != 1:
+            raise bad("only add has n_inputs > 1")
+        if self.weight_zero_fraction is not None and not (0 <= self.weight_zero_fraction < 1):
+            raise bad("weight_zero_fraction must be in [0, 1)")

@@ -1,0 +1,341 @@
+"""The analytical cost model: (layer, target, mapping) -> cycles, traffic, energy.
+
+``evaluate`` is pure and integer-exact.  Its formulas are written once, in
+:func:`cost_terms`, over the per-loop tables of :mod:`.features`; ``cost_terms`` accepts
+Python ints (``evaluate``) or numpy int64 arrays (the exhaustive oracle evaluates a whole
+grid of tile sizes at once).  The CP-SAT solver states the same formulas as constraints and
+is tested to agree with ``evaluate`` exactly.  Every formula is in docs/cost-model.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.targets import Target
+
+from .features import c_feat, k_feat, x_feat, y_feat
+from .layer import Layer
+from .mapping import DATAFLOWS, LOOPS, Mapping
+
+
+@dataclass(frozen=True)
+class Consts:
+    """Layer- and target-constants of the formulas (docs/cost-model.md, "Constants")."""
+
+    g: int          # groups run one after another (eff_groups)
+    Cg: int
+    Kg: int
+    RS: int         # kernel taps R * S
+    PQ: int         # output pixels per channel
+    Wg: int         # weights per group = Kg * Cg * R * S (0 without weights)
+    has_w: int      # 1 if the layer has weights
+    in_mult: int    # input tensors (n_inputs of add, else 1)
+    cw: bool        # channel-wise layer: input channel = output channel, tiled by k
+    pw: int         # words per partial sum
+    Lw: int         # WS weight-block load cycles per pass
+    D_final: int    # OS: final exposed drain (drain cycles if accumulators double-buffered, else 0)
+    fill: int       # pipeline fill + drain, once per layer
+    lat: int        # DRAM latency per transfer
+    bw_num: int     # DRAM words per cycle = bw_num / bw_den
+    bw_den: int
+    copies: int     # 2 with double buffering, else 1
+    double: bool
+    buffer_words: int
+    pes: int
+    ws_rf: int
+    ws_arr: int
+    os_rf: int
+    os_arr: int
+    e_mac: int
+    e_rf: int
+    e_array: int
+    e_buffer: int
+    e_dram: int
+
+
+def consts(layer: Layer, target: Target) -> Consts:
+    """The constants of :func:`cost_terms` for one layer on one target."""
+    bw = target.dram_words_per_cycle
+    return Consts(
+        g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
+        Wg=layer.Kg * layer.Cg * layer.R * layer.S if layer.is_mac else 0,
+        has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, cw=layer.channelwise, pw=target.psum_words,
+        Lw=target.weight_load_cycles,
+        D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
+        fill=target.pipeline_fill_cycles, lat=target.dram_latency_cycles,
+        bw_num=bw.numerator, bw_den=bw.denominator,
+        copies=2 if target.double_buffering else 1, double=target.double_buffering,
+        buffer_words=target.buffer_words, pes=target.num_pes,
+        ws_rf=target.ws_rf_per_mac, ws_arr=target.ws_array_per_mac,
+        os_rf=target.os_rf_per_mac, os_arr=target.os_array_per_mac,
+        e_mac=target.e_mac, e_rf=target.e_rf, e_array=target.e_array,
+        e_buffer=target.e_buffer, e_dram=target.e_dram)
+
+
+def _cdiv(a, b):
+    """ceil(a / b) for ints or int arrays (b > 0)."""
+    return -((-a) // b)
+
+
+def _where(cond, a, b):
+    if isinstance(cond, np.ndarray):
+        return np.where(cond, a, b)
+    return a if cond else b
+
+
+def _max(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    return max(a, b)
+
+
+def reuse_conditions(order: tuple[str, ...], big: dict[str, Any]) -> dict[str, Any]:
+    """Which tile loops force a re-fetch, for a tile-loop order (outermost first).
+
+    A tensor's resident tile is reused across the iterations of every loop the tensor does
+    not depend on *unless* some loop it does depend on, with more than one tile
+    (``big[l]`` = n_l > 1), runs inside it.  Loops with one tile change nothing.
+
+    * inputs (x, y, c): refetched n_k times iff k is outside some big loop of {x, y, c};
+    * weights (c, k): refetched n_x times iff x is outside some big loop of {c, k}
+      (likewise y), the two factors multiply;
+    * outputs (x, y, k): visited n_c times (partial sums spilled and re-read) iff c is
+      outside some big loop of {x, y, k}.
+    """
+    pos = {l: i for i, l in enumerate(order)}
+
+    def outside_some(a: str, deps: tuple[str, ...]):
+        acc = False
+        for l in deps:
+            if pos[a] < pos[l]:
+                acc = acc | big[l]
+        return acc
+
+    return {"in_k": outside_some("k", ("x", "y", "c")),
+            "w_x": outside_some("x", ("c", "k")),
+            "w_y": outside_some("y", ("c", "k")),
+            "out_c": outside_some("c", ("x", "y", "k"))}
+
+
+def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dict[str, Any]:
+    """Every figure of the model for one dataflow and loop order.
+
+    X, Y: (n, B, Wn, I, Im, t) of the x and y loops; Cf: (n, CB, Z, ZP, t) of c;
+    Kf: (n, KB, t) of k (see :mod:`.features`).  Entries may be ints or broadcastable int64
+    arrays.  All results are per layer (groups included).  docs/cost-model.md has each
+    formula with its reason.
+    """
+    nx, XB, XW, IX, IXm, tx = X
+    ny, YB, YW, IY, IYm, ty = Y
+    nc, CB, Z, ZP, tc = Cf
+    nk, KB, tk = Kf
+    g, PQ, RS, Cg, Kg, pw = k.g, k.PQ, k.RS, k.Cg, k.Kg, k.pw
+    nxy = nx * ny
+    t: dict[str, Any] = {}
+
+    # ---- compute on the array (per group, then x g) ----
+    if not os:
+        comp_g = RS * CB * KB * (PQ + k.Lw * nxy)
+        macs_g = Kg * Cg * RS * PQ
+        buf_w_g = nxy * k.Wg                               # weight blocks loaded into the array
+        # input vectors streamed: every pass streams its rows' channels for every pixel
+        buf_in_g = RS * Kg * PQ if k.cw else RS * Cg * PQ * KB
+        buf_ps_g = pw * (2 * RS * Kg * PQ * CB - Kg * PQ)  # psum read-modify-write per pass
+        rf_pm, arr_pm = k.ws_rf, k.ws_arr
+        extra = 0
+    else:
+        comp_g = Kg * XB * YB * ZP
+        macs_g = Kg * PQ * Z
+        buf_w_g = k.has_w * Kg * XB * YB * Z               # one broadcast weight per busy cycle
+        buf_in_g = Kg * Cg * k.in_mult * XW * YW           # input window per block and channel
+        buf_ps_g = pw * Kg * PQ * (2 * nc - 1)             # drain per pass, reload after the first
+        rf_pm, arr_pm = k.os_rf, k.os_arr
+        extra = k.D_final
+    t["compute_cycles"] = g * comp_g + k.fill + extra
+    t["macs_performed"] = g * macs_g
+
+    # ---- reuse of resident tiles, from the loop order ----
+    big = {"x": nx > 1, "y": ny > 1, "c": nc > 1, "k": nk > 1}
+    cond = reuse_conditions(order, big)
+    fI = 1 if k.cw else _where(cond["in_k"], nk, 1)
+    fW = _where(cond["w_x"], nx, 1) * _where(cond["w_y"], ny, 1)
+    v = _where(cond["out_c"], nc, 1)
+    t["input_refetch"], t["weight_refetch"], t["output_visits"] = fI, fW, v
+
+    # ---- DRAM traffic (words) and transfers ----
+    in_ch = Kg if k.cw else Cg            # input channels the c loop (or k, channel-wise) covers
+    t["dram_input_reads"] = g * fI * in_ch * k.in_mult * IY * IX
+    t["dram_weight_reads"] = g * fW * k.Wg
+    t["dram_output_writes"] = g * Kg * PQ
+    t["dram_psum_writes"] = g * Kg * PQ * (v - 1) * pw
+    t["dram_psum_reads"] = t["dram_psum_writes"]
+    dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
+            + t["dram_psum_writes"] + t["dram_psum_reads"])
+    t["dram_words"] = dram
+    t["transfers_input"] = g * k.in_mult * nxy * (nk if k.cw else nc) * fI
+    t["transfers_weight"] = g * k.has_w * nc * nk * fW
+    t["transfers_output"] = g * nxy * nk * v
+    t["transfers_psum_read"] = g * nxy * nk * (v - 1)
+    transfers = (t["transfers_input"] + t["transfers_weight"] + t["transfers_output"]
+                 + t["transfers_psum_read"])
+    t["transfers"] = transfers
+    t["dma_cycles"] = k.lat * transfers + _cdiv(dram * k.bw_den, k.bw_num)
+
+    # ---- global buffer footprint (words) ----
+    t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_mult
+    t["fp_weight"] = k.has_w * tk * tc * RS
+    t["fp_output"] = tx * ty * tk * pw
+    t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"])
+
+    # ---- overlap of DMA and compute ----
+    t["prologue_cycles"] = (k.lat * (k.in_mult + k.has_w)
+                            + _cdiv((t["fp_input"] + t["fp_weight"]) * k.bw_den, k.bw_num))
+    t["epilogue_cycles"] = k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num)
+    if k.double:
+        t["total_cycles"] = _max(t["compute_cycles"] + t["prologue_cycles"] + t["epilogue_cycles"],
+                                 t["dma_cycles"])
+    else:
+        t["total_cycles"] = t["compute_cycles"] + t["dma_cycles"]
+
+    # ---- accesses per level and energy ----
+    macs = t["macs_performed"]
+    t["acc_mac"] = macs
+    t["acc_rf"] = macs * rf_pm
+    t["acc_array"] = macs * arr_pm
+    t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g)
+    t["acc_buffer"] = t["acc_buffer_array"] + dram   # every DRAM word also enters/leaves the buffer
+    t["acc_dram"] = dram
+    t["energy_mac"] = k.e_mac * macs
+    t["energy_rf"] = k.e_rf * t["acc_rf"]
+    t["energy_array"] = k.e_array * t["acc_array"]
+    t["energy_buffer"] = k.e_buffer * t["acc_buffer"]
+    t["energy_dram"] = k.e_dram * dram
+    t["energy_total"] = (t["energy_mac"] + t["energy_rf"] + t["energy_array"]
+                         + t["energy_buffer"] + t["energy_dram"])
+    return t
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Everything the model says about one mapping of one layer (all integers, except the
+    utilization ratios).  ``energy_*`` are in normalized units (one MAC = target.e_mac)."""
+
+    dataflow: str
+    tiles_n: dict            # {"x": n_x, "y": n_y, "c": n_c, "k": n_k}: tiles per loop
+    macs: int                # dense MACs of the layer (element ops for pool/gap/add)
+    macs_performed: int      # MACs issued on the array (OS skips zero weights)
+    compute_cycles: int
+    utilization: float       # macs_performed / (PEs * compute_cycles)
+    utilization_dense: float # macs / (PEs * compute_cycles) (> 1 possible in OS: skipped zeros)
+    footprint: dict          # words: input, weights, outputs (one copy), copies, total, capacity
+    dram: dict               # words: input_reads, weight_reads, output_writes, psum_writes, psum_reads, total
+    transfers: dict          # DMA transfers per tensor and total
+    refetch: dict            # input_refetch, weight_refetch, output_visits
+    dma_cycles: int
+    prologue_cycles: int
+    epilogue_cycles: int
+    overlap: str             # "double-buffered: total = max(compute + prologue + epilogue, dma)" or serial
+    total_cycles: int
+    accesses: dict           # per level: mac, rf, array, buffer, dram
+    energy: dict             # per level and total
+
+    @property
+    def energy_total(self) -> int:
+        return self.energy["total"]
+
+    @property
+    def fits(self) -> bool:
+        return self.footprint["total"] <= self.footprint["capacity"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_tables(layer: Layer, target: Target, m: Mapping):
+    """The per-loop tables (X, Y, Cf, Kf) of one mapping's tile sizes."""
+    return (x_feat(layer, target, m.tx).as_tuple(), y_feat(layer, target, m.ty).as_tuple(),
+            c_feat(layer, target, m.tc).as_tuple(), k_feat(layer, target, m.tk).as_tuple())
+
+
+def check_mapping(layer: Layer, m: Mapping) -> None:
+    """Reject a mapping outside the space: unknown dataflow, order not a permutation of
+    x, y, c, k, a tile size outside 1..bound, or WS for a layer without weights."""
+    def bad(msg: str) -> ScheduleError:
+        return ScheduleError(f"layer '{layer.name}': invalid mapping {m}: {msg}")
+
+    if m.dataflow not in DATAFLOWS:
+        raise bad(f"dataflow must be one of {DATAFLOWS}")
+    if sorted(m.order) != sorted(LOOPS):
+        raise bad("order must be a permutation of x, y, c, k")
+    for name, t, bound in (("x", m.tx, layer.Q), ("y", m.ty, layer.P), ("c", m.tc, layer.Cg),
+                           ("k", m.tk, layer.Kg)):
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= bound:
+            raise bad(f"tile {name}={t!r} outside 1..{bound}")
+    if m.dataflow == "WS" and not layer.is_mac:
+        raise bad(f"{layer.kind} has no weights: only OS applies")
+
+
+def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dict) -> CostReport:
+    """Package the raw terms of :func:`cost_terms` (ints) into a CostReport."""
+    t = {key: int(v) for key, v in t.items()}
+    pes_cycles = target.num_pes * t["compute_cycles"]
+    util = Fraction(t["macs_performed"], pes_cycles)
+    util_dense = Fraction(layer.macs, pes_cycles)
+    copies = 2 if target.double_buffering else 1
+    return CostReport(
+        dataflow=m.dataflow,
+        tiles_n=ns,
+        macs=layer.macs,
+        macs_performed=t["macs_performed"],
+        compute_cycles=t["compute_cycles"],
+        utilization=round(float(util), 6),
+        utilization_dense=round(float(util_dense), 6),
+        footprint={"input": t["fp_input"], "weights": t["fp_weight"], "outputs": t["fp_output"],
+                   "copies": copies, "total": t["fp_total"], "capacity": target.buffer_words},
+        dram={"input_reads": t["dram_input_reads"], "weight_reads": t["dram_weight_reads"],
+              "output_writes": t["dram_output_writes"], "psum_writes": t["dram_psum_writes"],
+              "psum_reads": t["dram_psum_reads"], "total": t["dram_words"]},
+        transfers={"input": t["transfers_input"], "weights": t["transfers_weight"],
+                   "outputs": t["transfers_output"], "psum_reads": t["transfers_psum_read"],
+                   "total": t["transfers"]},
+        refetch={"input_refetch": t["input_refetch"], "weight_refetch": t["weight_refetch"],
+                 "output_visits": t["output_visits"]},
+        dma_cycles=t["dma_cycles"],
+        prologue_cycles=t["prologue_cycles"],
+        epilogue_cycles=t["epilogue_cycles"],
+        overlap=("double-buffered: total = max(compute + prologue + epilogue, dma)"
+                 if target.double_buffering else "serial: total = compute + dma"),
+        total_cycles=t["total_cycles"],
+        accesses={"mac": t["acc_mac"], "rf": t["acc_rf"], "array": t["acc_array"],
+                  "buffer": t["acc_buffer"], "dram": t["acc_dram"]},
+        energy={"mac": t["energy_mac"], "rf": t["energy_rf"], "array": t["energy_array"],
+                "buffer": t["energy_buffer"], "dram": t["energy_dram"], "total": t["energy_total"]},
+    )
+
+
+def evaluate(layer: Layer, target: Target, mapping: Mapping) -> CostReport:
+    """The cost of ``mapping`` for ``layer`` on ``target`` (pure, integer-exact).
+
+    A mapping whose footprint exceeds the buffer is still costed (``report.fits`` is
+    False); the scheduler only returns mappings that fit."""
+    check_mapping(layer, mapping)
+    X, Y, Cf, Kf = layer_tables(layer, target, mapping)
+    terms = cost_terms(consts(layer, target), mapping.dataflow == "OS", X, Y, Cf, Kf, mapping.order)
+    ns = {"x": X[0], "y": Y[0], "c": Cf[0], "k": Kf[0]}
+    return report_from_terms(layer, target, mapping, terms, ns)
+
+
+def objective_value(report: CostReport, objective: str) -> int:
+    """cycles -> total cycles; energy -> total energy; edp -> cycles * energy."""
+    if objective == "cycles":
+        return report.total_cycles
+    if objective == "energy":
+        return report.energy_total
+    if objective == "edp":
+        return report.total_cycles * report.energy_total
+    raise ValueError(f"unknown objective {objective!r}")
+

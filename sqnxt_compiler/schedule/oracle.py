@@ -1,0 +1,172 @@
+"""Exhaustive reference search: the best mapping of one layer, by enumeration.
+
+For every dataflow and every one of the 24 tile-loop orders, the cost model
+(:func:`sqnxt_compiler.cost.model.cost_terms`, the same code ``evaluate`` runs) is
+evaluated with numpy over the full grid of candidate tile sizes (the exact dominance
+reduction of :mod:`.space`).  The answer is the feasible mapping (footprint <= buffer)
+with the smallest key
+
+    (objective, secondary objective, dataflow WS < OS, order index in ORDERS, tx, ty, tc, tk)
+
+which is the documented tie-break rule the CP-SAT solver reproduces (docs/scheduler.md).
+Objectives: ``cycles`` (secondary energy), ``energy`` (secondary cycles), ``edp`` =
+cycles x energy (secondary cycles).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sqnxt_compiler.cost.layer import Layer
+from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS, Mapping
+from sqnxt_compiler.cost.model import CostReport, consts, cost_terms, evaluate
+from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.targets import Target
+
+from .space import Space, get_space, min_footprint_words
+
+OBJECTIVES = ("cycles", "energy", "edp")
+SECONDARY = {"cycles": "energy", "energy": "cycles", "edp": "cycles"}
+
+
+def _grid_tables(sp: Space, df: str):
+    """Feature arrays of the candidate tile sizes, shaped to broadcast over (x, y, c, k)."""
+    out = []
+    for axis, d in enumerate(LOOPS):
+        ts = sp.cands[df][d]
+        cols = list(zip(*(sp.feats[d][t] for t in ts)))
+        shape = [1, 1, 1, 1]
+        shape[axis] = len(ts)
+        out.append(tuple(np.asarray(col, dtype=np.int64).reshape(shape) for col in cols))
+    return out
+
+
+def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
+    """No mapping fits: name the layer and the smallest buffer that would hold one."""
+    need = min_footprint_words(layer, target) * target.word_bytes
+    return ScheduleError(
+        f"layer '{layer.name}' ({layer.describe()}): no mapping fits the {target.global_buffer_bytes}-byte "
+        f"global buffer of target '{target.name}'; the smallest mapping (all tiles 1) needs "
+        f"{need} bytes")
+
+
+def _metric(terms: dict, name: str):
+    if name == "cycles":
+        return terms["total_cycles"]
+    if name == "energy":
+        return terms["energy_total"]
+    raise ValueError(name)
+
+
+def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None):
+    """Best key (obj, sec, tx, ty, tc, tk) over one dataflow/order grid, or None."""
+    k = consts(sp.layer, sp.target)
+    X, Y, Cf, Kf = _grid_tables(sp, df)
+    if terms is None:
+        terms = cost_terms(k, df == "OS", X, Y, Cf, Kf, order)
+    shape = tuple(len(sp.cands[df][d]) for d in LOOPS)
+    feas = np.broadcast_to(terms["fp_total"] <= k.buffer_words, shape)
+    if not feas.any():
+        return None
+    cyc = np.broadcast_to(terms["total_cycles"], shape)
+    en = np.broadcast_to(terms["energy_total"], shape)
+    sec = cyc if SECONDARY[objective] == "cycles" else en
+    if objective in ("cycles", "energy"):
+        prim = cyc if objective == "cycles" else en
+        big = np.iinfo(np.int64).max
+        p = np.where(feas, prim, big)
+        pm = p.min()
+        s = np.where(p == pm, sec, big)
+        sm = s.min()
+        idx = int(np.argmax((s == sm).ravel()))   # first in C order = smallest (tx, ty, tc, tk)
+        pos = np.unravel_index(idx, shape)
+        best = (int(pm), int(sm))
+    else:
+        approx = np.where(feas, cyc.astype(np.float64) * en.astype(np.float64), np.inf)
+        am = approx.min()
+        near = np.argwhere(feas & (approx <= am * (1 + 1e-9)))
+        keyed = []
+        for pos_ in near:
+            pos_ = tuple(int(i) for i in pos_)
+            c_, e_ = int(cyc[pos_]), int(en[pos_])
+            keyed.append(((c_ * e_, int(sec[pos_])), pos_))
+        best, pos = min(keyed)
+    tiles = tuple(sp.cands[df][d][int(i)] for d, i in zip(LOOPS, pos))
+    return best + tiles
+
+
+def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
+                    dataflows: tuple[str, ...] | None = None) -> tuple[Mapping, CostReport]:
+    """The best mapping of ``layer`` on ``target`` under ``objective`` (see module doc).
+    ``dataflows`` restricts the search (e.g. ``("WS",)``) for studies; default: all.
+
+    Raises ScheduleError (naming the layer and the smallest buffer it would need) when no
+    mapping fits the buffer."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
+    sp = get_space(layer, target)
+    best = None
+    for df in sp.dataflows:
+        if dataflows is not None and df not in dataflows:
+            continue
+        for oi, order in enumerate(ORDERS):
+            r = grid_best(sp, df, order, objective)
+            if r is None:
+                continue
+            key = (r[0], r[1], DATAFLOWS.index(df), oi) + r[2:]
+            if best is None or key < best:
+                best = key
+    if best is None:
+        raise infeasible_error(layer, target)
+    _, _, dfi, oi, tx, ty, tc, tk = best
+    m = Mapping(DATAFLOWS[dfi], tx, ty, tc, tk, ORDERS[oi])
+    return m, evaluate(layer, target, m)
+
+
+def min_over_space(layer: Layer, target: Target, term: str) -> int | None:
+    """The smallest value of any cost term (e.g. ``"dram_words"``) over the feasible
+    mappings (exact: every term is non-decreasing in the per-loop tables), or None."""
+    sp = get_space(layer, target)
+    k = consts(layer, target)
+    best = None
+    for df in sp.dataflows:
+        X, Y, Cf, Kf = _grid_tables(sp, df)
+        shape = tuple(len(sp.cands[df][d]) for d in LOOPS)
+        for order in ORDERS:
+            t = cost_terms(k, df == "OS", X, Y, Cf, Kf, order)
+            feas = np.broadcast_to(t["fp_total"] <= k.buffer_words, shape)
+            if feas.any():
+                v = int(np.broadcast_to(t[term], shape)[feas].min())
+                best = v if best is None else min(best, v)
+    return best
+
+
+def brute_force_table(layer: Layer, target: Target) -> list[tuple]:
+    """(dataflow index, order index, tx, ty, tc, tk, cycles, energy) of every feasible
+    mapping of the *whole* space (no reduction), by scalar ``evaluate`` calls.  Tests only."""
+    from itertools import product
+
+    rows = []
+    for dfi, df in enumerate(DATAFLOWS):
+        if df == "WS" and not layer.is_mac:
+            continue
+        for oi, order in enumerate(ORDERS):
+            for tx, ty, tc, tk in product(range(1, layer.Q + 1), range(1, layer.P + 1),
+                                          range(1, layer.Cg + 1), range(1, layer.Kg + 1)):
+                r = evaluate(layer, target, Mapping(df, tx, ty, tc, tk, order))
+                if r.fits:
+                    rows.append((dfi, oi, tx, ty, tc, tk, r.total_cycles, r.energy_total))
+    return rows
+
+
+def brute_force_best(layer: Layer, target: Target, objective: str = "cycles",
+                     table: list[tuple] | None = None) -> tuple | None:
+    """The tie-broken best key (obj, secondary, dataflow, order, tx, ty, tc, tk) over the
+    whole space by brute force (see brute_force_table).  Tests only."""
+    table = brute_force_table(layer, target) if table is None else table
+
+    def val(row, name):
+        c, e = row[6], row[7]
+        return {"cycles": c, "energy": e, "edp": c * e}[name]
+
+    keys = [(val(r, objective), val(r, SECONDARY[objective])) + r[:6] for r in table]
+    return min(keys) if keys else None

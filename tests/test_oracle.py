@@ -1,0 +1,124 @@
+"""The exhaustive oracle: exact against brute force, fast on every 1.0-SqNxt-23 layer, and
+the qualitative facts any model of this machine must show."""
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from sqnxt_compiler.cost import ORDERS, Layer, evaluate
+from sqnxt_compiler.cost.model import objective_value
+from sqnxt_compiler.diagnostics import ScheduleError
+from functools import lru_cache
+
+from sqnxt_compiler.schedule.oracle import (SECONDARY, brute_force_best, brute_force_table,
+                                            exhaustive_best)
+from sqnxt_compiler.schedule.space import get_space, pareto_min
+from sqnxt_compiler.cost.reference_layers import table4_layers
+from sqnxt_compiler.targets import load_target
+
+DATA = Path(__file__).parent / "data"
+T16, T8 = load_target("pe16x16"), load_target("pe8x8")
+T4 = [L for L, _ in table4_layers(DATA / "cost_sqnxt23_table4.csv")]
+
+# a small machine so that tiny layers need tiling: 4x4 PEs, 600-byte buffer
+TINY = replace(T8, pe_rows=4, pe_cols=4, global_buffer_bytes=600, pipeline_fill_cycles=8,
+               dram_latency_cycles=20)
+
+TINY_LAYERS = [
+    Layer("c3x3", "conv", 3, 5, 7, 6, 3, 3, 5, 4),
+    Layer("c3x1", "conv", 6, 4, 6, 5, 3, 1, 6, 5, pad_top=1, pad_bottom=1),
+    Layer("s2", "conv", 5, 6, 9, 9, 1, 1, 5, 5, 2, 2),
+    Layer("dw", "conv", 6, 6, 5, 5, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1, groups=6),
+    Layer("g2", "conv", 4, 6, 5, 4, 1, 3, 5, 4, pad_left=1, pad_right=1, groups=2),
+    Layer("fc", "fc", 9, 7, 1, 1, 1, 1, 1, 1),
+    Layer("pool", "maxpool", 3, 3, 8, 8, 3, 3, 4, 4, 2, 2, pad_bottom=1, pad_right=1),
+    Layer("add", "add", 4, 4, 5, 3, 1, 1, 5, 3, n_inputs=2),
+    Layer("sparse", "conv", 7, 3, 4, 4, 2, 2, 3, 3, weight_zero_fraction=Fraction(3, 7)),
+]
+
+
+@lru_cache(maxsize=None)
+def _table(L):
+    return tuple(brute_force_table(L, TINY))
+
+
+def test_pareto_min():
+    rows = [(1, (4, 1)), (2, (2, 2)), (3, (2, 3)), (4, (1, 4)), (5, (1, 4))]
+    assert pareto_min(rows) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("L", TINY_LAYERS, ids=lambda L: L.name)
+@pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
+def test_reduced_space_gives_the_brute_force_answer(L, objective):
+    """The candidate reduction is exact: same objective, same tie-broken mapping as
+    evaluating every mapping of the whole space with scalar evaluate()."""
+    bf = brute_force_best(L, TINY, objective, table=_table(L))
+    m, r = exhaustive_best(L, TINY, objective)
+    assert (objective_value(r, objective), objective_value(r, SECONDARY[objective])) == bf[:2]
+    assert (m.dataflow, m.order, m.tx, m.ty, m.tc, m.tk) == (
+        ("WS", "OS")[bf[2]], ORDERS[bf[3]]) + bf[4:]
+    assert r.fits
+
+
+def test_oracle_on_every_distinct_sqnxt23_layer_both_targets():
+    seen = set()
+    for L in T4:
+        if L.key() in seen:
+            continue
+        seen.add(L.key())
+        for t in (T16, T8):
+            m, r = exhaustive_best(L, t)
+            assert r.fits and r == evaluate(L, t, m)
+            sp = get_space(L, t)
+            assert sp.size_candidates() < sp.size_full()
+
+
+def test_infeasible_layer_names_the_smallest_buffer():
+    t = replace(T8, global_buffer_bytes=64)
+    L = Layer("big3x3", "conv", 8, 8, 10, 10, 3, 3, 8, 8)
+    # all tiles 1: input 3x3x1 + weights 1x1x9 + output 1 psum (2 words), two copies
+    need_words = 2 * (9 + 9 + 2)
+    with pytest.raises(ScheduleError, match=rf"'big3x3'.*needs {need_words * 2} bytes"):
+        exhaustive_best(L, t)
+
+
+def _layer(name):
+    return next(L for L in T4 if L.name == name)
+
+
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_conv1_runs_poorly_weight_stationary(t):
+    """3 input channels fill 3 of the array's rows in WS."""
+    L = _layer("conv1")
+    _, ws = exhaustive_best(L, t, dataflows=("WS",))
+    _, os_ = exhaustive_best(L, t, dataflows=("OS",))
+    assert ws.utilization <= Fraction(3, t.pe_rows)
+    assert ws.total_cycles > 2 * os_.total_cycles
+    m, best = exhaustive_best(L, t)
+    assert m.dataflow == "OS"
+
+
+def test_7x7_layers_fill_a_16x16_array_poorly_output_stationary():
+    """A 7x7 output plane covers 49 of 256 PEs in OS."""
+    for L in T4:
+        if L.P == 7 and L.Q == 7:
+            _, os_ = exhaustive_best(L, T16, dataflows=("OS",))
+            _, ws = exhaustive_best(L, T16, dataflows=("WS",))
+            assert os_.utilization <= Fraction(49, 256)
+            assert ws.compute_cycles < os_.compute_cycles, L.name
+
+
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_fc1000_is_dram_bandwidth_bound(t):
+    L = _layer("fc1000")
+    _, r = exhaustive_best(L, t, "cycles")
+    assert r.total_cycles == r.dma_cycles > r.compute_cycles
+    # the weights alone need 128000 words at 8 words per cycle
+    assert r.dma_cycles >= 128 * 1000 // 8
+    # and DRAM dominates its energy whatever the objective
+    for objective in ("cycles", "energy"):
+        _, r = exhaustive_best(L, t, objective)
+        assert 2 * r.energy["dram"] > r.energy["total"]
