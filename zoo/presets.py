@@ -147,23 +147,25 @@ def sqnxt_2_0_23v5() -> SqueezeNextConfig:
 
 
 # ----------------------------------------------------------------------------- 34 / 44 blocks
-DEPTH_34 = (6, 8, 16, 1)
-DEPTH_44 = (6, 14, 20, 1)
+DEPTH_34 = (6, 9, 16, 1)
+DEPTH_44 = (5, 17, 19, 1)
 _DEPTH_DOC = """
 
-    Reconstructed: the block distribution is not published.  The zoo keeps stage 1 and
-    stage 4 of the 23-block model (6 and 1 blocks, baseline first blocks, 7x7 conv1) and
-    splits the added blocks between stages 2 and 3, choosing the split that puts the most
-    published figures (the three widths and the -IDA variant) within the paper's rounding:
-    34 = [6, 8, 16, 1] (1.037M / 2.121M / 3.628M at widths 1.0 / 1.5 / 2.0; published 1.0 /
-    2.1 / 3.8M) and 44 = [6, 14, 20, 1] (1.245M / 2.584M / 4.449M; published 1.2 / 2.6 /
-    4.4M).  No 32-block distribution meets all three 34-block figures: added blocks scale
-    with the square of the width, the published figures do not.
+    Reconstructed: the block distribution is not published.  The zoo keeps the 23-block
+    model's conv1 (7x7), baseline first blocks and widths, and picks the distribution by a
+    rule: the most published figures within the paper's rounding (the model at widths 1.0,
+    1.5 and 2.0 and its -IDA variant: four figures), then the fewest blocks moved in stages
+    1 and 4 away from the 23's 6 and 1, then the smallest summed relative error.
+    34 = [6, 9, 16, 1]: 1.047M / 2.142M / 3.665M at widths 1.0 / 1.5 / 2.0 (published 1.0 /
+    2.1 / 3.8M), 1.263M with IDA (1.3M): three of four; no 32-block distribution meets
+    all three width figures, since added blocks scale with the square of the width and
+    the published figures do not.  44 = [5, 17, 19, 1]: 1.233M / 2.559M / 4.403M
+    (published 1.2 / 2.6 / 4.4M), 1.450M with IDA (1.5M): all four.
 """
-_DEV_2_0_34 = Check("deviation", 0.050,
+_DEV_2_0_34 = Check("deviation", 0.040,
                     "The published 1.0/1.5/2.0-SqNxt-34 figures (1.0, 2.1, 3.8M) fit no single "
-                    "32-block distribution; the zoo's [6, 8, 16, 1] meets the first two and is "
-                    "4.5% under 3.8M.")
+                    "32-block distribution; the zoo's [6, 9, 16, 1] meets the first two and is "
+                    "3.5% under 3.8M.")
 
 
 def _depth_preset(width: float, blocks: int, params: str, check: Check | None = None) -> None:

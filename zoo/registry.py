@@ -35,7 +35,7 @@ def rounding_tolerance(published: str) -> float:
 class Check:
     """How a count is compared with its published figure (both in millions).
 
-    * ``"1%"``: the network is fully defined by its authors; the count must be within 1%
+    * ``"1%"``: the network's definition is published; the count must be within 1%
       of the figure, or within the figure's rounding when that is looser (a figure printed
       as "2.4" only promises 2.35..2.45).
     * ``"rounding"``: within half a unit of the figure's last printed digit.
@@ -156,7 +156,7 @@ def _rule_text(check: Check, published: str | None) -> str:
         return "no published figure"
     tol = check.relative_tolerance(published)
     if check.rule == "1%":
-        return "authors' definition: within 1% or the figure's rounding" + (
+        return "published definition: within 1% or the figure's rounding" + (
             f" (+-{rounding_tolerance(published):g}M)" if tol > 0.01 else "")
     if check.rule == "rounding":
         return f"paper's rounding: +-{rounding_tolerance(published):g}M"

@@ -41,13 +41,19 @@ def _key(number: int) -> bytes:
     return varint((number << 3) | _LEN)
 
 
+def _is_repeated(fd) -> bool:
+    """Whether a field is repeated (``label`` is deprecated in protobuf >= 6)."""
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
+
+
 def _shell(msg: Message, keep: Callable[[int], bool]) -> bytes:
     """Serialize only the fields of ``msg`` whose field number passes ``keep``."""
     shell = type(msg)()
     for fd, value in msg.ListFields():
         if not keep(fd.number):
             continue
-        if fd.label == fd.LABEL_REPEATED:
+        if _is_repeated(fd):
             getattr(shell, fd.name).extend(value)
         elif fd.type == fd.TYPE_MESSAGE:
             getattr(shell, fd.name).CopyFrom(value)
