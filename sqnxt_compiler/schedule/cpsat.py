@@ -1,0 +1,345 @@
+"""The CP-SAT model of one layer's mapping space: the cost model's formulas as constraints.
+
+Decision variables: a one-hot choice of tile size per loop (over the candidate tile sizes
+of :mod:`.space`, union of both dataflows), a one-hot choice of the tile-loop order (24
+permutations) and the dataflow.  Every per-loop table of :mod:`sqnxt_compiler.cost.features`
+is a linear expression of the one-hot booleans (a table lookup); every product of the cost
+model is an ``AddMultiplicationEquality``; every ``ceil(a/b)`` an ``AddDivisionEquality``
+on the shifted numerator ``a + b - 1``; ``max`` an ``AddMaxEquality``; the WS / OS
+branches are both built and selected with enforcement literals.  The expressions mirror
+:func:`sqnxt_compiler.cost.model.cost_terms` term by term (docs/scheduler.md), and the
+tests check that the solver's cycles and energy equal ``evaluate`` exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from sqnxt_compiler.cost.layer import Layer
+from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS
+from sqnxt_compiler.cost.model import consts
+from sqnxt_compiler.targets import Target
+
+from .space import get_space
+
+INT_MAX = 2 ** 62
+
+
+@dataclass
+class Var:
+    """An integer variable (or constant) with its known bounds."""
+
+    expr: object
+    lo: int
+    hi: int
+
+
+@dataclass
+class LayerModel:
+    """The CP-SAT model of one layer; ``vars`` holds the objective-relevant variables."""
+
+    model: cp_model.CpModel
+    cand: dict                      # loop -> candidate tile sizes (ascending)
+    onehot: dict                    # loop -> [BoolVar]
+    perm: list                      # 24 BoolVars, one per ORDERS entry
+    os: object                      # BoolVar or constant 0/1
+    dataflows: tuple
+    cycles: Var = None
+    energy: Var = None
+    tie_key: object = None
+    tie_key_hi: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def decision_vars(self) -> list:
+        out = [b for d in LOOPS for b in self.onehot[d]] + list(self.perm)
+        if not isinstance(self.os, int):
+            out.append(self.os)
+        return out
+
+
+class _Builder:
+    def __init__(self, layer: Layer, target: Target, cycles_hi: int | None = None,
+                 energy_hi: int | None = None):
+        self.L, self.T = layer, target
+        self.k = consts(layer, target)
+        self.sp = get_space(layer, target)
+        self.m = cp_model.CpModel()
+        self.cycles_hi, self.energy_hi = cycles_hi, energy_hi
+        self.n = 0
+
+    # ---- helpers -------------------------------------------------------------------
+    def _name(self, s: str) -> str:
+        self.n += 1
+        return f"{s}_{self.n}"
+
+    def var(self, lo: int, hi: int, name: str) -> Var:
+        if hi > INT_MAX:
+            raise OverflowError(f"{name}: upper bound {hi} too large for CP-SAT")
+        return Var(self.m.new_int_var(lo, hi, self._name(name)), lo, hi)
+
+    def const(self, c: int) -> Var:
+        return Var(c, c, c)
+
+    def lin(self, terms: list[tuple[int, Var]], const: int, name: str) -> Var:
+        """A variable equal to const + sum(coef * var) (coefficients >= 0)."""
+        if all(isinstance(v.expr, int) for _, v in terms):
+            return self.const(const + sum(c * v.expr for c, v in terms))
+        lo = const + sum(c * v.lo if c >= 0 else c * v.hi for c, v in terms)
+        hi = const + sum(c * v.hi if c >= 0 else c * v.lo for c, v in terms)
+        out = self.var(lo, hi, name)
+        self.m.add(out.expr == const + sum(c * v.expr for c, v in terms))
+        return out
+
+    def prod(self, a: Var, b: Var, name: str) -> Var:
+        """a * b (both non-negative)."""
+        if isinstance(a.expr, int) and isinstance(b.expr, int):
+            return self.const(a.expr * b.expr)
+        if isinstance(a.expr, int):
+            return self.lin([(a.expr, b)], 0, name)
+        if isinstance(b.expr, int):
+            return self.lin([(b.expr, a)], 0, name)
+        out = self.var(a.lo * b.lo, a.hi * b.hi, name)
+        self.m.add_multiplication_equality(out.expr, [a.expr, b.expr])
+        return out
+
+    def cdiv(self, a: Var, num: int, den: int, name: str) -> Var:
+        """ceil(a * den / num) via AddDivisionEquality on the shifted numerator."""
+        if isinstance(a.expr, int):
+            return self.const(-(-(a.expr * den) // num))
+        shifted = self.lin([(den, a)], num - 1, name + "_num")
+        out = self.var(-(-(a.lo * den) // num), -(-(a.hi * den) // num), name)
+        self.m.add_division_equality(out.expr, shifted.expr, num)
+        return out
+
+    def select(self, cond, a: Var, b: Var, name: str) -> Var:
+        """cond ? a : b, with cond a BoolVar (or 0/1 constant)."""
+        if isinstance(cond, int):
+            return a if cond else b
+        out = self.var(min(a.lo, b.lo), max(a.hi, b.hi), name)
+        self.m.add(out.expr == a.expr).only_enforce_if(cond)
+        self.m.add(out.expr == b.expr).only_enforce_if(cond.Not())
+        return out
+
+    def bool_and(self, a, b, name: str):
+        """a AND b for BoolVars / 0-1 constants."""
+        if isinstance(a, int) or isinstance(b, int):
+            if isinstance(a, int) and isinstance(b, int):
+                return a & b
+            c, v = (a, b) if isinstance(a, int) else (b, a)
+            return v if c else 0
+        out = self.m.new_bool_var(self._name(name))
+        self.m.add_multiplication_equality(out, [a, b])
+        return out
+
+    def bool_or(self, xs: list, name: str):
+        xs = [x for x in xs if not (isinstance(x, int) and x == 0)]
+        if any(isinstance(x, int) for x in xs):
+            return 1
+        if not xs:
+            return 0
+        if len(xs) == 1:
+            return xs[0]
+        out = self.m.new_bool_var(self._name(name))
+        self.m.add_max_equality(out, xs)
+        return out
+
+    # ---- the model -----------------------------------------------------------------
+    def build(self) -> LayerModel:
+        k, sp, m = self.k, self.sp, self.m
+        dfs = sp.dataflows
+        cand = {d: sorted(set().union(*(sp.cands[df][d] for df in dfs))) for d in LOOPS}
+        onehot = {d: [m.new_bool_var(f"t{d}_{t}") for t in cand[d]] for d in LOOPS}
+        for d in LOOPS:
+            m.add_exactly_one(onehot[d])
+
+        def table(d: str, idx: int, name: str) -> Var:
+            vals = [sp.feats[d][t][idx] for t in cand[d]]
+            if len(set(vals)) == 1:
+                return self.const(vals[0])
+            lo, hi = min(vals), max(vals)
+            out = self.var(lo, hi, name)
+            m.add(out.expr == sum(v * b for v, b in zip(vals, onehot[d])))
+            return out
+
+        names_s = ("n", "B", "Wn", "I", "Im", "t")
+        X = [table("x", i, "x" + s) for i, s in enumerate(names_s)]
+        Y = [table("y", i, "y" + s) for i, s in enumerate(names_s)]
+        Cf = [table("c", i, "c" + s) for i, s in enumerate(("n", "CB", "Z", "ZP", "t"))]
+        Kf = [table("k", i, "k" + s) for i, s in enumerate(("n", "KB", "t"))]
+        nx, XB, XW, IX, IXm, tx = X
+        ny, YB, YW, IY, IYm, ty = Y
+        nc, CB, Z, ZP, tc = Cf
+        nk, KB, tk = Kf
+
+        def big(d: str):
+            flags = [1 if sp.feats[d][t][0] > 1 else 0 for t in cand[d]]
+            if all(flags):
+                return 1
+            if not any(flags):
+                return 0
+            b = m.new_bool_var(f"big_{d}")
+            m.add(b == sum(f * v for f, v in zip(flags, onehot[d])))
+            return b
+
+        bigs = {d: big(d) for d in LOOPS}
+
+        # dataflow
+        if len(dfs) == 2:
+            os = m.new_bool_var("os")
+        else:
+            os = 1 if dfs == ("OS",) else 0
+
+        # order
+        perm = [m.new_bool_var("order_" + "".join(o)) for o in ORDERS]
+        m.add_exactly_one(perm)
+
+        def before(a: str, b: str):
+            """BoolVar: loop a is outside loop b."""
+            lits = [p for p, o in zip(perm, ORDERS) if o.index(a) < o.index(b)]
+            v = m.new_bool_var(self._name(f"before_{a}{b}"))
+            m.add(v == sum(lits))
+            return v
+
+        def outside_some(a: str, deps: tuple[str, ...]):
+            return self.bool_or([self.bool_and(before(a, l), bigs[l], f"ab_{a}{l}") for l in deps],
+                                f"cond_{a}")
+
+        g, PQ, RS, Cg, Kg, pw = k.g, k.PQ, k.RS, k.Cg, k.Kg, k.pw
+        one = self.const(1)
+        nxy = self.prod(nx, ny, "nxy")
+
+        # ---- compute ----
+        comp = {}
+        macs = {}
+        buf = {}
+        if "WS" in dfs:
+            cbkb = self.prod(CB, KB, "cbkb")
+            ws_a = self.lin([(k.Lw, nxy)], PQ, "ws_a")
+            ws_p = self.prod(cbkb, ws_a, "ws_p")
+            comp["WS"] = self.lin([(g * RS, ws_p)], k.fill, "comp_ws")
+            macs["WS"] = self.const(g * Kg * Cg * RS * PQ)
+            in_terms = [] if k.cw else [(g * RS * Cg * PQ, KB)]
+            in_const = g * RS * Kg * PQ if k.cw else 0
+            buf["WS"] = self.lin([(g * k.Wg, nxy)] + in_terms + [(g * pw * 2 * RS * Kg * PQ, CB)],
+                                 in_const - g * pw * Kg * PQ, "buf_ws")
+        if "OS" in dfs:
+            xyb = self.prod(XB, YB, "xyb")
+            os_p = self.prod(xyb, ZP, "os_p")
+            comp["OS"] = self.lin([(g * Kg, os_p)], k.fill + k.D_final, "comp_os")
+            macs["OS"] = self.lin([(g * Kg * PQ, Z)], 0, "macs_os")
+            xyz = self.prod(xyb, Z, "xyz")
+            xwyw = self.prod(XW, YW, "xwyw")
+            buf["OS"] = self.lin([(g * k.has_w * Kg, xyz), (g * Kg * Cg * k.in_mult, xwyw),
+                                  (g * pw * Kg * PQ * 2, nc)], -g * pw * Kg * PQ, "buf_os")
+
+        # ---- reuse ----
+        if k.cw:
+            fI = one
+        else:
+            fI = self.select(outside_some("k", ("x", "y", "c")), nk, one, "fI")
+        fx = self.select(outside_some("x", ("c", "k")), nx, one, "fx")
+        fy = self.select(outside_some("y", ("c", "k")), ny, one, "fy")
+        fW = self.prod(fx, fy, "fW")
+        v = self.select(outside_some("c", ("x", "y", "k")), nc, one, "v")
+
+        # ---- DRAM traffic and transfers ----
+        iyx = self.prod(IY, IX, "iyx")
+        in_p = self.prod(fI, iyx, "in_p")
+        in_ch = Kg if k.cw else Cg
+        dram = self.lin([(g * in_ch * k.in_mult, in_p), (g * k.Wg, fW), (2 * g * Kg * PQ * pw, v)],
+                        g * Kg * PQ - 2 * g * Kg * PQ * pw, "dram")
+        nxy_ch = self.prod(nxy, nk if k.cw else nc, "nxy_ch")
+        t_in = self.prod(nxy_ch, fI, "t_in")
+        nck = self.prod(nc, nk, "nck")
+        t_w = self.prod(nck, fW, "t_w")
+        nxyk = self.prod(nxy, nk, "nxyk")
+        t_out = self.prod(nxyk, v, "t_out")
+        transfers = self.lin([(g * k.in_mult, t_in), (g * k.has_w, t_w), (2 * g, t_out), (-g, nxyk)], 0,
+                             "transfers")
+        q_dram = self.cdiv(dram, k.bw_num, k.bw_den, "q_dram")
+        dma = self.lin([(k.lat, transfers), (1, q_dram)], 0, "dma")
+
+        # ---- footprint ----
+        iyxm = self.prod(IYm, IXm, "iyxm")
+        fp_in = self.prod(iyxm, tk if k.cw else tc, "fp_in")
+        tkc = self.prod(tk, tc, "tkc")
+        txy = self.prod(tx, ty, "txy")
+        txyk = self.prod(txy, tk, "txyk")
+        fp = self.lin([(k.in_mult, fp_in), (k.has_w * RS, tkc), (pw, txyk)], 0, "fp")
+        m.add(k.copies * fp.expr <= k.buffer_words)
+        pro_w = self.lin([(k.in_mult, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
+        pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
+                       k.lat * (k.in_mult + k.has_w), "pro")
+        epi = self.lin([(1, self.cdiv(txyk, k.bw_num, k.bw_den, "epi_q"))], k.lat, "epi")
+
+        # ---- select the dataflow ----
+        if len(dfs) == 2:
+            compute = self.select(os, comp["OS"], comp["WS"], "compute")
+        else:
+            compute = comp[dfs[0]]
+
+        # ---- total cycles ----
+        if k.double:
+            busy = self.lin([(1, compute), (1, pro), (1, epi)], 0, "busy")
+            hi = max(busy.hi, dma.hi)
+            lo = max(busy.lo, dma.lo)
+            if self.cycles_hi is not None:
+                hi = min(hi, self.cycles_hi)
+            cycles = self.var(lo, hi, "cycles")
+            m.add_max_equality(cycles.expr, [busy.expr, dma.expr])
+        else:
+            cycles = self.lin([(1, compute), (1, dma)], 0, "cycles")
+
+        # ---- energy ----
+        per_mac = {"WS": k.e_mac + k.e_rf * k.ws_rf + k.e_array * k.ws_arr,
+                   "OS": k.e_mac + k.e_rf * k.os_rf + k.e_array * k.os_arr}
+        en = {df: self.lin([(per_mac[df], macs[df]), (k.e_buffer, buf[df]),
+                            (k.e_buffer + k.e_dram, dram)], 0, f"energy_{df}") for df in dfs}
+        if len(dfs) == 2:
+            energy = self.select(os, en["OS"], en["WS"], "energy")
+        else:
+            energy = en[dfs[0]]
+        if self.energy_hi is not None and not isinstance(energy.expr, int):
+            m.add(energy.expr <= self.energy_hi)
+            energy = Var(energy.expr, energy.lo, min(energy.hi, self.energy_hi))
+
+        # ---- tie-break key: (dataflow, order, tx, ty, tc, tk) in mixed radix ----
+        radix = [len(cand[d]) for d in LOOPS]
+        terms = []
+        w = 1
+        for d, r in reversed(list(zip(LOOPS, radix))):
+            terms.append((w, sum(i * b for i, b in enumerate(onehot[d]))))
+            w *= r
+        terms.append((w, sum(i * p for i, p in enumerate(perm))))
+        w *= len(ORDERS)
+        if len(dfs) == 2:
+            terms.append((w, os))
+            w *= 2
+        tie = sum(c * e for c, e in terms)
+
+        lm = LayerModel(m, cand, onehot, perm, os, dfs, cycles, energy, tie, w - 1)
+        lm.extra = {"compute": compute, "dma": dma, "dram": dram, "fp": fp}
+        return lm
+
+
+def build_model(layer: Layer, target: Target, cycles_hi: int | None = None,
+                energy_hi: int | None = None) -> LayerModel:
+    """The CP-SAT model of ``layer`` on ``target`` (optionally with upper bounds on the
+    cycles and energy variables, used to keep the EDP product within 64 bits)."""
+    return _Builder(layer, target, cycles_hi, energy_hi).build()
+
+
+def decode(lm: LayerModel, solver: cp_model.CpSolver) -> tuple[str, tuple[str, ...], dict]:
+    """Dataflow, order and tile sizes of the solver's current solution."""
+    tiles = {}
+    for d in LOOPS:
+        (j,) = [i for i, b in enumerate(lm.onehot[d]) if solver.boolean_value(b)]
+        tiles[d] = lm.cand[d][j]
+    (oi,) = [i for i, p in enumerate(lm.perm) if solver.boolean_value(p)]
+    if isinstance(lm.os, int):
+        df = "OS" if lm.os else "WS"
+    else:
+        df = "OS" if solver.boolean_value(lm.os) else "WS"
+    assert df in DATAFLOWS
+    return df, ORDERS[oi], tiles

@@ -1,0 +1,387 @@
+"""The scheduler: the provably best mapping of every layer, by CP-SAT.
+
+``schedule_layer(layer, target, objective=..., time_limit=..., fallback=...)`` solves one
+layer; ``schedule_layers(layers, target, ...)`` solves a list (each distinct layer shape
+once, with an in-process cache and an optional on-disk cache).
+
+Lexicographic solve (docs/scheduler.md): stage 1 minimizes the objective; stage 2 fixes it
+and minimizes the secondary objective (energy for cycles, cycles for energy and edp);
+stage 3 fixes both and minimizes the tie key (dataflow WS < OS, order index, tx, ty, tc,
+tk), so the answer is the same mapping the exhaustive oracle returns, whatever the search
+did.  One worker and a fixed seed make the search itself reproducible.
+
+Layers without MACs (pool, gap, add) are scheduled by the exhaustive oracle (their space
+is tiny); their status is "optimal" and ``solver`` says "exhaustive".
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ortools.sat.python import cp_model
+
+from sqnxt_compiler import __version__
+from sqnxt_compiler.cost.layer import Layer
+from sqnxt_compiler.cost.mapping import DATAFLOWS, ORDERS, Mapping
+from sqnxt_compiler.cost.model import CostReport, evaluate, objective_value
+from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.targets import Target
+
+from .cpsat import build_model, decode
+from .oracle import OBJECTIVES, SECONDARY, exhaustive_best, infeasible_error
+from .space import min_footprint_words
+
+FALLBACKS = (None, "heuristic")
+SEED = 20180315          # fixed CP-SAT random seed
+#: bump when the cost model or the solver changes what a schedule contains
+MODEL_REVISION = 1
+
+
+@dataclass(frozen=True)
+class LayerSchedule:
+    """The scheduler's answer for one layer."""
+
+    layer: Layer
+    mapping: Mapping
+    cost: CostReport
+    status: str               # "optimal" | "feasible" (time limit) | "heuristic" (fallback)
+    objective: str            # "cycles" | "energy" | "edp"
+    objective_value: int
+    bound: int                # proven lower bound of the objective (== value when optimal)
+    gap: float                # (value - bound) / value
+    solver: str               # "cp-sat" | "exhaustive" | "heuristic"
+    tie_break: bool           # the documented tie-break was applied to completion
+    note: str = ""            # why a fallback was used, if it was
+    solve_time: float = field(default=0.0, compare=False)   # seconds (not in to_dict())
+    cached: bool = field(default=False, compare=False)
+
+    def to_dict(self, include_timing: bool = False) -> dict:
+        """JSON-serializable and deterministic: timings only under "timing", on request."""
+        L = self.layer
+        d = {
+            "layer": L.name,
+            "kind": L.kind,
+            "shape": {"C": L.C, "K": L.K, "H": L.H, "W": L.W, "R": L.R, "S": L.S, "P": L.P, "Q": L.Q,
+                      "stride": [L.stride_h, L.stride_w],
+                      "pad": [L.pad_top, L.pad_left, L.pad_bottom, L.pad_right],
+                      "groups": L.groups, "n_inputs": L.n_inputs,
+                      "weight_zero_fraction": None if L.weight_zero_fraction is None
+                      else str(L.weight_zero_fraction)},
+            "mapping": self.mapping.to_dict(),
+            "status": self.status,
+            "solver": self.solver,
+            "objective": {"name": self.objective, "value": self.objective_value, "bound": self.bound,
+                          "gap": self.gap},
+            "tie_break": self.tie_break,
+            "cost": self.cost.to_dict(),
+        }
+        if self.note:
+            d["note"] = self.note
+        if include_timing:
+            d["timing"] = {"solve_time_s": round(self.solve_time, 6), "cached": self.cached}
+        return d
+
+    @staticmethod
+    def from_dict(d: dict, layer: Layer, target: Target) -> "LayerSchedule":
+        """Rebuild from to_dict() output (the cost is recomputed and must agree)."""
+        m = Mapping.from_dict(d["mapping"])
+        cost = evaluate(layer, target, m)
+        if cost.to_dict() != d["cost"]:
+            raise ValueError("cached schedule disagrees with the cost model")
+        o = d["objective"]
+        return LayerSchedule(layer, m, cost, d["status"], o["name"], o["value"], o["bound"], o["gap"],
+                             d["solver"], d["tie_break"], d.get("note", ""))
+
+
+def _gap(value: int, bound: int) -> float:
+    return 0.0 if value <= 0 else round((value - bound) / value, 6)
+
+
+# ---------------------------------------------------------------------------------------
+# heuristic (fallback)
+# ---------------------------------------------------------------------------------------
+def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport]:
+    """The documented fallback: start from whole-loop tiles and halve (rounding up) the
+    tiles in the round-robin order y, x, k, c until the footprint fits; then try both
+    dataflows (OS only without weights) and all 24 orders for those tiles and keep the one
+    with the fewest cycles (ties: less energy, then WS, then order index).  Raises
+    ScheduleError when not even all-1 tiles fit."""
+    if min_footprint_words(layer, target) > target.buffer_words:
+        raise infeasible_error(layer, target)
+    tiles = {"x": layer.Q, "y": layer.P, "c": layer.Cg, "k": layer.Kg}
+    seq = ["y", "x", "k", "c"]
+    i = 0
+
+    def fits(t):
+        return evaluate(layer, target, Mapping("OS", t["x"], t["y"], t["c"], t["k"])).fits
+
+    while not fits(tiles):
+        for _ in range(4):
+            d = seq[i % 4]
+            i += 1
+            if tiles[d] > 1:
+                tiles[d] = -(-tiles[d] // 2)
+                break
+    best = None
+    dfs = DATAFLOWS if layer.is_mac else ("OS",)
+    for dfi, df in enumerate(DATAFLOWS):
+        if df not in dfs:
+            continue
+        for oi, order in enumerate(ORDERS):
+            m = Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order)
+            r = evaluate(layer, target, m)
+            key = (r.total_cycles, r.energy_total, dfi, oi)
+            if best is None or key < best[0]:
+                best = (key, m, r)
+    return best[1], best[2]
+
+
+def _heuristic_schedule(layer, target, objective, note) -> LayerSchedule:
+    m, r = heuristic_mapping(layer, target)
+    v = objective_value(r, objective)
+    return LayerSchedule(layer, m, r, "heuristic", objective, v, 0, 1.0 if v else 0.0, "heuristic", False, note)
+
+
+# ---------------------------------------------------------------------------------------
+# CP-SAT
+# ---------------------------------------------------------------------------------------
+def _solver(time_left: float | None) -> cp_model.CpSolver:
+    s = cp_model.CpSolver()
+    s.parameters.num_workers = 1
+    s.parameters.random_seed = SEED
+    if time_left is not None:
+        s.parameters.max_time_in_seconds = max(0.001, time_left)
+    return s
+
+
+def _objective_var(lm, name: str):
+    if name == "cycles":
+        return lm.cycles
+    if name == "energy":
+        return lm.energy
+    raise ValueError(name)
+
+
+def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float | None,
+                 fallback: str | None) -> LayerSchedule:
+    t0 = time.perf_counter()
+
+    def left():
+        return None if time_limit is None else time_limit - (time.perf_counter() - t0)
+
+    if min_footprint_words(layer, target) > target.buffer_words:
+        raise infeasible_error(layer, target)
+
+    def fail(msg: str) -> LayerSchedule:
+        if fallback == "heuristic":
+            return _heuristic_schedule(layer, target, objective, msg)
+        raise ScheduleError(f"layer '{layer.name}' ({layer.describe()}): {msg}")
+
+    try:
+        if objective == "edp":
+            lm, obj, pre_status = _edp_model(layer, target, left)
+            if lm is None:
+                return fail(pre_status)
+        else:
+            lm = build_model(layer, target)
+            obj = _objective_var(lm, objective).expr
+    except OverflowError as exc:
+        return fail(f"CP-SAT model too large: {exc}")
+    model = lm.model
+    hint = None
+    stages = [("primary", obj), ("secondary", _objective_var(lm, SECONDARY[objective]).expr),
+              ("tie", lm.tie_key)]
+    values = {}
+    status_out, bound, tie_done = "optimal", None, True
+    sol = None
+    for si, (stage, expr) in enumerate(stages):
+        model.minimize(expr)
+        model.clear_hints()
+        if hint is not None:
+            for var, val in hint:
+                model.add_hint(var, val)
+        solver = _solver(left())
+        st = solver.solve(model)
+        if st == cp_model.INFEASIBLE:
+            raise infeasible_error(layer, target)
+        if st == cp_model.MODEL_INVALID:
+            return fail(f"CP-SAT rejected the model: {model.validate()}")
+        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if si == 0:
+                return fail("no mapping found within the time limit" if time_limit is not None
+                            else f"CP-SAT status {solver.status_name(st)}")
+            tie_done = False
+            break
+        sol = decode(lm, solver)
+        hint = [(v, solver.value(v)) for v in lm.decision_vars()]
+        if si == 0:
+            values["primary"] = int(solver.objective_value)
+            bound = int(solver.best_objective_bound)
+            if st != cp_model.OPTIMAL:
+                status_out, tie_done = "feasible", False
+                break
+        if st != cp_model.OPTIMAL:
+            tie_done = False
+            break
+        model.add(expr == int(solver.objective_value))
+    df, order, tiles = sol
+    m = Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order)
+    r = evaluate(layer, target, m)
+    v = objective_value(r, objective)
+    if v != values["primary"]:
+        raise AssertionError(f"layer '{layer.name}': CP-SAT objective {values['primary']} != cost model {v}")
+    if status_out == "optimal":
+        bound = v
+    return LayerSchedule(layer, m, r, status_out, objective, v, bound, _gap(v, bound), "cp-sat", tie_done,
+                         solve_time=time.perf_counter() - t0)
+
+
+def _edp_model(layer, target, left):
+    """EDP = cycles x energy: the product needs bounded factors.  Solve min cycles (C*)
+    and min energy (E*) first; a mapping optimal for cycles has EDP H = C* x E(its energy),
+    so the EDP optimum has cycles <= H / E* and energy <= H / C*."""
+    bounds = {}
+    h_energy = None
+    for name in ("cycles", "energy"):
+        lm = build_model(layer, target)
+        lm.model.minimize(_objective_var(lm, name).expr)
+        s = _solver(left())
+        st = s.solve(lm.model)
+        if st != cp_model.OPTIMAL:
+            return None, None, f"EDP pre-solve ({name}) ended with status {s.status_name(st)}"
+        bounds[name] = int(s.objective_value)
+        if name == "cycles":
+            h_energy = int(s.value(lm.energy.expr))
+    H = bounds["cycles"] * h_energy
+    c_hi, e_hi = H // bounds["energy"], H // bounds["cycles"]
+    lm = build_model(layer, target, cycles_hi=c_hi, energy_hi=e_hi)
+    b = _Prod(lm)
+    edp = b.product(lm.cycles, lm.energy)
+    lm.model.add(edp <= H)
+    return lm, edp, "ok"
+
+
+class _Prod:
+    """Adds cycles x energy to a built model."""
+
+    def __init__(self, lm):
+        self.lm = lm
+
+    def product(self, a, b):
+        hi = a.hi * b.hi
+        if hi > 2 ** 62:
+            raise OverflowError(f"edp upper bound {hi}")
+        v = self.lm.model.new_int_var(a.lo * b.lo, hi, "edp")
+        self.lm.model.add_multiplication_equality(v, [a.expr, b.expr])
+        return v
+
+
+# ---------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------
+def _check_opts(objective, time_limit, fallback):
+    if objective not in OBJECTIVES:
+        raise ScheduleError(f"unknown objective '{objective}' (known: {', '.join(OBJECTIVES)})")
+    if time_limit is not None and not time_limit > 0:
+        raise ScheduleError(f"time limit must be > 0 seconds, got {time_limit}")
+    if fallback not in FALLBACKS:
+        raise ScheduleError(f"unknown fallback '{fallback}' (known: heuristic)")
+
+
+def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
+                   time_limit: float | None = None, fallback: str | None = None) -> LayerSchedule:
+    """The best mapping of one layer (see module doc).
+
+    ``time_limit``: seconds for this layer (all stages); on expiry the best mapping found
+    is returned with status "feasible", the proven bound and the gap.  ``fallback``:
+    ``"heuristic"`` turns a solver failure (time limit without any mapping, model error)
+    into the documented heuristic mapping, status "heuristic".  A layer for which no
+    mapping fits the buffer raises ScheduleError naming the layer and the smallest buffer
+    it would need (with or without fallback)."""
+    _check_opts(objective, time_limit, fallback)
+    t0 = time.perf_counter()
+    if not layer.is_mac:
+        m, r = exhaustive_best(layer, target, objective)
+        v = objective_value(r, objective)
+        return LayerSchedule(layer, m, r, "optimal", objective, v, v, 0.0, "exhaustive", True,
+                             solve_time=time.perf_counter() - t0)
+    return _solve_cpsat(layer, target, objective, time_limit, fallback)
+
+
+def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback) -> str:
+    """sha256 over the layer shape, the target's fields, the options and the versions."""
+    import ortools
+
+    payload = json.dumps({"layer": [str(x) for x in layer.key()], "target": target.fingerprint(),
+                          "objective": objective, "time_limit": time_limit, "fallback": fallback,
+                          "sqnxtc": __version__, "ortools": ortools.__version__,
+                          "model_revision": MODEL_REVISION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_MEMO: dict[str, LayerSchedule] = {}
+
+
+def clear_cache() -> None:
+    """Forget the in-process cache."""
+    _MEMO.clear()
+
+
+def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cycles",
+                    time_limit: float | None = None, fallback: str | None = None,
+                    cache_dir: str | os.PathLike | None = None,
+                    use_memory_cache: bool = True) -> list[LayerSchedule]:
+    """Schedule every layer, in order; each distinct ``layer.key()`` is solved once.
+
+    Results come from (in this order) the in-process cache, the on-disk cache in
+    ``cache_dir`` (one JSON file per key, written atomically; only complete, optimal or
+    heuristic answers are stored, never time-limited ones), or a solve.  Every returned
+    LayerSchedule carries its own layer (name)."""
+    _check_opts(objective, time_limit, fallback)
+    out = []
+    local: dict[str, LayerSchedule] = {}
+    for L in layers:
+        key = cache_key(L, target, objective, time_limit, fallback)
+        s = local.get(key)
+        if s is None and use_memory_cache:
+            s = _MEMO.get(key)
+            if s is not None:
+                s = replace(s, cached=True, solve_time=0.0)
+        if s is None and cache_dir is not None:
+            s = _disk_get(Path(cache_dir), key, L, target)
+        if s is None:
+            s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback)
+            if s.status != "feasible":
+                if use_memory_cache:
+                    _MEMO[key] = s
+                if cache_dir is not None:
+                    _disk_put(Path(cache_dir), key, s)
+        local[key] = s
+        out.append(s if s.layer == L else replace(s, layer=L))
+    return out
+
+
+def _disk_get(d: Path, key: str, layer: Layer, target: Target) -> LayerSchedule | None:
+    p = d / f"{key}.json"
+    try:
+        data = json.loads(p.read_text())
+        return replace(LayerSchedule.from_dict(data, layer, target), cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _disk_put(d: Path, key: str, s: LayerSchedule) -> None:
+    from sqnxt_compiler.diagnostics import atomic_write
+
+    try:
+        with atomic_write(d / f"{key}.json") as fh:
+            json.dump(s.to_dict(), fh, sort_keys=True)
+    except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
+        pass
+
+
+

@@ -1,0 +1,213 @@
+"""The CP-SAT scheduler: the oracle's answer on every distinct SqueezeNext layer, exact
+agreement with the cost model, determinism, failure modes, caching."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from fractions import Fraction
+
+import pytest
+from ortools.sat.python import cp_model
+
+from sqnxt_compiler.cost import Layer, evaluate
+from sqnxt_compiler.cost.model import objective_value
+from sqnxt_compiler.cost.reference_layers import distinct, squeezenext_layers
+from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.schedule import solver as solver_mod
+from sqnxt_compiler.schedule.cpsat import build_model, decode
+from sqnxt_compiler.schedule.oracle import SECONDARY, exhaustive_best
+from sqnxt_compiler.schedule.solver import (LayerSchedule, clear_cache, heuristic_mapping, schedule_layer,
+                                            schedule_layers)
+from sqnxt_compiler.targets import load_target
+
+T16, T8 = load_target("pe16x16"), load_target("pe8x8")
+MODELS = ("1.0-SqNxt-23", "1.0-SqNxt-23v5")
+ALL = distinct([L for v in MODELS for L in squeezenext_layers(v)])
+MAC = [L for L in ALL if L.is_mac]
+
+
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_solver_equals_oracle_on_every_distinct_layer(t):
+    """Objective, secondary objective and the tie-broken mapping equal the exhaustive
+    search's, on every distinct layer of 1.0-SqNxt-23 and 1.0-SqNxt-23v5."""
+    for L in ALL:
+        s = schedule_layer(L, t)
+        m, r = exhaustive_best(L, t)
+        assert s.status == "optimal" and s.tie_break, L.name
+        assert s.mapping == m, (L.name, s.mapping, m)
+        assert s.cost == r == evaluate(L, t, s.mapping)
+        assert s.objective_value == r.total_cycles and s.bound == s.objective_value and s.gap == 0.0
+
+
+SUBSET = [L for L in MAC if L.name in ("conv1", "s1b1_sep1", "s2b1_sep2", "s3b1_proj", "s4b1_sep2",
+                                        "conv111", "fc1000")]
+
+
+@pytest.mark.parametrize("objective", ["energy", "edp"])
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_other_objectives_equal_oracle(objective, t):
+    for L in SUBSET:
+        s = schedule_layer(L, t, objective=objective)
+        m, r = exhaustive_best(L, t, objective)
+        assert s.mapping == m and s.objective_value == objective_value(r, objective), L.name
+
+
+@pytest.mark.parametrize("L", SUBSET + [Layer("dw", "conv", 64, 64, 28, 28, 3, 3, 28, 28, 1, 1, 1, 1, 1, 1,
+                                              groups=64),
+                                        Layer("g2", "conv", 64, 64, 28, 28, 1, 3, 28, 28, pad_left=1,
+                                              pad_right=1, groups=2),
+                                        Layer("sp", "conv", 64, 32, 14, 14, 3, 3, 12, 12,
+                                              weight_zero_fraction=Fraction(7, 9))],
+                         ids=lambda L: L.name)
+def test_cpsat_expressions_are_the_cost_models(L):
+    """Pin any mapping found by CP-SAT and read its cycles and energy variables: they
+    equal evaluate() for that mapping, in both dataflows."""
+    for t in (T16, T8):
+        for df in ("WS", "OS"):
+            lm = build_model(L, t)
+            if not isinstance(lm.os, int):
+                lm.model.add(lm.os == (1 if df == "OS" else 0))
+            lm.model.minimize(lm.energy.expr)       # any objective: we check the values
+            s = cp_model.CpSolver()
+            s.parameters.num_workers = 1
+            assert s.solve(lm.model) == cp_model.OPTIMAL
+            dfx, order, tiles = decode(lm, s)
+            from sqnxt_compiler.cost import Mapping
+            r = evaluate(L, t, Mapping(dfx, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order))
+            assert s.value(lm.cycles.expr) == r.total_cycles
+            assert s.value(lm.energy.expr) == r.energy_total
+            assert s.value(lm.extra["compute"].expr) == r.compute_cycles
+            assert s.value(lm.extra["dma"].expr) == r.dma_cycles
+            assert s.value(lm.extra["dram"].expr) == r.dram["total"]
+            assert s.value(lm.extra["fp"].expr) * r.footprint["copies"] == r.footprint["total"]
+
+
+def test_schedules_are_byte_identical_across_runs():
+    layers = squeezenext_layers("1.0-SqNxt-23")
+    dumps = []
+    for _ in range(2):
+        clear_cache()
+        out = schedule_layers(layers, T16)
+        dumps.append(json.dumps([s.to_dict() for s in out], sort_keys=True))
+    assert dumps[0] == dumps[1]
+    assert "solve_time" not in dumps[0]
+
+
+def test_distinct_layers_are_solved_once_and_names_kept(monkeypatch):
+    clear_cache()
+    calls = []
+    real = solver_mod.schedule_layer
+
+    def counting(L, t, **kw):
+        calls.append(L.name)
+        return real(L, t, **kw)
+
+    monkeypatch.setattr(solver_mod, "schedule_layer", counting)
+    layers = squeezenext_layers("1.0-SqNxt-23")
+    out = schedule_layers(layers, T8)
+    assert [s.layer.name for s in out] == [L.name for L in layers]
+    assert len(calls) == len({L.key() for L in layers})
+    out2 = schedule_layers(layers, T8)           # in-process cache
+    assert len(calls) == len({L.key() for L in layers})
+    assert [s.to_dict() for s in out2] == [s.to_dict() for s in out]
+
+
+def test_disk_cache_roundtrip(tmp_path, monkeypatch):
+    clear_cache()
+    layers = [L for L in squeezenext_layers("1.0-SqNxt-23") if L.name in ("conv1", "fc1000", "pool1")]
+    first = schedule_layers(layers, T16, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 3
+    clear_cache()
+    monkeypatch.setattr(solver_mod, "schedule_layer", lambda *a, **k: pytest.fail("not cached"))
+    second = schedule_layers(layers, T16, cache_dir=tmp_path)
+    assert all(s.cached for s in second)
+    assert [s.to_dict() for s in second] == [s.to_dict() for s in first]
+
+
+def test_infeasible_layer_names_layer_and_smallest_buffer():
+    tiny = replace(T8, global_buffer_bytes=64)
+    L = Layer("conv7x7", "conv", 3, 8, 20, 20, 7, 7, 14, 14)
+    need = 2 * (49 + 49 + 2) * 2        # all tiles 1, double-buffered, in bytes
+    for fb in (None, "heuristic"):
+        with pytest.raises(ScheduleError, match=rf"'conv7x7'.*needs {need} bytes"):
+            schedule_layer(L, tiny, fallback=fb)
+    with pytest.raises(ScheduleError, match="'conv7x7'"):
+        schedule_layers([L], tiny)
+
+
+def test_time_limit_records_bound_and_gap(monkeypatch):
+    """Stop at the first solution (what a time limit does, deterministically): the
+    schedule is 'feasible' with the proven bound and the gap."""
+    real = solver_mod._solver
+
+    def first_solution(left):
+        s = real(left)
+        s.parameters.stop_after_first_solution = True
+        return s
+
+    monkeypatch.setattr(solver_mod, "_solver", first_solution)
+    L = next(L for L in MAC if L.name == "conv1")
+    s = schedule_layer(L, T16, time_limit=30)
+    assert s.status in ("feasible", "optimal")
+    assert s.bound <= s.objective_value == evaluate(L, T16, s.mapping).total_cycles
+    assert s.gap == round((s.objective_value - s.bound) / s.objective_value, 6)
+    if s.status == "feasible":
+        assert not s.tie_break and s.to_dict()["objective"]["gap"] == s.gap
+
+
+def test_real_time_limit_never_crashes():
+    L = next(L for L in MAC if L.name == "conv1")
+    for fb in (None, "heuristic"):
+        try:
+            s = schedule_layer(L, T8, time_limit=0.001, fallback=fb)
+        except ScheduleError as exc:
+            assert fb is None and "'conv1'" in str(exc)
+            continue
+        assert s.status in ("optimal", "feasible", "heuristic")
+        assert s.cost.fits
+
+
+def test_solver_failure_uses_the_heuristic_when_asked(monkeypatch):
+    class Unknown(cp_model.CpSolver):
+        def solve(self, model, *a, **k):
+            return cp_model.UNKNOWN
+
+    monkeypatch.setattr(solver_mod, "_solver", lambda left: Unknown())
+    L = next(L for L in MAC if L.name == "s2b1_sep2")
+    with pytest.raises(ScheduleError, match="'s2b1_sep2'.*time limit"):
+        schedule_layer(L, T16, time_limit=1.0)
+    s = schedule_layer(L, T16, time_limit=1.0, fallback="heuristic")
+    assert s.status == "heuristic" and s.solver == "heuristic" and s.note
+    d = s.to_dict()
+    assert d["status"] == "heuristic" and "time limit" in d["note"]
+    m, r = heuristic_mapping(L, T16)
+    assert s.mapping == m and r.fits
+
+
+def test_heuristic_fits_on_every_layer():
+    for L in ALL:
+        for t in (T16, T8):
+            m, r = heuristic_mapping(L, t)
+            assert r.fits
+            best = exhaustive_best(L, t)[1]
+            assert r.total_cycles >= best.total_cycles
+
+
+def test_bad_options():
+    L = MAC[0]
+    with pytest.raises(ScheduleError, match="objective"):
+        schedule_layer(L, T16, objective="speed")
+    with pytest.raises(ScheduleError, match="fallback"):
+        schedule_layer(L, T16, fallback="random")
+    with pytest.raises(ScheduleError, match="time limit"):
+        schedule_layer(L, T16, time_limit=0)
+
+
+def test_to_dict_is_json_and_roundtrips():
+    L = MAC[0]
+    s = schedule_layer(L, T16)
+    d = s.to_dict()
+    json.dumps(d)
+    assert LayerSchedule.from_dict(json.loads(json.dumps(d)), L, T16) == s
+    assert "timing" not in d and "timing" in s.to_dict(include_timing=True)
+    assert SECONDARY["cycles"] == "energy"
