@@ -145,9 +145,13 @@ def c_feat(layer: Layer, target: Target, t: int) -> ChanFeat:
     """Tables of the input-channel loop (bound Cg) for tile size t (see ChanFeat)."""
     ts = tiles(layer.Cg, t)
     CB = Z = ZP = 0
+    if layer.is_mac:
+        nz = nonzero_fraction(layer, target)
+        num, den = layer.R * layer.S * nz.numerator, nz.denominator
     for a, b in ts:
         CB += ceil_div(b - a, target.pe_rows)
-        z = os_ops_per_pass(layer, target, b - a)
+        # same value as os_ops_per_pass(layer, target, b - a), without re-deriving nz
+        z = ceil_div((b - a) * num, den) if layer.is_mac else layer.R * layer.S * layer.n_inputs
         Z += z
         ZP += os_pass_cycles(z, target)
     return ChanFeat(len(ts), CB, Z, ZP, t)

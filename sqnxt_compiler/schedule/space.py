@@ -39,11 +39,20 @@ def pareto_min(rows: list[tuple[int, tuple[int, ...]]]) -> list[int]:
     ascending, and t is itself an entry of the row (so only a smaller t can dominate).
     Equal rows keep the smallest t; t2 is dropped if some kept t1 < t2 has
     row(t1) <= row(t2) entry by entry."""
-    kept: list[tuple[int, tuple[int, ...]]] = []
-    for t, r in sorted(rows):
-        if not any(all(a <= b for a, b in zip(r1, r)) for _, r1 in kept):
-            kept.append((t, r))
-    return [t for t, _ in kept]
+    import numpy as np
+
+    rows = sorted(rows)
+    if not rows:
+        return []
+    arr = np.asarray([r for _, r in rows], dtype=np.int64)
+    kept_idx: list[int] = []
+    kept = np.empty((0, arr.shape[1]), dtype=np.int64)
+    for i in range(len(rows)):
+        if kept.shape[0] and bool((kept <= arr[i]).all(axis=1).any()):
+            continue
+        kept_idx.append(i)
+        kept = arr[kept_idx]
+    return [rows[i][0] for i in kept_idx]
 
 
 @dataclass
