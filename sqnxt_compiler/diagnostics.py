@@ -126,6 +126,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     except OSError as exc:
         raise OutputError(f"cannot write output: {exc.strerror or exc}", str(path)) from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(fd, mode) as fh:
             yield fh
         os.replace(tmp, path)

@@ -347,6 +347,16 @@ def _():
     return model([N("Dropout", ["x"], ["y", "mask"])], X8)
 
 
+@case("leaky-relu")
+def _():
+    return model([N("LeakyRelu", ["x"], ["y"], alpha=0.1)], X8)
+
+
+@case("leaky-relu-default-alpha")
+def _():
+    return model([N("LeakyRelu", ["x"], ["y"])], X8)
+
+
 @case("identity")
 def _():
     return model([N("Identity", ["x"], ["i"]), N("Relu", ["i"], ["y"])], X8)

@@ -387,6 +387,11 @@ def _relu(L):
     L.emit("sqnxt.relu", [L.value(L.node.input[0])])
 
 
+@lowers("LeakyRelu")
+def _leaky_relu(L):
+    L.emit("sqnxt.leaky_relu", [L.value(L.node.input[0])], {"alpha": float(L.attr("alpha", 0.01))})
+
+
 @lowers("Clip")
 def _clip(L):
     if L.opset < 11:

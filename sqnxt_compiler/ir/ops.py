@@ -148,6 +148,11 @@ def _relu(op):
     return [_t(op, 0)]
 
 
+@declare("sqnxt.leaky_relu", "x if x >= 0 else alpha * x.", attrs={"alpha": A("float", default=0.01)})
+def _leaky_relu(op):
+    return [_t(op, 0)]
+
+
 @declare("sqnxt.clip", "min(max(x, min), max).",
          attrs={"min": A("float", default=float("-inf")), "max": A("float", default=float("inf"))})
 def _clip(op):

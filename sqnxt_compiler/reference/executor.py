@@ -88,6 +88,12 @@ def _relu(op, a):
     return np.maximum(a[0], 0)
 
 
+@kernel("sqnxt.leaky_relu")
+def _leaky_relu(op, a):
+    x = a[0]
+    return np.where(x >= 0, x, x * np.asarray(op.attrs["alpha"], dtype=x.dtype)).astype(x.dtype)
+
+
 @kernel("sqnxt.clip")
 def _clip(op, a):
     return np.clip(a[0], op.attrs["min"], op.attrs["max"]).astype(a[0].dtype)
