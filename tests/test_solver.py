@@ -211,3 +211,15 @@ def test_to_dict_is_json_and_roundtrips():
     assert LayerSchedule.from_dict(json.loads(json.dumps(d)), L, T16) == s
     assert "timing" not in d and "timing" in s.to_dict(include_timing=True)
     assert SECONDARY["cycles"] == "energy"
+
+
+@pytest.mark.parametrize("L", [Layer("sq_1.5x", "conv", 48, 48, 55, 55, 1, 1, 28, 28, 2, 2),
+                               Layer("sep_2.0x", "conv", 64, 128, 14, 14, 3, 1, 14, 14, pad_top=1,
+                                     pad_bottom=1)], ids=lambda L: L.name)
+def test_large_objective_values_are_fixed_exactly(L):
+    """Regression: fixing a stage's optimum from the float objective_value (42160895.99...)
+    made the next stage infeasible; stages now fix the exact integer value."""
+    s = schedule_layer(L, T8)
+    m, r = exhaustive_best(L, T8)
+    assert s.mapping == m and s.status == "optimal" and s.tie_break
+    assert r.energy_total > 2 ** 24

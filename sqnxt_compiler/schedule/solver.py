@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,13 @@ class LayerSchedule:
         o = d["objective"]
         return LayerSchedule(layer, m, cost, d["status"], o["name"], o["value"], o["bound"], o["gap"],
                              d["solver"], d["tie_break"], d.get("note", ""))
+
+
+def _int_bound(b: float) -> int:
+    """CP-SAT's objective bound (a float) as an integer lower bound of an integer
+    objective: the nearest integer when the float is one up to rounding, else its ceiling."""
+    r = round(b)
+    return int(r) if abs(b - r) <= 1e-6 * max(1.0, abs(b)) else math.ceil(b)
 
 
 def _gap(value: int, bound: int) -> float:
@@ -219,15 +227,15 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
         sol = decode(lm, solver)
         hint = [(v, solver.value(v)) for v in lm.decision_vars()]
         if si == 0:
-            values["primary"] = int(solver.objective_value)
-            bound = int(solver.best_objective_bound)
+            values["primary"] = solver.value(expr)     # exact (objective_value is a float)
+            bound = _int_bound(solver.best_objective_bound)
             if st != cp_model.OPTIMAL:
                 status_out, tie_done = "feasible", False
                 break
         if st != cp_model.OPTIMAL:
             tie_done = False
             break
-        model.add(expr == int(solver.objective_value))
+        model.add(expr == solver.value(expr))
     df, order, tiles = sol
     m = Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order)
     r = evaluate(layer, target, m)
@@ -253,7 +261,7 @@ def _edp_model(layer, target, left):
         st = s.solve(lm.model)
         if st != cp_model.OPTIMAL:
             return None, None, f"EDP pre-solve ({name}) ended with status {s.status_name(st)}"
-        bounds[name] = int(s.objective_value)
+        bounds[name] = s.value(_objective_var(lm, name).expr)
         if name == "cycles":
             h_energy = int(s.value(lm.energy.expr))
     H = bounds["cycles"] * h_energy
