@@ -6,18 +6,21 @@ name           what it does
 canonicalize   drop Identity/Dropout, fold constants, form fully connected ops
 fold-bn        fold an inference BatchNormalization into the conv / fc before it
 fuse-relu      fold a ReLU / ReLU6 into the conv / fc / add before it
+schedule       pick each layer's mapping with CP-SAT (needs a target)
 =============  =================================================================
 
 Named pipelines: ``default`` (what ``sqnxtc compile`` runs unless ``--passes`` says
-otherwise) and ``none`` (import only).
+otherwise; with ``--target``, the CLI appends ``schedule`` unless the pipeline has it) and
+``none`` (import only).
 """
 from __future__ import annotations
 
 from .canonicalize import Canonicalize
 from .fold_bn import FoldBatchNorm
 from .fuse_relu import FuseReLU
+from .schedule import Schedule
 
-PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU)}
+PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, Schedule)}
 
 #: Named pipelines (they expand in place in a pipeline string).
 PIPELINES = {

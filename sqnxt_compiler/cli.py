@@ -77,7 +77,7 @@ def _pipeline_options(fn):
 
 
 def _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-             pass_timing, target=None):
+             pass_timing, target=None, options=None):
     from .driver import compile_model
     from .pipeline import parse_pipeline
 
@@ -87,35 +87,113 @@ def _compile(model, passes, print_ir_after_all, print_after, print_before, pass_
         from .ir import print_graph
         click.echo("// -----// IR Dump Before any pass //----- //", err=True)
         click.echo(print_graph(load(model).graph), err=True, nl=False)
-    res = compile_model(model, passes=passes, target=target, print_after_all=print_ir_after_all,
-                        print_after=tuple(print_after), timing=pass_timing,
-                        statistics=pass_statistics)
+    res = compile_model(model, passes=passes, target=target, options=options,
+                        print_after_all=print_ir_after_all, print_after=tuple(print_after),
+                        timing=pass_timing, statistics=pass_statistics)
     _notes(res.notes)
     return res
 
 
+def _with_schedule(passes: str, target) -> str:
+    """With a target, the pipeline ends in ``schedule`` unless it already has it; without
+    one, a pipeline that schedules is an error (before the model is read)."""
+    from .diagnostics import UsageError
+    from .pipeline import parse_pipeline
+
+    names = [p.name for p in parse_pipeline(passes)]
+    if target is None:
+        if "schedule" in names:
+            raise UsageError("the pipeline schedules but no --target was given")
+        return passes
+    if "schedule" in names:
+        return passes
+    return f"{passes},schedule" if passes.strip() else "schedule"
+
+
+EMITS = ("ir", "schedule", "summary")
+#: file name of each format when -o names a directory
+FILE_NAMES = {"ir": "ir.txt", "schedule": "schedule.json", "summary": "summary.txt"}
+
+
 @main.command("compile")
 @click.argument("model", metavar="MODEL")
+@click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
+              help="Target to schedule for (bundled name, e.g. pe16x16, or a .toml path). "
+                   "Without it, sqnxtc only runs the graph passes.")
 @_pipeline_options
-@click.option("--emit", type=click.Choice(["ir"]), default="ir", show_default=True,
-              help="What to produce.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the output to this file (default: stdout).")
+@click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default="cycles",
+              show_default=True, help="What the scheduler minimizes (ties: energy, then cycles).")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Solver time limit per layer in seconds (0: none; on expiry the bound and gap are recorded).")
+@click.option("--fallback", type=click.Choice(["none", "heuristic"]), default="none", show_default=True,
+              help="On a solver failure use the documented heuristic mapping (marked as such).")
+@click.option("--measured-sparsity", is_flag=True,
+              help="Use the zeros in each layer's weights instead of the target's assumed sparsity.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="On-disk schedule cache (keyed by layer, target, options and versions).")
+@click.option("--emit", "emits", multiple=True, type=click.Choice(EMITS),
+              help="What to produce (repeatable). Default: ir without a target; summary on stdout "
+                   "and every format with -o DIR when a target is given.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="A file when exactly one --emit format is asked and the path is not a directory "
+                   "(nor ends in '/'); otherwise a directory that receives "
+                   + ", ".join(FILE_NAMES.values()) + ".")
+@click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="Layers shown in the summary.")
 @_guard
-def compile_cmd(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-                pass_timing, emit, output):
-    """Compile MODEL (an .onnx file or zoo:NAME)."""
-    from .diagnostics import atomic_write
+def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, print_before,
+                pass_statistics, pass_timing, objective, time_limit, fallback, measured_sparsity,
+                cache_dir, emits, output, top):
+    """Compile MODEL (an .onnx file or zoo:NAME), and schedule it with --target."""
+    import os
+
+    from .diagnostics import OutputError, atomic_write
     from .ir import print_graph
 
+    target = None
+    if target_name is not None:
+        from .targets import load_target
+        target = load_target(target_name)
+    passes = _with_schedule(passes, target)
+    options = {"objective": objective, "time_limit": time_limit, "fallback": fallback,
+               "measured_sparsity": measured_sparsity, "cache_dir": cache_dir or ""}
+    emits = tuple(dict.fromkeys(emits))
+    if not emits:
+        emits = ("ir",) if target is None else (("summary",) if output is None else EMITS)
+    if target is None and set(emits) - {"ir"}:
+        from .diagnostics import UsageError
+        raise UsageError(f"--emit {','.join(sorted(set(emits) - {'ir'}))} needs --target")
+    to_file = (output is not None and len(emits) == 1 and not output.endswith(("/", os.sep))
+               and not os.path.isdir(output))
+    if output is not None and not to_file and os.path.exists(output) and not os.path.isdir(output):
+        raise OutputError("exists and is not a directory", output)
+
     res = _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-                   pass_timing)
-    text = print_graph(res.graph)
-    if output:
+                   pass_timing, target=target, options=options)
+    texts = {"ir": lambda: print_graph(res.graph)}
+    if target is not None:
+        from .report.network import collect
+        from .report.schedule_json import schedule_json
+        from .report.summary import summary_text
+        net = collect(res.graph, target)
+        sched_options = {k: v for k, v in options.items() if k != "cache_dir"}
+        texts["schedule"] = lambda: schedule_json(net, pipeline=res.pipeline, options=sched_options)
+        texts["summary"] = lambda: summary_text(net, top=top)
+    rendered = {e: texts[e]() for e in emits}  # everything computed before anything is written
+    if output is None:
+        for e in emits:
+            click.echo(rendered[e], nl=False)
+        return
+    if to_file:
         with atomic_write(output) as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
+            fh.write(rendered[emits[0]])
+        return
+    for e in emits:
+        with atomic_write(os.path.join(output, FILE_NAMES[e])) as fh:
+            fh.write(rendered[e])
+    if "summary" in rendered:
+        click.echo(rendered["summary"], nl=False)
+    click.echo(f"wrote {', '.join(os.path.join(output, FILE_NAMES[e]) for e in emits)}", err=True)
 
 
 @main.command("check")

@@ -19,6 +19,8 @@ from .core import Op, VerifyError, declare
 from .types import TensorType
 
 ACTS = ("none", "relu", "relu6")
+#: The mapping and costs the schedule pass attaches to the ops the accelerator runs.
+SCHEDULE = A("any")
 
 
 def _t(op: Op, i: int) -> TensorType:
@@ -98,7 +100,8 @@ def _verify_conv(op: Op) -> None:
 @declare("sqnxt.conv", "2-D convolution, NCHW, OIHW weights, optional bias, fused activation.",
          operands=(2, 3),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
-                "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS)},
+                "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS),
+                "schedule": SCHEDULE},
          verify=_verify_conv)
 def _conv(op):
     x, w = _t(op, 0), _t(op, 1)
@@ -124,7 +127,8 @@ def _verify_fc(op: Op) -> None:
 
 @declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
          "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image.",
-         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS)}, verify=_verify_fc)
+         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE},
+         verify=_verify_fc)
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
 
@@ -169,7 +173,7 @@ def _broadcast(op: Op) -> list[TensorType]:
 
 
 @declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
-         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS)})
+         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE})
 def _add(op):
     return _broadcast(op)
 
@@ -201,7 +205,8 @@ def _pool(op):
 
 
 _POOL = {"kernel": A("ints", True), "strides": A("ints", default=(1, 1)),
-         "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1))}
+         "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1)),
+         "schedule": SCHEDULE}
 declare("sqnxt.maxpool", "2-D max pooling (padding never wins the max).",
         attrs=dict(_POOL), verify=_verify_pool)(_pool)
 declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by the full window.",
@@ -210,7 +215,7 @@ declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by th
 
 
 @declare("sqnxt.global_avgpool", "Mean over H and W: (N, C, H, W) -> (N, C, 1, 1).",
-         verify=lambda op: _need_rank(op, 0, 4))
+         attrs={"schedule": SCHEDULE}, verify=lambda op: _need_rank(op, 0, 4))
 def _gap(op):
     x = _t(op, 0)
     return [TensorType((x.shape[0], x.shape[1], 1, 1), x.dtype)]

@@ -1,0 +1,1 @@
+"""What a compile hands over: the network schedule, its JSON form, the terminal summary."""

@@ -1,0 +1,44 @@
+"""The terminal summary printed at the end of ``sqnxtc compile --target``: the layers that
+take the most cycles, and the network totals."""
+from __future__ import annotations
+
+from .network import NetworkSchedule
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def summary_text(net: NetworkSchedule, top: int = 10) -> str:
+    t = net.totals()
+    tgt = net.target
+    rows = sorted(net.scheduled, key=lambda r: (-r.schedule.cost.total_cycles, r.name))[:top]
+    w = max([len(r.name) for r in rows] + [5])
+    out = [f"{net.graph.source} on {tgt.name} ({tgt.pe_rows}x{tgt.pe_cols} PEs, "
+           f"{tgt.global_buffer_bytes // 1024} KB buffer): {t['layers']} layers "
+           f"({t['distinct_layers']} distinct shapes), {t['unmodelled_ops']} ops not modelled",
+           "",
+           f"top {len(rows)} layers by cycles:",
+           f"  {'layer':<{w}}  {'kind':<7} {'df':<2} {'tiles x,y,c,k':<16} {'order':<5} "
+           f"{'cycles':>10} {'%':>5} {'util':>5} {'DRAM words':>10} {'energy':>9}"]
+    total = t["total_cycles"] or 1
+    for r in rows:
+        s = r.schedule
+        m = s.mapping
+        tiles = f"{m.tx},{m.ty},{m.tc},{m.tk}"
+        out.append(f"  {r.name:<{w}}  {s.layer.kind:<7} {m.dataflow:<2} {tiles:<16} "
+                   f"{''.join(m.order):<5} {s.cost.total_cycles:>10} "
+                   f"{100 * s.cost.total_cycles / total:5.1f} {s.cost.utilization:5.2f} "
+                   f"{s.cost.dram['total']:>10} {_si(s.cost.energy['total']):>9}")
+    e = t["energy"]
+    out += ["",
+            f"total: {t['total_cycles']} cycles ({t['time_us']} us at {float(tgt.clock_mhz):g} MHz), "
+            f"{_si(t['macs'])} MACs, utilization {t['utilization']:.3f}",
+            f"       DRAM {_si(t['dram_words']['total'])} words, energy {_si(e['total'])} "
+            f"(MAC {_si(e['mac'])}, RF {_si(e['rf'])}, array {_si(e['array'])}, "
+            f"buffer {_si(e['buffer'])}, DRAM {_si(e['dram'])})",
+            "       solver: " + ", ".join(f"{n} {k}" for k, n in t["status"].items())]
+    return "\n".join(out) + "\n"
