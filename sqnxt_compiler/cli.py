@@ -110,9 +110,9 @@ def _with_schedule(passes: str, target) -> str:
     return f"{passes},schedule" if passes.strip() else "schedule"
 
 
-EMITS = ("ir", "schedule", "summary")
-#: file name of each format when -o names a directory
-FILE_NAMES = {"ir": "ir.txt", "schedule": "schedule.json", "summary": "summary.txt"}
+def _formats():
+    from .report.formats import FORMATS
+    return FORMATS
 
 
 @main.command("compile")
@@ -131,13 +131,15 @@ FILE_NAMES = {"ir": "ir.txt", "schedule": "schedule.json", "summary": "summary.t
               help="Use the zeros in each layer's weights instead of the target's assumed sparsity.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="On-disk schedule cache (keyed by layer, target, options and versions).")
-@click.option("--emit", "emits", multiple=True, type=click.Choice(EMITS),
-              help="What to produce (repeatable). Default: ir without a target; summary on stdout "
-                   "and every format with -o DIR when a target is given.")
+@click.option("--emit", "emits", multiple=True, type=click.Choice(list(_formats())),
+              help="What to produce (repeatable): " + "; ".join(
+                  f"{f.name}: {f.help}" for f in _formats().values())
+              + ". Default: ir without a target; summary on stdout and every format with -o DIR "
+                "when a target is given.")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="A file when exactly one --emit format is asked and the path is not a directory "
-                   "(nor ends in '/'); otherwise a directory that receives "
-                   + ", ".join(FILE_NAMES.values()) + ".")
+                   "(nor ends in '/'); otherwise a directory that receives one file per format ("
+                   + ", ".join(f.filename for f in _formats().values()) + ").")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Layers shown in the summary.")
 @_guard
@@ -148,7 +150,6 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
     import os
 
     from .diagnostics import OutputError, atomic_write
-    from .ir import print_graph
 
     target = None
     if target_name is not None:
@@ -157,12 +158,15 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
     passes = _with_schedule(passes, target)
     options = {"objective": objective, "time_limit": time_limit, "fallback": fallback,
                "measured_sparsity": measured_sparsity, "cache_dir": cache_dir or ""}
+    formats = _formats()
     emits = tuple(dict.fromkeys(emits))
     if not emits:
-        emits = ("ir",) if target is None else (("summary",) if output is None else EMITS)
-    if target is None and set(emits) - {"ir"}:
+        emits = ("ir",) if target is None else (("summary",) if output is None else tuple(
+            n for n, f in formats.items() if f.needs_target or n == "ir"))
+    if target is None and any(formats[e].needs_target for e in emits):
         from .diagnostics import UsageError
-        raise UsageError(f"--emit {','.join(sorted(set(emits) - {'ir'}))} needs --target")
+        need = ",".join(e for e in emits if formats[e].needs_target)
+        raise UsageError(f"--emit {need} needs --target")
     to_file = (output is not None and len(emits) == 1 and not output.endswith(("/", os.sep))
                and not os.path.isdir(output))
     if output is not None and not to_file and os.path.exists(output) and not os.path.isdir(output):
@@ -170,16 +174,13 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
 
     res = _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
                    pass_timing, target=target, options=options)
-    texts = {"ir": lambda: print_graph(res.graph)}
+    from .report.formats import EmitContext
+    net = None
     if target is not None:
         from .report.network import collect
-        from .report.schedule_json import schedule_json
-        from .report.summary import summary_text
         net = collect(res.graph, target)
-        sched_options = {k: v for k, v in options.items() if k != "cache_dir"}
-        texts["schedule"] = lambda: schedule_json(net, pipeline=res.pipeline, options=sched_options)
-        texts["summary"] = lambda: summary_text(net, top=top)
-    rendered = {e: texts[e]() for e in emits}  # everything computed before anything is written
+    ctx = EmitContext(res, net, {k: v for k, v in options.items() if k != "cache_dir"}, top)
+    rendered = {e: formats[e].render(ctx) for e in emits}  # all computed before any is written
     if output is None:
         for e in emits:
             click.echo(rendered[e], nl=False)
@@ -188,38 +189,67 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
         with atomic_write(output) as fh:
             fh.write(rendered[emits[0]])
         return
-    for e in emits:
-        with atomic_write(os.path.join(output, FILE_NAMES[e])) as fh:
+    paths = [os.path.join(output, formats[e].filename) for e in emits]
+    for e, path in zip(emits, paths):
+        with atomic_write(path) as fh:
             fh.write(rendered[e])
     if "summary" in rendered:
         click.echo(rendered["summary"], nl=False)
-    click.echo(f"wrote {', '.join(os.path.join(output, FILE_NAMES[e]) for e in emits)}", err=True)
+    click.echo(f"wrote {', '.join(paths)}", err=True)
 
 
 @main.command("check")
 @click.argument("model", metavar="MODEL")
 @_pipeline_options
+@click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
+              help="Schedule for this target first (needed by --tiled).")
+@click.option("--tiled", is_flag=True,
+              help="Execute every scheduled layer tile by tile in its chosen loop order.")
+@click.option("--precision", type=click.Choice(["fp32", "int16"]), default="fp32", show_default=True,
+              help="Arithmetic of the tiled execution: float32, or 16-bit fixed point with wide "
+                   "accumulators as the accelerator computes (needs --tiled).")
 @click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Number of seeded random inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first input.")
-@click.option("--rtol", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
-              help="Relative tolerance.")
-@click.option("--atol", type=click.FloatRange(0, 1), default=1e-5, show_default=True,
-              help="Absolute tolerance, scaled by max(1, max|reference|).")
+@click.option("--rtol", type=click.FloatRange(0, 1), default=None,
+              help="Relative tolerance [default: 1e-4; int16: see docs].")
+@click.option("--atol", type=click.FloatRange(0, 1), default=None,
+              help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
 @_guard
 def check_cmd(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-              pass_timing, samples, seed, rtol, atol):
+              pass_timing, target_name, tiled, precision, samples, seed, rtol, atol):
     """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""
     import time
 
-    from .diagnostics import CheckFailed
-    from .reference.check import check
+    from .diagnostics import CheckFailed, UsageError
+    from .reference.check import DEFAULT_ATOL, DEFAULT_RTOL, check
 
     t0 = time.perf_counter()
+    if tiled and target_name is None:
+        raise UsageError("--tiled needs --target (the tiles are the schedule's)")
+    if precision != "fp32" and not tiled:
+        raise UsageError("--precision int16 needs --tiled")
+    target = None
+    if target_name is not None:
+        from .targets import load_target
+        target = load_target(target_name)
+    passes = _with_schedule(passes, target)
+    executor = None
+    d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL
+    if tiled:
+        from .reference.tiled import TOLERANCES, run_tiled
+        d_rtol, d_atol = TOLERANCES[precision]
+        executor = lambda g, feeds: run_tiled(g, feeds, precision=precision)  # noqa: E731
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
     res = _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-                   pass_timing)
-    report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol, atol=atol)
-    click.echo(f"check {res.source}: pipeline '{res.pipeline}' vs onnxruntime (CPU, optimizations off)")
+                   pass_timing, target=target)
+    kwargs = {"executor": executor} if executor is not None else {}
+    report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
+                   atol=atol, **kwargs)
+    how = f"tiled {precision} execution on {target.name}" if tiled else "numpy executor"
+    click.echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
+               "(CPU, optimizations off)")
     click.echo(report.format())
     click.echo(f"wall time {time.perf_counter() - t0:.2f} s")
     if not report.ok:

@@ -1,0 +1,55 @@
+"""The output formats of ``sqnxtc compile`` (``--emit NAME``), in one registry.
+
+Each format has a file name (used when ``-o`` names a directory), whether it needs a
+schedule (a ``--target``), and a renderer ``render(ctx) -> str`` where ``ctx`` is an
+:class:`EmitContext`.  The CLI renders every requested format before writing any.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass
+class EmitContext:
+    result: Any          # driver.CompileResult
+    net: Any             # report.network.NetworkSchedule, or None without a target
+    options: dict        # the schedule options that shaped the result (no cache paths)
+    top: int = 10        # summary: how many layers to show
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    filename: str
+    needs_target: bool
+    render: Callable[[EmitContext], str]
+    help: str
+
+
+def _ir(ctx: EmitContext) -> str:
+    from ..ir import print_graph
+    return print_graph(ctx.result.graph)
+
+
+def _schedule(ctx: EmitContext) -> str:
+    from .schedule_json import schedule_json
+    return schedule_json(ctx.net, pipeline=ctx.result.pipeline, options=ctx.options)
+
+
+def _summary(ctx: EmitContext) -> str:
+    from .summary import summary_text
+    return summary_text(ctx.net, top=ctx.top)
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+register(Format("ir", "ir.txt", False, _ir, "the IR after the pipeline"))
+register(Format("schedule", "schedule.json", True, _schedule, "versioned JSON schedule"))
+register(Format("summary", "summary.txt", True, _summary, "top layers by cycles and totals"))
