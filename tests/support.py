@@ -27,6 +27,24 @@ def make_model(nodes, inputs, outputs, inits=(), opset=13, name="t"):
     return m
 
 
+def inferred_model(nodes, inputs, outputs=("y",), inits=(), opset=13):
+    """Like make_model, but an output given by name alone gets the shape ONNX infers."""
+    outs = [o if isinstance(o, tuple) else (o, None) for o in outputs]
+    m = make_model(nodes, inputs, outs, inits, opset)
+    if any(s is None for _, s in outs):
+        inf = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+        by_name = {o.name: o for o in inf.graph.output}
+        for o, (_, s) in zip(m.graph.output, outs):
+            if s is None:
+                o.CopyFrom(by_name[o.name])
+    return m
+
+
+def int64s(*v):
+    """An int64 vector (shapes, axes, indices)."""
+    return np.array(v, dtype=np.int64)
+
+
 def rand(rng, *shape, positive=False):
     a = rng.standard_normal(shape).astype(np.float32)
     return np.abs(a) + 0.5 if positive else a

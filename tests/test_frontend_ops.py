@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sqnxt_compiler.frontend import import_model
-from support import compile_and_check, make_model
+from support import compile_and_check, inferred_model, int64s, make_model
 
 N = helper.make_node
 _RNG = np.random.default_rng(20240611)
@@ -22,21 +22,8 @@ def W(*shape, positive=False):
     return np.abs(a) + 0.5 if positive else a
 
 
-def I(*v):
-    return np.array(v, dtype=np.int64)
-
-
-def model(nodes, inputs, outputs=("y",), inits=(), opset=13):
-    """Like support.make_model, but an output given by name alone gets the shape ONNX infers."""
-    outs = [o if isinstance(o, tuple) else (o, None) for o in outputs]
-    m = make_model(nodes, inputs, outs, inits, opset)
-    if any(s is None for _, s in outs):
-        inf = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
-        by_name = {o.name: o for o in inf.graph.output}
-        for o, (_, s) in zip(m.graph.output, outs):
-            if s is None:
-                o.CopyFrom(by_name[o.name])
-    return m
+I = int64s
+model = inferred_model
 
 
 def bn_params(c, p="bn"):
@@ -562,7 +549,7 @@ def test_ceil_pool_with_runtime_shape_declared_is_accepted(cli, save):
     last window starts in the padding, where ONNX < opset 22 infers one more: sqnxtc notes
     the disagreement, re-infers, and computes what onnxruntime computes."""
     from onnx import helper as h
-    from support import make_model
+    from support import inferred_model, int64s, make_model
 
     m = make_model([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
                                 pads=[1, 1, 1, 1], ceil_mode=1)],

@@ -13,7 +13,7 @@ from onnx import helper
 from sqnxt_compiler.frontend import import_model
 from sqnxt_compiler.pipeline import PassManager, parse_pipeline
 from sqnxt_compiler.reference.check import check
-from support import make_model
+from support import inferred_model, int64s, make_model
 
 N = helper.make_node
 
@@ -23,19 +23,8 @@ def W(rng, *shape, positive=False):
     return np.abs(a) + 0.5 if positive else a
 
 
-def I(*v):
-    return np.array(v, dtype=np.int64)
-
-
-def model(nodes, inputs, outputs=("y",), inits=(), opset=13):
-    outs = [o if isinstance(o, tuple) else (o, None) for o in outputs]
-    m = make_model(nodes, inputs, outs, inits, opset)
-    inf = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
-    by_name = {o.name: o for o in inf.graph.output}
-    for o, (_, s) in zip(m.graph.output, outs):
-        if s is None:
-            o.CopyFrom(by_name[o.name])
-    return m
+I = int64s
+model = inferred_model
 
 
 def bn_params(rng, c, p="bn"):
