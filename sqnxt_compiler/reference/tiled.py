@@ -1,0 +1,624 @@
+"""Tiled execution: run every scheduled layer tile by tile, exactly as its mapping says.
+
+``run_tiled(graph, inputs, precision=...)`` runs the graph op by op like
+:func:`sqnxt_compiler.reference.executor.run`, but every op that carries a ``schedule``
+attribute (conv, fc, max/avg pool, global average pool, element-wise add) executes as the
+accelerator would run it (docs/tiled-execution.md):
+
+* the groups one after another (ordinary and grouped conv; channel-wise layers are one
+  group whose k loop runs over the channels and whose c loop is trivial, as in the cost
+  model), and inside each group the four DRAM-level tile loops x, y, c, k nested in the
+  mapping's order, outermost first, with ragged last tiles;
+* per tile, the input block the tile's outputs read is fetched from the (unpadded) input
+  tensor with its halo (``(t - 1) * stride + kernel`` rows/columns), and zero padding (or
+  -inf for max pooling) is added only on the sides where that block runs over the border;
+* the tile's partial sums over its c range are added to the output tile's psum buffer;
+  when the last input channel of the group has been accumulated the output tile is
+  finalized (bias, fused activation, requantization in int16) and written, once.
+
+Inside a tile the arithmetic is numpy (the array's spatial unrolling is not simulated MAC
+by MAC).  Per layer the run counts tiles, MACs (element operations for pool/gap/add),
+finalized output elements, and the DMA transfers implied by one resident tile per tensor
+(a tile is fetched when the loop nest moves to a different tile of that tensor; an output
+tile is written back whenever it stops being resident and read back when a later visit
+finds a partial sum): :class:`LayerStats`, comparable with the cost model's
+``CostReport.tiles_n``/``transfers``.
+
+``precision="int16"``: 16-bit fixed point with per-tensor power-of-two scales and wide
+accumulators (the rules are in docs/tiled-execution.md and in :class:`_Int16`).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..diagnostics import InputError, Location, SqnxtError
+from ..ir.core import Op
+from ..ir.graph import Graph
+from ..layers import layer_of
+from .executor import activate, eval_op
+from .executor import run as run_plain
+
+#: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
+#: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
+#: fp32: the plain check's defaults (tiling only reorders float32 sums).  int16: chosen
+#: from the errors measured on the zoo's SqueezeNext models (docs/tiled-execution.md).
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-5), "int16": (0.0, 2e-2)}
+PRECISIONS = ("fp32", "int16")
+
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+#: fractional bits of any tensor are clamped to this range
+FRAC_MIN, FRAC_MAX = -32, 32
+#: float64 holds every partial sum of int16 x int16 products exactly while the contraction
+#: is shorter than 2**53 / 2**30
+_EXACT_F64_TERMS = 1 << 22
+
+
+# --------------------------------------------------------------------------- statistics
+@dataclass
+class LayerStats:
+    """What one scheduled layer's tiled execution did."""
+
+    name: str
+    op: str
+    kind: str
+    layer: object             # the cost model's Layer
+    mapping: object           # the Mapping executed
+    tiles: int = 0            # tile iterations executed (all groups, all batch elements)
+    tiles_n: dict = field(default_factory=dict)   # distinct tiles per loop {"x","y","c","k"}
+    groups: int = 1
+    macs: int = 0             # MACs computed (element operations for pool/gap/add)
+    outputs: int = 0          # output elements finalized (written)
+    output_elements: int = 0  # size of the output tensor
+    writes_min: int = 0       # fewest / most times any output element was finalized
+    writes_max: int = 0
+    transfers: dict = field(default_factory=lambda: {"input": 0, "weights": 0, "outputs": 0,
+                                                     "psum_reads": 0})
+    psum_saturations: int = 0    # int16: partial sums clipped to psum_bits
+    output_saturations: int = 0  # int16: outputs clipped to int16 on requantization
+    fracs: dict = field(default_factory=dict)      # int16: fractional bits in/weights/acc/out
+    coverage: np.ndarray | None = None  # trace=True: times each (k, c-in-group, p, q) was computed
+
+    @property
+    def tiles_expected(self) -> int:
+        return self.groups * math.prod(self.tiles_n.values())
+
+
+@dataclass
+class TiledRun:
+    outputs: dict[str, np.ndarray]
+    layers: list[LayerStats]
+    precision: str
+    unscheduled: list[str]    # op names run with the plain kernels
+
+
+# --------------------------------------------------------------------------- tile loops
+@dataclass(frozen=True)
+class Tile:
+    g: int                    # group (0 for channel-wise layers)
+    x: tuple[int, int]        # output columns [x0, x1)
+    y: tuple[int, int]        # output rows [y0, y1)
+    c: tuple[int, int]        # input channels of the group [c0, c1)
+    k: tuple[int, int]        # output channels of the group [k0, k1)
+
+
+def tile_ranges(bound: int, size: int) -> list[tuple[int, int]]:
+    """The tiles of one loop: [0, t), [t, 2t), ..., the last one ragged."""
+    return [(a, min(a + size, bound)) for a in range(0, bound, size)]
+
+
+def tile_loops(layer, mapping) -> Iterator[Tile]:
+    """Every tile, in execution order: groups one after another, then the four tile loops
+    nested in ``mapping.order`` (outermost first; the innermost loop varies fastest)."""
+    ranges = {"x": tile_ranges(layer.Q, mapping.tx), "y": tile_ranges(layer.P, mapping.ty),
+              "c": tile_ranges(layer.Cg, mapping.tc), "k": tile_ranges(layer.Kg, mapping.tk)}
+    loops = [ranges[name] for name in mapping.order]
+    for g in range(layer.eff_groups):
+        for idx in itertools.product(*loops):     # nested loops, mapping.order[0] outermost
+            t = dict(zip(mapping.order, idx))
+            yield Tile(g, t["x"], t["y"], t["c"], t["k"])
+
+
+def window(o0: int, o1: int, stride: int, pad_before: int, kernel: int, size: int):
+    """The input extent that outputs [o0, o1) read along one axis, split into the part
+    inside the input and the padding on each side: (lo, hi, pad_lo, pad_hi), with input
+    rows [lo, hi) and ``pad_lo + (hi - lo) + pad_hi = (o1 - o0 - 1) * stride + kernel``."""
+    a = o0 * stride - pad_before
+    b = (o1 - 1) * stride - pad_before + kernel
+    lo, hi = max(a, 0), min(b, size)
+    if hi <= lo:                  # the tile reads padding only
+        return 0, 0, b - a, 0
+    return lo, hi, lo - a, b - hi
+
+
+def fetch(x: np.ndarray, chans: slice, t: Tile, L, fill=0.0) -> np.ndarray:
+    """DMA of one input tile: channels ``chans`` of the (C, H, W) tensor ``x``, the rows
+    and columns the tile's outputs read (halo included), padded with ``fill`` only where
+    the tile runs over the border.  A copy (the tile in the global buffer)."""
+    r0, r1, pt, pb = window(t.y[0], t.y[1], L.stride_h, L.pad_top, L.R, x.shape[1])
+    c0, c1, pl, pr = window(t.x[0], t.x[1], L.stride_w, L.pad_left, L.S, x.shape[2])
+    blk = x[chans, r0:r1, c0:c1]
+    if pt or pb or pl or pr:
+        return np.pad(blk, ((0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    return blk.copy()
+
+
+def windows(xt: np.ndarray, t: Tile, L) -> np.ndarray:
+    """(c, rows, cols, R, S) view of the tile's kernel windows; checks the tile's size."""
+    win = sliding_window_view(xt, (L.R, L.S), axis=(1, 2))[:, ::L.stride_h, ::L.stride_w]
+    want = (t.y[1] - t.y[0], t.x[1] - t.x[0])
+    if win.shape[1:3] != want:
+        raise SqnxtError(f"input tile of {xt.shape[1]}x{xt.shape[2]} gives {win.shape[1]}x"
+                         f"{win.shape[2]} outputs, the tile has {want[0]}x{want[1]}")
+    return win
+
+
+# --------------------------------------------------------------------------- arithmetic
+def frac_bits(maxabs: float) -> int:
+    """Fractional bits of a power-of-two scale: the largest f (clamped to FRAC_MIN..FRAC_MAX)
+    with round(maxabs * 2**f) <= 32767, so the tensor's largest |value| fits int16."""
+    if not np.isfinite(maxabs) or maxabs <= 0:
+        return 15 if maxabs == 0 else FRAC_MIN
+    f = math.floor(math.log2(INT16_MAX / maxabs))
+    while f > FRAC_MIN and round(maxabs * 2.0 ** f) > INT16_MAX:
+        f -= 1
+    while f < FRAC_MAX and round(maxabs * 2.0 ** (f + 1)) <= INT16_MAX:
+        f += 1
+    return max(FRAC_MIN, min(FRAC_MAX, f))
+
+
+def quantize(x: np.ndarray, f: int) -> np.ndarray:
+    """int16 of x * 2**f, round to nearest (ties to even), saturating."""
+    return np.clip(np.rint(np.asarray(x, np.float64) * 2.0 ** f), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def rescale(acc: np.ndarray, shift: int, count: int = 1) -> tuple[np.ndarray, int]:
+    """int16 of round(acc * 2**shift / count): integer arithmetic, round half up
+    (floor((2n + d) / 2d)), saturating.  Returns (values, number of saturated elements)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    shift = max(-62, min(62, shift))
+    if shift >= 0:
+        # anything with |acc| * 2**shift / count > 2**16 saturates anyway: clip first so
+        # that the left shift cannot overflow int64
+        bound = ((1 << 16) * count >> shift) + 1
+        num, den = np.clip(acc, -bound, bound) << shift, count
+    else:
+        num, den = acc, count << min(-shift, 40)
+    q = np.floor_divide(2 * num + den, 2 * den)
+    sat = int(np.count_nonzero((q < INT16_MIN) | (q > INT16_MAX)))
+    return np.clip(q, INT16_MIN, INT16_MAX).astype(np.int16), sat
+
+
+@dataclass
+class QTensor:
+    """An int16 activation with ``frac`` fractional bits: value = q * 2**-frac."""
+
+    q: np.ndarray
+    frac: int
+
+    @property
+    def shape(self):
+        return self.q.shape
+
+    def dequantize(self) -> np.ndarray:
+        return (self.q.astype(np.float64) * 2.0 ** -self.frac).astype(np.float32)
+
+
+class _Fp32:
+    """float32 tiles, float32 partial sums; bias and activation on the finished sum."""
+
+    name = "fp32"
+    int_mode = False
+
+    def __init__(self, psum_bits=None):
+        pass
+
+    def tensor(self, v, st: LayerStats, role: str):
+        """(array the tiles are cut from, fractional bits or None)."""
+        return np.asarray(v, dtype=np.float32), None
+
+    def bias(self, b, fa):
+        return None if b is None else np.asarray(b, dtype=np.float32)
+
+    def part(self, arr):
+        return np.asarray(arr, dtype=np.float32)
+
+    def store(self, acc, st):
+        return acc
+
+    def finish(self, acc, bias, act, fa, fo, st, count: int = 1):
+        y = acc if count == 1 else (acc / count)
+        if bias is not None:
+            y = y + bias.reshape(-1, 1, 1)
+        return activate(np.asarray(y, dtype=np.float32), act)
+
+    def out(self, y, fo):
+        return y
+
+    def out_frac(self, op):
+        return None
+
+
+class _Int16:
+    """16-bit fixed point as the accelerator computes (docs/tiled-execution.md):
+
+    * every activation tensor is int16 with its own power-of-two scale (``frac`` bits:
+      :func:`frac_bits` of the tensor's max |value| in a float calibration run of the same
+      input); weights likewise, per tensor, from their own values;
+    * products accumulate exactly (tile sums in float64 hold integers below 2**53) and
+      every stored partial sum (the end of each c tile) saturates to ``psum_bits``;
+    * bias is added in the accumulator's scale (frac_in + frac_w), the fused activation is
+      applied there, and the result is requantized to int16 with the output's frac bits,
+      round half up, saturating.
+    """
+
+    name = "int16"
+    int_mode = True
+
+    def __init__(self, psum_bits: int | None, calib: dict[int, float]):
+        self.psum_bits = psum_bits
+        self.calib = calib
+
+    def layer_psum_bits(self, sched) -> int:
+        if self.psum_bits is not None:
+            return self.psum_bits
+        # the schedule's output footprint is tx*ty*tk*pw words, pw = ceil(psum_bits/16)
+        m = sched.mapping
+        pw = sched.cost.footprint["outputs"] // (m.tx * m.ty * m.tk)
+        return 16 * max(1, pw)
+
+    def tensor(self, v, st: LayerStats, role: str):
+        if isinstance(v, QTensor):
+            q, f = v.q, v.frac
+        else:
+            a = np.asarray(v, dtype=np.float64)
+            f = frac_bits(float(np.max(np.abs(a))) if a.size else 0.0)
+            q = quantize(a, f)
+        st.fracs[role] = f
+        return q.astype(np.float64), f
+
+    def bias(self, b, fa):
+        if b is None:
+            return None
+        lim = 1 << (self.cur_psum_bits - 1)
+        return np.clip(np.rint(np.asarray(b, np.float64) * 2.0 ** fa), -lim, lim - 1).astype(np.int64)
+
+    def part(self, arr):
+        arr = np.asarray(arr)
+        return arr.astype(np.int64) if arr.dtype.kind == "f" else arr
+
+    def store(self, acc, st):
+        lim = 1 << (self.cur_psum_bits - 1)
+        if self.cur_psum_bits < 64:
+            bad = (acc < -lim) | (acc > lim - 1)
+            n = int(np.count_nonzero(bad))
+            if n:
+                st.psum_saturations += n
+                acc = np.clip(acc, -lim, lim - 1)
+        return acc
+
+    def finish(self, acc, bias, act, fa, fo, st, count: int = 1):
+        y = acc if bias is None else acc + bias.reshape(-1, 1, 1)
+        if act == "relu":
+            y = np.maximum(y, 0)
+        elif act == "relu6":
+            y = np.clip(y, 0, int(round(6 * 2.0 ** fa)))
+        q, sat = rescale(y, fo - fa, count)
+        st.output_saturations += sat
+        return q
+
+    def out(self, y, fo):
+        return QTensor(y, fo)
+
+    def out_frac(self, op):
+        return frac_bits(self.calib.get(op.id, 0.0))
+
+
+# --------------------------------------------------------------------------- tile kernels
+def _conv_part(xt, wt, win_fn):
+    """Partial sums of one tile: wt (k, c, R, S) x windows (c, p, q, R, S) -> (k, p, q)."""
+    win = win_fn(xt)
+    return np.tensordot(wt, win, axes=([1, 2, 3], [0, 3, 4]))
+
+
+def _dw_part(xt, wt, win_fn):
+    """Depthwise: channel k with its own R x S kernel: (k, p, q)."""
+    win = win_fn(xt)
+    return np.einsum("kpqrs,krs->kpq", win, wt[:, 0])
+
+
+# --------------------------------------------------------------------------- one layer
+def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
+           compute: Callable[[Tile], np.ndarray], finalize: Callable[[Tile, np.ndarray], None]):
+    """The DRAM-level loop nest of one batch element: tile by tile in the mapping's order,
+    psums across c tiles, finalization after the group's last input channel."""
+    cw = L.channelwise
+    psum: dict[tuple, tuple[np.ndarray, int]] = {}   # partial output tiles in the buffer/DRAM
+    res_in = res_w = res_out = None
+    seen = {"x": set(), "y": set(), "c": set(), "k": set()}
+    for t in tile_loops(L, m):
+        for name in seen:
+            seen[name].add(getattr(t, name))
+        # one resident tile per tensor: fetch when the loop nest moves to another tile
+        in_key = (t.g, t.x, t.y, t.k if cw else t.c)
+        if in_key != res_in:
+            st.transfers["input"] += n_inputs
+            res_in = in_key
+        if has_weights and (t.g, t.c, t.k) != res_w:
+            st.transfers["weights"] += 1
+            res_w = (t.g, t.c, t.k)
+        out_key = (t.g, t.x, t.y, t.k)
+        if out_key != res_out:
+            if res_out is not None:
+                st.transfers["outputs"] += 1          # write back: final or partial
+            if out_key in psum:
+                st.transfers["psum_reads"] += 1       # a later visit reads its psums back
+            res_out = out_key
+        part = arith.part(compute(t))
+        st.tiles += 1
+        if st.coverage is not None:   # trace: which (k, c, p, q) this tile computed
+            ks = slice(t.g * L.Kg + t.k[0], t.g * L.Kg + t.k[1])
+            st.coverage[ks, t.c[0]:t.c[1], t.y[0]:t.y[1], t.x[0]:t.x[1]] += 1
+        prev = psum.pop(out_key, None)
+        acc = part if prev is None else prev[0] + part
+        done = (0 if prev is None else prev[1]) + (t.c[1] - t.c[0])
+        acc = arith.store(acc, st)
+        if done == L.Cg:
+            finalize(t, acc)
+        else:
+            psum[out_key] = (acc, done)
+    if res_out is not None:
+        st.transfers["outputs"] += 1
+    if psum:
+        raise SqnxtError(f"{len(psum)} output tiles never received all {L.Cg} input channels")
+    st.tiles_n = {k: len(v) for k, v in seen.items()}
+
+
+def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tuple[object, LayerStats]:
+    sched = op.attrs["schedule"].schedule
+    L, m = sched.layer, sched.mapping
+    fresh = layer_of(op)
+    if fresh is None or fresh.key()[:17] != L.key()[:17]:
+        raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
+    st = LayerStats(L.name, op.name, L.kind, L, m, groups=L.eff_groups)
+    arith.cur_psum_bits = cur_psum_bits
+    out_shape = op.result.type.shape
+    N = out_shape[0]
+    kind = L.kind
+    act = op.attrs.get("act", "none")
+    fo = arith.out_frac(op)
+
+    # the operands as (N, C, H, W) arrays the tiles are cut from
+    if kind == "add":
+        xs, fis = zip(*(arith.tensor(a, st, f"in{i}") for i, a in enumerate(args)))
+        fa = max(fis) if arith.int_mode else None
+        if arith.int_mode:   # align every operand to the accumulator's scale (exact)
+            xs = [x * 2.0 ** (fa - f) for x, f in zip(xs, fis)]
+    else:
+        x, fi = arith.tensor(args[0], st, "in")
+        if kind == "fc":
+            x = x.reshape(N, -1, 1, 1)
+        xs, fa = [x], fi
+    w = b = None
+    if kind in ("conv", "fc"):
+        w, fw = arith.tensor(args[1], st, "w")
+        if kind == "fc":
+            w = w.reshape(w.shape[0], -1, 1, 1)
+        fa = (fi + fw) if arith.int_mode else None
+        b = arith.bias(args[2] if len(args) > 2 else None, fa)
+        if arith.int_mode and L.Cg * L.R * L.S >= _EXACT_F64_TERMS:
+            raise SqnxtError("contraction too long for exact int16 tile sums")
+    if arith.int_mode:
+        st.fracs.update(acc=fa, out=fo)
+
+    K, P, Q = L.K, L.P, L.Q
+    y = np.zeros((N, K, P, Q), dtype=np.int16 if arith.int_mode else np.float32)
+    writes = np.zeros((K, P, Q), dtype=np.int32)
+    if trace:
+        st.coverage = np.zeros((K, L.Cg, P, Q), dtype=np.int32)
+    cw = L.channelwise
+    Cg, Kg = L.Cg, L.Kg
+    win_fn = None
+
+    # per-kind tile computation and output-tile finalization
+    if kind in ("conv", "fc") and not cw:
+        def compute(t):
+            cs = slice(t.g * Cg + t.c[0], t.g * Cg + t.c[1])
+            ks = slice(t.g * Kg + t.k[0], t.g * Kg + t.k[1])
+            xt = fetch(xs[0][n], cs, t, L)
+            part = _conv_part(xt, w[ks, t.c[0]:t.c[1]], lambda a: windows(a, t, L))
+            st.macs += part.size * xt.shape[0] * L.R * L.S
+            return part
+    elif kind == "conv":  # depthwise: channel k reads input channel k only
+        def compute(t):
+            ks = slice(t.k[0], t.k[1])
+            xt = fetch(xs[0][n], ks, t, L)
+            part = _dw_part(xt, w[ks], lambda a: windows(a, t, L))
+            st.macs += part.size * L.R * L.S
+            return part
+    elif kind == "maxpool":
+        def compute(t):
+            xt = fetch(xs[0][n], slice(t.k[0], t.k[1]), t, L, fill=-np.inf)
+            part = windows(xt, t, L).max(axis=(3, 4))
+            st.macs += part.size * L.R * L.S
+            return part
+    elif kind in ("avgpool", "gap"):
+        if kind == "avgpool":
+            pt_, pl_, pb_, pr_ = op.attrs["pads"]
+            inc = op.attrs["count_include_pad"]
+            # the cells a window's divisor counts: the declared padded area or the input
+            cy = (-pt_, L.H + pb_) if inc else (0, L.H)
+            cx = (-pl_, L.W + pr_) if inc else (0, L.W)
+        else:
+            cy, cx = (0, L.H), (0, L.W)
+
+        def counted(o0, o1, s, p, k, lim):
+            a = np.arange(o0, o1) * s - p
+            return np.clip(np.minimum(a + k, lim[1]) - np.maximum(a, lim[0]), 0, None)
+
+        def compute(t):
+            xt = fetch(xs[0][n], slice(t.k[0], t.k[1]), t, L)
+            part = windows(xt, t, L).sum(axis=(3, 4), dtype=np.float64)
+            st.macs += part.size * L.R * L.S
+            cnt = np.outer(counted(*t.y, L.stride_h, L.pad_top, L.R, cy),
+                           counted(*t.x, L.stride_w, L.pad_left, L.S, cx))
+            if arith.int_mode:
+                return part, cnt
+            return part / cnt
+    elif kind == "add":
+        def compute(t):
+            ks = slice(t.k[0], t.k[1])
+            part = fetch(xs[0][n], ks, t, L).astype(np.float64 if arith.int_mode else np.float32)
+            for xi in xs[1:]:
+                part = part + fetch(xi[n], ks, t, L)
+            st.macs += part.size * len(xs)
+            return part
+    else:
+        raise SqnxtError(f"no tiled kernel for layer kind {kind}")
+
+    def finalize(t, acc):
+        ks = slice(t.g * Kg + t.k[0], t.g * Kg + t.k[1])
+        bt = None if b is None else b[ks]
+        cnt = 1
+        if isinstance(acc, tuple):       # int16 avg/gap: (sum, divisor per output)
+            acc, cnt = acc
+        if arith.int_mode and kind in ("avgpool", "gap"):
+            out = _avg_int(acc, cnt, fa, fo, st)
+        else:
+            out = arith.finish(acc, bt, act if kind in ("conv", "fc", "add") else "none", fa, fo, st)
+        y[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]] = out
+        writes[ks, t.y[0]:t.y[1], t.x[0]:t.x[1]] += 1
+        st.outputs += out.size
+
+    for n in range(N):
+        if arith.int_mode and kind in ("avgpool", "gap"):
+            _drive_avg_int(st, L, m, arith, compute, finalize)
+        else:
+            _drive(st, L, m, arith, len(xs), w is not None, compute, finalize)
+    st.output_elements = y.size
+    st.writes_min, st.writes_max = int(writes.min()) * N, int(writes.max()) * N
+    if st.writes_min != N or st.writes_max != N:
+        raise SqnxtError(f"tiled execution finalized output elements between {writes.min()} and "
+                         f"{writes.max()} times (must be exactly once)")
+    y = y.reshape(out_shape)
+    return arith.out(y, fo), st
+
+
+def _avg_int(acc, cnt, fa, fo, st):
+    """int16 average: round(sum * 2**(fo - fa) / count) in integers, per output."""
+    acc = np.asarray(acc, np.int64)
+    cnt = np.asarray(cnt, np.int64)
+    out = np.empty(acc.shape, np.int16)
+    for c in np.unique(cnt):   # one divisor per distinct count (border windows differ)
+        sel = np.broadcast_to(cnt == c, acc.shape)
+        q, sat = rescale(acc[sel], fo - fa, int(c))
+        out[sel] = q
+        st.output_saturations += sat
+    return out
+
+
+def _drive_avg_int(st, L, m, arith, compute, finalize):
+    """_drive for int16 avg/gap: the tile result is (sum, count); the c loop is trivial."""
+    def comp(t):
+        s, cnt = compute(t)
+        comp.cnt = np.broadcast_to(cnt, s.shape)
+        return s
+
+    def fin(t, acc):
+        finalize(t, (acc, comp.cnt))
+    _drive(st, L, m, arith, 1, False, comp, fin)
+
+
+# --------------------------------------------------------------------------- the graph
+def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",
+                  psum_bits: int | None = None, trace: bool = False) -> TiledRun:
+    """Run ``graph``; scheduled ops tile by tile (module doc).  Returns outputs and stats.
+
+    ``psum_bits`` (int16): width of a stored partial sum; default: the target's
+    ``psum_bits`` as stored (whole words), recovered from each schedule's footprint.
+    ``trace``: keep a per-layer coverage array of (k, c, p, q) (small graphs only).
+    """
+    if precision not in PRECISIONS:
+        raise SqnxtError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
+    if precision == "int16":
+        calib: dict[int, float] = {}
+
+        def observe(op, v):
+            if v.dtype.kind == "f":
+                calib[op.id] = float(np.max(np.abs(v))) if v.size else 0.0
+        run_plain(graph, inputs, observe=observe)
+        arith = _Int16(psum_bits, calib)
+    else:
+        arith = _Fp32()
+
+    order = graph.ops()
+    last_use: dict[int, int] = {}
+    for i, op in enumerate(order):
+        for v in op.operands:
+            last_use[id(v)] = i
+    env: dict[int, object] = {}
+    outputs: dict[str, np.ndarray] = {}
+    stats: list[LayerStats] = []
+    unscheduled: list[str] = []
+    for i, op in enumerate(order):
+        if op.name == "sqnxt.input":
+            name = op.attrs["name"]
+            if name not in inputs:
+                raise InputError(f"missing input '{name}'", Location(file=graph.source))
+            arr = np.asarray(inputs[name])
+            if arr.shape != op.result.type.shape:
+                raise InputError(f"input '{name}' has shape {arr.shape}, expected "
+                                 f"{op.result.type.shape}", Location(file=graph.source))
+            arr = arr.astype(op.result.type.np_dtype, copy=False)
+            if arith.int_mode and arr.dtype.kind == "f":
+                f = frac_bits(float(np.max(np.abs(arr))) if arr.size else 0.0)
+                arr = QTensor(quantize(arr, f), f)
+            env[id(op.result)] = arr
+            continue
+        args = [env[id(v)] for v in op.operands]
+        if op.name == "sqnxt.output":
+            outputs = {n: (a.dequantize() if isinstance(a, QTensor) else a)
+                       for n, a in zip(op.attrs["names"], args)}
+            break
+        try:
+            if "schedule" in op.attrs:
+                pb = arith.layer_psum_bits(op.attrs["schedule"].schedule) if arith.int_mode else 64
+                y, st = _run_layer(op, args, arith, trace, pb)
+                stats.append(st)
+            else:
+                unscheduled.append(op.name)
+                plain = [a.dequantize() if isinstance(a, QTensor) else a for a in args]
+                y = eval_op(op, plain)
+                if arith.int_mode and y.dtype.kind == "f" and op.name != "sqnxt.constant":
+                    f = arith.out_frac(op)
+                    y = QTensor(quantize(y, f), f)
+        except SqnxtError as exc:
+            if exc.location is None:
+                exc.location = Location(file=graph.source, node=op.loc.node, op=op.name)
+            raise
+        except Exception as exc:
+            raise SqnxtError(f"tiled execution failed: {type(exc).__name__}: {exc}",
+                             Location(file=graph.source, node=op.loc.node, op=op.name)) from exc
+        if y.shape != op.result.type.shape:
+            raise SqnxtError(f"produced shape {y.shape}, IR type says {op.result.type}",
+                             Location(file=graph.source, node=op.loc.node, op=op.name))
+        env[id(op.result)] = y
+        for v in op.operands:
+            if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
+                env.pop(id(v), None)
+    return TiledRun(outputs, stats, precision, unscheduled)
+
+
+def run_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",
+              stats: list | None = None, **kw) -> dict[str, np.ndarray]:
+    """Outputs of :func:`execute_tiled` (the executor interface of ``check``); the
+    per-layer :class:`LayerStats` are appended to ``stats`` when given."""
+    res = execute_tiled(graph, inputs, precision=precision, **kw)
+    if stats is not None:
+        stats.extend(res.layers)
+    return res.outputs
