@@ -66,6 +66,36 @@ class NetworkSchedule:
                        for st in sorted({x.status for x in s})},
         }
 
+    def report_totals(self) -> dict:
+        """:meth:`totals` and three more figures, as schedule.json's ``totals``:
+        ``mac_layers`` (conv and fc layers), ``element_ops`` (the operations of pool, gap
+        and add layers, which ``macs`` leaves out: ``macs + element_ops`` is the sum of the
+        layers' ``cost.macs``) and ``max_gap`` (the largest per-layer solver gap)."""
+        s = [r.schedule for r in self.scheduled]
+        t = self.totals()
+        out = {"layers": t.pop("layers"), "mac_layers": sum(1 for x in s if x.layer.is_mac)}
+        for k, v in t.items():
+            out[k] = v
+            if k == "macs_performed":
+                out["element_ops"] = sum(x.cost.macs for x in s if not x.layer.is_mac)
+        out["max_gap"] = max((x.gap for x in s), default=0.0)
+        return out
+
+
+def weight_ops(graph: Graph) -> list[Op]:
+    """The ops whose operands are the network's parameters: ``sqnxt.conv`` and ``sqnxt.fc``."""
+    return [op for op in graph.ops() if op.name in ("sqnxt.conv", "sqnxt.fc")]
+
+
+def count_params(graph: Graph) -> int:
+    """Parameters of the compiled network: the elements of the weight and (optional) bias
+    operands of every conv and fc op (docs/reports.md, "Params and MACs").  After the
+    default pipeline a BatchNormalization is folded into its conv's weights and bias, so it
+    adds K (the bias), not its 4K statistics."""
+    import math
+
+    return sum(math.prod(v.type.shape) for op in weight_ops(graph) for v in op.operands[1:])
+
 
 def collect(graph: Graph, target) -> NetworkSchedule:
     """The network schedule of a graph the schedule pass has run on."""

@@ -1,19 +1,36 @@
 """``schedule.json``: the machine-readable schedule of a compiled network.
 
-Versioned (``format``/``version``); deterministic: the same model, target, options and
-tool versions give byte-identical text (no timings, no paths other than the model spec).
-Per layer it carries everything the cost model computed (``cost``), the mapping, the
-solver's status, bound and gap; then the ops that are not modelled; then network totals.
+Versioned (``format``/``version``) and documented field by field in
+``docs/schedule-format.md``, with a JSON Schema shipped as package data
+(``sqnxt_compiler/report/schedule.schema.json``, :func:`schema`).  Deterministic: the same
+model, target, options and tool versions give byte-identical text (no timings, no paths
+other than the model spec).  Per layer it carries the op, its tensors, the mapping and its
+tile loops, everything the cost model computed (``cost``), the solver's status, bound and
+gap; then the ops that are not modelled; then the network totals.
+
+Every other output (``layers.csv``, ``loopnest.txt``, the plots, ``sqnxtc compare``) is
+derived from this document (:func:`schedule_dict`), so their numbers agree by
+construction; ``tests/test_schedule_format.py`` checks it.
+
+:func:`load_schedule` reads a file back and rejects one of another format or version with
+a one-line :class:`~sqnxt_compiler.diagnostics.InputError`.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .. import __version__
-from .network import NetworkSchedule
+from ..cost.features import x_feat, y_feat
+from ..diagnostics import InputError
+from .network import NetworkSchedule, count_params
 
 FORMAT = "sqnxtc-schedule"
-VERSION = 1
+#: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
+#: totals.mac_layers/element_ops/max_gap (docs/schedule-format.md, "Versions").
+VERSION = 2
+REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
+            "totals")
 
 
 def tool_versions() -> dict:
@@ -23,30 +40,120 @@ def tool_versions() -> dict:
     return {"sqnxtc": __version__, "ortools": ortools.__version__, "onnx": onnx.__version__}
 
 
+def _tensors(L) -> dict:
+    """The layer's tensors (batch 1, words of ``buffer.word_bits``)."""
+    inp = {"shape": [L.C, L.H, L.W], "count": L.n_inputs, "words": L.C * L.H * L.W * L.n_inputs}
+    w = None
+    if L.is_mac:
+        w = {"shape": [L.K, L.C // L.groups, L.R, L.S], "words": L.weight_words}
+    return {"input": inp, "weights": w, "output": {"shape": [L.K, L.P, L.Q], "words": L.K * L.P * L.Q}}
+
+
+def _loops(s, target) -> list[dict]:
+    """The tile loops, outermost first, with their tiles (the last one may be ragged) and,
+    for x and y, the input extent the cost model charges (cost.features)."""
+    L, m = s.layer, s.mapping
+    bounds = {"x": L.Q, "y": L.P, "c": L.Cg, "k": L.Kg}
+    tiles = {"x": m.tx, "y": m.ty, "c": m.tc, "k": m.tk}
+    feats = {"x": x_feat(L, target, m.tx), "y": y_feat(L, target, m.ty)}
+    out = []
+    for name in m.order:
+        n, t = bounds[name], tiles[name]
+        count = s.cost.tiles_n[name]
+        d = {"loop": name, "bound": n, "tile": t, "count": count, "last": n - (count - 1) * t}
+        if name in feats:
+            d["input_extent_max"] = feats[name].Im
+            d["input_extent_sum"] = feats[name].I
+        out.append(d)
+    return out
+
+
+def layer_dict(index: int, row, target) -> dict:
+    """One scheduled op as it appears in ``layers`` (docs/schedule-format.md)."""
+    s = row.schedule
+    base = s.to_dict()
+    d = {"index": index, "layer": base["layer"], "op": row.op.name,
+         "act": row.op.attrs.get("act", "none"), "kind": base["kind"], "shape": base["shape"],
+         "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
+         "status": base["status"], "solver": base["solver"], "objective": base["objective"],
+         "tie_break": base["tie_break"], "note": base.get("note", ""), "cost": base["cost"]}
+    return d
+
+
+def units(target) -> dict:
+    return {"word_bits": target.word_bits, "word_bytes": target.word_bytes,
+            "data": "words of word_bits bits (bytes = words * word_bytes)",
+            "cycles": f"clock cycles at {float(target.clock_mhz):g} MHz",
+            "energy": "normalized: one 16-bit MAC = target energy.mac"}
+
+
 def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict) -> dict:
     """The document (see module docstring)."""
     t = net.target
-    layers = []
-    for i, row in enumerate(net.rows):
-        if row.schedule is None:
-            continue
-        d = {"index": i, "op": row.op.name, "act": row.op.attrs.get("act", "none")}
-        d.update(row.schedule.to_dict())
-        layers.append(d)
+    layers = [layer_dict(i, row, t) for i, row in enumerate(net.rows) if row.schedule is not None]
     return {
         "format": FORMAT,
         "version": VERSION,
         "tool": tool_versions(),
-        "model": {"source": net.graph.source, "graph": net.graph.name},
+        "model": {"source": net.graph.source, "graph": net.graph.name,
+                  "params": count_params(net.graph)},
         "target": {"name": t.name, "fingerprint": t.fingerprint(), "fields": t.to_dict()},
         "pipeline": pipeline,
         "options": dict(sorted(options.items())),
+        "units": units(t),
         "layers": layers,
         "unmodelled": [{"index": i, "layer": r.name, "op": r.op.name}
                        for i, r in enumerate(net.rows) if r.schedule is None],
-        "totals": net.totals(),
+        "totals": net.report_totals(),
     }
 
 
+def dumps(doc: dict) -> str:
+    """The canonical text of a document (what ``schedule.json`` holds)."""
+    return json.dumps(doc, indent=1) + "\n"
+
+
 def schedule_json(net: NetworkSchedule, *, pipeline: str, options: dict) -> str:
-    return json.dumps(schedule_dict(net, pipeline=pipeline, options=options), indent=1) + "\n"
+    return dumps(schedule_dict(net, pipeline=pipeline, options=options))
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the current version, from the package data."""
+    from importlib.resources import files
+
+    return json.loads(files("sqnxt_compiler.report").joinpath("schedule.schema.json").read_text())
+
+
+def load_schedule(path: str | Path) -> dict:
+    """Read a ``schedule.json`` back.  A file that is missing, not JSON, not a sqnxtc
+    schedule, of another version, or missing a top-level section raises a one-line
+    InputError naming the file (exit code 3)."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such schedule file", where) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a schedule file", where) from None
+    except UnicodeDecodeError:
+        raise InputError("not a schedule file (not UTF-8 text)", where) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", where) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"not a schedule file: invalid JSON ({exc.msg} at line {exc.lineno})",
+                         where) from None
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if found != FORMAT:
+        raise InputError(f"not a sqnxtc schedule (format {found!r}, expected {FORMAT!r})", where)
+    v = doc.get("version")
+    if v != VERSION:
+        raise InputError(f"schedule format version {v!r} is not supported: sqnxtc {__version__} "
+                         f"reads version {VERSION} only (recompile the model to regenerate it)", where)
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise InputError(f"incomplete schedule: missing {', '.join(repr(k) for k in missing)}", where)
+    if not isinstance(doc["layers"], list) or not isinstance(doc["totals"], dict):
+        raise InputError("incomplete schedule: 'layers' must be a list and 'totals' an object", where)
+    return doc

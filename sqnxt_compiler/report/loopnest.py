@@ -1,0 +1,208 @@
+"""``loopnest.txt``: every scheduled layer's mapping as a loop nest, the way a hardware
+engineer reads a Timeloop mapping.  One block per layer:
+
+1. the DRAM-level tile loops (temporal), outermost first, with their trip counts and tile
+   sizes, the ragged last tile shown (``for y in [0:55) step 16  (4 tiles: 16,16,16,7)``),
+   and what the loop order means for reuse (refetch factors, partial-sum spills);
+2. the global buffer per tile: the input tile with its halo, the weights, the outputs or
+   partial sums, in words and bytes, one copy and the copies kept (x2 double-buffered),
+   against the capacity;
+3. the spatial unrolling on the PE array (WS: c on rows x k on columns; OS: a block of
+   output pixels y x x of one output channel) and the utilization;
+4. the loops streamed inside a tile;
+5. the layer's cycles, DRAM traffic per tensor and energy per level.
+
+Every figure is the schedule document's (:mod:`.schedule_json`, i.e. the cost model's
+CostReport and the Mapping) or a target constant; nothing is recomputed another way.
+``tests/test_loopnest.py`` recomputes printed figures from schedule.json.
+"""
+from __future__ import annotations
+
+from ..cost.features import c_feat, os_ops_per_pass, ws_k_block
+from ..cost.features import ceil_div
+from .network import NetworkSchedule
+
+_VAR = {"x": "x", "y": "y", "c": "c", "k": "k"}
+_MEANING = {"x": "output columns", "y": "output rows", "c": "input channels", "k": "output channels"}
+
+
+def tiles_desc(count: int, tile: int, last: int) -> str:
+    """``4 tiles: 16,16,16,7`` (up to 5 tiles listed), else ``7 tiles: 16 x6, 15``."""
+    word = "tile" if count == 1 else "tiles"
+    if count <= 5:
+        return f"{count} {word}: " + ",".join([str(tile)] * (count - 1) + [str(last)])
+    if last == tile:
+        return f"{count} tiles: {tile} x{count}"
+    return f"{count} tiles: {tile} x{count - 1}, {last}"
+
+
+def _b(words: int, wb: int) -> str:
+    return f"{words:>7} words {words * wb:>8} B"
+
+
+def _reuse(d: dict, loops: dict) -> str:
+    c = d["cost"]
+    r = c["refetch"]
+    parts = [f"inputs fetched x{r['input_refetch']}", f"weights x{r['weight_refetch']}"
+             if d["tensors"]["weights"] else "no weights"]
+    v = r["output_visits"]
+    if v > 1:
+        parts.append(f"outputs visited x{v} (c is outside a tiled x/y/k loop: partial sums "
+                     f"spilled to DRAM {v - 1}x and read back)")
+    else:
+        parts.append("outputs written once (no partial-sum spill)")
+    return "reuse: " + ", ".join(parts)
+
+
+def layer_block(d: dict, s, target) -> list[str]:
+    """The lines of one layer (``d``: its schedule.json object; ``s``: its LayerSchedule)."""
+    L, m = s.layer, s.mapping
+    c = d["cost"]
+    wb = target.word_bytes
+    Pr, Pc = target.pe_rows, target.pe_cols
+    loops = {lp["loop"]: lp for lp in d["loops"]}
+    act = f" + {d['act']}" if d["act"] != "none" else ""
+    cw = L.channelwise
+    g = L.eff_groups
+    out = [f"== {d['layer']}  ({d['op']}{act})  {L.describe()} ==",
+           f"mapping: {m.dataflow}, tiles x={m.tx} y={m.ty} c={m.tc} k={m.tk}, order "
+           f"{' '.join(m.order)} (outermost first); {d['status']} ({d['solver']}, "
+           f"{d['objective']['name']} {d['objective']['value']}, gap {d['objective']['gap']:g})"]
+    if d["note"]:
+        out.append(f"note: {d['note']}")
+
+    # ---- 1. DRAM-level tile loops ----
+    out += ["", "DRAM <-> global buffer: tile loops (temporal), outermost first"]
+    ind = "  "
+    if g > 1:
+        out.append(f"{ind}for g in [0:{g})  (groups, one after another, same mapping)")
+        ind += " "
+    for lp in d["loops"]:
+        n = lp["loop"]
+        head = f"{ind}for {_VAR[n]} in [0:{lp['bound']}) step {lp['tile']}"
+        note = _MEANING[n]
+        if cw and n == "c":
+            note = "trivial: channel-wise layer, k covers the input channels"
+        elif cw and n == "k":
+            note = "channels (input = output channel)"
+        out.append(f"{head:<40} ({tiles_desc(lp['count'], lp['tile'], lp['last'])}; {note})")
+        ind += " "
+    out.append("  " + _reuse(d, loops))
+
+    # ---- 2. global buffer ----
+    fp = c["footprint"]
+    ly, lx = loops["y"], loops["x"]
+    in_ch = m.tk if cw else m.tc
+    mult = f" x {L.n_inputs} inputs" if L.n_inputs > 1 else ""
+    copies = fp["copies"]
+    out += ["", f"global buffer per tile (largest tile of each loop), {copies} "
+                f"{'copies (double-buffered)' if copies == 2 else 'copy (no double buffering)'}:"]
+    halo = f"(outputs {m.ty}x{m.tx} + halo, kernel {L.R}x{L.S}, stride {L.stride_h}x{L.stride_w})"
+    out.append(f"  inputs  {ly['input_extent_max']} y x {lx['input_extent_max']} x x {in_ch} "
+               f"{'k' if cw else 'c'}{mult} {halo}".ljust(78) + _b(fp["input"], wb))
+    if d["tensors"]["weights"]:
+        out.append(f"  weights {m.tk} k x {m.tc} c x {L.R}x{L.S} taps".ljust(78) + _b(fp["weights"], wb))
+    else:
+        out.append("  weights none".ljust(78) + _b(fp["weights"], wb))
+    pw = target.psum_words
+    out.append(f"  outputs {m.ty} y x {m.tx} x x {m.tk} k x {pw} words (partial sums, "
+               f"{target.psum_bits} bit)".ljust(78) + _b(fp["outputs"], wb))
+    one = fp["input"] + fp["weights"] + fp["outputs"]
+    out.append(f"  total   {copies} x {one}".ljust(78) + _b(fp["total"], wb)
+               + f" of {fp['capacity'] * wb} B ({100 * fp['total'] / fp['capacity']:.1f}%)")
+
+    # ---- 3. spatial unrolling ----
+    out += ["", f"PE array {Pr}x{Pc} (spatial), {m.dataflow}:"]
+    if m.dataflow == "WS":
+        if cw:
+            dd = ws_k_block(L, target)
+            out.append(f"  diagonal weight block: channel i on row i and column i, "
+                       f"{min(dd, m.tk)} of {dd} channels per pass (at most {dd} of {Pr * Pc} PEs busy)")
+        else:
+            out.append(f"  rows <- c: {min(m.tc, Pr)} of {Pr} rows ({ceil_div(m.tc, Pr)} row block(s) "
+                       f"per c tile); cols <- k: {min(m.tk, Pc)} of {Pc} columns "
+                       f"({ceil_div(m.tk, Pc)} column block(s) per k tile); one kernel tap per pass")
+    else:
+        out.append(f"  rows <- y: {min(m.ty, Pr)} of {Pr} output rows, cols <- x: {min(m.tx, Pc)} of "
+                   f"{Pc} output columns ({ceil_div(m.ty, Pr)} x {ceil_div(m.tx, Pc)} pixel block(s) "
+                   "per tile); one output channel at a time, each PE owns one output pixel")
+    out.append(f"  utilization {c['utilization']:.3f} (MACs issued / (PEs x compute cycles)); "
+               f"dense {c['utilization_dense']:.3f}")
+
+    # ---- 4. streamed loops inside a tile ----
+    out.append("streamed inside a tile (temporal, outermost first):")
+    if m.dataflow == "WS":
+        blk = ws_k_block(L, target)
+        rows = "diagonal block" if cw else f"c-block in tile ({ceil_div(m.tc, Pr)} x <={Pr} rows)"
+        out += [f"  for r in [0:{L.R}), s in [0:{L.S})  (kernel taps)",
+                f"   for {rows}",
+                f"    for k-block in tile ({ceil_div(m.tk, blk)} x <={blk} "
+                f"{'channels' if cw else 'columns'})",
+                f"     load weight block: {target.weight_load_cycles} cycles (the stream stalls)",
+                f"     for y in tile ({m.ty}), x in tile ({m.tx}): one input vector per cycle"]
+    else:
+        z = os_ops_per_pass(L, target, m.tc)
+        if L.is_mac:
+            dense = m.tc * L.R * L.S
+            what = (f"for c in tile ({m.tc}), r in [0:{L.R}), s in [0:{L.S}): {z} nonzero weights of "
+                    f"{dense} per pass, one broadcast per cycle")
+        elif L.kind == "add":
+            what = f"for each of the {L.n_inputs} inputs: {z} operations per pass, one per cycle"
+        else:
+            what = f"for r in [0:{L.R}), s in [0:{L.S}) (window): {z} operations per pass, one per cycle"
+        drain = target.os_drain_cycles
+        hidden = ("hidden by the next pass (double-buffered accumulators)"
+                  if target.os_double_buffered_accumulators else "not hidden")
+        out += [f"  for k in tile ({m.tk})",
+                f"   for pixel block in tile ({ceil_div(m.ty, Pr)} x {ceil_div(m.tx, Pc)})",
+                f"    {what}",
+                f"    drain accumulators: {drain} cycles, {hidden}"]
+        if L.is_mac and m.tc < L.Cg:
+            out.append(f"  (z per full c tile; the c loop's passes total "
+                       f"{c_feat(L, target, m.tc).Z} weights per output)")
+
+    # ---- 5. figures ----
+    dr, tr = c["dram"], c["transfers"]
+    rf = c["refetch"]
+    bound = "compute bound" if c["total_cycles"] == c["compute_cycles"] + c["prologue_cycles"] + \
+        c["epilogue_cycles"] else "DMA bound"
+    if not target.double_buffering:
+        bound = "serial"
+    e = c["energy"]
+    out += ["",
+            f"cycles:  compute {c['compute_cycles']}, DMA {c['dma_cycles']} ({tr['total']} transfers: "
+            f"in {tr['input']}, w {tr['weights']}, out {tr['outputs']}, psum {tr['psum_reads']}), "
+            f"prologue {c['prologue_cycles']}, epilogue {c['epilogue_cycles']}",
+            f"         total {c['total_cycles']} ({c['overlap']}): {bound}",
+            f"DRAM:    reads inputs {dr['input_reads']} (x{rf['input_refetch']}), weights "
+            f"{dr['weight_reads']} (x{rf['weight_refetch']}), psums {dr['psum_reads']}; writes outputs "
+            f"{dr['output_writes']}, psums {dr['psum_writes']}; total {dr['total']} words",
+            f"energy:  {e['total']} = MAC {e['mac']} + RF {e['rf']} + array {e['array']} + "
+            f"buffer {e['buffer']} + DRAM {e['dram']}",
+            ""]
+    return out
+
+
+def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
+    """The whole dump: a header, one block per scheduled layer, the unmodelled ops, totals."""
+    t = net.target
+    out = [f"# sqnxtc loop nest: {doc['model']['source']} on {t.name} ({t.pe_rows}x{t.pe_cols} PEs, "
+           f"{t.global_buffer_bytes} B global buffer, "
+           f"{'double-buffered' if t.double_buffering else 'single-buffered'})",
+           f"# sqnxtc {doc['tool']['sqnxtc']}, pipeline {doc['pipeline']}, objective "
+           f"{doc['options'].get('objective', 'cycles')}",
+           "# loops outermost first, [a:b) step t; sizes in "
+           f"{t.word_bits}-bit words; figures are the cost model's (docs/cost-model.md)",
+           ""]
+    for d in doc["layers"]:
+        out += layer_block(d, net.rows[d["index"]].schedule, t)
+    for u in doc["unmodelled"]:
+        out += [f"== {u['layer']}  ({u['op']})  not modelled: no cycles ==", ""]
+    tot = doc["totals"]
+    e = tot["energy"]
+    out += [f"== network: {tot['layers']} layers ({tot['distinct_layers']} distinct shapes) ==",
+            f"cycles {tot['total_cycles']} (compute {tot['compute_cycles']}, DMA {tot['dma_cycles']}), "
+            f"MACs {tot['macs']}, utilization {tot['utilization']:.3f}",
+            f"DRAM {tot['dram_words']['total']} words; energy {e['total']} = MAC {e['mac']} + RF {e['rf']} "
+            f"+ array {e['array']} + buffer {e['buffer']} + DRAM {e['dram']}"]
+    return "\n".join(out) + "\n"
