@@ -35,14 +35,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from ..diagnostics import InputError, Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..layers import layer_of
 from .executor import activate, eval_op
-from .executor import run as run_plain
 
 #: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
 #: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
@@ -66,6 +65,7 @@ class LayerStats:
 
     name: str
     op: str
+    op_id: int
     kind: str
     layer: object             # the cost model's Layer
     mapping: object           # the Mapping executed
@@ -79,6 +79,9 @@ class LayerStats:
     writes_max: int = 0
     transfers: dict = field(default_factory=lambda: {"input": 0, "weights": 0, "outputs": 0,
                                                      "psum_reads": 0})
+    acc_max: float = 0.0         # max |stored partial sum| or |sum + bias| (fp32 with probe;
+                                 # int16: in accumulator units, see acc_bits)
+    psum_bits: int = 0           # int16: width a stored partial sum saturates to
     psum_saturations: int = 0    # int16: partial sums clipped to psum_bits
     output_saturations: int = 0  # int16: outputs clipped to int16 on requantization
     fracs: dict = field(default_factory=dict)      # int16: fractional bits in/weights/acc/out
@@ -88,6 +91,11 @@ class LayerStats:
     def tiles_expected(self) -> int:
         return self.groups * math.prod(self.tiles_n.values())
 
+    @property
+    def acc_bits(self) -> int:
+        """int16: bits (sign included) the largest stored partial sum needed."""
+        return int(self.acc_max).bit_length() + 1
+
 
 @dataclass
 class TiledRun:
@@ -95,6 +103,7 @@ class TiledRun:
     layers: list[LayerStats]
     precision: str
     unscheduled: list[str]    # op names run with the plain kernels
+    maxabs: dict = field(default_factory=dict)   # op id -> max |float result|
 
 
 # --------------------------------------------------------------------------- tile loops
@@ -149,13 +158,18 @@ def fetch(x: np.ndarray, chans: slice, t: Tile, L, fill=0.0) -> np.ndarray:
 
 
 def windows(xt: np.ndarray, t: Tile, L) -> np.ndarray:
-    """(c, rows, cols, R, S) view of the tile's kernel windows; checks the tile's size."""
-    win = sliding_window_view(xt, (L.R, L.S), axis=(1, 2))[:, ::L.stride_h, ::L.stride_w]
+    """(c, rows, cols, R, S) strided view of the tile's kernel windows; checks that the
+    input tile yields exactly the tile's outputs."""
+    c, h, w = xt.shape
     want = (t.y[1] - t.y[0], t.x[1] - t.x[0])
-    if win.shape[1:3] != want:
-        raise SqnxtError(f"input tile of {xt.shape[1]}x{xt.shape[2]} gives {win.shape[1]}x"
-                         f"{win.shape[2]} outputs, the tile has {want[0]}x{want[1]}")
-    return win
+    got = ((h - L.R) // L.stride_h + 1 if h >= L.R else 0,
+           (w - L.S) // L.stride_w + 1 if w >= L.S else 0)
+    if got != want:
+        raise SqnxtError(f"input tile of {h}x{w} gives {got[0]}x{got[1]} outputs, the tile has "
+                         f"{want[0]}x{want[1]}")
+    sc, sy, sx = xt.strides
+    return as_strided(xt, (c, want[0], want[1], L.R, L.S),
+                      (sc, sy * L.stride_h, sx * L.stride_w, sy, sx), writeable=False)
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -215,8 +229,8 @@ class _Fp32:
     name = "fp32"
     int_mode = False
 
-    def __init__(self, psum_bits=None):
-        pass
+    def __init__(self, probe: bool = False):
+        self.probe = probe          # record every layer's max |partial sum| (calibration)
 
     def tensor(self, v, st: LayerStats, role: str):
         """(array the tiles are cut from, fractional bits or None)."""
@@ -229,12 +243,16 @@ class _Fp32:
         return np.asarray(arr, dtype=np.float32)
 
     def store(self, acc, st):
+        if self.probe and acc.size:
+            st.acc_max = max(st.acc_max, float(np.max(np.abs(acc))))
         return acc
 
     def finish(self, acc, bias, act, fa, fo, st, count: int = 1):
         y = acc if count == 1 else (acc / count)
         if bias is not None:
             y = y + bias.reshape(-1, 1, 1)
+            if self.probe and y.size:
+                st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
         return activate(np.asarray(y, dtype=np.float32), act)
 
     def out(self, y, fo):
@@ -248,8 +266,11 @@ class _Int16:
     """16-bit fixed point as the accelerator computes (docs/tiled-execution.md):
 
     * every activation tensor is int16 with its own power-of-two scale (``frac`` bits:
-      :func:`frac_bits` of the tensor's max |value| in a float calibration run of the same
-      input); weights likewise, per tensor, from their own values;
+      :func:`frac_bits` of the tensor's max |value| in a calibration run: the fp32 tiled
+      execution of the same input); weights likewise, per tensor, from their own values,
+      lowered when needed so that the layer's largest partial sum in the calibration run
+      keeps one bit of headroom in ``psum_bits``: frac_in + frac_w <= psum_bits - 2 -
+      log2(max |psum|);
     * products accumulate exactly (tile sums in float64 hold integers below 2**53) and
       every stored partial sum (the end of each c tile) saturates to ``psum_bits``;
     * bias is added in the accumulator's scale (frac_in + frac_w), the fused activation is
@@ -260,9 +281,10 @@ class _Int16:
     name = "int16"
     int_mode = True
 
-    def __init__(self, psum_bits: int | None, calib: dict[int, float]):
+    def __init__(self, psum_bits: int | None, calib: dict[int, float], calib_acc: dict[int, float]):
         self.psum_bits = psum_bits
-        self.calib = calib
+        self.calib = calib            # op id -> max |output| in the calibration run
+        self.calib_acc = calib_acc    # op id -> max |partial sum| of the layer in that run
 
     def layer_psum_bits(self, sched) -> int:
         if self.psum_bits is not None:
@@ -272,15 +294,24 @@ class _Int16:
         pw = sched.cost.footprint["outputs"] // (m.tx * m.ty * m.tk)
         return 16 * max(1, pw)
 
-    def tensor(self, v, st: LayerStats, role: str):
+    def tensor(self, v, st: LayerStats, role: str, fmax: int | None = None):
         if isinstance(v, QTensor):
             q, f = v.q, v.frac
         else:
             a = np.asarray(v, dtype=np.float64)
             f = frac_bits(float(np.max(np.abs(a))) if a.size else 0.0)
+            if fmax is not None:
+                f = max(FRAC_MIN, min(f, fmax))
             q = quantize(a, f)
         st.fracs[role] = f
         return q.astype(np.float64), f
+
+    def weight_frac_limit(self, op, fi: int) -> int | None:
+        """Largest frac_w that keeps the calibrated max |psum| below 2**(psum_bits - 2)."""
+        a = self.calib_acc.get(op.id, 0.0)
+        if not a > 0 or self.cur_psum_bits >= 64:
+            return None
+        return math.floor(math.log2(2.0 ** (self.cur_psum_bits - 2) / a)) - fi
 
     def bias(self, b, fa):
         if b is None:
@@ -293,6 +324,8 @@ class _Int16:
         return arr.astype(np.int64) if arr.dtype.kind == "f" else arr
 
     def store(self, acc, st):
+        if acc.size:
+            st.acc_max = max(st.acc_max, float(np.max(np.abs(acc))))
         lim = 1 << (self.cur_psum_bits - 1)
         if self.cur_psum_bits < 64:
             bad = (acc < -lim) | (acc > lim - 1)
@@ -321,9 +354,14 @@ class _Int16:
 
 # --------------------------------------------------------------------------- tile kernels
 def _conv_part(xt, wt, win_fn):
-    """Partial sums of one tile: wt (k, c, R, S) x windows (c, p, q, R, S) -> (k, p, q)."""
+    """Partial sums of one tile: wt (k, c, R, S) x windows (c, p, q, R, S) -> (k, p, q),
+    as one matrix product over the (c, r, s) columns of the tile (im2col)."""
     win = win_fn(xt)
-    return np.tensordot(wt, win, axes=([1, 2, 3], [0, 3, 4]))
+    c, p, q, r, s = win.shape
+    k = wt.shape[0]
+    cols = win.reshape(c, p * q) if r == s == 1 else \
+        win.transpose(0, 3, 4, 1, 2).reshape(c * r * s, p * q)
+    return (wt.reshape(k, c * r * s) @ cols).reshape(k, p, q)
 
 
 def _dw_part(xt, wt, win_fn):
@@ -333,6 +371,11 @@ def _dw_part(xt, wt, win_fn):
 
 
 # --------------------------------------------------------------------------- one layer
+def _complete(done: int, L) -> bool:
+    """An output tile is final once all input channels of its group were accumulated."""
+    return done == L.Cg
+
+
 def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
            compute: Callable[[Tile], np.ndarray], finalize: Callable[[Tile, np.ndarray], None]):
     """The DRAM-level loop nest of one batch element: tile by tile in the mapping's order,
@@ -368,7 +411,7 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
         acc = part if prev is None else prev[0] + part
         done = (0 if prev is None else prev[1]) + (t.c[1] - t.c[0])
         acc = arith.store(acc, st)
-        if done == L.Cg:
+        if _complete(done, L):
             finalize(t, acc)
         else:
             psum[out_key] = (acc, done)
@@ -385,8 +428,10 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     fresh = layer_of(op)
     if fresh is None or fresh.key()[:17] != L.key()[:17]:
         raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
-    st = LayerStats(L.name, op.name, L.kind, L, m, groups=L.eff_groups)
+    st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
     arith.cur_psum_bits = cur_psum_bits
+    if arith.int_mode:
+        st.psum_bits = cur_psum_bits
     out_shape = op.result.type.shape
     N = out_shape[0]
     kind = L.kind
@@ -406,7 +451,10 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         xs, fa = [x], fi
     w = b = None
     if kind in ("conv", "fc"):
-        w, fw = arith.tensor(args[1], st, "w")
+        if arith.int_mode:
+            w, fw = arith.tensor(args[1], st, "w", fmax=arith.weight_frac_limit(op, fi))
+        else:
+            w, fw = arith.tensor(args[1], st, "w")
         if kind == "fc":
             w = w.reshape(w.shape[0], -1, 1, 1)
         fa = (fi + fw) if arith.int_mode else None
@@ -546,16 +594,18 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
     if precision not in PRECISIONS:
         raise SqnxtError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     if precision == "int16":
-        calib: dict[int, float] = {}
-
-        def observe(op, v):
-            if v.dtype.kind == "f":
-                calib[op.id] = float(np.max(np.abs(v))) if v.size else 0.0
-        run_plain(graph, inputs, observe=observe)
-        arith = _Int16(psum_bits, calib)
+        # calibration: the fp32 tiled run of the same input gives every tensor's range and
+        # every layer's largest partial sum
+        cal = _execute(graph, inputs, _Fp32(probe=True), False)
+        arith = _Int16(psum_bits, cal.maxabs, {s.op_id: s.acc_max for s in cal.layers})
     else:
         arith = _Fp32()
+    res = _execute(graph, inputs, arith, trace)
+    res.precision = precision
+    return res
 
+
+def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool) -> TiledRun:
     order = graph.ops()
     last_use: dict[int, int] = {}
     for i, op in enumerate(order):
@@ -565,6 +615,7 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
     outputs: dict[str, np.ndarray] = {}
     stats: list[LayerStats] = []
     unscheduled: list[str] = []
+    maxabs: dict[int, float] = {}
     for i, op in enumerate(order):
         if op.name == "sqnxt.input":
             name = op.attrs["name"]
@@ -608,10 +659,12 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
             raise SqnxtError(f"produced shape {y.shape}, IR type says {op.result.type}",
                              Location(file=graph.source, node=op.loc.node, op=op.name))
         env[id(op.result)] = y
+        if getattr(arith, "probe", False) and y.dtype.kind == "f":
+            maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
         for v in op.operands:
             if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
                 env.pop(id(v), None)
-    return TiledRun(outputs, stats, precision, unscheduled)
+    return TiledRun(outputs, stats, arith.name, unscheduled, maxabs)
 
 
 def run_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",
