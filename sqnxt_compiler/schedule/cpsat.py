@@ -42,7 +42,8 @@ class LayerModel:
     model: cp_model.CpModel
     cand: dict                      # loop -> candidate tile sizes (ascending)
     onehot: dict                    # loop -> [BoolVar]
-    perm: list                      # 24 BoolVars, one per ORDERS entry
+    perm: list                      # BoolVars, one per order representative
+    orders: tuple                   # their indices into ORDERS (space.order_representatives)
     os: object                      # BoolVar or constant 0/1
     dataflows: tuple
     cycles: Var = None
@@ -190,13 +191,18 @@ class _Builder:
         else:
             os = 1 if dfs == ("OS",) else 0
 
-        # order
-        perm = [m.new_bool_var("order_" + "".join(o)) for o in ORDERS]
+        # order: one representative per class of equivalent orders (exact, see space.py)
+        orders = sp.orders
+        perm = [m.new_bool_var("order_" + "".join(ORDERS[oi])) for oi in orders]
         m.add_exactly_one(perm)
 
         def before(a: str, b: str):
-            """BoolVar: loop a is outside loop b."""
-            lits = [p for p, o in zip(perm, ORDERS) if o.index(a) < o.index(b)]
+            """BoolVar (or 0/1 constant): loop a is outside loop b."""
+            lits = [p for p, oi in zip(perm, orders) if ORDERS[oi].index(a) < ORDERS[oi].index(b)]
+            if not lits:
+                return 0
+            if len(lits) == len(perm):
+                return 1
             v = m.new_bool_var(self._name(f"before_{a}{b}"))
             m.add(v == sum(lits))
             return v
@@ -311,14 +317,14 @@ class _Builder:
         for d, r in reversed(list(zip(LOOPS, radix))):
             terms.append((w, sum(i * b for i, b in enumerate(onehot[d]))))
             w *= r
-        terms.append((w, sum(i * p for i, p in enumerate(perm))))
+        terms.append((w, sum(oi * p for oi, p in zip(orders, perm))))
         w *= len(ORDERS)
         if len(dfs) == 2:
             terms.append((w, os))
             w *= 2
         tie = sum(c * e for c, e in terms)
 
-        lm = LayerModel(m, cand, onehot, perm, os, dfs, cycles, energy, tie, w - 1)
+        lm = LayerModel(m, cand, onehot, perm, orders, os, dfs, cycles, energy, tie, w - 1)
         lm.extra = {"compute": compute, "dma": dma, "dram": dram, "fp": fp}
         return lm
 
@@ -336,7 +342,7 @@ def decode(lm: LayerModel, solver: cp_model.CpSolver) -> tuple[str, tuple[str, .
     for d in LOOPS:
         (j,) = [i for i, b in enumerate(lm.onehot[d]) if solver.boolean_value(b)]
         tiles[d] = lm.cand[d][j]
-    (oi,) = [i for i, p in enumerate(lm.perm) if solver.boolean_value(p)]
+    (oi,) = [oi for oi, p in zip(lm.orders, lm.perm) if solver.boolean_value(p)]
     if isinstance(lm.os, int):
         df = "OS" if lm.os else "WS"
     else:

@@ -1,6 +1,7 @@
 """Exhaustive reference search: the best mapping of one layer, by enumeration.
 
-For every dataflow and every one of the 24 tile-loop orders, the cost model
+For every dataflow and every tile-loop order (the 24 orders, or only one per class of
+equivalent orders: :func:`.space.order_representatives`, exact), the cost model
 (:func:`sqnxt_compiler.cost.model.cost_terms`, the same code ``evaluate`` runs) is
 evaluated with numpy over the full grid of candidate tile sizes (the exact dominance
 reduction of :mod:`.space`).  The answer is the feasible mapping (footprint <= buffer)
@@ -95,9 +96,12 @@ def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms:
 
 
 def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
-                    dataflows: tuple[str, ...] | None = None) -> tuple[Mapping, CostReport]:
+                    dataflows: tuple[str, ...] | None = None,
+                    all_orders: bool = False) -> tuple[Mapping, CostReport]:
     """The best mapping of ``layer`` on ``target`` under ``objective`` (see module doc).
     ``dataflows`` restricts the search (e.g. ``("WS",)``) for studies; default: all.
+    Only the order representatives (:func:`.space.order_representatives`, exact) are
+    searched unless ``all_orders`` (tests: the reduction changes nothing).
 
     Raises ScheduleError (naming the layer and the smallest buffer it would need) when no
     mapping fits the buffer."""
@@ -108,8 +112,8 @@ def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
     for df in sp.dataflows:
         if dataflows is not None and df not in dataflows:
             continue
-        for oi, order in enumerate(ORDERS):
-            r = grid_best(sp, df, order, objective)
+        for oi in (range(len(ORDERS)) if all_orders else sp.orders):
+            r = grid_best(sp, df, ORDERS[oi], objective)
             if r is None:
                 continue
             key = (r[0], r[1], DATAFLOWS.index(df), oi) + r[2:]
@@ -131,8 +135,8 @@ def min_over_space(layer: Layer, target: Target, term: str) -> int | None:
     for df in sp.dataflows:
         X, Y, Cf, Kf = _grid_tables(sp, df)
         shape = tuple(len(sp.cands[df][d]) for d in LOOPS)
-        for order in ORDERS:
-            t = cost_terms(k, df == "OS", X, Y, Cf, Kf, order)
+        for oi in sp.orders:
+            t = cost_terms(k, df == "OS", X, Y, Cf, Kf, ORDERS[oi])
             feas = np.broadcast_to(t["fp_total"] <= k.buffer_words, shape)
             if feas.any():
                 v = int(np.broadcast_to(t[term], shape)[feas].min())

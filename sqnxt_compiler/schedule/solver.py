@@ -34,10 +34,16 @@ from sqnxt_compiler.targets import Target
 
 from .cpsat import build_model, decode
 from .oracle import OBJECTIVES, SECONDARY, exhaustive_best, infeasible_error
-from .space import min_footprint_words
+from .space import get_space, min_footprint_words
 
 FALLBACKS = (None, "heuristic")
 SEED = 20180315          # fixed CP-SAT random seed
+#: Layers whose reduced space (order representatives x candidate tile sizes, both
+#: dataflows) has at most this many mappings are first enumerated (vectorized, the
+#: oracle's code) for an incumbent: CP-SAT gets its objective as an upper bound and the
+#: mapping as a hint, and still proves the optimum and breaks the ties itself
+#: (docs/scheduler.md, "Incumbent").  0 disables it.
+INCUMBENT_LIMIT = 1_000_000
 #: bump when the cost model or the solver changes what a schedule contains
 MODEL_REVISION = 1
 
@@ -174,6 +180,46 @@ def _objective_var(lm, name: str):
     raise ValueError(name)
 
 
+@dataclass(frozen=True)
+class Incumbent:
+    """A feasible mapping known before the solve, and its cost-model values."""
+
+    mapping: Mapping
+    values: dict              # "cycles", "energy", "edp" -> int
+
+
+def incumbent(layer: Layer, target: Target, objective: str) -> Incumbent | None:
+    """The enumerated best mapping of a layer whose reduced space is small enough
+    (INCUMBENT_LIMIT), else None.  Only a starting point: whatever it is, it is a feasible
+    mapping (checked), so its objective is a valid upper bound of the optimum."""
+    if INCUMBENT_LIMIT <= 0 or get_space(layer, target).size_candidates() > INCUMBENT_LIMIT:
+        return None
+    try:
+        m, r = exhaustive_best(layer, target, objective)
+    except ScheduleError:
+        return None
+    if not r.fits:
+        return None
+    return Incumbent(m, {"cycles": r.total_cycles, "energy": r.energy_total,
+                         "edp": r.total_cycles * r.energy_total})
+
+
+def _assignment(lm, m: Mapping) -> list | None:
+    """Values of the model's decision variables for mapping ``m`` (a hint), or None when
+    ``m`` is outside the model's reduced space."""
+    tiles = {"x": m.tx, "y": m.ty, "c": m.tc, "k": m.tk}
+    oi = ORDERS.index(m.order)
+    if oi not in lm.orders or any(tiles[d] not in lm.cand[d] for d in tiles):
+        return None
+    if isinstance(lm.os, int) and lm.os != (m.dataflow == "OS"):
+        return None
+    out = [(b, int(t == tiles[d])) for d in tiles for t, b in zip(lm.cand[d], lm.onehot[d])]
+    out += [(p, int(o == oi)) for o, p in zip(lm.orders, lm.perm)]
+    if not isinstance(lm.os, int):
+        out.append((lm.os, int(m.dataflow == "OS")))
+    return out
+
+
 def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float | None,
                  fallback: str | None) -> LayerSchedule:
     t0 = time.perf_counter()
@@ -189,9 +235,10 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             return _heuristic_schedule(layer, target, objective, msg)
         raise ScheduleError(f"layer '{layer.name}' ({layer.describe()}): {msg}")
 
+    inc = incumbent(layer, target, objective)
     try:
         if objective == "edp":
-            lm, obj, pre_status = _edp_model(layer, target, left)
+            lm, obj, pre_status = _edp_model(layer, target, left, inc)
             if lm is None:
                 return fail(pre_status)
         else:
@@ -201,6 +248,10 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
         return fail(f"CP-SAT model too large: {exc}")
     model = lm.model
     hint = None
+    if inc is not None:
+        # a cutoff, not an answer: the optimum is <= any feasible mapping's objective
+        model.add(obj <= inc.values[objective])
+        hint = _assignment(lm, inc.mapping)
     stages = [("primary", obj), ("secondary", _objective_var(lm, SECONDARY[objective]).expr),
               ("tie", lm.tie_key)]
     values = {}
@@ -226,6 +277,9 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             break
         sol = decode(lm, solver)
         hint = [(v, solver.value(v)) for v in lm.decision_vars()]
+        if si == 0 and inc is not None and inc.values[objective] == solver.value(expr):
+            # the incumbent is optimal too: its secondary value bounds stage 2
+            model.add(stages[1][1] <= inc.values[SECONDARY[objective]])
         if si == 0:
             values["primary"] = solver.value(expr)     # exact (objective_value is a float)
             bound = _int_bound(solver.best_objective_bound)
@@ -248,14 +302,20 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
                          solve_time=time.perf_counter() - t0)
 
 
-def _edp_model(layer, target, left):
+def _edp_model(layer, target, left, inc: Incumbent | None = None):
     """EDP = cycles x energy: the product needs bounded factors.  Solve min cycles (C*)
     and min energy (E*) first; a mapping optimal for cycles has EDP H = C* x E(its energy),
-    so the EDP optimum has cycles <= H / E* and energy <= H / C*."""
+    so the EDP optimum has cycles <= H / E* and energy <= H / C*.  With an incumbent
+    (any feasible mapping) H = min(H, its EDP), and its cycles and energy bound the
+    pre-solves."""
     bounds = {}
     h_energy = None
     for name in ("cycles", "energy"):
         lm = build_model(layer, target)
+        if inc is not None:
+            lm.model.add(_objective_var(lm, name).expr <= inc.values[name])
+            for var, val in _assignment(lm, inc.mapping) or ():
+                lm.model.add_hint(var, val)
         lm.model.minimize(_objective_var(lm, name).expr)
         s = _solver(left())
         st = s.solve(lm.model)
@@ -265,6 +325,8 @@ def _edp_model(layer, target, left):
         if name == "cycles":
             h_energy = int(s.value(lm.energy.expr))
     H = bounds["cycles"] * h_energy
+    if inc is not None:
+        H = min(H, inc.values["edp"])
     c_hi, e_hi = H // bounds["energy"], H // bounds["cycles"]
     lm = build_model(layer, target, cycles_hi=c_hi, energy_hi=e_hi)
     b = _Prod(lm)

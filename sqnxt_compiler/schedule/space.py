@@ -19,11 +19,14 @@ candidate lists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 
-from sqnxt_compiler.cost.features import c_feat, k_feat, x_feat, y_feat
+import numpy as np
+
+from sqnxt_compiler.cost.features import nonzero_fraction, ws_k_block, x_feat, y_feat
 from sqnxt_compiler.cost.layer import Layer
-from sqnxt_compiler.cost.mapping import LOOPS, Mapping
-from sqnxt_compiler.cost.model import consts, cost_terms
+from sqnxt_compiler.cost.mapping import LOOPS, ORDERS, Mapping
+from sqnxt_compiler.cost.model import consts, cost_terms, reuse_conditions
 from sqnxt_compiler.targets import Target
 
 #: The table entries each dataflow reads, by loop (indices into the feature tuples
@@ -35,24 +38,156 @@ USED = {
 
 
 def pareto_min(rows: list[tuple[int, tuple[int, ...]]]) -> list[int]:
-    """Tile sizes whose row is not dominated, ascending.  ``rows``: (t, row) with t
-    ascending, and t is itself an entry of the row (so only a smaller t can dominate).
-    Equal rows keep the smallest t; t2 is dropped if some kept t1 < t2 has
-    row(t1) <= row(t2) entry by entry."""
-    import numpy as np
-
+    """Tile sizes whose row is not dominated, ascending.  ``rows``: (t, row), and t is
+    itself an entry of the row (so only a smaller t can dominate).  Equal rows keep the
+    smallest t; t2 is dropped if some t1 < t2 has row(t1) <= row(t2) entry by entry."""
     rows = sorted(rows)
     if not rows:
         return []
-    arr = np.asarray([r for _, r in rows], dtype=np.int64)
-    kept_idx: list[int] = []
-    kept = np.empty((0, arr.shape[1]), dtype=np.int64)
-    for i in range(len(rows)):
-        if kept.shape[0] and bool((kept <= arr[i]).all(axis=1).any()):
+    arr = np.asarray([r for _, r in rows], dtype=np.int64).reshape(len(rows), -1)
+    return [t for (t, _), k in zip(rows, pareto_keep(arr)) if k]
+
+
+def pareto_keep(arr: np.ndarray, block: int = 256) -> np.ndarray:
+    """Which rows of ``arr`` (int64, one row per tile size, t ascending, the t entry
+    itself left out) no earlier row dominates (earlier row <= this row entry by entry).
+
+    Dominance is transitive, so a row is dropped iff some *kept* earlier row dominates it,
+    or some earlier row of its own block does (that row is kept or dominated by a kept
+    one); rows are compared a block at a time, as arrays.  When the first column is
+    non-increasing (the tile count n = ceil(N / t) of every per-loop table), an earlier
+    row can only dominate a row with the same first entry, so each run of equal first
+    entries is reduced on its own (one remaining column: a strict prefix minimum)."""
+    keep = np.zeros(len(arr), dtype=bool)
+    if len(arr) == 0:
+        return keep
+    if arr.shape[1] == 0:
+        keep[0] = True
+        return keep
+    first = arr[:, 0]
+    if bool((first[1:] <= first[:-1]).all()):
+        cuts = np.flatnonzero(first[1:] != first[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(arr)]
+        runs = list(zip(bounds[:-1], bounds[1:]))
+        sub = arr[:, 1:]
+    else:
+        runs, sub = [(0, len(arr))], arr
+    for lo, hi in runs:
+        if hi - lo == 1 or sub.shape[1] == 0:
+            keep[lo] = True
             continue
-        kept_idx.append(i)
-        kept = arr[kept_idx]
-    return [rows[i][0] for i in kept_idx]
+        if sub.shape[1] == 1:
+            col = sub[lo:hi, 0]
+            prev = np.minimum.accumulate(col)
+            keep[lo] = True
+            keep[lo + 1:hi] = col[1:] < prev[:-1]
+            continue
+        for a in range(lo, hi, block):
+            blk = sub[a:min(a + block, hi)]
+            alive = np.ones(len(blk), dtype=bool)
+            kept = sub[lo:a][keep[lo:a]]
+            if kept.shape[0]:
+                alive &= ~(kept[:, None, :] <= blk[None, :, :]).all(axis=2).any(axis=0)
+            # earlier rows of the block: le[j, i] = row j <= row i, for j < i
+            le = (blk[:, None, :] <= blk[None, :, :]).all(axis=2)
+            le &= np.tri(len(blk), k=-1, dtype=bool).T
+            alive &= ~le.any(axis=0)
+            keep[a:a + len(blk)] = alive
+    return keep
+
+
+def _ragged(N: int, f) -> tuple:
+    """For every tile size t = 1..N of a loop of bound N: (t, n, full, last), with
+    n = ceil(N / t) tiles, n - 1 full tiles of size t and a last tile of size
+    ``last = N - (n - 1) t`` (= t when t divides N): the tiles of
+    :func:`sqnxt_compiler.cost.features.tiles`.  ``f`` maps an int64 array of tile
+    lengths to the per-tile values; ``full`` = f(t), ``last`` = f(last)."""
+    t = np.arange(1, N + 1, dtype=np.int64)
+    n = -(-N // t)
+    r = N - (n - 1) * t
+    return t, n, f(t), f(r)
+
+
+def chan_tables(layer: Layer, target: Target) -> np.ndarray:
+    """The c loop's tables (n, CB, Z, ZP, t) of :func:`sqnxt_compiler.cost.features.c_feat`
+    for every tile size t = 1..Cg, as rows of an int64 array, vectorized.
+
+    Each of CB, Z, ZP is a sum over the tiles of a function of the tile's length, so it
+    is (n - 1) f(t) + f(last) with f the per-tile term of c_feat:
+    ceil(c_i / pe_rows); z_i = ceil(c_i R S nz) (R S n_inputs without weights);
+    pass(z_i) = max(z_i, D) with double-buffered accumulators, else z_i + D.
+    tests/test_oracle.py checks every row against c_feat."""
+    N, P = layer.Cg, target.pe_rows
+    if layer.is_mac:
+        nz = nonzero_fraction(layer, target)
+        num, den = layer.R * layer.S * nz.numerator, nz.denominator
+
+        def z(l):
+            return -(-(l * num) // den)
+    else:
+        def z(l):
+            return np.full_like(l, layer.R * layer.S * layer.n_inputs)
+    D = target.os_drain_cycles
+
+    def zp(l):
+        zz = z(l)
+        return np.maximum(zz, D) if target.os_double_buffered_accumulators else zz + D
+
+    t, n, cb_f, cb_l = _ragged(N, lambda l: -(-l // P))
+    _, _, z_f, z_l = _ragged(N, z)
+    _, _, p_f, p_l = _ragged(N, zp)
+    return np.stack([n, (n - 1) * cb_f + cb_l, (n - 1) * z_f + z_l, (n - 1) * p_f + p_l, t], axis=1)
+
+
+def out_tables(layer: Layer, target: Target) -> np.ndarray:
+    """The k loop's tables (n, KB, t) of :func:`sqnxt_compiler.cost.features.k_feat` for
+    every tile size t = 1..Kg, vectorized: KB = (n - 1) ceil(t / b) + ceil(last / b),
+    b = ws_k_block.  tests/test_oracle.py checks every row against k_feat."""
+    b = ws_k_block(layer, target)
+    t, n, f, l = _ragged(layer.Kg, lambda x: -(-x // b))
+    return np.stack([n, (n - 1) * f + l, t], axis=1)
+
+
+def order_signature(order: tuple[str, ...], bounds: dict, channelwise: bool, has_weights: bool) -> tuple:
+    """What the cost model can see of a tile-loop order, for every way the loops can be
+    tiled (``big`` flags).
+
+    The order enters the cost model only through the refetch factors ``fI = n_k if in_k``
+    (not for channel-wise layers), ``fW = (n_x if w_x) * (n_y if w_y)`` (weights only) and
+    ``v = n_c if out_c`` (:func:`sqnxt_compiler.cost.model.reuse_conditions`).  A factor
+    whose loop has one tile is 1 whatever its condition, and a loop of bound 1 always has
+    one tile.  So the signature lists, for every assignment of ``big`` to the loops of
+    bound > 1 (the others are never big), each condition whose factor can differ from 1;
+    two orders with equal signatures give every mapping equal cycles and energy."""
+    free = [l for l in LOOPS if bounds[l] > 1]
+    sig = []
+    for bits in product((False, True), repeat=len(free)):
+        big = {l: False for l in LOOPS}
+        big.update(zip(free, bits))
+        c = reuse_conditions(order, big)
+        sig.append((c["in_k"] if big["k"] and not channelwise else None,
+                    c["w_x"] if big["x"] and has_weights else None,
+                    c["w_y"] if big["y"] and has_weights else None,
+                    c["out_c"] if big["c"] else None))
+    return tuple(sig)
+
+
+def order_representatives(layer: Layer) -> tuple[int, ...]:
+    """Indices into ORDERS of the orders worth searching, ascending: the first order of
+    each class of orders with equal :func:`order_signature`.
+
+    **Exact**: orders of one class give every tile choice the same cycles, energy and
+    footprint, and the tie-break prefers the smaller order index, so the tie-broken best
+    mapping of the whole space always uses a representative.  An ordinary convolution
+    (all four loops of bound > 1) has 18 classes (e.g. k c y x and k c x y: swapping the
+    two innermost loops changes no condition there); a depthwise one 4; a fully
+    connected layer (x and y of bound 1) 2, k outside c (index 0, k c y x) and c outside
+    k (index 6, c k y x); pool, gap and add layers 1."""
+    bounds = {"x": layer.Q, "y": layer.P, "c": layer.Cg, "k": layer.Kg}
+    seen: dict = {}
+    for i, o in enumerate(ORDERS):
+        seen.setdefault(order_signature(o, bounds, layer.channelwise, layer.is_mac), i)
+    return tuple(sorted(seen.values()))
 
 
 @dataclass
@@ -62,21 +197,30 @@ class Space:
     layer: Layer
     target: Target
     bounds: dict = field(init=False)
-    feats: dict = field(init=False)       # loop -> {t: full feature tuple}
+    feats: dict = field(init=False)       # loop -> {t: full feature tuple}, t = 1 and candidates
     cands: dict = field(init=False)       # dataflow -> loop -> [t ascending]
+    orders: tuple = field(init=False)     # indices into ORDERS of the order representatives
 
     def __post_init__(self) -> None:
         L, T = self.layer, self.target
         self.bounds = {"x": L.Q, "y": L.P, "c": L.Cg, "k": L.Kg}
-        fn = {"x": x_feat, "y": y_feat, "c": c_feat, "k": k_feat}
-        self.feats = {d: {t: fn[d](L, T, t).as_tuple() for t in range(1, self.bounds[d] + 1)}
-                      for d in LOOPS}
+        fn = {"x": x_feat, "y": y_feat}
+        arrays = {d: np.asarray([fn[d](L, T, t).as_tuple() for t in range(1, self.bounds[d] + 1)],
+                                dtype=np.int64) for d in ("x", "y")}
+        arrays["c"], arrays["k"] = chan_tables(L, T), out_tables(L, T)
+        self.orders = order_representatives(L)
         self.cands = {}
         for df in self.dataflows:
             self.cands[df] = {}
             for d in LOOPS:
-                rows = [(t, tuple(f[i] for i in USED[df][d])) for t, f in self.feats[d].items()]
-                self.cands[df][d] = pareto_min(rows)
+                # rows are t = 1..bound in order and t is the last used entry: leave it out
+                cols = USED[df][d]
+                assert cols[-1] == len(arrays[d][0]) - 1
+                keep = pareto_keep(arrays[d][:, cols[:-1]])
+                self.cands[df][d] = (np.flatnonzero(keep) + 1).tolist()
+        # full rows (python ints) of the candidates, and of tile size 1 (min_footprint_words)
+        keep = {d: {1}.union(*(self.cands[df][d] for df in self.dataflows)) for d in LOOPS}
+        self.feats = {d: {t: tuple(arrays[d][t - 1].tolist()) for t in sorted(keep[d])} for d in LOOPS}
 
     @property
     def dataflows(self) -> tuple[str, ...]:
@@ -90,10 +234,11 @@ class Space:
         return n
 
     def size_candidates(self) -> int:
-        """Mappings over the candidate tile sizes (both dataflows, 24 orders each)."""
+        """Mappings over the candidate tile sizes and the order representatives (both
+        dataflows)."""
         total = 0
         for df in self.dataflows:
-            n = 24
+            n = len(self.orders)
             for d in LOOPS:
                 n *= len(self.cands[df][d])
             total += n
