@@ -24,12 +24,40 @@ weights instead of the target's assumed fraction; ``cache-dir`` an on-disk sched
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields, replace
 
 from ..diagnostics import ScheduleError, UsageError
 from ..ir.graph import Graph
 from ..layers import layer_of
 from ..pipeline.pass_base import Pass, PassContext
+
+
+#: A callable ``progress(done, total, layer)`` told before each distinct layer shape is
+#: solved and once at the end (``layer`` None): the CLI's progress display.  The
+#: ``progress`` entry of ``ctx.options`` wins over this context variable.
+PROGRESS: ContextVar = ContextVar("sqnxtc_schedule_progress", default=None)
+
+
+def _with_progress(schedule_layers, layers, target, kwargs, progress):
+    """The same schedules as ``schedule_layers(layers, ...)``, solved one distinct shape at
+    a time so that ``progress`` can be told: each distinct ``layer.key()`` is scheduled once
+    (as its first occurrence) and shared by the later layers of that shape, exactly as
+    schedule_layers shares it within one call."""
+    first: dict = {}
+    for L in layers:
+        first.setdefault(L.key(), L)
+    distinct = list(first.values())
+    solved = {}
+    for i, L in enumerate(distinct):
+        progress(i, len(distinct), L)
+        solved[L.key()] = schedule_layers([L], target, **kwargs)[0]
+    progress(len(distinct), len(distinct), None)
+    out = []
+    for L in layers:
+        s = solved[L.key()]
+        out.append(s if s.layer == L else replace(s, layer=L))
+    return out
 
 
 class ScheduleAttr:
@@ -91,11 +119,15 @@ class Schedule(Pass):
             if layer is not None:
                 ops.append(op)
                 layers.append(layer)
+        kwargs = dict(objective=o.objective, time_limit=o.time_limit or None,
+                      fallback=None if o.fallback == "none" else o.fallback,
+                      cache_dir=o.cache_dir or None)
+        progress = ctx.options.get("progress") or PROGRESS.get()
         try:
-            scheds = schedule_layers(layers, ctx.target, objective=o.objective,
-                                     time_limit=o.time_limit or None,
-                                     fallback=None if o.fallback == "none" else o.fallback,
-                                     cache_dir=o.cache_dir or None)
+            if progress is None:
+                scheds = schedule_layers(layers, ctx.target, **kwargs)
+            else:
+                scheds = _with_progress(schedule_layers, layers, ctx.target, kwargs, progress)
         except ScheduleError as exc:
             if exc.location is None:
                 exc.location = graph.source

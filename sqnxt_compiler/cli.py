@@ -263,6 +263,10 @@ def _register_subcommands() -> None:
 
     main.add_command(zoo_group, "zoo")
     main.add_command(targets_group, "targets")
+    from .report.commands import add_progress_option, compare_cmd, report_cmd
+    main.add_command(report_cmd, "report")
+    main.add_command(compare_cmd, "compare")
+    add_progress_option(compile_cmd), add_progress_option(check_cmd)
     from .regress import regress_cmd
     main.add_command(regress_cmd, "regress")
 

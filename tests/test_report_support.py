@@ -76,25 +76,30 @@ def tiny_params(width: int = 24) -> int:
     return (w * 8 * 9 + w) + (w * 9 + w) + (w * (w // 4) + w) + 40 * w * 9 + (10 * 40 + 10)
 
 
-def tiny_path(seed: int = 0, width: int = 24) -> str:
-    import onnx
+def _put(p: Path, data: bytes) -> str:
+    """Write ``p`` atomically unless it already holds ``data`` (test runs may overlap)."""
+    import os
+    import tempfile
 
     WORK.mkdir(parents=True, exist_ok=True)
-    p = WORK / f"tiny_{seed}_{width}.onnx"
-    if not p.exists():
-        onnx.save(tiny_net(seed, width), str(p))
+    if not (p.exists() and p.read_bytes() == data):
+        fd, tmp = tempfile.mkstemp(dir=WORK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
     return str(p)
+
+
+def tiny_path(seed: int = 0, width: int = 24) -> str:
+    return _put(WORK / f"tiny_{seed}_{width}.onnx", tiny_net(seed, width).SerializeToString())
 
 
 def small_target(buffer_bytes: int, name: str) -> str:
     """pe8x8 with another global-buffer size, as a .toml file; returns its path."""
-    WORK.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "targets" / "pe8x8.toml").read_text()
     text = re.sub(r'(?m)^name = .*$', f'name = "{name}"', text)
     text = re.sub(r'(?m)^global_buffer_bytes = \d+', f"global_buffer_bytes = {buffer_bytes}", text)
-    p = WORK / f"{name}.toml"
-    p.write_text(text)
-    return str(p)
+    return _put(WORK / f"{name}.toml", text.encode())
 
 
 # ---- one compile, every format ------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""The progress display of long compiles, on stderr only (never in an output file or on
+stdout): ``scheduling 17/42 distinct layers (stage2/block1/conv3) 3.1 s``.
+
+On a terminal the line is rewritten in place (``\\r``) at most ten times a second and
+erased at the end; otherwise (``--progress`` with stderr redirected) one line per update is
+written, so a log shows every step.  The schedule pass reports through
+``sqnxt_compiler.passes.schedule.PROGRESS`` (a context variable), set by :func:`reporting`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import IO
+
+
+class Progress:
+    """A callable ``progress(done, total, layer)`` (the schedule pass's protocol)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, label: str = "", interval: float = 0.1):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.label = label
+        self.interval = interval
+        self.t0 = time.perf_counter()
+        self.last = -1.0
+        self.width = 0
+
+    def line(self, done: int, total: int, layer) -> str:
+        what = f" ({layer.name})" if layer is not None else ""
+        head = f"{self.label}: " if self.label else ""
+        return (f"{head}scheduling {done}/{total} distinct layers{what} "
+                f"{time.perf_counter() - self.t0:.1f} s")
+
+    def __call__(self, done: int, total: int, layer) -> None:
+        now = time.perf_counter()
+        final = layer is None
+        if self.tty:
+            if not final and done and now - self.last < self.interval:
+                return
+            self.last = now
+            if final:  # erase the line: the summary follows
+                self.close()
+                return
+            text = self.line(done, total, layer)
+            pad = max(0, self.width - len(text))
+            self.width = len(text)
+            self.stream.write("\r" + text + " " * pad)
+        else:
+            self.stream.write(self.line(done, total, layer) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Erase the in-place line (at the end, or before an error message)."""
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def wanted(flag: bool | None, stream: IO[str] | None = None) -> bool:
+    """``--progress`` / ``--no-progress`` win; by default only when stderr is a terminal."""
+    if flag is not None:
+        return flag
+    s = stream or sys.stderr
+    return bool(getattr(s, "isatty", lambda: False)())
+
+
+@contextmanager
+def reporting(flag: bool | None, label: str = ""):
+    """Within the block, the schedule pass reports to a :class:`Progress` on stderr when
+    :func:`wanted`; yields it (or None)."""
+    from ..passes.schedule import PROGRESS
+
+    if not wanted(flag):
+        yield None
+        return
+    p = Progress(label=label)
+    token = PROGRESS.set(p)
+    try:
+        yield p
+    finally:
+        p.close()
+        PROGRESS.reset(token)
