@@ -45,9 +45,10 @@ from .executor import activate, eval_op
 
 #: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
 #: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
-#: fp32: the plain check's defaults (tiling only reorders float32 sums).  int16: chosen
-#: from the errors measured on the zoo's SqueezeNext models (docs/tiled-execution.md).
-TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-5), "int16": (0.0, 2e-2)}
+#: fp32: the plain check's defaults (tiling only reorders float32 sums: measured errors
+#: equal the plain executor's, ~1e-6).  int16: 2.5x the worst error measured on the zoo's
+#: 19 SqueezeNext models (max|d| / max|ref| <= 9.9e-4 over 3 seeds; docs/tiled-execution.md).
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-5), "int16": (0.0, 2.5e-3)}
 PRECISIONS = ("fp32", "int16")
 
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
@@ -549,10 +550,12 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         else:
             _drive(st, L, m, arith, len(xs), w is not None, compute, finalize)
     st.output_elements = y.size
-    st.writes_min, st.writes_max = int(writes.min()) * N, int(writes.max()) * N
-    if st.writes_min != N or st.writes_max != N:
-        raise SqnxtError(f"tiled execution finalized output elements between {writes.min()} and "
-                         f"{writes.max()} times (must be exactly once)")
+    # per batch element: how often each output element was finalized (must be once)
+    lo, hi = int(writes.min()), int(writes.max())
+    st.writes_min, st.writes_max = lo // N, -(-hi // N)
+    if lo != N or hi != N:
+        raise SqnxtError(f"tiled execution finalized output elements between {lo / N:g} and "
+                         f"{hi / N:g} times per batch element (must be exactly once)")
     y = y.reshape(out_shape)
     return arith.out(y, fo), st
 
@@ -584,28 +587,30 @@ def _drive_avg_int(st, L, m, arith, compute, finalize):
 
 # --------------------------------------------------------------------------- the graph
 def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",
-                  psum_bits: int | None = None, trace: bool = False) -> TiledRun:
+                  psum_bits: int | None = None, trace: bool = False,
+                  observe: Callable[[Op, np.ndarray], None] | None = None) -> TiledRun:
     """Run ``graph``; scheduled ops tile by tile (module doc).  Returns outputs and stats.
 
     ``psum_bits`` (int16): width of a stored partial sum; default: the target's
     ``psum_bits`` as stored (whole words), recovered from each schedule's footprint.
     ``trace``: keep a per-layer coverage array of (k, c, p, q) (small graphs only).
+    ``observe(op, value)``: called with every computed value (int16: dequantized).
     """
     if precision not in PRECISIONS:
         raise SqnxtError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     if precision == "int16":
         # calibration: the fp32 tiled run of the same input gives every tensor's range and
         # every layer's largest partial sum
-        cal = _execute(graph, inputs, _Fp32(probe=True), False)
+        cal = _execute(graph, inputs, _Fp32(probe=True), False, None)
         arith = _Int16(psum_bits, cal.maxabs, {s.op_id: s.acc_max for s in cal.layers})
     else:
         arith = _Fp32()
-    res = _execute(graph, inputs, arith, trace)
+    res = _execute(graph, inputs, arith, trace, observe)
     res.precision = precision
     return res
 
 
-def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool) -> TiledRun:
+def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool, observe) -> TiledRun:
     order = graph.ops()
     last_use: dict[int, int] = {}
     for i, op in enumerate(order):
@@ -659,6 +664,8 @@ def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool) ->
             raise SqnxtError(f"produced shape {y.shape}, IR type says {op.result.type}",
                              Location(file=graph.source, node=op.loc.node, op=op.name))
         env[id(op.result)] = y
+        if observe is not None:
+            observe(op, y.dequantize() if isinstance(y, QTensor) else y)
         if getattr(arith, "probe", False) and y.dtype.kind == "f":
             maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
         for v in op.operands:
