@@ -2,6 +2,7 @@
 fields it carries); the layout shows ragged tiles, halos, groups, channel-wise layers and
 partial-sum spills."""
 import math
+from pathlib import Path
 import re
 from fractions import Fraction
 
@@ -107,7 +108,7 @@ def test_every_printed_figure_is_recomputed_from_the_json(c):
         assert f"total {cost['total_cycles']} (" in block
         bound = cost["total_cycles"] == (cost["compute_cycles"] + cost["prologue_cycles"]
                                          + cost["epilogue_cycles"])
-        assert ("compute bound" if bound else "DMA bound") in block
+        assert ("compute bound: DMA hidden" if bound else "DMA bound: compute hidden") in block
         dr = cost["dram"]
         assert f"reads inputs {dr['input_reads']} (x{cost['refetch']['input_refetch']})" in block
         assert f"total {dr['total']} words" in block
@@ -143,3 +144,10 @@ def test_groups_channelwise_and_spills_are_shown():
     v = spill["cost"]["refetch"]["output_visits"]
     assert f"outputs visited x{v}" in "\n".join(blocks(text)[spill["layer"]])
     assert f"partial sums spilled to DRAM {v - 1}x" in "\n".join(blocks(text)[spill["layer"]])
+
+
+def test_the_documented_example_block_is_the_real_output():
+    text, _ = get("zoo:1.0-SqNxt-23", "pe16x16", "cycles")
+    block = "\n".join(blocks(text)["conv1"]).rstrip("\n")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "schedule-format.md").read_text()
+    assert block in doc

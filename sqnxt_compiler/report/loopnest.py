@@ -133,13 +133,17 @@ def layer_block(d: dict, s, target) -> list[str]:
     out.append("streamed inside a tile (temporal, outermost first):")
     if m.dataflow == "WS":
         blk = ws_k_block(L, target)
-        rows = "diagonal block" if cw else f"c-block in tile ({ceil_div(m.tc, Pr)} x <={Pr} rows)"
-        out += [f"  for r in [0:{L.R}), s in [0:{L.S})  (kernel taps)",
-                f"   for {rows}",
-                f"    for k-block in tile ({ceil_div(m.tk, blk)} x <={blk} "
-                f"{'channels' if cw else 'columns'})",
-                f"     load weight block: {target.weight_load_cycles} cycles (the stream stalls)",
-                f"     for y in tile ({m.ty}), x in tile ({m.tx}): one input vector per cycle"]
+        loops_ws = [f"for r in [0:{L.R}), s in [0:{L.S})  (kernel taps)"]
+        if cw:
+            loops_ws.append(f"for k-block in tile ({ceil_div(m.tk, blk)} x <={blk} channels, "
+                            "diagonal weight block)")
+        else:
+            loops_ws += [f"for c-block in tile ({ceil_div(m.tc, Pr)} x <={Pr} rows)",
+                         f"for k-block in tile ({ceil_div(m.tk, blk)} x <={blk} columns)"]
+        loops_ws += [f"load weight block: {target.weight_load_cycles} cycles (the stream stalls)",
+                     f"for y in tile ({m.ty}), x in tile ({m.tx}): one input vector per cycle"]
+        depth = [0] + list(range(1, len(loops_ws) - 1)) + [len(loops_ws) - 2]
+        out += ["  " + " " * dd + ln for dd, ln in zip(depth, loops_ws)]
     else:
         z = os_ops_per_pass(L, target, m.tc)
         if L.is_mac:
@@ -147,7 +151,7 @@ def layer_block(d: dict, s, target) -> list[str]:
             what = (f"for c in tile ({m.tc}), r in [0:{L.R}), s in [0:{L.S}): {z} nonzero weights of "
                     f"{dense} per pass, one broadcast per cycle")
         elif L.kind == "add":
-            what = f"for each of the {L.n_inputs} inputs: {z} operations per pass, one per cycle"
+            what = f"sum of the {L.n_inputs} input pixels: {z} operations per pass, one per cycle"
         else:
             what = f"for r in [0:{L.R}), s in [0:{L.S}) (window): {z} operations per pass, one per cycle"
         drain = target.os_drain_cycles
@@ -164,10 +168,12 @@ def layer_block(d: dict, s, target) -> list[str]:
     # ---- 5. figures ----
     dr, tr = c["dram"], c["transfers"]
     rf = c["refetch"]
-    bound = "compute bound" if c["total_cycles"] == c["compute_cycles"] + c["prologue_cycles"] + \
-        c["epilogue_cycles"] else "DMA bound"
     if not target.double_buffering:
-        bound = "serial"
+        bound = "serial: no overlap"
+    elif c["total_cycles"] == c["compute_cycles"] + c["prologue_cycles"] + c["epilogue_cycles"]:
+        bound = "compute bound: DMA hidden but for prologue and epilogue"
+    else:
+        bound = "DMA bound: compute hidden"
     e = c["energy"]
     out += ["",
             f"cycles:  compute {c['compute_cycles']}, DMA {c['dma_cycles']} ({tr['total']} transfers: "
