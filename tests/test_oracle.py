@@ -15,7 +15,10 @@ from functools import lru_cache
 
 from sqnxt_compiler.schedule.oracle import (SECONDARY, brute_force_best, brute_force_table,
                                             exhaustive_best)
-from sqnxt_compiler.schedule.space import get_space, pareto_min
+from sqnxt_compiler.schedule.space import (chan_tables, get_space, order_representatives, order_signature,
+                                           out_tables, pareto_keep, pareto_min)
+from sqnxt_compiler.cost.features import c_feat, k_feat
+import numpy as np
 from sqnxt_compiler.cost.reference_layers import table4_layers
 from sqnxt_compiler.targets import load_target
 
@@ -48,6 +51,76 @@ def _table(L):
 def test_pareto_min():
     rows = [(1, (4, 1)), (2, (2, 2)), (3, (2, 3)), (4, (1, 4)), (5, (1, 4))]
     assert pareto_min(rows) == [1, 2, 4]
+
+
+def _naive_keep(arr):
+    """Row i is kept iff no earlier row is <= it entry by entry (the definition)."""
+    return [not any((arr[j] <= arr[i]).all() for j in range(i)) for i in range(len(arr))]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pareto_keep_is_the_definition(seed):
+    """The blocked, run-wise reduction keeps exactly the rows no earlier row dominates:
+    random rows with a non-increasing first column (runs) and without, small blocks so
+    that every path (kept rows, within a block, across blocks) is exercised."""
+    rng = np.random.default_rng(seed)
+    for monotone in (True, False):
+        for cols in (1, 2, 3):
+            arr = rng.integers(0, 6, size=(300, cols))
+            if monotone:
+                arr[:, 0] = np.sort(rng.integers(0, 8, size=300))[::-1]
+            want = _naive_keep(arr)
+            assert pareto_keep(arr, block=16).tolist() == want
+            assert pareto_keep(arr).tolist() == want
+
+
+BIG = [Layer("fc6", "fc", 9216, 4096, 1, 1, 1, 1, 1, 1), Layer("fc_odd", "fc", 1001, 997, 1, 1, 1, 1, 1, 1),
+       Layer("g4", "conv", 96, 64, 14, 14, 3, 3, 14, 14, 1, 1, 1, 1, 1, 1, groups=4),
+       Layer("dw", "conv", 64, 64, 28, 28, 3, 3, 28, 28, 1, 1, 1, 1, 1, 1, groups=64),
+       Layer("sp", "conv", 200, 130, 14, 14, 3, 3, 12, 12, weight_zero_fraction=Fraction(7, 9)),
+       Layer("add3", "add", 72, 72, 5, 5, 1, 1, 5, 5, n_inputs=3)]
+
+
+@pytest.mark.parametrize("t", [T16, T8, TINY, replace(T8, rf_words_per_pe=1)],
+                         ids=["pe16x16", "pe8x8", "tiny", "single_accumulator"])
+def test_vectorized_channel_tables_equal_the_cost_models(t):
+    """space.chan_tables / out_tables (vectorized) give, for every tile size, the rows of
+    the cost model's own c_feat / k_feat."""
+    seen = set()
+    for L in TINY_LAYERS + BIG + T4:
+        if L.key() in seen:
+            continue
+        seen.add(L.key())
+        ct, kt = chan_tables(L, t), out_tables(L, t)
+        assert ct.tolist() == [list(c_feat(L, t, tc).as_tuple()) for tc in range(1, L.Cg + 1)], L.name
+        assert kt.tolist() == [list(k_feat(L, t, tk).as_tuple()) for tk in range(1, L.Kg + 1)], L.name
+
+
+@pytest.mark.parametrize("L", TINY_LAYERS, ids=lambda L: L.name)
+def test_equivalent_orders_cost_the_same(L):
+    """Every order costs, for every tile choice of the whole space, exactly what its class
+    representative costs (brute force, scalar evaluate)."""
+    bounds = {"x": L.Q, "y": L.P, "c": L.Cg, "k": L.Kg}
+    sig = [order_signature(o, bounds, L.channelwise, L.is_mac) for o in ORDERS]
+    rep = {i: sig.index(sig[i]) for i in range(len(ORDERS))}
+    assert sorted(set(rep.values())) == list(order_representatives(L))
+    cost = {row[:6]: row[6:] for row in _table(L)}
+    for key, c in cost.items():
+        assert cost[(key[0], rep[key[1]]) + key[2:]] == c, (key, rep[key[1]])
+
+
+def test_order_classes():
+    fc, conv, dw = BIG[0], T4[1], BIG[3]
+    assert [ORDERS[i] for i in order_representatives(fc)] == [tuple("kcyx"), tuple("ckyx")]
+    assert len(order_representatives(conv)) == 18 and len(order_representatives(dw)) == 4
+    assert len(order_representatives(TINY_LAYERS[6])) == 1      # pool
+
+
+@pytest.mark.parametrize("L", [BIG[0], BIG[2], BIG[3], T4[0], T4[1]], ids=lambda L: L.name)
+def test_order_reduction_keeps_the_oracles_answer(L):
+    for t in (T16, T8):
+        for objective in ("cycles", "energy"):
+            assert exhaustive_best(L, t, objective) == exhaustive_best(L, t, objective, all_orders=True)
 
 
 @pytest.mark.parametrize("L", TINY_LAYERS, ids=lambda L: L.name)

@@ -26,10 +26,13 @@ ALL = distinct([L for v in MODELS for L in squeezenext_layers(v)])
 MAC = [L for L in ALL if L.is_mac]
 
 
+@pytest.mark.parametrize("limit", [solver_mod.INCUMBENT_LIMIT, 0], ids=["incumbent", "cpsat_alone"])
 @pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
-def test_solver_equals_oracle_on_every_distinct_layer(t):
+def test_solver_equals_oracle_on_every_distinct_layer(t, limit, monkeypatch):
     """Objective, secondary objective and the tie-broken mapping equal the exhaustive
-    search's, on every distinct layer of 1.0-SqNxt-23 and 1.0-SqNxt-23v5."""
+    search's, on every distinct layer of 1.0-SqNxt-23 and 1.0-SqNxt-23v5; with the
+    enumerated incumbent (most of these layers) and with CP-SAT alone."""
+    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", limit)
     for L in ALL:
         s = schedule_layer(L, t)
         m, r = exhaustive_best(L, t)
@@ -223,3 +226,40 @@ def test_large_objective_values_are_fixed_exactly(L):
     m, r = exhaustive_best(L, T8)
     assert s.mapping == m and s.status == "optimal" and s.tie_break
     assert r.energy_total > 2 ** 24
+
+
+FC = [Layer("fc6", "fc", 9216, 4096, 1, 1, 1, 1, 1, 1), Layer("fc8", "fc", 4096, 1000, 1, 1, 1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_large_fc_layers_equal_oracle(t):
+    """The layers CP-SAT alone is slow on (hundreds of c and k candidates) get an
+    enumerated incumbent: still the oracle's answer, proven, tie-broken."""
+    for L in FC:
+        assert solver_mod.incumbent(L, t, "cycles") is not None
+        s = schedule_layer(L, t)
+        m, r = exhaustive_best(L, t)
+        assert s.status == "optimal" and s.tie_break and s.solver == "cp-sat"
+        assert s.mapping == m and s.cost == r and s.bound == s.objective_value
+
+
+@pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
+def test_incumbent_is_only_a_cutoff(objective, monkeypatch):
+    """The answer does not depend on the incumbent: CP-SAT alone (no incumbent), with the
+    enumerated one, and with a poor one (the heuristic mapping) give the same schedule."""
+    layers = [L for L in SUBSET if L.name in ("fc1000", "s2b1_sep2", "s4b1_sep2")]
+    layers += [FC[1]] if objective != "edp" else []         # CP-SAT alone: 2-5 s on EDP
+    with_inc = [schedule_layer(L, T8, objective=objective).to_dict() for L in layers]
+    assert all(solver_mod.incumbent(L, T8, objective) is not None for L in layers)
+
+    def poor(L, t, obj):
+        m, r = heuristic_mapping(L, t)
+        return solver_mod.Incumbent(m, {"cycles": r.total_cycles, "energy": r.energy_total,
+                                        "edp": r.total_cycles * r.energy_total})
+
+    monkeypatch.setattr(solver_mod, "incumbent", poor)
+    assert [schedule_layer(L, T8, objective=objective).to_dict() for L in layers] == with_inc
+    monkeypatch.undo()
+    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", 0)
+    assert all(solver_mod.incumbent(L, T8, objective) is None for L in layers)
+    assert [schedule_layer(L, T8, objective=objective).to_dict() for L in layers] == with_inc

@@ -306,15 +306,16 @@ def _edp_model(layer, target, left, inc: Incumbent | None = None):
     """EDP = cycles x energy: the product needs bounded factors.  Solve min cycles (C*)
     and min energy (E*) first; a mapping optimal for cycles has EDP H = C* x E(its energy),
     so the EDP optimum has cycles <= H / E* and energy <= H / C*.  With an incumbent
-    (any feasible mapping) H = min(H, its EDP), and its cycles and energy bound the
-    pre-solves."""
+    (any feasible mapping) H = min(H, its EDP); each pre-solve gets its own incumbent
+    (the enumerated best cycles, energy) as cutoff and hint."""
     bounds = {}
     h_energy = None
     for name in ("cycles", "energy"):
         lm = build_model(layer, target)
-        if inc is not None:
-            lm.model.add(_objective_var(lm, name).expr <= inc.values[name])
-            for var, val in _assignment(lm, inc.mapping) or ():
+        pre = incumbent(layer, target, name) if inc is not None else None
+        if pre is not None:
+            lm.model.add(_objective_var(lm, name).expr <= pre.values[name])
+            for var, val in _assignment(lm, pre.mapping) or ():
                 lm.model.add_hint(var, val)
         lm.model.minimize(_objective_var(lm, name).expr)
         s = _solver(left())
