@@ -182,6 +182,11 @@ def test_totals_equal_sums_over_layers_and_csv_and_summary(produced):
     for line in s.splitlines()[4:4 + min(10, len(layers))]:
         name, cyc = line.split()[0], int(line.split()[5])
         assert next(L for L in layers if L["layer"] == name)["cost"]["total_cycles"] == cyc
+    # its stage line is the report's stage breakdown
+    from sqnxt_compiler.report.plots import stages
+    line = next(ln for ln in s.splitlines() if "by stage" in ln)
+    assert line.split(": ", 1)[1] == ", ".join(
+        f"{st['P']}: {100 * st['cycles'] / tot['total_cycles']:.1f}%" for st in stages(doc))
     # and so does the loop nest's network block
     assert f"cycles {tot['total_cycles']} (compute {tot['compute_cycles']}" in texts["loops"]
 

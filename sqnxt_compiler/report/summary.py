@@ -12,14 +12,27 @@ def _si(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _stages(net: NetworkSchedule) -> list[tuple[int, int]]:
+    """(output rows P, cycles) per stage, highest resolution first (the report's rule)."""
+    by: dict[int, int] = {}
+    for r in net.scheduled:
+        by[r.schedule.layer.P] = by.get(r.schedule.layer.P, 0) + r.schedule.cost.total_cycles
+    return sorted(by.items(), reverse=True)
+
+
 def summary_text(net: NetworkSchedule, top: int = 10) -> str:
     t = net.totals()
     tgt = net.target
     rows = sorted(net.scheduled, key=lambda r: (-r.schedule.cost.total_cycles, r.name))[:top]
     w = max([len(r.name) for r in rows] + [5])
+    n_un = t["unmodelled_ops"]
+    un = f"{n_un} op{'' if n_un == 1 else 's'} not modelled"
+    if n_un:
+        names = [r.name for r in net.unmodelled]
+        un += f" ({', '.join(names[:5])}{', ...' if n_un > 5 else ''})"
     out = [f"{net.graph.source} on {tgt.name} ({tgt.pe_rows}x{tgt.pe_cols} PEs, "
            f"{tgt.global_buffer_bytes // 1024} KB buffer): {t['layers']} layers "
-           f"({t['distinct_layers']} distinct shapes), {t['unmodelled_ops']} ops not modelled",
+           f"({t['distinct_layers']} distinct shapes), {un}",
            "",
            f"top {len(rows)} layers by cycles:",
            f"  {'layer':<{w}}  {'kind':<7} {'df':<2} {'tiles x,y,c,k':<16} {'order':<5} "
@@ -40,5 +53,9 @@ def summary_text(net: NetworkSchedule, top: int = 10) -> str:
             f"       DRAM {_si(t['dram_words']['total'])} words, energy {_si(e['total'])} "
             f"(MAC {_si(e['mac'])}, RF {_si(e['rf'])}, array {_si(e['array'])}, "
             f"buffer {_si(e['buffer'])}, DRAM {_si(e['dram'])})",
-            "       solver: " + ", ".join(f"{n} {k}" for k, n in t["status"].items())]
+            "       by stage (output rows, docs/reports.md): " + ", ".join(
+                f"{p}: {100 * c / total:.1f}%" for p, c in _stages(net)),
+            "       solver: " + ", ".join(f"{n} {k}" for k, n in t["status"].items())
+            + (f", largest gap {max(r.schedule.gap for r in net.scheduled):.4f}"
+               if any(r.schedule.gap for r in net.scheduled) else "")]
     return "\n".join(out) + "\n"
