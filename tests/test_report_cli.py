@@ -211,3 +211,12 @@ def test_progress_on_a_terminal_rewrites_one_line_and_erases_it():
     assert "\n" not in out and out.count("\r") >= 4
     assert "scheduling 2/3 distinct layers (stage1/block1/conv)" in out
     assert out.endswith("\r") and out.rsplit("\r", 2)[-2].strip() == ""   # erased at the end
+
+
+def test_report_and_compare_schedule_exactly_as_compile_does():
+    from sqnxt_compiler.report.commands import schedule_doc
+    from sqnxt_compiler.report.schedule_json import dumps
+    from sqnxt_compiler.targets import load_target
+
+    texts = outputs(tiny_path(), "pe16x16", "edp")[0]
+    assert dumps(schedule_doc(tiny_path(), load_target("pe16x16"), objective="edp")) == texts["schedule"]
