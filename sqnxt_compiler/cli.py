@@ -70,6 +70,8 @@ def _pipeline_options(fn):
                      help="Print the IR as imported, before any pass (stderr)."),
         click.option("--pass-statistics", is_flag=True, help="Per-pass counts of rewrites (stderr)."),
         click.option("--pass-timing", is_flag=True, help="Per-pass wall time (stderr)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Show scheduling progress on stderr [default: when stderr is a terminal]."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -77,9 +79,10 @@ def _pipeline_options(fn):
 
 
 def _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-             pass_timing, target=None, options=None):
+             pass_timing, target=None, options=None, progress=None):
     from .driver import compile_model
     from .pipeline import parse_pipeline
+    from .report.progress import reporting
 
     if print_before:
         parse_pipeline(passes)  # reject a bad pipeline before printing anything
@@ -87,9 +90,10 @@ def _compile(model, passes, print_ir_after_all, print_after, print_before, pass_
         from .ir import print_graph
         click.echo("// -----// IR Dump Before any pass //----- //", err=True)
         click.echo(print_graph(load(model).graph), err=True, nl=False)
-    res = compile_model(model, passes=passes, target=target, options=options,
-                        print_after_all=print_ir_after_all, print_after=tuple(print_after),
-                        timing=pass_timing, statistics=pass_statistics)
+    with reporting(progress):
+        res = compile_model(model, passes=passes, target=target, options=options,
+                            print_after_all=print_ir_after_all, print_after=tuple(print_after),
+                            timing=pass_timing, statistics=pass_statistics)
     _notes(res.notes)
     return res
 
@@ -144,12 +148,12 @@ def _formats():
               help="Layers shown in the summary.")
 @_guard
 def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, print_before,
-                pass_statistics, pass_timing, objective, time_limit, fallback, measured_sparsity,
+                pass_statistics, pass_timing, progress, objective, time_limit, fallback, measured_sparsity,
                 cache_dir, emits, output, top):
     """Compile MODEL (an .onnx file or zoo:NAME), and schedule it with --target."""
     import os
 
-    from .diagnostics import OutputError, atomic_write
+    from .diagnostics import OutputError, atomic_write, write_all
 
     target = None
     if target_name is not None:
@@ -173,7 +177,7 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
         raise OutputError("exists and is not a directory", output)
 
     res = _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-                   pass_timing, target=target, options=options)
+                   pass_timing, target=target, options=options, progress=progress)
     from .report.formats import EmitContext
     net = None
     if target is not None:
@@ -190,9 +194,7 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
             fh.write(rendered[emits[0]])
         return
     paths = [os.path.join(output, formats[e].filename) for e in emits]
-    for e, path in zip(emits, paths):
-        with atomic_write(path) as fh:
-            fh.write(rendered[e])
+    write_all(dict(zip(paths, (rendered[e] for e in emits))))  # all files or none
     if "summary" in rendered:
         click.echo(rendered["summary"], nl=False)
     click.echo(f"wrote {', '.join(paths)}", err=True)
@@ -217,7 +219,7 @@ def compile_cmd(model, target_name, passes, print_ir_after_all, print_after, pri
               help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
 @_guard
 def check_cmd(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-              pass_timing, target_name, tiled, precision, samples, seed, rtol, atol):
+              pass_timing, progress, target_name, tiled, precision, samples, seed, rtol, atol):
     """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""
     import time
 
@@ -243,7 +245,7 @@ def check_cmd(model, passes, print_ir_after_all, print_after, print_before, pass
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
     res = _compile(model, passes, print_ir_after_all, print_after, print_before, pass_statistics,
-                   pass_timing, target=target)
+                   pass_timing, target=target, progress=progress)
     kwargs = {"executor": executor} if executor is not None else {}
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
                    atol=atol, **kwargs)
@@ -263,10 +265,9 @@ def _register_subcommands() -> None:
 
     main.add_command(zoo_group, "zoo")
     main.add_command(targets_group, "targets")
-    from .report.commands import add_progress_option, compare_cmd, report_cmd
+    from .report.commands import compare_cmd, report_cmd
     main.add_command(report_cmd, "report")
     main.add_command(compare_cmd, "compare")
-    add_progress_option(compile_cmd), add_progress_option(check_cmd)
     from .regress import regress_cmd
     main.add_command(regress_cmd, "regress")
 

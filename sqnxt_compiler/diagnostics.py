@@ -138,3 +138,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
         except OSError:
             pass
         raise
+
+
+def write_all(files: dict) -> None:
+    """Write every file or none: each goes to a temporary file beside it (atomic_write,
+    nested); the renames happen only once all are written.  Values are str or bytes."""
+    from contextlib import ExitStack
+
+    first = next(iter(files), None)
+    try:
+        with ExitStack() as stack:
+            for path, data in files.items():
+                fh = stack.enter_context(atomic_write(path, "wb" if isinstance(data, bytes) else "w"))
+                fh.write(data)
+    except OSError as exc:  # e.g. disk full while writing
+        raise OutputError(f"cannot write output: {exc.strerror or exc}",
+                          str(getattr(exc, "filename", None) or first)) from None

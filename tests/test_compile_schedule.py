@@ -59,11 +59,11 @@ def test_compile_writes_all_formats_deterministically(cli, tmp_path):
         r = cli("compile", "zoo:1.0-SqNxt-23", "--target", "pe8x8", "-o", str(d) + "/")
         assert r.exit_code == 0, r.output
         assert "total:" in r.stdout
-    assert sorted(os.listdir(a)) == ["ir.txt", "schedule.json", "summary.txt"]
+    assert sorted(os.listdir(a)) == ["ir.txt", "layers.csv", "loopnest.txt", "schedule.json", "summary.txt"]
     for f in os.listdir(a):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     doc = json.loads((a / "schedule.json").read_text())
-    assert doc["format"] == "sqnxtc-schedule" and doc["version"] == 1
+    assert doc["format"] == "sqnxtc-schedule" and doc["version"] == 2
     assert doc["target"]["name"] == "pe8x8"
     assert doc["totals"]["total_cycles"] == sum(l["cost"]["total_cycles"] for l in doc["layers"])
 

@@ -147,7 +147,7 @@ def test_model_and_target_that_cannot_be_scheduled(cli, tmp_path):
 
 def test_all_or_nothing_when_one_file_cannot_be_written(tmp_path):
     from sqnxt_compiler.diagnostics import OutputError
-    from sqnxt_compiler.report.commands import write_all
+    from sqnxt_compiler.diagnostics import write_all
 
     (tmp_path / "blocker").write_text("")
     with pytest.raises(OutputError):

@@ -12,6 +12,8 @@ import os
 
 import click
 
+from ..diagnostics import write_all
+
 
 def _guarded(fn):
     """Run ``fn`` inside ``sqnxt_compiler.cli.guard`` (one-line errors, exit codes)."""
@@ -61,23 +63,6 @@ def _check_parent(path: str) -> None:
         raise OutputError(f"cannot create it: '{anc}' is not a directory", path)
     if not os.access(anc, os.W_OK):
         raise OutputError(f"cannot create it: '{anc}' is not writable", path)
-
-
-def write_all(files: dict[str, bytes | str]) -> None:
-    """Write every file or none: each goes to a temporary file beside it; the renames
-    happen only once all are written (diagnostics.atomic_write, nested)."""
-    from contextlib import ExitStack
-
-    from ..diagnostics import OutputError, atomic_write
-
-    try:
-        with ExitStack() as stack:
-            for path, data in files.items():
-                fh = stack.enter_context(atomic_write(path, "wb" if isinstance(data, bytes) else "w"))
-                fh.write(data)
-    except OSError as exc:  # e.g. disk full while writing
-        raise OutputError(f"cannot write output: {exc.strerror or exc}",
-                          getattr(exc, "filename", None) or next(iter(files))) from None
 
 
 def schedule_doc(spec: str, target, *, objective: str = "cycles", time_limit: float = 0.0,
@@ -209,26 +194,3 @@ def compare_cmd(models, targets, fmt, output, objective, time_limit, fallback, p
 # ---------------------------------------------------------------------------------------
 # --progress for compile and check
 # ---------------------------------------------------------------------------------------
-def add_progress_option(cmd: click.Command) -> click.Command:
-    """Give ``cmd`` (a guarded command that compiles) a ``--progress/--no-progress`` option
-    that shows the schedule pass's progress on stderr (by default when stderr is a
-    terminal).  The progress line is erased before the command prints anything else."""
-    inner = getattr(cmd.callback, "__wrapped__", cmd.callback)  # the body inside cli._guard
-
-    @functools.wraps(inner)
-    def callback(*args, progress=None, **kwargs):
-        from sqnxt_compiler.cli import guard
-
-        from .progress import reporting
-
-        def body():
-            with reporting(progress):
-                return inner(*args, **kwargs)
-
-        return guard(body)()
-
-    cmd.params.append(click.Option(["--progress/--no-progress"], default=None,
-                                   help="Show scheduling progress on stderr "
-                                        "[default: when stderr is a terminal]."))
-    cmd.callback = callback
-    return cmd
