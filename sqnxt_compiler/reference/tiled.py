@@ -196,7 +196,7 @@ def rescale(acc: np.ndarray, shift: int, count: int = 1) -> tuple[np.ndarray, in
     """int16 of round(acc * 2**shift / count): integer arithmetic, round half up
     (floor((2n + d) / 2d)), saturating.  Returns (values, number of saturated elements)."""
     acc = np.asarray(acc, dtype=np.int64)
-    shift = max(-62, min(62, shift))
+    shift = max(-62, min(60, shift))
     if shift >= 0:
         # anything with |acc| * 2**shift / count > 2**16 saturates anyway: clip first so
         # that the left shift cannot overflow int64
@@ -248,8 +248,8 @@ class _Fp32:
             st.acc_max = max(st.acc_max, float(np.max(np.abs(acc))))
         return acc
 
-    def finish(self, acc, bias, act, fa, fo, st, count: int = 1):
-        y = acc if count == 1 else (acc / count)
+    def finish(self, acc, bias, act, fa, fo, st):
+        y = acc
         if bias is not None:
             y = y + bias.reshape(-1, 1, 1)
             if self.probe and y.size:
@@ -336,13 +336,13 @@ class _Int16:
                 acc = np.clip(acc, -lim, lim - 1)
         return acc
 
-    def finish(self, acc, bias, act, fa, fo, st, count: int = 1):
+    def finish(self, acc, bias, act, fa, fo, st):
         y = acc if bias is None else acc + bias.reshape(-1, 1, 1)
         if act == "relu":
             y = np.maximum(y, 0)
         elif act == "relu6":
             y = np.clip(y, 0, int(round(6 * 2.0 ** fa)))
-        q, sat = rescale(y, fo - fa, count)
+        q, sat = rescale(y, fo - fa)
         st.output_saturations += sat
         return q
 
@@ -472,7 +472,6 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         st.coverage = np.zeros((K, L.Cg, P, Q), dtype=np.int32)
     cw = L.channelwise
     Cg, Kg = L.Cg, L.Kg
-    win_fn = None
 
     # per-kind tile computation and output-tile finalization
     if kind in ("conv", "fc") and not cw:
