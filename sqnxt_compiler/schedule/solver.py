@@ -32,7 +32,7 @@ from sqnxt_compiler.cost.model import CostReport, evaluate, objective_value
 from sqnxt_compiler.diagnostics import ScheduleError
 from sqnxt_compiler.targets import Target
 
-from .cpsat import build_model, decode
+from .cpsat import INT_MAX, build_model, decode
 from .oracle import OBJECTIVES, SECONDARY, exhaustive_best, infeasible_error
 from .space import get_space, min_footprint_words
 
@@ -252,12 +252,14 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
         # a cutoff, not an answer: the optimum is <= any feasible mapping's objective
         model.add(obj <= inc.values[objective])
         hint = _assignment(lm, inc.mapping)
-    stages = [("primary", obj), ("secondary", _objective_var(lm, SECONDARY[objective]).expr),
-              ("tie", lm.tie_key)]
+    sec = _objective_var(lm, SECONDARY[objective])
+    stages = [("primary", obj)]          # the later stages are added once stage 1 is done
     values = {}
     status_out, bound, tie_done = "optimal", None, True
     sol = None
-    for si, (stage, expr) in enumerate(stages):
+    si = 0
+    while si < len(stages):
+        stage, expr = stages[si]
         model.minimize(expr)
         model.clear_hints()
         if hint is not None:
@@ -277,9 +279,6 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             break
         sol = decode(lm, solver)
         hint = [(v, solver.value(v)) for v in lm.decision_vars()]
-        if si == 0 and inc is not None and inc.values[objective] == solver.value(expr):
-            # the incumbent is optimal too: its secondary value bounds stage 2
-            model.add(stages[1][1] <= inc.values[SECONDARY[objective]])
         if si == 0:
             values["primary"] = solver.value(expr)     # exact (objective_value is a float)
             bound = _int_bound(solver.best_objective_bound)
@@ -290,6 +289,11 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             tie_done = False
             break
         model.add(expr == solver.value(expr))
+        if si == 0:
+            stages += _tie_stages(lm, sec, solver.value(sec.expr),
+                                  inc.values[SECONDARY[objective]]
+                                  if inc is not None and inc.values[objective] == values["primary"] else None)
+        si += 1
     df, order, tiles = sol
     m = Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order)
     r = evaluate(layer, target, m)
@@ -300,6 +304,24 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
         bound = v
     return LayerSchedule(layer, m, r, status_out, objective, v, bound, _gap(v, bound), "cp-sat", tie_done,
                          solve_time=time.perf_counter() - t0)
+
+
+def _tie_stages(lm, sec, sec_hint: int, sec_inc: int | None) -> list:
+    """The stages after stage 1: minimize the secondary objective, then the tie key.
+
+    Stage 1's mapping (secondary value ``sec_hint``) and an optimal incumbent (``sec_inc``)
+    are feasible for stage 2, so the secondary is bounded by their values.  When
+    ``(secondary - its lower bound) * (tie_key_hi + 1) + tie key`` fits CP-SAT's integer
+    range, both are minimized in one solve (the lexicographic minimum of (secondary, tie
+    key) is the minimum of that sum: the tie key is below its weight), else in two."""
+    hi = sec_hint if sec_inc is None else min(sec_hint, sec_inc)
+    lm.model.add(sec.expr <= hi)
+    w = lm.tie_key_hi + 1
+    if (hi - sec.lo) * w + lm.tie_key_hi <= INT_MAX:
+        d = lm.model.new_int_var(0, hi - sec.lo, "sec_minus_lo")
+        lm.model.add(d == sec.expr - sec.lo)
+        return [("secondary+tie", d * w + lm.tie_key)]
+    return [("secondary", sec.expr), ("tie", lm.tie_key)]
 
 
 def _edp_model(layer, target, left, inc: Incumbent | None = None):
