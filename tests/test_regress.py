@@ -80,10 +80,10 @@ def test_goldens_are_what_sqnxtc_compile_schedules(target):
     from sqnxt_compiler.report.network import collect
 
     t = load_target(target)
-    res = compile_model(f"zoo:{E2E_MODEL}", passes="default,schedule", target=t,
+    res = compile_model("zoo:1.0-SqNxt-23", passes="default,schedule", target=t,
                         options={"objective": "cycles"})
-    text = render_golden(E2E_MODEL, t, net=collect(res.graph, t), pipeline=res.pipeline)
-    assert text == rendered(E2E_MODEL, target)
+    text = render_golden("1.0-SqNxt-23", t, net=collect(res.graph, t), pipeline=res.pipeline)
+    assert text == rendered("1.0-SqNxt-23", target)
 
 
 def test_golden_totals_are_the_sums_of_their_layer_lines():
@@ -226,7 +226,7 @@ def test_parse_errors_name_the_line(text, msg):
 # ---------------------------------------------------------------------------------------
 # the mechanism end to end: change one cost-model constant, watch exactly what moves
 # ---------------------------------------------------------------------------------------
-E2E_MODEL = "1.0-SqNxt-23"
+E2E_MODEL = "SqueezeNet-1.1"   # cheap to build (no BatchNorm), WS and OS layers
 #: (target field, TOML key): WS register-file accesses per MAC only enter the energy of
 #: layers mapped WS (and may move their mapping); OS layers must not be named.
 E2E_FIELD, E2E_KEY = "ws_rf_per_mac", "ws_rf_accesses_per_mac"
@@ -234,7 +234,7 @@ E2E_FIELD, E2E_KEY = "ws_rf_per_mac", "ws_rf_accesses_per_mac"
 
 @pytest.fixture(scope="module")
 def e2e():
-    """1.0-SqNxt-23 scheduled on pe16x16 and on a pe16x16 whose WS register-file accesses
+    """E2E_MODEL scheduled on pe16x16 and on a pe16x16 whose WS register-file accesses
     per MAC are one higher (same name, so the same golden file applies)."""
     from sqnxt_compiler.zoo import build
 
@@ -310,15 +310,15 @@ def test_sqnxtc_regress_names_the_moved_layers_one_line_each(e2e, cli, tmp_path)
 
 def test_sqnxtc_regress_passes_and_updates(cli, tmp_path):
     # --update into an empty directory creates the golden; a check then passes; a hand
-    # edit is named and --update restores it.  (1.0-SqNxt-23 on pe16x16 is cached.)
-    args = ("--model", "1.0-sqnxt-23", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
+    # edit is named and --update restores it.  (the schedules are cached in-process.)
+    args = ("--model", "squeezenet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
     r = cli("regress", "--update", *args)
     assert r.exit_code == 0, r.output
-    path = tmp_path / "1.0-SqNxt-23__pe16x16.txt"
-    assert f"1.0-SqNxt-23 on pe16x16: created {path} (135 layers)" in r.stdout
+    path = tmp_path / "SqueezeNet-1.1__pe16x16.txt"
+    assert f"SqueezeNet-1.1 on pe16x16: created {path} (30 layers)" in r.stdout
     assert path.read_text() == (GOLDENS / path.name).read_text()
     r = cli("regress", *args)
-    assert r.exit_code == 0 and "1.0-SqNxt-23 on pe16x16: ok (135 layers)" in r.stdout
+    assert r.exit_code == 0 and "SqueezeNet-1.1 on pe16x16: ok (30 layers)" in r.stdout
 
     text = path.read_text()
     line = next(x for x in text.splitlines() if " pool1 " in x)
@@ -328,21 +328,21 @@ def test_sqnxtc_regress_passes_and_updates(cli, tmp_path):
     assert r.exit_code == 1
     assert f"  layer 1 'pool1' (maxpool): total_cycles {int(total) + 1} -> {total}" in r.stdout
     r = cli("regress", "--update", *args)
-    assert r.exit_code == 0 and f"1.0-SqNxt-23 on pe16x16: updated {path}: 1 layer(s) moved\n" in r.stdout
+    assert r.exit_code == 0 and f"SqueezeNet-1.1 on pe16x16: updated {path}: 1 layer(s) moved\n" in r.stdout
     assert path.read_text() == (GOLDENS / path.name).read_text()
     r = cli("regress", "--update", *args)
-    assert "1.0-SqNxt-23 on pe16x16: unchanged (135 layers)" in r.stdout
+    assert "SqueezeNet-1.1 on pe16x16: unchanged (30 layers)" in r.stdout
 
 
 def test_sqnxtc_regress_bad_input(cli, tmp_path):
     r = cli("regress", "--model", "NoSuchNet", "--goldens", str(tmp_path))
     assert r.exit_code == 3 and "unknown zoo model 'NoSuchNet'" in r.stderr
-    r = cli("regress", "--model", "1.0-SqNxt-23", "--goldens", str(tmp_path / "none"))
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--goldens", str(tmp_path / "none"))
     assert r.exit_code == 3 and "no goldens directory" in r.stderr
-    r = cli("regress", "--model", "1.0-SqNxt-23", "--target", "pe99", "--goldens", str(tmp_path))
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe99", "--goldens", str(tmp_path))
     assert r.exit_code == 5
-    r = cli("regress", "--model", "1.0-SqNxt-23", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
-    assert r.exit_code == 1 and "1.0-SqNxt-23 on pe16x16: no golden" in r.stdout
-    (tmp_path / "1.0-SqNxt-23__pe16x16.txt").write_text("garbage\n")
-    r = cli("regress", "--model", "1.0-SqNxt-23", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
+    assert r.exit_code == 1 and "SqueezeNet-1.1 on pe16x16: no golden" in r.stdout
+    (tmp_path / "SqueezeNet-1.1__pe16x16.txt").write_text("garbage\n")
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
     assert r.exit_code == 1 and "unreadable: line 1: text before the first section" in r.stdout
