@@ -5,8 +5,9 @@ For each (model, target) it runs, in a fresh subprocess (so that peak memory is 
 and no cache is shared): import of ``zoo:MODEL`` through the frontend and the default pass
 pipeline, extraction of the cost-model layers, and ``schedule_layers`` (CP-SAT, objective
 cycles).  It prints per model: wall time end to end (imports included), the schedule
-part, peak resident memory, layers, distinct layers solved, per-layer solve time (median,
-max), and the network's total cycles.
+part, peak resident memory (and the peak before scheduling: imports and frontend),
+layers, distinct layers solved, per-layer solve time (median, max), and the network's
+total cycles.
 
     .venv/bin/python benchmarks/bench_compile.py                      # every zoo model
     .venv/bin/python benchmarks/bench_compile.py --models 1.0-SqNxt-23 --targets pe16x16
@@ -52,6 +53,9 @@ def run_one(model: str, target_name: str, objective: str, source: str) -> dict:
         res = compile_model(f"zoo:{model}")
         layers = [L for _, L in network_layers(res.graph) if L is not None]
         t_front = time.perf_counter()
+    import resource
+
+    front_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scheds = schedule_layers(layers, target, objective=objective)
     t_end = time.perf_counter()
     solved = [s for s in scheds if not s.cached]
@@ -64,8 +68,6 @@ def run_one(model: str, target_name: str, objective: str, source: str) -> dict:
         seen.add(k)
         times.append(s.solve_time)
         layer_times.append((s.solve_time, s.layer.name, s.solver))
-    import resource
-
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     slowest = max(layer_times)
     return {
@@ -75,6 +77,7 @@ def run_one(model: str, target_name: str, objective: str, source: str) -> dict:
         "frontend_s": round(t_front - t0, 3),
         "schedule_s": round(t_end - t_front, 3),
         "peak_mb": round(peak_kb / 1024, 1),
+        "frontend_peak_mb": round(front_kb / 1024, 1),   # peak before scheduling: imports + frontend
         "layers": len(scheds),
         "distinct": len(seen),
         "median_layer_s": round(statistics.median(times), 4),
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
 
         models = [m.name for m in list_models()]
     rows = []
-    hdr = (f"{'model':<24} {'target':<8} {'wall s':>7} {'sched s':>8} {'peak MB':>8} {'layers':>6} "
+    hdr = (f"{'model':<24} {'target':<8} {'wall s':>7} {'sched s':>8} {'peak MB':>8} {'front MB':>8} {'layers':>6} "
            f"{'distinct':>8} {'med ms':>7} {'max ms':>7}  {'slowest':<16} {'total cycles':>14}")
     print(hdr)
     print("-" * len(hdr))
@@ -124,6 +127,7 @@ def main(argv=None) -> int:
             r = json.loads(p.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"{r['model'][:24]:<24} {t:<8} {r['wall_s']:>7.2f} {r['schedule_s']:>8.2f} {r['peak_mb']:>8.0f} "
+                  f"{r['frontend_peak_mb']:>8.0f} "
                   f"{r['layers']:>6} {r['distinct']:>8} {1000 * r['median_layer_s']:>7.0f} "
                   f"{1000 * r['max_layer_s']:>7.0f}  {r['slowest_layer'][:16]:<16} {r['total_cycles']:>14,}",
                   flush=True)

@@ -145,6 +145,10 @@ def main(argv=None) -> int:
     if a.out:
         Path(a.out).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     summary(data)
+    import resource
+
+    print(f"peak memory of this process (imports, the zoo's layers, every solve): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if a.compare:
         return compare(json.loads(Path(a.compare).read_text()), data)
     return 0
