@@ -118,7 +118,8 @@ def _change_text(fig: str, old: Any, new: Any) -> str:
     except (TypeError, ValueError):
         return s
     if o:
-        s += f" ({(n - o) / o:+.2%})"
+        pct = 100 * (n - o) / o
+        s += f" ({pct:+.2f}%)" if abs(pct) >= 0.01 or pct == 0 else f" ({pct:+.1e}%)"
     return s
 
 
