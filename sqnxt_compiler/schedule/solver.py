@@ -8,7 +8,12 @@ Lexicographic solve (docs/scheduler.md): stage 1 minimizes the objective; stage 
 and minimizes the secondary objective (energy for cycles, cycles for energy and edp);
 stage 3 fixes both and minimizes the tie key (dataflow WS < OS, order index, tx, ty, tc,
 tk), so the answer is the same mapping the exhaustive oracle returns, whatever the search
-did.  One worker and a fixed seed make the search itself reproducible.
+did (stages 2 and 3 run as one weighted solve when it fits CP-SAT's integers).  One worker
+and a fixed seed make the search itself reproducible.
+
+Layers with a small reduced space are first enumerated for an *incumbent* (see
+:func:`incumbent`): its objective becomes an upper-bound constraint and the mapping a hint.
+It is a cutoff, not the answer: CP-SAT still proves every stage and breaks the ties.
 
 Layers without MACs (pool, gap, add) are scheduled by the exhaustive oracle (their space
 is tiny); their status is "optimal" and ``solver`` says "exhaustive".
