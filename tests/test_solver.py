@@ -170,12 +170,17 @@ def test_real_time_limit_never_crashes():
         assert s.cost.fits
 
 
-def test_solver_failure_uses_the_heuristic_when_asked(monkeypatch):
-    class Unknown(cp_model.CpSolver):
-        def solve(self, model, *a, **k):
-            return cp_model.UNKNOWN
+class Unknown(cp_model.CpSolver):
+    """A solver that stops before its first solution (as on a time limit)."""
 
+    def solve(self, model, *a, **k):
+        return cp_model.UNKNOWN
+
+
+def test_solver_failure_uses_the_heuristic_when_asked(monkeypatch):
+    """No CP-SAT solution and no enumerated incumbent: an error, or the heuristic."""
     monkeypatch.setattr(solver_mod, "_solver", lambda left: Unknown())
+    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", 0)
     L = next(L for L in MAC if L.name == "s2b1_sep2")
     with pytest.raises(ScheduleError, match="'s2b1_sep2'.*time limit"):
         schedule_layer(L, T16, time_limit=1.0)
@@ -263,3 +268,20 @@ def test_incumbent_is_only_a_cutoff(objective, monkeypatch):
     monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", 0)
     assert all(solver_mod.incumbent(L, T8, objective) is None for L in layers)
     assert [schedule_layer(L, T8, objective=objective).to_dict() for L in layers] == with_inc
+
+
+def test_time_limit_before_first_solution_returns_the_incumbent_as_feasible(monkeypatch):
+    """When CP-SAT finds nothing within the limit but the enumerated incumbent exists, the
+    schedule is that mapping, status 'feasible' with a valid bound and the gap, never a
+    heuristic mapping (which can only be worse) and never an error."""
+    monkeypatch.setattr(solver_mod, "_solver", lambda left: Unknown())
+    L = next(L for L in MAC if L.name == "s2b1_sep2")
+    inc = solver_mod.incumbent(L, T16, "cycles")
+    assert inc is not None
+    for fb in (None, "heuristic"):
+        s = schedule_layer(L, T16, time_limit=5.0, fallback=fb)
+        assert s.status == "feasible" and s.mapping == inc.mapping and not s.tie_break
+        assert s.objective_value == inc.values["cycles"] == s.cost.total_cycles
+        assert 0 <= s.bound <= s.objective_value
+        assert s.gap == round((s.objective_value - s.bound) / s.objective_value, 6)
+        assert "incumbent" in s.to_dict()["note"]

@@ -277,6 +277,8 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
         if st == cp_model.MODEL_INVALID:
             return fail(f"CP-SAT rejected the model: {model.validate()}")
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if si == 0 and inc is not None and time_limit is not None:
+                return _incumbent_schedule(layer, target, objective, inc, solver, t0)
             if si == 0:
                 return fail("no mapping found within the time limit" if time_limit is not None
                             else f"CP-SAT status {solver.status_name(st)}")
@@ -308,6 +310,24 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
     if status_out == "optimal":
         bound = v
     return LayerSchedule(layer, m, r, status_out, objective, v, bound, _gap(v, bound), "cp-sat", tie_done,
+                         solve_time=time.perf_counter() - t0)
+
+
+def _incumbent_schedule(layer, target, objective, inc: Incumbent, solver, t0) -> LayerSchedule:
+    """The time limit ran out before CP-SAT's first solution, but the enumerated incumbent
+    is a feasible mapping in hand: return it as "feasible", with the lower bound CP-SAT
+    proved (0, the trivial bound, if it proved none) and the gap.  Better than a heuristic,
+    and as honest: the status says optimality was not proven."""
+    r = evaluate(layer, target, inc.mapping)
+    v = objective_value(r, objective)
+    try:
+        b = float(solver.best_objective_bound)
+    except Exception:  # noqa: BLE001 - no bound available from a solve that never ran
+        b = float("nan")
+    bound = min(v, max(0, _int_bound(b))) if math.isfinite(b) else 0
+    return LayerSchedule(layer, inc.mapping, r, "feasible", objective, v, bound, _gap(v, bound),
+                         "cp-sat", False, "time limit before CP-SAT's first solution: the "
+                         "enumerated incumbent, optimality not proven",
                          solve_time=time.perf_counter() - t0)
 
 
