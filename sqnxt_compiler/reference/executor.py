@@ -241,6 +241,27 @@ def eval_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
     return np.asarray(fn(op, args))
 
 
+def last_uses(order: list[Op]) -> dict[int, int]:
+    """For each value (by ``id``), the position in ``order`` of its last user."""
+    last: dict[int, int] = {}
+    for i, op in enumerate(order):
+        for v in op.operands:
+            last[id(v)] = i
+    return last
+
+
+def bind_input(graph: Graph, op: Op, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The array given for input op ``op``, checked against its type and cast to its dtype."""
+    name = op.attrs["name"]
+    if name not in inputs:
+        raise InputError(f"missing input '{name}'", Location(file=graph.source))
+    arr = np.asarray(inputs[name])
+    if arr.shape != op.result.type.shape:
+        raise InputError(f"input '{name}' has shape {arr.shape}, expected "
+                         f"{op.result.type.shape}", Location(file=graph.source))
+    return arr.astype(op.result.type.np_dtype, copy=False)
+
+
 def run(graph: Graph, inputs: dict[str, np.ndarray], *,
         observe: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` (keyed by input name); return outputs keyed by output name.
@@ -248,22 +269,12 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], *,
     ``observe(op, value)`` is called with every computed value (for debugging / bisection).
     """
     order = graph.ops()
-    last_use: dict[int, int] = {}
-    for i, op in enumerate(order):
-        for v in op.operands:
-            last_use[id(v)] = i
+    last_use = last_uses(order)
     env: dict[int, np.ndarray] = {}
     outputs: dict[str, np.ndarray] = {}
     for i, op in enumerate(order):
         if op.name == "sqnxt.input":
-            name = op.attrs["name"]
-            if name not in inputs:
-                raise InputError(f"missing input '{name}'", Location(file=graph.source))
-            arr = np.asarray(inputs[name])
-            if arr.shape != op.result.type.shape:
-                raise InputError(f"input '{name}' has shape {arr.shape}, expected "
-                                 f"{op.result.type.shape}", Location(file=graph.source))
-            env[id(op.result)] = arr.astype(op.result.type.np_dtype, copy=False)
+            env[id(op.result)] = bind_input(graph, op, inputs)
             continue
         args = [env[id(v)] for v in op.operands]
         if op.name == "sqnxt.output":

@@ -37,11 +37,11 @@ from typing import Callable, Iterator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..diagnostics import InputError, Location, SqnxtError
+from ..diagnostics import Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..layers import layer_of
-from .executor import activate, eval_op
+from .executor import activate, bind_input, eval_op, last_uses
 
 #: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
 #: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
@@ -611,10 +611,7 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
 
 def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool, observe) -> TiledRun:
     order = graph.ops()
-    last_use: dict[int, int] = {}
-    for i, op in enumerate(order):
-        for v in op.operands:
-            last_use[id(v)] = i
+    last_use = last_uses(order)
     env: dict[int, object] = {}
     outputs: dict[str, np.ndarray] = {}
     stats: list[LayerStats] = []
@@ -622,14 +619,7 @@ def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool, ob
     maxabs: dict[int, float] = {}
     for i, op in enumerate(order):
         if op.name == "sqnxt.input":
-            name = op.attrs["name"]
-            if name not in inputs:
-                raise InputError(f"missing input '{name}'", Location(file=graph.source))
-            arr = np.asarray(inputs[name])
-            if arr.shape != op.result.type.shape:
-                raise InputError(f"input '{name}' has shape {arr.shape}, expected "
-                                 f"{op.result.type.shape}", Location(file=graph.source))
-            arr = arr.astype(op.result.type.np_dtype, copy=False)
+            arr = bind_input(graph, op, inputs)
             if arith.int_mode and arr.dtype.kind == "f":
                 f = frac_bits(float(np.max(np.abs(arr))) if arr.size else 0.0)
                 arr = QTensor(quantize(arr, f), f)
