@@ -57,6 +57,16 @@ RESIDUAL_BRANCH_SCALE = 0.1
 _MASK_CHUNK = 1 << 22  # weights per chunk of the sparsity mask (bounds its temporary memory)
 
 
+def _unit_std_(w: np.ndarray, y: np.ndarray) -> None:
+    """Scale a layer without BatchNorm in place so its calibration output has std 1:
+    ``w *= 1/std(y)`` and ``y *= 1/std(y)`` (float32 factor; nothing when std is 0)."""
+    std = float(y.std(dtype=np.float64))
+    if std > 0:
+        s = np.float32(1.0 / std)
+        w *= s
+        y *= s
+
+
 @dataclass(frozen=True)
 class Value:
     """A tensor of the graph being built: its ONNX name and shape without the batch dim."""
@@ -272,11 +282,7 @@ class GraphBuilder:
             y *= _bc(scale, 4)
             y += _bc(beta, 4)
         else:
-            std = float(y.std(dtype=np.float64))
-            if std > 0:
-                s = np.float32(1.0 / std)
-                w *= s
-                y *= s
+            _unit_std_(w, y)
         box = [w]
         del w
         self._init_take(f"{name}.weight", box)
@@ -313,11 +319,7 @@ class GraphBuilder:
         w *= np.float32(math.sqrt(2.0 / cin))
         sparsify_(w, self.weight_sparsity, layer_rng(self.seed, name, 1))
         y = w @ self._act(x)
-        std = float(y.std(dtype=np.float64))
-        if std > 0:
-            s = np.float32(1.0 / std)
-            w *= s
-            y *= s
+        _unit_std_(w, y)
         box = [w]
         del w
         inputs = [x.name, self._init_take(f"{name}.weight", box)]

@@ -6,6 +6,7 @@ ctx)`` that rewrites the graph in place and counts what it changed in ``self.sta
 """
 from __future__ import annotations
 
+import abc
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ class PassContext:
     notes: list[str] = field(default_factory=list)
 
 
-class Pass:
+class Pass(abc.ABC):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
@@ -36,8 +37,9 @@ class Pass:
         self.options = options if options is not None else self.Options()
         self.stats: Counter[str] = Counter()
 
-    def run(self, graph: Graph, ctx: PassContext) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        """Rewrite ``graph`` in place; count changes in ``self.stats``."""
 
     def spec(self) -> str:
         """This pass as it would appear in a pipeline string (options that differ from defaults)."""
