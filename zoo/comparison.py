@@ -78,7 +78,8 @@ def squeezenet_v10(b: GraphBuilder) -> Value:
 
 
 def squeezenet_v11(b: GraphBuilder) -> Value:
-    """SqueezeNet v1.1 (DeepScale's Caffe definition), 227x227.
+    """SqueezeNet v1.1 (DeepScale's Caffe definition); the preset builds it at 224x224
+    (the paper's 352M MACs is the 224 figure; see presets.py).
 
     conv1 3x3/2 64 -> maxpool -> fire2-3 -> maxpool -> fire4-5 -> maxpool -> fire6-9
     -> conv10 -> global average pool.  Same Fire sizes as v1.0, pooling moved earlier.
