@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def _model_layers(model: str) -> list:
-    from sqnxt_compiler.driver import compile_model
+    from sqnxt_compiler import driver
     from sqnxt_compiler.layers import network_layers
 
-    res = compile_model(f"zoo:{model}")
+    res = driver.compile(f"zoo:{model}")
     return [L for _, L in network_layers(res.graph) if L is not None]
 
 

@@ -28,8 +28,3 @@ PIPELINES = {
     "none": "",
 }
 
-
-def register(cls):
-    """Add a pass class to the registry (used by passes defined in other modules)."""
-    PASSES[cls.name] = cls
-    return cls

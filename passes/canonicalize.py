@@ -6,8 +6,9 @@ Rewrites, applied until none applies (each counted in the pass statistics):
   -> uses of ``y`` become uses of ``x``.
 * **constants-folded**: an op whose operands are all constants (or ``shape`` of any
   tensor: shapes are static) is evaluated with the executor's kernel and becomes a
-  ``sqnxt.constant``.  Exporters' ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``
-  chains collapse to a reshape by a constant.
+  ``sqnxt.constant`` (ops with the ``structural`` trait never are: input, output,
+  constant).  Exporters' ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` chains
+  collapse to a reshape by a constant.
 * **fc-from-gemm**: ``gemm(flatten(x), B, C)`` with constant B, C and ``trans_a = 0`` ->
   ``fc(x, W, b)`` with ``W = alpha * (B^T if trans_b = 0 else B)`` and
   ``b = beta * C`` (C of shape (K,), (1, K) or scalar, broadcast to (K,)).  A ``flatten``
@@ -35,9 +36,6 @@ from ..diagnostics import Location
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
 from ..reference.executor import KERNELS, eval_op
-
-#: Ops never folded even with constant operands (structure, or already constant).
-_NO_FOLD = {"sqnxt.input", "sqnxt.output", "sqnxt.constant"}
 
 
 def _const(v):
@@ -72,7 +70,7 @@ class Canonicalize(Pass):
         return True
 
     def _fold(self, graph: Graph, op) -> bool:
-        if op.name in _NO_FOLD or op.name not in KERNELS or len(op.results) != 1:
+        if op.has_trait("structural") or op.name not in KERNELS or len(op.results) != 1:
             return False
         if op.name == "sqnxt.shape":
             args = [np.zeros(0)]  # the kernel reads only the rank; the shape is static

@@ -51,7 +51,7 @@ class FoldBatchNorm(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> None:
         for bn in graph.ops_named("sqnxt.batchnorm"):
             src = bn.operands[0].owner
-            if src is None or src.name not in ("sqnxt.conv", "sqnxt.fc"):
+            if src is None or not src.has_trait("has_weights"):
                 self.stats["skipped-no-conv-or-fc"] += 1
                 continue
             if len(graph.uses(src.result)) != 1:

@@ -1,4 +1,5 @@
-"""fuse-relu: fold a ReLU or ReLU6 into the conv, fc or add that feeds it.
+"""fuse-relu: fold a ReLU or ReLU6 into the conv, fc or add that feeds it (the ops with
+the ``act_fusible`` trait).
 
 ``relu(conv(x))`` -> ``conv(x) {act = "relu"}``; ``clip(conv(x)) {min = 0, max = 6}`` ->
 ``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc`` and ``sqnxt.add``.  The accelerator
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
-
-FUSIBLE = ("sqnxt.conv", "sqnxt.fc", "sqnxt.add")
 
 
 def activation_of(op) -> str | None:
@@ -47,7 +46,7 @@ class FuseReLU(Pass):
                 self.stats["skipped-clip-bounds"] += 1
                 continue
             src = op.operands[0].owner
-            if src is None or src.name not in FUSIBLE:
+            if src is None or not src.has_trait("act_fusible"):
                 self.stats["skipped-no-producer"] += 1
                 continue
             if len(graph.uses(src.result)) != 1:

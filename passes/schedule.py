@@ -16,48 +16,23 @@ After::
     %c = sqnxt.conv(%x, %w, %b) {act = "relu", ..., schedule = {cycles = 1234, dataflow = "OS",
          energy = 5678, order = "kcyx", status = "optimal", tiles = [16, 16, 3, 1]}}
 
-Options (each also settable from the command line: ``--objective``, ``--time-limit``,
-``--fallback``, ``--measured-sparsity``, ``--cache-dir``; an option given in the pipeline
-string wins): ``objective`` cycles | energy | edp; ``time-limit`` seconds per layer (0: none);
+Options (a pass is its options: the command line's ``--objective``, ``--time-limit``,
+``--fallback``, ``--measured-sparsity`` and ``--cache-dir`` set these same fields, and a
+flag that contradicts an option spelled out in the pipeline string is a usage error):
+``objective`` cycles | energy | edp; ``time-limit`` seconds per layer (0: none);
 ``fallback`` none | heuristic; ``measured-sparsity`` use the zeros actually in each layer's
-weights instead of the target's assumed fraction; ``cache-dir`` an on-disk schedule cache.
+weights instead of the target's assumed fraction; ``cache-dir`` an on-disk schedule cache
+(not recorded in the pipeline: it changes how fast, never what).
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
-from dataclasses import dataclass, field, fields, replace
+import math
+from dataclasses import dataclass, field
 
 from ..diagnostics import ScheduleError, UsageError
 from ..ir.graph import Graph
 from ..layers import layer_of
 from ..pipeline.pass_base import Pass, PassContext
-
-
-#: A callable ``progress(done, total, layer)`` told before each distinct layer shape is
-#: solved and once at the end (``layer`` None): the CLI's progress display.  The
-#: ``progress`` entry of ``ctx.options`` wins over this context variable.
-PROGRESS: ContextVar = ContextVar("sqnxtc_schedule_progress", default=None)
-
-
-def _with_progress(schedule_layers, layers, target, kwargs, progress):
-    """The same schedules as ``schedule_layers(layers, ...)``, solved one distinct shape at
-    a time so that ``progress`` can be told: each distinct ``layer.key()`` is scheduled once
-    (as its first occurrence) and shared by the later layers of that shape, exactly as
-    schedule_layers shares it within one call."""
-    first: dict = {}
-    for L in layers:
-        first.setdefault(L.key(), L)
-    distinct = list(first.values())
-    solved = {}
-    for i, L in enumerate(distinct):
-        progress(i, len(distinct), L)
-        solved[L.key()] = schedule_layers([L], target, **kwargs)[0]
-    progress(len(distinct), len(distinct), None)
-    out = []
-    for L in layers:
-        s = solved[L.key()]
-        out.append(s if s.layer == L else replace(s, layer=L))
-    return out
 
 
 class ScheduleAttr:
@@ -87,47 +62,42 @@ class ScheduleOptions:
     time_limit: float = 0.0
     fallback: str = field(default="none", metadata={"choices": ("none", "heuristic")})
     measured_sparsity: bool = False
-    cache_dir: str = ""
+    cache_dir: str = field(default="", metadata={"recorded": False})
 
+    def __post_init__(self):
+        object.__setattr__(self, "time_limit", float(self.time_limit))  # 5 and 5.0: one value
+        if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
+            raise UsageError(f"pass 'schedule': option 'time-limit' must be >= 0 seconds, "
+                             f"got {self.time_limit}")
 
-def effective_options(opts: ScheduleOptions, ctx: PassContext) -> ScheduleOptions:
-    """Pipeline-string options win; otherwise the command line's (``ctx.options``)."""
-    defaults = ScheduleOptions()
-    values = {}
-    for f in fields(ScheduleOptions):
-        mine = getattr(opts, f.name)
-        values[f.name] = mine if mine != getattr(defaults, f.name) else ctx.options.get(f.name, mine)
-    return ScheduleOptions(**values)
+    def solver_kwargs(self) -> dict:
+        """The keyword arguments of ``schedule_layers`` these options stand for
+        (time limit 0 and fallback "none" mean no limit and no fallback)."""
+        return dict(objective=self.objective, time_limit=self.time_limit or None,
+                    fallback=None if self.fallback == "none" else self.fallback,
+                    cache_dir=self.cache_dir or None)
 
 
 class Schedule(Pass):
     name = "schedule"
     summary = "Pick dataflow, tile sizes and loop order per layer with CP-SAT; attach to ops."
     Options = ScheduleOptions
+    needs_target = True
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         from ..schedule.solver import schedule_layers
 
         if ctx.target is None:
             raise UsageError("the schedule pass needs a target (--target NAME or PATH)")
-        o = effective_options(self.options, ctx)
-        if o.time_limit < 0:
-            raise UsageError(f"time limit must be >= 0 seconds, got {o.time_limit}")
+        o = self.options
         ops, layers = [], []
         for op in graph.ops():
             layer = layer_of(op, measured_sparsity=o.measured_sparsity)
             if layer is not None:
                 ops.append(op)
                 layers.append(layer)
-        kwargs = dict(objective=o.objective, time_limit=o.time_limit or None,
-                      fallback=None if o.fallback == "none" else o.fallback,
-                      cache_dir=o.cache_dir or None)
-        progress = ctx.options.get("progress") or PROGRESS.get()
         try:
-            if progress is None:
-                scheds = schedule_layers(layers, ctx.target, **kwargs)
-            else:
-                scheds = _with_progress(schedule_layers, layers, ctx.target, kwargs, progress)
+            scheds = schedule_layers(layers, ctx.target, progress=ctx.progress, **o.solver_kwargs())
         except ScheduleError as exc:
             if exc.location is None:
                 exc.location = graph.source

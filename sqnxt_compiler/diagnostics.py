@@ -84,6 +84,7 @@ class SqnxtError(Exception):
         return f"{loc}: {msg}" if loc else msg
 
 
+# One class per exit code: alike by design (the `duplicates` tool pairs them by shape).
 class UsageError(SqnxtError):
     code = ExitCode.USAGE
 

@@ -1,41 +1,215 @@
-"""The compile flow, one way: frontend -> IR -> pass pipeline -> (schedule) -> outputs.
+"""The compile flow, owned here: frontend -> IR -> pass pipeline -> network schedule -> outputs.
 
-The CLI parses options and calls these functions; tests call them directly.
+Every user of the flow (the command line, ``compare``, ``report``, ``regress``, the
+benchmarks and the tests) calls these functions; none restates the flow.
+
+* :func:`build_pipeline` turns a pipeline string, a target and the command line's schedule
+  flags into pass instances.  A pass is its options: a flag sets the schedule pass's
+  option, and a flag that contradicts an option the pipeline string spells out is a usage
+  error.  With a target the pipeline ends in ``schedule`` unless it schedules already;
+  without one a pass that needs a target is a usage error (before any model is read).
+* :func:`compile` imports a model (path, ``zoo:NAME`` or an ``onnx.ModelProto``), runs the
+  passes and returns a :class:`CompileResult`: the graph, the passes as they ran (their
+  options are what the outputs record), the notes, and with a target the network schedule.
+* :func:`compile_for_targets` imports once, runs the target-free prefix of the pipeline
+  once and the rest per target (regress: every zoo model on both targets).
+* :func:`render` renders any of the output formats (:mod:`sqnxt_compiler.report.formats`)
+  of a result, all computed before the caller writes any.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Any
+from functools import cached_property
+from typing import IO, Any, Callable, Iterator
 
-from .frontend import load
+from .diagnostics import UsageError
+from .frontend import ImportResult, import_model, load
 from .ir.graph import Graph
-from .pipeline import PassContext, PassManager, parse_pipeline
+from .pipeline import Pass, PassContext, PassManager, parse_pipeline
+
+#: The schedule pass's options the command line has flags for (``--time-limit`` ->
+#: ``time_limit``); a value of None means "flag not given".
+SCHEDULE_FLAGS = ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir")
+
+
+@dataclass(frozen=True)
+class Instrumentation:
+    """MLIR's pass instrumentation flags, all written to ``stream`` (stderr by default)."""
+
+    print_before: bool = False           # the IR as imported
+    print_after_all: bool = False
+    print_after: tuple[str, ...] = ()
+    timing: bool = False
+    statistics: bool = False
+    stream: IO[str] | None = None
 
 
 @dataclass
 class CompileResult:
+    """What a compile produced.  ``passes`` are the pass instances that ran: the pipeline
+    string and the schedule options every output records are read from them."""
+
     graph: Graph
-    model: Any  # the shape-inferred onnx.ModelProto (for the reference run)
+    model: Any                      # the shape-inferred onnx.ModelProto (for the reference run)
     source: str
-    pipeline: str
+    passes: list[Pass]
     notes: list[str] = field(default_factory=list)
     target: Any = None
 
+    @property
+    def pipeline(self) -> str:
+        """The pipeline as it ran, every recorded option spelled out: fed back with
+        ``--passes`` it runs the same passes with the same options."""
+        return ",".join(p.spec() for p in self.passes)
 
-def compile_model(spec: str, *, passes: str = "default", target: Any = None,
-                  options: dict[str, Any] | None = None, print_after_all: bool = False,
-                  print_after: tuple[str, ...] = (), timing: bool = False,
-                  statistics: bool = False, stream: IO[str] | None = None) -> CompileResult:
-    """Import ``spec`` (path or ``zoo:NAME``) and run the pipeline ``passes`` on it.
+    @property
+    def schedule_options(self) -> dict[str, Any] | None:
+        """The recorded options of the (last) pass that needed the target, or None."""
+        sched = [p for p in self.passes if p.needs_target]
+        return sched[-1].recorded_options() if sched else None
 
-    The pipeline is parsed (and rejected if bad) before the model is read.
-    """
-    pm = PassManager(parse_pipeline(passes), print_after_all=print_after_all,
-                     print_after=print_after, timing=timing, statistics=statistics,
-                     stream=stream or sys.stderr)
-    imported = load(spec)
-    ctx = PassContext(target=target, options=dict(options or {}), notes=imported.notes)
+    @property
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Per pass (in order, by name), what it counted."""
+        return {p.name: dict(sorted(p.stats.items())) for p in self.passes}
+
+    @cached_property
+    def network(self):
+        """The network schedule (:class:`~sqnxt_compiler.report.network.NetworkSchedule`),
+        or None without a target."""
+        if self.target is None:
+            return None
+        from .report.network import collect
+        return collect(self.graph, self.target)
+
+    @cached_property
+    def document(self) -> dict | None:
+        """The schedule document (``schedule.json``), built once: every schedule format is
+        rendered from it, so their numbers agree.  None without a target."""
+        if self.network is None:
+            return None
+        from .report.schedule_json import schedule_dict
+        return schedule_dict(self.network, pipeline=self.pipeline, options=self.schedule_options)
+
+
+def with_schedule_flags(passes: list[Pass], flags: dict[str, Any]) -> list[Pass]:
+    """``passes`` with the command line's schedule ``flags`` (None: not given) applied to
+    every pass that needs a target.  A flag whose value differs from an option the
+    pipeline string spelled out is a UsageError."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    out = []
+    for p in passes:
+        if p.needs_target and given:
+            for k, v in given.items():
+                mine = getattr(p.options, k)
+                if k in p.explicit and mine != v:
+                    flag = "--" + k.replace("_", "-")
+                    raise UsageError(f"{flag} {v} contradicts the pipeline's "
+                                     f"{p.name}{{{k.replace('_', '-')}={mine}}}: give it once")
+            p = p.with_options(**given)
+        out.append(p)
+    return out
+
+
+def build_pipeline(pipeline: str, *, target: Any = None,
+                   schedule: dict[str, Any] | None = None) -> list[Pass]:
+    """The passes to run: ``pipeline`` parsed; with a ``target`` followed by ``schedule``
+    unless a pass of it needs the target already; the ``schedule`` flags applied.  Every
+    problem is a UsageError raised before any model is read."""
+    passes = parse_pipeline(pipeline)
+    needing = [p.name for p in passes if p.needs_target]
+    if target is None:
+        if needing:
+            raise UsageError(f"pass '{needing[0]}' needs a target but no --target was given")
+    elif not needing:
+        passes += parse_pipeline("schedule")
+    unknown = set(schedule or {}) - set(SCHEDULE_FLAGS)
+    if unknown:
+        raise UsageError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
+    return with_schedule_flags(passes, schedule or {})
+
+
+def _import(model) -> ImportResult:
+    """A path or ``zoo:NAME`` through the frontend's loader; an ``onnx.ModelProto`` (a
+    model built in memory) imported as ``<model>`` (or the name given as ``(proto, name)``)."""
+    if isinstance(model, str):
+        return load(model)
+    if isinstance(model, tuple):
+        proto, name = model
+        return import_model(proto, name)
+    return import_model(model)
+
+
+def _manager(passes: list[Pass], instrument: Instrumentation | None) -> PassManager:
+    i = instrument or Instrumentation()
+    return PassManager(passes, print_before=i.print_before, print_after_all=i.print_after_all,
+                       print_after=i.print_after, timing=i.timing, statistics=i.statistics,
+                       stream=i.stream or sys.stderr)
+
+
+def compile(model, *, pipeline: str | list[Pass] = "default", target: Any = None,
+            schedule: dict[str, Any] | None = None, progress: Callable | None = None,
+            instrument: Instrumentation | None = None) -> CompileResult:
+    """Import ``model`` (a path, ``zoo:NAME``, an ``onnx.ModelProto`` or ``(proto, name)``)
+    and run ``pipeline`` (a string for :func:`build_pipeline`, or pass instances) on it.
+
+    The pipeline is built (and rejected if bad) before the model is read.  ``progress`` is
+    the schedule pass's callback (``PassContext.progress``)."""
+    passes = (build_pipeline(pipeline, target=target, schedule=schedule)
+              if isinstance(pipeline, str) else list(pipeline))
+    pm = _manager(passes, instrument)
+    imported = _import(model)
+    ctx = PassContext(target=target, notes=imported.notes, progress=progress)
     pm.run(imported.graph, ctx)
-    return CompileResult(imported.graph, imported.model, imported.graph.source,
-                         pm.pipeline_string(), ctx.notes, target)
+    return CompileResult(imported.graph, imported.model, imported.graph.source, passes,
+                         ctx.notes, target)
+
+
+def copy_graph(graph: Graph) -> Graph:
+    """A copy of ``graph`` (same op ids, value names, attributes and locations) whose ops,
+    values and attribute dicts are new, and whose constant arrays are shared (they are
+    never written): a pass on the copy leaves the original as it was."""
+    return graph.clone()
+
+
+def compile_for_targets(model, targets: list, *, pipeline: str = "default",
+                        schedule: dict[str, Any] | None = None,
+                        progress_for: Callable[[Any], Callable | None] | None = None
+                        ) -> Iterator[CompileResult]:
+    """Yield one CompileResult per target, as :func:`compile` would give for each, but
+    importing ``model`` and running the pipeline's target-free prefix (the passes before
+    the first one that needs a target) once.  Each target's passes run on a copy of that
+    graph (:func:`copy_graph`), so every result stands alone.  ``progress_for(target)``
+    gives the schedule pass's callback for that target (or None)."""
+    per_target = [build_pipeline(pipeline, target=t, schedule=schedule) for t in targets]
+    if not per_target:
+        return
+    first = per_target[0]
+    n = next((i for i, p in enumerate(first) if p.needs_target), len(first))
+    imported = _import(model)
+    prefix = first[:n]
+    PassManager(prefix).run(imported.graph, PassContext(notes=imported.notes))
+    for t, passes in zip(targets, per_target):
+        graph = copy_graph(imported.graph)
+        rest = passes[n:]
+        ctx = PassContext(target=t, notes=list(imported.notes),
+                          progress=progress_for(t) if progress_for else None)
+        PassManager(rest).run(graph, ctx)
+        yield CompileResult(graph, imported.model, graph.source, prefix + rest, ctx.notes, t)
+
+
+def render(result: CompileResult, formats: list[str] | tuple[str, ...], *, top: int = 10) -> dict[str, str]:
+    """Every requested format of ``result`` (``--emit`` names), rendered before any is
+    written.  A format that needs a schedule on a result without a target is a
+    UsageError."""
+    from .report.formats import FORMATS, EmitContext
+
+    ctx = EmitContext(result, top)
+    out = {}
+    for name in formats:
+        fmt = FORMATS[name]
+        if fmt.needs_target and result.target is None:
+            raise UsageError(f"--emit {name} needs --target")
+        out[name] = fmt.render(ctx)
+    return out

@@ -16,8 +16,10 @@ IR op                        cost-model layer
                              output's shape (a broadcasting add is not modelled)
 ===========================  ===========================================================
 
-Every other op (layout ops, softmax, LRN, an unfused batchnorm or activation, constants)
-is *not modelled*: it is listed in reports with no cycles, never silently dropped.
+These are the ops declared with the ``runs_on_array`` trait (``sqnxt_compiler/ir/ops.py``).
+Ops with the ``free`` trait (views, layout and shape ops, graph structure) are not layers.
+Every other op (softmax, LRN, an unfused batchnorm or activation, concat, ...) is *not
+modelled*: it is listed in reports with no cycles, never silently dropped.
 """
 from __future__ import annotations
 
@@ -29,13 +31,7 @@ import numpy as np
 from .cost.layer import Layer
 from .ir.core import Op
 from .ir.graph import Graph
-
-MODELLED = ("sqnxt.conv", "sqnxt.fc", "sqnxt.maxpool", "sqnxt.avgpool", "sqnxt.global_avgpool",
-            "sqnxt.add")
-#: Ops that move no data and do no arithmetic on the machine (views, graph structure).
-FREE = ("sqnxt.input", "sqnxt.output", "sqnxt.constant", "sqnxt.flatten", "sqnxt.reshape",
-        "sqnxt.identity", "sqnxt.dropout", "sqnxt.squeeze", "sqnxt.unsqueeze", "sqnxt.shape",
-        "sqnxt.gather", "sqnxt.cast", "sqnxt.slice")
+from .ir.ops import pool_end_pad
 
 
 def zero_fraction(w: np.ndarray) -> Fraction:
@@ -73,9 +69,9 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
         kh, kw = op.attrs["kernel"]
         sh, sw = op.attrs["strides"]
         pt, pl, pb, pr = op.attrs["pads"]
-        # ceil mode: extend the end padding so that floor((H + pads - R) / s) + 1 == P
-        pb += max(0, (y[2] - 1) * sh + kh - (x[2] + pt + pb))
-        pr += max(0, (y[3] - 1) * sw + kw - (x[3] + pl + pr))
+        ceil = op.attrs["ceil_mode"]
+        pb = pool_end_pad(x[2], kh, sh, pt, pb, ceil)   # the floor rule then gives P and Q
+        pr = pool_end_pad(x[3], kw, sw, pl, pr, ceil)
         return Layer(name, op.name.split(".")[1], C=x[1], K=x[1], H=x[2], W=x[3], R=kh, S=kw,
                      P=y[2], Q=y[3], stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
                      pad_bottom=pb, pad_right=pr)
@@ -92,6 +88,7 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
 
 
 def network_layers(graph: Graph, *, measured_sparsity: bool = False) -> list[tuple[Op, Layer | None]]:
-    """Every op that is not free, in program order, with its layer (None: not modelled)."""
+    """Every op without the ``free`` trait, in program order, with its layer (None: not
+    modelled)."""
     return [(op, layer_of(op, measured_sparsity=measured_sparsity))
-            for op in graph.ops() if op.name not in FREE]
+            for op in graph.ops() if not op.has_trait("free")]

@@ -1,18 +1,25 @@
 """Target descriptions: the accelerator a layer is scheduled on, loaded from TOML.
 
-A target file has a top-level ``name`` and ``description`` and the sections of
+A target file has an optional top-level ``format`` (absent means 1; this sqnxtc reads
+:data:`FORMATS`), a top-level ``name`` and ``description`` and the sections of
 :data:`SCHEMA` (``[array]``, ``[buffer]``, ``[dram]``, ``[clock]``, ``[dataflow]``,
-``[energy]``).  Every field is required, has one type and a range, and unknown keys are
-rejected: a bad file raises :class:`~sqnxt_compiler.diagnostics.TargetError` naming the
-file and the field (``pe16x16.toml: field 'buffer.global_buffer_bytes': ...``).
+``[energy]``).  Every field has one type and a range; a field without a documented default
+is required, a missing field with one takes it; unknown keys are rejected: a bad file
+raises :class:`~sqnxt_compiler.diagnostics.TargetError` naming the file and the field
+(``pe16x16.toml: field 'buffer.global_buffer_bytes': ...``).
+
+The fields are declared once, as the attributes of :class:`Target`: each carries its
+schema entry (:class:`Field`: TOML section and key, kind, unit, meaning, range, default)
+in its dataclass metadata, and :data:`SCHEMA` is read from them.
 
 The bundled targets are package data (``pe16x16.toml``, ``pe8x8.toml``) read through
 :mod:`importlib.resources`; :func:`load_target` also accepts a path to any file.
-The field reference (units, meaning, where each default comes from) is
+The field reference (units, meaning, defaults and where each value comes from) is
 ``docs/target-format.md``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from sqnxt_compiler.diagnostics import TargetError
+
+FORMAT = 1
+"""The target format this sqnxtc writes (the bundled files say ``format = 1``)."""
+FORMATS: tuple[int, ...] = (1,)
+"""The target formats this sqnxtc reads; a file without ``format`` is format 1."""
+
+
+class _Required:
+    """Type of :data:`REQUIRED`, the ``Field.default`` of a field without a default."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
 
 
 @dataclass(frozen=True)
@@ -41,86 +63,143 @@ class Field:
     maximum: Any = None        # inclusive upper bound (exclusive when exclusive_max)
     exclusive_max: bool = False
     choices: tuple[str, ...] | None = None
+    default: Any = REQUIRED    # the TOML value a missing key takes; REQUIRED: no default
 
     @property
     def path(self) -> str:
         return f"{self.section}.{self.key}" if self.section else self.key
 
-
-SCHEMA: tuple[Field, ...] = (
-    Field(None, "name", "name", "str", "", "target name (what `--target` takes)"),
-    Field(None, "description", "description", "str", "", "one line for `targets list`"),
-    Field("array", "pe_rows", "pe_rows", "int", "PEs", "array rows: WS input channels, OS output rows", 1),
-    Field("array", "pe_cols", "pe_cols", "int", "PEs", "array columns: WS output channels, OS output columns", 1),
-    Field("array", "rf_words_per_pe", "rf_words_per_pe", "int", "words",
-          "register file per PE; >= 2 partial sums double-buffers the OS accumulator", 1),
-    Field("array", "pipeline_fill_cycles", "pipeline_fill_cycles", "int", "cycles",
-          "array pipeline fill and drain, charged once per layer", 0),
-    Field("buffer", "word_bits", "word_bits", "int", "bits", "width of an activation or weight word", 1),
-    Field("buffer", "global_buffer_bytes", "global_buffer_bytes", "int", "bytes", "global buffer capacity", 1),
-    Field("buffer", "port_words_per_cycle", "port_words_per_cycle", "int", "words/cycle",
-          "global buffer <-> array port width (weight-block load, accumulator drain)", 1),
-    Field("buffer", "split", "buffer_split", "str", "",
-          "how the buffer is split between inputs, weights and outputs", choices=("shared",)),
-    Field("buffer", "double_buffering", "double_buffering", "bool", "",
-          "two copies of every tile so that DMA overlaps compute"),
-    Field("buffer", "psum_bits", "psum_bits", "int", "bits", "width of a stored partial sum", 1),
-    Field("dram", "latency_cycles", "dram_latency_cycles", "int", "cycles", "latency of one DMA transfer", 0),
-    Field("dram", "bandwidth_gb_per_s", "dram_bandwidth_gb_per_s", "number", "GB/s",
-          "effective DRAM bandwidth (10^9 bytes/s)", 0, exclusive_min=True),
-    Field("dram", "activation_home", "activation_home", "str", "",
-          "where activations live between layers", choices=("dram",)),
-    Field("clock", "frequency_mhz", "clock_mhz", "number", "MHz", "clock frequency", 0, exclusive_min=True),
-    Field("dataflow", "os_weight_zero_fraction", "os_weight_zero_fraction", "number", "fraction",
-          "weights assumed zero (skipped in OS) when the layer gives no measurement", 0,
-          maximum=1, exclusive_max=True),
-    Field("dataflow", "ws_rf_accesses_per_mac", "ws_rf_per_mac", "int", "accesses/MAC", "WS register-file accesses per MAC", 0),
-    Field("dataflow", "ws_array_accesses_per_mac", "ws_array_per_mac", "int", "accesses/MAC", "WS array-network accesses per MAC", 0),
-    Field("dataflow", "os_rf_accesses_per_mac", "os_rf_per_mac", "int", "accesses/MAC", "OS register-file accesses per MAC", 0),
-    Field("dataflow", "os_array_accesses_per_mac", "os_array_per_mac", "int", "accesses/MAC", "OS array-network accesses per MAC", 0),
-    Field("energy", "mac", "e_mac", "int", "units/access", "normalized energy of one MAC", 0),
-    Field("energy", "rf", "e_rf", "int", "units/access", "normalized energy of one register-file access", 0),
-    Field("energy", "array", "e_array", "int", "units/access", "normalized energy of one array-network access", 0),
-    Field("energy", "buffer", "e_buffer", "int", "units/access", "normalized energy of one global-buffer word access", 0),
-    Field("energy", "dram", "e_dram", "int", "units/access", "normalized energy of one DRAM word access", 0),
-)
-
-SECTIONS: tuple[str, ...] = ("array", "buffer", "dram", "clock", "dataflow", "energy")
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
 
-@dataclass(frozen=True)
+def _check_value(f: Field, value: Any, where: str) -> Any:
+    def bad(msg: str) -> TargetError:
+        return TargetError(f"field '{f.path}': {msg}", where)
+
+    if f.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"expected an integer, got {type(value).__name__} {value!r}")
+        v: Any = value
+    elif f.kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad(f"expected a number, got {type(value).__name__} {value!r}")
+        try:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError
+            v = Fraction(str(value)) if not isinstance(value, int) else Fraction(value)
+        except (ValueError, ZeroDivisionError):
+            raise bad(f"expected a number, got {value!r}") from None
+    elif f.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad(f"expected true or false, got {type(value).__name__} {value!r}")
+        v = value
+    else:
+        if not isinstance(value, str):
+            raise bad(f"expected a string, got {type(value).__name__} {value!r}")
+        if f.choices is not None and value not in f.choices:
+            raise bad(f"{value!r} is not supported (allowed: {', '.join(f.choices)})")
+        if f.path == "name" and not value:
+            raise bad("must not be empty")
+        v = value
+    if f.minimum is not None:
+        if v < f.minimum or (f.exclusive_min and v == f.minimum):
+            op = ">" if f.exclusive_min else ">="
+            raise bad(f"must be {op} {f.minimum} {f.unit}".rstrip() + f", got {value!r}")
+    if f.maximum is not None:
+        if v > f.maximum or (f.exclusive_max and v == f.maximum):
+            op = "<" if f.exclusive_max else "<="
+            raise bad(f"must be {op} {f.maximum}, got {value!r}")
+    return v
+
+
+_SCHEMA_KEY = "sqnxtc.target.field"
+
+
+def _field(section: str | None, key: str, kind: str, unit: str, doc: str, *,
+           default: Any = REQUIRED, **limits: Any) -> Any:
+    """Declare one :class:`Target` attribute with its schema entry (``attr`` is filled in
+    from the attribute name).  ``default`` is the TOML value of a missing key; the
+    dataclass default is that value as loaded (so ``Target(...)`` may omit it too)."""
+    spec = Field(section, key, "", kind, unit, doc, default=default, **limits)
+    if spec.required:
+        return dataclasses.field(metadata={_SCHEMA_KEY: spec})
+    return dataclasses.field(default=_check_value(spec, default, "<schema>"), metadata={_SCHEMA_KEY: spec})
+
+
+# The field declarations below are one table, alike line by line by design (the
+# `duplicates` tool pairs them by shape).
+@dataclass(frozen=True, kw_only=True)
 class Target:
-    """An accelerator configuration.  All fields come from the TOML file (see SCHEMA);
-    numbers that can be fractional (bandwidth, clock, zero fraction) are exact Fractions.
-    Derived quantities used by the cost model are properties with their formula."""
+    """An accelerator configuration.  Every attribute but ``source`` is a field of the
+    TOML file, declared here once with its section, key, kind, unit, meaning, range and
+    default (:data:`SCHEMA` is read from these declarations); numbers that can be
+    fractional (bandwidth, clock, zero fraction) are exact Fractions.  Derived quantities
+    used by the cost model are properties with their formula."""
 
-    name: str
-    description: str
-    pe_rows: int
-    pe_cols: int
-    rf_words_per_pe: int
-    pipeline_fill_cycles: int
-    word_bits: int
-    global_buffer_bytes: int
-    port_words_per_cycle: int
-    buffer_split: str
-    double_buffering: bool
-    psum_bits: int
-    dram_latency_cycles: int
-    dram_bandwidth_gb_per_s: Fraction
-    activation_home: str
-    clock_mhz: Fraction
-    os_weight_zero_fraction: Fraction
-    ws_rf_per_mac: int
-    ws_array_per_mac: int
-    os_rf_per_mac: int
-    os_array_per_mac: int
-    e_mac: int
-    e_rf: int
-    e_array: int
-    e_buffer: int
-    e_dram: int
-    source: str = ""   # the file it was loaded from (not part of the fingerprint)
+    name: str = _field(None, "name", "str", "", "target name (what `--target` takes)")
+    description: str = _field(None, "description", "str", "", "one line for `targets list`")
+    # [array]
+    pe_rows: int = _field("array", "pe_rows", "int", "PEs", "array rows: WS input channels, OS output rows",
+                          minimum=1)
+    pe_cols: int = _field("array", "pe_cols", "int", "PEs", "array columns: WS output channels, OS output columns",
+                          minimum=1)
+    rf_words_per_pe: int = _field("array", "rf_words_per_pe", "int", "words",
+                                  "register file per PE; >= 2 partial sums double-buffers the OS accumulator",
+                                  minimum=1)
+    pipeline_fill_cycles: int = _field("array", "pipeline_fill_cycles", "int", "cycles",
+                                       "array pipeline fill and drain, charged once per layer", minimum=0)
+    # [buffer]
+    word_bits: int = _field("buffer", "word_bits", "int", "bits", "width of an activation or weight word",
+                            minimum=1)
+    global_buffer_bytes: int = _field("buffer", "global_buffer_bytes", "int", "bytes", "global buffer capacity",
+                                      minimum=1)
+    port_words_per_cycle: int = _field("buffer", "port_words_per_cycle", "int", "words/cycle",
+                                       "global buffer <-> array port width (weight-block load, accumulator drain)",
+                                       minimum=1)
+    buffer_split: str = _field("buffer", "split", "str", "",
+                               "how the buffer is split between inputs, weights and outputs",
+                               choices=("shared",), default="shared")
+    double_buffering: bool = _field("buffer", "double_buffering", "bool", "",
+                                    "two copies of every tile so that DMA overlaps compute")
+    psum_bits: int = _field("buffer", "psum_bits", "int", "bits", "width of a stored partial sum", minimum=1)
+    # [dram]
+    dram_latency_cycles: int = _field("dram", "latency_cycles", "int", "cycles", "latency of one DMA transfer",
+                                      minimum=0)
+    dram_bandwidth_gb_per_s: Fraction = _field("dram", "bandwidth_gb_per_s", "number", "GB/s",
+                                               "effective DRAM bandwidth (10^9 bytes/s)",
+                                               minimum=0, exclusive_min=True)
+    activation_home: str = _field("dram", "activation_home", "str", "", "where activations live between layers",
+                                  choices=("dram",), default="dram")
+    # [clock]
+    clock_mhz: Fraction = _field("clock", "frequency_mhz", "number", "MHz", "clock frequency",
+                                 minimum=0, exclusive_min=True)
+    # [dataflow]
+    os_weight_zero_fraction: Fraction = _field(
+        "dataflow", "os_weight_zero_fraction", "number", "fraction",
+        "weights assumed zero (skipped in OS) when the layer gives no measurement",
+        minimum=0, maximum=1, exclusive_max=True)
+    ws_rf_per_mac: int = _field("dataflow", "ws_rf_accesses_per_mac", "int", "accesses/MAC",
+                                "WS register-file accesses per MAC", minimum=0)
+    ws_array_per_mac: int = _field("dataflow", "ws_array_accesses_per_mac", "int", "accesses/MAC",
+                                   "WS array-network accesses per MAC", minimum=0)
+    os_rf_per_mac: int = _field("dataflow", "os_rf_accesses_per_mac", "int", "accesses/MAC",
+                                "OS register-file accesses per MAC", minimum=0)
+    os_array_per_mac: int = _field("dataflow", "os_array_accesses_per_mac", "int", "accesses/MAC",
+                                   "OS array-network accesses per MAC", minimum=0)
+    # [energy]
+    e_mac: int = _field("energy", "mac", "int", "units/access", "normalized energy of one MAC", minimum=0)
+    e_rf: int = _field("energy", "rf", "int", "units/access", "normalized energy of one register-file access",
+                       minimum=0)
+    e_array: int = _field("energy", "array", "int", "units/access",
+                          "normalized energy of one array-network access", minimum=0)
+    e_buffer: int = _field("energy", "buffer", "int", "units/access",
+                           "normalized energy of one global-buffer word access", minimum=0)
+    e_dram: int = _field("energy", "dram", "int", "units/access", "normalized energy of one DRAM word access",
+                         minimum=0)
+
+    source: str = ""   # the file it was loaded from (not a field: not in to_dict or the fingerprint)
 
     # ---- derived quantities (docs/cost-model.md, section "Target-derived constants") ----
     @property
@@ -181,55 +260,39 @@ class Target:
         return out
 
 
-def _check_value(f: Field, value: Any, where: str) -> Any:
-    def bad(msg: str) -> TargetError:
-        return TargetError(f"field '{f.path}': {msg}", where)
+SCHEMA: tuple[Field, ...] = tuple(dataclasses.replace(f.metadata[_SCHEMA_KEY], attr=f.name)
+                                  for f in dataclasses.fields(Target) if _SCHEMA_KEY in f.metadata)
+"""Every target field in file order, read from the :class:`Target` declarations."""
 
-    if f.kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(f"expected an integer, got {type(value).__name__} {value!r}")
-        v: Any = value
-    elif f.kind == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise bad(f"expected a number, got {type(value).__name__} {value!r}")
-        try:
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError
-            v = Fraction(str(value)) if not isinstance(value, int) else Fraction(value)
-        except (ValueError, ZeroDivisionError):
-            raise bad(f"expected a number, got {value!r}") from None
-    elif f.kind == "bool":
-        if not isinstance(value, bool):
-            raise bad(f"expected true or false, got {type(value).__name__} {value!r}")
-        v = value
-    else:
-        if not isinstance(value, str):
-            raise bad(f"expected a string, got {type(value).__name__} {value!r}")
-        if f.choices is not None and value not in f.choices:
-            raise bad(f"{value!r} is not supported (allowed: {', '.join(f.choices)})")
-        if f.attr == "name" and not value:
-            raise bad("must not be empty")
-        v = value
-    if f.minimum is not None:
-        if v < f.minimum or (f.exclusive_min and v == f.minimum):
-            op = ">" if f.exclusive_min else ">="
-            raise bad(f"must be {op} {f.minimum} {f.unit}".rstrip() + f", got {value!r}")
-    if f.maximum is not None:
-        if v > f.maximum or (f.exclusive_max and v == f.maximum):
-            op = "<" if f.exclusive_max else "<="
-            raise bad(f"must be {op} {f.maximum}, got {value!r}")
-    return v
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in SCHEMA if f.section is not None))
+
+
+def _check_format(data: dict, where: str) -> None:
+    """Reject a ``format`` this sqnxtc does not read (absent means 1)."""
+    if "format" not in data:
+        return
+    v = data["format"]
+    if isinstance(v, bool) or not isinstance(v, int) or v not in FORMATS:
+        readable = ", ".join(str(n) for n in FORMATS)
+        raise TargetError(f"field 'format': target format {v!r} is not supported (this sqnxtc reads "
+                          f"format {readable}; a file without 'format' is format 1)", where)
 
 
 def parse_target(data: dict, where: str) -> Target:
-    """Validate a parsed TOML document against SCHEMA and build the Target."""
-    allowed_top = {f.key for f in SCHEMA if f.section is None} | set(SECTIONS)
+    """Validate a parsed TOML document against SCHEMA and build the Target.
+
+    A missing field with a default takes it (the dataclass default, i.e. the documented
+    value as loaded), so a file that omits it equals one that spells it out."""
+    _check_format(data, where)
+    allowed_top = {"format"} | {f.key for f in SCHEMA if f.section is None} | set(SECTIONS)
     for key in data:
         if key not in allowed_top:
             raise TargetError(f"field '{key}': unknown key (allowed: {', '.join(sorted(allowed_top))})", where)
     for sec in SECTIONS:
         if sec not in data:
-            raise TargetError(f"field '{sec}': missing section [{sec}]", where)
+            if any(f.required for f in SCHEMA if f.section == sec):
+                raise TargetError(f"field '{sec}': missing section [{sec}]", where)
+            continue
         if not isinstance(data[sec], dict):
             raise TargetError(f"field '{sec}': expected a table [{sec}], got {type(data[sec]).__name__}", where)
         known = {f.key for f in SCHEMA if f.section == sec}
@@ -239,10 +302,11 @@ def parse_target(data: dict, where: str) -> Target:
                                   f"{', '.join(sorted(known))})", where)
     values: dict[str, Any] = {}
     for f in SCHEMA:
-        table = data if f.section is None else data[f.section]
-        if f.key not in table:
-            raise TargetError(f"field '{f.path}': missing", where)
-        values[f.attr] = _check_value(f, table[f.key], where)
+        table = data if f.section is None else data.get(f.section, {})
+        if f.key in table:
+            values[f.attr] = _check_value(f, table[f.key], where)
+        elif f.required:
+            raise TargetError(f"field '{f.path}': missing (required, no default)", where)
     t = Target(**values, source=where)
     if t.rf_words_per_pe < t.psum_words:
         raise TargetError(f"field 'array.rf_words_per_pe': must hold one partial sum "
@@ -286,9 +350,3 @@ def load_target(name_or_path: str | Path) -> Target:
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"not a valid TOML file: {exc}", where) from None
     return parse_target(data, where)
-
-
-def target_field_names() -> list[str]:
-    """Dataclass attribute names in schema order (for docs and tests)."""
-    return [f.attr for f in SCHEMA]
-

@@ -52,11 +52,77 @@ def rand(rng, *shape, positive=False):
 
 def compile_and_check(model, passes="default", samples=2, rtol=1e-4, atol=1e-5):
     """Import + run ``passes`` + compare with onnxruntime; returns (graph, report)."""
-    from sqnxt_compiler.frontend import import_model
-    from sqnxt_compiler.pipeline import PassManager, parse_pipeline
+    from sqnxt_compiler import driver
     from sqnxt_compiler.reference.check import check
 
-    res = import_model(model, "test.onnx")
-    PassManager(parse_pipeline(passes), stream=sys.stderr).run(res.graph)
+    res = driver.compile((model, "test.onnx"), pipeline=passes)
     report = check(res.graph, res.model, "test.onnx", samples=samples, rtol=rtol, atol=atol)
     return res.graph, report
+
+
+class ZooModels:
+    """Zoo models built once per test session (``sqnxt_compiler.zoo.build``), kept as
+    ONNX files under ``root``; every accessor hands out fresh objects, so a test may
+    mutate what it gets.  The conftest fixtures ``zoo_models`` (this, session-scoped) and
+    ``cached_zoo_build`` (``sqnxt_compiler.zoo.build`` answered from here, so ``zoo:NAME``
+    on the command line or in the driver does not rebuild) share one instance.
+
+    The build goes through the real :func:`sqnxt_compiler.zoo.registry.build`; the
+    builder's own numpy logits on the calibration images (which build discards) are
+    recorded on the way for the tests that compare onnxruntime with them.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._files: dict[tuple[str, int, float], Path] = {}
+        self._calibration: dict[tuple[str, int, float], np.ndarray] = {}
+
+    def _key(self, name: str, seed: int, weight_sparsity: float) -> tuple[str, int, float]:
+        from sqnxt_compiler.zoo.registry import _check_build_args, lookup
+        seed, fraction = _check_build_args(seed, weight_sparsity)
+        return lookup(name).name, seed, fraction
+
+    def _ensure(self, name, seed, weight_sparsity) -> tuple[str, int, float]:
+        from sqnxt_compiler.zoo import registry
+        from sqnxt_compiler.zoo.serialize import write_model
+
+        key = self._key(name, seed, weight_sparsity)
+        if key in self._files:
+            return key
+        real, outputs = registry.run_definition, []
+
+        def recording(*args, **kwargs):
+            b, model = real(*args, **kwargs)
+            outputs.append(b.calibration_output)
+            return b, model
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(registry, "run_definition", recording)
+            model = registry.build(key[0], seed=key[1], weight_sparsity=key[2])
+        assert len(outputs) == 1 and outputs[0] is not None, "zoo build did not calibrate once"
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{key[0]}__seed{key[1]}__sparsity{key[2]!r}.onnx"
+        with open(path, "wb") as fh:
+            write_model(model, fh)
+        self._files[key], self._calibration[key] = path, outputs[0]
+        return key
+
+    def path(self, name: str, *, seed: int = 0, weight_sparsity: float = 0.0) -> Path:
+        """The file holding ``build(name, seed=..., weight_sparsity=...)``'s bytes (read-only)."""
+        return self._files[self._ensure(name, seed, weight_sparsity)]
+
+    def model(self, name: str, *, seed: int = 0, weight_sparsity: float = 0.0) -> onnx.ModelProto:
+        """A fresh copy of ``build(name, seed=..., weight_sparsity=...)``."""
+        return onnx.load(str(self.path(name, seed=seed, weight_sparsity=weight_sparsity)))
+
+    def serialized(self, name: str, *, seed: int = 0, weight_sparsity: float = 0.0) -> bytes:
+        """``build(name, ...).SerializeToString()``."""
+        return self.path(name, seed=seed, weight_sparsity=weight_sparsity).read_bytes()
+
+    def calibration_output(self, name: str, *, seed: int = 0, weight_sparsity: float = 0.0) -> np.ndarray:
+        """The builder's numpy logits on the model's calibration images (a copy)."""
+        return self._calibration[self._ensure(name, seed, weight_sparsity)].copy()
+
+    def build(self, name: str, *, seed: int = 0, weight_sparsity: float = 0.0) -> onnx.ModelProto:
+        """A drop-in for :func:`sqnxt_compiler.zoo.build` answered from the cache (unknown
+        names and bad arguments raise what ``build`` raises)."""
+        return self.model(name, seed=seed, weight_sparsity=weight_sparsity)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_report_support import outputs, tiny_params, tiny_path
+from report_support import outputs, tiny_params, tiny_path
 from sqnxt_compiler.report.compare import csv_header
 
 TARGETS = ("pe16x16", "pe8x8")

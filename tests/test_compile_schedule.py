@@ -6,7 +6,7 @@ import os
 import pytest
 
 from sqnxt_compiler.cost.model import evaluate
-from sqnxt_compiler.driver import compile_model
+from sqnxt_compiler import driver
 from sqnxt_compiler.ir import print_graph
 from sqnxt_compiler.layers import layer_of
 from sqnxt_compiler.report.network import collect
@@ -16,7 +16,7 @@ from sqnxt_compiler.targets import load_target
 @pytest.fixture(scope="module")
 def sqnxt23():
     t = load_target("pe16x16")
-    return compile_model("zoo:1.0-SqNxt-23", passes="default,schedule", target=t), t
+    return driver.compile("zoo:1.0-SqNxt-23", pipeline="default,schedule", target=t), t
 
 
 def test_every_modelled_op_gets_a_schedule_that_the_cost_model_reproduces(sqnxt23):

@@ -16,9 +16,9 @@ from sqnxt_compiler.cost.reference_layers import distinct, squeezenext_layers, t
 from sqnxt_compiler.schedule.oracle import exhaustive_best, min_over_space
 from sqnxt_compiler.targets import load_target
 
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
 T16, T8 = load_target("pe16x16"), load_target("pe8x8")
-T4 = [L for L, _ in table4_layers(DATA / "cost_sqnxt23_table4.csv")]
+T4 = [L for L, _ in table4_layers(ROOT / "docs" / "spec" / "sqnxt23_table4.csv")]
 
 
 def sample_mappings(L: Layer, n: int, seed: int):

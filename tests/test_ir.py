@@ -78,7 +78,7 @@ def test_uses_and_users_with_value_used_twice():
     assert g.uses(r) == [(p["add"], 0), (p["add"], 1)]
     assert g.users(r) == [p["add"]]
     assert g.uses(p["add"].result) == [(p["out"], 0)]
-    assert g.uses(p["out"].operands[0]) and g.producer(r) is p["relu"]
+    assert g.uses(p["out"].operands[0]) and r.owner is p["relu"]
     assert g.g.edges[p["relu"].id, p["add"].id]["ports"] == [0, 1]
 
 

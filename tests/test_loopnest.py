@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from test_report_support import outputs, small_target, tiny_path
+from report_support import outputs, small_target, tiny_path
 from sqnxt_compiler.report.loopnest import tiles_desc
 
 CASES = [("zoo:1.0-SqNxt-23", "pe16x16", "cycles"), ("zoo:1.0-G-SqNxt-23", "pe16x16", "energy"),

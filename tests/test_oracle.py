@@ -22,9 +22,9 @@ import numpy as np
 from sqnxt_compiler.cost.reference_layers import table4_layers
 from sqnxt_compiler.targets import load_target
 
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
 T16, T8 = load_target("pe16x16"), load_target("pe8x8")
-T4 = [L for L, _ in table4_layers(DATA / "cost_sqnxt23_table4.csv")]
+T4 = [L for L, _ in table4_layers(ROOT / "docs" / "spec" / "sqnxt23_table4.csv")]
 
 # a small machine so that tiny layers need tiling: 4x4 PEs, 600-byte buffer
 TINY = replace(T8, pe_rows=4, pe_cols=4, global_buffer_bytes=600, pipeline_fill_cycles=8,
@@ -136,6 +136,7 @@ def test_reduced_space_gives_the_brute_force_answer(L, objective):
     assert r.fits
 
 
+@pytest.mark.slow
 def test_oracle_on_every_distinct_sqnxt23_layer_both_targets():
     seen = set()
     for L in T4:

@@ -11,7 +11,7 @@ import pytest
 from onnx import helper
 
 from sqnxt_compiler.diagnostics import ExitCode, SqnxtError, UsageError
-from sqnxt_compiler.driver import compile_model
+from sqnxt_compiler import driver
 from sqnxt_compiler.frontend import import_model
 from sqnxt_compiler.ir import IRVerificationError, print_graph
 from sqnxt_compiler.passes import PASSES, PIPELINES
@@ -91,9 +91,10 @@ def test_parse_errors(text, pieces):
 def test_unknown_pass_error_is_raised_before_the_model_is_read(tmp_path):
     missing = tmp_path / "missing.onnx"
     with pytest.raises(UsageError, match="unknown pass 'nope'"):
-        compile_model(str(missing), passes="canonicalize,nope")
+        driver.compile(str(missing), pipeline="canonicalize,nope")
     with pytest.raises(UsageError, match="--print-ir-after"):
-        compile_model(str(missing), passes="canonicalize", print_after=("fold-bn",))
+        driver.compile(str(missing), pipeline="canonicalize",
+                       instrument=driver.Instrumentation(print_after=("fold-bn",)))
 
 
 # ------------------------------------------------------------------------ options
@@ -123,9 +124,15 @@ def option_pass(monkeypatch):
 def test_options_are_converted(option_pass):
     (p,) = parse_pipeline("test-options{level=3, scale=0.5,strict=yes,mode=slow}")
     assert p.options == _Opts(level=3, scale=0.5, strict=True, mode="slow")
-    assert p.spec() == "test-options{level=3,scale=0.5,strict=True,mode=slow}"
+    assert p.spec() == "test-options{level=3,scale=0.5,strict=true,mode=slow}"
+    assert p.explicit == {"level", "scale", "strict", "mode"}
     (d,) = parse_pipeline("test-options")
-    assert d.options == _Opts() and d.spec() == "test-options"
+    assert d.options == _Opts() and not d.explicit
+    # every option is spelled out, defaults included, so the spec reproduces the pass
+    assert d.spec() == "test-options{level=1,scale=1.0,strict=false,mode=fast}"
+    for q in (p, d):
+        (again,) = parse_pipeline(q.spec())
+        assert again.options == q.options
     (q,) = parse_pipeline("test-options{strict=off}")
     assert q.options.strict is False
 
@@ -196,7 +203,7 @@ def test_timing_and_statistics_reports():
     assert all(t >= 0 for _, t in pm.times)
     assert "(1) identity-removed" in stats and "(1) bn-folded-into-conv" in stats
     assert "(1) relu-fused-into-conv" in stats and "(no changes)" in stats
-    assert pm.pipeline_string() == "canonicalize,fold-bn,fuse-relu,canonicalize"
+    assert ",".join(p.spec() for p in pm.passes) == "canonicalize,fold-bn,fuse-relu,canonicalize"
 
 
 def test_reports_go_to_stderr_by_default(capsys):
@@ -276,3 +283,17 @@ def test_trailing_comma_rejected():
 
     with pytest.raises(UsageError, match="empty item"):
         parse_pipeline("canonicalize,")
+
+
+def test_every_registered_pass_spec_parses_back_to_the_same_options():
+    """Pass.spec() spells out every recorded option; parsing it gives the same options
+    (the recorded pipeline of an output reproduces the run)."""
+    for name, cls in sorted(PASSES.items()):
+        p = cls()
+        (again,) = parse_pipeline(p.spec())
+        assert type(again) is cls and again.recorded_options() == p.recorded_options(), name
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        recorded = {f.name for f in dataclasses.fields(cls.Options) if f.metadata.get("recorded", True)}
+        assert set(p.recorded_options()) == recorded <= fields
+        for f in recorded:
+            assert f"{f.replace('_', '-')}=" in p.spec(), (name, f)

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from test_report_support import outputs, small_target, tiny_path
+from report_support import fresh_solves, outputs, small_target, tiny_path
 from sqnxt_compiler.diagnostics import ExitCode
 from sqnxt_compiler.report.plots import report_data, stages
 from sqnxt_compiler.report.progress import Progress
@@ -63,8 +63,10 @@ def test_report_data_of_squeezenext_follows_the_stage_rule():
 def test_report_svg_is_deterministic_and_has_no_date(cli, tmp_path):
     outs = []
     for name in ("a", "b"):
-        r = cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / name, "--format", "svg")
+        r, solved = fresh_solves(lambda: cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / name,
+                                             "--format", "svg"))
         assert r.exit_code == 0, r.output
+        assert solved == 8   # each run really schedules (no cache answers the second)
         outs.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir()})
     assert outs[0] == outs[1]
     assert sorted(outs[0]) == ["energy.svg", "layers.svg", "report.json", "stages.svg"]
@@ -85,7 +87,8 @@ def test_report_from_a_schedule_file_equals_report_from_the_model(cli, tmp_path)
     s = tmp_path / "s.json"
     assert cli("compile", tiny_path(), "-t", "pe8x8", "--emit", "schedule", "-o", s).exit_code == 0
     assert cli("report", s, "-o", tmp_path / "a").exit_code == 0
-    assert cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b").exit_code == 0
+    r, solved = fresh_solves(lambda: cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b"))
+    assert r.exit_code == 0 and solved == 8
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     r = cli("report", s, "-t", "pe8x8", "-o", tmp_path / "c")
     assert "drop --target" in one_line_error(r, ExitCode.USAGE)
@@ -158,8 +161,8 @@ def test_all_or_nothing_when_one_file_cannot_be_written(tmp_path):
 # ---- progress --------------------------------------------------------------------------
 def test_progress_goes_to_stderr_only_and_changes_nothing(cli, tmp_path):
     a = cli("compile", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "a", "--progress")
-    b = cli("compile", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b")
-    assert a.exit_code == b.exit_code == 0
+    b, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b"))
+    assert a.exit_code == b.exit_code == 0 and solved == 8
     assert a.stdout == b.stdout and "scheduling" not in a.stdout
     lines = [ln for ln in a.stderr.splitlines() if "scheduling" in ln]
     assert lines[0].startswith("scheduling 0/8 distinct layers (conv1)")
@@ -169,26 +172,22 @@ def test_progress_goes_to_stderr_only_and_changes_nothing(cli, tmp_path):
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
 
 
-def test_schedules_solved_with_progress_are_identical(monkeypatch):
-    """The pass solves one distinct shape at a time when someone watches; the schedules
-    (shared by layers of equal shape) must be those of the one-call path."""
-    from sqnxt_compiler.driver import compile_model
-    from sqnxt_compiler.report.network import collect
-    from sqnxt_compiler.report.schedule_json import dumps, schedule_dict
+def test_schedules_solved_with_progress_are_identical():
+    """The schedule pass tells the progress callback before each distinct shape; the
+    schedules and the document must be those of a compile nobody watches (solved again)."""
+    from sqnxt_compiler import driver
     from sqnxt_compiler.targets import load_target
 
-    spec, t = "zoo:1.0-SqNxt-23", load_target("pe8x8")
-    expected = outputs(spec, "pe8x8", "cycles")[2]
+    spec = "zoo:1.0-SqNxt-23"
+    texts, _, expected = outputs(spec, "pe8x8", "cycles")
     calls = []
-    options = {"objective": "cycles", "time_limit": 0.0, "fallback": "none",
-               "measured_sparsity": False}
-    res = compile_model(spec, passes="default,schedule", target=t,
-                        options={**options, "progress": lambda *a: calls.append(a)})
-    got = collect(res.graph, t)
-    assert [r.schedule for r in got.rows] == [r.schedule for r in expected.rows]
-    assert dumps(schedule_dict(got, pipeline=res.pipeline, options=options)) == \
-        outputs(spec, "pe8x8", "cycles")[0]["schedule"]
+    res, solved = fresh_solves(lambda: driver.compile(spec, target=load_target("pe8x8"),
+                                                      progress=lambda *a: calls.append(a)))
+    got = res.network
     n = got.totals()["distinct_layers"]
+    assert solved == n
+    assert [r.schedule for r in got.rows] == [r.schedule for r in expected.rows]
+    assert driver.render(res, ["schedule"])["schedule"] == texts["schedule"]
     assert [c[:2] for c in calls] == [(i, n) for i in range(n + 1)] and calls[-1][2] is None
 
 
@@ -214,9 +213,11 @@ def test_progress_on_a_terminal_rewrites_one_line_and_erases_it():
 
 
 def test_report_and_compare_schedule_exactly_as_compile_does():
-    from sqnxt_compiler.report.commands import schedule_doc
+    from sqnxt_compiler.cli.report import schedule_docs
     from sqnxt_compiler.report.schedule_json import dumps
     from sqnxt_compiler.targets import load_target
 
     texts = outputs(tiny_path(), "pe16x16", "edp")[0]
-    assert dumps(schedule_doc(tiny_path(), load_target("pe16x16"), objective="edp")) == texts["schedule"]
+    docs, solved = fresh_solves(lambda: schedule_docs(tiny_path(), [load_target("pe16x16")],
+                                                      {"objective": "edp"}, False))
+    assert solved > 0 and dumps(docs[0]) == texts["schedule"]

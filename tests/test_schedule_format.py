@@ -3,14 +3,17 @@ every output file (schedule.json, layers.csv, summary.txt, loopnest.txt) on the 
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from test_report_support import (VALIDATED, outputs, small_target, tiny_params, tiny_path,
-                                 validate, validator)
+from report_support import (VALIDATED, fresh_solves, outputs, small_target, tiny_params,
+                            tiny_path, validate, validator)
 from sqnxt_compiler.diagnostics import InputError
 from sqnxt_compiler.report.network import ENERGY_LEVELS
 from sqnxt_compiler.report.schedule_json import FORMAT, VERSION, load_schedule, schema
@@ -115,7 +118,12 @@ def test_document_has_the_promised_top_level_facts(produced):
     _, doc, net = produced
     assert doc["format"] == FORMAT and doc["version"] == VERSION
     assert doc["tool"]["sqnxtc"] and doc["tool"]["ortools"]
-    assert doc["pipeline"].endswith("schedule")
+    # the pipeline as it ran, the schedule pass's options spelled out, agreeing with "options"
+    opts = ",".join(f"{k.replace('_', '-')}={str(v).lower()}" for k, v in
+                    (("objective", doc["options"]["objective"]), ("time_limit", doc["options"]["time_limit"]),
+                     ("fallback", doc["options"]["fallback"]),
+                     ("measured_sparsity", doc["options"]["measured_sparsity"])))
+    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,schedule{" + opts + "}"
     assert doc["target"]["fields"]["array.pe_rows"] == net.target.pe_rows
     for L in doc["layers"]:
         c = L["cost"]
@@ -191,12 +199,29 @@ def test_totals_equal_sums_over_layers_and_csv_and_summary(produced):
     assert f"cycles {tot['total_cycles']} (compute {tot['compute_cycles']}" in texts["loops"]
 
 
-def test_outputs_are_deterministic():
-    spec, target = tiny_path(), "pe8x8"
-    a = outputs(spec, target, "cycles")[0]
-    outputs.cache_clear()
-    b = outputs(spec, target, "cycles")[0]
-    assert a == b
+def _compile_files(cli, out, env=None):
+    """``sqnxtc compile`` of the tiny net for pe8x8 into ``out``, in this process (caches
+    cleared, solves counted) or, with ``env``, in a fresh process; returns the files."""
+    args = ["compile", tiny_path(), "-t", "pe8x8", "-o", str(out) + "/"]
+    if env is None:
+        r, solved = fresh_solves(lambda: cli(*args))
+        assert r.exit_code == 0 and solved == 8, (r.output, solved)   # every layer really solved
+    else:
+        p = subprocess.run([sys.executable, "-c", "from sqnxt_compiler.cli import main; main()", *args], env=env,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    return {f.name: f.read_bytes() for f in sorted(Path(out).iterdir())}
+
+
+def test_outputs_are_deterministic(cli, tmp_path):
+    """Same input, same options: byte-identical files, from compiles that each solve every
+    layer (no cache answers the second) and from fresh processes with other hash seeds."""
+    a = _compile_files(cli, tmp_path / "a")
+    b = _compile_files(cli, tmp_path / "b")
+    assert len(a) == 5 and a == b
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        assert _compile_files(cli, tmp_path / f"p{seed}", env) == a
 
 
 # ---- reading back ----------------------------------------------------------------------

@@ -1,16 +1,21 @@
 """Target descriptions: bundled files, loading by name/path, rejection of bad files, CLI."""
 from __future__ import annotations
 
+import json
+import re
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from fractions import Fraction
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sqnxt_compiler.diagnostics import ExitCode, TargetError
-from sqnxt_compiler.targets import SCHEMA, list_targets, load_target
+from sqnxt_compiler.targets import FORMATS, SCHEMA, Target, list_targets, load_target
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bundled_text(name: str) -> str:
@@ -135,8 +140,101 @@ def test_cli_show_bad_target_exit_code(tmp_path):
 
 
 def test_every_field_is_documented():
-    from pathlib import Path
-
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "target-format.md").read_text()
+    doc = (ROOT / "docs" / "target-format.md").read_text()
     for f in SCHEMA:
         assert f"`{f.path}`" in doc, f.path
+    assert "`format = 1`" in doc
+    # every default is in the docs' Defaults table, with its value
+    for f in SCHEMA:
+        if not f.required:
+            assert f"| `{f.path}` | `{json.dumps(f.default)}` |" in doc, f.path
+
+
+# ---- one list of fields, defaults, format version ------------------------------------------
+
+def _without_line(text: str, key: str) -> str:
+    """``text`` with the one line ``key = ...`` removed."""
+    pattern = rf"(?m)^{re.escape(key)} = .*\n"
+    assert len(re.findall(pattern, text)) == 1, key
+    return re.sub(pattern, "", text)
+
+
+def test_schema_is_the_dataclass():
+    # one list: the schema is read from Target's declarations (everything but `source`)
+    assert [f.attr for f in SCHEMA] == [f.name for f in fields(Target) if f.name != "source"]
+    assert len({f.path for f in SCHEMA}) == len(SCHEMA)
+
+
+def test_defaults_are_the_documented_conventions():
+    assert {f.path: f.default for f in SCHEMA if not f.required} == {
+        "buffer.split": "shared", "dram.activation_home": "dram"}
+    # the design point stays required
+    for path in ("array.pe_rows", "array.pe_cols", "buffer.global_buffer_bytes", "dram.bandwidth_gb_per_s",
+                 "clock.frequency_mhz", "buffer.double_buffering", "energy.mac", "energy.dram"):
+        assert next(f for f in SCHEMA if f.path == path).required, path
+
+
+def test_keyword_construction_takes_the_defaults():
+    t = load_target("pe8x8")
+    required = {f.attr: getattr(t, f.attr) for f in SCHEMA if f.required}
+    built = Target(**required, source=t.source)
+    assert built == t and built.fingerprint() == t.fingerprint()
+    assert replace(t, pe_rows=4).pe_rows == 4
+
+
+@pytest.mark.parametrize("name", ["pe16x16", "pe8x8"])
+def test_bundled_fingerprints_equal_the_goldens(name):
+    goldens = sorted((ROOT / "tests" / "goldens").glob(f"*__{name}.txt"))
+    assert goldens
+    recorded = set()
+    for g in goldens:
+        recorded |= set(re.findall(r"(?m)^fingerprint\s+(\S+)$", g.read_text()))
+    assert recorded == {f"sha256:{load_target(name).fingerprint()}"}
+
+
+def test_bundled_files_say_format_1():
+    for name in list_targets():
+        assert re.search(r"(?m)^format = 1\b", _bundled_text(name)), name
+
+
+def test_file_without_format_loads(tmp_path):
+    text = _without_line(_bundled_text("pe16x16"), "format")
+    t = load_target(_write(tmp_path, text))
+    assert replace(t, source="") == replace(load_target("pe16x16"), source="")
+    assert t.fingerprint() == load_target("pe16x16").fingerprint()
+
+
+@pytest.mark.parametrize("value", ["2", "0", '"1"', "1.0", "true"])
+def test_other_format_is_rejected(tmp_path, value):
+    text = _bundled_text("pe16x16").replace("format = 1", f"format = {value}", 1)
+    with pytest.raises(TargetError) as ei:
+        load_target(_write(tmp_path, text))
+    msg = str(ei.value)
+    assert "field 'format'" in msg and "bad.toml" in msg
+    assert f"reads format {', '.join(map(str, FORMATS))}" in msg
+    assert ei.value.code == ExitCode.BAD_TARGET
+
+
+def test_format_is_checked_before_the_fields(tmp_path):
+    # a format-2 file may have sections this sqnxtc does not know: report the format
+    text = _bundled_text("pe16x16").replace("format = 1", "format = 2", 1) + "\n[noc]\nhops = 3\n"
+    with pytest.raises(TargetError, match="field 'format': target format 2 is not supported"):
+        load_target(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("f", [f for f in SCHEMA if not f.required], ids=lambda f: f.path)
+@pytest.mark.parametrize("name", ["pe16x16", "pe8x8"])
+def test_missing_defaulted_field_takes_the_default(tmp_path, name, f):
+    full = load_target(name)
+    t = load_target(_write(tmp_path, _without_line(_bundled_text(name), f.key)))
+    assert getattr(t, f.attr) == f.default == getattr(full, f.attr)
+    assert t.to_dict() == full.to_dict()
+    assert t.fingerprint() == full.fingerprint()
+
+
+@pytest.mark.parametrize("f", [f for f in SCHEMA if f.required], ids=lambda f: f.path)
+def test_missing_required_field_is_named(tmp_path, f):
+    with pytest.raises(TargetError) as ei:
+        load_target(_write(tmp_path, _without_line(_bundled_text("pe16x16"), f.key)))
+    msg = str(ei.value)
+    assert f"field '{f.path}': missing" in msg and "bad.toml" in msg

@@ -4,8 +4,10 @@ every MAC is computed once, every output element is finalized once, the tile and
 transfer counts are the cost model's, and deliberately broken variants are caught."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +17,16 @@ from onnx import helper
 
 from support import FIXTURES, inferred_model, rand
 
+from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import ORDERS, Mapping
 from sqnxt_compiler.cost.model import evaluate
 from sqnxt_compiler.diagnostics import SqnxtError
-from sqnxt_compiler.driver import compile_model
+from sqnxt_compiler import driver
 from sqnxt_compiler.layers import layer_of
 from sqnxt_compiler.passes.schedule import ScheduleAttr
 from sqnxt_compiler.reference import tiled
 from sqnxt_compiler.reference.check import check, random_inputs
-from sqnxt_compiler.reference.executor import run
+from sqnxt_compiler.reference.executor import Interpreter, run
 from sqnxt_compiler.reference.tiled import TOLERANCES, execute_tiled, run_tiled
 from sqnxt_compiler.schedule.solver import LayerSchedule
 from sqnxt_compiler.targets import load_target
@@ -179,7 +182,7 @@ def force(graph, target, pick):
 def compiled(model, tmp_path, passes="default", target=None):
     p = tmp_path / "m.onnx"
     onnx.save(model, str(p))
-    return compile_model(str(p), passes=passes, target=target)
+    return driver.compile(str(p), pipeline=passes, target=target)
 
 
 def assert_invariants(stats, graph):
@@ -356,6 +359,62 @@ def test_int16_with_a_wrong_scale_fails_the_tolerance(split_conv, monkeypatch):
     assert not rep.ok
 
 
+# ----------------------------------------------------------------------------- the interpreter
+def test_tiled_executor_is_the_interpreter_with_run_op_overridden(tiny, tmp_path, monkeypatch):
+    """The graph loop is the reference Interpreter's; the scheduled op runs tile by tile and
+    every other op goes through the parent's run_op (its numpy kernel)."""
+    assert issubclass(tiled.TiledExecutor, Interpreter)
+    assert "run" not in vars(tiled.TiledExecutor) and "run_op" in vars(tiled.TiledExecutor)
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Softmax", ["c"], ["y"], axis=1)]
+    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], [("w", rand(rng, 4, 3, 3, 3))])
+    res = compiled(model, tmp_path)     # conv (scheduled) -> softmax (no schedule)
+    force(res.graph, tiny, lambda L: mappings_for(L)[0])
+    feeds = random_inputs(res.graph, 2)
+    plain = run(res.graph, feeds)
+    parent, seen = Interpreter.run_op, []
+
+    def spy(self, op, args):
+        seen.append(op.name)
+        return parent(self, op, args)
+    monkeypatch.setattr(Interpreter, "run_op", spy)
+    r = execute_tiled(res.graph, feeds)
+    assert "sqnxt.softmax" in seen and seen == r.unscheduled
+    assert [st.op for st in r.layers] == ["sqnxt.conv"] and "sqnxt.conv" not in seen
+    direct = tiled.TiledExecutor(res.graph, tiled._Fp32()).run(feeds)
+    np.testing.assert_array_equal(r.outputs["y"], direct["y"])
+    assert_close_to_plain(r.outputs, plain)
+
+
+def test_layer_shape_key_ignores_only_the_name_and_the_weight_sparsity():
+    L = Layer("a", "conv", C=4, K=6, H=8, W=8, R=3, S=3, P=8, Q=8, pad_top=1, pad_left=1,
+              pad_bottom=1, pad_right=1)
+    same = dataclasses.replace(L, name="b", weight_zero_fraction=Fraction(1, 3))
+    assert same.shape_key() == L.shape_key() and same.key() != L.key()
+    for other in (dataclasses.replace(L, pad_top=0, pad_bottom=2),
+                  dataclasses.replace(L, stride_h=2, P=4), dataclasses.replace(L, groups=2),
+                  dataclasses.replace(L, kind="maxpool", K=4)):
+        assert other.shape_key() != L.shape_key()
+
+
+def test_a_schedule_runs_on_an_op_of_the_same_shape_whatever_its_sparsity(tiny, tmp_path):
+    res = compiled(CASES["conv3x3-pad1-relu"](), tmp_path)
+    force(res.graph, tiny, lambda L: mappings_for(L)[0])
+    op = next(op for op in res.graph.ops() if "schedule" in op.attrs)
+    s = op.attrs["schedule"].schedule
+    feeds = random_inputs(res.graph, 1)
+    want = execute_tiled(res.graph, feeds).outputs["y"]
+    sparse = dataclasses.replace(s.layer, weight_zero_fraction=Fraction(1, 2))
+    op.attrs["schedule"] = ScheduleAttr(dataclasses.replace(s, layer=sparse))
+    np.testing.assert_array_equal(execute_tiled(res.graph, feeds).outputs["y"], want)
+    moved = dataclasses.replace(s.layer, pad_top=0, pad_bottom=2)   # same P, other rows
+    op.attrs["schedule"] = ScheduleAttr(dataclasses.replace(s, layer=moved))
+    with pytest.raises(SqnxtError, match="does not match the op") as err:
+        execute_tiled(res.graph, feeds)
+    assert err.value.location.op == "sqnxt.conv"
+
+
 # ----------------------------------------------------------------------------- int16 rules
 def test_frac_bits_and_requantization_rules():
     assert tiled.frac_bits(1.0) == 14 and tiled.frac_bits(0.99) == 15 and tiled.frac_bits(3.9) == 13
@@ -392,11 +451,14 @@ def _check_cli(cli, *args):
     return r.output
 
 
+@pytest.mark.usefixtures("cached_zoo_build")
 def test_sqnxt23_tiled_on_pe16x16(cli):
     out = _check_cli(cli, "zoo:1.0-SqNxt-23", "--target", "pe16x16", "--tiled")
     assert "tiled fp32 execution on pe16x16" in out
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("cached_zoo_build")
 def test_sqnxt23_tiled_on_pe8x8_fp32_and_int16(cli):
     _check_cli(cli, "zoo:1.0-SqNxt-23", "--target", "pe8x8", "--tiled", "--samples", "1")
     out = _check_cli(cli, "zoo:1.0-SqNxt-23", "--target", "pe8x8", "--tiled", "--precision", "int16",
@@ -404,11 +466,13 @@ def test_sqnxt23_tiled_on_pe8x8_fp32_and_int16(cli):
     assert "tiled int16 execution on pe8x8" in out
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("cached_zoo_build")
 @pytest.mark.parametrize("model,target", [("zoo:MobileNet-1.0-224", "pe16x16"),
                                           ("zoo:1.0-G-SqNxt-23", "pe8x8")])
 def test_depthwise_and_grouped_networks_tiled(model, target):
     t = load_target(target)
-    res = compile_model(model, passes="default,schedule", target=t)
+    res = driver.compile(model, pipeline="default,schedule", target=t)
     feeds = random_inputs(res.graph, 0)
     r = execute_tiled(res.graph, feeds)
     assert_invariants(r.layers, res.graph)

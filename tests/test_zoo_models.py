@@ -1,4 +1,7 @@
-"""Every zoo preset is a valid ONNX model that runs in onnxruntime with sane numbers."""
+"""Every zoo preset is a valid ONNX model that runs in onnxruntime with sane numbers.
+
+Built models come from the session's ``zoo_models`` (each built once per run, shared with
+the other zoo sweeps); the determinism test builds fresh copies to compare with them."""
 from __future__ import annotations
 
 import re
@@ -9,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from sqnxt_compiler.zoo import build, get_info, list_models
-from sqnxt_compiler.zoo.builder import calibration_input, run_definition
+from sqnxt_compiler.zoo.builder import calibration_input
 from sqnxt_compiler.zoo.registry import lookup
 from sqnxt_compiler.zoo.serialize import iter_model_bytes, write_model
 from sqnxt_compiler.zoo.stats import count_model
@@ -28,8 +31,9 @@ def fresh_input(size: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((1, 3, size, size), dtype=np.float32)
 
 
+@pytest.mark.slow  # the whole zoo through onnxruntime (VGG-19: 20 GMACs per image)
 @pytest.mark.parametrize("name", NAMES)
-def test_preset_is_valid_and_runs(name, tmp_path):
+def test_preset_is_valid_and_runs(name, zoo_models):
     """Full checker, interface conventions, names, counts, and onnxruntime numerics.
 
     The builder's numpy calibration pass must agree with onnxruntime on the calibration
@@ -38,11 +42,8 @@ def test_preset_is_valid_and_runs(name, tmp_path):
     """
     info = get_info(name)
     p = lookup(name)
-    b, model = run_definition(p.definition, p.name, p.input_size, materialize=True,
-                              calibration_images=p.calibration_images)
-    path = tmp_path / "m.onnx"
-    with open(path, "wb") as fh:
-        write_model(model, fh)
+    path = zoo_models.path(name)  # build(name), written with write_model
+    model = zoo_models.model(name)
     onnx.checker.check_model(str(path), full_check=True)
 
     g = model.graph
@@ -72,7 +73,7 @@ def test_preset_is_valid_and_runs(name, tmp_path):
     del model
     calib = calibration_input(0, info.input_size, p.calibration_images)
     got = np.concatenate([sess.run(None, {"input": calib[i:i + 1]})[0] for i in range(len(calib))])
-    np.testing.assert_allclose(got, b.calibration_output, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got, zoo_models.calibration_output(name), rtol=1e-3, atol=1e-3)
 
     y = sess.run(None, {"input": fresh_input(info.input_size, 7)})[0]
     y2 = sess.run(None, {"input": fresh_input(info.input_size, 8)})[0]
@@ -83,13 +84,13 @@ def test_preset_is_valid_and_runs(name, tmp_path):
     assert float(np.linalg.norm(y - y2) / np.linalg.norm(y)) > 1e-3  # depends on the input
 
 
-def test_activations_stay_normalized_through_a_deep_model(tmp_path):
+def test_activations_stay_normalized_through_a_deep_model(tmp_path, zoo_models):
     """In 1.0-SqNxt-44-IDA (220 conv layers) no intermediate tensor blows up or vanishes.
 
     Every BatchNorm output and every block sum is exposed as a graph output and measured on
     an image the calibration never saw.
     """
-    model = build("1.0-SqNxt-44-IDA")
+    model = zoo_models.model("1.0-SqNxt-44-IDA")
     probes = [n.output[0] for n in model.graph.node if n.op_type in ("BatchNormalization", "Add")]
     assert len([n for n in model.graph.node if n.op_type == "Conv"]) > 200
     for name in probes:
@@ -108,12 +109,9 @@ def test_activations_stay_normalized_through_a_deep_model(tmp_path):
             assert 0.2 < std < 10.0, (name, std)
 
 
-def test_numerics_are_well_conditioned(tmp_path):
+def test_numerics_are_well_conditioned(zoo_models):
     """A 1e-3 relative input perturbation moves 2.0-SqNxt-44's logits by < 1e-2 relative."""
-    path = tmp_path / "m.onnx"
-    with open(path, "wb") as fh:
-        write_model(build("2.0-SqNxt-44"), fh)
-    sess = session(path)
+    sess = session(zoo_models.path("2.0-SqNxt-44"))
     x = fresh_input(227, 3)
     d = np.random.default_rng(4).standard_normal(x.shape, dtype=np.float32) * np.float32(1e-3)
     y = sess.run(None, {"input": x})[0]
@@ -121,11 +119,11 @@ def test_numerics_are_well_conditioned(tmp_path):
     assert float(np.linalg.norm(yp - y) / np.linalg.norm(y)) < 1e-2
 
 
-def test_build_is_deterministic_and_seeded():
-    a = build("1.0-SqNxt-23").SerializeToString()
+def test_build_is_deterministic_and_seeded(zoo_models):
+    a = zoo_models.serialized("1.0-SqNxt-23")  # an earlier build's bytes
     assert build("1.0-SqNxt-23", seed=0).SerializeToString() == a
     assert build("1.0-SqNxt-23", seed=1).SerializeToString() != a
-    sparse = build("1.0-SqNxt-23", weight_sparsity=0.4).SerializeToString()
+    sparse = zoo_models.serialized("1.0-SqNxt-23", weight_sparsity=0.4)
     assert sparse != a
     assert build("1.0-SqNxt-23", weight_sparsity=0.4).SerializeToString() == sparse
 
@@ -135,20 +133,18 @@ def _weights(model):
     return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name in convfc}
 
 
-def test_weight_sparsity_zeroes_that_fraction_of_conv_and_fc_weights(tmp_path):
-    dense = _weights(build("1.0-SqNxt-23"))
+def test_weight_sparsity_zeroes_that_fraction_of_conv_and_fc_weights(zoo_models):
+    dense = _weights(zoo_models.model("1.0-SqNxt-23"))
     assert sum(int((w == 0).sum()) for w in dense.values()) == 0
-    model = build("1.0-SqNxt-23", weight_sparsity=0.4)
+    model = zoo_models.model("1.0-SqNxt-23", weight_sparsity=0.4)
     sparse = _weights(model)
     zeros = sum(int((w == 0).sum()) for w in sparse.values())
     total = sum(w.size for w in sparse.values())
     assert abs(zeros / total - 0.4) < 0.01
     bn_scales = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith(".scale")]
     assert all((s != 0).all() for s in bn_scales)  # only conv/fc weights are sparsified
-    path = tmp_path / "s.onnx"
-    with open(path, "wb") as fh:
-        write_model(model, fh)
-    y = session(path).run(None, {"input": fresh_input(227, 5)})[0]
+    y = session(zoo_models.path("1.0-SqNxt-23", weight_sparsity=0.4)).run(
+        None, {"input": fresh_input(227, 5)})[0]
     assert np.isfinite(y).all() and 0.25 < float(y.std()) < 4.0
 
 

@@ -77,6 +77,9 @@ def squeezenet_v10(b: GraphBuilder) -> Value:
     return _squeezenet_head(b, x)
 
 
+# v1.0 and v1.1 read alike line by line (the `duplicates` tool pairs them): they are two
+# published definitions that differ in conv1 and where the pools sit, kept literal so each
+# can be checked against its reference.
 def squeezenet_v11(b: GraphBuilder) -> Value:
     """SqueezeNet v1.1 (DeepScale's Caffe definition); the preset builds it at 224x224
     (the paper's 352M MACs is the 224 figure; see presets.py).

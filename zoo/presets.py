@@ -4,7 +4,7 @@ SqueezeNext presets are small functions returning a :class:`SqueezeNextConfig`; 
 docstrings are the model's documentation (first paragraph = the one-line description of
 ``sqnxtc zoo list``).  A preset marked ``reconstructed`` fills in a detail the sources do
 not publish; its docstring says what was chosen and why.  Figures are those of
-``shared/spec/squeezenext.md`` (millions; MACs in the paper's convention of one bias MAC
+``docs/spec/squeezenext.md`` (millions; MACs in the paper's convention of one bias MAC
 per output value).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import comparison, squeezenext
-from .registry import Check, Preset, register
+from .preset import Check, Preset, register
 from .squeezenext import SqueezeNextConfig
 
 _V2_V4_STYLE_NOTE = (

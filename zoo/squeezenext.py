@@ -5,7 +5,7 @@ multiplier, depth vector, conv1 kernel, groups, first-block style, input size) p
 zoo's reconstruction of the Iterative Deep Aggregation variants; :func:`define` turns a
 config into layers on a :class:`~.builder.GraphBuilder`.
 
-Structure (the spec's rules, ``../shared/spec/squeezenext.md``)::
+Structure (the spec's rules, ``docs/spec/squeezenext.md``)::
 
     conv1    KxK (7 or 5), stride 2, no padding, 3 -> 64, BN, ReLU
     pool1    max 3x3, stride 2, ceil mode

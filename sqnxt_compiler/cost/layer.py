@@ -18,7 +18,7 @@ Conventions
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 
 from sqnxt_compiler.diagnostics import UnsupportedError
@@ -61,6 +61,14 @@ class Layer:
                 self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
                 self.pad_right, self.groups, self.n_inputs,
                 None if self.weight_zero_fraction is None else str(self.weight_zero_fraction))
+
+    def shape_key(self) -> tuple:
+        """The layer's shape: every field but the name and ``weight_zero_fraction`` (kind,
+        sizes, strides, pads, groups, inputs), in field order.  Equal shape keys mean the
+        same computation on the same tensor shapes, whatever weight sparsity was measured:
+        a schedule made for one runs the other tile for tile."""
+        return tuple(getattr(self, f.name) for f in fields(self)
+                     if f.name not in ("name", "weight_zero_fraction"))
 
     # ---- derived shape quantities ----
     @property

@@ -15,7 +15,6 @@ LOOPS = ("x", "y", "c", "k")
 #: Every tile-loop order, outermost first, in a fixed order: the tie-break index
 #: (itertools.permutations of "kcyx": index 0 is k, c, y, x).
 ORDERS: tuple[tuple[str, ...], ...] = tuple(permutations(("k", "c", "y", "x")))
-ORDER_INDEX = {o: i for i, o in enumerate(ORDERS)}
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,7 @@ class Mapping:
     order: tuple[str, ...] = ("k", "c", "y", "x")
 
     def __post_init__(self) -> None:
-        if isinstance(self.order, str):
-            object.__setattr__(self, "order", tuple(self.order))
-        else:
-            object.__setattr__(self, "order", tuple(self.order))
+        object.__setattr__(self, "order", tuple(self.order))   # "kcyx" or a sequence
 
     def to_dict(self) -> dict:
         return {"dataflow": self.dataflow, "tiles": {"x": self.tx, "y": self.ty, "c": self.tc, "k": self.tk},

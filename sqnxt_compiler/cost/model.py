@@ -24,7 +24,11 @@ from .mapping import DATAFLOWS, LOOPS, Mapping
 
 @dataclass(frozen=True)
 class Consts:
-    """Layer- and target-constants of the formulas (docs/cost-model.md, "Constants")."""
+    """Layer- and target-constants of the formulas (docs/cost-model.md, "Constants").
+
+    Not a mirror of the target's fields: these are the short names :func:`cost_terms` and
+    the CP-SAT model write their formulas in, mostly quantities derived per layer or from
+    several target fields; a target field appears here only when a formula uses it."""
 
     g: int          # groups run one after another (eff_groups)
     Cg: int

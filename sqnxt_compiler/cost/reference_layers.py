@@ -5,7 +5,7 @@
   folds the alternating 1x3 / 3x1 order into one row per repeated layer and lists conv and
   fc layers only.
 * :func:`squeezenext_layers` builds every layer of a SqueezeNext variant from the block
-  rules of ``shared/spec/squeezenext.md`` (conv1, ceil-mode max pool, the blocks with
+  rules of ``docs/spec/squeezenext.md`` (conv1, ceil-mode max pool, the blocks with
   their alternating separable pair and element-wise sums, the bottleneck conv, global
   average pool, fc): ``"1.0-SqNxt-23"`` (baseline first blocks) and ``"1.0-SqNxt-23v5"``
   (5x5 conv1, depth [2, 4, 14, 1], v5 first blocks).

@@ -478,20 +478,22 @@ def _reshape(L):
 
 def static_value(v, _depth: int = 0):
     """The value of ``v`` if it is computable without data (constants, shapes of statically
-    typed tensors, and shape ops on those), else None.  Used to type a Reshape whose target
-    shape an exporter computes (Shape -> Gather -> Unsqueeze -> Concat)."""
+    typed tensors, and ops with a kernel on those), else None.  Used to type a Reshape whose
+    target shape an exporter computes (Shape -> Gather -> Unsqueeze -> Concat).  Graph
+    structure (the ``structural`` op trait: inputs, outputs) is never evaluated; a
+    constant's value is its own."""
     from ..reference.executor import KERNELS, eval_op
 
     op = v.owner
     if op is None or _depth > 64:
         return None
-    if op.name == "sqnxt.constant":
-        return op.attrs["value"]
+    if op.const_value() is not None:
+        return op.const_value()
     if op.name == "sqnxt.shape":
         r = op.operands[0].type.rank
         return np.array(op.operands[0].type.shape, dtype=np.int64)[
             op.attrs.get("start", 0):op.attrs.get("end", r)]
-    if op.name not in KERNELS or op.name in ("sqnxt.input", "sqnxt.output"):
+    if op.has_trait("structural") or op.name not in KERNELS:
         return None
     args = [static_value(a, _depth + 1) for a in op.operands]
     if any(a is None for a in args):

@@ -6,6 +6,24 @@ default and whether it is required, infers its result types from its operands an
 attributes, and verifies its own rules.  The verifier checks every op against its
 declaration, so an op that was never declared, or that breaks its declaration, cannot
 survive a pass unnoticed.
+
+A declaration also carries *traits*: facts about the op that passes, the cost model, the
+reports and the frontend read instead of keeping their own lists of op names.  The known
+traits (:data:`TRAITS`, the one list; ``declare`` rejects any other name):
+
+* ``structural``: graph structure (``sqnxt.input``, ``sqnxt.output``, ``sqnxt.constant``):
+  never executed as arithmetic, never folded.
+* ``free``: moves no data and does no arithmetic on the machine (views, layout and shape
+  ops, and the structural ops): left out of the network's layers and schedule rows.
+* ``shape_op``: a shape computation exporters emit (``Shape -> Gather -> Unsqueeze ->
+  Concat`` reshape chains, views such as Squeeze); canonicalize folds it on constants.
+* ``has_weights``: operands 1.. are the layer's weight (output channels on axis 0) and
+  optional bias (one per output channel): the network's parameters as the reports count
+  them (an unfolded batchnorm's statistics are not), and what fold-bn rescales.
+* ``act_fusible``: has an ``act`` attribute that a following relu / relu6 can fold into.
+* ``runs_on_array``: the accelerator runs it and the cost model costs it
+  (:func:`sqnxt_compiler.layers.layer_of` maps it to a layer; one instance may still be
+  unmodelled, e.g. a broadcasting add).
 """
 from __future__ import annotations
 
@@ -57,6 +75,12 @@ class Op:
     def opdef(self) -> "OpDef":
         return OPS[self.name]
 
+    def has_trait(self, trait: str) -> bool:
+        """True if this op's declaration has ``trait`` (a name in :data:`TRAITS`)."""
+        if trait not in TRAITS:
+            raise KeyError(f"unknown op trait '{trait}'")
+        return trait in OPS[self.name].traits
+
     def const_value(self) -> np.ndarray | None:
         """The array of a ``sqnxt.constant`` op, else None."""
         return self.attrs["value"] if self.name == "sqnxt.constant" else None
@@ -88,13 +112,37 @@ class AttrSpec:
     choices: tuple | None = None
 
 
+#: Op traits, name -> meaning (module docstring): the only names ``declare`` accepts.
+TRAITS: dict[str, str] = {
+    "structural": "graph structure (input, output, constant): never executed as arithmetic, "
+                  "never folded",
+    "free": "moves no data and does no arithmetic on the machine (views, layout, shape ops, "
+            "structure): not a layer, not in the schedule",
+    "shape_op": "a shape computation exporters emit (Shape -> Gather -> Unsqueeze -> Concat); "
+                "folded on constants",
+    "has_weights": "operands 1.. are the layer's weight (output channels on axis 0) and "
+                   "optional bias (counted as the network's parameters; what fold-bn rescales)",
+    "act_fusible": "has an 'act' attribute a following relu / relu6 can fold into",
+    "runs_on_array": "the accelerator runs it and the cost model costs it (layers.layer_of)",
+}
+
+
+def check_traits(name: str, traits) -> frozenset[str]:
+    """``traits`` as a frozenset, after checking every name is in :data:`TRAITS`."""
+    out = frozenset(traits)
+    unknown = sorted(out - TRAITS.keys())
+    if unknown:
+        raise ValueError(f"op {name}: unknown trait(s) {unknown}; known: {sorted(TRAITS)}")
+    return out
+
+
 @dataclass(frozen=True)
 class OpDef:
     """The declaration of one op.
 
     ``operands`` is ``(min, max)`` (``max`` None = variadic); ``infer`` maps an op to its
     result types; ``verify`` raises :class:`VerifyError` when an op breaks a rule that
-    types alone do not capture.
+    types alone do not capture; ``traits`` are names from :data:`TRAITS`.
     """
 
     name: str
@@ -104,8 +152,7 @@ class OpDef:
     attrs: dict[str, AttrSpec]
     infer: Callable[[Op], list[TensorType]]
     verify: Callable[[Op], None] | None = None
-    #: True for ops with no effect on the network's arithmetic cost (shape bookkeeping).
-    is_shape_op: bool = False
+    traits: frozenset[str] = frozenset()
 
 
 #: The op registry: every op the IR knows, by name.
@@ -113,14 +160,18 @@ OPS: dict[str, OpDef] = {}
 
 
 def declare(name: str, summary: str, *, operands=(1, 1), results: int = 1,
-            attrs: dict[str, AttrSpec] | None = None, verify=None, shape_op: bool = False):
-    """Decorator: declare an op whose type-inference function is the decorated function."""
+            attrs: dict[str, AttrSpec] | None = None, verify=None, traits=()):
+    """Decorator: declare an op whose type-inference function is the decorated function.
+
+    ``traits`` are names from :data:`TRAITS`; an unknown name is an error.
+    """
+    checked = check_traits(name, traits)
 
     def wrap(infer):
         if name in OPS:
             raise ValueError(f"op {name} declared twice")
         OPS[name] = OpDef(name, summary, tuple(operands), results, dict(attrs or {}),
-                          infer, verify, shape_op)
+                          infer, verify, checked)
         return infer
 
     return wrap

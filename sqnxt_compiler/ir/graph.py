@@ -131,6 +131,24 @@ class Graph:
         return n
 
     # ------------------------------------------------------------------ queries
+    def clone(self) -> "Graph":
+        """A copy with the same op ids, value names, types, attributes and locations, whose
+        ops, values and attribute dicts are new; attribute values (constant arrays
+        included) are shared, never copied: they are not written in place.  A pass run on
+        the clone leaves this graph as it was."""
+        new = Graph(self.name, self.source)
+        new._next_id, new._names = self._next_id, set(self._names)
+        values: dict[int, Value] = {}
+        for op in self.ops():
+            c = Op(op.name, [values[id(v)] for v in op.operands], [], dict(op.attrs), op.loc, op.id)
+            for v in op.results:
+                values[id(v)] = Value(v.name, v.type, c, v.index)
+                c.results.append(values[id(v)])
+            new.g.add_node(c.id, op=c)
+            for port, v in enumerate(c.operands):
+                new._link(v, c, port)
+        return new
+
     def op(self, op_id: int) -> Op:
         return self.g.nodes[op_id]["op"]
 
@@ -189,9 +207,6 @@ class Graph:
                 seen.add(user.id)
                 out.append(user)
         return out
-
-    def producer(self, v: Value) -> Op | None:
-        return v.owner
 
     @property
     def inputs(self) -> list[Op]:

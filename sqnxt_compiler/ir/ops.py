@@ -7,6 +7,9 @@ ONNX operator of the same name unless stated; the numpy executor
 Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end, x2_end``).
 The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
 (max(x, 0)) or ``relu6`` (min(max(x, 0), 6)).
+
+Each declaration lists its traits (:data:`sqnxt_compiler.ir.core.TRAITS`): what the passes,
+the cost model, the reports and the frontend may assume about the op.
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ from .core import Op, VerifyError, declare
 from .types import TensorType
 
 ACTS = ("none", "relu", "relu6")
+#: Traits of the graph-structure ops, and of the shape computations.
+STRUCTURE_TRAITS = ("structural", "free")
+SHAPE_TRAITS = ("shape_op", "free")
+#: Traits of conv and fc: weights in operands 1.., a fusible activation, run on the array.
+WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible", "runs_on_array")
 #: The mapping and costs the schedule pass attaches to the ops the accelerator runs.
 SCHEDULE = A("any")
 
@@ -54,6 +62,15 @@ def pool_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int, ceil_
     return out
 
 
+def pool_end_pad(size: int, k: int, stride: int, pad_begin: int, pad_end: int, ceil_mode: int) -> int:
+    """The end padding under which the floor rule gives :func:`pool_out`'s size:
+    ``pad_end + max(0, (out - 1) * stride + k - (size + pad_begin + pad_end))`` with
+    ``out = pool_out(...)`` (a ceil-mode window that overhangs the input is padded to a full
+    window: Caffe's rule; in floor mode it is ``pad_end``)."""
+    out = pool_out(size, k, stride, pad_begin, pad_end, ceil_mode)
+    return pad_end + max(0, (out - 1) * stride + k - (size + pad_begin + pad_end))
+
+
 def _need_rank(op: Op, i: int, rank: int, what: str = "input") -> None:
     if _t(op, i).rank != rank:
         raise VerifyError(f"{what} must be rank {rank}, got {_t(op, i)}")
@@ -61,13 +78,13 @@ def _need_rank(op: Op, i: int, rank: int, what: str = "input") -> None:
 
 # ---------------------------------------------------------------- graph structure
 @declare("sqnxt.input", "A graph input (a function argument).", operands=(0, 0),
-         attrs={"name": A("str", True), "type": A("any", True)})
+         attrs={"name": A("str", True), "type": A("any", True)}, traits=STRUCTURE_TRAITS)
 def _input(op):
     return [op.attrs["type"]]
 
 
 @declare("sqnxt.output", "The graph's outputs, in order (the terminator).", operands=(1, None),
-         results=0, attrs={"names": A("strs", True)})
+         results=0, attrs={"names": A("strs", True)}, traits=STRUCTURE_TRAITS)
 def _output(op):
     if len(op.attrs["names"]) != len(op.operands):
         raise VerifyError("one name per output is required")
@@ -75,7 +92,7 @@ def _output(op):
 
 
 @declare("sqnxt.constant", "A constant tensor (weights, biases, shapes).", operands=(0, 0),
-         attrs={"value": A("array", True)})
+         attrs={"value": A("array", True)}, traits=STRUCTURE_TRAITS)
 def _constant(op):
     return [TensorType.of(op.attrs["value"])]
 
@@ -102,7 +119,7 @@ def _verify_conv(op: Op) -> None:
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
                 "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS),
                 "schedule": SCHEDULE},
-         verify=_verify_conv)
+         verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
 def _conv(op):
     x, w = _t(op, 0), _t(op, 1)
     sh, sw = op.attrs["strides"]
@@ -128,7 +145,7 @@ def _verify_fc(op: Op) -> None:
 @declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
          "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image.",
          operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE},
-         verify=_verify_fc)
+         verify=_verify_fc, traits=WEIGHTED_LAYER_TRAITS)
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
 
@@ -173,7 +190,8 @@ def _broadcast(op: Op) -> list[TensorType]:
 
 
 @declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
-         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE})
+         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE},
+         traits=("act_fusible", "runs_on_array"))
 def _add(op):
     return _broadcast(op)
 
@@ -208,14 +226,15 @@ _POOL = {"kernel": A("ints", True), "strides": A("ints", default=(1, 1)),
          "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1)),
          "schedule": SCHEDULE}
 declare("sqnxt.maxpool", "2-D max pooling (padding never wins the max).",
-        attrs=dict(_POOL), verify=_verify_pool)(_pool)
+        attrs=dict(_POOL), verify=_verify_pool, traits=("runs_on_array",))(_pool)
 declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by the full window.",
         attrs={**_POOL, "count_include_pad": A("int", default=0, choices=(0, 1))},
-        verify=_verify_pool)(_pool)
+        verify=_verify_pool, traits=("runs_on_array",))(_pool)
 
 
 @declare("sqnxt.global_avgpool", "Mean over H and W: (N, C, H, W) -> (N, C, 1, 1).",
-         attrs={"schedule": SCHEDULE}, verify=lambda op: _need_rank(op, 0, 4))
+         attrs={"schedule": SCHEDULE}, verify=lambda op: _need_rank(op, 0, 4),
+         traits=("runs_on_array",))
 def _gap(op):
     x = _t(op, 0)
     return [TensorType((x.shape[0], x.shape[1], 1, 1), x.dtype)]
@@ -263,7 +282,7 @@ def _matmul(op):
 
 
 @declare("sqnxt.flatten", "Reshape to 2-D: (prod(dims[:axis]), prod(dims[axis:])).",
-         attrs={"axis": A("int", default=1)})
+         attrs={"axis": A("int", default=1)}, traits=("free",))
 def _flatten(op):
     x = _t(op, 0)
     axis = op.attrs["axis"]
@@ -292,7 +311,7 @@ def reshape_target(in_shape: tuple[int, ...], spec) -> tuple[int, ...]:
 
 @declare("sqnxt.reshape", "Reshape (0 copies, -1 infers). With a computed target shape the "
          "result type is explicit (from import) and must keep the element count.",
-         operands=(2, 2))
+         operands=(2, 2), traits=("free",))
 def _reshape(op):
     spec = _const(op, 1)
     if spec is None:
@@ -320,12 +339,13 @@ def _concat(op):
     return [TensorType(tuple(shape), first.dtype)]
 
 
-@declare("sqnxt.identity", "y = x.")
+@declare("sqnxt.identity", "y = x.", traits=("free",))
 def _identity(op):
     return [_t(op, 0)]
 
 
-@declare("sqnxt.dropout", "Inference dropout: y = x.", attrs={"ratio": A("float", default=0.5)})
+@declare("sqnxt.dropout", "Inference dropout: y = x.", attrs={"ratio": A("float", default=0.5)},
+         traits=("free",))
 def _dropout(op):
     return [_t(op, 0)]
 
@@ -349,7 +369,7 @@ def _softmax(op):
 # These appear in exporters' reshape chains (Shape -> Gather -> Unsqueeze -> Concat) and as
 # views (Squeeze of a 1x1 map).  They do no arithmetic; on constants canonicalize folds them.
 @declare("sqnxt.shape", "The shape of a tensor as an i64 vector (ONNX Shape, start/end).",
-         attrs={"start": A("int", default=0), "end": A("int")}, shape_op=True)
+         attrs={"start": A("int", default=0), "end": A("int")}, traits=SHAPE_TRAITS)
 def _shape(op):
     r = _t(op, 0).rank
     dims = list(range(r))[op.attrs.get("start", 0):op.attrs.get("end", r)]
@@ -414,5 +434,5 @@ for _name, _attrs, _summary, _nops in (
                      "steps": A("ints", True)}, "Strided slice with constant bounds.", (1, 1)),
     ("sqnxt.cast", {"to": A("str", True)}, "Element type conversion.", (1, 1)),
 ):
-    declare(_name, _summary, operands=_nops, attrs=_attrs, shape_op=True)(
+    declare(_name, _summary, operands=_nops, attrs=_attrs, traits=SHAPE_TRAITS)(
         (lambda k: (lambda op: _np_infer(op, SHAPE_KERNELS[k])))(_name))

@@ -5,8 +5,8 @@ Grammar: ``pipeline := item ("," item)*``, ``item := NAME ["{" opt ("," opt)* "}
 which expands in place.  Unknown names, unknown options and values of the wrong type are
 rejected at parse time, before any pass runs.
 
-The manager verifies the IR after every pass, and on request prints the IR after all or
-named passes, per-pass wall time and per-pass statistics, all to a diagnostics stream
+The manager verifies the IR after every pass, and on request prints the IR as imported
+(before any pass), after all or after named passes, per-pass wall time and per-pass statistics, all to a diagnostics stream
 (stderr), so stdout carries only the requested output.
 """
 from __future__ import annotations
@@ -100,17 +100,19 @@ def parse_pipeline(text: str, _depth: int = 0) -> list[Pass]:
                 raise UsageError(f"pass '{name}' has no option '{key}'{_suggest(key, fields)}; "
                                  f"options: {known}")
             values[f.name] = _convert(name, f, raw)
-        out.append(cls(cls.Options(**values)))
+        out.append(cls(cls.Options(**values), explicit=frozenset(values)))
     return out
 
 
 class PassManager:
     """Runs passes in order, verifying after each; optional IR printing, timing, statistics."""
 
-    def __init__(self, passes: list[Pass], *, print_after_all: bool = False,
-                 print_after: tuple[str, ...] = (), timing: bool = False, statistics: bool = False,
-                 verify_each: bool = True, stream: IO[str] | None = None):
+    def __init__(self, passes: list[Pass], *, print_before: bool = False,
+                 print_after_all: bool = False, print_after: tuple[str, ...] = (),
+                 timing: bool = False, statistics: bool = False, verify_each: bool = True,
+                 stream: IO[str] | None = None):
         self.passes = passes
+        self.print_before = print_before
         self.print_after_all = print_after_all
         self.print_after = set(print_after)
         self.timing = timing
@@ -129,12 +131,12 @@ class PassManager:
     def _out(self) -> IO[str]:
         return self.stream or sys.stderr
 
-    def pipeline_string(self) -> str:
-        return ",".join(p.spec() for p in self.passes)
-
     def run(self, graph: Graph, ctx: PassContext | None = None) -> Graph:
         ctx = ctx or PassContext()
         done: list[str] = []
+        if self.print_before:
+            self._out.write("// -----// IR Dump Before any pass //----- //\n")
+            self._out.write(print_graph(graph))
         for p in self.passes:
             t0 = time.perf_counter()
             try:

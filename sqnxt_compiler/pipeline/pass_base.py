@@ -1,15 +1,25 @@
 """The pass base class and the context passes run in.
 
-A pass is a class with a ``name`` (as used in pipeline strings), a one-line ``summary``,
-an ``Options`` dataclass (each field an option: ``name{field=value}``), and ``run(graph,
-ctx)`` that rewrites the graph in place and counts what it changed in ``self.stats``.
+A pass is its options (xDSL's model): a class with a ``name`` (as used in pipeline
+strings), a one-line ``summary``, a frozen ``Options`` dataclass (each field an option:
+``name{field=value}``), and ``run(graph, ctx)`` that rewrites the graph in place and counts
+what it changed in ``self.stats``.  Options reach a pass by one channel only: its
+``Options`` instance, built from the pipeline string (and, for the command line's flags,
+by :meth:`Pass.with_options`).  The :class:`PassContext` carries what is not an option:
+the target, the notes for the user and a progress callback.
+
+:meth:`Pass.spec` writes the pass back as pipeline text with *every* recorded option, so
+the pipeline recorded in an output, fed back with ``--passes``, runs the same passes with
+the same options.  An option whose field has ``metadata={"recorded": False}`` (a cache
+path: it changes how fast, never what) is left out of the spec.
 """
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..ir.graph import Graph
 
@@ -19,30 +29,57 @@ class NoOptions:
     """A pass without options."""
 
 
+#: ``progress(done, total, layer)``: told before each distinct layer shape is solved and
+#: once at the end with ``layer`` None (the schedule pass's protocol).
+ProgressFn = Callable[[int, int, Any], None]
+
+
 @dataclass
 class PassContext:
-    """What passes may read beyond the graph: the target and the command-line options."""
+    """What passes may read beyond the graph and their options."""
 
-    target: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
+    target: Any = None                      # targets.Target, or None (graph passes only)
     notes: list[str] = field(default_factory=list)
+    progress: ProgressFn | None = None
+
+
+def format_option(value: Any) -> str:
+    """An option value as pipeline text: booleans ``true``/``false``, numbers by ``repr``,
+    strings as they are (the parser reads each back to the same value)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 class Pass(abc.ABC):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    #: True for a pass that needs ``ctx.target`` (the pipeline is rejected without one).
+    needs_target: ClassVar[bool] = False
 
-    def __init__(self, options=None):
+    def __init__(self, options=None, *, explicit: frozenset[str] = frozenset()):
         self.options = options if options is not None else self.Options()
+        #: the option fields the pipeline string spelled out (flags may not contradict them)
+        self.explicit = frozenset(explicit)
         self.stats: Counter[str] = Counter()
 
     @abc.abstractmethod
     def run(self, graph: Graph, ctx: PassContext) -> None:
         """Rewrite ``graph`` in place; count changes in ``self.stats``."""
 
+    def recorded_options(self) -> dict[str, Any]:
+        """The options that shape the result, in declaration order (no cache paths)."""
+        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)
+                if f.metadata.get("recorded", True)}
+
     def spec(self) -> str:
-        """This pass as it would appear in a pipeline string (options that differ from defaults)."""
-        defaults = self.Options()
-        opts = [f"{k}={v}" for k, v in vars(self.options).items() if getattr(defaults, k) != v]
+        """This pass as pipeline text, every recorded option spelled out (``key=value``,
+        keys with ``-``): parsing it gives a pass with the same recorded options."""
+        opts = [f"{k.replace('_', '-')}={format_option(v)}" for k, v in self.recorded_options().items()]
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
+
+    def with_options(self, **values: Any) -> "Pass":
+        """A fresh pass of this class with ``values`` replacing options (explicit ones
+        stay explicit)."""
+        return type(self)(dataclasses.replace(self.options, **values), explicit=self.explicit)

@@ -25,7 +25,9 @@ DEFAULT_ATOL = 1e-5
 
 
 @dataclass
-class OutputError:
+class OutputComparison:
+    """One graph output against onnxruntime's over all samples: the largest absolute and
+    relative differences and whether every sample is within tolerance."""
     name: str
     shape: tuple[int, ...]
     max_abs: float = 0.0
@@ -39,7 +41,7 @@ class CheckReport:
     samples: int
     rtol: float
     atol: float
-    outputs: list[OutputError] = field(default_factory=list)
+    outputs: list[OutputComparison] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -88,13 +90,13 @@ def check(graph: Graph, model, source: str, *, samples: int = 3, seed: int = 0,
     """Compare ``executor(graph)`` with onnxruntime on ``model`` over seeded inputs."""
     sess = ort_session(model, source)
     report = CheckReport(samples, rtol, atol)
-    errs: dict[str, OutputError] = {}
+    errs: dict[str, OutputComparison] = {}
     for i in range(samples):
         feeds = random_inputs(graph, seed + i)
         ref = run_ort(sess, feeds)
         ours = executor(graph, feeds)
         for name, r in ref.items():
-            e = errs.setdefault(name, OutputError(name, tuple(r.shape)))
+            e = errs.setdefault(name, OutputComparison(name, tuple(r.shape)))
             a, rel, ok = compare(ours[name], r, rtol, atol)
             if a > e.max_abs or (not ok and e.ok):
                 e.worst_sample = i

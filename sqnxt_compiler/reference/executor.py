@@ -1,8 +1,10 @@
 """A numpy interpreter of the IR: runs a graph op by op (the torch.fx Interpreter idea).
 
 Each op's kernel here is the executable definition of its semantics (the op set's
-docstrings state them).  Intermediate values are dropped after their last use, so whole
-networks run in bounded memory.  A kernel failure names the op and its source node.
+docstrings state them).  :class:`Interpreter` owns the graph loop; :func:`run` is
+``Interpreter(graph).run(inputs)``, and the tiled executor (``tiled.py``) is a subclass
+that overrides how one op runs.  Intermediate values are dropped after their last use, so
+whole networks run in bounded memory.  A kernel failure names the op and its source node.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..diagnostics import InputError, Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
-from ..ir.ops import SHAPE_KERNELS, pool_out
+from ..ir.ops import SHAPE_KERNELS, pool_end_pad, pool_out
 
 Kernel = Callable[[Op, list], np.ndarray]
 KERNELS: dict[str, Kernel] = {}
@@ -114,19 +116,25 @@ KERNELS["sqnxt.div"] = lambda op, a: (np.floor_divide(a[0], a[1]) if a[0].dtype.
 
 
 def _pool_geometry(op, x):
+    """(kernel, strides, pads, output size, end slack) of a pooling op on input ``x``.
+
+    The output size is :func:`sqnxt_compiler.ir.ops.pool_out` (floor or ceil mode).  A
+    ceil-mode window may overhang the declared end padding: the slack is what
+    :func:`sqnxt_compiler.ir.ops.pool_end_pad` adds to it (the cells are -inf for max,
+    never counted by an average).
+    """
     kh, kw = op.attrs["kernel"]
     sh, sw = op.attrs["strides"]
     pt, pl, pb, pr = op.attrs["pads"]
     ceil = op.attrs["ceil_mode"]
     h, w = x.shape[2], x.shape[3]
     oh, ow = pool_out(h, kh, sh, pt, pb, ceil), pool_out(w, kw, sw, pl, pr, ceil)
-    # extra bottom/right cells a ceil-mode window may overhang (not part of declared pads)
-    eh = max(0, (oh - 1) * sh + kh - (h + pt + pb))
-    ew = max(0, (ow - 1) * sw + kw - (w + pl + pr))
-    return (kh, kw), (sh, sw), (pt, pl, pb, pr), (oh, ow), (eh, ew)
+    slack = (pool_end_pad(h, kh, sh, pt, pb, ceil) - pb, pool_end_pad(w, kw, sw, pl, pr, ceil) - pr)
+    return (kh, kw), (sh, sw), (pt, pl, pb, pr), (oh, ow), slack
 
 
 def _windows(xp, k, s, out):
+    """The first ``out`` (rows, columns) windows of size ``k`` at stride ``s`` of ``xp``."""
     win = sliding_window_view(xp, k, axis=(2, 3))[:, :, ::s[0], ::s[1]]
     return win[:, :, :out[0], :out[1]]
 
@@ -262,38 +270,87 @@ def bind_input(graph: Graph, op: Op, inputs: dict[str, np.ndarray]) -> np.ndarra
     return arr.astype(op.result.type.np_dtype, copy=False)
 
 
+class Interpreter:
+    """Runs a graph op by op (the torch.fx ``Interpreter`` pattern).
+
+    :meth:`run` owns the loop: it walks ``graph.ops()`` in program order, binds each input
+    op's value (:meth:`bind`), calls :meth:`run_op` for every op that is neither an input
+    nor the output and checks the result's shape against the IR type, drops a value after
+    its last use (constants stay), and returns the output op's operands (:meth:`collect`).  A subclass changes how ops execute by
+    overriding :meth:`run_op` (``sqnxt_compiler.reference.tiled.TiledExecutor``), and how
+    its values are bound and read back by overriding :meth:`bind` and :meth:`as_array`.
+
+    ``observe(op, value)`` is called with every computed value, as :meth:`as_array` gives
+    it (for debugging / bisection).
+    """
+
+    #: first words of the error raised when an op fails with a non-compiler exception
+    failure = "executing failed"
+
+    def __init__(self, graph: Graph, *, observe: Callable[[Op, np.ndarray], None] | None = None):
+        self.graph = graph
+        self.observe = observe
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on ``inputs`` (keyed by input name); outputs keyed by output name."""
+        order = self.graph.ops()
+        last_use = last_uses(order)
+        env: dict[int, object] = {}
+        for i, op in enumerate(order):
+            if op.name == "sqnxt.input":
+                env[id(op.result)] = self.bind(op, inputs)
+                continue
+            args = [env[id(v)] for v in op.operands]
+            if op.name == "sqnxt.output":
+                return self.collect(op, args)
+            y = self._checked(op, args)
+            env[id(op.result)] = y
+            if self.observe is not None:
+                self.observe(op, self.as_array(y))
+            for v in op.operands:
+                if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
+                    env.pop(id(v), None)
+        return {}
+
+    def bind(self, op: Op, inputs: dict[str, np.ndarray]):
+        """The value of input op ``op``: :func:`bind_input`."""
+        return bind_input(self.graph, op, inputs)
+
+    def run_op(self, op: Op, args: list):
+        """The value of ``op`` (neither input nor output) on its operands' values: the op's
+        numpy kernel (:func:`eval_op`)."""
+        return eval_op(op, args)
+
+    def as_array(self, value) -> np.ndarray:
+        """The numpy array a value stands for (what outputs and ``observe`` receive)."""
+        return value
+
+    def collect(self, op: Op, args: list) -> dict[str, np.ndarray]:
+        """The graph's outputs: the output op's operands, by output name."""
+        return {n: self.as_array(a) for n, a in zip(op.attrs["names"], args)}
+
+    def _checked(self, op: Op, args: list):
+        """:meth:`run_op`, with errors located at the op (its source node) and the result's
+        shape checked against the op's IR type."""
+        where = Location(file=self.graph.source, node=op.loc.node, op=op.name)
+        try:
+            y = self.run_op(op, args)
+        except SqnxtError as exc:
+            if exc.location is None:
+                exc.location = where
+            raise
+        except Exception as exc:  # name the failing node (torch.fx Interpreter style)
+            raise SqnxtError(f"{self.failure}: {type(exc).__name__}: {exc}", where) from exc
+        if y.shape != op.result.type.shape:
+            raise SqnxtError(f"kernel produced shape {y.shape}, IR type says {op.result.type}",
+                             where)
+        return y
+
+
 def run(graph: Graph, inputs: dict[str, np.ndarray], *,
         observe: Callable[[Op, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` (keyed by input name); return outputs keyed by output name.
 
     ``observe(op, value)`` is called with every computed value (for debugging / bisection).
     """
-    order = graph.ops()
-    last_use = last_uses(order)
-    env: dict[int, np.ndarray] = {}
-    outputs: dict[str, np.ndarray] = {}
-    for i, op in enumerate(order):
-        if op.name == "sqnxt.input":
-            env[id(op.result)] = bind_input(graph, op, inputs)
-            continue
-        args = [env[id(v)] for v in op.operands]
-        if op.name == "sqnxt.output":
-            outputs = {n: a for n, a in zip(op.attrs["names"], args)}
-            break
-        try:
-            y = eval_op(op, args)
-        except SqnxtError:
-            raise
-        except Exception as exc:  # name the failing node (torch.fx Interpreter style)
-            raise SqnxtError(f"executing failed: {type(exc).__name__}: {exc}",
-                             Location(file=graph.source, node=op.loc.node, op=op.name)) from exc
-        if y.shape != op.result.type.shape:
-            raise SqnxtError(f"kernel produced shape {y.shape}, IR type says {op.result.type}",
-                             Location(file=graph.source, node=op.loc.node, op=op.name))
-        env[id(op.result)] = y
-        if observe is not None:
-            observe(op, y)
-        for v in op.operands:
-            if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
-                env.pop(id(v), None)
-    return outputs
+    return Interpreter(graph, observe=observe).run(inputs)

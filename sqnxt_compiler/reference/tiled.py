@@ -1,7 +1,8 @@
 """Tiled execution: run every scheduled layer tile by tile, exactly as its mapping says.
 
 ``run_tiled(graph, inputs, precision=...)`` runs the graph op by op like
-:func:`sqnxt_compiler.reference.executor.run`, but every op that carries a ``schedule``
+:func:`sqnxt_compiler.reference.executor.run` (:class:`TiledExecutor` is the executor's
+``Interpreter`` with ``run_op`` overridden), but every op that carries a ``schedule``
 attribute (conv, fc, max/avg pool, global average pool, element-wise add) executes as the
 accelerator would run it (docs/tiled-execution.md):
 
@@ -37,11 +38,11 @@ from typing import Callable, Iterator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..diagnostics import Location, SqnxtError
+from ..diagnostics import SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..layers import layer_of
-from .executor import activate, bind_input, eval_op, last_uses
+from .executor import Interpreter, activate
 
 #: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
 #: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
@@ -427,7 +428,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     sched = op.attrs["schedule"].schedule
     L, m = sched.layer, sched.mapping
     fresh = layer_of(op)
-    if fresh is None or fresh.key()[:17] != L.key()[:17]:
+    if fresh is None or fresh.shape_key() != L.shape_key():   # sparsity may differ
         raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
     st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
     arith.cur_psum_bits = cur_psum_bits
@@ -585,6 +586,67 @@ def _drive_avg_int(st, L, m, arith, compute, finalize):
 
 
 # --------------------------------------------------------------------------- the graph
+class TiledExecutor(Interpreter):
+    """The reference :class:`~sqnxt_compiler.reference.executor.Interpreter` with one step
+    overridden: :meth:`run_op` runs an op that carries a ``schedule`` tile by tile
+    (:func:`_run_layer`); any other op runs with the parent's numpy kernel.
+
+    ``arith`` is the tile arithmetic (:class:`_Fp32` or :class:`_Int16`); in int16 every
+    float value between ops is a :class:`QTensor`.  One run's statistics accumulate on the
+    instance: ``layers`` (a :class:`LayerStats` per scheduled op), ``unscheduled`` (names
+    of the ops run with the plain kernels) and, when ``arith.probe``, ``maxabs`` (op id ->
+    max |float result|, the int16 calibration).  :meth:`execute` resets them.
+    """
+
+    failure = "tiled execution failed"
+
+    def __init__(self, graph: Graph, arith, *, trace: bool = False,
+                 observe: Callable[[Op, np.ndarray], None] | None = None):
+        super().__init__(graph, observe=observe)
+        self.arith = arith
+        self.trace = trace
+        self.layers: list[LayerStats] = []
+        self.unscheduled: list[str] = []
+        self.maxabs: dict[int, float] = {}
+
+    def execute(self, inputs: dict[str, np.ndarray]) -> TiledRun:
+        """One run from fresh statistics: outputs and stats as a :class:`TiledRun`."""
+        self.layers, self.unscheduled, self.maxabs = [], [], {}
+        outputs = self.run(inputs)
+        return TiledRun(outputs, self.layers, self.arith.name, self.unscheduled, self.maxabs)
+
+    def bind(self, op: Op, inputs: dict[str, np.ndarray]):
+        """The input array; in int16 a float input is quantized with its own scale."""
+        arr = super().bind(op, inputs)
+        if self.arith.int_mode and arr.dtype.kind == "f":
+            f = frac_bits(float(np.max(np.abs(arr))) if arr.size else 0.0)
+            return QTensor(quantize(arr, f), f)
+        return arr
+
+    def run_op(self, op: Op, args: list):
+        """A scheduled op tile by tile (its stats appended to ``layers``); any other op with
+        the parent's kernel on dequantized operands, its float result quantized in int16
+        (constants excepted: a layer quantizes the weights it reads itself)."""
+        if "schedule" in op.attrs:
+            sched = op.attrs["schedule"].schedule
+            pb = self.arith.layer_psum_bits(sched) if self.arith.int_mode else 64
+            y, st = _run_layer(op, args, self.arith, self.trace, pb)
+            self.layers.append(st)
+        else:
+            self.unscheduled.append(op.name)
+            y = super().run_op(op, [self.as_array(a) for a in args])
+            if self.arith.int_mode and y.dtype.kind == "f" and op.name != "sqnxt.constant":
+                f = self.arith.out_frac(op)
+                y = QTensor(quantize(y, f), f)
+        if getattr(self.arith, "probe", False) and y.dtype.kind == "f":
+            self.maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
+        return y
+
+    def as_array(self, value) -> np.ndarray:
+        """Float values as they are; a :class:`QTensor` dequantized."""
+        return value.dequantize() if isinstance(value, QTensor) else value
+
+
 def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",
                   psum_bits: int | None = None, trace: bool = False,
                   observe: Callable[[Op, np.ndarray], None] | None = None) -> TiledRun:
@@ -600,67 +662,13 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
     if precision == "int16":
         # calibration: the fp32 tiled run of the same input gives every tensor's range and
         # every layer's largest partial sum
-        cal = _execute(graph, inputs, _Fp32(probe=True), False, None)
+        cal = TiledExecutor(graph, _Fp32(probe=True)).execute(inputs)
         arith = _Int16(psum_bits, cal.maxabs, {s.op_id: s.acc_max for s in cal.layers})
     else:
         arith = _Fp32()
-    res = _execute(graph, inputs, arith, trace, observe)
+    res = TiledExecutor(graph, arith, trace=trace, observe=observe).execute(inputs)
     res.precision = precision
     return res
-
-
-def _execute(graph: Graph, inputs: dict[str, np.ndarray], arith, trace: bool, observe) -> TiledRun:
-    order = graph.ops()
-    last_use = last_uses(order)
-    env: dict[int, object] = {}
-    outputs: dict[str, np.ndarray] = {}
-    stats: list[LayerStats] = []
-    unscheduled: list[str] = []
-    maxabs: dict[int, float] = {}
-    for i, op in enumerate(order):
-        if op.name == "sqnxt.input":
-            arr = bind_input(graph, op, inputs)
-            if arith.int_mode and arr.dtype.kind == "f":
-                f = frac_bits(float(np.max(np.abs(arr))) if arr.size else 0.0)
-                arr = QTensor(quantize(arr, f), f)
-            env[id(op.result)] = arr
-            continue
-        args = [env[id(v)] for v in op.operands]
-        if op.name == "sqnxt.output":
-            outputs = {n: (a.dequantize() if isinstance(a, QTensor) else a)
-                       for n, a in zip(op.attrs["names"], args)}
-            break
-        try:
-            if "schedule" in op.attrs:
-                pb = arith.layer_psum_bits(op.attrs["schedule"].schedule) if arith.int_mode else 64
-                y, st = _run_layer(op, args, arith, trace, pb)
-                stats.append(st)
-            else:
-                unscheduled.append(op.name)
-                plain = [a.dequantize() if isinstance(a, QTensor) else a for a in args]
-                y = eval_op(op, plain)
-                if arith.int_mode and y.dtype.kind == "f" and op.name != "sqnxt.constant":
-                    f = arith.out_frac(op)
-                    y = QTensor(quantize(y, f), f)
-        except SqnxtError as exc:
-            if exc.location is None:
-                exc.location = Location(file=graph.source, node=op.loc.node, op=op.name)
-            raise
-        except Exception as exc:
-            raise SqnxtError(f"tiled execution failed: {type(exc).__name__}: {exc}",
-                             Location(file=graph.source, node=op.loc.node, op=op.name)) from exc
-        if y.shape != op.result.type.shape:
-            raise SqnxtError(f"produced shape {y.shape}, IR type says {op.result.type}",
-                             Location(file=graph.source, node=op.loc.node, op=op.name))
-        env[id(op.result)] = y
-        if observe is not None:
-            observe(op, y.dequantize() if isinstance(y, QTensor) else y)
-        if getattr(arith, "probe", False) and y.dtype.kind == "f":
-            maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
-        for v in op.operands:
-            if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
-                env.pop(id(v), None)
-    return TiledRun(outputs, stats, arith.name, unscheduled, maxabs)
 
 
 def run_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str = "fp32",

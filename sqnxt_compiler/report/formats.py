@@ -2,30 +2,27 @@
 
 Each format has a file name (used when ``-o`` names a directory), whether it needs a
 schedule (a ``--target``), and a renderer ``render(ctx) -> str`` where ``ctx`` is an
-:class:`EmitContext`.  The CLI renders every requested format before writing any.
+:class:`EmitContext`.  :func:`sqnxt_compiler.driver.render` renders every requested format
+before the caller writes any.  Adding a format: docs/extending.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 
 @dataclass
 class EmitContext:
-    result: Any          # driver.CompileResult
-    net: Any             # report.network.NetworkSchedule, or None without a target
-    options: dict        # the schedule options that shaped the result (no cache paths)
+    result: Any          # driver.CompileResult (its network schedule and schedule document)
     top: int = 10        # summary: how many layers to show
-    _doc: Any = field(default=None, repr=False)
+
+    @property
+    def net(self):
+        return self.result.network
 
     @property
     def doc(self) -> dict:
-        """The schedule document (schedule.json), built once: every schedule format is
-        rendered from it, so their numbers agree."""
-        if self._doc is None:
-            from .schedule_json import schedule_dict
-            self._doc = schedule_dict(self.net, pipeline=self.result.pipeline, options=self.options)
-        return self._doc
+        return self.result.document
 
 
 @dataclass(frozen=True)

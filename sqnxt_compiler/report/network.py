@@ -14,7 +14,7 @@ from typing import Any
 
 from ..ir.core import Op
 from ..ir.graph import Graph
-from ..layers import FREE, layer_name
+from ..layers import layer_name
 
 ENERGY_LEVELS = ("mac", "rf", "array", "buffer", "dram")
 
@@ -83,8 +83,9 @@ class NetworkSchedule:
 
 
 def weight_ops(graph: Graph) -> list[Op]:
-    """The ops whose operands are the network's parameters: ``sqnxt.conv`` and ``sqnxt.fc``."""
-    return [op for op in graph.ops() if op.name in ("sqnxt.conv", "sqnxt.fc")]
+    """The ops whose operands 1.. are the network's parameters: those with the
+    ``has_weights`` trait (``sqnxt.conv`` and ``sqnxt.fc``)."""
+    return [op for op in graph.ops() if op.has_trait("has_weights")]
 
 
 def count_params(graph: Graph) -> int:
@@ -101,7 +102,7 @@ def collect(graph: Graph, target) -> NetworkSchedule:
     """The network schedule of a graph the schedule pass has run on."""
     net = NetworkSchedule(graph, target)
     for op in graph.ops():
-        if op.name in FREE:
+        if op.has_trait("free"):
             continue
         attr = op.attrs.get("schedule")
         net.rows.append(Row(op, layer_name(op), attr.schedule if attr is not None else None))

@@ -24,7 +24,6 @@ import json
 
 from .network import ENERGY_LEVELS
 
-FIGURES = ("layers", "stages", "energy")
 KIND_COLOURS = {"conv": "#4C72B0", "fc": "#8172B2", "maxpool": "#DD8452", "avgpool": "#DD8452",
                 "gap": "#DD8452", "add": "#A0A0A0"}
 TARGET_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860")

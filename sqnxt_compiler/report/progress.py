@@ -3,8 +3,8 @@ stdout): ``scheduling 17/42 distinct layers (stage2/block1/conv3) 3.1 s``.
 
 On a terminal the line is rewritten in place (``\\r``) at most ten times a second and
 erased at the end; otherwise (``--progress`` with stderr redirected) one line per update is
-written, so a log shows every step.  The schedule pass reports through
-``sqnxt_compiler.passes.schedule.PROGRESS`` (a context variable), set by :func:`reporting`.
+written, so a log shows every step.  A :class:`Progress` is the ``progress`` callback the
+driver hands to the schedule pass (``PassContext.progress``).
 """
 from __future__ import annotations
 
@@ -66,19 +66,18 @@ def wanted(flag: bool | None, stream: IO[str] | None = None) -> bool:
     return bool(getattr(s, "isatty", lambda: False)())
 
 
+def make_progress(flag: bool | None, label: str = "") -> Progress | None:
+    """A :class:`Progress` on stderr when :func:`wanted`, else None."""
+    return Progress(label=label) if wanted(flag) else None
+
+
 @contextmanager
 def reporting(flag: bool | None, label: str = ""):
-    """Within the block, the schedule pass reports to a :class:`Progress` on stderr when
-    :func:`wanted`; yields it (or None)."""
-    from ..passes.schedule import PROGRESS
-
-    if not wanted(flag):
-        yield None
-        return
-    p = Progress(label=label)
-    token = PROGRESS.set(p)
+    """Yield :func:`make_progress`'s answer, to be given to the driver as its ``progress``
+    callback; its in-place line is erased when the block ends, normally or by an error."""
+    p = make_progress(flag, label)
     try:
         yield p
     finally:
-        p.close()
-        PROGRESS.reset(token)
+        if p is not None:
+            p.close()

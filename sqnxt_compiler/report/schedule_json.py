@@ -113,10 +113,6 @@ def dumps(doc: dict) -> str:
     return json.dumps(doc, indent=1) + "\n"
 
 
-def schedule_json(net: NetworkSchedule, *, pipeline: str, options: dict) -> str:
-    return dumps(schedule_dict(net, pipeline=pipeline, options=options))
-
-
 def schema() -> dict:
     """The JSON Schema (draft 2020-12) of the current version, from the package data."""
     from importlib.resources import files

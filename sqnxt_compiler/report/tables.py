@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 
-#: (column, path in a schedule.json layer object); "a.b" descends, "a[i]" indexes.
+#: (column, path in a schedule.json layer object); "a.b" descends, "a[i]" indexes.  A
+#: table of data: its rows resemble each other by design (the `duplicates` tool pairs them).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("index", "index"), ("layer", "layer"), ("op", "op"), ("kind", "kind"), ("act", "act"),
     ("C", "shape.C"), ("K", "shape.K"), ("H", "shape.H"), ("W", "shape.W"),

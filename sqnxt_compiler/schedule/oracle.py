@@ -50,14 +50,6 @@ def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
         f"{need} bytes")
 
 
-def _metric(terms: dict, name: str):
-    if name == "cycles":
-        return terms["total_cycles"]
-    if name == "energy":
-        return terms["energy_total"]
-    raise ValueError(name)
-
-
 def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None):
     """Best key (obj, sec, tx, ty, tc, tk) over one dataflow/order grid, or None."""
     k = consts(sp.layer, sp.target)

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,12 +35,12 @@ from sqnxt_compiler import __version__
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, ORDERS, Mapping
 from sqnxt_compiler.cost.model import CostReport, evaluate, objective_value
-from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.diagnostics import ScheduleError, UsageError
 from sqnxt_compiler.targets import Target
 
 from .cpsat import INT_MAX, build_model, decode
 from .oracle import OBJECTIVES, SECONDARY, exhaustive_best, infeasible_error
-from .space import get_space, min_footprint_words
+from .space import clear_spaces, get_space, min_footprint_words
 
 FALLBACKS = (None, "heuristic")
 SEED = 20180315          # fixed CP-SAT random seed
@@ -402,12 +403,14 @@ class _Prod:
 # public API
 # ---------------------------------------------------------------------------------------
 def _check_opts(objective, time_limit, fallback):
+    """Reject solver arguments no option can produce: a usage error (exit 2), not a
+    scheduling one."""
     if objective not in OBJECTIVES:
-        raise ScheduleError(f"unknown objective '{objective}' (known: {', '.join(OBJECTIVES)})")
+        raise UsageError(f"unknown objective '{objective}' (known: {', '.join(OBJECTIVES)})")
     if time_limit is not None and not time_limit > 0:
-        raise ScheduleError(f"time limit must be > 0 seconds, got {time_limit}")
+        raise UsageError(f"time limit must be > 0 seconds, got {time_limit}")
     if fallback not in FALLBACKS:
-        raise ScheduleError(f"unknown fallback '{fallback}' (known: heuristic)")
+        raise UsageError(f"unknown fallback '{fallback}' (known: heuristic)")
 
 
 def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
@@ -442,45 +445,69 @@ def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback
 
 
 _MEMO: dict[str, LayerSchedule] = {}
+#: Where this process's distinct-layer answers came from: ``solved`` (a solver or oracle
+#: run), ``memory`` (the in-process cache), ``disk`` (the on-disk cache).
+STATS: Counter[str] = Counter()
 
 
 def clear_cache() -> None:
-    """Forget the in-process cache."""
+    """Forget every in-process cache of scheduling: the answers and the mapping spaces
+    (the counts in :data:`STATS` stay)."""
     _MEMO.clear()
+    clear_spaces()
 
 
 def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cycles",
                     time_limit: float | None = None, fallback: str | None = None,
                     cache_dir: str | os.PathLike | None = None,
-                    use_memory_cache: bool = True) -> list[LayerSchedule]:
-    """Schedule every layer, in order; each distinct ``layer.key()`` is solved once.
+                    progress=None) -> list[LayerSchedule]:
+    """Schedule every layer, in order; each distinct layer (``cache_key``: its
+    ``layer.key()`` under these options) is solved once and shared by the later layers of
+    that shape, each of which keeps its own layer (name).
 
     Results come from (in this order) the in-process cache, the on-disk cache in
     ``cache_dir`` (one JSON file per key, written atomically; only complete, optimal or
-    heuristic answers are stored, never time-limited ones), or a solve.  Every returned
-    LayerSchedule carries its own layer (name)."""
+    heuristic answers are stored, never time-limited ones), or a solve.  ``progress(done,
+    total, layer)``, if given, is told before each distinct layer is looked up or solved
+    and once at the end with ``layer`` None."""
     _check_opts(objective, time_limit, fallback)
+    keys = [cache_key(L, target, objective, time_limit, fallback) for L in layers]
+    first: dict[str, Layer] = {}
+    for key, L in zip(keys, layers):
+        first.setdefault(key, L)
+    solved: dict[str, LayerSchedule] = {}
+    for i, (key, L) in enumerate(first.items()):
+        if progress is not None:
+            progress(i, len(first), L)
+        solved[key] = _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir)
+    if progress is not None:
+        progress(len(first), len(first), None)
     out = []
-    local: dict[str, LayerSchedule] = {}
-    for L in layers:
-        key = cache_key(L, target, objective, time_limit, fallback)
-        s = local.get(key)
-        if s is None and use_memory_cache:
-            s = _MEMO.get(key)
-            if s is not None:
-                s = replace(s, cached=True, solve_time=0.0)
-        if s is None and cache_dir is not None:
-            s = _disk_get(Path(cache_dir), key, L, target)
-        if s is None:
-            s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback)
-            if s.status != "feasible":
-                if use_memory_cache:
-                    _MEMO[key] = s
-                if cache_dir is not None:
-                    _disk_put(Path(cache_dir), key, s)
-        local[key] = s
+    for key, L in zip(keys, layers):
+        s = solved[key]
         out.append(s if s.layer == L else replace(s, layer=L))
     return out
+
+
+def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir) -> LayerSchedule:
+    """The in-process cache, then the disk cache, then a solve (stored in both unless
+    time-limited)."""
+    s = _MEMO.get(key)
+    if s is not None:
+        STATS["memory"] += 1
+        return replace(s, cached=True, solve_time=0.0)
+    if cache_dir is not None:
+        s = _disk_get(Path(cache_dir), key, L, target)
+        if s is not None:
+            STATS["disk"] += 1
+            return s
+    s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback)
+    STATS["solved"] += 1
+    if s.status != "feasible":
+        _MEMO[key] = s
+        if cache_dir is not None:
+            _disk_put(Path(cache_dir), key, s)
+    return s
 
 
 def _disk_get(d: Path, key: str, layer: Layer, target: Target) -> LayerSchedule | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from sqnxt_compiler.cost.features import nonzero_fraction, ws_k_block, x_feat, y_feat
 from sqnxt_compiler.cost.layer import Layer
-from sqnxt_compiler.cost.mapping import LOOPS, ORDERS, Mapping
+from sqnxt_compiler.cost.mapping import LOOPS, ORDERS
 from sqnxt_compiler.cost.model import consts, cost_terms, reuse_conditions
 from sqnxt_compiler.targets import Target
 
@@ -248,6 +248,11 @@ class Space:
 _SPACES: dict = {}
 
 
+def clear_spaces() -> None:
+    """Forget the cached spaces."""
+    _SPACES.clear()
+
+
 def get_space(layer: Layer, target: Target) -> Space:
     """The Space of a layer shape on a target, cached per (layer.key(), target)."""
     key = (layer.key(), target)
@@ -268,7 +273,3 @@ def min_footprint_words(layer: Layer, target: Target) -> int:
                    ("k", "c", "y", "x"))
     return int(t["fp_total"])
 
-
-def unit_mapping(layer: Layer) -> Mapping:
-    """All tiles 1, OS (valid for every layer kind)."""
-    return Mapping("OS", 1, 1, 1, 1, ("k", "c", "y", "x"))

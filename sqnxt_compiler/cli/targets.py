@@ -4,28 +4,15 @@ from __future__ import annotations
 import click
 
 
-def _guard(fn):
-    """The CLI's error guard, imported lazily (``sqnxt_compiler.cli`` imports this module)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from sqnxt_compiler.cli import guard
-        return guard(fn)(*args, **kwargs)
-
-    return wrapper
-
-
-@click.group()
+@click.group("targets")
 def targets_group() -> None:
     """Target descriptions (accelerator configurations)."""
 
 
 @targets_group.command("list")
-@_guard
 def list_cmd() -> None:
     """List the bundled targets."""
-    from .target import list_targets, load_target
+    from ..targets.target import list_targets, load_target
 
     for name in list_targets():
         t = load_target(name)
@@ -34,11 +21,10 @@ def list_cmd() -> None:
 
 @targets_group.command("show")
 @click.argument("name")
-@_guard
 def show_cmd(name: str) -> None:
     """Show every field of target NAME (a bundled name or a path to a .toml file),
     with its unit, then the constants the cost model derives from it."""
-    from .target import SCHEMA, load_target
+    from ..targets.target import SCHEMA, load_target
 
     t = load_target(name)
     click.echo(f"target {t.name}: {t.description}")

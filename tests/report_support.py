@@ -1,11 +1,16 @@
 """Helpers shared by the report tests (no tests here): a small network that exercises every
 layer kind, small targets, and one cached compile + render of every output format, which
-validates each schedule document it produces against the JSON Schema."""
+validates each schedule document it produces against the JSON Schema.  Files go to a
+directory of this test process (``tempfile.mkdtemp``), removed when the process ends."""
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -13,13 +18,13 @@ import numpy as np
 from onnx import helper
 
 from support import ROOT, make_model
-from sqnxt_compiler.driver import compile_model
-from sqnxt_compiler.report.formats import FORMATS, EmitContext
-from sqnxt_compiler.report.network import collect
+from sqnxt_compiler import driver
+from sqnxt_compiler.report.formats import FORMATS
 from sqnxt_compiler.report.schedule_json import schema
 from sqnxt_compiler.targets import load_target
 
-WORK = Path("/tmp") / "sqnxtc-report-tests"
+WORK = Path(tempfile.mkdtemp(prefix="sqnxtc-report-tests-"))
+atexit.register(shutil.rmtree, WORK, True)
 VALIDATED: list[str] = []   # "source on target (objective)" of every document validated
 
 
@@ -77,11 +82,7 @@ def tiny_params(width: int = 24) -> int:
 
 
 def _put(p: Path, data: bytes) -> str:
-    """Write ``p`` atomically unless it already holds ``data`` (test runs may overlap)."""
-    import os
-    import tempfile
-
-    WORK.mkdir(parents=True, exist_ok=True)
+    """Write ``p`` atomically unless it already holds ``data``."""
     if not (p.exists() and p.read_bytes() == data):
         fd, tmp = tempfile.mkstemp(dir=WORK)
         with os.fdopen(fd, "wb") as fh:
@@ -105,16 +106,25 @@ def small_target(buffer_bytes: int, name: str) -> str:
 # ---- one compile, every format ------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def outputs(spec: str, target: str, objective: str = "cycles") -> tuple[dict, dict, object]:
-    """Compile ``spec`` for ``target`` and render every --emit format as ``sqnxtc compile``
-    does: returns (texts by format name, the parsed schedule.json, the NetworkSchedule).
-    The schedule document is validated against the schema."""
-    t = load_target(target)
-    options = {"objective": objective, "time_limit": 0.0, "fallback": "none",
-               "measured_sparsity": False}
-    res = compile_model(spec, passes="default,schedule", target=t, options=options)
-    net = collect(res.graph, t)
-    ctx = EmitContext(res, net, options, 10)
-    texts = {name: f.render(ctx) for name, f in FORMATS.items()}
+    """Compile ``spec`` for ``target`` through the driver and render every --emit format as
+    ``sqnxtc compile`` does: returns (texts by format name, the parsed schedule.json, the
+    NetworkSchedule).  The schedule document is validated against the schema.  Cached per
+    arguments (content checks only: a test comparing two compiles must call the driver)."""
+    res = driver.compile(spec, target=load_target(target), schedule={"objective": objective})
+    texts = driver.render(res, list(FORMATS))
     doc = json.loads(texts["schedule"])
     validate(doc)
-    return texts, doc, net
+    return texts, doc, res.network
+
+
+def fresh_solves(fn):
+    """Run ``fn()`` with every in-process scheduling cache cleared first; return (its
+    result, the number of distinct layers the solver really solved during it).  A test
+    that compares two compiles runs the second through this and asserts solves > 0, so it
+    never compares a cache with itself."""
+    from sqnxt_compiler.schedule import solver
+
+    solver.clear_cache()
+    before = solver.STATS["solved"]
+    out = fn()
+    return out, solver.STATS["solved"] - before

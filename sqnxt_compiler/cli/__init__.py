@@ -1,0 +1,84 @@
+"""The ``sqnxtc`` command line (click): every command, one error guard.
+
+The command line parses, calls the driver (:mod:`sqnxt_compiler.driver`) and writes; it
+holds no compile flow of its own.  One module per command group:
+
+=============  ==========================================================
+module         commands
+=============  ==========================================================
+compile.py     ``compile``
+check.py       ``check`` (compiled IR vs onnxruntime)
+report.py      ``report`` (plots), ``compare`` (tables)
+regress.py     ``regress`` (cycle-count goldens)
+zoo.py         ``zoo list``, ``zoo export``
+targets.py     ``targets list``, ``targets show``
+options.py     options shared by several commands, target loading
+paths.py       output path checks made before any work
+=============  ==========================================================
+
+:class:`GuardedGroup` applies the error guard once, around every subcommand: a
+:class:`~sqnxt_compiler.diagnostics.SqnxtError` becomes one line on stderr and its exit
+code; any other exception is an internal error (exit 70) in one line, unless ``--debug``
+asks for the traceback.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..diagnostics import ExitCode, SqnxtError
+from .check import check_cmd
+from .compile import compile_cmd
+from .regress import regress_cmd
+from .report import compare_cmd, report_cmd
+from .targets import targets_group
+from .zoo import zoo_group
+
+
+def run_guarded(fn, debug: bool):
+    """Call ``fn()``; map errors to one line on stderr and an exit code (module doc)."""
+    try:
+        return fn()
+    except SqnxtError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"sqnxtc: error: {exc}", err=True)
+        sys.exit(int(exc.code))
+    except KeyboardInterrupt:
+        click.echo("sqnxtc: interrupted", err=True)
+        sys.exit(130)
+    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks
+        if debug:
+            traceback.print_exc()
+        click.echo(f"sqnxtc: internal error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for a traceback)", err=True)
+        sys.exit(int(ExitCode.INTERNAL))
+
+
+class GuardedGroup(click.Group):
+    """A click group whose subcommands (and theirs) all run inside :func:`run_guarded`."""
+
+    def invoke(self, ctx: click.Context):
+        debug = bool(ctx.find_root().params.get("debug"))
+        return run_guarded(lambda: super(GuardedGroup, self).invoke(ctx), debug)
+
+
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sqnxtc")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def main(debug: bool) -> None:
+    """sqnxtc: compile ONNX CNNs for the SqueezeNext reference accelerator."""
+
+
+for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group):
+    main.add_command(_cmd)
+
+__all__ = ["main", "run_guarded"]
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

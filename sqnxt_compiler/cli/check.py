@@ -1,0 +1,67 @@
+"""``sqnxtc check``: the compiled IR (or its tiled execution) against onnxruntime."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from .. import driver
+from ..diagnostics import CheckFailed, UsageError
+from ..report.progress import reporting
+from .options import instrumentation, notes, pipeline_options
+
+
+@click.command("check")
+@click.argument("model", metavar="MODEL")
+@pipeline_options
+@click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
+              help="Schedule for this target first (needed by --tiled).")
+@click.option("--tiled", is_flag=True,
+              help="Execute every scheduled layer tile by tile in its chosen loop order.")
+@click.option("--precision", type=click.Choice(["fp32", "int16"]), default="fp32", show_default=True,
+              help="Arithmetic of the tiled execution: float32, or 16-bit fixed point with wide "
+                   "accumulators as the accelerator computes (needs --tiled).")
+@click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Number of seeded random inputs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first input.")
+@click.option("--rtol", type=click.FloatRange(0, 1), default=None,
+              help="Relative tolerance [default: 1e-4; int16: see docs].")
+@click.option("--atol", type=click.FloatRange(0, 1), default=None,
+              help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
+def check_cmd(model, passes, progress, target_name, tiled, precision, samples, seed, rtol, atol, **kw):
+    """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""
+    from ..reference.check import DEFAULT_ATOL, DEFAULT_RTOL, check
+
+    t0 = time.perf_counter()
+    if tiled and target_name is None:
+        raise UsageError("--tiled needs --target (the tiles are the schedule's)")
+    if precision != "fp32" and not tiled:
+        raise UsageError("--precision int16 needs --tiled")
+    target = None
+    if target_name is not None:
+        from ..targets import load_target
+        target = load_target(target_name)
+    pipeline = driver.build_pipeline(passes, target=target)
+    executor = None
+    d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL
+    if tiled:
+        from ..reference.tiled import TOLERANCES, run_tiled
+        d_rtol, d_atol = TOLERANCES[precision]
+        executor = lambda g, feeds: run_tiled(g, feeds, precision=precision)  # noqa: E731
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
+    with reporting(progress) as prog:
+        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
+                             instrument=instrumentation(kw))
+    notes(res.notes)
+    kwargs = {"executor": executor} if executor is not None else {}
+    report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
+                   atol=atol, **kwargs)
+    how = f"tiled {precision} execution on {target.name}" if tiled else "numpy executor"
+    click.echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
+               "(CPU, optimizations off)")
+    click.echo(report.format())
+    click.echo(f"wall time {time.perf_counter() - t0:.2f} s")
+    if not report.ok:
+        bad = ", ".join(o.name for o in report.outputs if not o.ok)
+        raise CheckFailed(f"outputs differ from onnxruntime beyond tolerance: {bad}", res.source)

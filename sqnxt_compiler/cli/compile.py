@@ -1,0 +1,76 @@
+"""``sqnxtc compile``: parse, call the driver, write the requested formats."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .. import driver
+from ..diagnostics import OutputError, UsageError, atomic_write, write_all
+from ..report.formats import FORMATS
+from ..report.progress import reporting
+from .options import instrumentation, notes, pipeline_options, schedule_flags, schedule_values
+from .paths import is_file_output
+
+
+def default_emits(has_target: bool, has_output: bool) -> tuple[str, ...]:
+    """Without --emit: the IR without a target; with one, the summary on stdout, or every
+    format with ``-o DIR``."""
+    if not has_target:
+        return ("ir",)
+    if not has_output:
+        return ("summary",)
+    return tuple(n for n, f in FORMATS.items() if f.needs_target or n == "ir")
+
+
+@click.command("compile")
+@click.argument("model", metavar="MODEL")
+@click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
+              help="Target to schedule for (bundled name, e.g. pe16x16, or a .toml path). "
+                   "Without it, sqnxtc only runs the graph passes.")
+@pipeline_options
+@schedule_flags
+@click.option("--emit", "emits", multiple=True, type=click.Choice(list(FORMATS)),
+              help="What to produce (repeatable): " + "; ".join(
+                  f"{f.name}: {f.help}" for f in FORMATS.values())
+              + ". Default: ir without a target; summary on stdout and every format with -o DIR "
+                "when a target is given.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="A file when exactly one --emit format is asked and the path is not a directory "
+                   "(nor ends in '/'); otherwise a directory that receives one file per format ("
+                   + ", ".join(f.filename for f in FORMATS.values()) + ").")
+@click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="Layers shown in the summary.")
+def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
+    """Compile MODEL (an .onnx file or zoo:NAME), and schedule it with --target."""
+    target = None
+    if target_name is not None:
+        from ..targets import load_target
+        target = load_target(target_name)
+    pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw))
+    emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None)
+    if target is None and any(FORMATS[e].needs_target for e in emits):
+        need = ",".join(e for e in emits if FORMATS[e].needs_target)
+        raise UsageError(f"--emit {need} needs --target")
+    to_file = is_file_output(output, len(emits))
+    if output is not None and not to_file and os.path.exists(output) and not os.path.isdir(output):
+        raise OutputError("exists and is not a directory", output)
+
+    with reporting(progress) as prog:
+        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
+                             instrument=instrumentation(kw))
+    notes(res.notes)
+    rendered = driver.render(res, emits, top=top)  # all computed before any is written
+    if output is None:
+        for e in emits:
+            click.echo(rendered[e], nl=False)
+        return
+    if to_file:
+        with atomic_write(output) as fh:
+            fh.write(rendered[emits[0]])
+        return
+    paths = [os.path.join(output, FORMATS[e].filename) for e in emits]
+    write_all(dict(zip(paths, (rendered[e] for e in emits))))  # all files or none
+    if "summary" in rendered:
+        click.echo(rendered["summary"], nl=False)
+    click.echo(f"wrote {', '.join(paths)}", err=True)

@@ -1,0 +1,103 @@
+"""Options shared by several commands, and how they reach the driver.
+
+* :func:`pipeline_options`: ``--passes`` and MLIR's instrumentation flags (compile, check);
+  :func:`instrumentation` turns them into the driver's :class:`Instrumentation`.
+* :func:`schedule_flags`: ``--objective``, ``--time-limit``, ``--fallback``,
+  ``--measured-sparsity``, ``--cache-dir`` (compile, report, compare).  Each sets the
+  schedule pass's option of the same name; a flag not given is None, so the pipeline
+  string (or the option's default) decides, and a flag that contradicts the pipeline
+  string is a usage error (:func:`sqnxt_compiler.driver.with_schedule_flags`).
+* :func:`progress_option`: ``--progress/--no-progress``.
+"""
+from __future__ import annotations
+
+import click
+
+from ..driver import Instrumentation
+from ..passes.schedule import ScheduleOptions
+
+_DEFAULTS = ScheduleOptions()
+
+
+def _apply(fn, opts):
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def progress_option(fn):
+    return click.option("--progress/--no-progress", default=None,
+                        help="Show scheduling progress on stderr [default: when stderr is a terminal].")(fn)
+
+
+def pipeline_options(fn):
+    """The pass pipeline and its instrumentation (all printed on stderr)."""
+    return _apply(fn, [
+        click.option("--passes", "passes", default="default", show_default=True, metavar="PIPELINE",
+                     help="Pass pipeline, e.g. 'canonicalize,fold-bn' or a named one ('default', 'none'); "
+                          "options in braces: 'default,schedule{objective=energy}'."),
+        click.option("--print-ir-after-all", is_flag=True, help="Print the IR after every pass (stderr)."),
+        click.option("--print-ir-after", "print_after", multiple=True, metavar="PASS",
+                     help="Print the IR after the named pass (repeatable; stderr)."),
+        click.option("--print-ir-before-passes", "print_before", is_flag=True,
+                     help="Print the IR as imported, before any pass (stderr)."),
+        click.option("--pass-statistics", is_flag=True, help="Per-pass counts of rewrites (stderr)."),
+        click.option("--pass-timing", is_flag=True, help="Per-pass wall time (stderr)."),
+        progress_option,
+    ])
+
+
+def instrumentation(kw: dict) -> Instrumentation:
+    """The driver's instrumentation from :func:`pipeline_options`' parameters."""
+    return Instrumentation(print_before=kw["print_before"], print_after_all=kw["print_ir_after_all"],
+                           print_after=tuple(kw["print_after"]), timing=kw["pass_timing"],
+                           statistics=kw["pass_statistics"])
+
+
+def schedule_flags(fn):
+    """The schedule pass's options as flags (module doc); their defaults are the pass's."""
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + (
+        "\n\n--objective, --time-limit, --fallback, --measured-sparsity and --cache-dir set "
+        "the schedule pass's options: a flag may repeat, never contradict, an option of "
+        "the --passes string (schedule{objective=...}).")
+    return _apply(fn, [
+        click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default=None,
+                     help=f"What the scheduler minimizes (ties: energy, then cycles) "
+                          f"[default: {_DEFAULTS.objective}]."),
+        click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+                     help="Solver time limit per layer in seconds (0: none; on expiry the bound and "
+                          f"gap are recorded) [default: {_DEFAULTS.time_limit:g}]."),
+        click.option("--fallback", type=click.Choice(["none", "heuristic"]), default=None,
+                     help="On a solver failure use the documented heuristic mapping (marked as such) "
+                          f"[default: {_DEFAULTS.fallback}]."),
+        click.option("--measured-sparsity", is_flag=True, default=None,
+                     help="Use the zeros in each layer's weights instead of the target's assumed sparsity."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="On-disk schedule cache (keyed by layer, target, options and versions)."),
+    ])
+
+
+def schedule_values(kw: dict) -> dict:
+    """The schedule flags given on the command line (None: not given)."""
+    return {k: kw[k] for k in ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir")}
+
+
+def load_targets(names) -> list:
+    """Load each ``--target`` once (bundled name or .toml path); two files naming the same
+    target are a usage error (their columns or panels would be indistinguishable)."""
+    from ..diagnostics import UsageError
+    from ..targets import load_target
+
+    out = []
+    for n in dict.fromkeys(names):
+        t = load_target(n)
+        if any(o.name == t.name for o in out):
+            raise UsageError(f"two targets are named '{t.name}' ({n}): give each target once")
+        out.append(t)
+    return out
+
+
+def notes(messages) -> None:
+    """The frontend's and passes' notes, one ``sqnxtc: note:`` line each on stderr."""
+    for n in messages:
+        click.echo(f"sqnxtc: note: {n}", err=True)

@@ -1,0 +1,108 @@
+"""``sqnxtc report`` (plots) and ``sqnxtc compare`` (tables): both compile through the
+driver, compute everything before writing anything, and write all-or-nothing."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .. import driver
+from ..diagnostics import UsageError, write_all
+from ..report.progress import make_progress
+from .options import load_targets, notes, progress_option, schedule_flags, schedule_values
+from .paths import check_output_dir, check_output_file
+
+
+def schedule_docs(model: str, targets: list, schedule: dict, progress: bool | None) -> list[dict]:
+    """The schedule document of ``model`` on each target, compiled with the default
+    pipeline (what ``sqnxtc compile --emit schedule`` writes for each): one import, one
+    schedule per target (:func:`sqnxt_compiler.driver.compile_for_targets`)."""
+    shown: list = []
+
+    def progress_for(t):
+        shown.append(make_progress(progress, label=f"{model} on {t.name}"))
+        return shown[-1]
+
+    docs = []
+    try:
+        for res in driver.compile_for_targets(model, targets, schedule=schedule,
+                                              progress_for=progress_for):
+            if shown[-1] is not None:
+                shown[-1].close()
+            if not docs:
+                notes(res.notes)
+            docs.append(res.document)
+    finally:
+        for p in shown:
+            if p is not None:
+                p.close()
+    return docs
+
+
+@click.command("report")
+@click.argument("model", metavar="MODEL")
+@click.option("-t", "--target", "targets", multiple=True, metavar="NAME|PATH",
+              help="Target (repeatable: one panel or bar per target).")
+@click.option("-o", "--output", required=True, type=click.Path(), metavar="DIR",
+              help="Directory that receives layers.FMT, stages.FMT, energy.FMT and report.json.")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True,
+              help="Image format.")
+@schedule_flags
+@progress_option
+def report_cmd(model, targets, output, fmt, progress, **kw):
+    """Plot MODEL's schedule: cycles per layer with MACs per cycle, time by network stage,
+    energy by level.  MODEL is an .onnx file, zoo:NAME, or a schedule.json written by
+    `sqnxtc compile` (then it carries its target: no --target).  Needs matplotlib
+    (pip install sqnxtc[plots])."""
+    from ..report.plots import need_matplotlib, render_report
+
+    need_matplotlib()
+    check_output_dir(output)
+    schedule = schedule_values(kw)
+    if model.endswith(".json"):
+        from ..report.schedule_json import load_schedule
+
+        if targets:
+            raise UsageError("a schedule file carries its own target: drop --target")
+        docs = [load_schedule(model)]
+    else:
+        if not targets:
+            raise UsageError("sqnxtc report needs --target (repeatable), or a schedule.json")
+        tgts = load_targets(targets)
+        driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
+        docs = schedule_docs(model, tgts, schedule, progress)
+    files = render_report(docs, fmt)
+    paths = {os.path.join(output, name): data for name, data in files.items()}
+    write_all(paths)
+    click.echo(f"wrote {', '.join(paths)}", err=True)
+
+
+@click.command("compare")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("-t", "--target", "targets", multiple=True, required=True, metavar="NAME|PATH",
+              help="Target (repeatable: one group of columns per target).")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md",
+              show_default=True, help="Table format.")
+@click.option("-o", "--output", type=click.Path(), default=None, metavar="FILE",
+              help="Write the table to FILE instead of stdout.")
+@schedule_flags
+@progress_option
+def compare_cmd(models, targets, fmt, output, progress, **kw):
+    """Compare MODELs (.onnx files or zoo:NAME) on each --target: params, MACs, total cycles
+    and energy, each also divided by the best (smallest) model of its column."""
+    from ..report.compare import compare_data, render
+
+    if output is not None:
+        check_output_file(output)
+    tgts = load_targets(targets)
+    schedule = schedule_values(kw)
+    driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
+    docs = {m: dict(zip((t.name for t in tgts), schedule_docs(m, tgts, schedule, progress)))
+            for m in dict.fromkeys(models)}
+    objective = next(iter(next(iter(docs.values())).values()))["options"]["objective"]
+    text = render(compare_data(docs, [t.name for t in tgts], objective), fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_all({output: text})
+    click.echo(f"wrote {output}", err=True)
