@@ -28,6 +28,7 @@ import numpy as np
 from ..diagnostics import Location
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
+from .patterns import fusible_producer
 
 
 def _const(v):
@@ -50,12 +51,9 @@ class FoldBatchNorm(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         for bn in graph.ops_named("sqnxt.batchnorm"):
-            src = bn.operands[0].owner
-            if src is None or not src.has_trait("has_weights"):
-                self.stats["skipped-no-conv-or-fc"] += 1
-                continue
-            if len(graph.uses(src.result)) != 1:
-                self.stats["skipped-multi-use"] += 1
+            src, why = fusible_producer(graph, bn.operands[0], "has_weights")
+            if src is None:
+                self.stats["skipped-no-conv-or-fc" if why == "no-producer" else f"skipped-{why}"] += 1
                 continue
             if src.attrs["act"] != "none":
                 self.stats["skipped-activation-between"] += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
+from .patterns import fusible_producer
 
 
 def activation_of(op) -> str | None:
@@ -45,12 +46,9 @@ class FuseReLU(Pass):
             if act is None:
                 self.stats["skipped-clip-bounds"] += 1
                 continue
-            src = op.operands[0].owner
-            if src is None or not src.has_trait("act_fusible"):
-                self.stats["skipped-no-producer"] += 1
-                continue
-            if len(graph.uses(src.result)) != 1:
-                self.stats["skipped-multi-use"] += 1
+            src, why = fusible_producer(graph, op.operands[0], "act_fusible")
+            if src is None:
+                self.stats[f"skipped-{why}"] += 1
                 continue
             if src.attrs["act"] != "none":
                 self.stats["skipped-already-activated"] += 1
