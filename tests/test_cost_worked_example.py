@@ -106,3 +106,59 @@ def test_worked_example_mappings_are_the_oracles_per_dataflow():
     for prefix, df in (("ws", "WS"), ("os", "OS")):
         m, _ = exhaustive_best(L, t, dataflows=(df,))
         assert f"{m.dataflow} {m.tx} {m.ty} {m.tc} {m.tk} {''.join(m.order)}" == doc[f"{prefix}.mapping"]
+
+
+# ---- operand homes (docs/cost-model.md, "Operand homes") --------------------------------
+def homes_block() -> dict[str, str]:
+    text = DOC.read_text()
+    block = re.search(r"```worked-example-homes\n(.*?)```", text, re.S).group(1)
+    return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in block.strip().splitlines())}
+
+
+def test_operand_homes_worked_example():
+    """The homes example: recomputed from the same mapping's all-DRAM figures with the
+    doc's rules (resident input: no reads, transfers, tile region or prologue share;
+    resident output: no writes, one output transfer per block fewer, no epilogue), and
+    compared with evaluate() and with the scheduler's choice."""
+    from dataclasses import replace
+
+    from sqnxt_compiler.schedule.solver import schedule_layer
+
+    d = homes_block()
+    t = load_target(d["target"])
+    L = Layer("s3b1_sep1", "conv", C=32, K=64, H=14, W=14, R=3, S=1, P=14, Q=14, pad_top=1, pad_bottom=1)
+    cap = t.buffer_words - 32 * 14 * 14 - 64 * 14 * 14
+    assert cap == int(d["capacity"])
+    H = replace(L, resident_inputs=1, resident_output=True, capacity=cap)
+
+    def mapping(text):
+        df, tx, ty, tc, tk, order = text.split()
+        return Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
+
+    alone, homed = schedule_layer(L, t), schedule_layer(H, t)
+    assert alone.mapping == mapping(d["alone.mapping"]) and alone.cost.total_cycles == int(d["alone.total_cycles"])
+    m = mapping(d["homed.mapping"])
+    assert homed.mapping == m
+    b = evaluate(L, t, m)
+    assert b.total_cycles == int(d["same_mapping_alone.total_cycles"])
+    assert b.dram["total"] == int(d["same_mapping_alone.dram_total"])
+    # the doc's rules applied by hand to the all-DRAM figures of the same mapping
+    n = b.tiles_n
+    dram = b.dram["total"] - b.dram["input_reads"] - b.dram["output_writes"]
+    transfers = b.transfers["total"] - b.transfers["input"] - n["x"] * n["y"] * n["k"]
+    dma = 100 * transfers + cdiv(dram, 8)
+    pro = 100 * 1 + cdiv(b.footprint["weights"], 8)
+    fp = 2 * (b.footprint["weights"] + b.footprint["outputs"])
+    total = max(b.compute_cycles + pro + 0, dma)
+    buf = b.accesses["buffer"] - (b.dram["total"] - dram)
+    energy = b.energy["total"] - (200 + 6) * (b.dram["total"] - dram)
+    h = evaluate(H, t, m)
+    got = dict(dram_total=h.dram["total"], transfers=h.transfers["total"], dma_cycles=h.dma_cycles,
+               prologue=h.prologue_cycles, epilogue=h.epilogue_cycles, footprint_total=h.footprint["total"],
+               total_cycles=h.total_cycles, buffer_accesses=h.accesses["buffer"], energy_total=h.energy_total)
+    hand = dict(dram_total=dram, transfers=transfers, dma_cycles=dma, prologue=pro, epilogue=0,
+                footprint_total=fp, total_cycles=total, buffer_accesses=buf, energy_total=energy)
+    assert got == hand
+    assert got == {k: int(d[f"homed.{k}"]) for k in got}
+    assert h.footprint["capacity"] == cap and h.fits
+    assert homed.cost == h

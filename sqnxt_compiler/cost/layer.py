@@ -15,6 +15,12 @@ Conventions
   R = H, S = W, P = Q = 1), ``"add"`` (element-wise sum of ``n_inputs`` tensors, R = S = 1).
 * ``weight_zero_fraction``: the fraction of zero weights measured in the layer's actual
   weights (exact Fraction), or None to use the target's assumed sparsity.
+* Operand homes (docs/cost-model.md, "Operand homes"), what the network around the layer
+  decides: ``resident_inputs`` of the ``n_inputs`` input tensors are already whole in the
+  global buffer (read in place: no DMA, no tile region); ``resident_output``: the output
+  stays in the global buffer (no write-back); ``capacity``: the buffer words left to the
+  layer's tiles (None: the whole buffer), what the resident tensors of the network leave.
+  The defaults are the layer alone, every operand through DRAM.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ from fractions import Fraction
 
 from sqnxt_compiler.diagnostics import UnsupportedError
 
+#: Layer fields that are not its shape (see :meth:`Layer.shape_key`).
+_NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_output", "capacity")
 MAC_KINDS = ("conv", "fc")
 NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add")
 KINDS = MAC_KINDS + NON_MAC_KINDS
@@ -49,6 +57,9 @@ class Layer:
     groups: int = 1
     n_inputs: int = 1
     weight_zero_fraction: Fraction | None = None
+    resident_inputs: int = 0
+    resident_output: bool = False
+    capacity: int | None = None
 
     def __post_init__(self) -> None:
         if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
@@ -60,15 +71,21 @@ class Layer:
         return (self.kind, self.C, self.K, self.H, self.W, self.R, self.S, self.P, self.Q,
                 self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
                 self.pad_right, self.groups, self.n_inputs,
-                None if self.weight_zero_fraction is None else str(self.weight_zero_fraction))
+                None if self.weight_zero_fraction is None else str(self.weight_zero_fraction),
+                self.resident_inputs, self.resident_output, self.capacity)
 
     def shape_key(self) -> tuple:
-        """The layer's shape: every field but the name and ``weight_zero_fraction`` (kind,
-        sizes, strides, pads, groups, inputs), in field order.  Equal shape keys mean the
-        same computation on the same tensor shapes, whatever weight sparsity was measured:
-        a schedule made for one runs the other tile for tile."""
-        return tuple(getattr(self, f.name) for f in fields(self)
-                     if f.name not in ("name", "weight_zero_fraction"))
+        """The layer's shape: every field but the name, ``weight_zero_fraction`` and the
+        operand homes (kind, sizes, strides, pads, groups, inputs), in field order.  Equal
+        shape keys mean the same computation on the same tensor shapes, whatever weight
+        sparsity was measured and wherever the operands live: a schedule made for one runs
+        the other tile for tile."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SHAPE)
+
+    @property
+    def inputs_from_dram(self) -> int:
+        """Input tensors read from DRAM = n_inputs - resident_inputs."""
+        return self.n_inputs - self.resident_inputs
 
     # ---- derived shape quantities ----
     @property
@@ -152,3 +169,11 @@ class Layer:
             raise bad("only add has n_inputs > 1")
         if self.weight_zero_fraction is not None and not (0 <= self.weight_zero_fraction < 1):
             raise bad("weight_zero_fraction must be in [0, 1)")
+        r = self.resident_inputs
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= self.n_inputs:
+            raise bad(f"resident_inputs must be an integer in 0..n_inputs={self.n_inputs}, got {r!r}")
+        if not isinstance(self.resident_output, bool):
+            raise bad(f"resident_output must be true or false, got {self.resident_output!r}")
+        c = self.capacity
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise bad(f"capacity must be a positive number of words, got {c!r}")

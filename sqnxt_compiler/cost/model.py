@@ -38,6 +38,8 @@ class Consts:
     Wg: int         # weights per group = Kg * Cg * R * S (0 without weights)
     has_w: int      # 1 if the layer has weights
     in_mult: int    # input tensors (n_inputs of add, else 1)
+    in_dram: int    # input tensors read from DRAM (in_mult - resident inputs)
+    out_dram: int   # 1 if the output is written back to DRAM, 0 if it stays resident
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
     Lw: int         # WS weight-block load cycles per pass
@@ -48,7 +50,7 @@ class Consts:
     bw_den: int
     copies: int     # 2 with double buffering, else 1
     double: bool
-    buffer_words: int
+    buffer_words: int   # words for the layer's tiles: the layer's capacity, else the buffer
     pes: int
     ws_rf: int
     ws_arr: int
@@ -67,13 +69,15 @@ def consts(layer: Layer, target: Target) -> Consts:
     return Consts(
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
         Wg=layer.Kg * layer.Cg * layer.R * layer.S if layer.is_mac else 0,
-        has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, cw=layer.channelwise, pw=target.psum_words,
+        has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
+        out_dram=0 if layer.resident_output else 1, cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
         fill=target.pipeline_fill_cycles, lat=target.dram_latency_cycles,
         bw_num=bw.numerator, bw_den=bw.denominator,
         copies=2 if target.double_buffering else 1, double=target.double_buffering,
-        buffer_words=target.buffer_words, pes=target.num_pes,
+        buffer_words=capacity_words(layer, target),
+        pes=target.num_pes,
         ws_rf=target.ws_rf_per_mac, ws_arr=target.ws_array_per_mac,
         os_rf=target.os_rf_per_mac, os_arr=target.os_array_per_mac,
         e_mac=target.e_mac, e_rf=target.e_rf, e_array=target.e_array,
@@ -172,17 +176,17 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
 
     # ---- DRAM traffic (words) and transfers ----
     in_ch = Kg if k.cw else Cg            # input channels the c loop (or k, channel-wise) covers
-    t["dram_input_reads"] = g * fI * in_ch * k.in_mult * IY * IX
+    t["dram_input_reads"] = g * fI * in_ch * k.in_dram * IY * IX
     t["dram_weight_reads"] = g * fW * k.Wg
-    t["dram_output_writes"] = g * Kg * PQ
+    t["dram_output_writes"] = g * Kg * PQ * k.out_dram
     t["dram_psum_writes"] = g * Kg * PQ * (v - 1) * pw
     t["dram_psum_reads"] = t["dram_psum_writes"]
     dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
             + t["dram_psum_writes"] + t["dram_psum_reads"])
     t["dram_words"] = dram
-    t["transfers_input"] = g * k.in_mult * nxy * (nk if k.cw else nc) * fI
+    t["transfers_input"] = g * k.in_dram * nxy * (nk if k.cw else nc) * fI
     t["transfers_weight"] = g * k.has_w * nc * nk * fW
-    t["transfers_output"] = g * nxy * nk * v
+    t["transfers_output"] = g * nxy * nk * (v - 1 + k.out_dram)
     t["transfers_psum_read"] = g * nxy * nk * (v - 1)
     transfers = (t["transfers_input"] + t["transfers_weight"] + t["transfers_output"]
                  + t["transfers_psum_read"])
@@ -190,15 +194,15 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     t["dma_cycles"] = k.lat * transfers + _cdiv(dram * k.bw_den, k.bw_num)
 
     # ---- global buffer footprint (words) ----
-    t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_mult
+    t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_dram
     t["fp_weight"] = k.has_w * tk * tc * RS
     t["fp_output"] = tx * ty * tk * pw
     t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"])
 
     # ---- overlap of DMA and compute ----
-    t["prologue_cycles"] = (k.lat * (k.in_mult + k.has_w)
+    t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w)
                             + _cdiv((t["fp_input"] + t["fp_weight"]) * k.bw_den, k.bw_num))
-    t["epilogue_cycles"] = k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num)
+    t["epilogue_cycles"] = k.out_dram * (k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num))
     if k.double:
         t["total_cycles"] = _max(t["compute_cycles"] + t["prologue_cycles"] + t["epilogue_cycles"],
                                  t["dma_cycles"])
@@ -283,6 +287,11 @@ def check_mapping(layer: Layer, m: Mapping) -> None:
         raise bad(f"{layer.kind} has no weights: only OS applies")
 
 
+def capacity_words(layer: Layer, target: Target) -> int:
+    """Buffer words for the layer's tiles: ``layer.capacity``, else the whole buffer."""
+    return target.buffer_words if layer.capacity is None else layer.capacity
+
+
 def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dict) -> CostReport:
     """Package the raw terms of :func:`cost_terms` (ints) into a CostReport."""
     t = {key: int(v) for key, v in t.items()}
@@ -299,7 +308,7 @@ def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dic
         utilization=round(float(util), 6),
         utilization_dense=round(float(util_dense), 6),
         footprint={"input": t["fp_input"], "weights": t["fp_weight"], "outputs": t["fp_output"],
-                   "copies": copies, "total": t["fp_total"], "capacity": target.buffer_words},
+                   "copies": copies, "total": t["fp_total"], "capacity": capacity_words(layer, target)},
         dram={"input_reads": t["dram_input_reads"], "weight_reads": t["dram_weight_reads"],
               "output_writes": t["dram_output_writes"], "psum_writes": t["dram_psum_writes"],
               "psum_reads": t["dram_psum_reads"], "total": t["dram_words"]},

@@ -253,16 +253,17 @@ class _Builder:
         iyx = self.prod(IY, IX, "iyx")
         in_p = self.prod(fI, iyx, "in_p")
         in_ch = Kg if k.cw else Cg
-        dram = self.lin([(g * in_ch * k.in_mult, in_p), (g * k.Wg, fW), (2 * g * Kg * PQ * pw, v)],
-                        g * Kg * PQ - 2 * g * Kg * PQ * pw, "dram")
+        dram = self.lin([(g * in_ch * k.in_dram, in_p), (g * k.Wg, fW), (2 * g * Kg * PQ * pw, v)],
+                        g * Kg * PQ * k.out_dram - 2 * g * Kg * PQ * pw, "dram")
         nxy_ch = self.prod(nxy, nk if k.cw else nc, "nxy_ch")
         t_in = self.prod(nxy_ch, fI, "t_in")
         nck = self.prod(nc, nk, "nck")
         t_w = self.prod(nck, fW, "t_w")
         nxyk = self.prod(nxy, nk, "nxyk")
         t_out = self.prod(nxyk, v, "t_out")
-        transfers = self.lin([(g * k.in_mult, t_in), (g * k.has_w, t_w), (2 * g, t_out), (-g, nxyk)], 0,
-                             "transfers")
+        # outputs: (v - 1 + out_dram) writes per block, psum re-reads (v - 1)
+        transfers = self.lin([(g * k.in_dram, t_in), (g * k.has_w, t_w), (2 * g, t_out),
+                              ((k.out_dram - 2) * g, nxyk)], 0, "transfers")
         q_dram = self.cdiv(dram, k.bw_num, k.bw_den, "q_dram")
         dma = self.lin([(k.lat, transfers), (1, q_dram)], 0, "dma")
 
@@ -272,12 +273,13 @@ class _Builder:
         tkc = self.prod(tk, tc, "tkc")
         txy = self.prod(tx, ty, "txy")
         txyk = self.prod(txy, tk, "txyk")
-        fp = self.lin([(k.in_mult, fp_in), (k.has_w * RS, tkc), (pw, txyk)], 0, "fp")
+        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw, txyk)], 0, "fp")
         m.add(k.copies * fp.expr <= k.buffer_words)
-        pro_w = self.lin([(k.in_mult, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
+        pro_w = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
         pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
-                       k.lat * (k.in_mult + k.has_w), "pro")
-        epi = self.lin([(1, self.cdiv(txyk, k.bw_num, k.bw_den, "epi_q"))], k.lat, "epi")
+                       k.lat * (k.in_dram + k.has_w), "pro")
+        epi = self.lin([(k.out_dram, self.cdiv(txyk, k.bw_num, k.bw_den, "epi_q"))],
+                       k.lat * k.out_dram, "epi")
 
         # ---- select the dataflow ----
         if len(dfs) == 2:

@@ -44,10 +44,12 @@ def _grid_tables(sp: Space, df: str):
 def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
     """No mapping fits: name the layer and the smallest buffer that would hold one."""
     need = min_footprint_words(layer, target) * target.word_bytes
+    where = f"the {target.global_buffer_bytes}-byte global buffer of target '{target.name}'"
+    if layer.capacity is not None:
+        where = (f"the {layer.capacity * target.word_bytes} bytes left to it in " + where)
     return ScheduleError(
-        f"layer '{layer.name}' ({layer.describe()}): no mapping fits the {target.global_buffer_bytes}-byte "
-        f"global buffer of target '{target.name}'; the smallest mapping (all tiles 1) needs "
-        f"{need} bytes")
+        f"layer '{layer.name}' ({layer.describe()}): no mapping fits {where}; the smallest "
+        f"mapping (all tiles 1) needs {need} bytes")
 
 
 def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None):

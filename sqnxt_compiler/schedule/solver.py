@@ -34,7 +34,7 @@ from ortools.sat.python import cp_model
 from sqnxt_compiler import __version__
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, ORDERS, Mapping
-from sqnxt_compiler.cost.model import CostReport, evaluate, objective_value
+from sqnxt_compiler.cost.model import CostReport, capacity_words, evaluate, objective_value
 from sqnxt_compiler.diagnostics import ScheduleError, UsageError
 from sqnxt_compiler.targets import Target
 
@@ -130,7 +130,7 @@ def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport
     dataflows (OS only without weights) and all 24 orders for those tiles and keep the one
     with the fewest cycles (ties: less energy, then WS, then order index).  Raises
     ScheduleError when not even all-1 tiles fit."""
-    if min_footprint_words(layer, target) > target.buffer_words:
+    if min_footprint_words(layer, target) > capacity_words(layer, target):
         raise infeasible_error(layer, target)
     tiles = {"x": layer.Q, "y": layer.P, "c": layer.Cg, "k": layer.Kg}
     seq = ["y", "x", "k", "c"]
@@ -233,7 +233,7 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
     def left():
         return None if time_limit is None else time_limit - (time.perf_counter() - t0)
 
-    if min_footprint_words(layer, target) > target.buffer_words:
+    if min_footprint_words(layer, target) > capacity_words(layer, target):
         raise infeasible_error(layer, target)
 
     def fail(msg: str) -> LayerSchedule:
