@@ -5,7 +5,10 @@ add; see :mod:`sqnxt_compiler.layers`), the pass builds the cost model's ``Layer
 :func:`sqnxt_compiler.schedule.solver.schedule_layers` for the best mapping (dataflow WS /
 OS, tile sizes, tile-loop order) under ``objective`` (ties: the documented lexicographic
 rule), and attaches the answer as the op's ``schedule`` attribute.  Layers with the same
-shape are solved once.
+shape are solved once.  With a target whose ``activation_home`` is ``planned``, the pass
+then plans the network (docs/memory-planning.md): which activations stay in the global
+buffer, each layer's mapping given what is resident, the allocation; the chosen
+schedules replace the layer-alone ones and each op gets a ``plan`` attribute.
 
 Before::
 
@@ -78,6 +81,29 @@ class ScheduleOptions:
                     cache_dir=self.cache_dir or None)
 
 
+class PlanAttr:
+    """The ``plan`` attribute: where the memory planner put the op's output (the buffer at
+    a word offset for its live range of steps, or DRAM) and its tiles."""
+
+    __slots__ = ("output", "offset", "live", "tiles", "inputs")
+
+    def __init__(self, output: str, offset, live: tuple[int, int], tiles: int, inputs: tuple[str, ...]):
+        self.output, self.offset, self.live, self.tiles, self.inputs = output, offset, live, tiles, inputs
+
+    def to_ir_attr(self) -> dict:
+        d = {"output": self.output, "inputs": ",".join(self.inputs), "tiles_at": self.tiles,
+             "live": list(self.live)}
+        if self.offset is not None:
+            d["output_at"] = self.offset
+        return d
+
+    def __eq__(self, other):
+        return isinstance(other, PlanAttr) and other.to_ir_attr() == self.to_ir_attr()
+
+    def __hash__(self):
+        return hash(self.output)
+
+
 class Schedule(Pass):
     name = "schedule"
     summary = "Pick dataflow, tile sizes and loop order per layer with CP-SAT; attach to ops."
@@ -102,6 +128,8 @@ class Schedule(Pass):
             if exc.location is None:
                 exc.location = graph.source
             raise
+        if ctx.target.activation_home == "planned" and ops:
+            scheds = self._plan(graph, ops, layers, ctx)
         distinct = set()
         for op, s in zip(ops, scheds):
             op.attrs["schedule"] = ScheduleAttr(s)
@@ -109,3 +137,30 @@ class Schedule(Pass):
             self.stats[f"scheduled-{s.layer.kind}"] += 1
             self.stats[f"status-{s.status}"] += 1
         self.stats["distinct-layer-shapes"] = len(distinct)
+
+    def _plan(self, graph: Graph, ops, layers, ctx: PassContext) -> list:
+        """The network plan (docs/memory-planning.md): candidates per step from the same
+        solver and options, the CP-SAT network model, the allocation, its verification.
+        Returns the chosen schedules (their layers carry the homes) and attaches ``plan``."""
+        from ..schedule.liveness import network_of
+        from ..schedule.planner import candidates, plan_network, verify_allocation
+        from ..schedule.solver import schedule_layers
+
+        o, target = self.options, ctx.target
+        net = network_of(graph, list(zip(ops, layers)))
+        cands = candidates(net, target, lambda Ls: schedule_layers(Ls, target, **o.solver_kwargs()),
+                           o.objective)
+        plan = plan_network(net, cands, target, o.objective, o.time_limit or None)
+        problems = verify_allocation(net, plan, target)
+        if problems:   # a bug in the planner, never the user's input
+            raise RuntimeError(f"memory plan failed its verification: {problems[0]}")
+        for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
+            t = net.tensors[step.output]
+            res = plan.resident[t.index]
+            ins = tuple("dram" if i is None or not plan.resident[i] else "buffer" for i in step.inputs)
+            step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
+                                             (t.producer, t.last), toff, ins)
+        self.stats["tensors-resident"] = sum(plan.resident)
+        self.stats["tensors-through-dram"] = len(plan.resident) - sum(plan.resident)
+        self.stats[f"plan-{plan.status}"] += 1
+        return [c.schedule for c in plan.choice]

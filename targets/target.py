@@ -170,8 +170,10 @@ class Target:
     dram_bandwidth_gb_per_s: Fraction = _field("dram", "bandwidth_gb_per_s", "number", "GB/s",
                                                "effective DRAM bandwidth (10^9 bytes/s)",
                                                minimum=0, exclusive_min=True)
-    activation_home: str = _field("dram", "activation_home", "str", "", "where activations live between layers",
-                                  choices=("dram",), default="dram")
+    activation_home: str = _field("dram", "activation_home", "str", "",
+                                  "where activations live between layers: dram (every one through "
+                                  "DRAM) or planned (the memory planner keeps some in the buffer)",
+                                  choices=("dram", "planned"), default="dram")
     # [clock]
     clock_mhz: Fraction = _field("clock", "frequency_mhz", "number", "MHz", "clock frequency",
                                  minimum=0, exclusive_min=True)

@@ -29,6 +29,8 @@ SHAPE_TRAITS = ("shape_op", "free")
 WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible", "runs_on_array")
 #: The mapping and costs the schedule pass attaches to the ops the accelerator runs.
 SCHEDULE = A("any")
+#: Where the memory planner put the op's output and tiles (with ``activation_home = planned``).
+PLAN = A("any")
 
 
 def _t(op: Op, i: int) -> TensorType:
@@ -118,7 +120,7 @@ def _verify_conv(op: Op) -> None:
          operands=(2, 3),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
                 "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS),
-                "schedule": SCHEDULE},
+                "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
 def _conv(op):
     x, w = _t(op, 0), _t(op, 1)
@@ -144,7 +146,7 @@ def _verify_fc(op: Op) -> None:
 
 @declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
          "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image.",
-         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE},
+         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_fc, traits=WEIGHTED_LAYER_TRAITS)
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
@@ -190,7 +192,7 @@ def _broadcast(op: Op) -> list[TensorType]:
 
 
 @declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
-         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE},
+         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE, "plan": PLAN},
          traits=("act_fusible", "runs_on_array"))
 def _add(op):
     return _broadcast(op)
@@ -224,7 +226,7 @@ def _pool(op):
 
 _POOL = {"kernel": A("ints", True), "strides": A("ints", default=(1, 1)),
          "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1)),
-         "schedule": SCHEDULE}
+         "schedule": SCHEDULE, "plan": PLAN}
 declare("sqnxt.maxpool", "2-D max pooling (padding never wins the max).",
         attrs=dict(_POOL), verify=_verify_pool, traits=("runs_on_array",))(_pool)
 declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by the full window.",
@@ -233,7 +235,7 @@ declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by th
 
 
 @declare("sqnxt.global_avgpool", "Mean over H and W: (N, C, H, W) -> (N, C, 1, 1).",
-         attrs={"schedule": SCHEDULE}, verify=lambda op: _need_rank(op, 0, 4),
+         attrs={"schedule": SCHEDULE, "plan": PLAN}, verify=lambda op: _need_rank(op, 0, 4),
          traits=("runs_on_array",))
 def _gap(op):
     x = _t(op, 0)

@@ -168,3 +168,43 @@ def brute_force_best(layer: Layer, target: Target, objective: str = "cycles",
 
     keys = [(val(r, objective), val(r, SECONDARY[objective])) + r[:6] for r in table]
     return min(keys) if keys else None
+
+
+# ---------------------------------------------------------------------------------------
+# the network-level oracle (tests only): the memory planner's relaxation, exhaustively
+# ---------------------------------------------------------------------------------------
+def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int, int, tuple]:
+    """The best (objective, secondary) over every residency of the plannable tensors and
+    every choice of one candidate per step with the homes that residency gives, such that
+    at every step the candidate's footprint plus the resident words live there fit the
+    buffer (the planner's model without the address rectangles).  Returns (objective,
+    secondary, resident tuple) of the lexicographic minimum.  Exponential: tiny networks."""
+    from itertools import product
+
+    B = target.buffer_words
+    sec = SECONDARY[objective]
+    plannable = [t.index for t in net.tensors if t.plannable and t.words <= B]
+    best = None
+    for bits in product((False, True), repeat=len(plannable)):
+        res = dict.fromkeys(range(len(net.tensors)), False)
+        res.update(zip(plannable, bits))
+        per_step = []
+        for i, step in enumerate(net.steps):
+            live = sum(t.words for t in net.tensors if res[t.index] and t.live_at(i))
+            r = sum(1 for t in step.inputs if t is not None and res[t])
+            ok = [c for c in cands[i] if c.resident_inputs == r and c.resident_output == res[step.output]
+                  and c.footprint + live <= B]
+            if not ok:
+                break
+            per_step.append(ok)
+        else:
+            for choice in product(*per_step):
+                if objective == "edp":
+                    cyc = sum(c.value("cycles") for c in choice)
+                    en = sum(c.value("energy") for c in choice)
+                    key = (cyc * en, sum(c.value(sec) for c in choice))
+                else:
+                    key = (sum(c.value(objective) for c in choice), sum(c.value(sec) for c in choice))
+                if best is None or key < best[:2]:
+                    best = key + (tuple(res[t.index] for t in net.tensors),)
+    return best

@@ -1,0 +1,123 @@
+"""The network as the memory planner sees it: steps in program order, the activation
+tensors between them, and each tensor's live range (docs/memory-planning.md).
+
+* **Steps**: the ops the accelerator runs (those with a cost-model layer), in the graph's
+  deterministic op order (``Graph.ops()``: a topological order keyed by creation id); the
+  machine runs one step at a time.
+* **Tensors**: the result of every step.  A view op (``free`` and not ``shape_op``:
+  flatten, reshape, squeeze, identity, ...) moves no data, so a tensor read through views
+  is the same words: its users are found through them.  A tensor is *plannable* (may stay
+  resident in the global buffer) when every op that reads its data is a step; one read by
+  anything else (the graph output, an op the cost model does not model, which reads DRAM)
+  always goes through DRAM, as do the network input and the weights.
+* **Live range**: from its producer's step to its last reader's step, inclusive: a
+  resident tensor holds its words in the buffer during every step of that range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..cost.layer import Layer
+from ..ir.core import Op, Value
+from ..ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An activation produced by step ``producer`` and last read by step ``last``."""
+
+    index: int
+    name: str
+    words: int
+    producer: int
+    last: int
+    plannable: bool
+    reason: str = ""          # why it must go through DRAM (when not plannable)
+
+    def live_at(self, step: int) -> bool:
+        """True for producer <= step <= last."""
+        return self.producer <= step <= self.last
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op the accelerator runs: its layer, the tensor of each data input (None: read
+    from DRAM, e.g. the network input) and the tensor it produces."""
+
+    index: int
+    op: Op
+    layer: Layer
+    inputs: tuple[int | None, ...]
+    output: int
+
+
+@dataclass(frozen=True)
+class Network:
+    steps: tuple[Step, ...]
+    tensors: tuple[Tensor, ...]
+
+    def live(self, step: int) -> list[Tensor]:
+        """The plannable tensors live at ``step``."""
+        return [t for t in self.tensors if t.plannable and t.live_at(step)]
+
+
+def is_view(op: Op) -> bool:
+    """A view moves no data: free, not structural, not a shape computation."""
+    return op.has_trait("free") and not op.has_trait("structural") and not op.has_trait("shape_op")
+
+
+def data_operands(op: Op) -> list[Value]:
+    """The operands whose words a step reads as activations: every operand of an
+    element-wise add, else operand 0 (operands 1.. of conv/fc are weights and bias)."""
+    return list(op.operands) if op.name == "sqnxt.add" else [op.operands[0]]
+
+
+def _origin(graph: Graph, v: Value) -> Value:
+    """The value ``v`` is a view of: walk back through view ops."""
+    while v.owner is not None and is_view(v.owner):
+        v = v.owner.operands[0]
+    return v
+
+
+def _readers(graph: Graph, v: Value) -> list[Op]:
+    """The non-view ops that read the words of ``v``, through views (shape ops read only
+    the static shape: not readers)."""
+    out = []
+    for user in graph.users(v):
+        if user.has_trait("shape_op"):
+            continue
+        if is_view(user):
+            out.extend(_readers(graph, user.result))
+        else:
+            out.append(user)
+    return out
+
+
+def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
+    """Steps and tensors of a graph whose steps (ops with a layer) are ``layers``, in
+    program order (module doc)."""
+    step_of = {op.id: i for i, (op, _) in enumerate(layers)}
+    tensor_of: dict[int, int] = {}
+    tensors: list[Tensor] = []
+    for i, (op, L) in enumerate(layers):
+        readers = _readers(graph, op.result)
+        others = [r for r in readers if r.id not in step_of]
+        steps = [step_of[r.id] for r in readers if r.id in step_of]
+        reason = ""
+        if others:
+            o = others[0]
+            reason = ("the graph output" if o.name == "sqnxt.output"
+                      else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
+        elif not steps:
+            reason = "never read"
+        tensor_of[op.id] = len(tensors)
+        tensors.append(Tensor(len(tensors), op.loc.node or f"%{op.result.name}", op.result.type.numel,
+                              i, max(steps, default=i), not reason, reason))
+    steps = []
+    for i, (op, L) in enumerate(layers):
+        ins = []
+        for v in data_operands(op):
+            src = _origin(graph, v).owner
+            ins.append(tensor_of.get(src.id) if src is not None else None)
+        steps.append(Step(i, op, L, tuple(ins), tensor_of[op.id]))
+    return Network(tuple(steps), tuple(tensors))

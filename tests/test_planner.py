@@ -1,0 +1,158 @@
+"""The network memory planner (docs/memory-planning.md): liveness, the CP-SAT plan against
+an exhaustive network oracle on tiny networks, the allocation and its verifier, and the
+schedule pass in planned mode."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from report_support import fresh_solves
+from support import make_model
+from sqnxt_compiler import driver
+from sqnxt_compiler.layers import layer_of
+from sqnxt_compiler.schedule.liveness import network_of
+from sqnxt_compiler.schedule.oracle import exhaustive_plan
+from sqnxt_compiler.schedule.planner import Plan, candidates, plan_network, plan_value, verify_allocation
+from sqnxt_compiler.schedule.solver import schedule_layers
+from sqnxt_compiler.targets import load_target
+
+R = np.random.default_rng(3)
+
+
+def w(*s):
+    return (R.standard_normal(s) * 0.1).astype(np.float32)
+
+
+def conv(name, x, y, wname, k, pad=0):
+    return helper.make_node("Conv", [x, wname], [y], name=name, kernel_shape=[k, k], pads=[pad] * 4)
+
+
+def chain():
+    """x 8x12x12 -> conv3x3 16 -> relu -> conv1x1 16 -> conv3x3 8 -> conv1x1 8."""
+    nodes = [conv("c1", "x", "a", "w1", 3, 1), helper.make_node("Relu", ["a"], ["ar"], name="r1"),
+             conv("c2", "ar", "b", "w2", 1), conv("c3", "b", "c", "w3", 3, 1), conv("c4", "c", "y", "w4", 1)]
+    inits = [("w1", w(16, 8, 3, 3)), ("w2", w(16, 16, 1, 1)), ("w3", w(8, 16, 3, 3)), ("w4", w(8, 8, 1, 1))]
+    return make_model(nodes, [("x", [1, 8, 12, 12])], [("y", [1, 8, 12, 12])], inits, name="chain")
+
+
+def residual():
+    """x -> conv a -> conv b -> conv c -> add(a, c) -> relu -> conv d: a lives across b, c."""
+    nodes = [conv("ca", "x", "a", "wa", 3, 1), conv("cb", "a", "b", "wb", 1), conv("cc", "b", "c", "wc", 3, 1),
+             helper.make_node("Add", ["a", "c"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["sr"], name="relu"), conv("cd", "sr", "y", "wd", 1)]
+    inits = [("wa", w(16, 8, 3, 3)), ("wb", w(16, 16, 1, 1)), ("wc", w(16, 16, 3, 3)), ("wd", w(8, 16, 1, 1))]
+    return make_model(nodes, [("x", [1, 8, 12, 12])], [("y", [1, 8, 12, 12])], inits, name="residual")
+
+
+def fire():
+    """x -> squeeze -> (expand1, expand3) -> concat -> conv: concat is not run on the array."""
+    nodes = [conv("sq", "x", "s", "ws", 1), conv("e1", "s", "p", "we1", 1), conv("e3", "s", "q", "we3", 3, 1),
+             helper.make_node("Concat", ["p", "q"], ["cat"], name="cat", axis=1), conv("out", "cat", "y", "wo", 1)]
+    inits = [("ws", w(4, 8, 1, 1)), ("we1", w(8, 4, 1, 1)), ("we3", w(8, 4, 3, 3)), ("wo", w(8, 16, 1, 1))]
+    return make_model(nodes, [("x", [1, 8, 12, 12])], [("y", [1, 8, 12, 12])], inits, name="fire")
+
+
+def tiny_target(buffer_bytes: int):
+    return replace(load_target("pe8x8"), name=f"tiny{buffer_bytes}", global_buffer_bytes=buffer_bytes,
+                   activation_home="planned")
+
+
+def problem(model, target, objective="cycles"):
+    res = driver.compile((model, "tiny.onnx"), target=replace(target, activation_home="dram"),
+                         schedule={"objective": objective})
+    pairs = [(op, layer_of(op)) for op in res.graph.ops() if layer_of(op) is not None]
+    net = network_of(res.graph, pairs)
+    cands = candidates(net, target, lambda Ls: schedule_layers(Ls, target, objective=objective), objective)
+    return res, net, cands
+
+
+# ---- liveness ------------------------------------------------------------------------------
+def test_liveness_of_a_residual_block():
+    res, net, _ = problem(residual(), tiny_target(8192))
+    names = [s.layer.name for s in net.steps]
+    assert names == ["ca", "cb", "cc", "add", "cd"]
+    a = net.tensors[0]
+    assert (a.producer, a.last, a.words, a.plannable) == (0, 3, 16 * 144, True)   # across cb, cc
+    assert net.steps[3].inputs == (0, 2)
+    out = net.tensors[net.steps[-1].output]
+    assert not out.plannable and out.reason == "the graph output"
+
+
+def test_tensors_read_by_an_op_off_the_array_go_through_dram():
+    res, net, _ = problem(fire(), tiny_target(8192))
+    by = {t.name: t for t in net.tensors}
+    assert by["sq"].plannable and (by["sq"].producer, by["sq"].last) == (0, 2)
+    for name in ("e1", "e3"):
+        assert not by[name].plannable and "sqnxt.concat 'cat'" in by[name].reason
+    assert net.steps[-1].inputs == (None,)   # the concat's result comes from DRAM
+
+
+# ---- the plan against the exhaustive oracle -------------------------------------------------
+@pytest.mark.parametrize("make", [chain, residual, fire], ids=["chain", "residual", "fire"])
+@pytest.mark.parametrize("buffer_bytes", [3000, 8192, 20000])
+@pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
+def test_plan_equals_the_exhaustive_network_oracle(make, buffer_bytes, objective):
+    t = tiny_target(buffer_bytes)
+    _, net, cands = problem(make(), t, objective)
+    plan = plan_network(net, cands, t, objective)
+    best = exhaustive_plan(net, cands, t, objective)
+    sec = {"cycles": "energy", "energy": "cycles", "edp": "cycles"}[objective]
+    assert plan.status == "optimal" and not plan.joint
+    assert (plan.value, sum(c.value(sec) for c in plan.choice)) == best[:2]
+    assert plan.value == plan_value(plan.choice, objective)
+    assert verify_allocation(net, plan, t) == []
+    # never worse than every activation through DRAM (that plan is always a candidate)
+    dram = [next(c for c in cs if c.resident_inputs == 0 and not c.resident_output) for cs in cands]
+    assert plan.value <= plan_value(dram, objective)
+
+
+def test_the_buffer_size_decides_what_stays():
+    values = []
+    for b in (3000, 8192, 20000):
+        t = tiny_target(b)
+        _, net, cands = problem(residual(), t)
+        plan = plan_network(net, cands, t, "cycles")
+        values.append((plan.value, sum(plan.resident)))
+    assert values[0][1] < values[-1][1] and values[0][0] > values[-1][0]   # more room: more stays, faster
+
+
+# ---- the allocation verifier -------------------------------------------------------------
+def test_verify_allocation_finds_each_kind_of_problem():
+    t = tiny_target(20000)
+    _, net, cands = problem(residual(), t)
+    plan = plan_network(net, cands, t, "cycles")
+    assert sum(plan.resident) >= 2 and verify_allocation(net, plan, t) == []
+    first = next(i for i, r in enumerate(plan.resident) if r)
+    other = next(i for i, r in enumerate(plan.resident) if r and i != first
+                 and net.tensors[i].producer <= net.tensors[first].last
+                 and net.tensors[first].producer <= net.tensors[i].last)
+    offs = list(plan.offsets)
+    offs[other] = offs[first]
+    assert any("overlap" in p for p in verify_allocation(net, replace(plan, offsets=tuple(offs)), t))
+    offs = list(plan.offsets)
+    offs[first] = t.buffer_words - 1
+    assert any("outside the buffer" in p for p in verify_allocation(net, replace(plan, offsets=tuple(offs)), t))
+    res = list(plan.resident)
+    res[first] = False
+    assert any("disagree" in p for p in verify_allocation(net, replace(plan, resident=tuple(res)), t))
+
+
+# ---- the schedule pass in planned mode ---------------------------------------------------------
+def test_planned_compile_attaches_the_plan_and_is_deterministic():
+    t, model = tiny_target(8192), residual()
+    dram = driver.compile((model, "r.onnx"), target=replace(t, activation_home="dram"))
+    a, solved_a = fresh_solves(lambda: driver.compile((model, "r.onnx"), target=t))
+    b, solved_b = fresh_solves(lambda: driver.compile((model, "r.onnx"), target=t))
+    assert solved_a > 0 and solved_b > 0
+    assert driver.render(a, ["ir", "schedule"]) == driver.render(b, ["ir", "schedule"])
+    plans = [op.attrs["plan"] for op in a.graph.ops() if "plan" in op.attrs]
+    assert len(plans) == 5 and any(p.output == "buffer" for p in plans)
+    assert all("plan" not in op.attrs for op in dram.graph.ops())
+    tot_a, tot_d = a.network.totals(), dram.network.totals()
+    assert tot_a["total_cycles"] <= tot_d["total_cycles"]
+    assert tot_a["dram_words"]["total"] < tot_d["dram_words"]["total"]
+    stats = next(p for p in a.passes if p.name == "schedule").stats
+    assert stats["tensors-resident"] == sum(p.output == "buffer" for p in plans)
