@@ -116,6 +116,9 @@ class Schedule(Pass):
         if ctx.target is None:
             raise UsageError("the schedule pass needs a target (--target NAME or PATH)")
         o = self.options
+        graph.attrs.pop("plan", None)   # a plan is made for these schedules only
+        for op in graph.ops():
+            op.attrs.pop("plan", None)
         ops, layers = [], []
         for op in graph.ops():
             layer = layer_of(op, measured_sparsity=o.measured_sparsity)
@@ -129,7 +132,7 @@ class Schedule(Pass):
                 exc.location = graph.source
             raise
         if ctx.target.activation_home == "planned" and ops:
-            scheds = self._plan(graph, ops, layers, ctx)
+            scheds = self._plan(graph, ops, layers, scheds, ctx)
         distinct = set()
         for op, s in zip(ops, scheds):
             op.attrs["schedule"] = ScheduleAttr(s)
@@ -138,12 +141,13 @@ class Schedule(Pass):
             self.stats[f"status-{s.status}"] += 1
         self.stats["distinct-layer-shapes"] = len(distinct)
 
-    def _plan(self, graph: Graph, ops, layers, ctx: PassContext) -> list:
+    def _plan(self, graph: Graph, ops, layers, alone, ctx: PassContext) -> list:
         """The network plan (docs/memory-planning.md): candidates per step from the same
         solver and options, the CP-SAT network model, the allocation, its verification.
-        Returns the chosen schedules (their layers carry the homes) and attaches ``plan``."""
+        Returns the chosen schedules (their layers carry the homes) and attaches ``plan`` to
+        each op and the network record to the graph (``graph.attrs["plan"]``)."""
         from ..schedule.liveness import network_of
-        from ..schedule.planner import candidates, plan_network, verify_allocation
+        from ..schedule.planner import candidates, network_plan, plan_network, verify_allocation
         from ..schedule.solver import schedule_layers
 
         o, target = self.options, ctx.target
@@ -160,6 +164,7 @@ class Schedule(Pass):
             ins = tuple("dram" if i is None or not plan.resident[i] else "buffer" for i in step.inputs)
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
                                              (t.producer, t.last), toff, ins)
+        graph.attrs["plan"] = network_plan(net, plan, alone, target)
         self.stats["tensors-resident"] = sum(plan.resident)
         self.stats["tensors-through-dram"] = len(plan.resident) - sum(plan.resident)
         self.stats[f"plan-{plan.status}"] += 1

@@ -67,7 +67,7 @@ def test_compile_writes_all_formats_deterministically(cli, tmp_path):
     for f in os.listdir(a):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     doc = json.loads((a / "schedule.json").read_text())
-    assert doc["format"] == "sqnxtc-schedule" and doc["version"] == 2
+    assert doc["format"] == "sqnxtc-schedule" and doc["version"] == 3
     assert doc["target"]["name"] == "pe8x8"
     assert doc["totals"]["total_cycles"] == sum(l["cost"]["total_cycles"] for l in doc["layers"])
 

@@ -156,3 +156,32 @@ def test_planned_compile_attaches_the_plan_and_is_deterministic():
     assert tot_a["dram_words"]["total"] < tot_d["dram_words"]["total"]
     stats = next(p for p in a.passes if p.name == "schedule").stats
     assert stats["tensors-resident"] == sum(p.output == "buffer" for p in plans)
+
+
+def test_planned_schedule_json_records_the_plan_against_the_all_dram_run():
+    from report_support import validate
+
+    t, model = tiny_target(8192), residual()
+    planned = driver.compile((model, "r.onnx"), target=t)
+    dram = driver.compile((model, "r.onnx"), target=replace(t, activation_home="dram"))
+    doc, ddoc = planned.document, dram.document
+    validate(doc)
+    validate(ddoc)
+    assert ddoc["plan"] is None and all(L["homes"]["output"] == "dram" for L in ddoc["layers"])
+    p = doc["plan"]
+    assert p["status"] == "optimal" and p["value"] == doc["totals"]["total_cycles"]
+    # the all-DRAM reference is exactly what the all-DRAM compile reports
+    assert p["all_dram"] == {"total_cycles": ddoc["totals"]["total_cycles"],
+                             "energy": ddoc["totals"]["energy"]["total"],
+                             "dram_words": ddoc["totals"]["dram_words"]["total"]}
+    assert p["saved"] == {k: p["all_dram"][k] - v for k, v in (
+        ("total_cycles", doc["totals"]["total_cycles"]), ("energy", doc["totals"]["energy"]["total"]),
+        ("dram_words", doc["totals"]["dram_words"]["total"]))}
+    assert p["saved"]["dram_words"] > 0
+    # each layer's homes agree with the tensors' homes, and the capacity with what is resident
+    homes = {T["name"]: T for T in p["tensors"]}
+    for i, L in enumerate(doc["layers"]):
+        T = homes[L["layer"]]
+        assert L["homes"]["output"] == T["home"] and L["homes"]["output_at"] == T["offset"]
+        assert (T["first"] == i) and (T["home"] == "dram") == bool(T["reason"])
+    assert doc["layers"][3]["homes"]["inputs"] == [homes["ca"]["home"], homes["cc"]["home"]]

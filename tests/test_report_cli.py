@@ -12,6 +12,7 @@ from report_support import fresh_solves, outputs, small_target, tiny_path
 from sqnxt_compiler.diagnostics import ExitCode
 from sqnxt_compiler.report.plots import report_data, stages
 from sqnxt_compiler.report.progress import Progress
+from sqnxt_compiler.report.schedule_json import VERSION
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -134,7 +135,7 @@ def test_schedule_file_of_another_version(cli, tmp_path):
     old.write_text(json.dumps(doc))
     r = cli("report", old, "-o", tmp_path / "r")
     line = one_line_error(r, ExitCode.BAD_INPUT)
-    assert str(old) in line and "version 1 is not supported" in line and "reads version 2" in line
+    assert str(old) in line and "version 1 is not supported" in line and f"reads version {VERSION}" in line
     assert not (tmp_path / "r").exists()
 
 

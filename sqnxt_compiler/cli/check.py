@@ -8,7 +8,7 @@ import click
 from .. import driver
 from ..diagnostics import CheckFailed, UsageError
 from ..report.progress import reporting
-from .options import instrumentation, notes, pipeline_options
+from .options import activation_home_option, instrumentation, load_target_with, notes, pipeline_options
 
 
 @click.command("check")
@@ -16,6 +16,7 @@ from .options import instrumentation, notes, pipeline_options
 @pipeline_options
 @click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
               help="Schedule for this target first (needed by --tiled).")
+@activation_home_option
 @click.option("--tiled", is_flag=True,
               help="Execute every scheduled layer tile by tile in its chosen loop order.")
 @click.option("--precision", type=click.Choice(["fp32", "int16"]), default="fp32", show_default=True,
@@ -39,8 +40,9 @@ def check_cmd(model, passes, progress, target_name, tiled, precision, samples, s
         raise UsageError("--precision int16 needs --tiled")
     target = None
     if target_name is not None:
-        from ..targets import load_target
-        target = load_target(target_name)
+        target = load_target_with(target_name, kw["activation_home"])
+    elif kw["activation_home"] is not None:
+        raise UsageError("--activation-home needs --target")
     pipeline = driver.build_pipeline(passes, target=target)
     executor = None
     d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL

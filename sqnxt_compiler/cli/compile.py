@@ -9,7 +9,8 @@ from .. import driver
 from ..diagnostics import OutputError, UsageError, atomic_write, write_all
 from ..report.formats import FORMATS
 from ..report.progress import reporting
-from .options import instrumentation, notes, pipeline_options, schedule_flags, schedule_values
+from .options import (activation_home_option, instrumentation, load_target_with, notes, pipeline_options,
+                      schedule_flags, schedule_values)
 from .paths import is_file_output
 
 
@@ -28,6 +29,7 @@ def default_emits(has_target: bool, has_output: bool) -> tuple[str, ...]:
 @click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
               help="Target to schedule for (bundled name, e.g. pe16x16, or a .toml path). "
                    "Without it, sqnxtc only runs the graph passes.")
+@activation_home_option
 @pipeline_options
 @schedule_flags
 @click.option("--emit", "emits", multiple=True, type=click.Choice(list(FORMATS)),
@@ -45,8 +47,9 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
     """Compile MODEL (an .onnx file or zoo:NAME), and schedule it with --target."""
     target = None
     if target_name is not None:
-        from ..targets import load_target
-        target = load_target(target_name)
+        target = load_target_with(target_name, kw["activation_home"])
+    elif kw["activation_home"] is not None:
+        raise UsageError("--activation-home needs --target")
     pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw))
     emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None)
     if target is None and any(FORMATS[e].needs_target for e in emits):

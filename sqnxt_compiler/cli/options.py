@@ -82,15 +82,35 @@ def schedule_values(kw: dict) -> dict:
     return {k: kw[k] for k in ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir")}
 
 
-def load_targets(names) -> list:
+def activation_home_option(fn):
+    """``--activation-home``: override the target's ``dram.activation_home``."""
+    return click.option("--activation-home", type=click.Choice(["dram", "planned"]), default=None,
+                        help="Where activations live between layers, overriding the target's "
+                             "dram.activation_home: dram (every one through DRAM) or planned (the "
+                             "memory planner keeps some in the global buffer; docs/memory-planning.md).")(fn)
+
+
+def load_target_with(name: str, activation_home: str | None = None):
+    """The target ``name`` (bundled name or .toml path), with ``activation_home`` replacing
+    the file's when given (the fingerprint follows the field, as for any field)."""
+    from dataclasses import replace
+
+    from ..targets import load_target
+
+    t = load_target(name)
+    if activation_home is not None and activation_home != t.activation_home:
+        t = replace(t, activation_home=activation_home)
+    return t
+
+
+def load_targets(names, activation_home: str | None = None) -> list:
     """Load each ``--target`` once (bundled name or .toml path); two files naming the same
     target are a usage error (their columns or panels would be indistinguishable)."""
     from ..diagnostics import UsageError
-    from ..targets import load_target
 
     out = []
     for n in dict.fromkeys(names):
-        t = load_target(n)
+        t = load_target_with(n, activation_home)
         if any(o.name == t.name for o in out):
             raise UsageError(f"two targets are named '{t.name}' ({n}): give each target once")
         out.append(t)

@@ -9,7 +9,7 @@ import click
 from .. import driver
 from ..diagnostics import UsageError, write_all
 from ..report.progress import make_progress
-from .options import load_targets, notes, progress_option, schedule_flags, schedule_values
+from .options import activation_home_option, load_targets, notes, progress_option, schedule_flags, schedule_values
 from .paths import check_output_dir, check_output_file
 
 
@@ -48,6 +48,7 @@ def schedule_docs(model: str, targets: list, schedule: dict, progress: bool | No
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True,
               help="Image format.")
 @schedule_flags
+@activation_home_option
 @progress_option
 def report_cmd(model, targets, output, fmt, progress, **kw):
     """Plot MODEL's schedule: cycles per layer with MACs per cycle, time by network stage,
@@ -62,13 +63,13 @@ def report_cmd(model, targets, output, fmt, progress, **kw):
     if model.endswith(".json"):
         from ..report.schedule_json import load_schedule
 
-        if targets:
-            raise UsageError("a schedule file carries its own target: drop --target")
+        if targets or kw["activation_home"] is not None:
+            raise UsageError("a schedule file carries its own target: drop --target and --activation-home")
         docs = [load_schedule(model)]
     else:
         if not targets:
             raise UsageError("sqnxtc report needs --target (repeatable), or a schedule.json")
-        tgts = load_targets(targets)
+        tgts = load_targets(targets, kw["activation_home"])
         driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
         docs = schedule_docs(model, tgts, schedule, progress)
     files = render_report(docs, fmt)
@@ -86,6 +87,7 @@ def report_cmd(model, targets, output, fmt, progress, **kw):
 @click.option("-o", "--output", type=click.Path(), default=None, metavar="FILE",
               help="Write the table to FILE instead of stdout.")
 @schedule_flags
+@activation_home_option
 @progress_option
 def compare_cmd(models, targets, fmt, output, progress, **kw):
     """Compare MODELs (.onnx files or zoo:NAME) on each --target: params, MACs, total cycles
@@ -94,7 +96,7 @@ def compare_cmd(models, targets, fmt, output, progress, **kw):
 
     if output is not None:
         check_output_file(output)
-    tgts = load_targets(targets)
+    tgts = load_targets(targets, kw["activation_home"])
     schedule = schedule_values(kw)
     driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
     docs = {m: dict(zip((t.name for t in tgts), schedule_docs(m, tgts, schedule, progress)))

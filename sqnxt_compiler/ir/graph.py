@@ -31,6 +31,9 @@ class Graph:
         self.name = name
         self.source = source  # the file (or zoo:NAME) the graph came from, for diagnostics
         self.g = nx.DiGraph()
+        #: Function-level attributes (MLIR's ``attributes {...}`` of a func): facts about
+        #: the whole graph that passes attach, e.g. the network memory plan (``plan``).
+        self.attrs: dict[str, Any] = {}
         self._next_id = 0
         self._names: set[str] = set()
 
@@ -138,6 +141,7 @@ class Graph:
         the clone leaves this graph as it was."""
         new = Graph(self.name, self.source)
         new._next_id, new._names = self._next_id, set(self._names)
+        new.attrs = dict(self.attrs)
         values: dict[int, Value] = {}
         for op in self.ops():
             c = Op(op.name, [values[id(v)] for v in op.operands], [], dict(op.attrs), op.loc, op.id)

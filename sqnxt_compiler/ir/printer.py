@@ -9,7 +9,8 @@
 
 Constants print their shape and a CRC-32 of their bytes (never the data), so a change to
 weights, such as BatchNorm folding, is visible in a diff.  Attributes print sorted by
-name.  An op's schedule, once attached, prints as ``schedule = {...}``.
+name.  An op's schedule, once attached, prints as ``schedule = {...}``; graph attributes
+(the network memory plan) print after the arguments as ``attributes {...}``.
 """
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ def print_op(op) -> str:
 def print_graph(graph: Graph) -> str:
     """The whole graph in textual form (inputs as arguments, then every other op in order)."""
     ins = ", ".join(f"%{op.result.name}: {op.result.type}" for op in graph.inputs)
-    lines = [f"sqnxt.graph @{graph.name}({ins}) {{"]
+    attrs = (" attributes {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in sorted(graph.attrs.items()))
+             + "}") if graph.attrs else ""
+    lines = [f"sqnxt.graph @{graph.name}({ins}){attrs} {{"]
     for op in graph.ops():
         if op.name != "sqnxt.input":
             lines.append("  " + print_op(op))

@@ -54,6 +54,17 @@ def _reuse(d: dict, loops: dict) -> str:
     return "reuse: " + ", ".join(parts)
 
 
+def operands_line(h: dict) -> str:
+    """Where the layer reads its inputs from and writes its output to (``homes``)."""
+    where = {"dram": "DRAM", "buffer": "the buffer"}
+    ins = ", ".join(where[i] for i in h["inputs"]) if len(set(h["inputs"])) > 1 else where[h["inputs"][0]]
+    out = (f"stays in the buffer at word {h['output_at']}" if h["output"] == "buffer"
+           else "written back to DRAM")
+    tiles = f", tiles at word {h['tiles_at']}" if h["tiles_at"] is not None else ""
+    return (f"operands: input{'s' if len(h['inputs']) > 1 else ''} from {ins}; output {out}"
+            f"{tiles}; {h['capacity']} buffer words for the tiles")
+
+
 def layer_block(d: dict, s, target) -> list[str]:
     """The lines of one layer (``d``: its schedule.json object; ``s``: its LayerSchedule)."""
     L, m = s.layer, s.mapping
@@ -70,6 +81,7 @@ def layer_block(d: dict, s, target) -> list[str]:
            f"{d['objective']['name']} {d['objective']['value']}, gap {d['objective']['gap']:g})"]
     if d["note"]:
         out.append(f"note: {d['note']}")
+    out.append(operands_line(d["homes"]))
 
     # ---- 1. DRAM-level tile loops ----
     out += ["", "DRAM <-> global buffer: tile loops (temporal), outermost first"]

@@ -27,10 +27,11 @@ from .network import NetworkSchedule, count_params
 
 FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
-#: totals.mac_layers/element_ops/max_gap (docs/schedule-format.md, "Versions").
-VERSION = 2
+#: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
+#: plan; docs/schedule-format.md, "Versions").
+VERSION = 3
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
-            "totals")
+            "totals", "plan")
 
 
 def tool_versions() -> dict:
@@ -76,8 +77,21 @@ def layer_dict(index: int, row, target) -> dict:
          "act": row.op.attrs.get("act", "none"), "kind": base["kind"], "shape": base["shape"],
          "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
-         "tie_break": base["tie_break"], "note": base.get("note", ""), "cost": base["cost"]}
+         "tie_break": base["tie_break"], "note": base.get("note", ""), "homes": _homes(row),
+         "cost": base["cost"]}
     return d
+
+
+def _homes(row) -> dict:
+    """Where the layer's operands live (docs/memory-planning.md): each data input and the
+    output in "dram" or the "buffer" (with word offsets), the capacity its mapping had."""
+    s, plan = row.schedule, row.op.attrs.get("plan")
+    L = s.layer
+    if plan is None:
+        return {"inputs": ["dram"] * L.n_inputs, "output": "dram", "output_at": None,
+                "tiles_at": None, "capacity": s.cost.footprint["capacity"]}
+    return {"inputs": list(plan.inputs), "output": plan.output, "output_at": plan.offset,
+            "tiles_at": plan.tiles, "capacity": s.cost.footprint["capacity"]}
 
 
 def units(target) -> dict:
@@ -105,7 +119,22 @@ def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict) -> dict
         "unmodelled": [{"index": i, "layer": r.name, "op": r.op.name}
                        for i, r in enumerate(net.rows) if r.schedule is None],
         "totals": net.report_totals(),
+        "plan": _plan(net),
     }
+
+
+def _plan(net: NetworkSchedule) -> dict | None:
+    """The network memory plan with its all-DRAM reference and what it saves, or None
+    (every activation through DRAM)."""
+    p = net.graph.attrs.get("plan")
+    if p is None:
+        return None
+    d = p.to_dict()
+    t = net.totals()
+    d["saved"] = {"total_cycles": d["all_dram"]["total_cycles"] - t["total_cycles"],
+                  "energy": d["all_dram"]["energy"] - t["energy"]["total"],
+                  "dram_words": d["all_dram"]["dram_words"] - t["dram_words"]["total"]}
+    return d
 
 
 def dumps(doc: dict) -> str:

@@ -57,5 +57,40 @@ def summary_text(net: NetworkSchedule, top: int = 10) -> str:
                 f"{p}: {100 * c / total:.1f}%" for p, c in _stages(net)),
             "       solver: " + ", ".join(f"{n} {k}" for k, n in t["status"].items())
             + (f", largest gap {max(r.schedule.gap for r in net.scheduled):.4f}"
-               if any(r.schedule.gap for r in net.scheduled) else "")]
+               if any(r.schedule.gap for r in net.scheduled) else ""),
+            plan_line(net, t)]
+    sparsity = sparsity_line(net)
+    if sparsity:
+        out.append(sparsity)
     return "\n".join(out) + "\n"
+
+
+def _pct(new: int, old: int) -> str:
+    return f"{100 * (new - old) / old:+.1f}%" if old else "n/a"
+
+
+def plan_line(net: NetworkSchedule, t: dict) -> str:
+    """Where the activations live: the memory plan against every activation through DRAM,
+    or the all-DRAM statement (docs/memory-planning.md)."""
+    p = net.graph.attrs.get("plan")
+    if p is None:
+        return ("       activations: all through DRAM (target activation_home = dram; "
+                "--activation-home planned keeps some in the buffer)")
+    stay = sum(1 for x in p.tensors if x["home"] == "buffer")
+    a = p.all_dram
+    return (f"       memory plan ({p.status}): {stay} of {len(p.tensors)} activations stay in the "
+            f"buffer; vs all through DRAM: cycles {_pct(t['total_cycles'], a['total_cycles'])}, "
+            f"DRAM words {_pct(t['dram_words']['total'], a['dram_words'])}, "
+            f"energy {_pct(t['energy']['total'], a['energy'])}")
+
+
+def sparsity_line(net: NetworkSchedule) -> str:
+    """A warning when output-stationary layers assume the target's fraction of zero weights
+    instead of the model's measured one (it changes their cycles a lot); empty otherwise."""
+    frac = net.target.os_weight_zero_fraction
+    assumed = [r for r in net.scheduled if r.schedule.layer.is_mac and r.schedule.mapping.dataflow == "OS"
+               and r.schedule.layer.weight_zero_fraction is None]
+    if not assumed or frac == 0:
+        return ""
+    return (f"       note: {len(assumed)} OS layers assume {float(frac) * 100:g}% zero weights (the "
+            f"target's os_weight_zero_fraction), not this model's: --measured-sparsity counts its zeros")

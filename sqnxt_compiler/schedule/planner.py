@@ -328,3 +328,49 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
             if s1 <= e2 and s2 <= e1 and lo1 < hi2 and lo2 < hi1:
                 problems.append(f"{w1} and {w2} overlap")
     return problems
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What a plan says about the whole network, as recorded (graph attribute ``plan``,
+    ``schedule.json``'s ``plan``): the planner's status and objective, every tensor's home,
+    and the all-DRAM figures the plan is measured against."""
+
+    status: str
+    objective: str
+    value: int
+    bound: int
+    allocation: str             # "relaxation" (allocated after) or "joint"
+    buffer_words: int
+    tensors: tuple[dict, ...]   # name, words, first, last, home, offset, reason
+    all_dram: dict              # total_cycles, energy, dram_words of every layer alone
+
+    def to_ir_attr(self) -> dict:
+        resident = [t for t in self.tensors if t["home"] == "buffer"]
+        return {"status": self.status, "objective": self.objective, "value": self.value,
+                "resident": len(resident), "through_dram": len(self.tensors) - len(resident),
+                "allocation": self.allocation}
+
+    def to_dict(self) -> dict:
+        gap = 0.0 if self.value == 0 else round((self.value - self.bound) / self.value, 6)
+        return {"status": self.status, "objective": self.objective, "value": self.value,
+                "bound": self.bound, "gap": gap, "allocation": self.allocation,
+                "buffer_words": self.buffer_words, "tensors": [dict(t) for t in self.tensors],
+                "all_dram": dict(self.all_dram)}
+
+
+def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
+    """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM)."""
+    tensors = []
+    for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
+        tensors.append({"name": t.name, "words": t.words, "first": t.producer, "last": t.last,
+                        "home": "buffer" if res else "dram", "offset": off if res else None,
+                        "reason": "" if res else (t.reason or ("larger than the buffer"
+                                                               if t.words > target.buffer_words
+                                                               else "the plan's choice"))})
+    all_dram = {"total_cycles": sum(s.cost.total_cycles for s in alone),
+                "energy": sum(s.cost.energy_total for s in alone),
+                "dram_words": sum(s.cost.dram["total"] for s in alone)}
+    return NetworkPlan(plan.status, plan.objective, plan.value, plan.bound,
+                       "joint" if plan.joint else "relaxation", target.buffer_words, tuple(tensors),
+                       all_dram)
