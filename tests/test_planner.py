@@ -185,3 +185,30 @@ def test_planned_schedule_json_records_the_plan_against_the_all_dram_run():
         assert L["homes"]["output"] == T["home"] and L["homes"]["output_at"] == T["offset"]
         assert (T["first"] == i) and (T["home"] == "dram") == bool(T["reason"])
     assert doc["layers"][3]["homes"]["inputs"] == [homes["ca"]["home"], homes["cc"]["home"]]
+
+
+# ---- every zoo model: planned is never worse than all through DRAM ------------------------
+def _zoo_names():
+    from sqnxt_compiler.zoo import list_models
+    return [m.name for m in list_models()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _zoo_names())
+def test_planned_is_never_worse_than_all_dram_on_every_zoo_model(name, cached_zoo_build):
+    """On both bundled targets: the planned network's cycles, energy and DRAM words are at
+    most the all-DRAM network's (the objective is cycles, ties energy: the all-DRAM plan
+    is one of the candidates), the plan is proven optimal and its allocation sound."""
+    from sqnxt_compiler.zoo import build
+
+    base = [load_target("pe16x16"), load_target("pe8x8")]
+    targets = [t for b in base for t in (b, replace(b, activation_home="planned"))]
+    results = list(driver.compile_for_targets((build(name), f"zoo:{name}"), targets))
+    for dram, planned in zip(results[::2], results[1::2]):
+        d, p = dram.document, planned.document
+        assert d["plan"] is None and p["plan"]["status"] == "optimal"
+        assert p["plan"]["all_dram"]["total_cycles"] == d["totals"]["total_cycles"]
+        assert p["totals"]["total_cycles"] <= d["totals"]["total_cycles"], (name, planned.target.name)
+        if p["totals"]["total_cycles"] == d["totals"]["total_cycles"]:
+            assert p["totals"]["energy"]["total"] <= d["totals"]["energy"]["total"]
+        assert p["totals"]["macs"] == d["totals"]["macs"]
