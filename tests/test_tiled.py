@@ -498,3 +498,24 @@ def test_external_fixture_tiled(name, cli):
         _check_cli(cli, str(Path(FIXTURES) / name), "--target", target, "--tiled", "--samples", "1")
     _check_cli(cli, str(Path(FIXTURES) / name), "--target", "pe8x8", "--tiled", "--precision", "int16",
                "--samples", "1")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int16"])
+@pytest.mark.usefixtures("cached_zoo_build")
+def test_planned_network_runs_tiled_with_the_plans_transfers(precision):
+    """With activation_home = planned the tiled execution follows the plan: resident inputs
+    are read in place and resident outputs stay (no transfer), and every layer's transfers
+    equal the cost model's for its homes; the numbers stay those of the plain executor."""
+    from dataclasses import replace
+
+    from sqnxt_compiler.reference.executor import run as run_plain
+
+    t = replace(load_target("pe16x16"), activation_home="planned")
+    res = driver.compile("zoo:1.0-SqNxt-23v5", target=t)
+    homed = [op.attrs["schedule"].schedule.layer for op in res.graph.ops() if "schedule" in op.attrs]
+    assert any(L.resident_inputs for L in homed) and any(L.resident_output for L in homed)
+    feeds = random_inputs(res.graph, 0)
+    r = execute_tiled(res.graph, feeds, precision=precision)
+    assert_invariants(r.layers, res.graph)
+    if precision == "fp32":
+        assert_close_to_plain(r.outputs, run_plain(res.graph, feeds))

@@ -381,8 +381,13 @@ def _complete(done: int, L) -> bool:
 def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
            compute: Callable[[Tile], np.ndarray], finalize: Callable[[Tile, np.ndarray], None]):
     """The DRAM-level loop nest of one batch element: tile by tile in the mapping's order,
-    psums across c tiles, finalization after the group's last input channel."""
+    psums across c tiles, finalization after the group's last input channel.  Transfers
+    follow the layer's operand homes (docs/memory-planning.md): a resident input tile is
+    read in place (no transfer), a final output tile of a resident output is copied into
+    the resident tensor (no write-back); partial sums always spill through DRAM."""
     cw = L.channelwise
+    in_dram = n_inputs - L.resident_inputs
+    out_dram = 0 if L.resident_output else 1
     psum: dict[tuple, tuple[np.ndarray, int]] = {}   # partial output tiles in the buffer/DRAM
     res_in = res_w = res_out = None
     seen = {"x": set(), "y": set(), "c": set(), "k": set()}
@@ -392,15 +397,15 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
         # one resident tile per tensor: fetch when the loop nest moves to another tile
         in_key = (t.g, t.x, t.y, t.k if cw else t.c)
         if in_key != res_in:
-            st.transfers["input"] += n_inputs
+            st.transfers["input"] += in_dram
             res_in = in_key
         if has_weights and (t.g, t.c, t.k) != res_w:
             st.transfers["weights"] += 1
             res_w = (t.g, t.c, t.k)
         out_key = (t.g, t.x, t.y, t.k)
         if out_key != res_out:
-            if res_out is not None:
-                st.transfers["outputs"] += 1          # write back: final or partial
+            if res_out is not None:                   # write back: partial, or final unless resident
+                st.transfers["outputs"] += 1 if res_out in psum else out_dram
             if out_key in psum:
                 st.transfers["psum_reads"] += 1       # a later visit reads its psums back
             res_out = out_key
@@ -418,7 +423,7 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
         else:
             psum[out_key] = (acc, done)
     if res_out is not None:
-        st.transfers["outputs"] += 1
+        st.transfers["outputs"] += 1 if res_out in psum else out_dram
     if psum:
         raise SqnxtError(f"{len(psum)} output tiles never received all {L.Cg} input channels")
     st.tiles_n = {k: len(v) for k, v in seen.items()}
