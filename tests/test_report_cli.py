@@ -33,7 +33,8 @@ def test_report_on_two_targets_writes_the_plots_and_their_data(cli, tmp_path):
     d = tmp_path / "rep"
     r = cli("report", tiny_path(), "-t", "pe16x16", "-t", "pe8x8", "-o", d)
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in d.iterdir()) == ["energy.png", "layers.png", "report.json", "stages.png"]
+    assert sorted(p.name for p in d.iterdir()) == ["energy.png", "layers.png", "memory.png", "report.json",
+                                                  "stages.png"]
     for name in ("layers.png", "stages.png", "energy.png"):
         w, h = png_size((d / name).read_bytes())
         assert w >= 700 and h >= 300, (name, w, h)
@@ -70,8 +71,8 @@ def test_report_svg_is_deterministic_and_has_no_date(cli, tmp_path):
         assert solved == 8   # each run really schedules (no cache answers the second)
         outs.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir()})
     assert outs[0] == outs[1]
-    assert sorted(outs[0]) == ["energy.svg", "layers.svg", "report.json", "stages.svg"]
-    for name in ("energy.svg", "layers.svg", "stages.svg"):
+    assert sorted(outs[0]) == ["energy.svg", "layers.svg", "memory.svg", "report.json", "stages.svg"]
+    for name in ("energy.svg", "layers.svg", "memory.svg", "stages.svg"):
         root = ET.fromstring(outs[0][name])
         assert root.tag.endswith("svg")
         assert b"<dc:date>" not in outs[0][name]

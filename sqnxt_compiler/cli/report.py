@@ -44,7 +44,7 @@ def schedule_docs(model: str, targets: list, schedule: dict, progress: bool | No
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME|PATH",
               help="Target (repeatable: one panel or bar per target).")
 @click.option("-o", "--output", required=True, type=click.Path(), metavar="DIR",
-              help="Directory that receives layers.FMT, stages.FMT, energy.FMT and report.json.")
+              help="Directory that receives layers.FMT, stages.FMT, energy.FMT, memory.FMT and report.json.")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True,
               help="Image format.")
 @schedule_flags

@@ -9,7 +9,11 @@ Three figures, each from schedule documents (:mod:`.schedule_json`) only:
   resolution, ``shape.P`` (output rows): SqueezeNext's conv1 is at 111, pool1 and
   stage 1 at 55, then 28, 14, 7, and global pooling and the classifier at 1.  The rule
   needs nothing model-specific, so any network splits the same way (docs/reports.md);
-* ``energy.{png,svg}``: energy by level (MAC, RF, array, buffer, DRAM), per target.
+* ``energy.{png,svg}``: energy by level (MAC, RF, array, buffer, DRAM), per target;
+* ``memory.{png,svg}``: the global buffer over the layer sequence (a memory timeline),
+  one panel per target: the words of the activations resident at each step (a planned
+  network, docs/memory-planning.md) under the words of that step's tiles, against the
+  capacity; with every activation through DRAM only the tiles occupy it.
 
 ``report.json`` holds the plotted numbers (deterministic), for checking and for
 spreadsheets.  matplotlib is an optional dependency (``pip install sqnxtc[plots]``);
@@ -97,8 +101,21 @@ def report_data(docs: list[dict]) -> dict:
                        for L in d["layers"]],
             "stages": stages(d),
             "energy": {k: d["totals"]["energy"][k] for k in ENERGY_LEVELS + ("total",)},
+            "buffer_words": f["buffer.global_buffer_bytes"] // d["units"]["word_bytes"],
+            "memory": memory_timeline(d),
         })
     return out
+
+
+def memory_timeline(doc: dict) -> list[dict]:
+    """Per step (scheduled layer, in order): the words of the resident activations live
+    there (``plan.tensors`` with home buffer and first <= step <= last) and of its tiles
+    (``cost.footprint.total``)."""
+    tensors = [t for t in (doc["plan"] or {}).get("tensors", []) if t["home"] == "buffer"]
+    return [{"layer": L["layer"],
+             "resident": sum(t["words"] for t in tensors if t["first"] <= i <= t["last"]),
+             "tiles": L["cost"]["footprint"]["total"]}
+            for i, L in enumerate(doc["layers"])]
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,6 +266,31 @@ def fig_energy(data: dict):
     return fig
 
 
+def fig_memory(data: dict):
+    from matplotlib.ticker import FuncFormatter
+
+    ts = data["targets"]
+    fig = _figure(12.0, 2.6 * len(ts) + 0.8)
+    axes = fig.subplots(len(ts), 1, squeeze=False)[:, 0]
+    for ax, t in zip(axes, ts):
+        xs = list(range(len(t["memory"])))
+        res = [m["resident"] for m in t["memory"]]
+        tiles = [m["tiles"] for m in t["memory"]]
+        ax.bar(xs, res, width=1.0, color="#4C72B0", label="resident activations", zorder=2)
+        ax.bar(xs, tiles, width=1.0, bottom=res, color="#DD8452", label="layer tiles", zorder=2)
+        ax.axhline(t["buffer_words"], color="#333333", linestyle="--", linewidth=1,
+                   label=f"capacity {_si(t['buffer_words'])} words", zorder=3)
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_ylabel(f"{t['target']}\nbuffer words")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
+        ax.grid(axis="y", color="#dddddd", zorder=0)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=8, frameon=False)
+    axes[-1].set_xlabel("layer (program order)")
+    axes[0].set_title(f"{_title(data)}: global buffer over the layers", fontsize=11, loc="left")
+    fig.tight_layout()
+    return fig
+
+
 def render(fig, fmt: str) -> bytes:
     """The figure's bytes, with fixed metadata (see module doc)."""
     import matplotlib
@@ -265,7 +307,8 @@ def render_report(docs: list[dict], fmt: str = "png") -> dict[str, bytes]:
     need_matplotlib()
     data = report_data(docs)
     files = {}
-    for name, build in (("layers", fig_layers), ("stages", fig_stages), ("energy", fig_energy)):
+    for name, build in (("layers", fig_layers), ("stages", fig_stages), ("energy", fig_energy),
+                        ("memory", fig_memory)):
         files[f"{name}.{fmt}"] = render(build(data), fmt)
     files["report.json"] = (json.dumps(data, indent=1) + "\n").encode()
     return files
