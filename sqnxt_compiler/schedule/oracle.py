@@ -52,9 +52,12 @@ def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
         f"mapping (all tiles 1) needs {need} bytes")
 
 
-def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None):
-    """Best key (obj, sec, tx, ty, tc, tk) over one dataflow/order grid, or None."""
-    k = consts(sp.layer, sp.target)
+def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None,
+              layer: Layer | None = None):
+    """Best key (obj, sec, tx, ty, tc, tk) over one dataflow/order grid of ``layer`` (by
+    default the space's own layer; a space is shared by layers of one shape whatever
+    their operand homes, which change only the constants), or None."""
+    k = consts(layer if layer is not None else sp.layer, sp.target)
     X, Y, Cf, Kf = _grid_tables(sp, df)
     if terms is None:
         terms = cost_terms(k, df == "OS", X, Y, Cf, Kf, order)
@@ -107,7 +110,7 @@ def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
         if dataflows is not None and df not in dataflows:
             continue
         for oi in (range(len(ORDERS)) if all_orders else sp.orders):
-            r = grid_best(sp, df, ORDERS[oi], objective)
+            r = grid_best(sp, df, ORDERS[oi], objective, layer=layer)
             if r is None:
                 continue
             key = (r[0], r[1], DATAFLOWS.index(df), oi) + r[2:]

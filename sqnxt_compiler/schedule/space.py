@@ -254,8 +254,12 @@ def clear_spaces() -> None:
 
 
 def get_space(layer: Layer, target: Target) -> Space:
-    """The Space of a layer shape on a target, cached per (layer.key(), target)."""
-    key = (layer.key(), target)
+    """The Space of a layer shape on a target, cached per (shape, measured sparsity,
+    target): the operand homes (docs/cost-model.md, "Operand homes") do not change the
+    candidates (every cost term stays non-decreasing in the per-loop tables), so layers
+    that differ only in homes share one space.  Its ``layer`` is the first such layer:
+    cost constants must come from the layer at hand (``consts(layer, target)``)."""
+    key = (layer.shape_key(), layer.weight_zero_fraction, target)
     sp = _SPACES.get(key)
     if sp is None:
         if len(_SPACES) > 512:
