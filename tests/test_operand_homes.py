@@ -101,13 +101,16 @@ def test_solver_equals_the_exhaustive_search_with_homes(L, t):
 
 
 def test_reduced_space_equals_brute_force_on_a_tiny_homed_layer():
-    L = Layer("tiny", "conv", C=6, K=5, H=7, W=6, R=3, S=3, P=5, Q=4, groups=1)
-    t = replace(T8, global_buffer_bytes=600)
+    from sqnxt_compiler.schedule.oracle import brute_force_table
+
+    L = Layer("tiny", "conv", C=4, K=4, H=7, W=6, R=3, S=3, P=5, Q=4, groups=1)
+    t = replace(T8, global_buffer_bytes=500)
     for H in homes(L):
-        for cap in (None, 200):
+        for cap in (None, 160):
             X = replace(H, capacity=cap)
+            table = brute_force_table(X, t)
             for objective in ("cycles", "energy"):
-                bf = brute_force_best(X, t, objective)
+                bf = brute_force_best(X, t, objective, table=table)
                 m, r = exhaustive_best(X, t, objective)
                 assert (objective_value(r, objective), objective_value(r, SECONDARY[objective])) == bf[:2]
                 assert (m.dataflow, m.order, m.tx, m.ty, m.tc, m.tk) == (

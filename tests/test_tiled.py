@@ -500,7 +500,7 @@ def test_external_fixture_tiled(name, cli):
                "--samples", "1")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int16", marks=pytest.mark.slow)])
 @pytest.mark.usefixtures("cached_zoo_build")
 def test_planned_network_runs_tiled_with_the_plans_transfers(precision):
     """With activation_home = planned the tiled execution follows the plan: resident inputs
