@@ -212,3 +212,20 @@ def test_planned_is_never_worse_than_all_dram_on_every_zoo_model(name, cached_zo
         if p["totals"]["total_cycles"] == d["totals"]["total_cycles"]:
             assert p["totals"]["energy"]["total"] <= d["totals"]["energy"]["total"]
         assert p["totals"]["macs"] == d["totals"]["macs"]
+
+
+@pytest.mark.parametrize("objective", ["cycles", "edp"])
+def test_the_joint_model_places_what_the_relaxation_could_not(objective, monkeypatch):
+    """When the relaxation's optimum cannot be allocated the planner solves again with the
+    address rectangles in the model.  Forced here (the allocator is told to fail): the
+    joint plan is sound and, the relaxation's optimum being placeable, has its value."""
+    import sqnxt_compiler.schedule.planner as P
+
+    t = tiny_target(8192)
+    _, net, cands = problem(residual(), t, objective)
+    relaxed = plan_network(net, cands, t, objective)
+    monkeypatch.setattr(P, "_allocate", lambda *a, **k: None)
+    joint = plan_network(net, cands, t, objective)
+    assert joint.joint and not relaxed.joint and joint.status == "optimal"
+    assert joint.value == relaxed.value and sum(joint.resident) > 0
+    assert verify_allocation(net, joint, t) == []
