@@ -206,15 +206,16 @@ def _solve_stages(net, cands, target, objective, joint, time_limit):
     m, x, y, primary, secondary, words, alloc = _build(net, cands, target, objective, joint)
     bound = None
     status = "optimal"
-    s = None
+    s = None          # the solver of the last stage that found a solution
     for stage, expr in enumerate((primary, secondary, words)):
         m.minimize(expr)
-        s = _solver(time_limit)
-        st = s.solve(m)
+        trial = _solver(time_limit)
+        st = trial.solve(m)
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if stage == 0:
                 return None, None, "infeasible", 0
-            break
+            break      # a later stage ran out of time: keep the previous stage's solution
+        s = trial
         if stage == 0:
             bound = int(s.best_objective_bound)
             if st != cp_model.OPTIMAL:
