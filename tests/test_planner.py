@@ -229,3 +229,14 @@ def test_the_joint_model_places_what_the_relaxation_could_not(objective, monkeyp
     assert joint.joint and not relaxed.joint and joint.status == "optimal"
     assert joint.value == relaxed.value and sum(joint.resident) > 0
     assert verify_allocation(net, joint, t) == []
+
+
+def test_an_activation_exactly_the_size_of_the_buffer_is_not_a_crash():
+    """A tensor of exactly the buffer's words leaves no room for any tile: that home is
+    skipped, not solved with a capacity of 0 (found on a PyTorch export on pe8x8)."""
+    t = tiny_target(2 * 16 * 12 * 12)      # c1's output, 2304 words, fills the buffer
+    res = driver.compile((chain(), "c.onnx"), target=t)
+    plan = res.graph.attrs["plan"]
+    first = next(x for x in plan.tensors if x["name"] == "c1")
+    assert first["words"] == t.buffer_words and first["home"] == "dram"
+    assert res.network.totals()["status"] == {"optimal": 4}

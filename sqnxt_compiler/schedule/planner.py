@@ -109,7 +109,7 @@ def candidates(net: Network, target, solve: Callable[[list], list], objective: s
         for r, in_words in sorted(_input_combos(net, i, buffer).items()):
             for o in outs:
                 words = in_words + (out_t.words if o else 0)
-                if words > buffer:
+                if words >= buffer:      # nothing left for the tiles
                     continue
                 L = replace(step.layer, resident_inputs=r, resident_output=o,
                             capacity=None if words == 0 else buffer - words)
