@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from ..driver import Instrumentation
+from ..driver import SCHEDULE_FLAGS, Instrumentation
 from ..passes.schedule import ScheduleOptions
 
 _DEFAULTS = ScheduleOptions()
@@ -79,7 +79,7 @@ def schedule_flags(fn):
 
 def schedule_values(kw: dict) -> dict:
     """The schedule flags given on the command line (None: not given)."""
-    return {k: kw[k] for k in ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir")}
+    return {k: kw[k] for k in SCHEDULE_FLAGS}
 
 
 def activation_home_option(fn):

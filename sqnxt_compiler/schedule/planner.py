@@ -254,6 +254,12 @@ def _allocate(net, cands, choice_idx, resident, target):
     return ({t: int(s.value(o)) for t, o in toff.items()}, [int(s.value(o)) for o in soff])
 
 
+def _read(s, x, y) -> tuple[dict[int, bool], list[int]]:
+    """A solution's residency per tensor and chosen candidate index per step."""
+    return ({t: bool(s.value(v)) for t, v in x.items()},
+            [next(c for c, v in enumerate(row) if s.value(v)) for row in y])
+
+
 def plan_network(net: Network, cands: list[list[Candidate]], target, objective: str,
                  time_limit: float | None = None) -> Plan:
     """The optimal plan over the candidates (module doc)."""
@@ -267,15 +273,13 @@ def plan_network(net: Network, cands: list[list[Candidate]], target, objective: 
     if s is None:
         raise ScheduleError("no memory plan fits the buffer (the all-DRAM plan should): a bug")
     x, y, primary, _ = parts
-    resident = {t: bool(s.value(v)) for t, v in x.items()}
-    choice_idx = [next(c for c, v in enumerate(row) if s.value(v)) for row in y]
+    resident, choice_idx = _read(s, x, y)
     placed = _allocate(net, cands, choice_idx, resident, target)
     if placed is None:
         joint = True
         s, parts, status, bound = _solve_stages(net, cands, target, objective, True, time_limit)
         x, y, primary, (toff, soff) = parts
-        resident = {t: bool(s.value(v)) for t, v in x.items()}
-        choice_idx = [next(c for c, v in enumerate(row) if s.value(v)) for row in y]
+        resident, choice_idx = _read(s, x, y)
         placed = ({t: int(s.value(o)) for t, o in toff.items() if resident[t]},
                   [int(s.value(o)) for o in soff])
     toffs, soffs = placed
