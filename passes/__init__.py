@@ -6,6 +6,7 @@ name           what it does
 canonicalize   drop Identity/Dropout, fold constants, form fully connected ops
 fold-bn        fold an inference BatchNormalization into the conv / fc before it
 fuse-relu      fold a ReLU / ReLU6 into the conv / fc / add before it
+fuse-add       make a residual add the epilogue of the conv / fc producing an operand
 schedule       pick each layer's mapping with CP-SAT (needs a target)
 =============  =================================================================
 
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 from .canonicalize import Canonicalize
 from .fold_bn import FoldBatchNorm
+from .fuse_add import FuseAdd
 from .fuse_relu import FuseReLU
 from .schedule import Schedule
 
-PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, Schedule)}
+PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, FuseAdd, Schedule)}
 
 #: Named pipelines (they expand in place in a pipeline string).
 PIPELINES = {
-    "default": "canonicalize,fold-bn,fuse-relu",
+    "default": "canonicalize,fold-bn,fuse-relu,fuse-add",
     "none": "",
 }
 

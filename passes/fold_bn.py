@@ -58,6 +58,9 @@ class FoldBatchNorm(Pass):
             if src.attrs["act"] != "none":
                 self.stats["skipped-activation-between"] += 1
                 continue
+            if src.attrs["residual"]:      # BN(conv + r) would scale r too
+                self.stats["skipped-residual-add-between"] += 1
+                continue
             W = _const(src.operands[1])
             b = _const(src.operands[2]) if len(src.operands) > 2 else None
             params = [_const(v) for v in bn.operands[1:]]

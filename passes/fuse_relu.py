@@ -15,6 +15,9 @@ After::
 
     %y' = sqnxt.add(%a, %b) {act = "relu"}
 
+A conv / fc that already carries a fused residual add (``fuse-add`` ran first) takes the
+activation as its ``post_act``: it applies to the sum, as the ReLU did.
+
 Left alone (and counted): a producer with other users (they need the pre-activation
 value), one that already has an activation, a clip with other bounds than [0, 6].
 """
@@ -50,10 +53,11 @@ class FuseReLU(Pass):
             if src is None:
                 self.stats[f"skipped-{why}"] += 1
                 continue
-            if src.attrs["act"] != "none":
+            slot = "post_act" if src.attrs.get("residual") else "act"
+            if src.attrs[slot] != "none":
                 self.stats["skipped-already-activated"] += 1
                 continue
-            src.attrs["act"] = act
+            src.attrs[slot] = act
             graph.replace_all_uses(op.result, src.result)
             graph.erase(op)
             self.stats[f"{act}-fused-into-{src.name.split('.')[1]}"] += 1

@@ -85,14 +85,18 @@ class PlanAttr:
     """The ``plan`` attribute: where the memory planner put the op's output (the buffer at
     a word offset for its live range of steps, or DRAM) and its tiles."""
 
-    __slots__ = ("output", "offset", "live", "tiles", "inputs")
+    __slots__ = ("output", "offset", "live", "tiles", "inputs", "residual")
 
-    def __init__(self, output: str, offset, live: tuple[int, int], tiles: int, inputs: tuple[str, ...]):
+    def __init__(self, output: str, offset, live: tuple[int, int], tiles: int, inputs: tuple[str, ...],
+                 residual: str | None = None):
         self.output, self.offset, self.live, self.tiles, self.inputs = output, offset, live, tiles, inputs
+        self.residual = residual      # home of a fused residual ("dram" / "buffer"), None: none
 
     def to_ir_attr(self) -> dict:
         d = {"output": self.output, "inputs": ",".join(self.inputs), "tiles_at": self.tiles,
              "live": list(self.live)}
+        if self.residual is not None:
+            d["residual"] = self.residual
         if self.offset is not None:
             d["output_at"] = self.offset
         return d
@@ -161,9 +165,11 @@ class Schedule(Pass):
         for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
             t = net.tensors[step.output]
             res = plan.resident[t.index]
-            ins = tuple("dram" if i is None or not plan.resident[i] else "buffer" for i in step.inputs)
+            home = lambda i: "dram" if i is None or not plan.resident[i] else "buffer"  # noqa: E731
+            ins = tuple(home(i) for i in step.inputs)
+            rh = home(step.residual) if step.op.attrs.get("residual") else None
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
-                                             (t.producer, t.last), toff, ins)
+                                             (t.producer, t.last), toff, ins, rh)
         graph.attrs["plan"] = network_plan(net, plan, alone, target)
         self.stats["tensors-resident"] = sum(plan.resident)
         self.stats["tensors-through-dram"] = len(plan.resident) - sum(plan.resident)

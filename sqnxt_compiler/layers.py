@@ -6,7 +6,9 @@ Which ops the accelerator runs, and as what:
 IR op                        cost-model layer
 ===========================  ===========================================================
 ``sqnxt.conv``               ``conv`` (grouped and depthwise included; the fused
-                             activation is applied as results leave the array: no cost)
+                             activation is applied as results leave the array: no cost;
+                             a fused residual add (``residual = 1``) sets the layer's
+                             ``residual``: its words, transfers and adds are counted)
 ``sqnxt.fc``                 ``fc``: C = product of the input's non-batch dims, a 1x1 conv
                              on a 1x1 image
 ``sqnxt.maxpool/avgpool``    ``maxpool``/``avgpool``; a ceil-mode window that overhangs
@@ -56,14 +58,15 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
         return Layer(name, "conv", C=x[1], K=w[0], H=x[2], W=x[3], R=w[2], S=w[3], P=y[2], Q=y[3],
                      stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
                      pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
-                     groups=op.attrs["groups"], weight_zero_fraction=zf)
+                     groups=op.attrs["groups"], weight_zero_fraction=zf,
+                     residual=bool(op.attrs["residual"]))
     if op.name == "sqnxt.fc":
         x, w = op.operands[0].type.shape, op.operands[1].type.shape
         zf = None
         if measured_sparsity and op.operands[1].owner.const_value() is not None:
             zf = zero_fraction(op.operands[1].owner.const_value())
         return Layer(name, "fc", C=math.prod(x[1:]), K=w[0], H=1, W=1, R=1, S=1, P=1, Q=1,
-                     weight_zero_fraction=zf)
+                     weight_zero_fraction=zf, residual=bool(op.attrs["residual"]))
     if op.name in ("sqnxt.maxpool", "sqnxt.avgpool"):
         x, y = op.operands[0].type.shape, op.result.type.shape
         kh, kw = op.attrs["kernel"]

@@ -19,6 +19,8 @@ from .report.golden import (Difference, GoldenError, compare, format_golden, gol
                             golden_of, header_notes, parse_golden)
 
 TARGETS = ("pe16x16", "pe8x8")
+#: Both activation homes (target field ``dram.activation_home``) have goldens.
+HOMES = ("planned", "dram")
 FAMILIES = ("squeezenext", "comparison")
 PIPELINE = "default"
 OBJECTIVE = "cycles"
@@ -50,13 +52,25 @@ def default_goldens_dir() -> Path:
     return (root if root is not None else Path.cwd()) / "tests" / "goldens"
 
 
+def golden_points(targets: list, homes=HOMES) -> list:
+    """Every target with every activation home: the (target, home) points that have
+    goldens (``homes`` overrides the target's ``dram.activation_home``)."""
+    from dataclasses import replace
+
+    from .targets import load_target
+
+    targets = [load_target(t) if isinstance(t, str) else t for t in targets]
+    return [replace(t, activation_home=h) for t in targets for h in homes]
+
+
 def header(model: str, target, pipeline: str, objective: str) -> dict[str, str]:
     """A golden's header: what it is about and how it was produced."""
     import ortools
 
     from . import __version__
 
-    return {"model": model, "target": target.name, "fingerprint": f"sha256:{target.fingerprint()}",
+    return {"model": model, "target": target.name, "activation_home": target.activation_home,
+            "fingerprint": f"sha256:{target.fingerprint()}",
             "pipeline": pipeline, "objective": objective, "sqnxtc": __version__,
             "ortools": ortools.__version__}
 
@@ -70,7 +84,8 @@ def golden_text(result: driver.CompileResult, model: str) -> str:
 
 def render_all(models: list[str], targets: list, progress: Callable[[str], None] | None = None,
                *, objective: str = OBJECTIVE) -> Iterator[tuple[str, object, str]]:
-    """Yield (model, Target, golden text) for every model x target (module doc)."""
+    """Yield (model, Target, golden text) for every model x target (module doc); a target
+    is scheduled with its own ``activation_home`` (:func:`golden_points` makes both)."""
     from .targets import load_target
     from .zoo import build
     from .zoo.registry import lookup
@@ -103,14 +118,15 @@ class Outcome:
 
 def run_goldens(models: list[str], targets: list, goldens: Path, *, update: bool,
                 progress=None) -> list[Outcome]:
-    """Check (or with ``update`` rewrite, atomically) the goldens of models x targets."""
+    """Check (or with ``update`` rewrite, atomically) the goldens of models x targets
+    (each target with its own activation home: see :func:`golden_points`)."""
     from .diagnostics import atomic_write
 
     out = []
     for model, t, text in render_all(models, targets, progress):
-        path = Path(goldens) / golden_filename(model, t.name)
+        path = Path(goldens) / golden_filename(model, t.name, t.activation_home)
         actual = parse_golden(text)
-        o = Outcome(model, t.name, path, "ok", layers=len(actual.layers))
+        o = Outcome(model, f"{t.name} ({t.activation_home})", path, "ok", layers=len(actual.layers))
         old_text = None
         try:
             old_text = path.read_text()

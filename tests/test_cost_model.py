@@ -43,7 +43,8 @@ def test_1x1_conv_that_fits_in_the_buffer():
     assert r.utilization == round(macs / (256 * 112), 6)
     # DRAM: every tensor once
     assert r.dram == {"input_reads": 16 * 64, "weight_reads": 256, "output_writes": 16 * 64,
-                      "psum_writes": 0, "psum_reads": 0, "total": 2304}
+                      "psum_writes": 0, "psum_reads": 0, "residual_reads": 0,
+                      "total": 2304}
     assert r.transfers["total"] == 3
     assert r.dma_cycles == 3 * 100 + cdiv(2304, 8)                    # 588
     assert r.footprint["input"] == 1024 and r.footprint["weights"] == 256
@@ -72,7 +73,8 @@ def test_1x1_conv_that_does_not_fit_is_tiled_with_a_ragged_tile():
     assert r.compute_cycles == 1 * 4 * 2 * (55 * 55 + 16 * 14) + 32 == 26024
     words = 64 * 55 * 55 + 32 * 64 + 32 * 55 * 55
     assert r.dram["total"] == words
-    assert r.transfers == {"input": 14, "weights": 1, "outputs": 14, "psum_reads": 0, "total": 29}
+    assert r.transfers == {"input": 14, "weights": 1, "outputs": 14, "psum_reads": 0, "residual": 0,
+                           "total": 29}
     assert r.dma_cycles == 29 * 100 + cdiv(words, 8) == 39456
     assert r.prologue_cycles == 200 + cdiv(4 * 55 * 64 + 2048, 8)
     assert r.epilogue_cycles == 100 + cdiv(55 * 4 * 32, 8)
@@ -146,7 +148,8 @@ def test_fc_is_a_1x1_conv_on_a_1x1_image_and_dram_bound():
     CB, KB = cdiv(128, 16), 4 * cdiv(250, 16)
     assert r.compute_cycles == 1 * CB * KB * (1 + 16 * 1) + 32 == 8736
     words = 128 + 128 * 1000 + 1000
-    assert r.transfers == {"input": 1, "weights": 4, "outputs": 4, "psum_reads": 0, "total": 9}
+    assert r.transfers == {"input": 1, "weights": 4, "outputs": 4, "psum_reads": 0, "residual": 0,
+                           "total": 9}
     assert r.dma_cycles == 9 * 100 + cdiv(words, 8) == 17041
     assert r.total_cycles == r.dma_cycles
 

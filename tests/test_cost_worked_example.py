@@ -162,3 +162,68 @@ def test_operand_homes_worked_example():
     assert got == {k: int(d[f"homed.{k}"]) for k in got}
     assert h.footprint["capacity"] == cap and h.fits
     assert homed.cost == h
+
+
+def residual_block():
+    text = (Path(__file__).parents[1] / "docs" / "cost-model.md").read_text()
+    block = re.search(r"```worked-example-residual\n(.*?)```", text, re.S).group(1)
+    return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in block.strip().splitlines())}
+
+
+def test_fused_residual_add_worked_example():
+    """One SqueezeNext block with its add fused, input and residual resident: recomputed
+    from the same mapping's all-DRAM figures with the doc's rules (resident input: no
+    reads, transfer, tile region or prologue share; resident residual: no reads or tiles;
+    every output element one more add and one more buffer read), and compared with
+    evaluate(), with the scheduler's choices and with the unfused conv + add."""
+    from dataclasses import replace
+
+    from sqnxt_compiler.schedule.solver import schedule_layer
+
+    d = residual_block()
+    t = load_target(d["target"])
+
+    def mapping(text):
+        df, tx, ty, tc, tk, order = text.split()
+        return Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
+
+    E = Layer("stage3/block2/expand", "conv", C=64, K=128, H=14, W=14, R=1, S=1, P=14, Q=14)
+    A = Layer("stage3/block2/add", "add", C=128, K=128, H=14, W=14, R=1, S=1, P=14, Q=14, n_inputs=2)
+    e, a = schedule_layer(E, t), schedule_layer(A, t)
+    assert e.mapping == mapping(d["unfused.conv.mapping"]) and e.cost.total_cycles == int(d["unfused.conv.total_cycles"])
+    assert a.mapping == mapping(d["unfused.add.mapping"]) and a.cost.total_cycles == int(d["unfused.add.total_cycles"])
+    assert e.cost.dram["total"] + a.cost.dram["total"] == int(d["unfused.dram_total"])
+    cap = t.buffer_words - 64 * 196 - 128 * 196
+    assert cap == int(d["capacity"])
+    F = replace(E, residual=True, resident_inputs=1, resident_residual=True, capacity=cap)
+    f = schedule_layer(F, t)
+    m = mapping(d["fused.mapping"])
+    assert f.mapping == m
+    b = evaluate(E, t, m)          # the same mapping, alone and unfused
+    n = b.tiles_n
+    words = 128 * 14 * 14
+    dram = b.dram["total"] - b.dram["input_reads"]
+    transfers = b.transfers["total"] - b.transfers["input"]
+    dma = 100 * transfers + cdiv(dram, 8)
+    pro = 100 * 1 + cdiv(b.footprint["weights"], 8)
+    epi = 100 + cdiv(m.tx * m.ty * m.tk, 8)
+    fp = 2 * (b.footprint["weights"] + b.footprint["outputs"])
+    total = max(b.compute_cycles + pro + epi, dma)
+    mac = b.accesses["mac"] + words
+    buf = b.accesses["buffer"] - b.dram["input_reads"] + words
+    energy = b.energy["total"] - (200 + 6) * b.dram["input_reads"] + (1 + 6) * words
+    hand = dict(dram_total=dram, transfers=transfers, dma_cycles=dma, prologue=pro, epilogue=epi,
+                footprint_total=fp, total_cycles=total, mac_accesses=mac, buffer_accesses=buf,
+                energy_total=energy)
+    r = f.cost
+    got = dict(dram_total=r.dram["total"], transfers=r.transfers["total"], dma_cycles=r.dma_cycles,
+               prologue=r.prologue_cycles, epilogue=r.epilogue_cycles, footprint_total=r.footprint["total"],
+               total_cycles=r.total_cycles, mac_accesses=r.accesses["mac"], buffer_accesses=r.accesses["buffer"],
+               energy_total=r.energy_total)
+    doc = {k: int(d["fused." + k]) for k in hand}
+    assert hand == got == doc
+    # the residual from DRAM instead: its words, one transfer per output tile, a tile region
+    R = evaluate(replace(F, resident_residual=False), t, m)
+    assert R.dram["total"] - r.dram["total"] == words == int(d["from_dram.extra_dram"])
+    assert R.transfers["total"] - r.transfers["total"] == n["x"] * n["y"] * n["k"] == int(d["from_dram.extra_transfers"])
+    assert R.footprint["residual"] == m.tx * m.ty * m.tk == int(d["from_dram.residual_tile"])

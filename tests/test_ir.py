@@ -57,7 +57,8 @@ def test_add_op_infers_type_and_fills_defaults():
     g, p = build()
     conv = p["conv"]
     assert conv.result.type == TensorType((1, 4, 6, 6))
-    assert conv.attrs == {"strides": (1, 1), "pads": (1, 1, 1, 1), "groups": 1, "act": "none"}
+    assert conv.attrs == {"strides": (1, 1), "pads": (1, 1, 1, 1), "groups": 1, "act": "none",
+                          "residual": 0, "post_act": "none"}
     assert p["relu"].result.type == conv.result.type
     with pytest.raises(KeyError, match="sqnxt.bogus"):
         g.add_op("sqnxt.bogus", [p["x"]])
@@ -182,7 +183,7 @@ def test_printing_shows_types_attrs_and_locations():
     conv = next(l for l in lines if "sqnxt.conv(" in l)
     assert conv.strip() == (
         '%c = sqnxt.conv(%x, %w, %b) {act = "none", groups = 1, pads = [1, 1, 1, 1], '
-        'strides = [1, 1]} : (tensor<1x4x6x6xf32>, tensor<4x4x3x3xf32>, tensor<4xf32>) '
+        'post_act = "none", residual = 0, strides = [1, 1]} : (tensor<1x4x6x6xf32>, tensor<4x4x3x3xf32>, tensor<4xf32>) '
         '-> tensor<1x4x6x6xf32>  loc("conv1")')
     assert any(l.strip().startswith("sqnxt.output(%s)") for l in lines)
 

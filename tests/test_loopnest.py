@@ -76,7 +76,7 @@ def test_every_printed_figure_is_recomputed_from_the_json(c):
         iy, ix = ext["y"]["input_extent_max"], ext["x"]["input_extent_max"]
         inl = next(ln for ln in lines if ln.startswith("  inputs "))
         assert inl.split()[1:7] == [str(iy), "y", "x", str(ix), "x", "x"]
-        assert iy * ix * ch * sh["n_inputs"] == fp["input"]
+        assert iy * ix * ch * L["homes"]["inputs"].count("dram") == fp["input"]   # resident: read in place
         assert f" {fp['input']} words {fp['input'] * wb:>8} B" in inl
         wl = next(ln for ln in lines if ln.startswith("  weights "))
         assert fp["weights"] == (t["k"] * t["c"] * sh["R"] * sh["S"] if L["tensors"]["weights"] else 0)
@@ -84,11 +84,18 @@ def test_every_printed_figure_is_recomputed_from_the_json(c):
         ol = next(ln for ln in lines if ln.startswith("  outputs "))
         pw = math.ceil(f["buffer.psum_bits"] / f["buffer.word_bits"])
         assert fp["outputs"] == t["x"] * t["y"] * t["k"] * pw and f" {fp['outputs']} words" in ol
+        residual_from_dram = L["residual"] and L["homes"]["residual"] == "dram"
+        assert fp["residual"] == (t["x"] * t["y"] * t["k"] if residual_from_dram else 0)
+        if fp["residual"]:
+            rl = next(ln for ln in lines if ln.startswith("  residual "))
+            assert f" {fp['residual']} words" in rl
         tl = next(ln for ln in lines if ln.startswith("  total "))
-        one = fp["input"] + fp["weights"] + fp["outputs"]
+        one = fp["input"] + fp["weights"] + fp["outputs"] + fp["residual"]
         assert fp["total"] == fp["copies"] * one
         assert f"total   {fp['copies']} x {one}" in tl
-        assert f"{fp['total'] * wb:>8} B of {f['buffer.global_buffer_bytes']} B" in tl
+        # of the capacity the mapping had: the buffer, less the resident tensors when planned
+        assert fp["capacity"] <= f["buffer.global_buffer_bytes"] // wb
+        assert f"{fp['total'] * wb:>8} B of {fp['capacity'] * wb} B" in tl
         # the array
         if m["dataflow"] == "OS":
             assert f"rows <- y: {min(t['y'], pr)} of {pr}" in block

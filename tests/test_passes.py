@@ -53,7 +53,7 @@ def counts(graph, *names):
 
 def each_pass_and_pipeline(m):
     """Every pass alone and the whole pipeline keep the model's numerics."""
-    for p in ("canonicalize", "fold-bn", "fuse-relu", "default", "none"):
+    for p in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "default", "none"):
         run(m, p)
 
 
@@ -327,6 +327,121 @@ def test_fuse_relu_second_activation_and_no_producer():
     each_pass_and_pipeline(m)
 
 
+# ------------------------------------------------------------------------ fuse-add
+def _block(rng, *, act_before="relu", act_after="relu", other="x", bias=True):
+    """x (1,4,5,5) -> conv 3x3 (+act_before) -> add(., other) (-> act_after) -> y."""
+    ins = ["x", "w", "b"] if bias else ["x", "w"]
+    nodes = [N("Conv", ins, ["p"], pads=[1, 1, 1, 1])]
+    cur = "p"
+    if act_before != "none":
+        nodes.append(_act(act_before, "p", "pa"))
+        cur = "pa"
+    nodes.append(N("Add", [cur, other], ["s"]))
+    cur = "s"
+    if act_after != "none":
+        nodes.append(_act(act_after, "s", "sa"))
+        cur = "sa"
+    nodes.append(N("Identity", [cur], ["y"]))
+    inits = [("w", W(rng, 4, 4, 3, 3)), ("b", W(rng, 4))][: 2 if bias else 1]
+    return nodes, inits
+
+
+@pytest.mark.parametrize("act_before,act_after", [("relu", "relu"), ("none", "relu6"), ("relu6", "none"),
+                                                  ("none", "none")])
+def test_fuse_add_keeps_the_activation_order(act_before, act_after):
+    rng = np.random.default_rng(40)
+    nodes, inits = _block(rng, act_before=act_before, act_after=act_after)
+    m = model(nodes, [("x", [1, 4, 5, 5])], inits=inits, opset=10)
+    g, st, _ = run(m, "default")
+    assert st["fuse-add"] == {"add-fused-into-conv": 1}
+    assert counts(g, "sqnxt.add", "sqnxt.relu", "sqnxt.clip") == {"sqnxt.add": 0, "sqnxt.relu": 0,
+                                                                  "sqnxt.clip": 0}
+    (conv,) = g.ops_named("sqnxt.conv")
+    assert (conv.attrs["act"], conv.attrs["residual"], conv.attrs["post_act"]) == (act_before, 1, act_after)
+    assert conv.operands[-1] is g.inputs[0].result and len(conv.operands) == 4
+    each_pass_and_pipeline(m)
+
+
+def test_fuse_add_then_fuse_relu_puts_the_relu_after_the_add():
+    rng = np.random.default_rng(41)
+    nodes, inits = _block(rng, act_before="relu6", act_after="relu", bias=False)
+    m = model(nodes, [("x", [1, 4, 5, 5])], inits=inits, opset=10)
+    g, st, _ = run(m, "canonicalize,fuse-add,fuse-relu")
+    assert st["fuse-add"] == {"skipped-no-producer": 1}      # the clip sits between conv and add
+    g, st, _ = run(m, "canonicalize,fuse-relu,fuse-add,fuse-relu")
+    (conv,) = g.ops_named("sqnxt.conv")
+    assert (conv.attrs["act"], conv.attrs["post_act"], len(conv.operands)) == ("relu6", "relu", 3)
+    # without the first fuse-relu the relu after the add lands in post_act of a bare conv
+    nodes, inits = _block(rng, act_before="none", act_after="relu")
+    m = model(nodes, [("x", [1, 4, 5, 5])], inits=inits, opset=10)
+    g, st, _ = run(m, "canonicalize,fuse-add,fuse-relu")
+    (conv,) = g.ops_named("sqnxt.conv")
+    assert st["fuse-relu"] == {"relu-fused-into-conv": 1}
+    assert (conv.attrs["act"], conv.attrs["post_act"]) == ("none", "relu")
+
+
+def test_fuse_add_picks_the_later_conv_when_both_operands_are_convs():
+    rng = np.random.default_rng(42)
+    nodes = [N("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), N("Conv", ["x", "w2"], ["b"]),
+             N("Add", ["a", "b"], ["y"])]
+    m = model(nodes, [("x", [1, 4, 5, 5])], inits=[("w1", W(rng, 6, 4, 3, 3)), ("w2", W(rng, 6, 4, 1, 1))])
+    g, st, _ = run(m, "fuse-add")
+    assert st["fuse-add"] == {"add-fused-into-conv": 1}
+    convs = g.ops_named("sqnxt.conv")
+    assert convs[0].attrs["residual"] == 0 and convs[1].attrs["residual"] == 1
+    assert convs[1].operands[-1] is convs[0].result     # the earlier conv's output is the residual
+    each_pass_and_pipeline(m)
+
+
+def test_fuse_add_into_fc():
+    rng = np.random.default_rng(43)
+    nodes = [N("Flatten", ["x"], ["f"]), N("Gemm", ["f", "B", "C"], ["p"], transB=1),
+             N("Add", ["z", "p"], ["s"]), N("Relu", ["s"], ["y"])]
+    m = model(nodes, [("x", [1, 3, 2, 2]), ("z", [1, 6])], inits=[("B", W(rng, 6, 12)), ("C", W(rng, 6))])
+    g, st, _ = run(m, "default")
+    assert st["fuse-add"] == {"add-fused-into-fc": 1}
+    (fc,) = g.ops_named("sqnxt.fc")
+    assert fc.attrs["residual"] == 1 and fc.attrs["post_act"] == "relu"
+    each_pass_and_pipeline(m)
+
+
+@pytest.mark.parametrize("case,reason", [("broadcast", "skipped-broadcast"),
+                                         ("three", "skipped-not-two-operands"),
+                                         ("inputs", "skipped-no-producer"),
+                                         ("multi-use", "skipped-multi-use")])
+def test_fuse_add_leaves_what_it_cannot_rewrite(case, reason):
+    rng = np.random.default_rng(44)
+    conv = N("Conv", ["x", "w"], ["p"], pads=[1, 1, 1, 1])
+    inits = [("w", W(rng, 4, 4, 3, 3))]
+    inputs = [("x", [1, 4, 5, 5])]
+    opset = 13
+    if case == "broadcast":
+        nodes = [conv, N("Add", ["p", "c"], ["y"])]
+        inits.append(("c", W(rng, 4, 1, 1)))
+    elif case == "three":
+        nodes = [conv, N("Sum", ["p", "x", "x"], ["y"])]
+    elif case == "inputs":
+        nodes = [N("Add", ["x", "z"], ["y"])]
+        inputs.append(("z", [1, 4, 5, 5]))
+    else:
+        nodes = [conv, N("Add", ["p", "x"], ["s"]), N("Mul", ["s", "p"], ["y"])]
+    m = model(nodes, inputs, inits=inits, opset=opset)
+    g, st, _ = run(m, "fuse-add")
+    assert st["fuse-add"] == {reason: 1}
+    assert all(op.attrs.get("residual", 0) == 0 for op in g.ops())
+    each_pass_and_pipeline(m)
+
+
+def test_fold_bn_leaves_a_batchnorm_after_a_fused_add():
+    rng = np.random.default_rng(45)
+    nodes, inits = _block(rng, act_before="none", act_after="none")
+    nodes[-1] = bn("s", "y")
+    m = model(nodes, [("x", [1, 4, 5, 5])], inits=inits + bn_params(rng, 4))
+    g, st, _ = run(m, "fuse-add,fold-bn")
+    assert st["fold-bn"] == {"skipped-residual-add-between": 1}
+    assert counts(g, "sqnxt.batchnorm")["sqnxt.batchnorm"] == 1
+
+
 # ------------------------------------------------------------------------ whole pipeline
 def test_default_pipeline_on_a_block_counts_everything():
     rng = np.random.default_rng(16)
@@ -345,7 +460,10 @@ def test_default_pipeline_on_a_block_counts_everything():
     assert st["canonicalize"] == {"dropout-removed": 1, "fc-from-gemm": 1, "dead-ops-erased": 4}
     assert st["fold-bn"] == {"bn-folded-into-conv": 2}
     assert st["fuse-relu"] == {"relu-fused-into-conv": 1, "relu6-fused-into-add": 1}
-    assert g.count_by_name() == {"sqnxt.add": 1, "sqnxt.constant": 6, "sqnxt.conv": 2,
+    assert st["fuse-add"] == {"add-fused-into-conv": 1}
+    conv2 = g.ops_named("sqnxt.conv")[1]
+    assert (conv2.attrs["act"], conv2.attrs["residual"], conv2.attrs["post_act"]) == ("none", 1, "relu6")
+    assert g.count_by_name() == {"sqnxt.constant": 6, "sqnxt.conv": 2,
                                  "sqnxt.fc": 1, "sqnxt.global_avgpool": 1, "sqnxt.input": 1,
                                  "sqnxt.output": 1, "sqnxt.softmax": 1}
     each_pass_and_pipeline(m)

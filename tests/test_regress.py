@@ -25,18 +25,20 @@ from sqnxt_compiler.targets import load_target
 
 GOLDENS = Path(__file__).parent / "goldens"
 MODELS = regress.golden_models()
-CASES = [(m, t) for m in MODELS for t in regress.TARGETS]   # model-major: one build per model
+# model-major: one build per model
+CASES = [(m, t, h) for m in MODELS for t in regress.TARGETS for h in regress.HOMES]
 
-_RENDERED: dict[tuple[str, str], str] = {}
+_RENDERED: dict[tuple[str, str, str], str] = {}
 
 
-def rendered(model: str, target: str) -> str:
-    """The current golden text of (model, target); each model is built once for both
-    targets, and only the texts are kept (VGG-19's weights alone are ~575 MB)."""
-    if (model, target) not in _RENDERED:
-        for m, t, text in regress.render_all([model], list(regress.TARGETS)):
-            _RENDERED[(m, t.name)] = text
-    return _RENDERED[(model, target)]
+def rendered(model: str, target: str, home: str = "planned") -> str:
+    """The current golden text of (model, target, activation home); each model is built
+    once for both targets and both homes, and only the texts are kept (VGG-19's weights
+    alone are ~575 MB)."""
+    if (model, target, home) not in _RENDERED:
+        for m, t, text in regress.render_all([model], regress.golden_points(regress.TARGETS)):
+            _RENDERED[(m, t.name, t.activation_home)] = text
+    return _RENDERED[(model, target, home)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -48,19 +50,20 @@ def test_the_golden_set_covers_the_zoo_families_on_both_targets():
     fams = {m.name: m.family for m in list_models()}
     assert set(MODELS) == {n for n, f in fams.items() if f in ("squeezenext", "comparison")}
     assert {"1.0-SqNxt-23", "2.0-SqNxt-44", "AlexNet", "VGG-19", "MobileNet-1.0-224"} <= set(MODELS)
-    expected = {golden_filename(m, t) for m, t in CASES}
+    expected = {golden_filename(m, t, h) for m, t, h in CASES}
     present = {p.name for p in GOLDENS.glob("*.txt")}
     assert present == expected, (f"missing: {sorted(expected - present)}; "
                                  f"stale: {sorted(present - expected)}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,target", CASES, ids=[f"{m}-{t}" for m, t in CASES])
-def test_golden(model, target):
-    path = GOLDENS / golden_filename(model, target)
-    assert path.exists(), f"no golden {path} (sqnxtc regress --update --model {model} --target {target})"
+@pytest.mark.parametrize("model,target,home", CASES, ids=[f"{m}-{t}-{h}" for m, t, h in CASES])
+def test_golden(model, target, home):
+    path = GOLDENS / golden_filename(model, target, home)
+    assert path.exists(), (f"no golden {path} (sqnxtc regress --update --model {model} --target {target} "
+                           f"--activation-home {home})")
     expected = path.read_text()
-    actual = rendered(model, target)
+    actual = rendered(model, target, home)
     diffs = compare(expected, actual)
     if diffs:
         notes = header_notes(expected, actual)
@@ -85,6 +88,23 @@ def test_goldens_are_what_sqnxtc_compile_schedules(target):
     assert regress.golden_text(res, "1.0-SqNxt-23") == expected
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_planned_is_never_worse_than_all_dram_on_every_zoo_model(model):
+    """On both bundled targets, from the goldens' renderings (fresh solves): the planned
+    network's cycles are at most the all-DRAM network's, and at equal cycles its energy
+    (the objective is cycles, ties energy: the all-DRAM plan is always a candidate); the
+    plan is proven optimal."""
+    for target in regress.TARGETS:
+        p = parse_golden(rendered(model, target, "planned")).totals
+        d = parse_golden(rendered(model, target, "dram")).totals
+        assert p["plan.status"] == "optimal" and "plan.status" not in d
+        assert int(p["total_cycles"]) <= int(d["total_cycles"]), (model, target)
+        if p["total_cycles"] == d["total_cycles"]:
+            assert int(p["energy.total"]) <= int(d["energy.total"]), (model, target)
+        assert p["macs"] == d["macs"] and p["layers"] == d["layers"]
+
+
 def test_golden_totals_are_the_sums_of_their_layer_lines():
     for path in sorted(GOLDENS.glob("*.txt")):
         g = parse_golden(path.read_text())
@@ -101,7 +121,8 @@ def test_golden_totals_are_the_sums_of_their_layer_lines():
 # parse_golden / compare on hand-made goldens
 # ---------------------------------------------------------------------------------------
 def _golden(layers=None, **header) -> Golden:
-    h = {"format": "1", "model": "m", "target": "pe16x16", "fingerprint": "sha256:00",
+    h = {"format": "2", "model": "m", "target": "pe16x16", "activation_home": "planned",
+         "fingerprint": "sha256:00",
          "pipeline": "default,schedule", "objective": "cycles", "sqnxtc": "0.1.0", "ortools": "9.15"}
     h.update(header)
     if layers is None:
@@ -208,14 +229,15 @@ def test_a_changed_total_alone_is_named():
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("[header]\nformat 1\nmodel m\ntarget t\nobjective cycles\n[layers]\n0 conv1 conv OS 1,1,1,1 kcyx 1 2\n",
-     "line 7: expected 11 columns"),
-    ("[header]\nformat 1\nmodel m\ntarget t\nobjective cycles\n[layers]\n0 c conv OS 1,1,1,1 kcyx 1 2 x 4 5\n",
-     "line 7: dma_cycles must be an integer, got 'x'"),
-    ("[header]\nformat 2\nmodel m\ntarget t\nobjective cycles\n", "golden format '2' is not 1"),
+    ("[header]\nformat 2\nmodel m\ntarget t\nactivation_home dram\nobjective cycles\n[layers]\n"
+     "0 conv1 conv OS 1,1,1,1 kcyx 1 2\n", "line 8: expected 11 columns"),
+    ("[header]\nformat 2\nmodel m\ntarget t\nactivation_home dram\nobjective cycles\n[layers]\n"
+     "0 c conv OS 1,1,1,1 kcyx 1 2 x 4 5\n", "line 8: dma_cycles must be an integer, got 'x'"),
+    ("[header]\nformat 1\nmodel m\ntarget t\nobjective cycles\n", "golden format '1' is not 2"),
     ("model m\n", "line 1: text before the first section"),
     ("[nope]\n", "line 1: unknown section [nope]"),
-    ("[header]\nformat 1\nmodel m\ntarget t\n", "header has no 'objective'"),
+    ("[header]\nformat 2\nmodel m\ntarget t\nobjective cycles\n", "header has no 'activation_home'"),
+    ("[header]\nformat 2\nmodel m\ntarget t\nactivation_home dram\n", "header has no 'objective'"),
 ])
 def test_parse_errors_name_the_line(text, msg):
     with pytest.raises(GoldenError, match=re.escape(msg)):
@@ -234,10 +256,12 @@ E2E_FIELD, E2E_KEY = "ws_rf_per_mac", "ws_rf_accesses_per_mac"
 @pytest.fixture(scope="module")
 def e2e():
     """E2E_MODEL scheduled on pe16x16 and on a pe16x16 whose WS register-file accesses
-    per MAC are one higher (same name, so the same golden file applies)."""
+    per MAC are one higher (same name, so the same golden file applies), every activation
+    through DRAM: each layer alone, so only the WS layers can move (with a plan, a changed
+    energy may move the plan's energy tie-break and with it other layers' homes)."""
     from sqnxt_compiler.zoo import build
 
-    base = load_target("pe16x16")
+    base = dataclasses.replace(load_target("pe16x16"), activation_home="dram")
     changed = dataclasses.replace(base, **{E2E_FIELD: getattr(base, E2E_FIELD) + 1})
     results = driver.compile_for_targets((build(E2E_MODEL), f"zoo:{E2E_MODEL}"), [base, changed])
     nets = [(r.network, regress.golden_text(r, E2E_MODEL)) for r in results]
@@ -278,7 +302,7 @@ def test_changing_one_cost_constant_names_exactly_the_layers_that_moved(e2e):
     assert {f for f, _, _ in tot.changes} == {"energy.rf", "energy.total"} | (
         {"total_cycles"} if net0.totals()["total_cycles"] != net1.totals()["total_cycles"] else set())
     # the committed golden is the base schedule
-    assert compare((GOLDENS / golden_filename(E2E_MODEL, "pe16x16")).read_text(), text0) == []
+    assert compare((GOLDENS / golden_filename(E2E_MODEL, "pe16x16", "dram")).read_text(), text0) == []
 
 
 def test_sqnxtc_regress_names_the_moved_layers_one_line_each(e2e, cli, tmp_path):
@@ -292,14 +316,15 @@ def test_sqnxtc_regress_names_the_moved_layers_one_line_each(e2e, cli, tmp_path)
     toml = tmp_path / "pe16x16.toml"    # same name: checked against the committed golden
     toml.write_text(re.sub(rf"^{re.escape(old)}\b", f"{E2E_KEY} = {getattr(changed, E2E_FIELD)}", src,
                            flags=re.M))
-    assert load_target(str(toml)).fingerprint() == changed.fingerprint()
+    assert dataclasses.replace(load_target(str(toml)), activation_home="dram").fingerprint() == changed.fingerprint()
 
-    r = cli("regress", "--model", E2E_MODEL, "--target", str(toml), "--goldens", str(GOLDENS), "-q")
+    r = cli("regress", "--model", E2E_MODEL, "--target", str(toml), "--activation-home", "dram",
+            "--goldens", str(GOLDENS), "-q")
     assert r.exit_code == 1, r.output
     named = re.findall(r"^  layer \d+ '([^']+)' \(\w+\): ", r.stdout, re.M)
     assert len(named) == len(set(named))          # one line per layer
     assert set(named) == expected
-    assert f"{E2E_MODEL} on pe16x16: moved: {len(expected)} layer(s), totals\n" in r.stdout
+    assert f"{E2E_MODEL} on pe16x16 (dram): moved: {len(expected)} layer(s), totals\n" in r.stdout
     assert "  note: fingerprint: sha256:" in r.stdout
     assert "golden(s) differ" in r.stderr
 
@@ -307,14 +332,16 @@ def test_sqnxtc_regress_names_the_moved_layers_one_line_each(e2e, cli, tmp_path)
 def test_sqnxtc_regress_passes_and_updates(cli, tmp_path):
     # --update into an empty directory creates the golden; a check then passes; a hand
     # edit is named and --update restores it.  (the schedules are cached in-process.)
-    args = ("--model", "squeezenet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
+    args = ("--model", "squeezenet-1.1", "--target", "pe16x16", "--activation-home", "planned",
+            "--goldens", str(tmp_path), "-q")
     r = cli("regress", "--update", *args)
     assert r.exit_code == 0, r.output
-    path = tmp_path / "SqueezeNet-1.1__pe16x16.txt"
-    assert f"SqueezeNet-1.1 on pe16x16: created {path} (30 layers)" in r.stdout
+    path = tmp_path / "SqueezeNet-1.1__pe16x16__planned.txt"
+    assert f"SqueezeNet-1.1 on pe16x16 (planned): created {path} (30 layers)" in r.stdout
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]      # one home asked, one file
     assert path.read_text() == (GOLDENS / path.name).read_text()
     r = cli("regress", *args)
-    assert r.exit_code == 0 and "SqueezeNet-1.1 on pe16x16: ok (30 layers)" in r.stdout
+    assert r.exit_code == 0 and "SqueezeNet-1.1 on pe16x16 (planned): ok (30 layers)" in r.stdout
 
     text = path.read_text()
     line = next(x for x in text.splitlines() if " pool1 " in x)
@@ -324,10 +351,10 @@ def test_sqnxtc_regress_passes_and_updates(cli, tmp_path):
     assert r.exit_code == 1
     assert f"  layer 1 'pool1' (maxpool): total_cycles {int(total) + 1} -> {total}" in r.stdout
     r = cli("regress", "--update", *args)
-    assert r.exit_code == 0 and f"SqueezeNet-1.1 on pe16x16: updated {path}: 1 layer(s) moved\n" in r.stdout
+    assert r.exit_code == 0 and f"SqueezeNet-1.1 on pe16x16 (planned): updated {path}: 1 layer(s) moved\n" in r.stdout
     assert path.read_text() == (GOLDENS / path.name).read_text()
     r = cli("regress", "--update", *args)
-    assert "SqueezeNet-1.1 on pe16x16: unchanged (30 layers)" in r.stdout
+    assert "SqueezeNet-1.1 on pe16x16 (planned): unchanged (30 layers)" in r.stdout
 
 
 def test_sqnxtc_regress_bad_input(cli, tmp_path):
@@ -337,8 +364,10 @@ def test_sqnxtc_regress_bad_input(cli, tmp_path):
     assert r.exit_code == 3 and "no goldens directory" in r.stderr
     r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe99", "--goldens", str(tmp_path))
     assert r.exit_code == 5
-    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
-    assert r.exit_code == 1 and "SqueezeNet-1.1 on pe16x16: no golden" in r.stdout
-    (tmp_path / "SqueezeNet-1.1__pe16x16.txt").write_text("garbage\n")
-    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--goldens", str(tmp_path), "-q")
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--activation-home", "dram",
+            "--goldens", str(tmp_path), "-q")
+    assert r.exit_code == 1 and "SqueezeNet-1.1 on pe16x16 (dram): no golden" in r.stdout
+    (tmp_path / "SqueezeNet-1.1__pe16x16__dram.txt").write_text("garbage\n")
+    r = cli("regress", "--model", "SqueezeNet-1.1", "--target", "pe16x16", "--activation-home", "dram",
+            "--goldens", str(tmp_path), "-q")
     assert r.exit_code == 1 and "unreadable: line 1: text before the first section" in r.stdout

@@ -68,7 +68,8 @@ def test_report_svg_is_deterministic_and_has_no_date(cli, tmp_path):
         r, solved = fresh_solves(lambda: cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / name,
                                              "--format", "svg"))
         assert r.exit_code == 0, r.output
-        assert solved == 8   # each run really schedules (no cache answers the second)
+        assert solved >= 7   # each run really schedules (no cache answers the second): 7 layers, the
+                             # plan's candidates
         outs.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir()})
     assert outs[0] == outs[1]
     assert sorted(outs[0]) == ["energy.svg", "layers.svg", "memory.svg", "report.json", "stages.svg"]
@@ -90,7 +91,7 @@ def test_report_from_a_schedule_file_equals_report_from_the_model(cli, tmp_path)
     assert cli("compile", tiny_path(), "-t", "pe8x8", "--emit", "schedule", "-o", s).exit_code == 0
     assert cli("report", s, "-o", tmp_path / "a").exit_code == 0
     r, solved = fresh_solves(lambda: cli("report", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b"))
-    assert r.exit_code == 0 and solved == 8
+    assert r.exit_code == 0 and solved >= 7
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     r = cli("report", s, "-t", "pe8x8", "-o", tmp_path / "c")
     assert "drop --target" in one_line_error(r, ExitCode.USAGE)
@@ -99,8 +100,8 @@ def test_report_from_a_schedule_file_equals_report_from_the_model(cli, tmp_path)
 def test_stage_rule_generalizes_by_output_rows():
     doc = outputs(tiny_path(), "pe8x8", "cycles")[1]
     st = stages(doc)
-    # conv1, dw, gconv, add at 12; pool and conv2 at 6; gap and fc at 1
-    assert [(s["P"], s["layers"]) for s in st] == [(12, 4), (6, 2), (1, 2)]
+    # conv1, dw, gconv (the add fused into it) at 12; pool and conv2 at 6; gap and fc at 1
+    assert [(s["P"], s["layers"]) for s in st] == [(12, 3), (6, 2), (1, 2)]
     assert report_data([doc])["targets"][0]["stages"] == st
 
 
@@ -162,13 +163,16 @@ def test_all_or_nothing_when_one_file_cannot_be_written(tmp_path):
 
 # ---- progress --------------------------------------------------------------------------
 def test_progress_goes_to_stderr_only_and_changes_nothing(cli, tmp_path):
-    a = cli("compile", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "a", "--progress")
-    b, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "-o", tmp_path / "b"))
-    assert a.exit_code == b.exit_code == 0 and solved == 8
+    # all-DRAM: progress counts the distinct layers, which is every solve
+    a = cli("compile", tiny_path(), "-t", "pe8x8", "--activation-home", "dram", "-o", tmp_path / "a",
+            "--progress")
+    b, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "--activation-home", "dram",
+                                         "-o", tmp_path / "b"))
+    assert a.exit_code == b.exit_code == 0 and solved == 7
     assert a.stdout == b.stdout and "scheduling" not in a.stdout
     lines = [ln for ln in a.stderr.splitlines() if "scheduling" in ln]
-    assert lines[0].startswith("scheduling 0/8 distinct layers (conv1)")
-    assert lines[-1].startswith("scheduling 8/8 distinct layers")
+    assert lines[0].startswith("scheduling 0/7 distinct layers (conv1)")
+    assert lines[-1].startswith("scheduling 7/7 distinct layers")
     assert "scheduling" not in b.stderr   # stderr is not a terminal here
     for f in (tmp_path / "a").iterdir():
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
@@ -180,16 +184,18 @@ def test_schedules_solved_with_progress_are_identical():
     from sqnxt_compiler import driver
     from sqnxt_compiler.targets import load_target
 
+    from dataclasses import replace
+
     spec = "zoo:1.0-SqNxt-23"
-    texts, _, expected = outputs(spec, "pe8x8", "cycles")
+    t = replace(load_target("pe8x8"), activation_home="dram")   # each distinct shape: one solve
+    quiet = driver.compile(spec, target=t)
     calls = []
-    res, solved = fresh_solves(lambda: driver.compile(spec, target=load_target("pe8x8"),
-                                                      progress=lambda *a: calls.append(a)))
+    res, solved = fresh_solves(lambda: driver.compile(spec, target=t, progress=lambda *a: calls.append(a)))
     got = res.network
     n = got.totals()["distinct_layers"]
     assert solved == n
-    assert [r.schedule for r in got.rows] == [r.schedule for r in expected.rows]
-    assert driver.render(res, ["schedule"])["schedule"] == texts["schedule"]
+    assert [r.schedule for r in got.rows] == [r.schedule for r in quiet.network.rows]
+    assert driver.render(res, ["schedule"])["schedule"] == driver.render(quiet, ["schedule"])["schedule"]
     assert [c[:2] for c in calls] == [(i, n) for i in range(n + 1)] and calls[-1][2] is None
 
 

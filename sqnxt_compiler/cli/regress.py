@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..diagnostics import CheckFailed, InputError
-from ..regress import TARGETS, default_goldens_dir, golden_models, run_goldens
+from ..regress import HOMES, TARGETS, default_goldens_dir, golden_models, golden_points, run_goldens
 from ..report.golden import moved_layers
 
 
@@ -16,10 +16,12 @@ from ..report.golden import moved_layers
               help="Zoo model (repeatable) [default: every SqueezeNext and comparison model].")
 @click.option("--target", "targets", multiple=True, metavar="NAME|PATH",
               help="Target (repeatable; a bundled name or a .toml path) [default: pe16x16, pe8x8].")
+@click.option("--activation-home", "homes", multiple=True, type=click.Choice(HOMES),
+              help="Activation home to check (repeatable) [default: both, planned and dram].")
 @click.option("--goldens", type=click.Path(file_okay=False), default=None,
               help="Goldens directory [default: tests/goldens of the source checkout].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def regress_cmd(update, models, targets, goldens, quiet):
+def regress_cmd(update, models, targets, homes, goldens, quiet):
     """Check the cycle-count goldens (exit 1 naming every layer whose figures moved), or
     rewrite them with --update."""
     import time
@@ -29,7 +31,8 @@ def regress_cmd(update, models, targets, goldens, quiet):
 
     t0 = time.perf_counter()
     names = [lookup(m).name for m in models] or golden_models()
-    tgts = [load_target(t) for t in (targets or TARGETS)]
+    tgts = golden_points([load_target(t) for t in (targets or TARGETS)],
+                         [h for h in HOMES if h in homes] or HOMES)
     gdir = Path(goldens) if goldens is not None else default_goldens_dir()
     if not update and not gdir.is_dir():
         raise InputError("no goldens directory (create the goldens with sqnxtc regress --update)", str(gdir))

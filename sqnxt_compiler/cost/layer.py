@@ -21,6 +21,12 @@ Conventions
   stays in the global buffer (no write-back); ``capacity``: the buffer words left to the
   layer's tiles (None: the whole buffer), what the resident tensors of the network leave.
   The defaults are the layer alone, every operand through DRAM.
+* ``residual`` (conv and fc only): a fused element-wise add (the ``fuse-add`` pass): the
+  layer reads one more tensor of its output's shape, the residual, and adds it to each
+  output tile as the tile leaves the array (after the fused activation).  The residual is
+  read once per output element, one DMA transfer per output tile, into a tile region of
+  ``tx * ty * tk`` words; ``resident_residual``: it is already whole in the global buffer
+  (read in place: no DMA, no tile region).
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ from fractions import Fraction
 from sqnxt_compiler.diagnostics import UnsupportedError
 
 #: Layer fields that are not its shape (see :meth:`Layer.shape_key`).
-_NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_output", "capacity")
+_NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_output", "capacity",
+              "residual", "resident_residual")
 MAC_KINDS = ("conv", "fc")
 NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add")
 KINDS = MAC_KINDS + NON_MAC_KINDS
@@ -60,6 +67,8 @@ class Layer:
     resident_inputs: int = 0
     resident_output: bool = False
     capacity: int | None = None
+    residual: bool = False
+    resident_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
@@ -72,14 +81,16 @@ class Layer:
                 self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
                 self.pad_right, self.groups, self.n_inputs,
                 None if self.weight_zero_fraction is None else str(self.weight_zero_fraction),
-                self.resident_inputs, self.resident_output, self.capacity)
+                self.resident_inputs, self.resident_output, self.capacity,
+                self.residual, self.resident_residual)
 
     def shape_key(self) -> tuple:
         """The layer's shape: every field but the name, ``weight_zero_fraction`` and the
-        operand homes (kind, sizes, strides, pads, groups, inputs), in field order.  Equal
-        shape keys mean the same computation on the same tensor shapes, whatever weight
-        sparsity was measured and wherever the operands live: a schedule made for one runs
-        the other tile for tile."""
+        operand homes and the fused residual add (kind, sizes, strides, pads, groups,
+        inputs), in field order.  Equal shape keys mean the same tile loops over the same
+        tensor shapes, whatever weight sparsity was measured, wherever the operands live
+        and whether an epilogue add follows: a schedule made for one runs the other tile
+        for tile."""
         return tuple(getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SHAPE)
 
     @property
@@ -174,6 +185,13 @@ class Layer:
             raise bad(f"resident_inputs must be an integer in 0..n_inputs={self.n_inputs}, got {r!r}")
         if not isinstance(self.resident_output, bool):
             raise bad(f"resident_output must be true or false, got {self.resident_output!r}")
+        for f in ("residual", "resident_residual"):
+            if not isinstance(getattr(self, f), bool):
+                raise bad(f"{f} must be true or false, got {getattr(self, f)!r}")
+        if self.residual and not self.is_mac:
+            raise bad("only conv and fc take a fused residual add")
+        if self.resident_residual and not self.residual:
+            raise bad("resident_residual needs a residual")
         c = self.capacity
         if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
             raise bad(f"capacity must be a positive number of words, got {c!r}")

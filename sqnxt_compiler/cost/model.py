@@ -40,6 +40,8 @@ class Consts:
     in_mult: int    # input tensors (n_inputs of add, else 1)
     in_dram: int    # input tensors read from DRAM (in_mult - resident inputs)
     out_dram: int   # 1 if the output is written back to DRAM, 0 if it stays resident
+    res: int        # 1 if a fused residual add reads a tensor of the output's shape
+    res_dram: int   # 1 if that residual is read from DRAM, 0 if it is resident
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
     Lw: int         # WS weight-block load cycles per pass
@@ -70,7 +72,9 @@ def consts(layer: Layer, target: Target) -> Consts:
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
         Wg=layer.Kg * layer.Cg * layer.R * layer.S if layer.is_mac else 0,
         has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
-        out_dram=0 if layer.resident_output else 1, cw=layer.channelwise, pw=target.psum_words,
+        out_dram=0 if layer.resident_output else 1,
+        res=int(layer.residual), res_dram=int(layer.residual and not layer.resident_residual),
+        cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
         fill=target.pipeline_fill_cycles, lat=target.dram_latency_cycles,
@@ -181,15 +185,17 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     t["dram_output_writes"] = g * Kg * PQ * k.out_dram
     t["dram_psum_writes"] = g * Kg * PQ * (v - 1) * pw
     t["dram_psum_reads"] = t["dram_psum_writes"]
+    t["dram_residual_reads"] = g * Kg * PQ * k.res_dram     # once, as each output tile leaves
     dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
-            + t["dram_psum_writes"] + t["dram_psum_reads"])
+            + t["dram_psum_writes"] + t["dram_psum_reads"] + t["dram_residual_reads"])
     t["dram_words"] = dram
     t["transfers_input"] = g * k.in_dram * nxy * (nk if k.cw else nc) * fI
     t["transfers_weight"] = g * k.has_w * nc * nk * fW
     t["transfers_output"] = g * nxy * nk * (v - 1 + k.out_dram)
     t["transfers_psum_read"] = g * nxy * nk * (v - 1)
+    t["transfers_residual"] = g * nxy * nk * k.res_dram     # one per output tile, when final
     transfers = (t["transfers_input"] + t["transfers_weight"] + t["transfers_output"]
-                 + t["transfers_psum_read"])
+                 + t["transfers_psum_read"] + t["transfers_residual"])
     t["transfers"] = transfers
     t["dma_cycles"] = k.lat * transfers + _cdiv(dram * k.bw_den, k.bw_num)
 
@@ -197,7 +203,8 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_dram
     t["fp_weight"] = k.has_w * tk * tc * RS
     t["fp_output"] = tx * ty * tk * pw
-    t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"])
+    t["fp_residual"] = tx * ty * tk * k.res_dram
+    t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"] + t["fp_residual"])
 
     # ---- overlap of DMA and compute ----
     t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w)
@@ -211,13 +218,14 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
 
     # ---- accesses per level and energy ----
     macs = t["macs_performed"]
-    t["acc_mac"] = macs
+    adds = g * Kg * PQ * k.res        # the epilogue adder: one add per output element
+    t["acc_mac"] = macs + adds
     t["acc_rf"] = macs * rf_pm
     t["acc_array"] = macs * arr_pm
-    t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g)
+    t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g + Kg * PQ * k.res)
     t["acc_buffer"] = t["acc_buffer_array"] + dram   # every DRAM word also enters/leaves the buffer
     t["acc_dram"] = dram
-    t["energy_mac"] = k.e_mac * macs
+    t["energy_mac"] = k.e_mac * (macs + adds)
     t["energy_rf"] = k.e_rf * t["acc_rf"]
     t["energy_array"] = k.e_array * t["acc_array"]
     t["energy_buffer"] = k.e_buffer * t["acc_buffer"]
@@ -239,9 +247,10 @@ class CostReport:
     compute_cycles: int
     utilization: float       # macs_performed / (PEs * compute_cycles)
     utilization_dense: float # macs / (PEs * compute_cycles) (> 1 possible in OS: skipped zeros)
-    footprint: dict          # words: input, weights, outputs (one copy), copies, total, capacity
-    dram: dict               # words: input_reads, weight_reads, output_writes, psum_writes, psum_reads, total
-    transfers: dict          # DMA transfers per tensor and total
+    footprint: dict          # words: input, weights, outputs, residual (one copy), copies, total, capacity
+    dram: dict               # words: input_reads, weight_reads, output_writes, psum_writes, psum_reads,
+                             # residual_reads, total
+    transfers: dict          # DMA transfers per tensor (input, weights, outputs, psum_reads, residual), total
     refetch: dict            # input_refetch, weight_refetch, output_visits
     dma_cycles: int
     prologue_cycles: int
@@ -308,13 +317,14 @@ def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dic
         utilization=round(float(util), 6),
         utilization_dense=round(float(util_dense), 6),
         footprint={"input": t["fp_input"], "weights": t["fp_weight"], "outputs": t["fp_output"],
-                   "copies": copies, "total": t["fp_total"], "capacity": capacity_words(layer, target)},
+                   "residual": t["fp_residual"], "copies": copies, "total": t["fp_total"], "capacity": capacity_words(layer, target)},
         dram={"input_reads": t["dram_input_reads"], "weight_reads": t["dram_weight_reads"],
               "output_writes": t["dram_output_writes"], "psum_writes": t["dram_psum_writes"],
-              "psum_reads": t["dram_psum_reads"], "total": t["dram_words"]},
+              "psum_reads": t["dram_psum_reads"], "residual_reads": t["dram_residual_reads"],
+              "total": t["dram_words"]},
         transfers={"input": t["transfers_input"], "weights": t["transfers_weight"],
                    "outputs": t["transfers_output"], "psum_reads": t["transfers_psum_read"],
-                   "total": t["transfers"]},
+                   "residual": t["transfers_residual"], "total": t["transfers"]},
         refetch={"input_refetch": t["input_refetch"], "weight_refetch": t["weight_refetch"],
                  "output_visits": t["output_visits"]},
         dma_cycles=t["dma_cycles"],

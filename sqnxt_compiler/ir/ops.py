@@ -8,6 +8,11 @@ Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end
 The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
 (max(x, 0)) or ``relu6`` (min(max(x, 0), 6)).
 
+A conv or fc with ``residual = 1`` has a fused element-wise add (the ``fuse-add`` pass):
+its last operand, of the result's shape, is added after ``act``, and ``post_act`` is
+applied to the sum: ``y = post_act(act(conv(x, w) + b) + r)``.  Operands are therefore
+``x, w[, b][, r]``: :func:`layer_operands` names them.
+
 Each declaration lists its traits (:data:`sqnxt_compiler.ir.core.TRAITS`): what the passes,
 the cost model, the reports and the frontend may assume about the op.
 """
@@ -73,6 +78,27 @@ def pool_end_pad(size: int, k: int, stride: int, pad_begin: int, pad_end: int, c
     return pad_end + max(0, (out - 1) * stride + k - (size + pad_begin + pad_end))
 
 
+def layer_operands(op: Op) -> tuple:
+    """``(x, w, bias or None, residual or None)`` of a conv or fc: operands ``x, w[, b][, r]``,
+    the residual last when ``residual = 1``."""
+    ops = list(op.operands)
+    r = ops.pop() if op.attrs.get("residual") else None
+    return ops[0], ops[1], (ops[2] if len(ops) > 2 else None), r
+
+
+def _verify_epilogue(op: Op) -> None:
+    """Bias of shape (K,), and the residual (when ``residual = 1``) of the result's shape."""
+    _, w, b, r = layer_operands(op)
+    if len(op.operands) < 2 + (1 if r is not None else 0):
+        raise VerifyError("a residual add needs x, w and the residual operand")
+    if b is not None and b.type.shape != (w.type.shape[0],):
+        raise VerifyError(f"bias must be ({w.type.shape[0]},), got {b.type}")
+    if r is None and op.attrs.get("post_act", "none") != "none":
+        raise VerifyError("post_act needs a residual add (residual = 1)")
+    if r is not None and op.results and r.type.shape != op.results[0].type.shape:
+        raise VerifyError(f"residual {r.type} must have the result's shape {op.results[0].type}")
+
+
 def _need_rank(op: Op, i: int, rank: int, what: str = "input") -> None:
     if _t(op, i).rank != rank:
         raise VerifyError(f"{what} must be rank {rank}, got {_t(op, i)}")
@@ -110,16 +136,23 @@ def _verify_conv(op: Op) -> None:
                           f"and output channels {w.shape[0]}")
     if w.shape[1] * g != x.shape[1]:
         raise VerifyError(f"weight {w} expects {w.shape[1] * g} input channels, input has {x.shape[1]}")
-    if len(op.operands) == 3 and _t(op, 2).shape != (w.shape[0],):
-        raise VerifyError(f"bias must be ({w.shape[0]},), got {_t(op, 2)}")
+    _verify_epilogue(op)
     if any(s < 1 for s in op.attrs["strides"]) or any(p < 0 for p in op.attrs["pads"]):
         raise VerifyError("strides must be >= 1 and pads >= 0")
 
 
-@declare("sqnxt.conv", "2-D convolution, NCHW, OIHW weights, optional bias, fused activation.",
-         operands=(2, 3),
+#: The epilogue attributes of conv and fc: fused activation, fused residual add, activation
+#: after the add.
+EPILOGUE = {"act": A("str", default="none", choices=ACTS),
+            "residual": A("int", default=0, choices=(0, 1)),
+            "post_act": A("str", default="none", choices=ACTS)}
+
+
+@declare("sqnxt.conv", "2-D convolution, NCHW, OIHW weights, optional bias, fused activation, "
+         "optional fused residual add (operands x, w[, b][, r]).",
+         operands=(2, 4),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
-                "groups": A("int", default=1), "act": A("str", default="none", choices=ACTS),
+                "groups": A("int", default=1), **EPILOGUE,
                 "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
 def _conv(op):
@@ -140,13 +173,13 @@ def _verify_fc(op: Op) -> None:
     _need_rank(op, 1, 2, "weight")
     if w.shape[1] != math.prod(x.shape[1:]):
         raise VerifyError(f"weight {w} does not match input {x} (flattened: {math.prod(x.shape[1:])})")
-    if len(op.operands) == 3 and _t(op, 2).shape != (w.shape[0],):
-        raise VerifyError(f"bias must be ({w.shape[0]},), got {_t(op, 2)}")
+    _verify_epilogue(op)
 
 
 @declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
-         "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image.",
-         operands=(2, 3), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE, "plan": PLAN},
+         "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image. Fused "
+         "activation and residual add as conv (operands x, w[, b][, r]).",
+         operands=(2, 4), attrs={**EPILOGUE, "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_fc, traits=WEIGHTED_LAYER_TRAITS)
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]

@@ -62,19 +62,35 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, gr
     return y
 
 
+def epilogue(op, y: np.ndarray, args: list) -> np.ndarray:
+    """The epilogue of a conv or fc: ``post_act(act(y) + r)`` with a fused residual ``r``
+    (the last operand when ``residual = 1``), else ``act(y)``."""
+    y = activate(y, op.attrs["act"])
+    if op.attrs.get("residual"):
+        y = activate(np.asarray(y + args[-1], dtype=y.dtype), op.attrs["post_act"])
+    return y
+
+
+def _split(op, a: list) -> tuple:
+    """(x, w, bias or None) of a conv / fc's operand arrays (the residual excluded)."""
+    n = len(a) - (1 if op.attrs.get("residual") else 0)
+    return a[0], a[1], (a[2] if n > 2 else None)
+
+
 @kernel("sqnxt.conv")
 def _conv(op, a):
-    y = conv2d(a[0], a[1], a[2] if len(a) > 2 else None, op.attrs["strides"], op.attrs["pads"],
-               op.attrs["groups"])
-    return activate(y, op.attrs["act"])
+    x, w, b = _split(op, a)
+    y = conv2d(x, w, b, op.attrs["strides"], op.attrs["pads"], op.attrs["groups"])
+    return epilogue(op, y, a)
 
 
 @kernel("sqnxt.fc")
 def _fc(op, a):
-    y = a[0].reshape(a[0].shape[0], -1) @ a[1].T
-    if len(a) > 2:
-        y = y + a[2]
-    return activate(np.asarray(y, dtype=a[0].dtype), op.attrs["act"])
+    x, w, b = _split(op, a)
+    y = x.reshape(x.shape[0], -1) @ w.T
+    if b is not None:
+        y = y + b
+    return epilogue(op, np.asarray(y, dtype=x.dtype), a)
 
 
 @kernel("sqnxt.batchnorm")

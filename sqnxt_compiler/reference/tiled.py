@@ -15,7 +15,8 @@ accelerator would run it (docs/tiled-execution.md):
   -inf for max pooling) is added only on the sides where that block runs over the border;
 * the tile's partial sums over its c range are added to the output tile's psum buffer;
   when the last input channel of the group has been accumulated the output tile is
-  finalized (bias, fused activation, requantization in int16) and written, once.
+  finalized (bias, fused activation, the fused residual add's tile and the activation
+  after it, requantization in int16) and written, once.
 
 Inside a tile the arithmetic is numpy (the array's spatial unrolling is not simulated MAC
 by MAC).  Per layer the run counts tiles, MACs (element operations for pool/gap/add),
@@ -80,7 +81,7 @@ class LayerStats:
     writes_min: int = 0       # fewest / most times any output element was finalized
     writes_max: int = 0
     transfers: dict = field(default_factory=lambda: {"input": 0, "weights": 0, "outputs": 0,
-                                                     "psum_reads": 0})
+                                                     "psum_reads": 0, "residual": 0})
     acc_max: float = 0.0         # max |stored partial sum| or |sum + bias| (fp32 with probe;
                                  # int16: in accumulator units, see acc_bits)
     psum_bits: int = 0           # int16: width a stored partial sum saturates to
@@ -249,13 +250,20 @@ class _Fp32:
             st.acc_max = max(st.acc_max, float(np.max(np.abs(acc))))
         return acc
 
-    def finish(self, acc, bias, act, fa, fo, st):
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+        """``post_act(act(acc + bias) + res)`` (``res``: the residual tile, or None)."""
         y = acc
         if bias is not None:
             y = y + bias.reshape(-1, 1, 1)
             if self.probe and y.size:
                 st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
-        return activate(np.asarray(y, dtype=np.float32), act)
+        y = activate(np.asarray(y, dtype=np.float32), act)
+        if res is not None:
+            y = y + res[0]
+            if self.probe and y.size:
+                st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
+            y = activate(np.asarray(y, dtype=np.float32), post_act)
+        return y
 
     def out(self, y, fo):
         return y
@@ -276,8 +284,10 @@ class _Int16:
     * products accumulate exactly (tile sums in float64 hold integers below 2**53) and
       every stored partial sum (the end of each c tile) saturates to ``psum_bits``;
     * bias is added in the accumulator's scale (frac_in + frac_w), the fused activation is
-      applied there, and the result is requantized to int16 with the output's frac bits,
-      round half up, saturating.
+      applied there, a fused residual (int16, its own frac bits) is aligned to that scale
+      (exact when its frac bits are fewer, else rounded half up) and added, the activation
+      after the add is applied, and the result is requantized to int16 with the output's
+      frac bits, round half up, saturating.
     """
 
     name = "int16"
@@ -337,12 +347,24 @@ class _Int16:
                 acc = np.clip(acc, -lim, lim - 1)
         return acc
 
-    def finish(self, acc, bias, act, fa, fo, st):
-        y = acc if bias is None else acc + bias.reshape(-1, 1, 1)
+    @staticmethod
+    def _act(y, act, fa):
         if act == "relu":
-            y = np.maximum(y, 0)
-        elif act == "relu6":
-            y = np.clip(y, 0, int(round(6 * 2.0 ** fa)))
+            return np.maximum(y, 0)
+        if act == "relu6":
+            return np.clip(y, 0, int(round(6 * 2.0 ** fa)))
+        return y
+
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+        y = acc if bias is None else acc + bias.reshape(-1, 1, 1)
+        y = self._act(y, act, fa)
+        if res is not None:
+            r, fr = res
+            if fa >= fr:
+                aligned = r.astype(np.int64) << (fa - fr)
+            else:
+                aligned = np.floor(r * 2.0 ** (fa - fr) + 0.5).astype(np.int64)
+            y = self._act(y + aligned, post_act, fa)
         q, sat = rescale(y, fo - fa)
         st.output_saturations += sat
         return q
@@ -443,6 +465,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     N = out_shape[0]
     kind = L.kind
     act = op.attrs.get("act", "none")
+    post_act = op.attrs.get("post_act", "none")
     fo = arith.out_frac(op)
 
     # the operands as (N, C, H, W) arrays the tiles are cut from
@@ -465,9 +488,15 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         if kind == "fc":
             w = w.reshape(w.shape[0], -1, 1, 1)
         fa = (fi + fw) if arith.int_mode else None
-        b = arith.bias(args[2] if len(args) > 2 else None, fa)
+        n_wb = len(args) - (1 if L.residual else 0)      # x, w[, b] before the residual
+        b = arith.bias(args[2] if n_wb > 2 else None, fa)
         if arith.int_mode and L.Cg * L.R * L.S >= _EXACT_F64_TERMS:
             raise SqnxtError("contraction too long for exact int16 tile sums")
+    res = res_f = None
+    if L.residual:
+        res, res_f = arith.tensor(args[-1], st, "residual")
+        res = res.reshape(N, L.K, L.P, L.Q)
+    res_dram = 1 if L.residual and not L.resident_residual else 0
     if arith.int_mode:
         st.fracs.update(acc=fa, out=fo)
 
@@ -543,6 +572,10 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
             acc, cnt = acc
         if arith.int_mode and kind in ("avgpool", "gap"):
             out = _avg_int(acc, cnt, fa, fo, st)
+        elif res is not None:         # the residual tile arrives as the output tile leaves
+            rt = res[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]]
+            st.transfers["residual"] += res_dram
+            out = arith.finish(acc, bt, act, fa, fo, st, (rt, res_f), post_act)
         else:
             out = arith.finish(acc, bt, act if kind in ("conv", "fc", "add") else "none", fa, fo, st)
         y[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]] = out

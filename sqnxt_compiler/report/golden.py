@@ -1,12 +1,14 @@
 """The cycle-count golden file format: render, parse and compare (standard library only).
 
-A golden file ``tests/goldens/<model>__<target>.txt`` (docs/regression.md) has three
-sections::
+A golden file ``tests/goldens/<model>__<target>__<activation home>.txt``
+(docs/regression.md) has three sections::
 
-    [header]    model, target and its fingerprint, pass pipeline, objective, versions
+    [header]    model, target, activation home (planned / dram) and the target's
+                fingerprint, pass pipeline, objective, versions
     [layers]    one aligned line per scheduled layer: index, name, kind, dataflow, tiles,
                 order, total / compute / DMA cycles, energy, DRAM words
-    [totals]    the network totals (NetworkSchedule.totals())
+    [totals]    the network totals (NetworkSchedule.totals()), and with a memory plan its
+                status and how many activations stay in the buffer
 
 :func:`golden_of` builds a :class:`Golden` from a network schedule and a header;
 :func:`format_golden` writes it and :func:`parse_golden` reads it back; :func:`compare`
@@ -24,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-FORMAT = 1
+FORMAT = 2      # 2: activation_home in the header and the file name, plan totals
 #: the figures of one layer line, in column order after the index and the name
 LAYER_FIGURES = ("kind", "dataflow", "tiles", "order", "total_cycles", "compute_cycles",
                  "dma_cycles", "energy", "dram_words")
@@ -33,10 +35,10 @@ _NUMERIC = {"total_cycles", "compute_cycles", "dma_cycles", "energy", "dram_word
 _COLUMNS = (("kind", 8), ("df", 3), ("tiles x,y,c,k", 16), ("order", 5), ("total_cyc", 11),
             ("compute_cyc", 11), ("dma_cyc", 11), ("energy", 14), ("dram_words", 11))
 #: header keys that say what the file is about: a mismatch is a Difference
-IDENTITY = ("model", "target", "objective")
+IDENTITY = ("model", "target", "activation_home", "objective")
 #: header keys that only describe how it was produced: a change is a note, not a failure
 PROVENANCE = ("fingerprint", "pipeline", "sqnxtc", "ortools")
-HEADER_KEYS = ("format",) + IDENTITY[:2] + ("fingerprint", "pipeline", "objective", "sqnxtc", "ortools")
+HEADER_KEYS = ("format",) + IDENTITY[:3] + ("fingerprint", "pipeline", "objective", "sqnxtc", "ortools")
 
 
 class GoldenError(ValueError):
@@ -113,16 +115,22 @@ def _change_text(fig: str, old: Any, new: Any) -> str:
     return s
 
 
-def flat_totals(t: dict) -> dict[str, str]:
+def flat_totals(t: dict, plan=None) -> dict[str, str]:
+    """The [totals] lines: the network totals and, with a memory plan (a NetworkPlan),
+    ``plan.status`` and ``plan.resident`` (activations kept in the buffer / all)."""
     keys = ("layers", "distinct_layers", "unmodelled_ops", "macs", "macs_performed",
             "total_cycles", "compute_cycles", "dma_cycles", "time_us", "utilization")
     out = {k: str(t[k]) for k in keys}
     for k in ("mac", "rf", "array", "buffer", "dram", "total"):
         out[f"energy.{k}"] = str(t["energy"][k])
-    for k in ("input_reads", "weight_reads", "output_writes", "psum_writes", "psum_reads", "total"):
+    for k in ("input_reads", "weight_reads", "output_writes", "psum_writes", "psum_reads",
+              "residual_reads", "total"):
         out[f"dram_words.{k}"] = str(t["dram_words"][k])
     for k, n in t["status"].items():
         out[f"status.{k}"] = str(n)
+    if plan is not None:
+        out["plan.status"] = plan.status
+        out["plan.resident"] = f"{sum(x['home'] == 'buffer' for x in plan.tensors)}/{len(plan.tensors)}"
     return out
 
 
@@ -142,20 +150,23 @@ def _quote(name: str) -> str:
     return json.dumps(name) if (not name or re.search(r"\s", name) or name.startswith('"')) else name
 
 
-def golden_filename(model: str, target_name: str) -> str:
-    return f"{model}__{target_name}.txt"
+def golden_filename(model: str, target_name: str, activation_home: str) -> str:
+    """``<model>__<target>__<activation home>.txt``."""
+    return f"{model}__{target_name}__{activation_home}.txt"
 
 
 def golden_of(net, header: dict[str, str]) -> Golden:
     """The Golden of a network schedule (``net``: a NetworkSchedule) under ``header``
     (its keys in :data:`HEADER_KEYS` order; ``format`` is added)."""
-    return Golden({"format": str(FORMAT), **header}, layer_lines(net), flat_totals(net.totals()))
+    return Golden({"format": str(FORMAT), **header}, layer_lines(net),
+                  flat_totals(net.totals(), net.graph.attrs.get("plan")))
 
 
 def format_golden(g: Golden) -> str:
     """The text of a Golden (what render_golden writes; parse_golden reads it back)."""
     h = g.header
-    lines = [f"# sqnxtc cycle-count golden: {h.get('model')} on {h.get('target')}.",
+    lines = [f"# sqnxtc cycle-count golden: {h.get('model')} on {h.get('target')} "
+             f"(activations: {h.get('activation_home')}).",
              "# Regenerate deliberately with `sqnxtc regress --update` (docs/regression.md).",
              "[header]"]
     lines += [f"{k:<12} {h[k]}" for k in list(HEADER_KEYS) + [k for k in h if k not in HEADER_KEYS]

@@ -61,7 +61,8 @@ def operands_line(h: dict) -> str:
     out = (f"stays in the buffer at word {h['output_at']}" if h["output"] == "buffer"
            else "written back to DRAM")
     tiles = f", tiles at word {h['tiles_at']}" if h["tiles_at"] is not None else ""
-    return (f"operands: input{'s' if len(h['inputs']) > 1 else ''} from {ins}; output {out}"
+    res = f"; residual from {where[h['residual']]}" if h.get("residual") else ""
+    return (f"operands: input{'s' if len(h['inputs']) > 1 else ''} from {ins}{res}; output {out}"
             f"{tiles}; {h['capacity']} buffer words for the tiles")
 
 
@@ -73,6 +74,8 @@ def layer_block(d: dict, s, target) -> list[str]:
     Pr, Pc = target.pe_rows, target.pe_cols
     loops = {lp["loop"]: lp for lp in d["loops"]}
     act = f" + {d['act']}" if d["act"] != "none" else ""
+    if d.get("residual"):
+        act += " + residual add" + (f" + {d['post_act']}" if d["post_act"] != "none" else "")
     cw = L.channelwise
     g = L.eff_groups
     out = [f"== {d['layer']}  ({d['op']}{act})  {L.describe()} ==",
@@ -119,7 +122,10 @@ def layer_block(d: dict, s, target) -> list[str]:
     pw = target.psum_words
     out.append(f"  outputs {m.ty} y x {m.tx} x x {m.tk} k x {pw} words (partial sums, "
                f"{target.psum_bits} bit)".ljust(78) + _b(fp["outputs"], wb))
-    one = fp["input"] + fp["weights"] + fp["outputs"]
+    if fp["residual"]:
+        out.append(f"  residual {m.ty} y x {m.tx} x x {m.tk} k (the fused add's operand tile)".ljust(78)
+                   + _b(fp["residual"], wb))
+    one = fp["input"] + fp["weights"] + fp["outputs"] + fp["residual"]
     out.append(f"  total   {copies} x {one}".ljust(78) + _b(fp["total"], wb)
                + f" of {fp['capacity'] * wb} B ({100 * fp['total'] / fp['capacity']:.1f}%)")
 
@@ -187,13 +193,15 @@ def layer_block(d: dict, s, target) -> list[str]:
     else:
         bound = "DMA bound: compute hidden"
     e = c["energy"]
+    res_t = f", residual {tr['residual']}" if d.get("residual") else ""
+    res_d = f", residual {dr['residual_reads']}" if d.get("residual") else ""
     out += ["",
             f"cycles:  compute {c['compute_cycles']}, DMA {c['dma_cycles']} ({tr['total']} transfers: "
-            f"in {tr['input']}, w {tr['weights']}, out {tr['outputs']}, psum {tr['psum_reads']}), "
+            f"in {tr['input']}, w {tr['weights']}, out {tr['outputs']}, psum {tr['psum_reads']}{res_t}), "
             f"prologue {c['prologue_cycles']}, epilogue {c['epilogue_cycles']}",
             f"         total {c['total_cycles']} ({c['overlap']}): {bound}",
             f"DRAM:    reads inputs {dr['input_reads']} (x{rf['input_refetch']}), weights "
-            f"{dr['weight_reads']} (x{rf['weight_refetch']}), psums {dr['psum_reads']}; writes outputs "
+            f"{dr['weight_reads']} (x{rf['weight_refetch']}), psums {dr['psum_reads']}{res_d}; writes outputs "
             f"{dr['output_writes']}, psums {dr['psum_writes']}; total {dr['total']} words",
             f"energy:  {e['total']} = MAC {e['mac']} + RF {e['rf']} + array {e['array']} + "
             f"buffer {e['buffer']} + DRAM {e['dram']}",

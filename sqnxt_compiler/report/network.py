@@ -60,7 +60,7 @@ class NetworkSchedule:
             "utilization": round(performed / (pes * cyc), 6) if cyc else 0.0,
             "dram_words": {k: sum(x.cost.dram[k] for x in s) for k in
                            ("input_reads", "weight_reads", "output_writes", "psum_writes",
-                            "psum_reads", "total")},
+                            "psum_reads", "residual_reads", "total")},
             "energy": {k: sum(x.cost.energy[k] for x in s) for k in ENERGY_LEVELS + ("total",)},
             "status": {st: sum(1 for x in s if x.status == st)
                        for st in sorted({x.status for x in s})},
@@ -95,7 +95,10 @@ def count_params(graph: Graph) -> int:
     adds K (the bias), not its 4K statistics."""
     import math
 
-    return sum(math.prod(v.type.shape) for op in weight_ops(graph) for v in op.operands[1:])
+    from ..ir.ops import layer_operands
+
+    return sum(math.prod(v.type.shape) for op in weight_ops(graph)
+               for v in layer_operands(op)[1:3] if v is not None)
 
 
 def collect(graph: Graph, target) -> NetworkSchedule:

@@ -29,7 +29,7 @@ FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
 #: plan; docs/schedule-format.md, "Versions").
-VERSION = 3
+VERSION = 4
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "totals", "plan")
 
@@ -74,7 +74,8 @@ def layer_dict(index: int, row, target) -> dict:
     s = row.schedule
     base = s.to_dict()
     d = {"index": index, "layer": base["layer"], "op": row.op.name,
-         "act": row.op.attrs.get("act", "none"), "kind": base["kind"], "shape": base["shape"],
+         "act": row.op.attrs.get("act", "none"), "residual": bool(row.op.attrs.get("residual")),
+         "post_act": row.op.attrs.get("post_act", "none"), "kind": base["kind"], "shape": base["shape"],
          "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
          "tie_break": base["tie_break"], "note": base.get("note", ""), "homes": _homes(row),
@@ -88,10 +89,11 @@ def _homes(row) -> dict:
     s, plan = row.schedule, row.op.attrs.get("plan")
     L = s.layer
     if plan is None:
-        return {"inputs": ["dram"] * L.n_inputs, "output": "dram", "output_at": None,
-                "tiles_at": None, "capacity": s.cost.footprint["capacity"]}
-    return {"inputs": list(plan.inputs), "output": plan.output, "output_at": plan.offset,
-            "tiles_at": plan.tiles, "capacity": s.cost.footprint["capacity"]}
+        return {"inputs": ["dram"] * L.n_inputs, "residual": "dram" if L.residual else None,
+                "output": "dram", "output_at": None, "tiles_at": None,
+                "capacity": s.cost.footprint["capacity"]}
+    return {"inputs": list(plan.inputs), "residual": plan.residual, "output": plan.output,
+            "output_at": plan.offset, "tiles_at": plan.tiles, "capacity": s.cost.footprint["capacity"]}
 
 
 def units(target) -> dict:

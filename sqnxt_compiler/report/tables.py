@@ -53,6 +53,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "status"), ("solver", "solver"), ("objective", "objective.name"),
     ("objective_value", "objective.value"), ("objective_bound", "objective.bound"),
     ("gap", "objective.gap"), ("tie_break", "tie_break"), ("note", "note"),
+    # version 4: the fused residual add
+    ("residual", "residual"), ("post_act", "post_act"), ("buf_residual_words", "cost.footprint.residual"),
+    ("dram_residual_reads", "cost.dram.residual_reads"), ("transfers_residual", "cost.transfers.residual"),
 )
 HEADER = tuple(c for c, _ in COLUMNS)
 

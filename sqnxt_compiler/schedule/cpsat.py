@@ -254,7 +254,7 @@ class _Builder:
         in_p = self.prod(fI, iyx, "in_p")
         in_ch = Kg if k.cw else Cg
         dram = self.lin([(g * in_ch * k.in_dram, in_p), (g * k.Wg, fW), (2 * g * Kg * PQ * pw, v)],
-                        g * Kg * PQ * k.out_dram - 2 * g * Kg * PQ * pw, "dram")
+                        g * Kg * PQ * (k.out_dram + k.res_dram) - 2 * g * Kg * PQ * pw, "dram")
         nxy_ch = self.prod(nxy, nk if k.cw else nc, "nxy_ch")
         t_in = self.prod(nxy_ch, fI, "t_in")
         nck = self.prod(nc, nk, "nck")
@@ -262,8 +262,9 @@ class _Builder:
         nxyk = self.prod(nxy, nk, "nxyk")
         t_out = self.prod(nxyk, v, "t_out")
         # outputs: (v - 1 + out_dram) writes per block, psum re-reads (v - 1)
+        # residual: one transfer per output tile (res_dram)
         transfers = self.lin([(g * k.in_dram, t_in), (g * k.has_w, t_w), (2 * g, t_out),
-                              ((k.out_dram - 2) * g, nxyk)], 0, "transfers")
+                              ((k.out_dram + k.res_dram - 2) * g, nxyk)], 0, "transfers")
         q_dram = self.cdiv(dram, k.bw_num, k.bw_den, "q_dram")
         dma = self.lin([(k.lat, transfers), (1, q_dram)], 0, "dma")
 
@@ -273,7 +274,7 @@ class _Builder:
         tkc = self.prod(tk, tc, "tkc")
         txy = self.prod(tx, ty, "txy")
         txyk = self.prod(txy, tk, "txyk")
-        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw, txyk)], 0, "fp")
+        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw + k.res_dram, txyk)], 0, "fp")
         m.add(k.copies * fp.expr <= k.buffer_words)
         pro_w = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
         pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
@@ -302,8 +303,11 @@ class _Builder:
         # ---- energy ----
         per_mac = {"WS": k.e_mac + k.e_rf * k.ws_rf + k.e_array * k.ws_arr,
                    "OS": k.e_mac + k.e_rf * k.os_rf + k.e_array * k.os_arr}
+        # the epilogue adds of a fused residual: one add and one buffer read per output
+        adds = g * Kg * PQ * k.res
         en = {df: self.lin([(per_mac[df], macs[df]), (k.e_buffer, buf[df]),
-                            (k.e_buffer + k.e_dram, dram)], 0, f"energy_{df}") for df in dfs}
+                            (k.e_buffer + k.e_dram, dram)], (k.e_mac + k.e_buffer) * adds,
+                           f"energy_{df}") for df in dfs}
         if len(dfs) == 2:
             energy = self.select(os, en["OS"], en["WS"], "energy")
         else:

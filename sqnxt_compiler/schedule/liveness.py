@@ -42,13 +42,15 @@ class Tensor:
 @dataclass(frozen=True)
 class Step:
     """One op the accelerator runs: its layer, the tensor of each data input (None: read
-    from DRAM, e.g. the network input) and the tensor it produces."""
+    from DRAM, e.g. the network input), the tensor of its fused residual (None: none, or
+    read from DRAM) and the tensor it produces."""
 
     index: int
     op: Op
     layer: Layer
     inputs: tuple[int | None, ...]
     output: int
+    residual: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,16 @@ def is_view(op: Op) -> bool:
 
 
 def data_operands(op: Op) -> list[Value]:
-    """The operands whose words a step reads as activations: every operand of an
-    element-wise add, else operand 0 (operands 1.. of conv/fc are weights and bias)."""
+    """The operands whose words a step reads as inputs: every operand of an element-wise
+    add, else operand 0 (operands 1.. of conv/fc are weights, bias and, with a fused add,
+    the residual: :func:`residual_operand`)."""
     return list(op.operands) if op.name == "sqnxt.add" else [op.operands[0]]
+
+
+def residual_operand(op: Op) -> Value | None:
+    """The residual a conv / fc adds in its epilogue (its last operand when ``residual =
+    1``), else None."""
+    return op.operands[-1] if op.attrs.get("residual") else None
 
 
 def _origin(graph: Graph, v: Value) -> Value:
@@ -113,11 +122,13 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
         tensor_of[op.id] = len(tensors)
         tensors.append(Tensor(len(tensors), op.loc.node or f"%{op.result.name}", op.result.type.numel,
                               i, max(steps, default=i), not reason, reason))
+    def tensor(v: Value) -> int | None:
+        src = _origin(graph, v).owner
+        return tensor_of.get(src.id) if src is not None else None
+
     steps = []
     for i, (op, L) in enumerate(layers):
-        ins = []
-        for v in data_operands(op):
-            src = _origin(graph, v).owner
-            ins.append(tensor_of.get(src.id) if src is not None else None)
-        steps.append(Step(i, op, L, tuple(ins), tensor_of[op.id]))
+        r = residual_operand(op)
+        steps.append(Step(i, op, L, tuple(tensor(v) for v in data_operands(op)), tensor_of[op.id],
+                          None if r is None else tensor(r)))
     return Network(tuple(steps), tuple(tensors))

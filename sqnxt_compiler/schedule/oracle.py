@@ -195,8 +195,9 @@ def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int,
         for i, step in enumerate(net.steps):
             live = sum(t.words for t in net.tensors if res[t.index] and t.live_at(i))
             r = sum(1 for t in step.inputs if t is not None and res[t])
+            rr = step.residual is not None and res[step.residual]
             ok = [c for c in cands[i] if c.resident_inputs == r and c.resident_output == res[step.output]
-                  and c.footprint + live <= B]
+                  and c.resident_residual == rr and c.footprint + live <= B]
             if not ok:
                 break
             per_step.append(ok)

@@ -2,7 +2,7 @@
 the global buffer, each layer's mapping given what is resident, and where everything lies.
 
 **Candidates.**  For every step and every home combination (how many of its input tensors
-are resident, whether its output stays) the per-layer solver gives the best mapping with
+are resident, whether its fused residual is, whether its output stays) the per-layer solver gives the best mapping with
 the capacity that combination leaves (``capacity = buffer - resident operand words``), and
 then, while other live tensors could leave less, the best mapping with less (the next
 point of the layer's Pareto front of footprint against objective: capacity = previous
@@ -11,7 +11,8 @@ footprint - 1), at most :data:`LEVELS` points per combination.  The all-DRAM can
 
 **Network model (CP-SAT).**  One boolean per plannable tensor (resident or not), one per
 candidate (exactly one per step), linked: a step's candidate has as many resident inputs
-as its input tensors that are resident, and a resident output iff its output tensor is.
+as its input tensors that are resident, a resident residual iff its residual tensor is, and
+a resident output iff its output tensor is.
 At every step the chosen candidate's footprint plus the words of every resident tensor
 live at that step fit the buffer.  Objective: the run's objective summed over the steps
 (edp: network cycles x network energy); ties: the secondary objective (energy for
@@ -27,6 +28,7 @@ only (a relaxation) and then allocated; when the relaxation's optimum cannot be 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import product
 from typing import Callable
 
 from ortools.sat.python import cp_model
@@ -50,6 +52,7 @@ class Candidate:
     resident_inputs: int
     resident_output: bool
     schedule: object            # LayerSchedule (its layer carries the homes and capacity)
+    resident_residual: bool = False
 
     @property
     def footprint(self) -> int:
@@ -105,20 +108,24 @@ def candidates(net: Network, target, solve: Callable[[list], list], objective: s
         outs = [False] + ([True] if out_t.plannable and out_t.words <= buffer else [])
         # the least capacity the step can ever see: every plannable tensor live there resident
         floor = buffer - sum(t.words for t in net.live(i) if t.words <= buffer)
+        res_t = None if step.residual is None else net.tensors[step.residual]
+        ress = [False] + ([True] if res_t is not None and res_t.plannable and res_t.words <= buffer
+                          else [])
         cands: list[Candidate] = []
         for r, in_words in sorted(_input_combos(net, i, buffer).items()):
-            for o in outs:
-                words = in_words + (out_t.words if o else 0)
+            for rr, o in product(ress, outs):
+                # a residual that is also an input is counted twice: a safe (smaller) capacity
+                words = in_words + (res_t.words if rr else 0) + (out_t.words if o else 0)
                 if words >= buffer:      # nothing left for the tiles
                     continue
-                L = replace(step.layer, resident_inputs=r, resident_output=o,
+                L = replace(step.layer, resident_inputs=r, resident_output=o, resident_residual=rr,
                             capacity=None if words == 0 else buffer - words)
                 if min_footprint_words(L, target) > capacity_words(L, target):
                     continue
                 cap = capacity_words(L, target)
                 for _ in range(LEVELS):
                     (s,) = solve([replace(L, capacity=None if cap == buffer else cap)])
-                    cands.append(Candidate(r, o, s))
+                    cands.append(Candidate(r, o, s, rr))
                     cap = s.cost.footprint["total"] - 1
                     if cap < floor or min_footprint_words(L, target) > cap:
                         break
@@ -142,6 +149,8 @@ def _build(net: Network, cands, target, objective: str, joint: bool):
         m.add(sum(c.resident_inputs * v for c, v in zip(cands[i], y[i])) == sum(slots))
         out = x.get(step.output)
         m.add(sum(int(c.resident_output) * v for c, v in zip(cands[i], y[i])) == (out if out is not None else 0))
+        res = x.get(step.residual) if step.residual is not None else None
+        m.add(sum(int(c.resident_residual) * v for c, v in zip(cands[i], y[i])) == (res if res is not None else 0))
         live = [x[t.index] * t.words for t in net.live(i) if t.index in x]
         m.add(sum(c.footprint * v for c, v in zip(cands[i], y[i])) + sum(live) <= B)
 
@@ -324,7 +333,9 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
             problems.append(f"step {i}: tiles {f} + resident {live} words exceed the buffer or "
                             f"the capacity {cap} the mapping was made for")
         res_in = sum(1 for t in step.inputs if t is not None and plan.resident[t])
-        if c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]:
+        res_res = step.residual is not None and plan.resident[step.residual]
+        if (c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]
+                or c.resident_residual != res_res):
             problems.append(f"step {i}: its schedule's operand homes disagree with the plan")
     for a in range(len(regions)):
         for b in range(a + 1, len(regions)):
