@@ -52,17 +52,22 @@ def touched(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int) -> in
 @dataclass(frozen=True)
 class SpatialFeat:
     """One tile size t of a spatial loop (x over Q with the array's columns, or y over P
-    with its rows).  Each field is monotone 'more is worse' for the cost."""
+    with its rows).  Each field is monotone 'more is worse' for the cost.
+
+    A tile's *computed range* is the outputs it computes: the tile itself, or with a fused
+    pool the conv outputs its pool windows cover (:func:`pool_cover`)."""
 
     n: int     # tiles = ceil(N / t)
-    B: int     # OS array blocks = sum over tiles of ceil(len_i / array_dim)
+    B: int     # OS array blocks = sum over tiles of ceil(computed_i / array_dim)
     Wn: int    # OS input-window words along this axis = sum over blocks of touched(block)
-    I: int     # input extent loaded from DRAM = sum over tiles of touched(tile)
-    Im: int    # largest tile's input extent = max over tiles of touched(tile) (footprint)
+    I: int     # input extent loaded from DRAM = sum over tiles of touched(computed range)
+    Im: int    # largest tile's input extent = max over tiles of touched(computed range)
+    C: int     # outputs computed = sum over tiles of len(computed range) (N without a pool)
+    Cm: int    # largest computed range (accumulator footprint; t without a pool)
     t: int     # tile size (output footprint, epilogue)
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (self.n, self.B, self.Wn, self.I, self.Im, self.t)
+        return (self.n, self.B, self.Wn, self.I, self.Im, self.C, self.Cm, self.t)
 
 
 @dataclass(frozen=True)
@@ -91,29 +96,45 @@ class OutFeat:
         return (self.n, self.KB, self.t)
 
 
+def pool_cover(a: int, b: int, pool: tuple[int, int, int, int] | None) -> tuple[int, int]:
+    """The conv outputs [lo, hi) that pooled outputs a..b-1 read along one axis: pooled
+    output o reads conv outputs [o*ps - pp, o*ps - pp + pk) clipped to [0, n_conv);
+    ``pool`` = (pk, ps, pp, n_conv), or None (no pool: [a, b))."""
+    if pool is None:
+        return a, b
+    pk, ps, pp, n = pool
+    return max(a * ps - pp, 0), min((b - 1) * ps - pp + pk, n)
+
+
 def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: int,
-                 n_in: int) -> SpatialFeat:
-    """Tables of a spatial loop of bound N for tile size t (see SpatialFeat)."""
+                 n_in: int, pool: tuple[int, int, int, int] | None = None) -> SpatialFeat:
+    """Tables of a spatial loop of bound N for tile size t (see SpatialFeat); ``pool`` =
+    (window, stride, begin pad, conv outputs) of a fused pool along this axis."""
     ts = tiles(N, t)
-    B = Wn = I = Im = 0
+    B = Wn = I = Im = C = Cm = 0
     for a, b in ts:
-        B += ceil_div(b - a, array_dim)
-        for ba, bb in tiles(b - a, array_dim):
-            Wn += touched(a + ba, a + bb, stride, kernel, pad, n_in)
-        e = touched(a, b, stride, kernel, pad, n_in)
+        ca, cb = pool_cover(a, b, pool)
+        B += ceil_div(cb - ca, array_dim)
+        for ba, bb in tiles(cb - ca, array_dim):
+            Wn += touched(ca + ba, ca + bb, stride, kernel, pad, n_in)
+        e = touched(ca, cb, stride, kernel, pad, n_in)
         I += e
         Im = max(Im, e)
-    return SpatialFeat(len(ts), B, Wn, I, Im, t)
+        C += cb - ca
+        Cm = max(Cm, cb - ca)
+    return SpatialFeat(len(ts), B, Wn, I, Im, C, Cm, t)
 
 
 def x_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """x loop: output columns Q on the array's columns (OS), kernel width S."""
-    return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W)
+    pool = (layer.pool_S, layer.pool_stride_w, layer.pool_pad_left, layer.conv_Q) if layer.pool else None
+    return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W, pool)
 
 
 def y_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """y loop: output rows P on the array's rows (OS), kernel height R."""
-    return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H)
+    pool = (layer.pool_R, layer.pool_stride_h, layer.pool_pad_top, layer.conv_P) if layer.pool else None
+    return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H, pool)
 
 
 def nonzero_fraction(layer: Layer, target: Target) -> Fraction:

@@ -27,6 +27,13 @@ Conventions
   read once per output element, one DMA transfer per output tile, into a tile region of
   ``tx * ty * tk`` words; ``resident_residual``: it is already whole in the global buffer
   (read in place: no DMA, no tile region).
+* ``pool`` (conv only): a fused pooling (the ``fuse-pool`` pass): ``"max"`` or ``"avg"``
+  over the conv's output, window ``pool_R x pool_S``, stride ``pool_stride_*``, pads
+  ``pool_pad_*`` (a ceil-mode window as extra end padding, as for a pool layer).  ``P`` x
+  ``Q`` is then the *pooled* output and the tile loops x, y run over it; each tile computes
+  the conv outputs its pool windows cover (:attr:`conv_P` x :attr:`conv_Q` in all), so the
+  rows and columns shared by neighbouring tiles' windows are computed twice
+  (docs/cost-model.md, "Fused pooling").
 """
 from __future__ import annotations
 
@@ -69,6 +76,15 @@ class Layer:
     capacity: int | None = None
     residual: bool = False
     resident_residual: bool = False
+    pool: str = ""
+    pool_R: int = 1
+    pool_S: int = 1
+    pool_stride_h: int = 1
+    pool_stride_w: int = 1
+    pool_pad_top: int = 0
+    pool_pad_left: int = 0
+    pool_pad_bottom: int = 0
+    pool_pad_right: int = 0
 
     def __post_init__(self) -> None:
         if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
@@ -92,6 +108,16 @@ class Layer:
         and whether an epilogue add follows: a schedule made for one runs the other tile
         for tile."""
         return tuple(getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SHAPE)
+
+    @property
+    def conv_P(self) -> int:
+        """Rows of the conv's output = (H + pads - R) // stride_h + 1 (P without a fused pool)."""
+        return (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1
+
+    @property
+    def conv_Q(self) -> int:
+        """Columns of the conv's output = (W + pads - S) // stride_w + 1 (Q without a fused pool)."""
+        return (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1
 
     @property
     def inputs_from_dram(self) -> int:
@@ -133,8 +159,13 @@ class Layer:
         padded ones included, as the paper's Table 4 counts them); for non-MAC layers the
         number of element operations K * P * Q * R * S * n_inputs."""
         if self.is_mac:
-            return self.K * self.P * self.Q * (self.C // self.groups) * self.R * self.S
+            return self.K * self.conv_P * self.conv_Q * (self.C // self.groups) * self.R * self.S
         return self.K * self.P * self.Q * self.R * self.S * self.n_inputs
+
+    @property
+    def pool_ops(self) -> int:
+        """Element operations of a fused pool = K * P * Q * pool_R * pool_S (0 without)."""
+        return self.K * self.P * self.Q * self.pool_R * self.pool_S if self.pool else 0
 
     @property
     def weight_words(self) -> int:
@@ -143,6 +174,11 @@ class Layer:
 
     def describe(self) -> str:
         g = f" g{self.groups}" if self.groups != 1 else ""
+        if self.pool:
+            return (f"{self.kind} {self.C}x{self.H}x{self.W} -> {self.K}x{self.conv_P}x{self.conv_Q} "
+                    f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g} + {self.pool}pool "
+                    f"{self.pool_R}x{self.pool_S} s{self.pool_stride_h}x{self.pool_stride_w} -> "
+                    f"{self.K}x{self.P}x{self.Q}")
         return (f"{self.kind} {self.C}x{self.H}x{self.W} -> {self.K}x{self.P}x{self.Q} "
                 f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g}")
 
@@ -161,12 +197,40 @@ class Layer:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(f"{f} must be a non-negative integer, got {v!r}")
-        if (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1 != self.P or \
+        if self.pool not in ("", "max", "avg"):
+            raise bad(f"pool must be '', 'max' or 'avg', got {self.pool!r}")
+        if self.pool and self.kind != "conv":
+            raise bad("only conv takes a fused pool")
+        for f in ("pool_R", "pool_S", "pool_stride_h", "pool_stride_w"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(f"{f} must be a positive integer, got {v!r}")
+        for f in ("pool_pad_top", "pool_pad_left", "pool_pad_bottom", "pool_pad_right"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(f"{f} must be a non-negative integer, got {v!r}")
+        if not self.pool and (self.pool_R, self.pool_S, self.pool_stride_h, self.pool_stride_w,
+                              self.pool_pad_top, self.pool_pad_left, self.pool_pad_bottom,
+                              self.pool_pad_right) != (1, 1, 1, 1, 0, 0, 0, 0):
+            raise bad("pool_* fields need a pool")
+        if self.pool and self.residual:
+            raise bad("a conv takes a fused residual add or a fused pool, not both")
+        cp, cq = (self.conv_P, self.conv_Q) if self.pool else (self.P, self.Q)
+        if (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1 != cp or \
                 self.H + self.pad_top + self.pad_bottom < self.R:
-            raise bad(f"P={self.P} does not match (H + pads - R) // stride + 1")
-        if (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1 != self.Q or \
+            raise bad(f"P={cp} does not match (H + pads - R) // stride + 1")
+        if (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1 != cq or \
                 self.W + self.pad_left + self.pad_right < self.S:
-            raise bad(f"Q={self.Q} does not match (W + pads - S) // stride + 1")
+            raise bad(f"Q={cq} does not match (W + pads - S) // stride + 1")
+        if self.pool:
+            for out, n, k, st, p0, p1, what in (
+                    (self.P, cp, self.pool_R, self.pool_stride_h, self.pool_pad_top, self.pool_pad_bottom, "P"),
+                    (self.Q, cq, self.pool_S, self.pool_stride_w, self.pool_pad_left, self.pool_pad_right, "Q")):
+                if n + p0 + p1 < k or (n + p0 + p1 - k) // st + 1 != out:
+                    raise bad(f"{what}={out} does not match the pool of the conv's {n} "
+                              "(conv + pool pads - pool window) // pool stride + 1")
+                if p0 >= k or (out - 1) * st - p0 >= n:
+                    raise bad("a pool window must start inside the conv's output")
         if self.C % self.groups or self.K % self.groups:
             raise bad(f"groups={self.groups} must divide C={self.C} and K={self.K}")
         if self.kind == "fc" and (self.H, self.W, self.R, self.S, self.P, self.Q) != (1,) * 6:

@@ -42,6 +42,8 @@ class Consts:
     out_dram: int   # 1 if the output is written back to DRAM, 0 if it stays resident
     res: int        # 1 if a fused residual add reads a tensor of the output's shape
     res_dram: int   # 1 if that residual is read from DRAM, 0 if it is resident
+    pool: int       # 1 with a fused pool (P x Q is then the pooled output)
+    pool_ops: int   # element operations of the fused pool = K * P * Q * pool_R * pool_S
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
     Lw: int         # WS weight-block load cycles per pass
@@ -74,6 +76,7 @@ def consts(layer: Layer, target: Target) -> Consts:
         has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
         out_dram=0 if layer.resident_output else 1,
         res=int(layer.residual), res_dram=int(layer.residual and not layer.resident_residual),
+        pool=int(bool(layer.pool)), pool_ops=layer.pool_ops,
         cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
@@ -136,35 +139,38 @@ def reuse_conditions(order: tuple[str, ...], big: dict[str, Any]) -> dict[str, A
 def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dict[str, Any]:
     """Every figure of the model for one dataflow and loop order.
 
-    X, Y: (n, B, Wn, I, Im, t) of the x and y loops; Cf: (n, CB, Z, ZP, t) of c;
+    X, Y: (n, B, Wn, I, Im, C, Cm, t) of the x and y loops; Cf: (n, CB, Z, ZP, t) of c;
     Kf: (n, KB, t) of k (see :mod:`.features`).  Entries may be ints or broadcastable int64
     arrays.  All results are per layer (groups included).  docs/cost-model.md has each
-    formula with its reason.
+    formula with its reason.  ``PQ`` is the layer's output; ``PQc = C_x * C_y`` the conv
+    outputs computed (= PQ without a fused pool; with one, the pooled tiles' windows,
+    recomputed where neighbouring tiles overlap).
     """
-    nx, XB, XW, IX, IXm, tx = X
-    ny, YB, YW, IY, IYm, ty = Y
+    nx, XB, XW, IX, IXm, CX, CXm, tx = X
+    ny, YB, YW, IY, IYm, CY, CYm, ty = Y
     nc, CB, Z, ZP, tc = Cf
     nk, KB, tk = Kf
     g, PQ, RS, Cg, Kg, pw = k.g, k.PQ, k.RS, k.Cg, k.Kg, k.pw
+    PQc = CX * CY
     nxy = nx * ny
     t: dict[str, Any] = {}
 
     # ---- compute on the array (per group, then x g) ----
     if not os:
-        comp_g = RS * CB * KB * (PQ + k.Lw * nxy)
-        macs_g = Kg * Cg * RS * PQ
+        comp_g = RS * CB * KB * (PQc + k.Lw * nxy)
+        macs_g = Kg * Cg * RS * PQc
         buf_w_g = nxy * k.Wg                               # weight blocks loaded into the array
         # input vectors streamed: every pass streams its rows' channels for every pixel
-        buf_in_g = RS * Kg * PQ if k.cw else RS * Cg * PQ * KB
-        buf_ps_g = pw * (2 * RS * Kg * PQ * CB - Kg * PQ)  # psum read-modify-write per pass
+        buf_in_g = RS * Kg * PQc if k.cw else RS * Cg * PQc * KB
+        buf_ps_g = pw * (2 * RS * Kg * PQc * CB - Kg * PQc)  # psum read-modify-write per pass
         rf_pm, arr_pm = k.ws_rf, k.ws_arr
         extra = 0
     else:
         comp_g = Kg * XB * YB * ZP
-        macs_g = Kg * PQ * Z
+        macs_g = Kg * PQc * Z
         buf_w_g = k.has_w * Kg * XB * YB * Z               # one broadcast weight per busy cycle
         buf_in_g = Kg * Cg * k.in_mult * XW * YW           # input window per block and channel
-        buf_ps_g = pw * Kg * PQ * (2 * nc - 1)             # drain per pass, reload after the first
+        buf_ps_g = pw * Kg * PQc * (2 * nc - 1)            # drain per pass, reload after the first
         rf_pm, arr_pm = k.os_rf, k.os_arr
         extra = k.D_final
     t["compute_cycles"] = g * comp_g + k.fill + extra
@@ -183,7 +189,7 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     t["dram_input_reads"] = g * fI * in_ch * k.in_dram * IY * IX
     t["dram_weight_reads"] = g * fW * k.Wg
     t["dram_output_writes"] = g * Kg * PQ * k.out_dram
-    t["dram_psum_writes"] = g * Kg * PQ * (v - 1) * pw
+    t["dram_psum_writes"] = g * Kg * PQc * (v - 1) * pw
     t["dram_psum_reads"] = t["dram_psum_writes"]
     t["dram_residual_reads"] = g * Kg * PQ * k.res_dram     # once, as each output tile leaves
     dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
@@ -202,7 +208,8 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     # ---- global buffer footprint (words) ----
     t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_dram
     t["fp_weight"] = k.has_w * tk * tc * RS
-    t["fp_output"] = tx * ty * tk * pw
+    # the accumulator tile of the computed outputs, and with a fused pool the pooled tile
+    t["fp_output"] = CXm * CYm * tk * pw + k.pool * tx * ty * tk
     t["fp_residual"] = tx * ty * tk * k.res_dram
     t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"] + t["fp_residual"])
 
@@ -219,13 +226,14 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dic
     # ---- accesses per level and energy ----
     macs = t["macs_performed"]
     adds = g * Kg * PQ * k.res        # the epilogue adder: one add per output element
-    t["acc_mac"] = macs + adds
+    # a fused pool: one operation per window cell, each reading the accumulator tile
+    t["acc_mac"] = macs + adds + k.pool_ops
     t["acc_rf"] = macs * rf_pm
     t["acc_array"] = macs * arr_pm
-    t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g + Kg * PQ * k.res)
+    t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g + Kg * PQ * k.res) + k.pool_ops
     t["acc_buffer"] = t["acc_buffer_array"] + dram   # every DRAM word also enters/leaves the buffer
     t["acc_dram"] = dram
-    t["energy_mac"] = k.e_mac * (macs + adds)
+    t["energy_mac"] = k.e_mac * (macs + adds + k.pool_ops)
     t["energy_rf"] = k.e_rf * t["acc_rf"]
     t["energy_array"] = k.e_array * t["acc_array"]
     t["energy_buffer"] = k.e_buffer * t["acc_buffer"]

@@ -163,13 +163,13 @@ class _Builder:
             m.add(out.expr == sum(v * b for v, b in zip(vals, onehot[d])))
             return out
 
-        names_s = ("n", "B", "Wn", "I", "Im", "t")
+        names_s = ("n", "B", "Wn", "I", "Im", "C", "Cm", "t")
         X = [table("x", i, "x" + s) for i, s in enumerate(names_s)]
         Y = [table("y", i, "y" + s) for i, s in enumerate(names_s)]
         Cf = [table("c", i, "c" + s) for i, s in enumerate(("n", "CB", "Z", "ZP", "t"))]
         Kf = [table("k", i, "k" + s) for i, s in enumerate(("n", "KB", "t"))]
-        nx, XB, XW, IX, IXm, tx = X
-        ny, YB, YW, IY, IYm, ty = Y
+        nx, XB, XW, IX, IXm, CX, CXm, tx = X
+        ny, YB, YW, IY, IYm, CY, CYm, ty = Y
         nc, CB, Z, ZP, tc = Cf
         nk, KB, tk = Kf
 
@@ -214,6 +214,8 @@ class _Builder:
         g, PQ, RS, Cg, Kg, pw = k.g, k.PQ, k.RS, k.Cg, k.Kg, k.pw
         one = self.const(1)
         nxy = self.prod(nx, ny, "nxy")
+        # conv outputs computed (a constant PQ without a fused pool)
+        PQc = self.prod(CX, CY, "pqc")
 
         # ---- compute ----
         comp = {}
@@ -221,23 +223,25 @@ class _Builder:
         buf = {}
         if "WS" in dfs:
             cbkb = self.prod(CB, KB, "cbkb")
-            ws_a = self.lin([(k.Lw, nxy)], PQ, "ws_a")
+            ws_a = self.lin([(k.Lw, nxy), (1, PQc)], 0, "ws_a")
             ws_p = self.prod(cbkb, ws_a, "ws_p")
             comp["WS"] = self.lin([(g * RS, ws_p)], k.fill, "comp_ws")
-            macs["WS"] = self.const(g * Kg * Cg * RS * PQ)
-            in_terms = [] if k.cw else [(g * RS * Cg * PQ, KB)]
-            in_const = g * RS * Kg * PQ if k.cw else 0
-            buf["WS"] = self.lin([(g * k.Wg, nxy)] + in_terms + [(g * pw * 2 * RS * Kg * PQ, CB)],
-                                 in_const - g * pw * Kg * PQ, "buf_ws")
+            macs["WS"] = self.lin([(g * Kg * Cg * RS, PQc)], 0, "macs_ws")
+            pqkb = self.prod(PQc, KB, "pqkb")
+            pqcb = self.prod(PQc, CB, "pqcb")
+            in_terms = [(g * RS * Kg, PQc)] if k.cw else [(g * RS * Cg, pqkb)]
+            buf["WS"] = self.lin([(g * k.Wg, nxy)] + in_terms
+                                 + [(g * pw * 2 * RS * Kg, pqcb), (-g * pw * Kg, PQc)], 0, "buf_ws")
         if "OS" in dfs:
             xyb = self.prod(XB, YB, "xyb")
             os_p = self.prod(xyb, ZP, "os_p")
             comp["OS"] = self.lin([(g * Kg, os_p)], k.fill + k.D_final, "comp_os")
-            macs["OS"] = self.lin([(g * Kg * PQ, Z)], 0, "macs_os")
+            macs["OS"] = self.lin([(g * Kg, self.prod(PQc, Z, "pqz"))], 0, "macs_os")
             xyz = self.prod(xyb, Z, "xyz")
             xwyw = self.prod(XW, YW, "xwyw")
             buf["OS"] = self.lin([(g * k.has_w * Kg, xyz), (g * Kg * Cg * k.in_mult, xwyw),
-                                  (g * pw * Kg * PQ * 2, nc)], -g * pw * Kg * PQ, "buf_os")
+                                  (g * pw * Kg * 2, self.prod(PQc, nc, "pqnc")), (-g * pw * Kg, PQc)],
+                                 0, "buf_os")
 
         # ---- reuse ----
         if k.cw:
@@ -253,8 +257,10 @@ class _Builder:
         iyx = self.prod(IY, IX, "iyx")
         in_p = self.prod(fI, iyx, "in_p")
         in_ch = Kg if k.cw else Cg
-        dram = self.lin([(g * in_ch * k.in_dram, in_p), (g * k.Wg, fW), (2 * g * Kg * PQ * pw, v)],
-                        g * Kg * PQ * (k.out_dram + k.res_dram) - 2 * g * Kg * PQ * pw, "dram")
+        # psums of the computed outputs: 2 * g * Kg * PQc * pw * (v - 1)
+        dram = self.lin([(g * in_ch * k.in_dram, in_p), (g * k.Wg, fW),
+                         (2 * g * Kg * pw, self.prod(PQc, v, "pqv")), (-2 * g * Kg * pw, PQc)],
+                        g * Kg * PQ * (k.out_dram + k.res_dram), "dram")
         nxy_ch = self.prod(nxy, nk if k.cw else nc, "nxy_ch")
         t_in = self.prod(nxy_ch, fI, "t_in")
         nck = self.prod(nc, nk, "nck")
@@ -274,7 +280,9 @@ class _Builder:
         tkc = self.prod(tk, tc, "tkc")
         txy = self.prod(tx, ty, "txy")
         txyk = self.prod(txy, tk, "txyk")
-        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw + k.res_dram, txyk)], 0, "fp")
+        cxyk = self.prod(self.prod(CXm, CYm, "cxym"), tk, "cxyk")   # = txyk without a pool
+        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw, cxyk), (k.res_dram + k.pool, txyk)],
+                      0, "fp")
         m.add(k.copies * fp.expr <= k.buffer_words)
         pro_w = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
         pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
@@ -304,7 +312,7 @@ class _Builder:
         per_mac = {"WS": k.e_mac + k.e_rf * k.ws_rf + k.e_array * k.ws_arr,
                    "OS": k.e_mac + k.e_rf * k.os_rf + k.e_array * k.os_arr}
         # the epilogue adds of a fused residual: one add and one buffer read per output
-        adds = g * Kg * PQ * k.res
+        adds = g * Kg * PQ * k.res + k.pool_ops     # and a fused pool's window operations
         en = {df: self.lin([(per_mac[df], macs[df]), (k.e_buffer, buf[df]),
                             (k.e_buffer + k.e_dram, dram)], (k.e_mac + k.e_buffer) * adds,
                            f"energy_{df}") for df in dfs}

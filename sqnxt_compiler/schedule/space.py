@@ -30,10 +30,10 @@ from sqnxt_compiler.cost.model import consts, cost_terms, reuse_conditions
 from sqnxt_compiler.targets import Target
 
 #: The table entries each dataflow reads, by loop (indices into the feature tuples
-#: (n, B, Wn, I, Im, t) for x/y, (n, CB, Z, ZP, t) for c, (n, KB, t) for k).
+#: (n, B, Wn, I, Im, C, Cm, t) for x/y, (n, CB, Z, ZP, t) for c, (n, KB, t) for k).
 USED = {
-    "WS": {"x": (0, 3, 4, 5), "y": (0, 3, 4, 5), "c": (0, 1, 4), "k": (0, 1, 2)},
-    "OS": {"x": (0, 1, 2, 3, 4, 5), "y": (0, 1, 2, 3, 4, 5), "c": (0, 2, 3, 4), "k": (0, 2)},
+    "WS": {"x": (0, 3, 4, 5, 6, 7), "y": (0, 3, 4, 5, 6, 7), "c": (0, 1, 4), "k": (0, 1, 2)},
+    "OS": {"x": (0, 1, 2, 3, 4, 5, 6, 7), "y": (0, 1, 2, 3, 4, 5, 6, 7), "c": (0, 2, 3, 4), "k": (0, 2)},
 }
 
 
