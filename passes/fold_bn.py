@@ -61,6 +61,9 @@ class FoldBatchNorm(Pass):
             if src.attrs["residual"]:      # BN(conv + r) would scale r too
                 self.stats["skipped-residual-add-between"] += 1
                 continue
+            if src.attrs.get("pool") is not None:   # BN(pool(conv)) is not pool(BN(conv))
+                self.stats["skipped-pool-between"] += 1
+                continue
             W = _const(src.operands[1])
             b = _const(src.operands[2]) if len(src.operands) > 2 else None
             params = [_const(v) for v in bn.operands[1:]]

@@ -22,7 +22,8 @@ no other user and no fused add yet; when both are, the producer that comes later
 program order (``Graph.ops()``) takes the add, so the other operand is already computed
 when it runs.  Left alone (and counted): an add of more than two operands, one whose
 operands do not all have the result's shape (broadcasting), one with no such producer
-(``no-producer``) or whose producers have other users (``multi-use``).
+(``no-producer``) or whose producers have other users (``multi-use``) or already carry a
+fused add or pool (``already-fused``).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class FuseAdd(Pass):
             found, reasons = [], []
             for i, v in enumerate(add.operands):
                 src, why = fusible_producer(graph, v, "has_weights")
-                if src is not None and src.attrs["residual"]:
+                if src is not None and (src.attrs["residual"] or src.attrs.get("pool") is not None):
                     src, why = None, "already-fused"
                 if src is None:
                     reasons.append(why)

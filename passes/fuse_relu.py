@@ -19,7 +19,8 @@ A conv / fc that already carries a fused residual add (``fuse-add`` ran first) t
 activation as its ``post_act``: it applies to the sum, as the ReLU did.
 
 Left alone (and counted): a producer with other users (they need the pre-activation
-value), one that already has an activation, a clip with other bounds than [0, 6].
+value), one that already has an activation, a conv with a fused pool (the activation
+would run before the pool), a clip with other bounds than [0, 6].
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ class FuseReLU(Pass):
             src, why = fusible_producer(graph, op.operands[0], "act_fusible")
             if src is None:
                 self.stats[f"skipped-{why}"] += 1
+                continue
+            if src.attrs.get("pool") is not None:     # act(pool(y)) is not pool(act(y))
+                self.stats["skipped-pool-between"] += 1
                 continue
             slot = "post_act" if src.attrs.get("residual") else "act"
             if src.attrs[slot] != "none":

@@ -8,7 +8,9 @@ IR op                        cost-model layer
 ``sqnxt.conv``               ``conv`` (grouped and depthwise included; the fused
                              activation is applied as results leave the array: no cost;
                              a fused residual add (``residual = 1``) sets the layer's
-                             ``residual``: its words, transfers and adds are counted)
+                             ``residual``: its words, transfers and adds are counted;
+                             a fused pool (``pool``) sets the layer's ``pool*`` fields:
+                             P x Q is the pooled output)
 ``sqnxt.fc``                 ``fc``: C = product of the input's non-batch dims, a 1x1 conv
                              on a 1x1 image
 ``sqnxt.maxpool/avgpool``    ``maxpool``/``avgpool``; a ceil-mode window that overhangs
@@ -33,7 +35,7 @@ import numpy as np
 from .cost.layer import Layer
 from .ir.core import Op
 from .ir.graph import Graph
-from .ir.ops import pool_end_pad
+from .ir.ops import conv_out, pool_end_pad
 
 
 def zero_fraction(w: np.ndarray) -> Fraction:
@@ -59,7 +61,9 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
                      stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
                      pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
                      groups=op.attrs["groups"], weight_zero_fraction=zf,
-                     residual=bool(op.attrs["residual"]))
+                     residual=bool(op.attrs["residual"]),
+                     **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb),
+                                    conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr)))
     if op.name == "sqnxt.fc":
         x, w = op.operands[0].type.shape, op.operands[1].type.shape
         zf = None
@@ -88,6 +92,17 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
         return Layer(name, "add", C=y[1], K=y[1], H=y[2], W=y[3], R=1, S=1, P=y[2], Q=y[3],
                      n_inputs=len(op.operands))
     return None
+
+
+def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:
+    """The Layer fields of a conv's fused pool over its (conv_h x conv_w) output: a
+    ceil-mode window that overhangs becomes extra end padding, as for a pool layer."""
+    if pool is None:
+        return {}
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), c = pool["kernel"], pool["strides"], pool["pads"], pool["ceil_mode"]
+    return dict(pool=pool["kind"], pool_R=kh, pool_S=kw, pool_stride_h=sh, pool_stride_w=sw,
+                pool_pad_top=pt, pool_pad_left=pl, pool_pad_bottom=pool_end_pad(conv_h, kh, sh, pt, pb, c),
+                pool_pad_right=pool_end_pad(conv_w, kw, sw, pl, pr, c))
 
 
 def network_layers(graph: Graph, *, measured_sparsity: bool = False) -> list[tuple[Op, Layer | None]]:

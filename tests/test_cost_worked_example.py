@@ -227,3 +227,58 @@ def test_fused_residual_add_worked_example():
     assert R.dram["total"] - r.dram["total"] == words == int(d["from_dram.extra_dram"])
     assert R.transfers["total"] - r.transfers["total"] == n["x"] * n["y"] * n["k"] == int(d["from_dram.extra_transfers"])
     assert R.footprint["residual"] == m.tx * m.ty * m.tk == int(d["from_dram.residual_tile"])
+
+
+def block(name: str) -> dict:
+    text = (Path(__file__).parents[1] / "docs" / "cost-model.md").read_text()
+    body = re.search(rf"```{name}\n(.*?)```", text, re.S).group(1)
+    return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in body.strip().splitlines())}
+
+
+def test_fused_pool_worked_example():
+    """conv1 + pool1 fused: the tables, every figure recomputed by hand from the doc's
+    formulas, evaluate() and the scheduler's choice, against the two layers alone."""
+    from sqnxt_compiler.cost.features import x_feat, y_feat
+    from sqnxt_compiler.schedule.solver import schedule_layer
+
+    d = block("worked-example-pool")
+    t = load_target(d["target"])
+    conv = Layer("conv1", "conv", C=3, K=64, H=227, W=227, R=7, S=7, P=111, Q=111, stride_h=2, stride_w=2)
+    pool = Layer("pool1", "maxpool", C=64, K=64, H=111, W=111, R=3, S=3, P=55, Q=55, stride_h=2, stride_w=2)
+    F = Layer("conv1", "conv", C=3, K=64, H=227, W=227, R=7, S=7, P=55, Q=55, stride_h=2, stride_w=2,
+              pool="max", pool_R=3, pool_S=3, pool_stride_h=2, pool_stride_w=2)
+    c, p, f = (schedule_layer(x, t) for x in (conv, pool, F))
+    assert c.cost.total_cycles + p.cost.total_cycles == int(d["unfused.cycles"])
+    assert c.cost.dram["total"] + p.cost.dram["total"] == int(d["unfused.dram_total"])
+    assert c.cost.energy_total + p.cost.energy_total == int(d["unfused.energy_total"])
+    df, tx, ty, tc, tk, order = d["fused.mapping"].split()
+    m = Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
+    assert f.mapping == m
+    fx, fy = x_feat(F, t, m.tx), y_feat(F, t, m.ty)
+    assert (fx.C, fy.C, fy.Cm) == (int(d["fused.C_x"]), int(d["fused.C_y"]), int(d["fused.C_ym"]))
+    # by hand, from the doc's formulas
+    z = cdiv(3 * 49 * 3, 5)
+    passes = max(z, 32)
+    nk = 64
+    pqc = fx.C * fy.C
+    compute = 64 * fx.B * fy.B * passes + 32 + 32
+    macs = 64 * pqc * z
+    fW = fy.n                     # order c y k x: y outside the tiled k loop
+    dram = 3 * fy.I * fx.I + fW * 64 * 147 + 64 * 55 * 55
+    transfers = fx.n * fy.n * 1 + 1 * nk * fW + fx.n * fy.n * nk
+    dma = 100 * transfers + cdiv(dram, 8)
+    fp_in, fp_w = fy.Im * fx.Im * 3, 147
+    fp_out = fx.Cm * fy.Cm * 1 * 2 + m.tx * m.ty * 1
+    pro = 200 + cdiv(fp_in + fp_w, 8)
+    epi = 100 + cdiv(m.tx * m.ty, 8)
+    total = max(compute + pro + epi, dma)
+    hand = dict(compute=compute, macs_performed=macs, dram_total=dram, transfers=transfers,
+                dma_cycles=dma, footprint_total=2 * (fp_in + fp_w + fp_out), prologue=pro, epilogue=epi,
+                total_cycles=total, mac_accesses=macs + F.pool_ops)
+    r = f.cost
+    got = dict(compute=r.compute_cycles, macs_performed=r.macs_performed, dram_total=r.dram["total"],
+               transfers=r.transfers["total"], dma_cycles=r.dma_cycles, footprint_total=r.footprint["total"],
+               prologue=r.prologue_cycles, epilogue=r.epilogue_cycles, total_cycles=r.total_cycles,
+               mac_accesses=r.accesses["mac"])
+    assert hand == got == {k: int(d["fused." + k]) for k in hand}
+    assert r.energy_total == int(d["fused.energy_total"]) and r == evaluate(F, t, m)

@@ -83,7 +83,15 @@ def test_every_printed_figure_is_recomputed_from_the_json(c):
         assert f" {fp['weights']} words" in wl
         ol = next(ln for ln in lines if ln.startswith("  outputs "))
         pw = math.ceil(f["buffer.psum_bits"] / f["buffer.word_bits"])
-        assert fp["outputs"] == t["x"] * t["y"] * t["k"] * pw and f" {fp['outputs']} words" in ol
+        if sh["pool"] is None:
+            assert ext["x"]["computed_max"] == min(t["x"], sh["Q"]) and ext["y"]["computed_sum"] == sh["P"]
+            assert fp["outputs"] == t["x"] * t["y"] * t["k"] * pw and f" {fp['outputs']} words" in ol
+        else:   # the conv's accumulator tile over the windows' cover, and the pooled tile
+            acc = ext["x"]["computed_max"] * ext["y"]["computed_max"] * t["k"] * pw
+            assert fp["outputs"] == acc + t["x"] * t["y"] * t["k"] and f" {acc} words" in ol
+            assert ext["y"]["computed_sum"] >= sh["pool"]["conv_P"] - sh["pool"]["R"]
+            pl = lines[lines.index(ol) + 1]
+            assert "+ pooled" in pl and f" {fp['outputs'] - acc} words" in pl
         residual_from_dram = L["residual"] and L["homes"]["residual"] == "dram"
         assert fp["residual"] == (t["x"] * t["y"] * t["k"] if residual_from_dram else 0)
         if fp["residual"]:
@@ -97,9 +105,10 @@ def test_every_printed_figure_is_recomputed_from_the_json(c):
         assert fp["capacity"] <= f["buffer.global_buffer_bytes"] // wb
         assert f"{fp['total'] * wb:>8} B of {fp['capacity'] * wb} B" in tl
         # the array
-        if m["dataflow"] == "OS":
-            assert f"rows <- y: {min(t['y'], pr)} of {pr}" in block
-            assert f"cols <- x: {min(t['x'], pc)} of {pc}" in block
+        if m["dataflow"] == "OS":   # the array computes each tile's cover (= the tile without a pool)
+            cy, cx = ext["y"]["computed_max"], ext["x"]["computed_max"]
+            assert f"rows <- y: {min(cy, pr)} of {pr}" in block
+            assert f"cols <- x: {min(cx, pc)} of {pc}" in block
         elif not cw:
             assert f"rows <- c: {min(t['c'], pr)} of {pr}" in block
             assert f"cols <- k: {min(t['k'], pc)} of {pc}" in block
@@ -132,8 +141,17 @@ def test_dram_input_reads_follow_from_the_printed_loops():
     c = conv1["cost"]
     assert c["dram"]["input_reads"] == (c["refetch"]["input_refetch"] * conv1["shape"]["C"]
                                         * ext["y"]["input_extent_sum"] * ext["x"]["input_extent_sum"])
-    # the worked example of docs/cost-model.md
-    assert (conv1["mapping"]["dataflow"], conv1["cost"]["total_cycles"]) == ("OS", 280385)
+    assert conv1["shape"]["pool"]["kind"] == "max"       # conv1 carries pool1 (fuse-pool)
+    # without fuse-pool and every activation through DRAM: the worked example of docs/cost-model.md
+    from dataclasses import replace
+
+    from sqnxt_compiler import driver
+    from sqnxt_compiler.targets import load_target
+
+    res = driver.compile("zoo:1.0-SqNxt-23", pipeline="canonicalize,fold-bn,fuse-relu,fuse-add",
+                         target=replace(load_target("pe16x16"), activation_home="dram"))
+    c1 = res.document["layers"][0]
+    assert (c1["layer"], c1["mapping"]["dataflow"], c1["cost"]["total_cycles"]) == ("conv1", "OS", 280385)
 
 
 def test_groups_channelwise_and_spills_are_shown():

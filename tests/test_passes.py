@@ -53,7 +53,7 @@ def counts(graph, *names):
 
 def each_pass_and_pipeline(m):
     """Every pass alone and the whole pipeline keep the model's numerics."""
-    for p in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "default", "none"):
+    for p in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "default", "none"):
         run(m, p)
 
 
@@ -439,6 +439,71 @@ def test_fold_bn_leaves_a_batchnorm_after_a_fused_add():
     m = model(nodes, [("x", [1, 4, 5, 5])], inits=inits + bn_params(rng, 4))
     g, st, _ = run(m, "fuse-add,fold-bn")
     assert st["fold-bn"] == {"skipped-residual-add-between": 1}
+    assert counts(g, "sqnxt.batchnorm")["sqnxt.batchnorm"] == 1
+
+
+# ------------------------------------------------------------------------ fuse-pool
+@pytest.mark.parametrize("pool", [
+    N("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+    N("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1]),
+    N("AveragePool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    N("AveragePool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+      count_include_pad=1, ceil_mode=1),
+], ids=["max-ceil", "max-pad", "avg-pad", "avg-incl-ceil"])
+def test_fuse_pool(pool):
+    rng = np.random.default_rng(50)
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]), bn("c", "n"),
+             N("Relu", ["n"], ["r"]), pool]
+    m = model(nodes, [("x", [1, 3, 15, 13])], inits=[("w", W(rng, 8, 3, 3, 3)), ("b", W(rng, 8))]
+              + bn_params(rng, 8))
+    g, st, _ = run(m, "default")
+    kind = "max" if pool.op_type == "MaxPool" else "avg"
+    assert st["fuse-pool"] == {f"{kind}pool-fused-into-conv": 1}
+    (conv,) = g.ops_named("sqnxt.conv")
+    assert conv.attrs["act"] == "relu" and conv.attrs["pool"]["kind"] == kind
+    assert counts(g, "sqnxt.maxpool", "sqnxt.avgpool") == {"sqnxt.maxpool": 0, "sqnxt.avgpool": 0}
+    assert conv.result.type.shape == tuple(d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim)
+    each_pass_and_pipeline(m)
+
+
+@pytest.mark.parametrize("case,reason", [("fc-or-input", "skipped-no-producer"),
+                                         ("multi-use", "skipped-multi-use"),
+                                         ("residual", "skipped-already-fused")])
+def test_fuse_pool_leaves_what_it_cannot_rewrite(case, reason):
+    rng = np.random.default_rng(51)
+    conv = N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])
+    inits = [("w", W(rng, 4, 4, 3, 3))]
+    pool = N("MaxPool", ["p"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    if case == "fc-or-input":
+        nodes = [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    elif case == "multi-use":
+        nodes = [conv, N("MaxPool", ["c"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+                 N("GlobalAveragePool", ["c"], ["g"]), N("Add", ["m", "g"], ["y"])]
+    else:   # conv + add fused first: the pool after it stays
+        nodes = [conv, N("Add", ["c", "x"], ["p"]), pool]
+    m = model(nodes, [("x", [1, 4, 6, 6])], inits=inits)
+    g, st, _ = run(m, "canonicalize,fuse-add,fuse-pool")
+    assert st["fuse-pool"] == {reason: 1}
+    assert all(op.attrs.get("pool") is None for op in g.ops())
+    each_pass_and_pipeline(m)
+
+
+def test_nothing_folds_or_fuses_across_a_fused_pool():
+    """An activation or BN after a pooled conv would run before the pool: left alone."""
+    rng = np.random.default_rng(52)
+    nodes = [N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             N("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             N("Relu", ["p"], ["r"]), bn("r", "n"), N("Identity", ["n"], ["y"])]
+    m = model(nodes, [("x", [1, 4, 6, 6])], inits=[("w", W(rng, 4, 4, 3, 3))] + bn_params(rng, 4))
+    g, st, _ = run(m, "canonicalize,fuse-pool,fuse-relu,fold-bn")
+    assert st["fuse-pool"] == {"maxpool-fused-into-conv": 1}
+    assert st["fuse-relu"] == {"skipped-pool-between": 1}
+    assert st["fold-bn"] == {"skipped-no-conv-or-fc": 1}
+    nodes = [N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             N("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]), bn("p", "y")]
+    m = model(nodes, [("x", [1, 4, 6, 6])], inits=[("w", W(rng, 4, 4, 3, 3))] + bn_params(rng, 4))
+    g, st, _ = run(m, "canonicalize,fuse-pool,fold-bn")
+    assert st["fold-bn"] == {"skipped-pool-between": 1}
     assert counts(g, "sqnxt.batchnorm")["sqnxt.batchnorm"] == 1
 
 

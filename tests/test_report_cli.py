@@ -51,11 +51,12 @@ def test_report_data_of_squeezenext_follows_the_stage_rule():
         assert t["total_cycles"] == doc["totals"]["total_cycles"]
         assert [L["cycles"] for L in t["layers"]] == [L["cost"]["total_cycles"] for L in doc["layers"]]
         # the stage rule: group by output rows; SqueezeNext's resolution steps
-        assert [s["stage"] for s in t["stages"]] == ["111x111", "55x55", "28x28", "14x14", "7x7", "1x1"]
+        # conv1 carries pool1 (fuse-pool): its output is 55x55
+        assert [s["stage"] for s in t["stages"]] == ["55x55", "28x28", "14x14", "7x7", "1x1"]
         assert sum(s["cycles"] for s in t["stages"]) == t["total_cycles"]
         assert abs(sum(s["share"] for s in t["stages"]) - 1) < 1e-5
         first = {s["stage"]: s["first"] for s in t["stages"]}
-        assert first["111x111"] == "conv1" and first["55x55"] == "pool1" and first["1x1"] == "pool5"
+        assert first["55x55"] == "conv1" and first["1x1"] == "pool5"
         assert t["energy"] == {k: doc["totals"]["energy"][k] for k in t["energy"]}
         conv1 = t["layers"][0]
         assert conv1["macs_per_cycle"] == round(conv1["macs"] / conv1["cycles"], 4)

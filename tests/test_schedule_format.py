@@ -123,7 +123,7 @@ def test_document_has_the_promised_top_level_facts(produced):
                     (("objective", doc["options"]["objective"]), ("time_limit", doc["options"]["time_limit"]),
                      ("fallback", doc["options"]["fallback"]),
                      ("measured_sparsity", doc["options"]["measured_sparsity"])))
-    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,schedule{" + opts + "}"
+    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{" + opts + "}"
     assert doc["target"]["fields"]["array.pe_rows"] == net.target.pe_rows
     for L in doc["layers"]:
         c = L["cost"]

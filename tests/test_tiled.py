@@ -186,11 +186,23 @@ def compiled(model, tmp_path, passes="default", target=None):
 
 
 def assert_invariants(stats, graph):
-    """Every MAC once, every output once, tile/transfer counts as in the cost model."""
+    """Every MAC once (a fused pool: every covered conv output of every tile), every output
+    once, tile/transfer counts as in the cost model."""
+    from sqnxt_compiler.cost.features import pool_cover, tiles
+
     scheds = [op.attrs["schedule"].schedule for op in graph.ops() if "schedule" in op.attrs]
     assert len(stats) == len(scheds) > 0
     for st, s in zip(stats, scheds):
-        assert st.macs == s.layer.macs, st.name
+        L, m = s.layer, s.mapping
+        if L.pool:
+            cy = sum(b - a for a, b in (pool_cover(*r, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
+                                        for r in tiles(L.P, m.ty)))
+            cx = sum(b - a for a, b in (pool_cover(*r, (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q))
+                                        for r in tiles(L.Q, m.tx)))
+            assert st.macs == L.K * (L.C // L.groups) * L.R * L.S * cy * cx, st.name
+            assert cy * cx >= L.P * L.Q
+        else:
+            assert st.macs == L.macs, st.name
         assert st.outputs == st.output_elements and st.writes_min == st.writes_max == 1
         if st.coverage is not None:
             assert st.coverage.min() == st.coverage.max() == 1, st.name
@@ -270,10 +282,46 @@ def test_schedule_pass_on_a_tiny_target_splits_channels_and_tiles_raggedly(tiny,
     model = inferred_model(nodes, [("x", [1, 24, 13, 13])], ["y"],
                            [("w1", rand(rng, 40, 24, 3, 3)), ("b1", rand(rng, 40)),
                             ("w2", rand(rng, 16, 40, 1, 3))])
-    res = compiled(model, tmp_path, passes="default,schedule", target=tiny)
+    res = compiled(model, tmp_path, passes="canonicalize,fold-bn,fuse-relu,fuse-add,schedule", target=tiny)
     ms = [op.attrs["schedule"].schedule for op in res.graph.ops() if "schedule" in op.attrs]
     assert any(s.cost.tiles_n["c"] > 1 for s in ms)
     assert any(s.layer.P % s.mapping.ty or s.layer.Q % s.mapping.tx for s in ms)
+    feeds = random_inputs(res.graph, 0)
+    r = execute_tiled(res.graph, feeds, trace=True)
+    assert_close_to_plain(r.outputs, run(res.graph, feeds))
+    assert_invariants(r.layers, res.graph)
+    for prec in ("fp32", "int16"):
+        rtol, atol = TOLERANCES[prec]
+        rep = check(res.graph, res.model, "m.onnx", samples=2, rtol=rtol, atol=atol,
+                    executor=lambda g, f: run_tiled(g, f, precision=prec))
+        assert rep.ok, rep.format()
+
+
+@pytest.mark.parametrize("pool", [
+    dict(op="MaxPool", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+    dict(op="MaxPool", kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(op="AveragePool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+    dict(op="AveragePool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 0, 1, 0]),
+    dict(op="MaxPool", kernel_shape=[2, 2], strides=[3, 3]),
+], ids=["max3s2-ceil", "max2s2-pad", "avg3s2-pad-incl", "avg3s1-pad", "max2s3-gaps"])
+def test_a_fused_pool_runs_tiled_with_recomputed_halos(tiny, tmp_path, pool):
+    """conv -> relu -> pool fused by the default pipeline, on a 1 KB buffer (several tiles
+    per axis, so pool windows straddle tiles): the tiled run equals the plain one in fp32,
+    passes the check in fp32 and int16, and its MACs (recomputed covers included) and
+    transfers are the cost model's."""
+    rng = np.random.default_rng(7)
+    kind = pool.pop("op")
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node(kind, ["r"], ["m"], **pool),
+             helper.make_node("Conv", ["m", "w2"], ["y"])]
+    model = inferred_model(nodes, [("x", [1, 6, 17, 15])], ["y"],
+                           [("w1", rand(rng, 12, 6, 3, 3)), ("b1", rand(rng, 12)), ("w2", rand(rng, 8, 12, 1, 1))])
+    res = compiled(model, tmp_path, target=tiny)
+    (fused,) = [op for op in res.graph.ops() if op.attrs.get("pool") is not None]
+    L = fused.attrs["schedule"].schedule.layer
+    assert L.pool == ("max" if kind == "MaxPool" else "avg")
+    assert fused.attrs["schedule"].schedule.cost.tiles_n["y"] > 1
     feeds = random_inputs(res.graph, 0)
     r = execute_tiled(res.graph, feeds, trace=True)
     assert_close_to_plain(r.outputs, run(res.graph, feeds))

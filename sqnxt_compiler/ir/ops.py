@@ -13,6 +13,11 @@ its last operand, of the result's shape, is added after ``act``, and ``post_act`
 applied to the sum: ``y = post_act(act(conv(x, w) + b) + r)``.  Operands are therefore
 ``x, w[, b][, r]``: :func:`layer_operands` names them.
 
+A conv with a ``pool`` attribute has a fused pooling (the ``fuse-pool`` pass): ``{kind =
+"max" | "avg", kernel, strides, pads, ceil_mode, count_include_pad}``, the attributes of
+``sqnxt.maxpool`` / ``sqnxt.avgpool``, applied to the conv's output after ``act``; the
+result is the pooled tensor.
+
 Each declaration lists its traits (:data:`sqnxt_compiler.ir.core.TRAITS`): what the passes,
 the cost model, the reports and the frontend may assume about the op.
 """
@@ -86,6 +91,29 @@ def layer_operands(op: Op) -> tuple:
     return ops[0], ops[1], (ops[2] if len(ops) > 2 else None), r
 
 
+POOL_KEYS = ("kind", "kernel", "strides", "pads", "ceil_mode", "count_include_pad")
+
+
+def fused_pool(op: Op) -> dict | None:
+    """The ``pool`` attribute of a conv (a fused pooling), or None."""
+    return op.attrs.get("pool")
+
+
+def _verify_pool_attr(pool) -> None:
+    """A fused pool's attribute: the keys of :data:`POOL_KEYS`, the pooling ops' rules."""
+    if not isinstance(pool, dict) or sorted(pool) != sorted(POOL_KEYS):
+        raise VerifyError(f"pool must be a dict with keys {', '.join(POOL_KEYS)}")
+    if pool["kind"] not in ("max", "avg"):
+        raise VerifyError(f"pool kind must be 'max' or 'avg', got {pool['kind']!r}")
+    k, st, pads = pool["kernel"], pool["strides"], pool["pads"]
+    if (len(k), len(st), len(pads)) != (2, 2, 4) or any(int(v) < 1 for v in (*k, *st)):
+        raise VerifyError("pool kernel and strides must be 2 values >= 1, pads 4 values")
+    if any(p < 0 for p in pads) or pads[0] >= k[0] or pads[2] >= k[0] or pads[1] >= k[1] or pads[3] >= k[1]:
+        raise VerifyError(f"pool pads {tuple(pads)} must be >= 0 and smaller than the kernel {tuple(k)}")
+    if pool["ceil_mode"] not in (0, 1) or pool["count_include_pad"] not in (0, 1):
+        raise VerifyError("pool ceil_mode and count_include_pad must be 0 or 1")
+
+
 def _verify_epilogue(op: Op) -> None:
     """Bias of shape (K,), and the residual (when ``residual = 1``) of the result's shape."""
     _, w, b, r = layer_operands(op)
@@ -97,6 +125,10 @@ def _verify_epilogue(op: Op) -> None:
         raise VerifyError("post_act needs a residual add (residual = 1)")
     if r is not None and op.results and r.type.shape != op.results[0].type.shape:
         raise VerifyError(f"residual {r.type} must have the result's shape {op.results[0].type}")
+    if op.attrs.get("pool") is not None:
+        _verify_pool_attr(op.attrs["pool"])
+        if r is not None:
+            raise VerifyError("a conv takes a fused residual add or a fused pool, not both")
 
 
 def _need_rank(op: Op, i: int, rank: int, what: str = "input") -> None:
@@ -152,7 +184,7 @@ EPILOGUE = {"act": A("str", default="none", choices=ACTS),
          "optional fused residual add (operands x, w[, b][, r]).",
          operands=(2, 4),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
-                "groups": A("int", default=1), **EPILOGUE,
+                "groups": A("int", default=1), **EPILOGUE, "pool": A("any"),
                 "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
 def _conv(op):
@@ -163,6 +195,14 @@ def _conv(op):
     wd = conv_out(x.shape[3], w.shape[3], sw, pl, pr)
     if h < 1 or wd < 1:
         raise VerifyError(f"kernel {w.shape[2]}x{w.shape[3]} larger than padded input {x}")
+    pool = op.attrs.get("pool")
+    if pool is not None:
+        _verify_pool_attr(pool)
+        (kh, kw), (ph, pw_), (qt, ql, qb, qr) = pool["kernel"], pool["strides"], pool["pads"]
+        c = pool["ceil_mode"]
+        h, wd = pool_out(h, kh, ph, qt, qb, c), pool_out(wd, kw, pw_, ql, qr, c)
+        if h < 1 or wd < 1:
+            raise VerifyError(f"pool window {kh}x{kw} larger than the padded conv output")
     return [TensorType((x.shape[0], w.shape[0], h, wd), x.dtype)]
 
 

@@ -77,11 +77,28 @@ def _split(op, a: list) -> tuple:
     return a[0], a[1], (a[2] if n > 2 else None)
 
 
+class PoolView:
+    """A conv's fused pool as the pooling kernels read an op: ``attrs`` of
+    ``sqnxt.maxpool`` / ``sqnxt.avgpool``."""
+
+    def __init__(self, pool: dict):
+        self.kind = pool["kind"]
+        self.attrs = {k: pool[k] for k in ("kernel", "strides", "pads", "ceil_mode", "count_include_pad")}
+
+
+def apply_pool(pool: dict, y: np.ndarray) -> np.ndarray:
+    """The fused pool of a conv (its ``pool`` attribute) on the conv's output ``y``."""
+    view = PoolView(pool)
+    return (_maxpool if view.kind == "max" else _avgpool)(view, [y])
+
+
 @kernel("sqnxt.conv")
 def _conv(op, a):
     x, w, b = _split(op, a)
     y = conv2d(x, w, b, op.attrs["strides"], op.attrs["pads"], op.attrs["groups"])
-    return epilogue(op, y, a)
+    y = epilogue(op, y, a)
+    pool = op.attrs.get("pool")
+    return y if pool is None else apply_pool(pool, y)
 
 
 @kernel("sqnxt.fc")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..diagnostics import SqnxtError
 from ..ir.core import Op
@@ -250,14 +250,22 @@ class _Fp32:
             st.acc_max = max(st.acc_max, float(np.max(np.abs(acc))))
         return acc
 
-    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
-        """``post_act(act(acc + bias) + res)`` (``res``: the residual tile, or None)."""
+    def pre(self, acc, bias, act, fa, st):
+        """``act(acc + bias)``, in the accumulator's number format."""
         y = acc
         if bias is not None:
             y = y + bias.reshape(-1, 1, 1)
             if self.probe and y.size:
                 st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
-        y = activate(np.asarray(y, dtype=np.float32), act)
+        return activate(np.asarray(y, dtype=np.float32), act)
+
+    def requant(self, y, fa, fo, st):
+        """The output format of a value in the accumulator's: float32 as is."""
+        return np.asarray(y, dtype=np.float32)
+
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+        """``post_act(act(acc + bias) + res)`` (``res``: the residual tile, or None)."""
+        y = self.pre(acc, bias, act, fa, st)
         if res is not None:
             y = y + res[0]
             if self.probe and y.size:
@@ -355,9 +363,19 @@ class _Int16:
             return np.clip(y, 0, int(round(6 * 2.0 ** fa)))
         return y
 
-    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+    def pre(self, acc, bias, act, fa, st):
+        """``act(acc + bias)`` in the accumulator's scale (int64, not requantized)."""
         y = acc if bias is None else acc + bias.reshape(-1, 1, 1)
-        y = self._act(y, act, fa)
+        return self._act(np.asarray(y, dtype=np.int64), act, fa)
+
+    def requant(self, y, fa, fo, st):
+        """Requantize accumulator-scale values to int16 with ``fo`` fractional bits."""
+        q, sat = rescale(np.asarray(y, dtype=np.int64), fo - fa)
+        st.output_saturations += sat
+        return q
+
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+        y = self.pre(acc, bias, act, fa, st)
         if res is not None:
             r, fr = res
             if fa >= fr:
@@ -502,6 +520,9 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
 
     K, P, Q = L.K, L.P, L.Q
     y = np.zeros((N, K, P, Q), dtype=np.int16 if arith.int_mode else np.float32)
+    # a fused pool: the tile loops run over the pooled output; each tile computes the conv
+    # outputs its windows cover (Lc: the conv's own geometry, conv_tile: the cover)
+    Lc, conv_tile = (pooled_geometry(L) if L.pool else (L, lambda t: t))
     writes = np.zeros((K, P, Q), dtype=np.int32)
     if trace:
         st.coverage = np.zeros((K, L.Cg, P, Q), dtype=np.int32)
@@ -513,15 +534,17 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         def compute(t):
             cs = slice(t.g * Cg + t.c[0], t.g * Cg + t.c[1])
             ks = slice(t.g * Kg + t.k[0], t.g * Kg + t.k[1])
-            xt = fetch(xs[0][n], cs, t, L)
-            part = _conv_part(xt, w[ks, t.c[0]:t.c[1]], lambda a: windows(a, t, L))
+            tc = conv_tile(t)
+            xt = fetch(xs[0][n], cs, tc, Lc)
+            part = _conv_part(xt, w[ks, t.c[0]:t.c[1]], lambda a: windows(a, tc, Lc))
             st.macs += part.size * xt.shape[0] * L.R * L.S
             return part
     elif kind == "conv":  # depthwise: channel k reads input channel k only
         def compute(t):
             ks = slice(t.k[0], t.k[1])
-            xt = fetch(xs[0][n], ks, t, L)
-            part = _dw_part(xt, w[ks], lambda a: windows(a, t, L))
+            tc = conv_tile(t)
+            xt = fetch(xs[0][n], ks, tc, Lc)
+            part = _dw_part(xt, w[ks], lambda a: windows(a, tc, Lc))
             st.macs += part.size * L.R * L.S
             return part
     elif kind == "maxpool":
@@ -572,6 +595,9 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
             acc, cnt = acc
         if arith.int_mode and kind in ("avgpool", "gap"):
             out = _avg_int(acc, cnt, fa, fo, st)
+        elif L.pool:                  # act on the covered conv outputs, pool in the buffer
+            out = _pool_tile(arith.pre(acc, bt, act, fa, st), t, conv_tile(t), L, op.attrs["pool"],
+                             arith, fa, fo, st)
         elif res is not None:         # the residual tile arrives as the output tile leaves
             rt = res[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]]
             st.transfers["residual"] += res_dram
@@ -596,6 +622,57 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
                          f"{hi / N:g} times per batch element (must be exactly once)")
     y = y.reshape(out_shape)
     return arith.out(y, fo), st
+
+
+def pooled_geometry(L):
+    """(the conv's own layer, tile -> the conv tile its pool windows cover) of a conv
+    with a fused pool (``sqnxt_compiler.cost.features.pool_cover`` per axis)."""
+    from dataclasses import replace
+
+    from ..cost.features import pool_cover
+
+    Lc = replace(L, pool="", pool_R=1, pool_S=1, pool_stride_h=1, pool_stride_w=1, pool_pad_top=0,
+                 pool_pad_left=0, pool_pad_bottom=0, pool_pad_right=0, P=L.conv_P, Q=L.conv_Q)
+    py = (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P)
+    px = (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q)
+    return Lc, lambda t: Tile(t.g, pool_cover(*t.x, px), pool_cover(*t.y, py), t.c, t.k)
+
+
+def _pool_counts(o0, o1, stride, pad, k, lim) -> np.ndarray:
+    """Cells of each window of outputs [o0, o1) that lie in [lim[0], lim[1])."""
+    a = np.arange(o0, o1) * stride - pad
+    return np.clip(np.minimum(a + k, lim[1]) - np.maximum(a, lim[0]), 0, None)
+
+
+def _pool_tile(yc, t: Tile, tc: Tile, L, pool: dict, arith, fa, fo, st):
+    """The pooled tile ``t`` from ``yc``, the conv outputs of its cover ``tc`` (k, rows,
+    cols), in the accumulator's format; then the output format (int16: requantized).
+    Max: -inf (int16: below any value) where a window leaves the conv's output; average:
+    divided by the cells the window counts (the declared padded area with
+    count_include_pad, the conv's output otherwise; a ceil-mode overhang never counts)."""
+    kh, kw, sh, sw = L.pool_R, L.pool_S, L.pool_stride_h, L.pool_stride_w
+    a_y, a_x = t.y[0] * sh - L.pool_pad_top, t.x[0] * sw - L.pool_pad_left
+    b_y, b_x = (t.y[1] - 1) * sh - L.pool_pad_top + kh, (t.x[1] - 1) * sw - L.pool_pad_left + kw
+    pads = ((0, 0), (tc.y[0] - a_y, b_y - tc.y[1]), (tc.x[0] - a_x, b_x - tc.x[1]))
+    mx = pool["kind"] == "max"
+    if arith.int_mode:
+        fill = np.iinfo(np.int64).min if mx else 0
+        yp = np.pad(np.asarray(yc, np.int64), pads, constant_values=fill)
+    else:
+        yp = np.pad(np.asarray(yc, np.float64), pads, constant_values=-np.inf if mx else 0.0)
+    win = sliding_window_view(yp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    win = win[:, :t.y[1] - t.y[0], :t.x[1] - t.x[0]]
+    if mx:
+        return arith.requant(win.max(axis=(3, 4)), fa, fo, st)
+    total = win.sum(axis=(3, 4))
+    pt, pl, pb, pr = pool["pads"]
+    inc = pool["count_include_pad"]
+    cy = (-pt, L.conv_P + pb) if inc else (0, L.conv_P)
+    cx = (-pl, L.conv_Q + pr) if inc else (0, L.conv_Q)
+    cnt = np.outer(_pool_counts(*t.y, sh, L.pool_pad_top, kh, cy), _pool_counts(*t.x, sw, L.pool_pad_left, kw, cx))
+    if arith.int_mode:
+        return _avg_int(total, np.broadcast_to(cnt, total.shape), fa, fo, st)
+    return (total / cnt).astype(np.float32)
 
 
 def _avg_int(acc, cnt, fa, fo, st):

@@ -100,6 +100,10 @@ def layer_block(d: dict, s, target) -> list[str]:
             note = "trivial: channel-wise layer, k covers the input channels"
         elif cw and n == "k":
             note = "channels (input = output channel)"
+        elif L.pool and n in ("x", "y"):
+            conv_n = L.conv_Q if n == "x" else L.conv_P
+            note = (f"pooled {_MEANING[n]}; each tile computes the <= {lp['computed_max']} conv "
+                    f"{_MEANING[n].split()[1]} its windows cover: {lp['computed_sum']} of {conv_n} in all")
         out.append(f"{head:<40} ({tiles_desc(lp['count'], lp['tile'], lp['last'])}; {note})")
         ind += " "
     out.append("  " + _reuse(d, loops))
@@ -112,7 +116,8 @@ def layer_block(d: dict, s, target) -> list[str]:
     copies = fp["copies"]
     out += ["", f"global buffer per tile (largest tile of each loop), {copies} "
                 f"{'copies (double-buffered)' if copies == 2 else 'copy (no double buffering)'}:"]
-    halo = f"(outputs {m.ty}x{m.tx} + halo, kernel {L.R}x{L.S}, stride {L.stride_h}x{L.stride_w})"
+    cy, cx = (ly["computed_max"], lx["computed_max"]) if L.pool else (m.ty, m.tx)
+    halo = f"(outputs {cy}x{cx} + halo, kernel {L.R}x{L.S}, stride {L.stride_h}x{L.stride_w})"
     out.append(f"  inputs  {ly['input_extent_max']} y x {lx['input_extent_max']} x x {in_ch} "
                f"{'k' if cw else 'c'}{mult} {halo}".ljust(78) + _b(fp["input"], wb))
     if d["tensors"]["weights"]:
@@ -120,8 +125,16 @@ def layer_block(d: dict, s, target) -> list[str]:
     else:
         out.append("  weights none".ljust(78) + _b(fp["weights"], wb))
     pw = target.psum_words
-    out.append(f"  outputs {m.ty} y x {m.tx} x x {m.tk} k x {pw} words (partial sums, "
-               f"{target.psum_bits} bit)".ljust(78) + _b(fp["outputs"], wb))
+    if L.pool:
+        acc = cy * cx * m.tk * pw
+        out.append(f"  outputs {cy} y x {cx} x x {m.tk} k x {pw} words (conv partial sums, "
+                   f"{target.psum_bits} bit)".ljust(78) + _b(acc, wb))
+        out.append(f"          + pooled {m.ty} y x {m.tx} x x {m.tk} k ({L.pool}pool "
+                   f"{L.pool_R}x{L.pool_S} s{L.pool_stride_h}x{L.pool_stride_w})".ljust(78)
+                   + _b(fp["outputs"] - acc, wb))
+    else:
+        out.append(f"  outputs {m.ty} y x {m.tx} x x {m.tk} k x {pw} words (partial sums, "
+                   f"{target.psum_bits} bit)".ljust(78) + _b(fp["outputs"], wb))
     if fp["residual"]:
         out.append(f"  residual {m.ty} y x {m.tx} x x {m.tk} k (the fused add's operand tile)".ljust(78)
                    + _b(fp["residual"], wb))
@@ -141,8 +154,9 @@ def layer_block(d: dict, s, target) -> list[str]:
                        f"per c tile); cols <- k: {min(m.tk, Pc)} of {Pc} columns "
                        f"({ceil_div(m.tk, Pc)} column block(s) per k tile); one kernel tap per pass")
     else:
-        out.append(f"  rows <- y: {min(m.ty, Pr)} of {Pr} output rows, cols <- x: {min(m.tx, Pc)} of "
-                   f"{Pc} output columns ({ceil_div(m.ty, Pr)} x {ceil_div(m.tx, Pc)} pixel block(s) "
+        what = " conv" if L.pool else ""     # a fused pool: the array computes the cover
+        out.append(f"  rows <- y: {min(cy, Pr)} of {Pr}{what} output rows, cols <- x: {min(cx, Pc)} of "
+                   f"{Pc}{what} output columns ({ceil_div(cy, Pr)} x {ceil_div(cx, Pc)} pixel block(s) "
                    "per tile); one output channel at a time, each PE owns one output pixel")
     out.append(f"  utilization {c['utilization']:.3f} (MACs issued / (PEs x compute cycles)); "
                f"dense {c['utilization_dense']:.3f}")
@@ -176,7 +190,7 @@ def layer_block(d: dict, s, target) -> list[str]:
         hidden = ("hidden by the next pass (double-buffered accumulators)"
                   if target.os_double_buffered_accumulators else "not hidden")
         out += [f"  for k in tile ({m.tk})",
-                f"   for pixel block in tile ({ceil_div(m.ty, Pr)} x {ceil_div(m.tx, Pc)})",
+                f"   for pixel block in tile ({ceil_div(cy, Pr)} x {ceil_div(cx, Pc)})",
                 f"    {what}",
                 f"    drain accumulators: {drain} cycles, {hidden}"]
         if L.is_mac and m.tc < L.Cg:

@@ -29,7 +29,7 @@ FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
 #: plan; docs/schedule-format.md, "Versions").
-VERSION = 4
+VERSION = 5
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "totals", "plan")
 
@@ -52,7 +52,8 @@ def _tensors(L) -> dict:
 
 def _loops(s, target) -> list[dict]:
     """The tile loops, outermost first, with their tiles (the last one may be ragged) and,
-    for x and y, the input extent the cost model charges (cost.features)."""
+    for x and y, the input extent the cost model charges and the outputs computed, which a
+    fused pool's windows make more than the bound (cost.features)."""
     L, m = s.layer, s.mapping
     bounds = {"x": L.Q, "y": L.P, "c": L.Cg, "k": L.Kg}
     tiles = {"x": m.tx, "y": m.ty, "c": m.tc, "k": m.tk}
@@ -65,6 +66,8 @@ def _loops(s, target) -> list[dict]:
         if name in feats:
             d["input_extent_max"] = feats[name].Im
             d["input_extent_sum"] = feats[name].I
+            d["computed_max"] = feats[name].Cm
+            d["computed_sum"] = feats[name].C
         out.append(d)
     return out
 

@@ -83,7 +83,12 @@ class LayerSchedule:
                       "pad": [L.pad_top, L.pad_left, L.pad_bottom, L.pad_right],
                       "groups": L.groups, "n_inputs": L.n_inputs,
                       "weight_zero_fraction": None if L.weight_zero_fraction is None
-                      else str(L.weight_zero_fraction)},
+                      else str(L.weight_zero_fraction),
+                      "pool": None if not L.pool else {
+                          "kind": L.pool, "R": L.pool_R, "S": L.pool_S,
+                          "stride": [L.pool_stride_h, L.pool_stride_w],
+                          "pad": [L.pool_pad_top, L.pool_pad_left, L.pool_pad_bottom, L.pool_pad_right],
+                          "conv_P": L.conv_P, "conv_Q": L.conv_Q}},
             "mapping": self.mapping.to_dict(),
             "status": self.status,
             "solver": self.solver,
