@@ -156,8 +156,9 @@ class Schedule(Pass):
 
         o, target = self.options, ctx.target
         net = network_of(graph, list(zip(ops, layers)))
-        cands = candidates(net, target, lambda Ls: schedule_layers(Ls, target, **o.solver_kwargs()),
-                           o.objective)
+        cands = candidates(net, target,
+                           lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, **o.solver_kwargs()),
+                           o.objective, alone)
         plan = plan_network(net, cands, target, o.objective, o.time_limit or None)
         problems = verify_allocation(net, plan, target)
         if problems:   # a bug in the planner, never the user's input

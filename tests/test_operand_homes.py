@@ -144,3 +144,20 @@ def test_homes_are_part_of_the_key_not_of_the_shape():
     L = LAYERS[0]
     H = replace(L, resident_inputs=1, resident_output=True, capacity=1000)
     assert H.key() != L.key() and H.shape_key() == L.shape_key()
+
+
+@pytest.mark.parametrize("L", LAYERS, ids=[L.name for L in LAYERS])
+def test_a_hint_changes_how_fast_not_what(L):
+    """The planner starts a homed layer's solve from the layer's mapping alone: the answer
+    is the same unique tie-broken optimum as without the hint, whether the hint fits the
+    homed capacity or not."""
+    alone = schedule_layer(L, T16)
+    for H in homes(L):
+        for cap in (None, alone.cost.footprint["total"] - 1):
+            X = replace(H, capacity=cap)
+            try:
+                plain = schedule_layer(X, T16)
+            except ScheduleError:
+                continue
+            hinted = schedule_layer(X, T16, hint=alone.mapping)
+            assert (hinted.mapping, hinted.cost, hinted.status) == (plain.mapping, plain.cost, plain.status)

@@ -98,9 +98,12 @@ def _input_combos(net: Network, i: int, buffer: int) -> dict[int, int]:
     return best
 
 
-def candidates(net: Network, target, solve: Callable[[list], list], objective: str) -> list[list[Candidate]]:
-    """Every step's candidates (module doc).  ``solve(layers)`` schedules a list of
-    layers (the schedule pass's solver with its options)."""
+def candidates(net: Network, target, solve: Callable[..., list], objective: str,
+               alone: list | None = None) -> list[list[Candidate]]:
+    """Every step's candidates (module doc).  ``solve(layers, hints)`` schedules a list of
+    layers (the schedule pass's solver with its options); ``alone``: each step's schedule
+    with every operand in DRAM, whose mapping starts the solver for the step's other home
+    combinations (a hint: it speeds the proof, the answers are the same)."""
     buffer = target.buffer_words
     out: list[list[Candidate]] = []
     for i, step in enumerate(net.steps):
@@ -123,8 +126,10 @@ def candidates(net: Network, target, solve: Callable[[list], list], objective: s
                 if min_footprint_words(L, target) > capacity_words(L, target):
                     continue
                 cap = capacity_words(L, target)
+                hint = None if alone is None else [alone[i].mapping]
                 for _ in range(LEVELS):
-                    (s,) = solve([replace(L, capacity=None if cap == buffer else cap)])
+                    layer = replace(L, capacity=None if cap == buffer else cap)
+                    (s,) = solve([layer]) if hint is None else solve([layer], hint)
                     cands.append(Candidate(r, o, s, rr))
                     cap = s.cost.footprint["total"] - 1
                     if cap < floor or min_footprint_words(L, target) > cap:

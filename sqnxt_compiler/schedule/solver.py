@@ -215,6 +215,18 @@ def incumbent(layer: Layer, target: Target, objective: str) -> Incumbent | None:
                          "edp": r.total_cycles * r.energy_total})
 
 
+def hinted_incumbent(layer: Layer, target: Target, hint: Mapping) -> Incumbent | None:
+    """A caller's mapping as the starting point (the memory planner passes the layer's
+    schedule alone when it solves the layer with other operand homes): its figures under
+    this layer's homes, when it fits this layer's capacity, else None (no incumbent).
+    Only the speed of the proof depends on it: the answer is the unique tie-broken optimum."""
+    r = evaluate(layer, target, hint)
+    if not r.fits:
+        return None
+    return Incumbent(hint, {"cycles": r.total_cycles, "energy": r.energy_total,
+                            "edp": r.total_cycles * r.energy_total})
+
+
 def _assignment(lm, m: Mapping) -> list | None:
     """Values of the model's decision variables for mapping ``m`` (a hint), or None when
     ``m`` is outside the model's reduced space."""
@@ -232,7 +244,7 @@ def _assignment(lm, m: Mapping) -> list | None:
 
 
 def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float | None,
-                 fallback: str | None) -> LayerSchedule:
+                 fallback: str | None, hint: Mapping | None = None) -> LayerSchedule:
     t0 = time.perf_counter()
 
     def left():
@@ -246,7 +258,7 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             return _heuristic_schedule(layer, target, objective, msg)
         raise ScheduleError(f"layer '{layer.name}' ({layer.describe()}): {msg}")
 
-    inc = incumbent(layer, target, objective)
+    inc = incumbent(layer, target, objective) if hint is None else hinted_incumbent(layer, target, hint)
     try:
         if objective == "edp":
             lm, obj, pre_status = _edp_model(layer, target, left, inc)
@@ -419,7 +431,8 @@ def _check_opts(objective, time_limit, fallback):
 
 
 def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
-                   time_limit: float | None = None, fallback: str | None = None) -> LayerSchedule:
+                   time_limit: float | None = None, fallback: str | None = None,
+                   hint: Mapping | None = None) -> LayerSchedule:
     """The best mapping of one layer (see module doc).
 
     ``time_limit``: seconds for this layer (all stages); on expiry the best mapping found
@@ -427,7 +440,9 @@ def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
     ``"heuristic"`` turns a solver failure (time limit without any mapping, model error)
     into the documented heuristic mapping, status "heuristic".  A layer for which no
     mapping fits the buffer raises ScheduleError naming the layer and the smallest buffer
-    it would need (with or without fallback)."""
+    it would need (with or without fallback).  ``hint``: a mapping to start CP-SAT from
+    instead of the enumerated incumbent (:func:`hinted_incumbent`); it changes how fast
+    the answer is proven, not the answer."""
     _check_opts(objective, time_limit, fallback)
     t0 = time.perf_counter()
     if not layer.is_mac:
@@ -435,7 +450,7 @@ def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
         v = objective_value(r, objective)
         return LayerSchedule(layer, m, r, "optimal", objective, v, v, 0.0, "exhaustive", True,
                              solve_time=time.perf_counter() - t0)
-    return _solve_cpsat(layer, target, objective, time_limit, fallback)
+    return _solve_cpsat(layer, target, objective, time_limit, fallback, hint)
 
 
 def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback) -> str:
@@ -465,7 +480,7 @@ def clear_cache() -> None:
 def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cycles",
                     time_limit: float | None = None, fallback: str | None = None,
                     cache_dir: str | os.PathLike | None = None,
-                    progress=None) -> list[LayerSchedule]:
+                    progress=None, hints: list | None = None) -> list[LayerSchedule]:
     """Schedule every layer, in order; each distinct layer (``cache_key``: its
     ``layer.key()`` under these options) is solved once and shared by the later layers of
     that shape, each of which keeps its own layer (name).
@@ -474,17 +489,21 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
     ``cache_dir`` (one JSON file per key, written atomically; only complete, optimal or
     heuristic answers are stored, never time-limited ones), or a solve.  ``progress(done,
     total, layer)``, if given, is told before each distinct layer is looked up or solved
-    and once at the end with ``layer`` None."""
+    and once at the end with ``layer`` None.  ``hints``: per layer a mapping to start the
+    solver from, or None (see :func:`schedule_layer`)."""
     _check_opts(objective, time_limit, fallback)
     keys = [cache_key(L, target, objective, time_limit, fallback) for L in layers]
     first: dict[str, Layer] = {}
-    for key, L in zip(keys, layers):
+    hint_of: dict[str, Mapping | None] = {}
+    for key, L, h in zip(keys, layers, hints or [None] * len(layers)):
         first.setdefault(key, L)
+        hint_of.setdefault(key, h)
     solved: dict[str, LayerSchedule] = {}
     for i, (key, L) in enumerate(first.items()):
         if progress is not None:
             progress(i, len(first), L)
-        solved[key] = _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir)
+        solved[key] = _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
+                                       hint_of[key])
     if progress is not None:
         progress(len(first), len(first), None)
     out = []
@@ -494,7 +513,8 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
     return out
 
 
-def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir) -> LayerSchedule:
+def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
+                     hint: Mapping | None = None) -> LayerSchedule:
     """The in-process cache, then the disk cache, then a solve (stored in both unless
     time-limited)."""
     s = _MEMO.get(key)
@@ -506,7 +526,7 @@ def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir)
         if s is not None:
             STATS["disk"] += 1
             return s
-    s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback)
+    s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback, hint=hint)
     STATS["solved"] += 1
     if s.status != "feasible":
         _MEMO[key] = s
