@@ -30,7 +30,11 @@ SECONDARY = {"cycles": "energy", "energy": "cycles", "edp": "cycles"}
 
 
 def _grid_tables(sp: Space, df: str):
-    """Feature arrays of the candidate tile sizes, shaped to broadcast over (x, y, c, k)."""
+    """Feature arrays of the candidate tile sizes, shaped to broadcast over (x, y, c, k)
+    (computed once per space and dataflow)."""
+    cached = sp.grids.get(df)
+    if cached is not None:
+        return cached
     out = []
     for axis, d in enumerate(LOOPS):
         ts = sp.cands[df][d]
@@ -38,6 +42,7 @@ def _grid_tables(sp: Space, df: str):
         shape = [1, 1, 1, 1]
         shape[axis] = len(ts)
         out.append(tuple(np.asarray(col, dtype=np.int64).reshape(shape) for col in cols))
+    sp.grids[df] = out
     return out
 
 

@@ -200,6 +200,7 @@ class Space:
     feats: dict = field(init=False)       # loop -> {t: full feature tuple}, t = 1 and candidates
     cands: dict = field(init=False)       # dataflow -> loop -> [t ascending]
     orders: tuple = field(init=False)     # indices into ORDERS of the order representatives
+    grids: dict = field(init=False, default_factory=dict, repr=False, compare=False)  # oracle's tables
 
     def __post_init__(self) -> None:
         L, T = self.layer, self.target
