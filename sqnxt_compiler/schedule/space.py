@@ -249,9 +249,13 @@ class Space:
 _SPACES: dict = {}
 
 
+_MIN_FP: dict = {}
+
+
 def clear_spaces() -> None:
-    """Forget the cached spaces."""
+    """Forget the cached spaces (and their smallest footprints)."""
     _SPACES.clear()
+    _MIN_FP.clear()
 
 
 def get_space(layer: Layer, target: Target) -> Space:
@@ -271,10 +275,18 @@ def get_space(layer: Layer, target: Target) -> Space:
 
 def min_footprint_words(layer: Layer, target: Target) -> int:
     """Smallest buffer footprint of any mapping (words): all tiles 1 (the footprint is
-    non-decreasing in every tile size and independent of dataflow and order)."""
+    non-decreasing in every tile size and independent of dataflow and order); cached per
+    (layer key, target)."""
+    key = (layer.key(), target)
+    hit = _MIN_FP.get(key)
+    if hit is not None:
+        return hit
     k = consts(layer, target)
     sp = get_space(layer, target)
     t = cost_terms(k, False, sp.feats["x"][1], sp.feats["y"][1], sp.feats["c"][1], sp.feats["k"][1],
                    ("k", "c", "y", "x"))
-    return int(t["fp_total"])
+    if len(_MIN_FP) > 4096:
+        _MIN_FP.clear()
+    _MIN_FP[key] = int(t["fp_total"])
+    return _MIN_FP[key]
 
