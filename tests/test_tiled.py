@@ -567,3 +567,17 @@ def test_planned_network_runs_tiled_with_the_plans_transfers(precision):
     assert_invariants(r.layers, res.graph)
     if precision == "fp32":
         assert_close_to_plain(r.outputs, run_plain(res.graph, feeds))
+
+
+def test_int16_recovers_the_psum_width_of_a_fused_pool(tiny, tmp_path):
+    """The int16 run reads the partial-sum width from the schedule's output footprint; with
+    a fused pool that footprint is the cover's accumulators plus the pooled tile, and the
+    width must still come out as the target's (32 bits), not as a multiple of it."""
+    rng = np.random.default_rng(9)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+    model = inferred_model(nodes, [("x", [1, 4, 15, 15])], ["y"], [("w1", rand(rng, 8, 4, 3, 3))])
+    res = compiled(model, tmp_path, target=tiny)
+    (op,) = [op for op in res.graph.ops() if op.attrs.get("pool") is not None]
+    sched = op.attrs["schedule"].schedule
+    assert tiled._Int16(None, {}, {}).layer_psum_bits(sched) == tiny.psum_bits == 32

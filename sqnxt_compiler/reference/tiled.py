@@ -309,10 +309,17 @@ class _Int16:
     def layer_psum_bits(self, sched) -> int:
         if self.psum_bits is not None:
             return self.psum_bits
-        # the schedule's output footprint is tx*ty*tk*pw words, pw = ceil(psum_bits/16)
-        m = sched.mapping
-        pw = sched.cost.footprint["outputs"] // (m.tx * m.ty * m.tk)
-        return 16 * max(1, pw)
+        # the schedule's output footprint is acc*pw words, pw = ceil(psum_bits/16), acc the
+        # accumulator tile: tx*ty*tk, or with a fused pool the largest window cover x tk
+        # (plus the pooled tile tx*ty*tk, one word each)
+        m, L = sched.mapping, sched.layer
+        out = sched.cost.footprint["outputs"]
+        if L.pool:
+            acc = _largest_cover(L, m) * m.tk
+            out -= m.tx * m.ty * m.tk
+        else:
+            acc = m.tx * m.ty * m.tk
+        return 16 * max(1, out // acc)
 
     def tensor(self, v, st: LayerStats, role: str, fmax: int | None = None):
         if isinstance(v, QTensor):
@@ -636,6 +643,18 @@ def pooled_geometry(L):
     py = (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P)
     px = (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q)
     return Lc, lambda t: Tile(t.g, pool_cover(*t.x, px), pool_cover(*t.y, py), t.c, t.k)
+
+
+def _largest_cover(L, m) -> int:
+    """The largest (rows x columns) conv cover of any pooled tile of mapping ``m``: the
+    cost model's ``C_ym * C_xm``."""
+    from ..cost.features import pool_cover, tiles
+
+    cy = max(b - a for a, b in (pool_cover(*r, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
+                                for r in tiles(L.P, m.ty)))
+    cx = max(b - a for a, b in (pool_cover(*r, (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q))
+                                for r in tiles(L.Q, m.tx)))
+    return cy * cx
 
 
 def _pool_counts(o0, o1, stride, pad, k, lim) -> np.ndarray:
