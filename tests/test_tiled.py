@@ -212,6 +212,20 @@ def assert_invariants(stats, graph):
             assert st.transfers[k] == s.cost.transfers[k], (st.name, k, st.mapping)
 
 
+def assert_tiled_runs_match(res):
+    """The tiled run (traced) equals the plain executor, keeps the cost model's
+    invariants, and passes the onnxruntime check in fp32 and int16 (2 samples)."""
+    feeds = random_inputs(res.graph, 0)
+    r = execute_tiled(res.graph, feeds, trace=True)
+    assert_close_to_plain(r.outputs, run(res.graph, feeds))
+    assert_invariants(r.layers, res.graph)
+    for prec in ("fp32", "int16"):
+        rtol, atol = TOLERANCES[prec]
+        rep = check(res.graph, res.model, "m.onnx", samples=2, rtol=rtol, atol=atol,
+                    executor=lambda g, f: run_tiled(g, f, precision=prec))
+        assert rep.ok, rep.format()
+
+
 def assert_close_to_plain(got, want, rtol=1e-5):
     for k in want:
         scale = max(1.0, float(np.max(np.abs(want[k]))))
@@ -286,15 +300,7 @@ def test_schedule_pass_on_a_tiny_target_splits_channels_and_tiles_raggedly(tiny,
     ms = [op.attrs["schedule"].schedule for op in res.graph.ops() if "schedule" in op.attrs]
     assert any(s.cost.tiles_n["c"] > 1 for s in ms)
     assert any(s.layer.P % s.mapping.ty or s.layer.Q % s.mapping.tx for s in ms)
-    feeds = random_inputs(res.graph, 0)
-    r = execute_tiled(res.graph, feeds, trace=True)
-    assert_close_to_plain(r.outputs, run(res.graph, feeds))
-    assert_invariants(r.layers, res.graph)
-    for prec in ("fp32", "int16"):
-        rtol, atol = TOLERANCES[prec]
-        rep = check(res.graph, res.model, "m.onnx", samples=2, rtol=rtol, atol=atol,
-                    executor=lambda g, f: run_tiled(g, f, precision=prec))
-        assert rep.ok, rep.format()
+    assert_tiled_runs_match(res)
 
 
 @pytest.mark.parametrize("pool", [
@@ -322,15 +328,7 @@ def test_a_fused_pool_runs_tiled_with_recomputed_halos(tiny, tmp_path, pool):
     L = fused.attrs["schedule"].schedule.layer
     assert L.pool == ("max" if kind == "MaxPool" else "avg")
     assert fused.attrs["schedule"].schedule.cost.tiles_n["y"] > 1
-    feeds = random_inputs(res.graph, 0)
-    r = execute_tiled(res.graph, feeds, trace=True)
-    assert_close_to_plain(r.outputs, run(res.graph, feeds))
-    assert_invariants(r.layers, res.graph)
-    for prec in ("fp32", "int16"):
-        rtol, atol = TOLERANCES[prec]
-        rep = check(res.graph, res.model, "m.onnx", samples=2, rtol=rtol, atol=atol,
-                    executor=lambda g, f: run_tiled(g, f, precision=prec))
-        assert rep.ok, rep.format()
+    assert_tiled_runs_match(res)
 
 
 # ----------------------------------------------------------------------------- broken variants

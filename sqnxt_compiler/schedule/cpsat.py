@@ -83,7 +83,8 @@ class _Builder:
         return Var(c, c, c)
 
     def lin(self, terms: list[tuple[int, Var]], const: int, name: str) -> Var:
-        """A variable equal to const + sum(coef * var) (coefficients >= 0)."""
+        """A variable equal to const + sum(coef * var); its bounds follow from the terms' (a
+        negative coefficient takes the other end)."""
         if all(isinstance(v.expr, int) for _, v in terms):
             return self.const(const + sum(c * v.expr for c, v in terms))
         lo = const + sum(c * v.lo if c >= 0 else c * v.hi for c, v in terms)
