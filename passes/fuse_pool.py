@@ -53,11 +53,9 @@ class FusePool(Pass):
             if src is None:
                 self.stats[f"skipped-{why}"] += 1
                 continue
-            attrs = {k: v for k, v in src.attrs.items() if k not in ("schedule", "plan")}
-            attrs["pool"] = pool_attr(pool)
-            fused = graph.add_op("sqnxt.conv", list(src.operands), attrs, loc=src.loc,
-                                 result_names=[pool.result.name + "_f"])
-            graph.replace_all_uses(pool.result, fused.result)
+            # the conv takes the pool: same op (its place in the program order), pooled type
+            src.attrs["pool"] = pool_attr(pool)
+            (src.results[0].type,) = src.opdef.infer(src)
+            graph.replace_all_uses(pool.result, src.result)
             graph.erase(pool)
-            graph.erase(src)
-            self.stats[f"{attrs['pool']['kind']}pool-fused-into-conv"] += 1
+            self.stats[f"{src.attrs['pool']['kind']}pool-fused-into-conv"] += 1
