@@ -69,8 +69,7 @@ def test_tables_count_the_recomputed_outputs(L):
             assert f.C == len(read)
         if t == L.P:
             assert f.n == 1 and f.C == f.Cm
-    plain = replace(L, pool="", pool_R=1, pool_S=1, pool_stride_h=1, pool_stride_w=1, pool_pad_top=0,
-                    pool_pad_left=0, pool_pad_bottom=0, pool_pad_right=0, P=L.conv_P, Q=L.conv_Q)
+    plain = L.without_pool()
     assert x_feat(plain, T16, 4).C == plain.Q and x_feat(plain, T16, 4).Cm == 4
 
 

@@ -37,7 +37,7 @@ Conventions
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 
 from sqnxt_compiler.diagnostics import UnsupportedError
@@ -45,6 +45,9 @@ from sqnxt_compiler.diagnostics import UnsupportedError
 #: Layer fields that are not its shape (see :meth:`Layer.shape_key`).
 _NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_output", "capacity",
               "residual", "resident_residual")
+#: The pool fields of a layer without a fused pool.
+_NO_POOL = {"pool": "", "pool_R": 1, "pool_S": 1, "pool_stride_h": 1, "pool_stride_w": 1,
+            "pool_pad_top": 0, "pool_pad_left": 0, "pool_pad_bottom": 0, "pool_pad_right": 0}
 MAC_KINDS = ("conv", "fc")
 NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add")
 KINDS = MAC_KINDS + NON_MAC_KINDS
@@ -118,6 +121,10 @@ class Layer:
     def conv_Q(self) -> int:
         """Columns of the conv's output = (W + pads - S) // stride_w + 1 (Q without a fused pool)."""
         return (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1
+
+    def without_pool(self) -> "Layer":
+        """The conv alone: this layer with its fused pool removed (P x Q = the conv's output)."""
+        return replace(self, P=self.conv_P, Q=self.conv_Q, **_NO_POOL)
 
     @property
     def inputs_from_dram(self) -> int:
@@ -209,9 +216,7 @@ class Layer:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(f"{f} must be a non-negative integer, got {v!r}")
-        if not self.pool and (self.pool_R, self.pool_S, self.pool_stride_h, self.pool_stride_w,
-                              self.pool_pad_top, self.pool_pad_left, self.pool_pad_bottom,
-                              self.pool_pad_right) != (1, 1, 1, 1, 0, 0, 0, 0):
+        if not self.pool and any(getattr(self, f) != v for f, v in _NO_POOL.items()):
             raise bad("pool_* fields need a pool")
         if self.pool and self.residual:
             raise bad("a conv takes a fused residual add or a fused pool, not both")

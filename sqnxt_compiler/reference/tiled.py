@@ -634,12 +634,9 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
 def pooled_geometry(L):
     """(the conv's own layer, tile -> the conv tile its pool windows cover) of a conv
     with a fused pool (``sqnxt_compiler.cost.features.pool_cover`` per axis)."""
-    from dataclasses import replace
-
     from ..cost.features import pool_cover
 
-    Lc = replace(L, pool="", pool_R=1, pool_S=1, pool_stride_h=1, pool_stride_w=1, pool_pad_top=0,
-                 pool_pad_left=0, pool_pad_bottom=0, pool_pad_right=0, P=L.conv_P, Q=L.conv_Q)
+    Lc = L.without_pool()
     py = (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P)
     px = (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q)
     return Lc, lambda t: Tile(t.g, pool_cover(*t.x, px), pool_cover(*t.y, py), t.c, t.k)
