@@ -141,3 +141,20 @@ def test_the_pool_is_part_of_the_shape():
     L = LAYERS[0]
     assert replace(L, pool="avg").shape_key() != L.shape_key()
     assert Mapping("OS", 1, 1, 1, 1) and evaluate(L, T16, Mapping("OS", 1, 1, 1, 1)).fits
+
+
+def test_the_pool_is_part_of_the_key_so_the_caches_keep_them_apart():
+    """Two convs whose fused pools differ but give the same pooled output (2x2/2 and 3x3/2
+    padded by 1 both halve 28x28) are different schedules: the key, the schedule cache and
+    the smallest-footprint cache must not mix them up."""
+    from sqnxt_compiler.schedule.solver import clear_cache, schedule_layers
+    from sqnxt_compiler.schedule.space import min_footprint_words
+
+    a = fused("a", C=16, K=32, H=28, W=28, R=3, S=3, stride=1, pad=1, pk=2, ps=2)
+    b = fused("b", C=16, K=32, H=28, W=28, R=3, S=3, stride=1, pad=1, pk=3, ps=2, pp=(1, 1, 1, 1))
+    assert (a.P, a.Q) == (b.P, b.Q) and a.key() != b.key()
+    clear_cache()
+    sa, sb = schedule_layers([a, b], T16)
+    assert sa.cost == schedule_layer(a, T16).cost and sb.cost == schedule_layer(b, T16).cost
+    assert sa.cost != sb.cost
+    assert min_footprint_words(a, T16) != min_footprint_words(b, T16)

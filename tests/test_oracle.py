@@ -150,6 +150,70 @@ def test_oracle_on_every_distinct_sqnxt23_layer_both_targets():
             assert sp.size_candidates() < sp.size_full()
 
 
+@pytest.mark.parametrize("L", TINY_LAYERS, ids=lambda L: L.name)
+def test_the_no_refetch_terms_bound_every_order(L):
+    """cost_terms with order None (no tile refetched), the exhaustive search's pruning
+    bound: its cycles and energy are <= those of every order, its footprint equal, for
+    every tile choice of the whole space."""
+    from sqnxt_compiler.cost.model import consts, cost_terms, layer_tables
+    from sqnxt_compiler.cost import Mapping
+
+    k = consts(L, TINY)
+    for row in _table(L):
+        dfi, oi, tx, ty, tc, tk, cyc, en = row
+        m = Mapping(("WS", "OS")[dfi], tx, ty, tc, tk, ORDERS[oi])
+        lb = cost_terms(k, dfi == 1, *layer_tables(L, TINY, m), None)
+        exact = cost_terms(k, dfi == 1, *layer_tables(L, TINY, m), ORDERS[oi])
+        assert lb["total_cycles"] <= cyc and lb["energy_total"] <= en, (L.name, row)
+        assert lb["fp_total"] == exact["fp_total"]
+        for term in ("dram_words", "transfers", "dma_cycles", "acc_buffer"):
+            assert lb[term] <= exact[term], (L.name, row, term)
+
+
+def _unpruned_best(L, t, objective):
+    """The oracle's answer without its pruning: every order costed over the whole grid of
+    candidates (numpy), the smallest (objective, secondary, dataflow, order, tx, ty, tc, tk)."""
+    from sqnxt_compiler.cost.model import consts, cost_terms
+    from sqnxt_compiler.schedule.oracle import _grid_tables
+
+    sp, k = get_space(L, t), consts(L, t)
+    best = None
+    for df in sp.dataflows:
+        dfi = ("WS", "OS").index(df)
+        shape = tuple(len(sp.cands[df][d]) for d in "xyck")
+        for oi in sp.orders:
+            tm = cost_terms(k, df == "OS", *_grid_tables(sp, df), ORDERS[oi])
+            feas = np.broadcast_to(tm["fp_total"] <= k.buffer_words, shape)
+            cyc = np.broadcast_to(tm["total_cycles"], shape)[feas]
+            en = np.broadcast_to(tm["energy_total"], shape)[feas]
+            prim = {"cycles": cyc, "energy": en}[objective]
+            sec = {"cycles": en, "energy": cyc}[objective]
+            idx = np.argwhere(feas)
+            j = np.lexsort((np.arange(len(prim)), sec, prim))[0]   # C order breaks the last ties
+            key = (int(prim[j]), int(sec[j]), dfi, oi) + tuple(
+                sp.cands[df][d][int(i)] for d, i in zip("xyck", idx[j]))
+            best = key if best is None or key < best else best
+    return best
+
+
+@pytest.mark.parametrize("L", [BIG[0], BIG[2], BIG[3], T4[0], T4[1], T4[5]], ids=lambda L: L.name)
+@pytest.mark.parametrize("objective", ["cycles", "energy"])
+def test_pruning_drops_no_winner_on_real_layers(L, objective):
+    """The pruned search (bound: no refetch) gives the same tie-broken best as costing
+    every order over the whole candidate grid, on real-size layers of both targets, alone
+    and with a capacity that forces tiling."""
+    for t in (T16, T8):
+        for cap in (None, t.buffer_words // 5):
+            X = replace(L, capacity=cap)
+            try:
+                m, r = exhaustive_best(X, t, objective)
+            except ScheduleError:
+                continue
+            ref = _unpruned_best(X, t, objective)
+            assert (objective_value(r, objective), objective_value(r, SECONDARY[objective])) == ref[:2]
+            assert (("WS", "OS").index(m.dataflow), ORDERS.index(m.order), m.tx, m.ty, m.tc, m.tk) == ref[2:]
+
+
 def test_infeasible_layer_names_the_smallest_buffer():
     t = replace(T8, global_buffer_bytes=64)
     L = Layer("big3x3", "conv", 8, 8, 10, 10, 3, 3, 8, 8)

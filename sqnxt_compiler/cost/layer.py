@@ -95,13 +95,10 @@ class Layer:
         self.validate()
 
     def key(self) -> tuple:
-        """Everything but the name: layers with equal keys get the same schedule."""
-        return (self.kind, self.C, self.K, self.H, self.W, self.R, self.S, self.P, self.Q,
-                self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
-                self.pad_right, self.groups, self.n_inputs,
-                None if self.weight_zero_fraction is None else str(self.weight_zero_fraction),
-                self.resident_inputs, self.resident_output, self.capacity,
-                self.residual, self.resident_residual)
+        """Every field but the name: layers with equal keys get the same schedule (the
+        measured sparsity as its exact string; the fused pool's fields included)."""
+        return tuple(str(v) if f.name == "weight_zero_fraction" and v is not None else v
+                     for f in fields(self) if f.name != "name" for v in (getattr(self, f.name),))
 
     def shape_key(self) -> tuple:
         """The layer's shape: every field but the name, ``weight_zero_fraction`` and the

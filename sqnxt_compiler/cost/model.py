@@ -108,7 +108,7 @@ def _max(a, b):
     return max(a, b)
 
 
-def reuse_conditions(order: tuple[str, ...], big: dict[str, Any]) -> dict[str, Any]:
+def reuse_conditions(order: tuple[str, ...] | None, big: dict[str, Any]) -> dict[str, Any]:
     """Which tile loops force a re-fetch, for a tile-loop order (outermost first).
 
     A tensor's resident tile is reused across the iterations of every loop the tensor does
@@ -120,7 +120,13 @@ def reuse_conditions(order: tuple[str, ...], big: dict[str, Any]) -> dict[str, A
       (likewise y), the two factors multiply;
     * outputs (x, y, k): visited n_c times (partial sums spilled and re-read) iff c is
       outside some big loop of {x, y, k}.
+
+    ``order`` None: no condition holds (every factor 1), a bound below every order: each
+    cost term is non-decreasing in the three factors and the footprint does not depend on
+    them (the exhaustive search prunes with it: :func:`..schedule.oracle.exhaustive_best`).
     """
+    if order is None:
+        return {"in_k": False, "w_x": False, "w_y": False, "out_c": False}
     pos = {l: i for i, l in enumerate(order)}
 
     def outside_some(a: str, deps: tuple[str, ...]):
@@ -136,12 +142,13 @@ def reuse_conditions(order: tuple[str, ...], big: dict[str, Any]) -> dict[str, A
             "out_c": outside_some("c", ("x", "y", "k"))}
 
 
-def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...]) -> dict[str, Any]:
+def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...] | None) -> dict[str, Any]:
     """Every figure of the model for one dataflow and loop order.
 
     X, Y: (n, B, Wn, I, Im, C, Cm, t) of the x and y loops; Cf: (n, CB, Z, ZP, t) of c;
     Kf: (n, KB, t) of k (see :mod:`.features`).  Entries may be ints or broadcastable int64
-    arrays.  All results are per layer (groups included).  docs/cost-model.md has each
+    arrays.  ``order`` None gives a lower bound of every order's terms (no tile refetched:
+    :func:`reuse_conditions`).  All results are per layer (groups included).  docs/cost-model.md has each
     formula with its reason.  ``PQ`` is the layer's output; ``PQc = C_x * C_y`` the conv
     outputs computed (= PQ without a fused pool; with one, the pooled tiles' windows,
     recomputed where neighbouring tiles overlap).

@@ -57,44 +57,77 @@ def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
         f"mapping (all tiles 1) needs {need} bytes")
 
 
-def grid_best(sp: Space, df: str, order: tuple[str, ...], objective: str, terms: dict | None = None,
-              layer: Layer | None = None):
-    """Best key (obj, sec, tx, ty, tc, tk) over one dataflow/order grid of ``layer`` (by
-    default the space's own layer; a space is shared by layers of one shape whatever
-    their operand homes, which change only the constants), or None."""
-    k = consts(layer if layer is not None else sp.layer, sp.target)
-    X, Y, Cf, Kf = _grid_tables(sp, df)
-    if terms is None:
-        terms = cost_terms(k, df == "OS", X, Y, Cf, Kf, order)
-    shape = tuple(len(sp.cands[df][d]) for d in LOOPS)
-    feas = np.broadcast_to(terms["fp_total"] <= k.buffer_words, shape)
-    if not feas.any():
-        return None
-    cyc = np.broadcast_to(terms["total_cycles"], shape)
-    en = np.broadcast_to(terms["energy_total"], shape)
+def _gather(tables, idx) -> tuple:
+    """The per-loop tables at the points ``idx`` (np.nonzero of the grid): one 1-D array
+    per entry, the grid's broadcast reduced to the listed points (in the same order)."""
+    return tuple(tuple(col.reshape(-1)[i] for col in tab) for tab, i in zip(tables, idx))
+
+
+def _objective(t: dict, objective: str):
+    """The (primary, secondary) arrays of cost terms ``t``; edp's primary as float64 (exact
+    products are taken only for the near-minimal points)."""
+    cyc, en = t["total_cycles"], t["energy_total"]
     sec = cyc if SECONDARY[objective] == "cycles" else en
+    if objective == "edp":
+        return cyc.astype(np.float64) * en.astype(np.float64), sec
+    return (cyc if objective == "cycles" else en), sec
+
+
+def _best_point(t: dict, objective: str) -> tuple[tuple[int, int], int]:
+    """((objective, secondary), position) of the smallest key over 1-D cost terms; ties go
+    to the first position (the points are in C order of the grid: smallest tx, ty, tc, tk)."""
+    prim, sec = _objective(t, objective)
     if objective in ("cycles", "energy"):
-        prim = cyc if objective == "cycles" else en
-        big = np.iinfo(np.int64).max
-        p = np.where(feas, prim, big)
-        pm = p.min()
-        s = np.where(p == pm, sec, big)
+        pm = prim.min()
+        s = np.where(prim == pm, sec, np.iinfo(np.int64).max)
         sm = s.min()
-        idx = int(np.argmax((s == sm).ravel()))   # first in C order = smallest (tx, ty, tc, tk)
-        pos = np.unravel_index(idx, shape)
-        best = (int(pm), int(sm))
-    else:
-        approx = np.where(feas, cyc.astype(np.float64) * en.astype(np.float64), np.inf)
-        am = approx.min()
-        near = np.argwhere(feas & (approx <= am * (1 + 1e-9)))
-        keyed = []
-        for pos_ in near:
-            pos_ = tuple(int(i) for i in pos_)
-            c_, e_ = int(cyc[pos_]), int(en[pos_])
-            keyed.append(((c_ * e_, int(sec[pos_])), pos_))
-        best, pos = min(keyed)
-    tiles = tuple(sp.cands[df][d][int(i)] for d, i in zip(LOOPS, pos))
-    return best + tiles
+        return (int(pm), int(sm)), int(np.argmax(s == sm))
+    am = prim.min()
+    near = np.flatnonzero(prim <= am * (1 + 1e-9))
+    cyc, en = t["total_cycles"], t["energy_total"]
+    return min(((int(cyc[i]) * int(en[i]), int(sec[i])), int(i)) for i in near)
+
+
+def dataflow_best(sp: Space, df: str, objective: str, layer: Layer, orders=None):
+    """Best key (obj, sec, order index, tx, ty, tc, tk) over one dataflow of ``layer`` (its
+    space ``sp`` is shared by layers of one shape whatever their operand homes, which change
+    only the constants ``consts(layer)``), or None when no mapping fits.
+
+    Exact pruning: the terms with no tile refetched (``cost_terms(..., order=None)``) are a
+    lower bound of every order's (each term is non-decreasing in the refetch factors) and
+    give the footprint (no order changes it).  Only the feasible points are costed, and a
+    point whose bound exceeds the best objective found so far is dropped before the next
+    order: it can neither win nor tie."""
+    k = consts(layer, sp.target)
+    tables = _grid_tables(sp, df)
+    shape = tuple(len(sp.cands[df][d]) for d in LOOPS)
+    os_ = df == "OS"
+    lb = cost_terms(k, os_, *tables, None)
+    feas = np.broadcast_to(lb["fp_total"] <= k.buffer_words, shape)
+    idx = np.nonzero(feas)
+    if len(idx[0]) == 0:
+        return None
+    pts = _gather(tables, idx)
+    bound = _objective({key: np.broadcast_to(lb[key], shape)[idx] for key in ("total_cycles", "energy_total")},
+                       objective)[0]
+    best = None
+    for oi in (sp.orders if orders is None else orders):
+        if best is not None:
+            # edp's bound is a float product: a relative margin keeps exact ties
+            keep = bound <= (best[0][0] * (1 + 1e-9) if objective == "edp" else best[0][0])
+            if not keep.all():
+                idx = tuple(i[keep] for i in idx)
+                pts = tuple(tuple(col[keep] for col in tab) for tab in pts)
+                bound = bound[keep]
+        t = cost_terms(k, os_, *pts, ORDERS[oi])
+        n = len(idx[0])
+        t = {key: np.broadcast_to(t[key], (n,)) for key in ("total_cycles", "energy_total")}
+        (obj, sec), j = _best_point(t, objective)
+        if best is None or (obj, sec) < best[0]:
+            best = ((obj, sec), oi, tuple(int(i[j]) for i in idx))
+    (obj, sec), oi, pos = best
+    tiles = tuple(sp.cands[df][d][i] for d, i in zip(LOOPS, pos))
+    return (obj, sec, oi) + tiles
 
 
 def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
@@ -114,13 +147,12 @@ def exhaustive_best(layer: Layer, target: Target, objective: str = "cycles",
     for df in sp.dataflows:
         if dataflows is not None and df not in dataflows:
             continue
-        for oi in (range(len(ORDERS)) if all_orders else sp.orders):
-            r = grid_best(sp, df, ORDERS[oi], objective, layer=layer)
-            if r is None:
-                continue
-            key = (r[0], r[1], DATAFLOWS.index(df), oi) + r[2:]
-            if best is None or key < best:
-                best = key
+        r = dataflow_best(sp, df, objective, layer, range(len(ORDERS)) if all_orders else None)
+        if r is None:
+            continue
+        key = (r[0], r[1], DATAFLOWS.index(df)) + r[2:]
+        if best is None or key < best:
+            best = key
     if best is None:
         raise infeasible_error(layer, target)
     _, _, dfi, oi, tx, ty, tc, tk = best
