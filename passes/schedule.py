@@ -20,12 +20,13 @@ After::
          energy = 5678, order = "kcyx", status = "optimal", tiles = [16, 16, 3, 1]}}
 
 Options (a pass is its options: the command line's ``--objective``, ``--time-limit``,
-``--fallback``, ``--measured-sparsity`` and ``--cache-dir`` set these same fields, and a
+``--fallback``, ``--measured-sparsity``, ``--cache-dir`` and ``--jobs`` set these same fields, and a
 flag that contradicts an option spelled out in the pipeline string is a usage error):
 ``objective`` cycles | energy | edp; ``time-limit`` seconds per layer (0: none);
 ``fallback`` none | heuristic; ``measured-sparsity`` use the zeros actually in each layer's
-weights instead of the target's assumed fraction; ``cache-dir`` an on-disk schedule cache
-(not recorded in the pipeline: it changes how fast, never what).
+weights instead of the target's assumed fraction; ``cache-dir`` an on-disk schedule cache;
+``jobs`` how many layers are solved at once (0: one per CPU; :func:`..schedule.solver.schedule_layers`).
+The last two are not recorded in the pipeline: they change how fast, never what.
 """
 from __future__ import annotations
 
@@ -66,9 +67,13 @@ class ScheduleOptions:
     fallback: str = field(default="none", metadata={"choices": ("none", "heuristic")})
     measured_sparsity: bool = False
     cache_dir: str = field(default="", metadata={"recorded": False})
+    jobs: int = field(default=0, metadata={"recorded": False})
 
     def __post_init__(self):
         object.__setattr__(self, "time_limit", float(self.time_limit))  # 5 and 5.0: one value
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 0:
+            raise UsageError(f"pass 'schedule': option 'jobs' must be an integer >= 0 "
+                             f"(0: one per CPU), got {self.jobs!r}")
         if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
             raise UsageError(f"pass 'schedule': option 'time-limit' must be >= 0 seconds, "
                              f"got {self.time_limit}")
@@ -78,7 +83,7 @@ class ScheduleOptions:
         (time limit 0 and fallback "none" mean no limit and no fallback)."""
         return dict(objective=self.objective, time_limit=self.time_limit or None,
                     fallback=None if self.fallback == "none" else self.fallback,
-                    cache_dir=self.cache_dir or None)
+                    cache_dir=self.cache_dir or None, jobs=self.jobs or None)
 
 
 class PlanAttr:

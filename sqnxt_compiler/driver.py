@@ -30,7 +30,7 @@ from .pipeline import Pass, PassContext, PassManager, parse_pipeline
 
 #: The schedule pass's options the command line has flags for (``--time-limit`` ->
 #: ``time_limit``); a value of None means "flag not given".
-SCHEDULE_FLAGS = ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir")
+SCHEDULE_FLAGS = ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir", "jobs")
 
 
 @dataclass(frozen=True)

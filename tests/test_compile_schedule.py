@@ -55,6 +55,26 @@ def test_network_totals_are_sums_over_layers(sqnxt23):
     assert 0 < tot["utilization"] <= 1
 
 
+def test_jobs_change_how_fast_not_what(cli, tmp_path):
+    """A planned compile solved serially (-j 1) and in two threads (-j 2, and the pass
+    option spelled in the pipeline) writes the same bytes; each run really solves."""
+    from report_support import fresh_solves
+
+    outs = []
+    for how in (["-j", "1"], ["-j", "2"], ["--passes", "default,schedule{jobs=2}"]):
+        d = tmp_path / str(len(outs))
+        r, solved = fresh_solves(lambda: cli("compile", "zoo:1.0-SqNxt-23", "-t", "pe16x16", *how,
+                                             "-o", str(d) + "/"))
+        assert r.exit_code == 0, r.output
+        assert solved > 100     # layers alone and the planner's candidates, none cached
+        outs.append({f: (d / f).read_bytes() for f in os.listdir(d)})
+    assert outs[0] == outs[1] == outs[2]
+    assert b'"plan"' in outs[0]["schedule.json"]
+    for bad, code in ((["-j", "-1"], 2), (["--passes", "default,schedule{jobs=-2}"], 2)):
+        r = cli("compile", "zoo:1.0-SqNxt-23", "-t", "pe16x16", *bad)
+        assert r.exit_code == code and "jobs" in r.output and "Traceback" not in r.output, r.output
+
+
 def test_compile_writes_all_formats_deterministically(cli, tmp_path):
     from report_support import fresh_solves
 

@@ -99,6 +99,38 @@ def test_schedules_are_byte_identical_across_runs():
     assert "solve_time" not in dumps[0]
 
 
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_solving_in_threads_gives_the_same_schedules(t):
+    """jobs changes how fast, never what: every distinct layer solved again (caches
+    cleared, counted) serially and in 2 and 3 threads gives identical schedules."""
+    layers = squeezenext_layers("1.0-SqNxt-23")
+    dumps = []
+    for jobs in (1, 2, 3):
+        clear_cache()
+        before = solver_mod.STATS["solved"]
+        out = schedule_layers(layers, t, jobs=jobs)
+        assert solver_mod.STATS["solved"] - before == len({L.key() for L in layers})
+        assert [s.layer.name for s in out] == [L.name for L in layers]
+        dumps.append(json.dumps([s.to_dict() for s in out], sort_keys=True))
+    assert dumps[0] == dumps[1] == dumps[2]
+
+
+def test_in_threads_the_first_failing_layer_in_order_raises():
+    """Two layers that fit nowhere, after and between feasible ones: the error names the
+    first in the list's order, whichever thread fails first."""
+    tiny = replace(T8, global_buffer_bytes=300)   # a 7x7 conv needs 400 bytes at least
+    ok = Layer("ok", "conv", 2, 2, 4, 4, 1, 1, 4, 4)
+    bad1 = Layer("bad1", "conv", 3, 8, 20, 20, 7, 7, 14, 14)
+    bad2 = Layer("bad2", "conv", 4, 8, 22, 22, 7, 7, 16, 16)
+    progress = []
+    for jobs in (1, 2):
+        clear_cache()
+        with pytest.raises(ScheduleError, match="'bad1'"):
+            schedule_layers([ok, bad1, replace(ok, name="ok2", C=3), bad2], tiny, jobs=jobs,
+                            progress=lambda i, n, L: progress.append((jobs, i, n, L and L.name)))
+        assert progress[-1][1:] == (1, 4, "bad1")
+
+
 def test_distinct_layers_are_solved_once_and_names_kept(monkeypatch):
     clear_cache()
     calls = []
@@ -214,6 +246,10 @@ def test_bad_options_are_usage_errors():
                          ({"time_limit": 0}, "time limit")):
         with pytest.raises(UsageError, match=what) as info:
             schedule_layer(L, T16, **kwargs)
+        assert info.value.code == ExitCode.USAGE
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="jobs") as info:
+            schedule_layers([L], T16, jobs=jobs)
         assert info.value.code == ExitCode.USAGE
 
 

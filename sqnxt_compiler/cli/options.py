@@ -3,7 +3,7 @@
 * :func:`pipeline_options`: ``--passes`` and MLIR's instrumentation flags (compile, check);
   :func:`instrumentation` turns them into the driver's :class:`Instrumentation`.
 * :func:`schedule_flags`: ``--objective``, ``--time-limit``, ``--fallback``,
-  ``--measured-sparsity``, ``--cache-dir`` (compile, report, compare).  Each sets the
+  ``--measured-sparsity``, ``--cache-dir``, ``--jobs`` (compile, report, compare).  Each sets the
   schedule pass's option of the same name; a flag not given is None, so the pipeline
   string (or the option's default) decides, and a flag that contradicts the pipeline
   string is a usage error (:func:`sqnxt_compiler.driver.with_schedule_flags`).
@@ -57,7 +57,7 @@ def instrumentation(kw: dict) -> Instrumentation:
 def schedule_flags(fn):
     """The schedule pass's options as flags (module doc); their defaults are the pass's."""
     fn.__doc__ = (fn.__doc__ or "").rstrip() + (
-        "\n\n--objective, --time-limit, --fallback, --measured-sparsity and --cache-dir set "
+        "\n\n--objective, --time-limit, --fallback, --measured-sparsity, --cache-dir and --jobs set "
         "the schedule pass's options: a flag may repeat, never contradict, an option of "
         "the --passes string (schedule{objective=...}).")
     return _apply(fn, [
@@ -74,6 +74,9 @@ def schedule_flags(fn):
                      help="Use the zeros in each layer's weights instead of the target's assumed sparsity."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="On-disk schedule cache (keyed by layer, target, options and versions)."),
+        click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+                     help="Layers solved at once, in threads (0: one per CPU; the answers are the "
+                          "same for any value) [default: 0]."),
     ])
 
 

@@ -98,14 +98,30 @@ def _input_combos(net: Network, i: int, buffer: int) -> dict[int, int]:
     return best
 
 
+@dataclass
+class _Combo:
+    """One home combination of one step while its candidates are being solved."""
+
+    step: int
+    resident_inputs: int
+    resident_residual: bool
+    resident_output: bool
+    layer: object               # the step's Layer with these homes
+    cap: int                    # the capacity of the next solve
+    floor: int                  # the least capacity the step can ever see
+    found: list
+
+
 def candidates(net: Network, target, solve: Callable[..., list], objective: str,
                alone: list | None = None) -> list[list[Candidate]]:
     """Every step's candidates (module doc).  ``solve(layers, hints)`` schedules a list of
-    layers (the schedule pass's solver with its options); ``alone``: each step's schedule
-    with every operand in DRAM, whose mapping starts the solver for the step's other home
-    combinations (a hint: it speeds the proof, the answers are the same)."""
+    layers (the schedule pass's solver with its options, which solves them in threads);
+    ``alone``: each step's schedule with every operand in DRAM, whose mapping starts the
+    solver for the step's other home combinations (a hint: it speeds the proof, the
+    answers are the same).  All combinations of one Pareto level are solved in one call;
+    a step's candidates are listed combination by combination, levels in order."""
     buffer = target.buffer_words
-    out: list[list[Candidate]] = []
+    combos: list[list[_Combo]] = []
     for i, step in enumerate(net.steps):
         out_t = net.tensors[step.output]
         outs = [False] + ([True] if out_t.plannable and out_t.words <= buffer else [])
@@ -114,7 +130,7 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
         res_t = None if step.residual is None else net.tensors[step.residual]
         ress = [False] + ([True] if res_t is not None and res_t.plannable and res_t.words <= buffer
                           else [])
-        cands: list[Candidate] = []
+        mine = []
         for r, in_words in sorted(_input_combos(net, i, buffer).items()):
             for rr, o in product(ress, outs):
                 # a residual that is also an input is counted twice: a safe (smaller) capacity
@@ -125,17 +141,23 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
                             capacity=None if words == 0 else buffer - words)
                 if min_footprint_words(L, target) > capacity_words(L, target):
                     continue
-                cap = capacity_words(L, target)
-                hint = None if alone is None else [alone[i].mapping]
-                for _ in range(LEVELS):
-                    layer = replace(L, capacity=None if cap == buffer else cap)
-                    (s,) = solve([layer]) if hint is None else solve([layer], hint)
-                    cands.append(Candidate(r, o, s, rr))
-                    cap = s.cost.footprint["total"] - 1
-                    if cap < floor or min_footprint_words(L, target) > cap:
-                        break
-        out.append(cands)
-    return out
+                mine.append(_Combo(i, r, rr, o, L, capacity_words(L, target), floor, []))
+        combos.append(mine)
+    pending = [c for mine in combos for c in mine]
+    for _ in range(LEVELS):
+        if not pending:
+            break
+        layers = [replace(c.layer, capacity=None if c.cap == buffer else c.cap) for c in pending]
+        hints = [None if alone is None else alone[c.step].mapping for c in pending]
+        scheds = solve(layers) if alone is None else solve(layers, hints)
+        later = []
+        for c, s in zip(pending, scheds):
+            c.found.append(Candidate(c.resident_inputs, c.resident_output, s, c.resident_residual))
+            c.cap = s.cost.footprint["total"] - 1
+            if c.cap >= c.floor and min_footprint_words(c.layer, target) <= c.cap:
+                later.append(c)
+        pending = later
+    return [[cand for c in mine for cand in c.found] for mine in combos]
 
 
 def _allowed(net: Network) -> list[int]:

@@ -24,8 +24,10 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -476,6 +478,12 @@ _MEMO: dict[str, LayerSchedule] = {}
 #: Where this process's distinct-layer answers came from: ``solved`` (a solver or oracle
 #: run), ``memory`` (the in-process cache), ``disk`` (the on-disk cache).
 STATS: Counter[str] = Counter()
+_STATS_LOCK = threading.Lock()
+
+
+def _count(source: str) -> None:
+    with _STATS_LOCK:          # solves run in threads (schedule_layers' jobs)
+        STATS[source] += 1
 
 
 def clear_cache() -> None:
@@ -485,35 +493,70 @@ def clear_cache() -> None:
     clear_spaces()
 
 
+def default_jobs() -> int:
+    """Layers solved at once by default: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cycles",
                     time_limit: float | None = None, fallback: str | None = None,
                     cache_dir: str | os.PathLike | None = None,
-                    progress=None, hints: list | None = None) -> list[LayerSchedule]:
+                    progress=None, hints: list | None = None, jobs: int | None = None) -> list[LayerSchedule]:
     """Schedule every layer, in order; each distinct layer (``cache_key``: its
     ``layer.key()`` under these options) is solved once and shared by the later layers of
     that shape, each of which keeps its own layer (name).
 
     Results come from (in this order) the in-process cache, the on-disk cache in
     ``cache_dir`` (one JSON file per key, written atomically; only complete, optimal or
-    heuristic answers are stored, never time-limited ones), or a solve.  ``progress(done,
-    total, layer)``, if given, is told before each distinct layer is looked up or solved
-    and once at the end with ``layer`` None.  ``hints``: per layer a mapping to start the
-    solver from, or None (see :func:`schedule_layer`)."""
+    heuristic answers are stored, never time-limited ones), or a solve.  ``hints``: per
+    layer a mapping to start the solver from, or None (see :func:`schedule_layer`).
+
+    ``jobs``: distinct layers solved at once, each in a thread of a standard-library
+    ``ThreadPoolExecutor`` (CP-SAT releases the interpreter lock while it searches);
+    None: :func:`default_jobs`.  Each solve is independent and deterministic (one CP-SAT
+    worker, fixed seed, unique tie-broken optimum), so the answers are the same for any
+    value; only a time limit makes an answer depend on timing, as it does serially.  The
+    first failing layer in the list's order raises, the others are not waited for.
+    ``progress(done, total, layer)``, if given, is told as each distinct layer's answer is
+    awaited, in order, and once at the end with ``layer`` None."""
     _check_opts(objective, time_limit, fallback)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise UsageError(f"jobs must be an integer >= 1 (None: one per CPU), got {jobs!r}")
     keys = [cache_key(L, target, objective, time_limit, fallback) for L in layers]
     first: dict[str, Layer] = {}
     hint_of: dict[str, Mapping | None] = {}
     for key, L, h in zip(keys, layers, hints or [None] * len(layers)):
         first.setdefault(key, L)
         hint_of.setdefault(key, h)
+    items = list(first.items())
+
+    def solve(key: str, L: Layer) -> LayerSchedule:
+        return _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir, hint_of[key])
+
     solved: dict[str, LayerSchedule] = {}
-    for i, (key, L) in enumerate(first.items()):
-        if progress is not None:
-            progress(i, len(first), L)
-        solved[key] = _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
-                                       hint_of[key])
+    workers = min(default_jobs() if jobs is None else jobs, len(items))
+    if workers <= 1:
+        for i, (key, L) in enumerate(items):
+            if progress is not None:
+                progress(i, len(items), L)
+            solved[key] = solve(key, L)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sqnxtc-solve") as ex:
+            futures = [ex.submit(solve, key, L) for key, L in items]
+            try:
+                for i, ((key, L), f) in enumerate(zip(items, futures)):
+                    if progress is not None:
+                        progress(i, len(items), L)
+                    solved[key] = f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()            # the queued ones; running solves finish on exit
+                raise
     if progress is not None:
-        progress(len(first), len(first), None)
+        progress(len(items), len(items), None)
     out = []
     for key, L in zip(keys, layers):
         s = solved[key]
@@ -527,15 +570,15 @@ def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
     time-limited)."""
     s = _MEMO.get(key)
     if s is not None:
-        STATS["memory"] += 1
+        _count("memory")
         return replace(s, cached=True, solve_time=0.0)
     if cache_dir is not None:
         s = _disk_get(Path(cache_dir), key, L, target)
         if s is not None:
-            STATS["disk"] += 1
+            _count("disk")
             return s
     s = schedule_layer(L, target, objective=objective, time_limit=time_limit, fallback=fallback, hint=hint)
-    STATS["solved"] += 1
+    _count("solved")
     if s.status != "feasible":
         _MEMO[key] = s
         if cache_dir is not None:

@@ -18,6 +18,7 @@ candidate lists.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -250,6 +251,7 @@ _SPACES: dict = {}
 
 
 _MIN_FP: dict = {}
+_SPACES_LOCK = threading.Lock()
 
 
 def clear_spaces() -> None:
@@ -267,9 +269,12 @@ def get_space(layer: Layer, target: Target) -> Space:
     key = (layer.shape_key(), layer.weight_zero_fraction, target)
     sp = _SPACES.get(key)
     if sp is None:
-        if len(_SPACES) > 512:
-            _SPACES.clear()
-        sp = _SPACES[key] = Space(layer, target)
+        with _SPACES_LOCK:       # layers are solved in threads: build each space once
+            sp = _SPACES.get(key)
+            if sp is None:
+                if len(_SPACES) > 512:
+                    _SPACES.clear()
+                sp = _SPACES[key] = Space(layer, target)
     return sp
 
 
