@@ -10,6 +10,12 @@ the wall time of each whole process (imports included).
     .venv/bin/python benchmarks/bench_planning.py                       # every zoo model
     .venv/bin/python benchmarks/bench_planning.py --models 1.0-SqNxt-23 --targets pe16x16
     .venv/bin/python benchmarks/bench_planning.py --json out.json
+    .venv/bin/python benchmarks/bench_planning.py --models 1.0-SqNxt-23 --targets pe16x16 --repeat 5
+
+``--repeat N`` runs each compile N times (alternating the modes) and reports the median
+wall time (the machine's noise is often +-20%); the figures are those of the last run
+(every run gives the same bytes).  ``--jobs`` is passed to sqnxtc (default: its own, one
+per CPU).
 
 Goal (issue 10): the planned compile of 1.0-SqNxt-23 for pe16x16 within 1.5x of the
 all-DRAM one, every layer and the network plan proven optimal.
@@ -19,16 +25,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 
-def compile_doc(model: str, target: str, home: str) -> tuple[dict | None, float, str]:
+def compile_doc(model: str, target: str, home: str, jobs: int | None = None) -> tuple[dict | None, float, str]:
     """(schedule document or None, wall seconds, error line) of one fresh compile."""
     cmd = [sys.executable, "-c", "from sqnxt_compiler.cli import main; main()", "compile",
            f"zoo:{model}", "-t", target, "--activation-home", home, "--emit", "schedule"]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     wall = time.perf_counter() - t0
@@ -46,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", help="zoo model names (default: all)")
     ap.add_argument("--targets", nargs="*", default=["pe16x16", "pe8x8"])
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per compile; the median wall time")
+    ap.add_argument("--jobs", type=int, help="sqnxtc --jobs (default: sqnxtc's)")
     a = ap.parse_args(argv)
     if a.models:
         models = a.models
@@ -60,8 +71,13 @@ def main(argv=None) -> int:
     rows = []
     for m in models:
         for t in a.targets:
-            d, td, ed = compile_doc(m, t, "dram")
-            p, tp, ep = compile_doc(m, t, "planned")
+            walls = {"dram": [], "planned": []}
+            for _ in range(max(1, a.repeat)):
+                d, td, ed = compile_doc(m, t, "dram", a.jobs)
+                p, tp, ep = compile_doc(m, t, "planned", a.jobs)
+                walls["dram"].append(td)
+                walls["planned"].append(tp)
+            td, tp = statistics.median(walls["dram"]), statistics.median(walls["planned"])
             if d is None or p is None:
                 print(f"{m[:20]:<20} {t:<8} FAILED: {ed or ep}")
                 rows.append({"model": m, "target": t, "error": ed or ep})
