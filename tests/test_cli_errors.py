@@ -113,11 +113,11 @@ CASES = {
     "graphproto": (_write_bytes(_graphproto), ExitCode.BAD_INPUT, (), ["m.onnx", "not an ONNX model"]),
     "undefined-tensor": (_write_model(_undefined_tensor), ExitCode.BAD_INPUT, (),
                          ["m.onnx", "invalid ONNX model", "ghost", "adder"]),
-    "unsupported-transpose": (_write_model(_one_node("Transpose", perm=[0, 1, 3, 2])),
-                              ExitCode.UNSUPPORTED, (),
-                              ["m.onnx", "node 'the_node'", "unsupported op 'Transpose'"]),
-    "unsupported-tanh": (_write_model(_one_node("Tanh")), ExitCode.UNSUPPORTED, (),
-                         ["m.onnx", "node 'the_node'", "unsupported op 'Tanh'"]),
+    "unsupported-hardmax": (_write_model(_one_node("Hardmax")), ExitCode.UNSUPPORTED, (),
+                            ["m.onnx", "node 'the_node'", "unsupported op 'Hardmax' (node 'the_node')",
+                             "`sqnxtc ops`"]),
+    "unsupported-erf": (_write_model(_one_node("Erf")), ExitCode.UNSUPPORTED, (),
+                        ["m.onnx", "node 'the_node'", "unsupported op 'Erf'"]),
     "dynamic-dim": (_write_model(_with_input([1, 3, "h", 4])), ExitCode.UNSUPPORTED, (),
                     ["m.onnx", "input x", "dynamic dimension 'h' at axis 2"]),
     "batch-4": (_write_model(_with_input([4, 3, 4, 4])), ExitCode.UNSUPPORTED, (),
@@ -177,7 +177,7 @@ def test_bad_input(cli, tmp_path, case, command):
     assert os.listdir(outdir) == []  # no output, no temporary file
 
 
-@pytest.mark.parametrize("case,extra", [("unsupported-transpose", []), ("truncated", []),
+@pytest.mark.parametrize("case,extra", [("unsupported-hardmax", []), ("truncated", []),
                                         ("absurd-size", ["-o", "out.ir"])])
 def test_real_process_prints_no_traceback(tmp_path, case, extra):
     make, code, args, pieces = CASES[case]
@@ -201,7 +201,7 @@ def test_module_entry_point_in_a_real_process(tmp_path):
 
 
 def test_debug_shows_a_traceback(cli, tmp_path):
-    path = _write_model(_one_node("Transpose", perm=[0, 1, 3, 2]))(tmp_path)
+    path = _write_model(_one_node("Hardmax"))(tmp_path)
     r = cli("--debug", "compile", path)
     assert r.exit_code == int(ExitCode.UNSUPPORTED)
     assert "Traceback (most recent call last)" in r.stderr
@@ -244,7 +244,7 @@ def test_output_file_has_the_same_text_as_stdout(cli, tmp_path):
 def test_failed_compile_keeps_an_existing_output_file(cli, tmp_path):
     out = tmp_path / "out.ir"
     out.write_text("previous\n")
-    path = _write_model(_one_node("Tanh"))(tmp_path)
+    path = _write_model(_one_node("Hardmax"))(tmp_path)
     r = cli("compile", path, "-o", out)
     assert r.exit_code == int(ExitCode.UNSUPPORTED)
     assert out.read_text() == "previous\n"
@@ -256,3 +256,44 @@ def test_check_passes_and_reports(cli, tmp_path):
     r = cli("check", path, "--samples", 2)
     assert r.exit_code == 0, r.stderr
     assert "PASS" in r.stdout and "Traceback" not in r.stderr
+
+
+def _many_unsupported(kinds: int):
+    """Erf twice, Hardmax once, a custom-domain op, then ``kinds - 3`` more kinds of
+    custom ops: every kind is unsupported."""
+    nodes = [N("Erf", ["x"], ["a"], name="erf1"), N("Relu", ["a"], ["b"], name="ok"),
+             N("Erf", ["b"], ["c"], name="erf2"), N("Hardmax", ["c"], ["d"], name="hm"),
+             N("Fancy", ["d"], ["e"], name="fancy", domain="my.ops")]
+    for i in range(kinds - 3):
+        nodes.append(N(f"Op{i}", [nodes[-1].output[0]], [f"o{i}"], name=f"n{i}", domain="my.ops"))
+    m = make_model(nodes, [("x", [1, 3, 4, 4])], [(nodes[-1].output[0], [1, 3, 4, 4])])
+    m.opset_import.append(onnx.helper.make_opsetid("my.ops", 1))
+    return m
+
+
+@pytest.mark.parametrize("kinds", [3, 12])
+def test_every_unsupported_op_kind_is_reported_in_one_line(cli, tmp_path, kinds):
+    """One run names every unsupported kind (node count, first node) in one short line
+    that points at `sqnxtc ops`; beyond eight kinds it says how many more."""
+    p = tmp_path / "m.onnx"
+    p.write_bytes(_many_unsupported(kinds).SerializeToString())
+    r = cli("compile", str(p))
+    assert r.exit_code == ExitCode.UNSUPPORTED
+    line, = r.stderr.strip().splitlines()
+    assert f"{kinds} unsupported op kinds: 'Erf' (2 nodes, first 'erf1'), 'Hardmax' (node 'hm'), " \
+           "'my.ops.Fancy' (node 'fancy')" in line
+    assert line.startswith("sqnxtc: error: ") and str(p) in line and "`sqnxtc ops`" in line
+    if kinds > 8:
+        assert f"and {kinds - 8} more kinds" in line and "'my.ops.Op5'" not in line
+    assert len(line) < 600
+
+
+def test_ops_lists_every_importable_op(cli):
+    from sqnxt_compiler.frontend.onnx_import import LOWERINGS
+
+    r = cli("ops")
+    assert r.exit_code == 0
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == set(LOWERINGS)
+    assert "sqnxt.conv" in rows["Conv"] and rows["Conv"].endswith("array")
+    assert rows["Reshape"].endswith("free") and rows["MaxPool"].split()[1] == "sqnxt.maxpool"

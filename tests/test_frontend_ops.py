@@ -460,6 +460,159 @@ def _():
     return model(nodes, [("x", [1, 8, 8, 8])], inits=inits)
 
 
+# ------------------------------------------------------------------------ modern CNN ops
+X48 = [("x", [1, 4, 8, 8])]
+for _name, _node, _opset in (
+        ("sigmoid", N("Sigmoid", ["x"], ["y"]), 13),
+        ("tanh", N("Tanh", ["x"], ["y"]), 13),
+        ("hard-sigmoid", N("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4), 13),
+        ("hard-sigmoid-defaults", N("HardSigmoid", ["x"], ["y"]), 6),
+        ("hard-swish", N("HardSwish", ["x"], ["y"]), 14),
+        ("transpose-nhwc", N("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1]), 13),
+        ("transpose-default-reverses", N("Transpose", ["x"], ["y"]), 11)):
+    CASES[_name] = (lambda n, o: lambda: model([n], X48, opset=o))(_node, _opset)
+
+
+@case("swish-x-times-sigmoid-after-conv")
+def _():
+    return model([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("Sigmoid", ["c"], ["s"]),
+                  N("Mul", ["c", "s"], ["y"])], X48, inits=[("w", W(6, 4, 3, 3))])
+
+
+@case("squeeze-excitation")
+def _():
+    """SE block: global pool, fc down, relu, fc up, sigmoid, channel scale (broadcast Mul)."""
+    return model([N("GlobalAveragePool", ["x"], ["g"]), N("Conv", ["g", "w1", "b1"], ["d"]),
+                  N("Relu", ["d"], ["r"]), N("Conv", ["r", "w2", "b2"], ["u"]),
+                  N("HardSigmoid", ["u"], ["s"], alpha=1 / 6, beta=0.5), N("Mul", ["x", "s"], ["y"])],
+                 X48, inits=[("w1", W(2, 4, 1, 1)), ("b1", W(2)), ("w2", W(4, 2, 1, 1)), ("b2", W(4))])
+
+
+for _slope, _shape in (("per-channel", (4, 1, 1)), ("scalar", (1,))):
+    CASES[f"prelu-{_slope}"] = (lambda sh: lambda: model(
+        [N("Conv", ["x", "w"], ["c"]), N("PRelu", ["c", "slope"], ["y"])], X48,
+        inits=[("w", W(4, 4, 1, 1)), ("slope", W(*sh) * 0.5)], opset=13))(_shape)
+
+
+@case("channel-shuffle-reshape-transpose-reshape")
+def _():
+    return model([N("Reshape", ["x", "s1"], ["a"]), N("Transpose", ["a"], ["t"], perm=[0, 2, 1, 3, 4]),
+                  N("Reshape", ["t", "s2"], ["y"])], X48,
+                 inits=[("s1", I(1, 2, 2, 8, 8)), ("s2", I(1, 4, 8, 8))])
+
+
+def _split(opset, how):
+    """Split x's 4 channels, scale the parts differently and concatenate them back."""
+    if how == "sizes" and opset < 13:
+        node, inits = N("Split", ["x"], ["a", "b"], axis=1, split=[1, 3]), []
+    elif how == "sizes":
+        node, inits = N("Split", ["x", "sp"], ["a", "b"], axis=1), [("sp", I(1, 3))]
+    elif how == "num_outputs":
+        node, inits = N("Split", ["x"], ["a", "b"], axis=1, num_outputs=2), []
+    else:
+        node, inits = N("Split", ["x"], ["a", "b"], axis=-3), []
+    return lambda: model([node, N("Mul", ["a", "two"], ["a2"]), N("Concat", ["b", "a2"], ["y"], axis=1)],
+                         X48, inits=inits + [("two", np.float32(2.0))], opset=opset)
+
+
+for _op, _how in ((11, "sizes"), (13, "sizes"), (13, "equal"), (18, "num_outputs")):
+    CASES[f"split-{_how}-opset{_op}"] = _split(_op, _how)
+
+
+@case("expand-to-a-computed-shape")
+def _():
+    return model([N("GlobalAveragePool", ["x"], ["g"]), N("Shape", ["x"], ["sh"]),
+                  N("Expand", ["g", "sh"], ["e"]), N("Sub", ["x", "e"], ["y"])], X48)
+
+
+@case("constant-of-shape-from-a-shape")
+def _():
+    return model([N("Shape", ["x"], ["sh"]),
+                  N("ConstantOfShape", ["sh"], ["c"], value=numpy_helper.from_array(np.array([0.5], np.float32))),
+                  N("Add", ["x", "c"], ["y"])], X48)
+
+
+def _pad(opset, mode, with_axes=False):
+    if opset < 11:
+        node, inits = N("Pad", ["x"], ["p"], pads=[0, 0, 1, 2, 0, 0, 2, 1], mode=mode, value=1.5), []
+    elif with_axes:
+        node = N("Pad", ["x", "pads", "v", "axes"], ["p"], mode=mode)
+        inits = [("pads", I(1, 2, 2, 1)), ("v", np.float32(0.0)), ("axes", I(2, 3))]
+    else:
+        node = N("Pad", ["x", "pads"], ["p"], mode=mode)
+        inits = [("pads", I(0, 0, 1, 2, 0, 0, 2, 1))]
+    return lambda: model([node, N("Conv", ["p", "w"], ["y"])], X48, inits=inits + [("w", W(3, 4, 3, 3))],
+                         opset=opset)
+
+
+for _op, _mode, _axes in ((2, "constant", False), (11, "constant", False), (13, "reflect", False),
+                          (13, "edge", False), (18, "constant", True)):
+    CASES[f"pad-{_mode}-opset{_op}{'-axes' if _axes else ''}-then-conv"] = _pad(_op, _mode, _axes)
+
+
+def _reduce(op_type, opset, axes, keepdims):
+    moved = 13 if op_type == "ReduceSum" else 18
+    if axes is None:
+        node, inits = N(op_type, ["x"], ["y"], keepdims=keepdims), []
+    elif opset < moved:
+        node, inits = N(op_type, ["x"], ["y"], axes=axes, keepdims=keepdims), []
+    else:
+        node, inits = N(op_type, ["x", "ax"], ["y"], keepdims=keepdims), [("ax", I(*axes))]
+    return lambda: model([node], X48, inits=inits, opset=opset)
+
+
+for _t, _op, _axes, _keep in (("ReduceMean", 13, [2, 3], 1), ("ReduceMean", 18, [2, 3], 0),
+                              ("ReduceMax", 13, [1], 1), ("ReduceMax", 18, [1], 1),
+                              ("ReduceSum", 11, [-1], 0), ("ReduceSum", 13, [1, 3], 1),
+                              ("ReduceMin", 13, None, 0)):
+    CASES[f"{_t.lower()}-opset{_op}-axes{_axes}-keep{_keep}"] = _reduce(_t, _op, _axes, _keep)
+
+
+def _resize(opset, mode, coord, *, scales=None, sizes=None, nearest=None):
+    attrs = {"mode": mode}
+    if coord:
+        attrs["coordinate_transformation_mode"] = coord
+    if nearest:
+        attrs["nearest_mode"] = nearest
+    inits = [("roi", np.zeros(0, np.float32))]
+    if sizes is not None:
+        ins = ["x", "roi", "", "sz"]
+        inits.append(("sz", I(*sizes)))
+    else:
+        ins = ["x", "roi", "sc"]
+        inits.append(("sc", np.array(scales, np.float32)))
+    return lambda: model([N("Resize", ins, ["y"], **attrs)], [("x", [1, 3, 5, 6])], inits=inits, opset=opset)
+
+
+for _k, _args in {
+        "nearest-asymmetric-floor-x2-opset11": (11, "nearest", "asymmetric", {"scales": [1, 1, 2, 2], "nearest": "floor"}),
+        "nearest-half-pixel-x1.5-opset13": (13, "nearest", "half_pixel", {"scales": [1, 1, 1.5, 1.5]}),
+        "nearest-round-prefer-ceil-sizes-opset13": (13, "nearest", "half_pixel",
+                                                    {"sizes": [1, 3, 7, 9], "nearest": "round_prefer_ceil"}),
+        "linear-half-pixel-sizes-opset13": (13, "linear", "half_pixel", {"sizes": [1, 3, 10, 12]}),
+        "linear-align-corners-x2-opset13": (13, "linear", "align_corners", {"scales": [1, 1, 2, 2]}),
+        "linear-pytorch-half-pixel-down-opset13": (13, "linear", "pytorch_half_pixel", {"sizes": [1, 3, 3, 2]}),
+        "linear-asymmetric-x2-opset18": (18, "linear", "asymmetric", {"scales": [1, 1, 2, 2]}),
+}.items():
+    CASES[f"resize-{_k}"] = _resize(_args[0], _args[1], _args[2], **_args[3])
+
+
+@case("upsample-nearest-opset9")
+def _():
+    return model([N("Upsample", ["x", "sc"], ["y"], mode="nearest")], [("x", [1, 3, 5, 6])],
+                 inits=[("sc", np.array([1, 1, 2, 3], np.float32))], opset=9)
+
+
+@case("slice-with-bounds-computed-from-shapes-opset13")
+def _():
+    """ShuffleNet-v2 style: the channel half is Shape -> Gather -> Div, then Slice."""
+    return model([N("Shape", ["x"], ["sh"]), N("Gather", ["sh", "one"], ["c"], axis=0),
+                  N("Div", ["c", "two"], ["h"]), N("Unsqueeze", ["h", "ax0"], ["hv"]),
+                  N("Slice", ["x", "zero", "hv", "ax1"], ["y"])], X48,
+                 inits=[("one", I(1).reshape(())), ("two", I(2).reshape(())), ("ax0", I(0)),
+                        ("zero", I(0)), ("ax1", I(1))])
+
+
 # ------------------------------------------------------------------------ the tests
 @pytest.mark.parametrize("passes", ["default", "none"])
 @pytest.mark.parametrize("name", sorted(CASES))

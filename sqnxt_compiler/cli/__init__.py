@@ -12,6 +12,7 @@ report.py      ``report`` (plots), ``compare`` (tables)
 regress.py     ``regress`` (cycle-count goldens)
 zoo.py         ``zoo list``, ``zoo export``
 targets.py     ``targets list``, ``targets show``
+ops.py         ``ops`` (the importable ONNX ops)
 options.py     options shared by several commands, target loading
 paths.py       output path checks made before any work
 =============  ==========================================================
@@ -32,6 +33,7 @@ from .. import __version__
 from ..diagnostics import ExitCode, SqnxtError
 from .check import check_cmd
 from .compile import compile_cmd
+from .ops import ops_cmd
 from .regress import regress_cmd
 from .report import compare_cmd, report_cmd
 from .targets import targets_group
@@ -75,7 +77,8 @@ def main(debug: bool) -> None:
     """sqnxtc: compile ONNX CNNs for the SqueezeNext reference accelerator."""
 
 
-for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group):
+for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group,
+             ops_cmd):
     main.add_command(_cmd)
 
 __all__ = ["main", "run_guarded"]

@@ -17,6 +17,7 @@ Softmax's coerce-to-2D rule before opset 13) are resolved here, so the IR has on
 from __future__ import annotations
 
 import os
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -217,11 +218,16 @@ class _Lowering:
         raise InputError(f"tensor '{name}' is used before it is defined", self.loc())
 
     def const(self, name: str, what: str) -> np.ndarray:
-        """The constant array of input ``name``; unsupported if it is computed at run time."""
+        """The array of input ``name``: a constant, or computed at compile time from
+        constants and static shapes (:func:`static_value`, as exporters compute Slice
+        bounds and Reshape targets); unsupported if it depends on the data."""
         v = self.value(name)
-        arr = v.owner.const_value()
+        arr = v.owner.const_value() if v.owner is not None else None
         if arr is None:
-            raise self.unsupported(f"{what} must be a constant (got computed tensor '{name}')")
+            arr = static_value(v)
+        if arr is None:
+            raise self.unsupported(f"{what} must be known at compile time (tensor '{name}' "
+                                   "depends on the model's input data)")
         return arr
 
     def opt_input(self, i: int) -> str | None:
@@ -286,17 +292,14 @@ class _Lowering:
             self.values[inp.name] = g.add_op("sqnxt.input", (), {"name": inp.name, "type": t},
                                              loc=Location(file=self.source, node=inp.name),
                                              result_names=[inp.name]).result
+        unknown = unsupported_ops(self.model.graph.node)
+        if unknown:
+            raise UnsupportedError(unsupported_message(unknown),
+                                   Location(file=self.source, node=unknown[0][2], op=unknown[0][0]))
         for i, node in enumerate(self.model.graph.node):
             self.node = node
-            self.node_name = node.name or f"{node.op_type}_{i}"
-            if node.domain not in ("", "ai.onnx"):
-                raise self.unsupported(f"unsupported op '{node.domain}.{node.op_type}' "
-                                       "(custom domain)")
-            fn = LOWERINGS.get(node.op_type)
-            if fn is None:
-                raise self.unsupported(f"unsupported op '{node.op_type}' (supported: "
-                                       + ", ".join(sorted(LOWERINGS)) + ")")
-            fn(self)
+            self.node_name = node_label(node, i)
+            LOWERINGS[node.op_type](self)
         self.node, self.node_name = None, "outputs"
         outs = [self.value(o.name) for o in self.model.graph.output]
         g.add_op("sqnxt.output", outs, {"names": tuple(o.name for o in self.model.graph.output)},
@@ -319,12 +322,49 @@ def _onnx_ceil_pool(op, declared: TensorType) -> bool:
 
 
 LOWERINGS: dict[str, Callable[[_Lowering], None]] = {}
+#: The IR op(s) each supported ONNX op type becomes (``sqnxtc ops``, docs/ir.md).
+LOWERS_INTO: dict[str, str] = {}
 
 
-def lowers(*op_types: str):
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """How diagnostics name a node: its name, or ``<op type>_<index>`` when it has none."""
+    return node.name or f"{node.op_type}_{index}"
+
+
+def unsupported_ops(nodes) -> list[tuple[str, int, str]]:
+    """Every op kind of ``nodes`` sqnxtc cannot import, in order of first appearance:
+    (kind, number of nodes, the first node's label).  A kind is the op type, prefixed by
+    its domain outside the default ONNX domain (a custom op)."""
+    found: dict[str, list] = {}
+    for i, node in enumerate(nodes):
+        custom = node.domain not in ("", "ai.onnx")
+        if custom or node.op_type not in LOWERINGS:
+            kind = f"{node.domain}.{node.op_type}" if custom else node.op_type
+            found.setdefault(kind, [kind, 0, node_label(node, i)])[1] += 1
+    return [tuple(v) for v in found.values()]
+
+
+def unsupported_message(unknown: list[tuple[str, int, str]], limit: int = 8) -> str:
+    """One line naming every unsupported op kind with its node count and first node (at
+    most ``limit`` kinds spelled out, then how many more), and where the supported ops
+    are listed."""
+    def one(kind, n, first):
+        return f"'{kind}' ({n} nodes, first '{first}')" if n > 1 else f"'{kind}' (node '{first}')"
+
+    parts = [one(*u) for u in unknown[:limit]]
+    if len(unknown) > limit:
+        parts.append(f"and {len(unknown) - limit} more kinds")
+    head = "unsupported op " if len(unknown) == 1 else f"{len(unknown)} unsupported op kinds: "
+    return head + ", ".join(parts) + "; the supported ops: `sqnxtc ops`"
+
+
+def lowers(*op_types: str, into: str | dict[str, str]):
+    """Register ``fn`` as the lowering of ONNX ``op_types``, which become the IR op(s)
+    ``into`` (a description naming them; a dict: one per op type)."""
     def wrap(fn):
         for t in op_types:
             LOWERINGS[t] = fn
+            LOWERS_INTO[t] = into[t] if isinstance(into, dict) else into
         return fn
     return wrap
 
@@ -358,7 +398,7 @@ def _no_dilation(L: _Lowering) -> None:
         raise L.unsupported(f"dilations {list(d)}: only dilation 1 is supported")
 
 
-@lowers("Conv")
+@lowers("Conv", into="sqnxt.conv")
 def _conv(L):
     x, w = L.value(L.node.input[0]), L.value(L.node.input[1])
     if w.type.rank != 4 or x.type.rank != 4:
@@ -371,7 +411,7 @@ def _conv(L):
     L.emit("sqnxt.conv", ops, {"strides": strides, "pads": pads, "groups": int(L.attr("group", 1))})
 
 
-@lowers("BatchNormalization")
+@lowers("BatchNormalization", into="sqnxt.batchnorm")
 def _bn(L):
     if L.attr("training_mode", 0):
         raise L.unsupported("training-mode BatchNormalization")
@@ -382,17 +422,17 @@ def _bn(L):
            {"epsilon": float(L.attr("epsilon", 1e-5))})
 
 
-@lowers("Relu")
+@lowers("Relu", into="sqnxt.relu")
 def _relu(L):
     L.emit("sqnxt.relu", [L.value(L.node.input[0])])
 
 
-@lowers("LeakyRelu")
+@lowers("LeakyRelu", into="sqnxt.leaky_relu")
 def _leaky_relu(L):
     L.emit("sqnxt.leaky_relu", [L.value(L.node.input[0])], {"alpha": float(L.attr("alpha", 0.01))})
 
 
-@lowers("Clip")
+@lowers("Clip", into="sqnxt.clip")
 def _clip(L):
     if L.opset < 11:
         lo, hi = L.attr("min", float("-inf")), L.attr("max", float("inf"))
@@ -402,17 +442,17 @@ def _clip(L):
     L.emit("sqnxt.clip", [L.value(L.node.input[0])], {"min": float(lo), "max": float(hi)})
 
 
-@lowers("Add", "Sum")
+@lowers("Add", "Sum", into="sqnxt.add")
 def _add(L):
     L.emit("sqnxt.add", [L.value(n) for n in L.node.input])
 
 
-@lowers("Sub", "Mul", "Div")
+@lowers("Sub", "Mul", "Div", into={"Sub": "sqnxt.sub", "Mul": "sqnxt.mul", "Div": "sqnxt.div"})
 def _binary(L):
     L.emit(f"sqnxt.{L.node.op_type.lower()}", [L.value(n) for n in L.node.input])
 
 
-@lowers("MaxPool", "AveragePool")
+@lowers("MaxPool", "AveragePool", into={"MaxPool": "sqnxt.maxpool", "AveragePool": "sqnxt.avgpool"})
 def _pool(L):
     x = L.value(L.node.input[0])
     if x.type.rank != 4:
@@ -430,12 +470,12 @@ def _pool(L):
         L.emit("sqnxt.maxpool", [x], attrs)
 
 
-@lowers("GlobalAveragePool")
+@lowers("GlobalAveragePool", into="sqnxt.global_avgpool")
 def _gap(L):
     L.emit("sqnxt.global_avgpool", [L.value(L.node.input[0])])
 
 
-@lowers("Gemm")
+@lowers("Gemm", into="sqnxt.gemm; sqnxt.fc when B is constant (canonicalize)")
 def _gemm(L):
     ops = [L.value(L.node.input[0]), L.value(L.node.input[1])]
     if L.opt_input(2):
@@ -444,17 +484,17 @@ def _gemm(L):
                                "trans_a": int(L.attr("transA", 0)), "trans_b": int(L.attr("transB", 0))})
 
 
-@lowers("MatMul")
+@lowers("MatMul", into="sqnxt.matmul; sqnxt.fc when B is constant (canonicalize)")
 def _matmul(L):
     L.emit("sqnxt.matmul", [L.value(n) for n in L.node.input])
 
 
-@lowers("Flatten")
+@lowers("Flatten", into="sqnxt.flatten")
 def _flatten(L):
     L.emit("sqnxt.flatten", [L.value(L.node.input[0])], {"axis": int(L.attr("axis", 1))})
 
 
-@lowers("Reshape")
+@lowers("Reshape", into="sqnxt.reshape")
 def _reshape(L):
     x, shape = L.value(L.node.input[0]), L.value(L.node.input[1])
     spec = shape.owner.const_value()
@@ -501,12 +541,12 @@ def static_value(v, _depth: int = 0):
     return eval_op(op, args)
 
 
-@lowers("Concat")
+@lowers("Concat", into="sqnxt.concat")
 def _concat(L):
     L.emit("sqnxt.concat", [L.value(n) for n in L.node.input], {"axis": int(L.attr("axis"))})
 
 
-@lowers("Dropout")
+@lowers("Dropout", into="sqnxt.dropout")
 def _dropout(L):
     if L.opset >= 12 and L.opt_input(2) and bool(L.const(L.opt_input(2), "training_mode")):
         raise L.unsupported("Dropout in training mode")
@@ -516,19 +556,19 @@ def _dropout(L):
     L.emit("sqnxt.dropout", [L.value(L.node.input[0])], {"ratio": ratio})
 
 
-@lowers("Identity")
+@lowers("Identity", into="sqnxt.identity")
 def _identity(L):
     L.emit("sqnxt.identity", [L.value(L.node.input[0])])
 
 
-@lowers("LRN")
+@lowers("LRN", into="sqnxt.lrn")
 def _lrn(L):
     L.emit("sqnxt.lrn", [L.value(L.node.input[0])],
            {"size": int(L.attr("size")), "alpha": float(L.attr("alpha", 1e-4)),
             "beta": float(L.attr("beta", 0.75)), "bias": float(L.attr("bias", 1.0))})
 
 
-@lowers("Softmax")
+@lowers("Softmax", into="sqnxt.softmax")
 def _softmax(L):
     if L.opset < 13:
         attrs = {"axis": int(L.attr("axis", 1)), "coerce_2d": 1}
@@ -537,7 +577,7 @@ def _softmax(L):
     L.emit("sqnxt.softmax", [L.value(L.node.input[0])], attrs)
 
 
-@lowers("Constant")
+@lowers("Constant", into="sqnxt.constant")
 def _constant(L):
     a = L.node.attribute[0] if L.node.attribute else None
     if a is None:
@@ -556,7 +596,7 @@ def _constant(L):
     L.values[L.node.output[0]] = L.graph.constant(arr, L.node.output[0], L.loc("sqnxt.constant"))
 
 
-@lowers("Shape")
+@lowers("Shape", into="sqnxt.shape")
 def _shape(L):
     attrs = {"start": int(L.attr("start", 0))}
     if L.attr("end") is not None:
@@ -564,7 +604,7 @@ def _shape(L):
     L.emit("sqnxt.shape", [L.value(L.node.input[0])], attrs)
 
 
-@lowers("Gather")
+@lowers("Gather", into="sqnxt.gather")
 def _gather(L):
     L.emit("sqnxt.gather", [L.value(n) for n in L.node.input[:2]], {"axis": int(L.attr("axis", 0))})
 
@@ -577,18 +617,18 @@ def _axes(L, what: str):
             if L.opt_input(1) else None)
 
 
-@lowers("Unsqueeze")
+@lowers("Unsqueeze", into="sqnxt.unsqueeze")
 def _unsqueeze(L):
     L.emit("sqnxt.unsqueeze", [L.value(L.node.input[0])], {"axes": _axes(L, "Unsqueeze")})
 
 
-@lowers("Squeeze")
+@lowers("Squeeze", into="sqnxt.squeeze")
 def _squeeze(L):
     axes = _axes(L, "Squeeze")
     L.emit("sqnxt.squeeze", [L.value(L.node.input[0])], {"axes": axes} if axes else {})
 
 
-@lowers("Cast")
+@lowers("Cast", into="sqnxt.cast")
 def _cast(L):
     to = int(L.attr("to"))
     if to not in ONNX_DTYPES:
@@ -596,7 +636,7 @@ def _cast(L):
     L.emit("sqnxt.cast", [L.value(L.node.input[0])], {"to": ONNX_DTYPES[to]})
 
 
-@lowers("Slice")
+@lowers("Slice", into="sqnxt.slice")
 def _slice(L):
     x = L.value(L.node.input[0])
     if L.opset < 10:
@@ -614,6 +654,193 @@ def _slice(L):
     clamp = lambda v: max(min(int(v), big), -big)  # noqa: E731
     L.emit("sqnxt.slice", [x], {"starts": tuple(map(clamp, starts)), "ends": tuple(map(clamp, ends)),
                                 "axes": tuple(int(a) for a in axes), "steps": tuple(int(s) for s in steps)})
+
+
+@lowers("Sigmoid", "Tanh", "HardSwish", into={"Sigmoid": "sqnxt.sigmoid", "Tanh": "sqnxt.tanh",
+                                              "HardSwish": "sqnxt.hard_swish"})
+def _unary(L):
+    name = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish"}[L.node.op_type]
+    L.emit(f"sqnxt.{name}", [L.value(L.node.input[0])])
+
+
+@lowers("HardSigmoid", into="sqnxt.hard_sigmoid")
+def _hard_sigmoid(L):
+    L.emit("sqnxt.hard_sigmoid", [L.value(L.node.input[0])],
+           {"alpha": float(L.attr("alpha", 0.2)), "beta": float(L.attr("beta", 0.5))})
+
+
+@lowers("PRelu", into="sqnxt.prelu")
+def _prelu(L):
+    x, slope = L.value(L.node.input[0]), L.value(L.node.input[1])
+    # a per-channel slope of shape (C,) (opset < 9 style, and what Keras-style exports
+    # emit) is ONNX's broadcast of the trailing axis: take it as it stands
+    L.emit("sqnxt.prelu", [x, slope])
+
+
+@lowers("Transpose", into="sqnxt.transpose")
+def _transpose(L):
+    x = L.value(L.node.input[0])
+    perm = L.attr("perm")
+    perm = tuple(int(p) for p in perm) if perm is not None else tuple(reversed(range(x.type.rank)))
+    L.emit("sqnxt.transpose", [x], {"perm": perm})
+
+
+@lowers("Split", into="sqnxt.slice (one per output)")
+def _split(L):
+    """Each output is a static slice of the input along ``axis``: sizes from ``split``
+    (attribute before opset 13, input after), else ``num_outputs`` (opset 18: equal parts,
+    the last smaller) or the number of outputs (equal parts)."""
+    x = L.value(L.node.input[0])
+    r = x.type.rank
+    axis = int(L.attr("axis", 0))
+    if not -r <= axis < r:
+        raise L.unsupported(f"Split axis {axis} outside the rank-{r} input")
+    axis %= r
+    n = len(L.node.output)
+    if L.opset < 13:
+        sizes = L.attr("split")
+        sizes = [int(v) for v in sizes] if sizes is not None else None
+    else:
+        sizes = (L.const(L.opt_input(1), "Split sizes").reshape(-1).tolist() if L.opt_input(1) else None)
+    d = x.type.shape[axis]
+    if sizes is None:
+        parts = int(L.attr("num_outputs", n))
+        step = -(-d // parts)
+        sizes = [min(step, d - i * step) for i in range(parts)]
+    sizes = [int(v) for v in sizes]
+    if len(sizes) != n or sum(sizes) != d or any(v < 0 for v in sizes):
+        raise L.unsupported(f"Split sizes {sizes} do not cut axis {axis} (size {d}) into {n} outputs")
+    start = 0
+    for k, size in enumerate(sizes):
+        if L.node.output[k]:
+            L.emit("sqnxt.slice", [x], {"starts": (start,), "ends": (start + size,), "axes": (axis,),
+                                        "steps": (1,)}, out=k)
+        start += size
+
+
+@lowers("Expand", into="sqnxt.expand")
+def _expand(L):
+    shape = tuple(int(v) for v in L.const(L.node.input[1], "Expand shape").reshape(-1))
+    L.emit("sqnxt.expand", [L.value(L.node.input[0])], {"shape": shape})
+
+
+@lowers("ConstantOfShape", into="sqnxt.constant")
+def _constant_of_shape(L):
+    shape = tuple(int(v) for v in L.const(L.node.input[0], "ConstantOfShape shape").reshape(-1))
+    t = L.attr("value")
+    fill = numpy_helper.to_array(t).reshape(-1) if t is not None else np.zeros(1, np.float32)
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise L.unsupported(f"ConstantOfShape of {math.prod(shape)} elements, beyond the {MAX_ELEMENTS} "
+                            "sqnxtc accepts")
+    arr = np.full(shape, fill[0], dtype=fill.dtype)
+    try:
+        dtype_name(arr.dtype)
+    except ValueError:
+        raise L.unsupported(f"ConstantOfShape of element type {arr.dtype}") from None
+    L.values[L.node.output[0]] = L.graph.constant(arr, L.node.output[0], L.loc("sqnxt.constant"))
+
+
+@lowers("Pad", into="sqnxt.pad")
+def _pad(L):
+    x = L.value(L.node.input[0])
+    r = x.type.rank
+    mode = L.attr("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode not in ("constant", "reflect", "edge"):
+        raise L.unsupported(f"Pad mode '{mode}'")
+    if L.opset < 11:
+        pads = [int(v) for v in L.attr("pads")]
+        value = float(L.attr("value", 0.0))
+    else:
+        pads = [int(v) for v in L.const(L.node.input[1], "Pad pads").reshape(-1)]
+        value = (float(L.const(L.opt_input(2), "Pad value").reshape(-1)[0]) if L.opt_input(2) else 0.0)
+        if L.opt_input(3):              # opset 18: pads for the listed axes only
+            axes = [int(a) % r for a in L.const(L.opt_input(3), "Pad axes").reshape(-1)]
+            full = [0] * (2 * r)
+            for k, a in enumerate(axes):
+                full[a], full[a + r] = pads[k], pads[k + len(axes)]
+            pads = full
+    if any(p < 0 for p in pads):
+        raise L.unsupported(f"Pad with negative pads {pads} (cropping)")
+    L.emit("sqnxt.pad", [x], {"pads": tuple(pads), "mode": mode, "value": value})
+
+
+@lowers("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
+        into={k: "sqnxt.reduce" for k in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum")})
+def _reduce(L):
+    """Axes as an attribute (before opset 18; ReduceSum before 13) or an input; no axes
+    reduce every axis unless noop_with_empty_axes (then the op is the identity)."""
+    x = L.value(L.node.input[0])
+    kind = L.node.op_type[len("Reduce"):].lower()
+    moved = 13 if kind == "sum" else 18
+    if L.opset < moved:
+        axes = L.attr("axes")
+    else:
+        axes = L.const(L.opt_input(1), f"{L.node.op_type} axes").reshape(-1).tolist() if L.opt_input(1) else None
+    if not axes:
+        if L.attr("noop_with_empty_axes", 0):
+            L.alias(L.node.output[0], x)
+            return
+        axes = list(range(x.type.rank))
+    L.emit("sqnxt.reduce", [x], {"kind": kind, "axes": tuple(int(a) for a in axes),
+                                 "keepdims": int(L.attr("keepdims", 1))})
+
+
+def _resize_attrs(L, x, scales, sizes) -> dict:
+    """Output size and scales of a 4-D resize that keeps N and C (ONNX rules: from sizes,
+    scale = output / input; from scales, output = floor(input * scale))."""
+    shape = x.type.shape
+    if sizes is not None:
+        sizes = [int(v) for v in sizes]
+        if len(sizes) != 4 or sizes[:2] != list(shape[:2]):
+            raise L.unsupported(f"Resize to sizes {sizes}: only H and W of an NCHW tensor may change")
+        out = sizes[2:]
+        sc = [out[0] / shape[2], out[1] / shape[3]]
+    else:
+        sc_all = [float(v) for v in scales]
+        if len(sc_all) != 4 or sc_all[:2] != [1.0, 1.0]:
+            raise L.unsupported(f"Resize with scales {sc_all}: only H and W of an NCHW tensor may change")
+        sc = sc_all[2:]
+        out = [int(math.floor(shape[2] * sc[0])), int(math.floor(shape[3] * sc[1]))]
+    return {"size": tuple(out), "scales": tuple(float(v) for v in sc)}
+
+
+@lowers("Resize", "Upsample", into={"Resize": "sqnxt.resize", "Upsample": "sqnxt.resize"})
+def _resize(L):
+    x = L.value(L.node.input[0])
+    if x.type.rank != 4:
+        raise L.unsupported(f"Resize of a rank-{x.type.rank} tensor: only NCHW is supported")
+    text = lambda name, default: (lambda v: v.decode() if isinstance(v, bytes) else v)(  # noqa: E731
+        L.attr(name, default))
+    mode = text("mode", "nearest")
+    if mode not in ("nearest", "linear", "bilinear"):
+        raise L.unsupported(f"Resize mode '{mode}' (nearest and linear are supported)")
+    mode = "linear" if mode == "bilinear" else mode
+    if L.node.op_type == "Upsample" or L.opset < 11:
+        scales = (L.attr("scales") if L.opset < 9 else L.const(L.node.input[1], "Resize scales").reshape(-1))
+        coord, nearest = "asymmetric", "floor"
+        sizes = None
+    else:
+        coord = text("coordinate_transformation_mode", "half_pixel")
+        nearest = text("nearest_mode", "round_prefer_floor")
+        if L.attr("antialias", 0):
+            raise L.unsupported("Resize with antialias")
+        if text("keep_aspect_ratio_policy", "stretch") != "stretch":
+            raise L.unsupported("Resize with a keep_aspect_ratio_policy")
+        if L.attr("axes") is not None:
+            raise L.unsupported("Resize with axes")
+        scales = L.opt_input(2) and L.const(L.opt_input(2), "Resize scales").reshape(-1)
+        sizes = L.opt_input(3) and L.const(L.opt_input(3), "Resize sizes").reshape(-1)
+        if sizes is not None and len(sizes) == 0:
+            sizes = None
+        if sizes is None and (scales is None or len(scales) == 0):
+            raise L.unsupported("Resize without scales or sizes")
+    if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"):
+        raise L.unsupported(f"Resize coordinate_transformation_mode '{coord}'")
+    if mode == "nearest" and nearest not in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+        raise L.unsupported(f"Resize nearest_mode '{nearest}'")
+    attrs = _resize_attrs(L, x, scales, sizes)
+    L.emit("sqnxt.resize", [x], {**attrs, "mode": mode, "coord": coord, "nearest_mode": nearest})
 
 
 # ---------------------------------------------------------------------------- entry points

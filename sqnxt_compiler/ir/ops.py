@@ -264,6 +264,37 @@ def _broadcast(op: Op) -> list[TensorType]:
     return [TensorType(tuple(shape), _t(op, 0).dtype)]
 
 
+# ---------------------------------------------------------------- activations (not fused)
+def _same_type(op):
+    return [_t(op, 0)]
+
+
+for _name, _what, _attrs in (
+    ("sqnxt.sigmoid", "1 / (1 + exp(-x)).", {}),
+    ("sqnxt.tanh", "tanh(x).", {}),
+    ("sqnxt.hard_sigmoid", "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid).",
+     {"alpha": A("float", default=0.2), "beta": A("float", default=0.5)}),
+    ("sqnxt.hard_swish", "x * max(0, min(1, x / 6 + 1 / 2)) (ONNX HardSwish).", {}),
+):
+    declare(_name, _what, attrs=_attrs)(_same_type)
+
+
+def _verify_prelu(op: Op) -> None:
+    x, slope = _t(op, 0).shape, _t(op, 1).shape
+    try:
+        ok = np.broadcast_shapes(x, slope) == x
+    except ValueError:
+        ok = False
+    if not ok:
+        raise VerifyError(f"slope {_t(op, 1)} does not broadcast to the input {_t(op, 0)}")
+
+
+@declare("sqnxt.prelu", "x if x >= 0 else slope * x; the slope (per channel, or any shape "
+         "that broadcasts to x) is operand 1 (ONNX PRelu).", operands=(2, 2), verify=_verify_prelu)
+def _prelu(op):
+    return [_t(op, 0)]
+
+
 @declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
          operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE, "plan": PLAN},
          traits=("act_fusible", "runs_on_array"))
@@ -412,6 +443,103 @@ def _concat(op):
     shape = list(first.shape)
     shape[axis] = sum(v.type.shape[axis] for v in op.operands)
     return [TensorType(tuple(shape), first.dtype)]
+
+
+def _verify_transpose(op: Op) -> None:
+    perm = list(op.attrs["perm"])
+    if sorted(perm) != list(range(_t(op, 0).rank)):
+        raise VerifyError(f"perm {perm} is not a permutation of the {_t(op, 0).rank} axes")
+
+
+@declare("sqnxt.transpose", "Permute the axes: result axis i is input axis perm[i] (ONNX "
+         "Transpose).", attrs={"perm": A("ints", True)}, verify=_verify_transpose)
+def _transpose(op):
+    x = _t(op, 0)
+    return [TensorType(tuple(x.shape[p] for p in op.attrs["perm"]), x.dtype)]
+
+
+@declare("sqnxt.expand", "Broadcast to ``shape`` (ONNX Expand: numpy broadcasting of the "
+         "input and the shape).", attrs={"shape": A("ints", True)})
+def _expand(op):
+    x = _t(op, 0)
+    try:
+        shape = np.broadcast_shapes(x.shape, tuple(int(d) for d in op.attrs["shape"]))
+    except ValueError:
+        raise VerifyError(f"cannot expand {x} to {tuple(op.attrs['shape'])}") from None
+    return [TensorType(tuple(shape), x.dtype)]
+
+
+PAD_MODES = ("constant", "reflect", "edge")
+
+
+def _verify_pad(op: Op) -> None:
+    x, pads = _t(op, 0), list(op.attrs["pads"])
+    if len(pads) != 2 * x.rank or any(p < 0 for p in pads):
+        raise VerifyError(f"pads {pads} must be {2 * x.rank} values >= 0 (begins, then ends)")
+    if op.attrs["mode"] == "reflect" and any(
+            p >= d for d, p in zip(x.shape * 2, pads) if p > 0):
+        raise VerifyError(f"reflect pads {pads} must be smaller than the padded axes {x.shape}")
+
+
+@declare("sqnxt.pad", "Pad every axis: ``pads`` = begins then ends per axis (ONNX order), mode "
+         "constant (with ``value``), reflect or edge.",
+         attrs={"pads": A("ints", True), "mode": A("str", default="constant", choices=PAD_MODES),
+                "value": A("float", default=0.0)}, verify=_verify_pad)
+def _pad(op):
+    x, pads = _t(op, 0), op.attrs["pads"]
+    r = x.rank
+    return [TensorType(tuple(d + pads[i] + pads[i + r] for i, d in enumerate(x.shape)), x.dtype)]
+
+
+REDUCE_KINDS = ("mean", "max", "min", "sum")
+
+
+def _verify_reduce(op: Op) -> None:
+    r = _t(op, 0).rank
+    axes = list(op.attrs["axes"])
+    if not axes or any(not -r <= a < r for a in axes) or len({a % r for a in axes}) != len(axes):
+        raise VerifyError(f"axes {axes} must be distinct axes of the rank-{r} input")
+
+
+@declare("sqnxt.reduce", "Reduce over ``axes`` (ONNX ReduceMean / ReduceMax / ReduceMin / "
+         "ReduceSum): kind mean | max | min | sum; keepdims keeps them as size 1.",
+         attrs={"kind": A("str", True, choices=REDUCE_KINDS), "axes": A("ints", True),
+                "keepdims": A("int", default=1, choices=(0, 1))}, verify=_verify_reduce)
+def _reduce(op):
+    x = _t(op, 0)
+    axes = {a % x.rank for a in op.attrs["axes"]}
+    if op.attrs["keepdims"]:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return [TensorType(shape, x.dtype)]
+
+
+RESIZE_MODES = ("nearest", "linear")
+RESIZE_COORDS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+RESIZE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _verify_resize(op: Op) -> None:
+    _need_rank(op, 0, 4)
+    if len(op.attrs["size"]) != 2 or any(int(v) < 1 for v in op.attrs["size"]):
+        raise VerifyError(f"size {tuple(op.attrs['size'])} must be 2 output sizes >= 1 (H, W)")
+    if len(op.attrs["scales"]) != 2 or any(not float(v) > 0 for v in op.attrs["scales"]):
+        raise VerifyError(f"scales {tuple(op.attrs['scales'])} must be 2 values > 0 (H, W)")
+
+
+@declare("sqnxt.resize", "Resize H and W of an NCHW tensor to ``size`` (ONNX Resize / Upsample): "
+         "mode nearest | linear (bilinear), the coordinate transformation with ``scales`` "
+         "(given, or output / input), nearest_mode for nearest.",
+         attrs={"size": A("ints", True), "scales": A("floats", True),
+                "mode": A("str", default="nearest", choices=RESIZE_MODES),
+                "coord": A("str", default="half_pixel", choices=RESIZE_COORDS),
+                "nearest_mode": A("str", default="round_prefer_floor", choices=RESIZE_NEAREST)},
+         verify=_verify_resize)
+def _resize(op):
+    x = _t(op, 0)
+    h, w = (int(v) for v in op.attrs["size"])
+    return [TensorType((x.shape[0], x.shape[1], h, w), x.dtype)]
 
 
 @declare("sqnxt.identity", "y = x.", traits=("free",))

@@ -134,6 +134,40 @@ def _clip(op, a):
     return np.clip(a[0], op.attrs["min"], op.attrs["max"]).astype(a[0].dtype)
 
 
+def _f(x: np.ndarray, v: float) -> np.ndarray:
+    """``v`` as a scalar of ``x``'s dtype (float32 arithmetic stays float32)."""
+    return np.asarray(v, dtype=x.dtype)
+
+
+@kernel("sqnxt.sigmoid")
+def _sigmoid(op, a):
+    """1 / (1 + exp(-x)), evaluated as exp(-|x|) so that no exponential overflows."""
+    x = a[0]
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+KERNELS["sqnxt.tanh"] = lambda op, a: np.tanh(a[0])
+
+
+@kernel("sqnxt.hard_sigmoid")
+def _hard_sigmoid(op, a):
+    x = a[0]
+    return np.clip(_f(x, op.attrs["alpha"]) * x + _f(x, op.attrs["beta"]), 0, 1).astype(x.dtype)
+
+
+@kernel("sqnxt.hard_swish")
+def _hard_swish(op, a):
+    x = a[0]
+    return (x * np.clip(x * _f(x, 1 / 6) + _f(x, 0.5), 0, 1)).astype(x.dtype)
+
+
+@kernel("sqnxt.prelu")
+def _prelu(op, a):
+    x, slope = a
+    return np.where(x >= 0, x, x * slope.astype(x.dtype)).astype(x.dtype)
+
+
 @kernel("sqnxt.add")
 def _add(op, a):
     y = a[0] if len(a) > 1 else a[0].copy()  # activate() may work in place: never on an operand
@@ -229,6 +263,86 @@ def _reshape(op, a):
 @kernel("sqnxt.concat")
 def _concat(op, a):
     return np.concatenate(a, axis=op.attrs["axis"])
+
+
+KERNELS["sqnxt.transpose"] = lambda op, a: np.ascontiguousarray(np.transpose(a[0], op.attrs["perm"]))
+KERNELS["sqnxt.expand"] = lambda op, a: np.array(np.broadcast_to(a[0], op.result.type.shape))
+
+
+@kernel("sqnxt.pad")
+def _pad(op, a):
+    x, pads = a[0], op.attrs["pads"]
+    r = x.ndim
+    width = [(pads[i], pads[i + r]) for i in range(r)]
+    if op.attrs["mode"] == "constant":
+        return np.pad(x, width, mode="constant", constant_values=_f(x, op.attrs["value"]))
+    return np.pad(x, width, mode=op.attrs["mode"])
+
+
+@kernel("sqnxt.reduce")
+def _reduce(op, a):
+    x = a[0]
+    fn = {"mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum}[op.attrs["kind"]]
+    axes = tuple(sorted(ax % x.ndim for ax in op.attrs["axes"]))
+    return np.asarray(fn(x, axis=axes, keepdims=bool(op.attrs["keepdims"]))).astype(x.dtype)
+
+
+def resize_source(out: int, size: int, scale: float, coord: str) -> np.ndarray:
+    """The input coordinate of each output index along one axis (ONNX Resize):
+    half_pixel (i + 0.5) / scale - 0.5; pytorch_half_pixel the same, 0 when out == 1;
+    align_corners i (size - 1) / (out - 1) (0 when out == 1); asymmetric i / scale."""
+    i = np.arange(out, dtype=np.float64)
+    if coord == "asymmetric":
+        return i / scale
+    if coord == "align_corners":
+        return i * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    src = (i + 0.5) / scale - 0.5
+    if coord == "pytorch_half_pixel" and out == 1:
+        return np.zeros(out)
+    return src
+
+
+def _nearest_index(src: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """The input index a nearest resize reads: src rounded by ``mode`` (ties for the
+    round_prefer_* modes), clamped to the axis."""
+    if mode == "floor":
+        idx = np.floor(src)
+    elif mode == "ceil":
+        idx = np.ceil(src)
+    elif mode == "round_prefer_ceil":
+        idx = np.floor(src + 0.5)
+    else:                                   # round_prefer_floor
+        idx = np.ceil(src - 0.5)
+    return np.clip(idx, 0, size - 1).astype(np.int64)
+
+
+def _linear_weights(src: np.ndarray, size: int):
+    """(lower index, upper index, weight of the upper) of a linear resize: the source
+    coordinate clamped to [0, size - 1], its floor and the next index (clamped)."""
+    src = np.clip(src, 0, size - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, size - 1)
+    return lo, hi, src - lo
+
+
+@kernel("sqnxt.resize")
+def _resize(op, a):
+    """Nearest: gather the rounded source indices; linear: separable bilinear interpolation
+    of the clamped source coordinates (computed in float64, returned in x's dtype)."""
+    x = a[0]
+    (oh, ow), (sh, sw) = op.attrs["size"], op.attrs["scales"]
+    H, W = x.shape[2], x.shape[3]
+    ys = resize_source(oh, H, sh, op.attrs["coord"])
+    xs = resize_source(ow, W, sw, op.attrs["coord"])
+    if op.attrs["mode"] == "nearest":
+        m = op.attrs["nearest_mode"]
+        return x[:, :, _nearest_index(ys, H, m)][:, :, :, _nearest_index(xs, W, m)]
+    y0, y1, wy = _linear_weights(ys, H)
+    x0, x1, wx = _linear_weights(xs, W)
+    xf = x.astype(np.float64)
+    rows = xf[:, :, y0] * (1 - wy)[:, None] + xf[:, :, y1] * wy[:, None]
+    out = rows[:, :, :, x0] * (1 - wx) + rows[:, :, :, x1] * wx
+    return out.astype(x.dtype)
 
 
 KERNELS["sqnxt.identity"] = lambda op, a: a[0]

@@ -1,0 +1,47 @@
+"""``sqnxtc ops``: the ONNX ops sqnxtc imports, the IR op each becomes, and how the
+accelerator's cost model treats it."""
+from __future__ import annotations
+
+import click
+
+
+def cost_class(ir_op: str) -> str:
+    """How reports treat an IR op, from its declared traits: ``array`` (scheduled on the
+    PE array and costed), ``free`` (a view, shape computation or graph structure: no
+    work), else ``not modelled`` (listed in reports with no cycles)."""
+    from ..ir.core import OPS
+
+    traits = OPS[ir_op].traits
+    if "runs_on_array" in traits:
+        return "array"
+    if "free" in traits:
+        return "free"
+    return "not modelled"
+
+
+def ops_table() -> list[tuple[str, str, str]]:
+    """(ONNX op, IR op(s), cost classes) of every supported ONNX op, sorted by name."""
+    from ..frontend.onnx_import import LOWERS_INTO
+
+    import re
+
+    rows = []
+    for onnx_op in sorted(LOWERS_INTO):
+        into = LOWERS_INTO[onnx_op]
+        classes = dict.fromkeys(cost_class(n) for n in re.findall(r"sqnxt\.\w+", into))
+        rows.append((onnx_op, into, " / ".join(classes)))
+    return rows
+
+
+@click.command("ops")
+def ops_cmd() -> None:
+    """List the ONNX ops sqnxtc imports (default domain): the IR op each becomes and how
+    the cost model treats it (array: scheduled and costed; free: views, shapes, graph
+    structure; not modelled: listed in reports with no cycles).  docs/ir.md has the IR's
+    op set and the import rules."""
+    rows = ops_table()
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    click.echo(f"{'ONNX op':<{w0}}  {'IR op':<{w1}}  cost")
+    for onnx_op, into, cls in rows:
+        click.echo(f"{onnx_op:<{w0}}  {into:<{w1}}  {cls}")
