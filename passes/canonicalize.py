@@ -16,6 +16,14 @@ Rewrites, applied until none applies (each counted in the pass statistics):
 * **fc-from-matmul**: ``add(matmul(x, B), c)`` (either operand order) with constant B of
   shape (C, K) and c of shape (K,) or (1, K) -> ``fc(x, B^T, c)``; a bare ``matmul(x, B)``
   with constant B -> ``fc(x, B^T)``.  x must be 2-D (N, C).
+* **gap-from-reduce-mean**: ``reduce(x) {kind = mean, axes = H and W}`` of a 4-D x ->
+  ``global_avgpool(x)`` (keepdims = 0: followed by ``flatten``, axis 1): the same numbers,
+  and an op the accelerator runs (dynamo exports global pooling this way).
+* **pad-into-conv**: ``conv(pad(x) {mode = constant, value = 0, pads on H and W only})``
+  with the pad used only by convs -> each conv's ``pads`` grow by the pad's (exact: the
+  window sees the same zeros); likewise an ``avgpool`` with ``ceil_mode = 0`` whose own
+  pads are 0 or that counts its padding (``count_include_pad = 1``, then set).  TF-style
+  "same" padding exports (Pad + VALID conv) become one conv.
 
 Before::
 
@@ -54,7 +62,8 @@ class Canonicalize(Pass):
                 if op not in graph:
                     continue
                 if (self._drop_noop(graph, op) or self._fold(graph, op)
-                        or self._gemm_to_fc(graph, op) or self._matmul_to_fc(graph, op)):
+                        or self._gemm_to_fc(graph, op) or self._matmul_to_fc(graph, op)
+                        or self._reduce_to_gap(graph, op) or self._pad_into_window(graph, op)):
                     changed = True
         n = graph.erase_dead()
         if n:
@@ -158,4 +167,52 @@ class Canonicalize(Pass):
             graph.erase(add)
         self._make_fc(graph, op, x, B.T, bias)
         self.stats["fc-from-matmul" + ("-add" if bias is not None else "")] += 1
+        return True
+
+    def _reduce_to_gap(self, graph: Graph, op) -> bool:
+        if op.name != "sqnxt.reduce" or op.attrs["kind"] != "mean":
+            return False
+        x = op.operands[0]
+        if x.type.rank != 4 or sorted(a % 4 for a in op.attrs["axes"]) != [2, 3]:
+            return False
+        gap = graph.add_op("sqnxt.global_avgpool", [x], loc=op.loc, result_names=[op.result.name + "_gap"])
+        out = gap.result
+        if not op.attrs["keepdims"]:
+            out = graph.add_op("sqnxt.flatten", [out], {"axis": 1}, loc=op.loc,
+                               result_names=[op.result.name + "_flat"]).result
+        graph.replace_all_uses(op.result, out)
+        graph.erase(op)
+        self.stats["gap-from-reduce-mean"] += 1
+        return True
+
+    @staticmethod
+    def _window_takes(user, pads_hw) -> bool:
+        """Whether ``user`` (a consumer of a zero pad) can take the pad as its own padding."""
+        if user.name == "sqnxt.conv":
+            return True
+        if user.name == "sqnxt.avgpool" and not user.attrs["ceil_mode"]:
+            (kh, kw), (t, l, b, r) = user.attrs["kernel"], user.attrs["pads"]
+            pt, pl, pb, pr = pads_hw
+            fits = t + pt < kh and b + pb < kh and l + pl < kw and r + pr < kw  # pads < kernel
+            return fits and (user.attrs.get("count_include_pad", 0) == 1 or not any(user.attrs["pads"]))
+        return False
+
+    def _pad_into_window(self, graph: Graph, op) -> bool:
+        if op.name != "sqnxt.pad" or op.attrs["mode"] != "constant" or op.attrs["value"] != 0.0:
+            return False
+        x, pads = op.operands[0], op.attrs["pads"]
+        if x.type.rank != 4 or any(pads[i] for i in (0, 1, 4, 5)):
+            return False            # pads on N or C
+        pt, pl, pb, pr = pads[2], pads[3], pads[6], pads[7]
+        uses = graph.uses(op.result)
+        if not uses or any(i != 0 or not self._window_takes(u, (pt, pl, pb, pr)) for u, i in uses):
+            return False
+        for u, _ in uses:
+            t, l, b, r = u.attrs["pads"]
+            u.attrs["pads"] = (t + pt, l + pl, b + pb, r + pr)
+            if u.name == "sqnxt.avgpool":
+                u.attrs["count_include_pad"] = 1
+            graph.set_operand(u, 0, x)
+        graph.erase(op)
+        self.stats["pad-into-" + ("conv" if all(u.name == "sqnxt.conv" for u, _ in uses) else "window")] += 1
         return True

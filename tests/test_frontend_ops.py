@@ -710,3 +710,39 @@ def test_ceil_pool_with_runtime_shape_declared_is_accepted(cli, save):
     r = cli("check", save(m))
     assert r.exit_code == 0, r.output
     assert "re-inferred" in r.stderr and "1x2x4x4" in r.stdout
+
+
+@case("pad-zero-then-two-convs-and-avgpool")
+def _():
+    """A zero Pad shared by two convs and a padding-counting avgpool: folded into all three."""
+    return model([N("Pad", ["x", "pads"], ["p"]), N("Conv", ["p", "w1"], ["a"]),
+                  N("Conv", ["p", "w2"], ["b"], strides=[2, 2]),
+                  N("AveragePool", ["p"], ["c"], kernel_shape=[3, 3], strides=[2, 2], count_include_pad=1),
+                  N("Conv", ["c", "w3"], ["c2"]), N("Add", ["b", "c2"], ["s"]),
+                  N("Conv", ["a", "w4"], ["a2"], strides=[2, 2]), N("Add", ["s", "a2"], ["y"])],
+                 X48, inits=[("pads", I(0, 0, 1, 1, 0, 0, 1, 1)), ("w1", W(4, 4, 3, 3)),
+                             ("w2", W(4, 4, 3, 3)), ("w3", W(4, 4, 1, 1)), ("w4", W(4, 4, 1, 1))])
+
+
+@pytest.mark.parametrize("name,folded,kept", [
+    ("pad-constant-opset11-then-conv", {"pad-into-conv": 1}, []),
+    ("pad-zero-then-two-convs-and-avgpool", {"pad-into-window": 1}, []),
+    ("pad-constant-opset2-then-conv", {}, ["sqnxt.pad"]),       # value 1.5: not a conv's zeros
+    ("pad-reflect-opset13-then-conv", {}, ["sqnxt.pad"]),
+    ("reducemean-opset13-axes[2, 3]-keep1", {"gap-from-reduce-mean": 1}, ["sqnxt.global_avgpool"]),
+    ("reducemean-opset18-axes[2, 3]-keep0", {"gap-from-reduce-mean": 1}, ["sqnxt.global_avgpool", "sqnxt.flatten"]),
+    ("reducemax-opset13-axes[1]-keep1", {}, ["sqnxt.reduce"]),
+])
+def test_canonicalize_folds_pads_and_mean_pools(name, folded, kept):
+    """What canonicalize makes of the new ops (numerics: test_op_matches_onnxruntime)."""
+    from sqnxt_compiler import driver
+
+    res = driver.compile((CASES[name](), "t.onnx"), pipeline="canonicalize")
+    stats = next(p for p in res.passes if p.name == "canonicalize").stats
+    for k, n in folded.items():
+        assert stats[k] == n, dict(stats)
+    names = {op.name for op in res.graph.ops()}
+    assert ("sqnxt.pad" in names) == ("sqnxt.pad" in kept)
+    assert ("sqnxt.reduce" in names) == ("sqnxt.reduce" in kept)
+    for k in kept:
+        assert k in names
