@@ -69,9 +69,10 @@ def _empty_graph():
     return m
 
 
-def _two_outputs():
-    return make_model([N("Relu", ["x"], ["a"]), N("Sigmoid", ["x"], ["b"])], [("x", [1, 3, 4, 4])],
-                      [("a", [1, 3, 4, 4]), ("b", [1, 3, 4, 4])])
+def _no_outputs():
+    m = make_model([N("Relu", ["x"], ["a"])], [("x", [1, 3, 4, 4])], [("a", [1, 3, 4, 4])])
+    del m.graph.output[:]
+    return m
 
 
 def _dilation():
@@ -125,8 +126,7 @@ CASES = {
     "bad-attribute": (_write_model(lambda: _bad_attr()), ExitCode.BAD_INPUT, (),
                       ["m.onnx", "invalid ONNX model", "bogus", "the_node"]),
     "empty-graph": (_write_model(_empty_graph), ExitCode.BAD_INPUT, (), ["m.onnx", "empty graph"]),
-    "two-outputs": (_write_model(_two_outputs), ExitCode.BAD_INPUT, (),
-                    ["m.onnx", "2 outputs ('a', 'b')"]),
+    "no-outputs": (_write_model(_no_outputs), ExitCode.BAD_INPUT, (), ["m.onnx", "no outputs"]),
     "dilation-2": (_write_model(_dilation), ExitCode.UNSUPPORTED, (),
                    ["m.onnx", "node 'dil_conv'", "dilations [2, 2]"]),
     "absurd-size": (_write_model(_absurd), ExitCode.UNSUPPORTED, (),
@@ -193,11 +193,11 @@ def test_real_process_prints_no_traceback(tmp_path, case, extra):
 
 
 def test_module_entry_point_in_a_real_process(tmp_path):
-    path = CASES["two-outputs"][0](tmp_path)
+    path = CASES["no-outputs"][0](tmp_path)
     p = subprocess.run([sys.executable, "-m", "sqnxt_compiler.cli", "check", path],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == int(ExitCode.BAD_INPUT)
-    _assert_one_line_error(p.stderr, ["2 outputs"], "m.onnx")
+    _assert_one_line_error(p.stderr, ["no outputs"], "m.onnx")
 
 
 def test_debug_shows_a_traceback(cli, tmp_path):
@@ -297,3 +297,34 @@ def test_ops_lists_every_importable_op(cli):
     assert set(rows) == set(LOWERINGS)
     assert "sqnxt.conv" in rows["Conv"] and rows["Conv"].endswith("array")
     assert rows["Reshape"].endswith("free") and rows["MaxPool"].split()[1] == "sqnxt.maxpool"
+
+
+def _three_outputs():
+    """A feature extractor's outputs: an inner activation that is also read further on, the
+    pooled head, and the input passed through."""
+    rng = np.random.default_rng(3)
+    return make_model([N("Conv", ["x", "w1"], ["r"], pads=[1, 1, 1, 1], name="c1"),
+                       N("Relu", ["r"], ["a"], name="relu"), N("Conv", ["a", "w2"], ["b"], name="c2"),
+                       N("GlobalAveragePool", ["b"], ["g"], name="gap")],
+                      [("x", [1, 4, 12, 12])], [("a", [1, 8, 12, 12]), ("g", [1, 8, 1, 1]), ("x", [1, 4, 12, 12])],
+                      inits=[("w1", rng.standard_normal((8, 4, 3, 3)).astype(np.float32)),
+                             ("w2", rng.standard_normal((8, 8, 1, 1)).astype(np.float32))])
+
+
+def test_a_model_with_several_outputs_compiles_checks_and_plans_each(cli, tmp_path):
+    import json
+
+    path = _write_model(_three_outputs)(tmp_path)
+    for extra in ([], ["-t", "pe8x8", "--tiled"], ["-t", "pe16x16", "--tiled", "--precision", "int16"]):
+        r = cli("check", path, *extra)
+        assert r.exit_code == 0, r.output
+        rows = [line.split()[0] for line in r.stdout.splitlines() if line.split() and line.split()[-1] == "ok"]
+        assert rows == ["a", "g", "x"], r.stdout
+    r = cli("compile", path, "-t", "pe16x16", "--emit", "schedule")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    homes = {t["name"]: (t["home"], t["reason"]) for t in doc["plan"]["tensors"]}
+    # the graph's outputs leave through DRAM, even the one read again inside the network
+    assert homes["c1"] == ("dram", "the graph output") and homes["gap"] == ("dram", "the graph output")
+    r = cli("compile", path)
+    assert r.exit_code == 0 and 'sqnxt.output(' in r.stdout and 'names = ["a", "g", "x"]' in r.stdout

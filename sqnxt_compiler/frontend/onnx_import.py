@@ -844,17 +844,16 @@ def _resize(L):
 
 
 # ---------------------------------------------------------------------------- entry points
-def import_model(model: onnx.ModelProto, source: str = "<model>", *,
-                 single_output: bool = True) -> ImportResult:
-    """Check, shape-infer and lower ``model``; the IR is verified before it is returned."""
+def import_model(model: onnx.ModelProto, source: str = "<model>") -> ImportResult:
+    """Check, shape-infer and lower ``model``; the IR is verified before it is returned.
+    A model may have several outputs (multi-head networks, feature extractors, a network
+    cut into parts): ``sqnxt.output`` lists them in the model's order."""
     notes: list[str] = []
     g = model.graph
     if len(g.node) == 0:
         raise InputError("empty graph: the model has no nodes", source)
-    if single_output and len(g.output) != 1:
-        names = ", ".join(f"'{o.name}'" for o in g.output) or "none"
-        raise InputError(f"graph has {len(g.output)} outputs ({names}); sqnxtc compiles a network "
-                         "with exactly one output", source)
+    if len(g.output) == 0:
+        raise InputError("the graph has no outputs: nothing to compute", source)
     if _opset(model) == 0:
         raise InputError("model imports no default-domain opset", source)
     _bind_batch(model, source, notes)
@@ -865,7 +864,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", *,
     return ImportResult(graph, notes, inferred)
 
 
-def load(spec: str, *, single_output: bool = True) -> ImportResult:
+def load(spec: str) -> ImportResult:
     """Load ``spec`` (path or ``zoo:NAME``) and import it (see :func:`import_model`)."""
     model, source = load_onnx(spec)
-    return import_model(model, source, single_output=single_output)
+    return import_model(model, source)
