@@ -5,7 +5,7 @@ Which ops the accelerator runs, and as what:
 ===========================  ===========================================================
 IR op                        cost-model layer
 ===========================  ===========================================================
-``sqnxt.conv``               ``conv`` (grouped and depthwise included; the fused
+``sqnxt.conv``               ``conv`` (grouped, depthwise and dilated included; the fused
                              activation is applied as results leave the array: no cost;
                              a fused residual add (``residual = 1``) sets the layer's
                              ``residual``: its words, transfers and adds are counted;
@@ -35,7 +35,7 @@ import numpy as np
 from .cost.layer import Layer
 from .ir.core import Op
 from .ir.graph import Graph
-from .ir.ops import conv_out, pool_end_pad
+from .ir.ops import conv_dilations, conv_out, pool_end_pad
 
 
 def zero_fraction(w: np.ndarray) -> Fraction:
@@ -57,13 +57,14 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
         zf = None
         if measured_sparsity and op.operands[1].owner.const_value() is not None:
             zf = zero_fraction(op.operands[1].owner.const_value())
+        dh, dw = conv_dilations(op)
         return Layer(name, "conv", C=x[1], K=w[0], H=x[2], W=x[3], R=w[2], S=w[3], P=y[2], Q=y[3],
                      stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
                      pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
                      groups=op.attrs["groups"], weight_zero_fraction=zf,
-                     residual=bool(op.attrs["residual"]),
-                     **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb),
-                                    conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr)))
+                     residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw,
+                     **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb, dh),
+                                    conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr, dw)))
     if op.name == "sqnxt.fc":
         x, w = op.operands[0].type.shape, op.operands[1].type.shape
         zf = None

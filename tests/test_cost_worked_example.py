@@ -282,3 +282,34 @@ def test_fused_pool_worked_example():
                mac_accesses=r.accesses["mac"])
     assert hand == got == {k: int(d["fused." + k]) for k in hand}
     assert r.energy_total == int(d["fused.energy_total"]) and r == evaluate(F, t, m)
+
+
+def test_dilated_conv_worked_example():
+    """The dilated conv of docs/cost-model.md: its input tables by hand (the merged tap
+    intervals), and evaluate()'s input words and footprint."""
+    from sqnxt_compiler.cost.features import x_feat, y_feat
+
+    d = block("worked-example-dilation")
+    t = load_target(d["target"])
+    L = Layer("d2", "conv", C=64, K=64, H=28, W=28, R=3, S=3, P=28, Q=28, pad_top=2, pad_left=2,
+              pad_bottom=2, pad_right=2, dilation_h=2, dilation_w=2)
+    df, tx, ty, tc, tk, order = d["mapping"].split()
+    m = Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
+
+    def rows(a, b):                       # tiles at least d long: one span [a-2, b-1-2+4]
+        return min(b - 1 - 2 + 4, 27) - max(a - 2, 0) + 1
+
+    ys = [rows(a, min(a + 7, 28)) for a in range(0, 28, 7)]
+    xs = [rows(a, min(a + 14, 28)) for a in range(0, 28, 14)]
+    assert (sum(ys), max(ys), sum(xs), max(xs)) == tuple(int(d[k]) for k in ("IY", "IYm", "IX", "IXm"))
+    fy, fx = y_feat(L, t, m.ty), x_feat(L, t, m.tx)
+    assert (fy.I, fy.Im, fx.I, fx.Im) == (sum(ys), max(ys), sum(xs), max(xs))
+    r = evaluate(L, t, m)
+    assert r.dram["input_reads"] == 64 * sum(ys) * sum(xs) == int(d["input_reads"])
+    assert r.footprint["input"] == max(ys) * max(xs) * 64 == int(d["fp_input"])
+    plain = Layer("d1", "conv", C=64, K=64, H=28, W=28, R=3, S=3, P=28, Q=28, pad_top=1, pad_left=1,
+                  pad_bottom=1, pad_right=1)
+    assert evaluate(plain, t, m).dram["input_reads"] == int(d["undilated.input_reads"])
+    # tx = 1: each column tile reads the 3 taps 2 apart, 2 of them at the borders
+    taps = [len({q - 2 + 2 * j for j in range(3)} & set(range(28))) for q in range(28)]
+    assert sum(taps) == x_feat(L, t, 1).I == int(d["tx1.IX"])

@@ -473,6 +473,14 @@ for _name, _node, _opset in (
     CASES[_name] = (lambda n, o: lambda: model([n], X48, opset=o))(_node, _opset)
 
 
+for _name, _kw, _w in (("dilated-3x3-d2-pad2", dict(dilations=[2, 2], pads=[2, 2, 2, 2]), (6, 4, 3, 3)),
+                       ("dilated-3x3-d2x3-s2", dict(dilations=[2, 3], strides=[2, 2], pads=[1, 0, 2, 3]), (5, 4, 3, 3)),
+                       ("dilated-depthwise-d4", dict(dilations=[4, 4], pads=[4, 4, 4, 4], group=4), (4, 1, 3, 3)),
+                       ("dilated-5x1-d2", dict(dilations=[2, 1], pads=[4, 0, 4, 0]), (3, 4, 5, 1))):
+    CASES[_name] = (lambda kw, w: lambda: model([N("Conv", ["x", "w"], ["y"], **kw)], X48,
+                                                inits=[("w", W(*w))]))(_kw, _w)
+
+
 @case("swish-x-times-sigmoid-after-conv")
 def _():
     return model([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("Sigmoid", ["c"], ["s"]),

@@ -158,3 +158,60 @@ def test_the_pool_is_part_of_the_key_so_the_caches_keep_them_apart():
     assert sa.cost == schedule_layer(a, T16).cost and sb.cost == schedule_layer(b, T16).cost
     assert sa.cost != sb.cost
     assert min_footprint_words(a, T16) != min_footprint_words(b, T16)
+
+
+# ---------------------------------------------------------------------------- dilation
+DILATED = [
+    Layer("d2", "conv", C=8, K=16, H=14, W=14, R=3, S=3, P=14, Q=14, pad_top=2, pad_left=2, pad_bottom=2,
+          pad_right=2, dilation_h=2, dilation_w=2),
+    Layer("d4s2", "conv", C=8, K=8, H=20, W=17, R=3, S=3, P=7, Q=6, stride_h=2, stride_w=2, dilation_h=4,
+          dilation_w=3, pad_top=1, pad_left=1),
+    Layer("dwd2", "conv", C=16, K=16, H=12, W=12, R=3, S=3, P=12, Q=12, pad_top=2, pad_left=2, pad_bottom=2,
+          pad_right=2, groups=16, dilation_h=2, dilation_w=2),
+]
+
+
+def test_dilated_taps_are_counted_one_by_one():
+    """touched() with a dilation counts the distinct taps the outputs read (a brute force
+    set), for every tile of several geometries, strides 1 and 2."""
+    from sqnxt_compiler.cost.features import touched
+
+    for n_in, k, s, p, d in ((14, 3, 1, 2, 2), (20, 3, 2, 1, 4), (9, 5, 1, 4, 3), (30, 3, 3, 0, 5), (7, 2, 1, 0, 6)):
+        n_out = (n_in + 2 * p - ((k - 1) * d + 1)) // s + 1
+        for a in range(n_out):
+            for b in range(a + 1, n_out + 1):
+                want = len({o * s - p + j * d for o in range(a, b) for j in range(k)} & set(range(n_in)))
+                assert touched(a, b, s, k, p, n_in, d) == want, (n_in, k, s, p, d, a, b)
+
+
+def test_a_dilated_layer_reads_its_spread_halo():
+    """Dilation changes the input extents and nothing else: against the same layer without
+    dilation (whose kernel spans fewer rows), same MACs and compute, more input words."""
+    L = DILATED[0]
+    plain = replace(L, dilation_h=1, dilation_w=1, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1)
+    assert (L.P, L.Q) == (plain.P, plain.Q) and L.macs == plain.macs
+    m = Mapping("WS", 7, 7, 8, 16)
+    a, b = evaluate(L, T16, m), evaluate(plain, T16, m)
+    assert a.compute_cycles == b.compute_cycles and a.macs_performed == b.macs_performed
+    assert a.footprint["input"] > b.footprint["input"] and a.dram["input_reads"] > b.dram["input_reads"]
+    assert "d2x2" in L.describe() and L.key() != plain.key()
+
+
+@pytest.mark.parametrize("L", DILATED, ids=lambda L: L.name)
+@pytest.mark.parametrize("t", [T16, T8], ids=["pe16x16", "pe8x8"])
+def test_solver_equals_the_exhaustive_search_on_dilated_layers(L, t):
+    for objective in ("cycles", "energy"):
+        s = schedule_layer(L, t, objective=objective)
+        m, r = exhaustive_best(L, t, objective)
+        assert (s.mapping, s.cost) == (m, r) and s.status == "optimal"
+
+
+def test_reduced_space_equals_brute_force_on_a_tiny_dilated_layer():
+    tiny = replace(T8, pe_rows=4, pe_cols=4, global_buffer_bytes=600)
+    assert_reduced_space_is_exact(Layer("tiny-d2", "conv", C=2, K=3, H=7, W=6, R=3, S=2, P=5, Q=5, pad_top=1,
+                                        pad_bottom=1, dilation_h=2, dilation_w=2, pad_left=1, pad_right=0), tiny)
+
+
+def test_only_conv_takes_a_dilation():
+    with pytest.raises(UnsupportedError, match="only conv takes a dilation"):
+        Layer("p", "maxpool", C=4, K=4, H=8, W=8, R=2, S=2, P=6, Q=6, dilation_h=2, dilation_w=2)

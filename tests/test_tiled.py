@@ -76,14 +76,14 @@ def tiny(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- models
 def _conv(x_shape, w_shape, *, strides=(1, 1), pads=(0, 0, 0, 0), group=1, bias=True, post=None,
-          seed=0):
+          seed=0, dilations=(1, 1)):
     """x -> Conv (ONNX pads: top, left, bottom, right) [-> Relu / Clip(0, 6)] -> y."""
     rng = np.random.default_rng(seed)
     ins = ["x", "w"] + (["b"] if bias else [])
     inits = [("w", rand(rng, *w_shape))] + ([("b", rand(rng, w_shape[0]))] if bias else [])
     t, l, b, r = pads
     nodes = [helper.make_node("Conv", ins, ["c" if post else "y"], strides=list(strides),
-                              pads=[t, l, b, r], group=group)]
+                              pads=[t, l, b, r], group=group, dilations=list(dilations))]
     if post == "relu":
         nodes.append(helper.make_node("Relu", ["c"], ["y"]))
     elif post == "relu6":
@@ -131,6 +131,11 @@ CASES = {
     "depthwise-s2-relu6": lambda: _conv((1, 6, 10, 10), (6, 1, 3, 3), strides=(2, 2), pads=(1, 1, 1, 1),
                                         group=6, post="relu6"),
     "depthwise-mult2": lambda: _conv((1, 3, 8, 8), (6, 1, 3, 3), pads=(1, 1, 1, 1), group=3),
+    "dilated-d2-pad2": lambda: _conv((1, 4, 11, 10), (5, 4, 3, 3), pads=(2, 2, 2, 2), dilations=(2, 2)),
+    "dilated-d3x2-s2": lambda: _conv((1, 3, 15, 13), (4, 3, 3, 3), strides=(2, 2), pads=(1, 2, 3, 0),
+                                     dilations=(3, 2), post="relu"),
+    "dilated-depthwise-d2": lambda: _conv((1, 6, 9, 9), (6, 1, 3, 3), pads=(2, 2, 2, 2), group=6,
+                                          dilations=(2, 2)),
     "fc": _fc,
     "maxpool3x3-s2-ceil": lambda: _pool("MaxPool", (3, 3), (2, 2), ceil=1),
     "maxpool3x3-s2-pad1": lambda: _pool("MaxPool", (3, 3), (2, 2), pads=(1, 1, 1, 1)),

@@ -28,15 +28,20 @@ def tiles(n_total: int, t: int) -> list[tuple[int, int]]:
     return [(a, min(a + t, n_total)) for a in range(0, n_total, t)]
 
 
-def touched(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int) -> int:
+def touched(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int, dilation: int = 1) -> int:
     """Number of distinct input indices read by outputs a..b-1 (one spatial axis), clipped
     to the unpadded input [0, n_in): output o reads [o*stride - pad, o*stride - pad + kernel - 1].
 
     kernel >= stride: the windows overlap or touch, the span is one interval
     [a*stride - pad, (b-1)*stride - pad + kernel - 1].  kernel < stride: the windows are
-    disjoint and each is clipped on its own (a strided DMA skips the gaps)."""
+    disjoint and each is clipped on its own (a strided DMA skips the gaps).
+
+    ``dilation`` d > 1: output o reads the taps o*stride - pad + j*d, j = 0..kernel-1, and
+    the count is of the distinct taps of all the outputs (:func:`touched_dilated`)."""
     if b <= a:
         return 0
+    if dilation > 1 and kernel > 1:
+        return touched_dilated(a, b, stride, kernel, pad, n_in, dilation)
     if kernel >= stride:
         lo = max(a * stride - pad, 0)
         hi = min((b - 1) * stride - pad + kernel - 1, n_in - 1)
@@ -47,6 +52,26 @@ def touched(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int) -> in
         hi = min(o * stride - pad + kernel - 1, n_in - 1)
         total += max(0, hi - lo + 1)
     return total
+
+
+def touched_dilated(a: int, b: int, stride: int, kernel: int, pad: int, n_in: int, d: int) -> int:
+    """Distinct input indices in [0, n_in) among o*stride - pad + j*d for o in [a, b), j in
+    [0, kernel).  stride 1: tap j covers the interval [a - pad + j*d, b - 1 - pad + j*d];
+    the intervals are merged in order (they overlap when b - a >= d, else leave gaps a
+    strided DMA skips).  Otherwise the taps are counted one by one."""
+    if stride == 1:
+        total, end = 0, None          # end: one past the last index counted
+        for j in range(kernel):
+            lo = max(a - pad + j * d, 0)
+            hi = min(b - pad + j * d, n_in)
+            if end is not None:
+                lo = max(lo, end)
+            if hi > lo:
+                total += hi - lo
+                end = hi
+        return total
+    return len({o * stride - pad + j * d for o in range(a, b) for j in range(kernel)}
+               & set(range(n_in)))
 
 
 @dataclass(frozen=True)
@@ -107,7 +132,7 @@ def pool_cover(a: int, b: int, pool: tuple[int, int, int, int] | None) -> tuple[
 
 
 def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: int,
-                 n_in: int, pool: tuple[int, int, int, int] | None = None) -> SpatialFeat:
+                 n_in: int, pool: tuple[int, int, int, int] | None = None, dilation: int = 1) -> SpatialFeat:
     """Tables of a spatial loop of bound N for tile size t (see SpatialFeat); ``pool`` =
     (window, stride, begin pad, conv outputs) of a fused pool along this axis."""
     ts = tiles(N, t)
@@ -116,8 +141,8 @@ def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: 
         ca, cb = pool_cover(a, b, pool)
         B += ceil_div(cb - ca, array_dim)
         for ba, bb in tiles(cb - ca, array_dim):
-            Wn += touched(ca + ba, ca + bb, stride, kernel, pad, n_in)
-        e = touched(ca, cb, stride, kernel, pad, n_in)
+            Wn += touched(ca + ba, ca + bb, stride, kernel, pad, n_in, dilation)
+        e = touched(ca, cb, stride, kernel, pad, n_in, dilation)
         I += e
         Im = max(Im, e)
         C += cb - ca
@@ -128,13 +153,15 @@ def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: 
 def x_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """x loop: output columns Q on the array's columns (OS), kernel width S."""
     pool = (layer.pool_S, layer.pool_stride_w, layer.pool_pad_left, layer.conv_Q) if layer.pool else None
-    return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W, pool)
+    return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W, pool,
+                        layer.dilation_w)
 
 
 def y_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """y loop: output rows P on the array's rows (OS), kernel height R."""
     pool = (layer.pool_R, layer.pool_stride_h, layer.pool_pad_top, layer.conv_P) if layer.pool else None
-    return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H, pool)
+    return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H, pool,
+                        layer.dilation_h)
 
 
 def nonzero_fraction(layer: Layer, target: Target) -> Fraction:

@@ -7,8 +7,10 @@ Conventions
 -----------
 * ``C``/``K`` input/output channels; ``H``/``W`` unpadded input size; ``R``/``S`` kernel
   height/width; ``P``/``Q`` output height/width.  The output size must satisfy
-  ``P == (H + pad_top + pad_bottom - R) // stride_h + 1`` (likewise ``Q``): a Caffe
-  ceil-mode pooling is expressed by the extra bottom/right padding that makes it so.
+  ``P == (H + pad_top + pad_bottom - R_eff) // stride_h + 1`` (likewise ``Q``), with the
+  dilated kernel's extent ``R_eff = (R - 1) * dilation_h + 1`` (``R`` without dilation;
+  ``dilation_*`` > 1 only for conv: the taps are spread, their number is still R x S): a
+  Caffe ceil-mode pooling is expressed by the extra bottom/right padding that makes it so.
 * ``kind``: ``"conv"`` (grouped and depthwise included: ``groups`` divides C and K),
   ``"fc"`` (a 1x1 convolution on a 1x1 image: H = W = P = Q = R = S = 1),
   ``"maxpool"``/``"avgpool"`` (C == K, window R x S), ``"gap"`` (global average pool:
@@ -88,6 +90,8 @@ class Layer:
     pool_pad_left: int = 0
     pool_pad_bottom: int = 0
     pool_pad_right: int = 0
+    dilation_h: int = 1
+    dilation_w: int = 1
 
     def __post_init__(self) -> None:
         if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
@@ -110,14 +114,24 @@ class Layer:
         return tuple(getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SHAPE)
 
     @property
+    def R_eff(self) -> int:
+        """Rows the kernel spans = (R - 1) * dilation_h + 1 (R without dilation)."""
+        return (self.R - 1) * self.dilation_h + 1
+
+    @property
+    def S_eff(self) -> int:
+        """Columns the kernel spans = (S - 1) * dilation_w + 1 (S without dilation)."""
+        return (self.S - 1) * self.dilation_w + 1
+
+    @property
     def conv_P(self) -> int:
-        """Rows of the conv's output = (H + pads - R) // stride_h + 1 (P without a fused pool)."""
-        return (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1
+        """Rows of the conv's output = (H + pads - R_eff) // stride_h + 1 (P without a fused pool)."""
+        return (self.H + self.pad_top + self.pad_bottom - self.R_eff) // self.stride_h + 1
 
     @property
     def conv_Q(self) -> int:
-        """Columns of the conv's output = (W + pads - S) // stride_w + 1 (Q without a fused pool)."""
-        return (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1
+        """Columns of the conv's output = (W + pads - S_eff) // stride_w + 1 (Q without a fused pool)."""
+        return (self.W + self.pad_left + self.pad_right - self.S_eff) // self.stride_w + 1
 
     def without_pool(self) -> "Layer":
         """The conv alone: this layer with its fused pool removed (P x Q = the conv's output)."""
@@ -183,8 +197,10 @@ class Layer:
                     f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g} + {self.pool}pool "
                     f"{self.pool_R}x{self.pool_S} s{self.pool_stride_h}x{self.pool_stride_w} -> "
                     f"{self.K}x{self.P}x{self.Q}")
+        d = (f" d{self.dilation_h}x{self.dilation_w}"
+             if (self.dilation_h, self.dilation_w) != (1, 1) else "")
         return (f"{self.kind} {self.C}x{self.H}x{self.W} -> {self.K}x{self.P}x{self.Q} "
-                f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g}")
+                f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{d}{g}")
 
     def validate(self) -> None:
         """Raise UnsupportedError naming the layer if the shape is inconsistent."""
@@ -217,13 +233,17 @@ class Layer:
             raise bad("pool_* fields need a pool")
         if self.pool and self.residual:
             raise bad("a conv takes a fused residual add or a fused pool, not both")
+        for f in ("dilation_h", "dilation_w"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(f"{f} must be a positive integer, got {v!r}")
+        if (self.dilation_h, self.dilation_w) != (1, 1) and self.kind != "conv":
+            raise bad("only conv takes a dilation")
         cp, cq = (self.conv_P, self.conv_Q) if self.pool else (self.P, self.Q)
-        if (self.H + self.pad_top + self.pad_bottom - self.R) // self.stride_h + 1 != cp or \
-                self.H + self.pad_top + self.pad_bottom < self.R:
-            raise bad(f"P={cp} does not match (H + pads - R) // stride + 1")
-        if (self.W + self.pad_left + self.pad_right - self.S) // self.stride_w + 1 != cq or \
-                self.W + self.pad_left + self.pad_right < self.S:
-            raise bad(f"Q={cq} does not match (W + pads - S) // stride + 1")
+        if self.conv_P != cp or self.H + self.pad_top + self.pad_bottom < self.R_eff:
+            raise bad(f"P={cp} does not match (H + pads - R_eff) // stride + 1")
+        if self.conv_Q != cq or self.W + self.pad_left + self.pad_right < self.S_eff:
+            raise bad(f"Q={cq} does not match (W + pads - S_eff) // stride + 1")
         if self.pool:
             for out, n, k, st, p0, p1, what in (
                     (self.P, cp, self.pool_R, self.pool_stride_h, self.pool_pad_top, self.pool_pad_bottom, "P"),

@@ -403,12 +403,17 @@ def _conv(L):
     x, w = L.value(L.node.input[0]), L.value(L.node.input[1])
     if w.type.rank != 4 or x.type.rank != 4:
         raise L.unsupported(f"only 2-D convolutions are supported (weight {w.type})")
-    _no_dilation(L)
     strides = tuple(int(s) for s in L.attr("strides", [1, 1]))
-    kernel = w.type.shape[2:]
+    dil = tuple(int(d) for d in L.attr("dilations", [1, 1]))
+    if len(dil) != 2 or any(d < 1 for d in dil):
+        raise L.unsupported(f"dilations {list(dil)}: 2 values >= 1 are supported")
+    kernel = tuple((k - 1) * d + 1 for k, d in zip(w.type.shape[2:], dil))   # the dilated extent
     pads = _pads2d(L, x.type.shape[2:], kernel, strides)
     ops = [x, w] + ([L.value(L.opt_input(2))] if L.opt_input(2) else [])
-    L.emit("sqnxt.conv", ops, {"strides": strides, "pads": pads, "groups": int(L.attr("group", 1))})
+    attrs = {"strides": strides, "pads": pads, "groups": int(L.attr("group", 1))}
+    if dil != (1, 1):
+        attrs["dilations"] = dil
+    L.emit("sqnxt.conv", ops, attrs)
 
 
 @lowers("BatchNormalization", into="sqnxt.batchnorm")

@@ -53,9 +53,16 @@ def _const(op: Op, i: int) -> np.ndarray | None:
     return owner.const_value() if owner is not None else None
 
 
-def conv_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int) -> int:
-    """Output size of a convolution window: floor((size + pads - k) / stride) + 1."""
-    return (size + pad_begin + pad_end - k) // stride + 1
+def conv_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1) -> int:
+    """Output size of a convolution window: floor((size + pads - k_eff) / stride) + 1 with
+    the dilated kernel's extent k_eff = (k - 1) * dilation + 1."""
+    return (size + pad_begin + pad_end - ((k - 1) * dilation + 1)) // stride + 1
+
+
+def conv_dilations(op: Op) -> tuple[int, int]:
+    """A conv's (dilation_h, dilation_w): its ``dilations`` attribute, (1, 1) without one."""
+    d = op.attrs.get("dilations")
+    return (1, 1) if d is None else (int(d[0]), int(d[1]))
 
 
 def pool_out(size: int, k: int, stride: int, pad_begin: int, pad_end: int, ceil_mode: int) -> int:
@@ -171,6 +178,9 @@ def _verify_conv(op: Op) -> None:
     _verify_epilogue(op)
     if any(s < 1 for s in op.attrs["strides"]) or any(p < 0 for p in op.attrs["pads"]):
         raise VerifyError("strides must be >= 1 and pads >= 0")
+    d = op.attrs.get("dilations")
+    if d is not None and (len(d) != 2 or any(int(v) < 1 for v in d)):
+        raise VerifyError(f"dilations {tuple(d)} must be 2 values >= 1")
 
 
 #: The epilogue attributes of conv and fc: fused activation, fused residual add, activation
@@ -181,9 +191,11 @@ EPILOGUE = {"act": A("str", default="none", choices=ACTS),
 
 
 @declare("sqnxt.conv", "2-D convolution, NCHW, OIHW weights, optional bias, fused activation, "
-         "optional fused residual add (operands x, w[, b][, r]).",
+         "optional fused residual add (operands x, w[, b][, r]); ``dilations`` (absent: 1, 1) "
+         "spaces the kernel taps.",
          operands=(2, 4),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
+                "dilations": A("ints"),
                 "groups": A("int", default=1), **EPILOGUE, "pool": A("any"),
                 "schedule": SCHEDULE, "plan": PLAN},
          verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
@@ -191,10 +203,12 @@ def _conv(op):
     x, w = _t(op, 0), _t(op, 1)
     sh, sw = op.attrs["strides"]
     pt, pl, pb, pr = op.attrs["pads"]
-    h = conv_out(x.shape[2], w.shape[2], sh, pt, pb)
-    wd = conv_out(x.shape[3], w.shape[3], sw, pl, pr)
+    dh, dw = (1, 1) if op.attrs.get("dilations") is None else op.attrs["dilations"]
+    h = conv_out(x.shape[2], w.shape[2], sh, pt, pb, dh)
+    wd = conv_out(x.shape[3], w.shape[3], sw, pl, pr, dw)
     if h < 1 or wd < 1:
-        raise VerifyError(f"kernel {w.shape[2]}x{w.shape[3]} larger than padded input {x}")
+        raise VerifyError(f"kernel {w.shape[2]}x{w.shape[3]} (dilations {dh}x{dw}) larger than "
+                          f"padded input {x}")
     pool = op.attrs.get("pool")
     if pool is not None:
         _verify_pool_attr(pool)

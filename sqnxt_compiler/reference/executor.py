@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..diagnostics import InputError, Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
-from ..ir.ops import SHAPE_KERNELS, pool_end_pad, pool_out
+from ..ir.ops import SHAPE_KERNELS, conv_dilations, pool_end_pad, pool_out
 
 Kernel = Callable[[Op, list], np.ndarray]
 KERNELS: dict[str, Kernel] = {}
@@ -39,14 +39,17 @@ def activate(y: np.ndarray, act: str) -> np.ndarray:
     return y
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, groups: int) -> np.ndarray:
-    """y[n,k,p,q] = b[k] + sum_{c in group(k), r, s} w[k,c,r,s] * xpad[n, c, p*sh + r, q*sw + s]."""
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, groups: int,
+           dilations=(1, 1)) -> np.ndarray:
+    """y[n,k,p,q] = b[k] + sum_{c in group(k), r, s} w[k,c,r,s] * xpad[n, c, p*sh + r*dh, q*sw + s*dw]."""
     n, c, _, _ = x.shape
     k, cg, kh, kw = w.shape
     sh, sw = strides
+    dh, dw = dilations
     pt, pl, pb, pr = pads
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any(pads) else x
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # n,c,P,Q,kh,kw
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    win = sliding_window_view(xp, span, axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]  # n,c,P,Q,kh,kw
     p, q = win.shape[2], win.shape[3]
     if groups == 1:
         y = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # n,P,Q,k
@@ -95,7 +98,7 @@ def apply_pool(pool: dict, y: np.ndarray) -> np.ndarray:
 @kernel("sqnxt.conv")
 def _conv(op, a):
     x, w, b = _split(op, a)
-    y = conv2d(x, w, b, op.attrs["strides"], op.attrs["pads"], op.attrs["groups"])
+    y = conv2d(x, w, b, op.attrs["strides"], op.attrs["pads"], op.attrs["groups"], conv_dilations(op))
     y = epilogue(op, y, a)
     pool = op.attrs.get("pool")
     return y if pool is None else apply_pool(pool, y)

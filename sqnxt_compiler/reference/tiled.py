@@ -152,8 +152,8 @@ def fetch(x: np.ndarray, chans: slice, t: Tile, L, fill=0.0) -> np.ndarray:
     """DMA of one input tile: channels ``chans`` of the (C, H, W) tensor ``x``, the rows
     and columns the tile's outputs read (halo included), padded with ``fill`` only where
     the tile runs over the border.  A copy (the tile in the global buffer)."""
-    r0, r1, pt, pb = window(t.y[0], t.y[1], L.stride_h, L.pad_top, L.R, x.shape[1])
-    c0, c1, pl, pr = window(t.x[0], t.x[1], L.stride_w, L.pad_left, L.S, x.shape[2])
+    r0, r1, pt, pb = window(t.y[0], t.y[1], L.stride_h, L.pad_top, L.R_eff, x.shape[1])
+    c0, c1, pl, pr = window(t.x[0], t.x[1], L.stride_w, L.pad_left, L.S_eff, x.shape[2])
     blk = x[chans, r0:r1, c0:c1]
     if pt or pb or pl or pr:
         return np.pad(blk, ((0, 0), (pt, pb), (pl, pr)), constant_values=fill)
@@ -161,18 +161,20 @@ def fetch(x: np.ndarray, chans: slice, t: Tile, L, fill=0.0) -> np.ndarray:
 
 
 def windows(xt: np.ndarray, t: Tile, L) -> np.ndarray:
-    """(c, rows, cols, R, S) strided view of the tile's kernel windows; checks that the
-    input tile yields exactly the tile's outputs."""
+    """(c, rows, cols, R, S) strided view of the tile's kernel windows (taps dilation
+    apart); checks that the input tile yields exactly the tile's outputs."""
     c, h, w = xt.shape
     want = (t.y[1] - t.y[0], t.x[1] - t.x[0])
-    got = ((h - L.R) // L.stride_h + 1 if h >= L.R else 0,
-           (w - L.S) // L.stride_w + 1 if w >= L.S else 0)
+    kh, kw = L.R_eff, L.S_eff
+    got = ((h - kh) // L.stride_h + 1 if h >= kh else 0,
+           (w - kw) // L.stride_w + 1 if w >= kw else 0)
     if got != want:
         raise SqnxtError(f"input tile of {h}x{w} gives {got[0]}x{got[1]} outputs, the tile has "
                          f"{want[0]}x{want[1]}")
     sc, sy, sx = xt.strides
     return as_strided(xt, (c, want[0], want[1], L.R, L.S),
-                      (sc, sy * L.stride_h, sx * L.stride_w, sy, sx), writeable=False)
+                      (sc, sy * L.stride_h, sx * L.stride_w, sy * L.dilation_h, sx * L.dilation_w),
+                      writeable=False)
 
 
 # --------------------------------------------------------------------------- arithmetic

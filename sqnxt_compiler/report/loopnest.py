@@ -117,7 +117,9 @@ def layer_block(d: dict, s, target) -> list[str]:
     out += ["", f"global buffer per tile (largest tile of each loop), {copies} "
                 f"{'copies (double-buffered)' if copies == 2 else 'copy (no double buffering)'}:"]
     cy, cx = (ly["computed_max"], lx["computed_max"]) if L.pool else (m.ty, m.tx)
-    halo = f"(outputs {cy}x{cx} + halo, kernel {L.R}x{L.S}, stride {L.stride_h}x{L.stride_w})"
+    dil = (f" dilated {L.dilation_h}x{L.dilation_w}"
+           if (L.dilation_h, L.dilation_w) != (1, 1) else "")
+    halo = f"(outputs {cy}x{cx} + halo, kernel {L.R}x{L.S}{dil}, stride {L.stride_h}x{L.stride_w})"
     out.append(f"  inputs  {ly['input_extent_max']} y x {lx['input_extent_max']} x x {in_ch} "
                f"{'k' if cw else 'c'}{mult} {halo}".ljust(78) + _b(fp["input"], wb))
     if d["tensors"]["weights"]:

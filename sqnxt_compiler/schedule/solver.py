@@ -84,6 +84,7 @@ class LayerSchedule:
                       "stride": [L.stride_h, L.stride_w],
                       "pad": [L.pad_top, L.pad_left, L.pad_bottom, L.pad_right],
                       "groups": L.groups, "n_inputs": L.n_inputs,
+                      "dilation": [L.dilation_h, L.dilation_w],
                       "weight_zero_fraction": None if L.weight_zero_fraction is None
                       else str(L.weight_zero_fraction),
                       "pool": None if not L.pool else {
