@@ -43,6 +43,22 @@ class ExitCode(enum.IntEnum):
     INTERNAL = 70
 
 
+#: The longest name (node, file, op) a diagnostic prints whole; longer ones keep their
+#: start and end around an ellipsis, so that an error stays one short line.
+MAX_NAME = 200
+
+
+def one_line(text: str, limit: int | None = MAX_NAME) -> str:
+    """``text`` as one printable line: line breaks, tabs and other control characters
+    escaped (``\\n``, ``\\x07``); longer than ``limit`` characters: the first and last
+    parts around an ellipsis (``limit`` None: no truncation)."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+    if limit is not None and len(out) > limit:
+        keep = limit - 1
+        out = out[: keep - keep // 4] + "…" + out[len(out) - keep // 4:]
+    return out
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a diagnostic points: a file, and optionally a node and the op it became."""
@@ -54,11 +70,11 @@ class Location:
     def __str__(self) -> str:
         parts = []
         if self.file:
-            parts.append(str(self.file))
+            parts.append(one_line(self.file))
         if self.node is not None:
-            tail = f"node '{self.node}'"
+            tail = f"node '{one_line(self.node)}'"
             if self.op:
-                tail += f" ({self.op})"
+                tail += f" ({one_line(self.op)})"
             parts.append(tail)
         return ": ".join(parts)
 
@@ -80,7 +96,7 @@ class SqnxtError(Exception):
 
     def __str__(self) -> str:
         loc = str(self.location) if self.location else ""
-        msg = self.message.replace("\n", " ")
+        msg = one_line(self.message.replace("\n", " "), limit=4 * MAX_NAME)
         return f"{loc}: {msg}" if loc else msg
 
 

@@ -328,3 +328,30 @@ def test_a_model_with_several_outputs_compiles_checks_and_plans_each(cli, tmp_pa
     assert homes["c1"] == ("dram", "the graph output") and homes["gap"] == ("dram", "the graph output")
     r = cli("compile", path)
     assert r.exit_code == 0 and 'sqnxt.output(' in r.stdout and 'names = ["a", "g", "x"]' in r.stdout
+
+
+@pytest.mark.parametrize("name,shown", [
+    ("bad\nnode\r\tname", "node 'bad\\nnode\\r\\tname'"),
+    ("n" * 100_000, "…"),
+])
+def test_hostile_node_names_keep_the_error_one_short_line(cli, tmp_path, name, shown):
+    """A node name with line breaks is escaped, a huge one cut around an ellipsis: the
+    error stays one line of bounded length (in the location and in the message)."""
+    m = make_model([N("Hardmax", ["x"], ["y"], name=name)], [("x", [1, 3, 4, 4])], [("y", [1, 3, 4, 4])])
+    p = tmp_path / "m.onnx"
+    p.write_bytes(m.SerializeToString())
+    r = cli("compile", str(p))
+    assert r.exit_code == ExitCode.UNSUPPORTED
+    _assert_one_line_error(r.stderr, [shown, "unsupported op 'Hardmax'"], "m.onnx")
+    assert len(r.stderr) < 1500
+
+
+@pytest.mark.parametrize("args", [["compile", "-t", "pe8x8", "--time-limit", "nan"],
+                                  ["compile", "-t", "pe8x8", "--time-limit", "inf"],
+                                  ["check", "--rtol", "nan"], ["check", "--atol", "inf"],
+                                  ["check", "--seed", "-1"]])
+def test_non_finite_or_negative_numbers_are_usage_errors(cli, tmp_path, args):
+    path = _write_model(good_model)(tmp_path)
+    r = cli(args[0], path, *args[1:])
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert "Traceback" not in r.output and args[-2] in r.stderr

@@ -30,7 +30,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..diagnostics import ExitCode, SqnxtError
+from ..diagnostics import MAX_NAME, ExitCode, SqnxtError, one_line
 from .check import check_cmd
 from .compile import compile_cmd
 from .ops import ops_cmd
@@ -57,7 +57,7 @@ def run_guarded(fn, debug: bool):
     except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks
         if debug:
             traceback.print_exc()
-        click.echo(f"sqnxtc: internal error: {type(exc).__name__}: {exc} "
+        click.echo(f"sqnxtc: internal error: {type(exc).__name__}: {one_line(str(exc), 4 * MAX_NAME)} "
                    "(run with --debug for a traceback)", err=True)
         sys.exit(int(ExitCode.INTERNAL))
 

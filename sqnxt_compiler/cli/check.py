@@ -8,7 +8,8 @@ import click
 from .. import driver
 from ..diagnostics import CheckFailed, UsageError
 from ..report.progress import reporting
-from .options import activation_home_option, instrumentation, load_target_with, notes, pipeline_options
+from .options import (FiniteFloatRange, activation_home_option, instrumentation, load_target_with, notes,
+                      pipeline_options)
 
 
 @click.command("check")
@@ -24,10 +25,10 @@ from .options import activation_home_option, instrumentation, load_target_with, 
                    "accumulators as the accelerator computes (needs --tiled).")
 @click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Number of seeded random inputs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first input.")
-@click.option("--rtol", type=click.FloatRange(0, 1), default=None,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the first input.")
+@click.option("--rtol", type=FiniteFloatRange(0, 1), default=None,
               help="Relative tolerance [default: 1e-4; int16: see docs].")
-@click.option("--atol", type=click.FloatRange(0, 1), default=None,
+@click.option("--atol", type=FiniteFloatRange(0, 1), default=None,
               help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
 def check_cmd(model, passes, progress, target_name, tiled, precision, samples, seed, rtol, atol, **kw):
     """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""

@@ -19,6 +19,21 @@ from ..passes.schedule import ScheduleOptions
 _DEFAULTS = ScheduleOptions()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also rejects NaN and the infinities (a usage error, exit 2):
+    NaN compares false with every bound, so FloatRange alone lets it through."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
 def _apply(fn, opts):
     for o in reversed(opts):
         fn = o(fn)
@@ -64,7 +79,7 @@ def schedule_flags(fn):
         click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default=None,
                      help=f"What the scheduler minimizes (ties: energy, then cycles) "
                           f"[default: {_DEFAULTS.objective}]."),
-        click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+        click.option("--time-limit", type=FiniteFloatRange(min=0), default=None,
                      help="Solver time limit per layer in seconds (0: none; on expiry the bound and "
                           f"gap are recorded) [default: {_DEFAULTS.time_limit:g}]."),
         click.option("--fallback", type=click.Choice(["none", "heuristic"]), default=None,

@@ -27,7 +27,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from ..diagnostics import InputError, Location, SqnxtError, UnsupportedError
+from ..diagnostics import InputError, Location, SqnxtError, UnsupportedError, one_line
 from ..ir.core import VerifyError
 from ..ir.graph import Graph
 from ..ir.types import TensorType, dtype_name
@@ -349,6 +349,7 @@ def unsupported_message(unknown: list[tuple[str, int, str]], limit: int = 8) -> 
     most ``limit`` kinds spelled out, then how many more), and where the supported ops
     are listed."""
     def one(kind, n, first):
+        kind, first = one_line(kind, 60), one_line(first, 60)
         return f"'{kind}' ({n} nodes, first '{first}')" if n > 1 else f"'{kind}' (node '{first}')"
 
     parts = [one(*u) for u in unknown[:limit]]
