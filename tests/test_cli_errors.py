@@ -69,6 +69,15 @@ def _empty_graph():
     return m
 
 
+def _conv_model(w_shape, y_shape, **attrs):
+    return lambda: make_model([N("Conv", ["x", "w"], ["y"], name="c", **attrs)], [("x", [1, 4, 8, 8])],
+                              [("y", y_shape)], [("w", np.ones(w_shape, np.float32))])
+
+
+def _relu_model(shape, opset=13):
+    return lambda: make_model([N("Relu", ["x"], ["y"], name="r")], [("x", shape)], [("y", shape)], opset=opset)
+
+
 def _no_outputs():
     m = make_model([N("Relu", ["x"], ["a"])], [("x", [1, 3, 4, 4])], [("a", [1, 3, 4, 4])])
     del m.graph.output[:]
@@ -127,6 +136,20 @@ CASES = {
                       ["m.onnx", "invalid ONNX model", "bogus", "the_node"]),
     "empty-graph": (_write_model(_empty_graph), ExitCode.BAD_INPUT, (), ["m.onnx", "empty graph"]),
     "no-outputs": (_write_model(_no_outputs), ExitCode.BAD_INPUT, (), ["m.onnx", "no outputs"]),
+    "weights-disagree-with-channels": (_write_model(_conv_model((2, 3, 3, 3), [1, 2, 6, 6])), ExitCode.BAD_INPUT,
+                                       (), ["node 'c'", "invalid model", "expects 3 input channels, input has 4"]),
+    "groups-0": (_write_model(_conv_model((3, 4, 3, 3), [1, 3, 6, 6], group=0)), ExitCode.BAD_INPUT, (),
+                 ["node 'c'", "invalid model", "groups=0"]),
+    "pool-pads-as-large-as-the-window": (
+        _write_model(lambda: make_model([N("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], pads=[2, 2, 2, 2])],
+                                        [("x", [1, 4, 8, 8])], [("y", [1, 4, 11, 11])])),
+        ExitCode.BAD_INPUT, (), ["node 'p'", "invalid model", "smaller than the kernel"]),
+    "opset-30": (_write_model(_relu_model([1, 4, 8, 8], opset=30)), ExitCode.BAD_INPUT, (),
+                 ["m.onnx", "opset 30 does not exist"]),
+    "batch-0": (_write_model(_relu_model([0, 4, 8, 8])), ExitCode.UNSUPPORTED, (),
+                ["input x", "dimension 0 at axis 0: an empty tensor"]),
+    "height-0": (_write_model(_relu_model([1, 4, 0, 8])), ExitCode.UNSUPPORTED, (),
+                 ["input x", "dimension 0 at axis 2: an empty tensor"]),
     "dilation-2": (_write_model(_dilation), ExitCode.UNSUPPORTED, (),
                    ["m.onnx", "node 'dil_pool'", "dilations [2, 2]"]),
     "absurd-size": (_write_model(_absurd), ExitCode.UNSUPPORTED, (),

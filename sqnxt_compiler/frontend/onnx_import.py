@@ -31,7 +31,7 @@ from ..diagnostics import InputError, Location, SqnxtError, UnsupportedError, on
 from ..ir.core import VerifyError
 from ..ir.graph import Graph
 from ..ir.types import TensorType, dtype_name
-from ..ir.verifier import verify
+from ..ir.verifier import IRVerificationError, verify
 
 #: Largest tensor (elements) sqnxtc accepts: far beyond any CNN, below absurd sizes.
 MAX_ELEMENTS = 2 ** 31 - 1
@@ -99,6 +99,9 @@ def _bind_batch(model: onnx.ModelProto, source: str, notes: list[str]) -> None:
         if not tt.HasField("shape"):
             raise UnsupportedError("graph input has no shape (unranked); sqnxtc needs static shapes", loc)
         for axis, d in enumerate(tt.shape.dim):
+            if d.WhichOneof("value") == "dim_value" and d.dim_value <= 0:
+                raise UnsupportedError(f"dimension {d.dim_value} at axis {axis}: an empty tensor "
+                                       "(every dimension must be >= 1)", loc)
             if d.HasField("dim_value") and d.dim_value > 0:
                 if axis == 0 and d.dim_value != 1 and len(tt.shape.dim) > 1:
                     raise UnsupportedError(f"batch size {d.dim_value}; sqnxtc compiles batch 1 "
@@ -862,11 +865,22 @@ def import_model(model: onnx.ModelProto, source: str = "<model>") -> ImportResul
         raise InputError("the graph has no outputs: nothing to compute", source)
     if _opset(model) == 0:
         raise InputError("model imports no default-domain opset", source)
+    newest = onnx.defs.onnx_opset_version()
+    if _opset(model) > newest:
+        raise InputError(f"opset {_opset(model)} does not exist (the newest ONNX opset this onnx "
+                         f"{onnx.__version__} knows is {newest})", source)
     _bind_batch(model, source, notes)
     inferred = _check_and_infer(model, source, notes)
     lowering = _Lowering(inferred, source, notes)
     graph = lowering.run()
-    verify(graph)
+    try:
+        verify(graph)
+    except IRVerificationError as exc:
+        # straight after import, a broken op rule is the model's (weights that disagree with
+        # the input channels, groups that divide nothing, pads as large as the window): a bad
+        # input model, not a bug (after a pass the same error is one: exit 70)
+        raise InputError(exc.message.replace("IR verification failed", "invalid model", 1),
+                         exc.location) from None
     return ImportResult(graph, notes, inferred)
 
 
