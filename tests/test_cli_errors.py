@@ -378,3 +378,32 @@ def test_non_finite_or_negative_numbers_are_usage_errors(cli, tmp_path, args):
     r = cli(args[0], path, *args[1:])
     assert r.exit_code == ExitCode.USAGE, r.output
     assert "Traceback" not in r.output and args[-2] in r.stderr
+
+
+def test_the_comparison_agrees_on_matching_nan_and_infinities():
+    """A NaN where onnxruntime gives NaN, or the same infinity, agrees; one that differs
+    (or a NaN on one side only) is a mismatch with an infinite error, never 'err 0'."""
+    from sqnxt_compiler.reference.check import compare
+
+    ref = np.array([1.0, np.nan, np.inf, -np.inf, 2.0])
+    assert compare(ref.copy(), ref, 1e-4, 1e-5) == (0.0, 0.0, True)
+    for bad in ([1.0, 0.0, np.inf, -np.inf, 2.0], [1.0, np.nan, -np.inf, -np.inf, 2.0],
+                [np.nan, np.nan, np.inf, -np.inf, 2.0]):
+        a, r, ok = compare(np.array(bad), ref, 1e-4, 1e-5)
+        assert not ok and a == r == float("inf")
+    a, _, ok = compare(np.array([1.5, np.nan, np.inf, -np.inf, 2.0]), ref, 1e-4, 1e-5)
+    assert not ok and a == 0.5
+
+
+def test_check_of_a_model_that_overflows_prints_no_numpy_warning(cli, tmp_path):
+    """x * 1e38 overflows float32 to inf the same way in sqnxtc and onnxruntime (and on
+    through sigmoid and a division): the check passes, and numpy's RuntimeWarning (with
+    its install path) does not leak."""
+    m = make_model([N("Mul", ["x", "big"], ["m"], name="scale"), N("Sigmoid", ["m"], ["s"], name="sig"),
+                    N("Div", ["m", "s"], ["y"], name="div")],
+                   [("x", [1, 3, 4, 4])], [("y", [1, 3, 4, 4])], [("big", np.float32(1e38))])
+    p = tmp_path / "m.onnx"
+    p.write_bytes(m.SerializeToString())
+    r = cli("check", str(p))
+    assert "RuntimeWarning" not in r.stderr and "site-packages" not in r.stderr, r.stderr
+    assert r.exit_code == 0 and "PASS" in r.stdout, r.output
