@@ -213,16 +213,33 @@ def brute_force_best(layer: Layer, target: Target, objective: str = "cycles",
 # ---------------------------------------------------------------------------------------
 # the network-level oracle (tests only): the memory planner's relaxation, exhaustively
 # ---------------------------------------------------------------------------------------
+def all_dram_totals(cands) -> dict | None:
+    """Cycles and energy of the plan that keeps nothing resident: every step's candidate
+    with all operands through DRAM and the whole buffer for its tiles (the planner's bound
+    on both: docs/memory-planning.md), or None when some step has none (a hand-made
+    candidate set)."""
+    def alone(c) -> bool:
+        return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
+                and c.schedule.layer.capacity is None)
+
+    picks = [next((c for c in cs if alone(c)), None) for cs in cands]
+    if any(c is None for c in picks):
+        return None
+    return {"cycles": sum(c.value("cycles") for c in picks), "energy": sum(c.value("energy") for c in picks)}
+
+
 def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int, int, tuple]:
     """The best (objective, secondary) over every residency of the plannable tensors and
     every choice of one candidate per step with the homes that residency gives, such that
     at every step the candidate's footprint plus the resident words live there fit the
-    buffer (the planner's model without the address rectangles).  Returns (objective,
+    buffer, and the network's cycles and energy are each at most the all-DRAM plan's (the
+    planner's model without the address rectangles).  Returns (objective,
     secondary, resident tuple) of the lexicographic minimum.  Exponential: tiny networks."""
     from itertools import product
 
     B = target.buffer_words
     sec = SECONDARY[objective]
+    base = all_dram_totals(cands)
     plannable = [t.index for t in net.tensors if t.plannable and t.words <= B]
     best = None
     for bits in product((False, True), repeat=len(plannable)):
@@ -240,6 +257,9 @@ def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int,
             per_step.append(ok)
         else:
             for choice in product(*per_step):
+                if base is not None and (sum(c.value("cycles") for c in choice) > base["cycles"]
+                                         or sum(c.value("energy") for c in choice) > base["energy"]):
+                    continue        # the planner's bounds: no worse than all-DRAM on either
                 if objective == "edp":
                     cyc = sum(c.value("cycles") for c in choice)
                     en = sum(c.value("energy") for c in choice)

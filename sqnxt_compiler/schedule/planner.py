@@ -14,7 +14,8 @@ candidate (exactly one per step), linked: a step's candidate has as many residen
 as its input tensors that are resident, a resident residual iff its residual tensor is, and
 a resident output iff its output tensor is.
 At every step the chosen candidate's footprint plus the words of every resident tensor
-live at that step fit the buffer.  Objective: the run's objective summed over the steps
+live at that step fit the buffer; the network's cycles and energy are each at most the
+all-DRAM plan's (every step's schedule alone).  Objective: the run's objective summed over the steps
 (edp: network cycles x network energy); ties: the secondary objective (energy for
 cycles, cycles otherwise), then the fewest resident words; one worker, fixed seed.
 
@@ -36,7 +37,7 @@ from ortools.sat.python import cp_model
 from ..cost.model import capacity_words, objective_value
 from ..diagnostics import ScheduleError
 from .liveness import Network
-from .oracle import SECONDARY
+from .oracle import SECONDARY, all_dram_totals
 from .space import min_footprint_words
 
 #: Pareto points per (step, home combination): 1 measured as good as 3 on 1.0-SqNxt-23
@@ -183,6 +184,13 @@ def _build(net: Network, cands, target, objective: str, joint: bool):
 
     def total(metric: str):
         return sum(c.value(metric) * v for i, cs in enumerate(cands) for c, v in zip(cs, y[i]))
+
+    # never worse than every activation through DRAM on cycles nor on energy, whatever the
+    # objective (the all-DRAM plan meets both bounds: always feasible)
+    base = all_dram_totals(cands)
+    if base is not None:
+        m.add(total("cycles") <= base["cycles"])
+        m.add(total("energy") <= base["energy"])
 
     def product():
         cyc_hi = sum(max(c.value("cycles") for c in cs) for cs in cands)
