@@ -598,10 +598,16 @@ def _constant(L):
         arr = np.array(val, dtype=np.float32 if "float" in a.name else np.int64)
     else:
         raise L.unsupported(f"Constant with '{a.name}'")
+    _bind_constant(L, arr)
+
+
+def _bind_constant(L, arr: np.ndarray) -> None:
+    """The node's output becomes the constant ``arr`` (an element type the IR has, else
+    unsupported, naming the node's op type)."""
     try:
         dtype_name(arr.dtype)
     except ValueError:
-        raise L.unsupported(f"Constant of element type {arr.dtype}") from None
+        raise L.unsupported(f"{L.node.op_type} of element type {arr.dtype}") from None
     L.values[L.node.output[0]] = L.graph.constant(arr, L.node.output[0], L.loc("sqnxt.constant"))
 
 
@@ -741,12 +747,7 @@ def _constant_of_shape(L):
     if math.prod(shape) > MAX_ELEMENTS:
         raise L.unsupported(f"ConstantOfShape of {math.prod(shape)} elements, beyond the {MAX_ELEMENTS} "
                             "sqnxtc accepts")
-    arr = np.full(shape, fill[0], dtype=fill.dtype)
-    try:
-        dtype_name(arr.dtype)
-    except ValueError:
-        raise L.unsupported(f"ConstantOfShape of element type {arr.dtype}") from None
-    L.values[L.node.output[0]] = L.graph.constant(arr, L.node.output[0], L.loc("sqnxt.constant"))
+    _bind_constant(L, np.full(shape, fill[0], dtype=fill.dtype))
 
 
 @lowers("Pad", into="sqnxt.pad")
