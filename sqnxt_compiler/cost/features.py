@@ -70,8 +70,8 @@ def touched_dilated(a: int, b: int, stride: int, kernel: int, pad: int, n_in: in
                 total += hi - lo
                 end = hi
         return total
-    return len({o * stride - pad + j * d for o in range(a, b) for j in range(kernel)}
-               & set(range(n_in)))
+    return len({i for o in range(a, b) for j in range(kernel)
+                if 0 <= (i := o * stride - pad + j * d) < n_in})
 
 
 @dataclass(frozen=True)
