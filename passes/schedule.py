@@ -173,6 +173,7 @@ class Schedule(Pass):
             res = plan.resident[t.index]
             home = lambda i: "dram" if i is None or not plan.resident[i] else "buffer"  # noqa: E731
             ins = tuple(home(i) for i in step.inputs)
+            ins += ("dram",) * (step.layer.n_inputs - len(ins))   # inputs no tensor stands for
             rh = home(step.residual) if step.op.attrs.get("residual") else None
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
                                              (t.producer, t.last), toff, ins, rh)

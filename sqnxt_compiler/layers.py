@@ -17,13 +17,20 @@ IR op                        cost-model layer
                              the input becomes extra bottom/right padding (Caffe's rule)
 ``sqnxt.global_avgpool``     ``gap`` (R = H, S = W)
 ``sqnxt.add``                ``add`` with ``n_inputs`` operands, when all have the
-                             output's shape (a broadcasting add is not modelled)
+                             output's shape (a broadcasting add is an ``eltwise``)
+``sqnxt.reduce``             over H and W: ``gap``; over one of them: ``avgpool`` with a
+                             window of the whole axis; over C (and any of H, W): ``conv``
+                             with one output channel (constant weights)
+every op of                  ``eltwise``: the function's PE operations and nonlinear
+:data:`ELEMENTWISE`          evaluations per element, over the output's grid (:func:`grid`)
+every op of :data:`MOVES`    ``move``: a copy of the output's words (a gather of the words
+                             each output reads), no operation
 ===========================  ===========================================================
 
-These are the ops declared with the ``runs_on_array`` trait (``sqnxt_compiler/ir/ops.py``).
-Ops with the ``free`` trait (views, layout and shape ops, graph structure) are not layers.
-Every other op (softmax, LRN, an unfused batchnorm or activation, concat, ...) is *not
-modelled*: it is listed in reports with no cycles, never silently dropped.
+Every op an accelerator run executes is a layer: what remains *not modelled* is an op the
+machine has no mapping for (a matmul of two activations, a reduction of a tensor that is
+not NCHW); reports list it with no cycles, never silently dropped.  Ops with the ``free``
+trait (views, shape computations, graph structure) move no data and are not layers.
 """
 from __future__ import annotations
 
@@ -86,13 +93,134 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
     if op.name == "sqnxt.global_avgpool":
         x = op.operands[0].type.shape
         return Layer(name, "gap", C=x[1], K=x[1], H=x[2], W=x[3], R=x[2], S=x[3], P=1, Q=1)
-    if op.name == "sqnxt.add":
+    if op.name == "sqnxt.add" and _is_add_layer(op):
         y = op.result.type.shape
-        if len(y) != 4 or any(v.type.shape != y for v in op.operands) or len(op.operands) < 2:
-            return None
         return Layer(name, "add", C=y[1], K=y[1], H=y[2], W=y[3], R=1, S=1, P=y[2], Q=y[3],
                      n_inputs=len(op.operands))
+    if op.name == "sqnxt.reduce":
+        return _reduce_layer(op, name)
+    if op.name in ELEMENTWISE or op.name in MOVES or op.name == "sqnxt.resize":
+        return _element_layer(op, name)
     return None
+
+
+#: Element-wise ops: IR op -> (PE operations, nonlinear function evaluations) per output
+#: element (docs/cost-model.md, "Element-wise and data-movement layers"; lrn adds its window).
+ELEMENTWISE: dict[str, tuple[int, int]] = {
+    "sqnxt.relu": (1, 0),           # max(x, 0)
+    "sqnxt.leaky_relu": (2, 0),     # compare, multiply
+    "sqnxt.prelu": (2, 0),          # compare, multiply by the slope
+    "sqnxt.clip": (2, 0),           # max, min
+    "sqnxt.batchnorm": (1, 0),      # x * scale + shift (folded per channel at compile time)
+    "sqnxt.hard_sigmoid": (3, 0),   # multiply-add, max, min
+    "sqnxt.hard_swish": (4, 0),     # hard_sigmoid, then multiply
+    "sqnxt.sigmoid": (0, 1),
+    "sqnxt.tanh": (0, 1),
+    "sqnxt.add": (1, 0),            # per operand after the first
+    "sqnxt.sub": (1, 0),
+    "sqnxt.mul": (1, 0),
+    "sqnxt.div": (1, 1),            # reciprocal, multiply (a constant divisor: multiply only)
+    "sqnxt.softmax": (2, 1),        # exp, accumulate, multiply by the row's reciprocal
+    "sqnxt.lrn": (2, 1),            # + size square-accumulates; multiply-add, power, multiply
+}
+#: Data-movement ops: each output word is a copy of one input word.
+MOVES = ("sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.extract_slice", "sqnxt.take")
+
+
+def grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (channels, rows, columns) an element-wise layer runs over, batch dropped: NCHW
+    (C, H, W); rank > 4: the leading axes are channels (prod(dims[:-2]), H, W); (N, C, L):
+    (C, 1, L); (N, C): (C, 1, 1)."""
+    dims = tuple(shape[1:]) if len(shape) >= 2 else tuple(shape)
+    if not dims:
+        return 1, 1, 1
+    if len(dims) == 1:
+        return dims[0], 1, 1
+    if len(dims) == 2:
+        return dims[0], 1, dims[1]
+    return math.prod(dims[:-2]), dims[-2], dims[-1]
+
+
+def operand_role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
+    """How an element-wise op reads an operand of ``shape`` broadcast to ``out``:
+    ``full`` (the output's shape), ``scalar`` (one value: an immediate), ``param`` (one
+    value per channel of the grid, constant over its rows and columns: a per-channel
+    parameter vector, like the SE scale) or ``other`` (any other broadcast: read as a full
+    tensor, the conservative side)."""
+    if tuple(shape) == tuple(out):
+        return "full"
+    if math.prod(shape) == 1:
+        return "scalar"
+    s = (1,) * (len(out) - len(shape)) + tuple(shape)
+    spatial = 2 if len(out) >= 4 else (1 if len(out) == 3 else 0)
+    return "param" if all(d == 1 for d in s[len(s) - spatial:]) else "other"
+
+
+def data_operands(op: Op) -> list:
+    """The operands a layer reads as whole input tensors of the layer (its ``n_inputs``),
+    which the memory planner may keep in the buffer: every operand of an ``add`` layer;
+    the output-shaped operands of an ``eltwise`` layer; operand 0 of a ``move`` (a concat's
+    operands are parts of its input: none); else operand 0 (conv/fc: weights follow)."""
+    if op.name == "sqnxt.add" and _is_add_layer(op):
+        return list(op.operands)
+    if op.name in ELEMENTWISE or (op.name == "sqnxt.resize" and op.attrs["mode"] == "linear"):
+        y = op.result.type.shape
+        return [v for v in op.operands[:1 if op.name == "sqnxt.batchnorm" else None]
+                if operand_role(v.type.shape, y) == "full"]
+    if op.name == "sqnxt.concat":
+        return []
+    return [op.operands[0]]
+
+
+def _is_add_layer(op: Op) -> bool:
+    y = op.result.type.shape
+    return len(y) == 4 and len(op.operands) >= 2 and all(v.type.shape == y for v in op.operands)
+
+
+def _element_layer(op: Op, name: str) -> Layer:
+    """The eltwise or move layer of an element-wise / data-movement op (module doc)."""
+    y = op.result.type.shape
+    K, P, Q = grid(y)
+    if op.name in MOVES or (op.name == "sqnxt.resize" and op.attrs["mode"] == "nearest"):
+        return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn=op.name.split(".")[1])
+    if op.name == "sqnxt.resize":       # linear: 3 lerps of the 4 gathered taps
+        return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn="resize", elem_ops=3)
+    ops, funcs = ELEMENTWISE[op.name]
+    operands = list(op.operands)
+    params = 0
+    if op.name == "sqnxt.batchnorm":         # scale and shift per channel, folded from 4 vectors
+        operands, params = operands[:1], 2
+    roles = [operand_role(v.type.shape, y) for v in operands]
+    n_in = max(1, sum(r in ("full", "other") for r in roles))
+    params += sum(r == "param" for r in roles)
+    if op.name in ("sqnxt.add", "sqnxt.sub", "sqnxt.mul"):
+        ops *= len(operands) - 1
+    elif op.name == "sqnxt.div" and _const(op.operands[1]) is not None:
+        funcs = 0                             # a constant divisor: multiply by its reciprocal
+    elif op.name == "sqnxt.lrn":
+        ops += op.attrs["size"]
+    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,
+                 fn=op.name.split(".")[1], elem_ops=ops, elem_funcs=funcs, params=params)
+
+
+def _const(v) -> np.ndarray | None:
+    return v.owner.const_value() if v.owner is not None else None
+
+
+def _reduce_layer(op: Op, name: str) -> Layer | None:
+    """A reduction of an NCHW tensor (module doc); None for other ranks."""
+    x = op.operands[0].type.shape
+    if len(x) != 4:
+        return None
+    axes = {a % 4 for a in op.attrs["axes"]} - {0}
+    C, H, W = x[1:]
+    R, S = (H if 2 in axes else 1), (W if 3 in axes else 1)
+    P, Q = H // R, W // S
+    if 1 in axes:                 # over channels: a conv with one output channel
+        return Layer(name, "conv", C=C, K=1, H=H, W=W, R=R, S=S, P=P, Q=Q, stride_h=R, stride_w=S)
+    if axes == {2, 3}:
+        return Layer(name, "gap", C=C, K=C, H=H, W=W, R=H, S=W, P=1, Q=1)
+    return Layer(name, "avgpool", C=C, K=C, H=H, W=W, R=R, S=S, P=P, Q=Q, stride_h=R, stride_w=S)
 
 
 def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:

@@ -150,6 +150,10 @@ class Target:
                                   minimum=1)
     pipeline_fill_cycles: int = _field("array", "pipeline_fill_cycles", "int", "cycles",
                                        "array pipeline fill and drain, charged once per layer", minimum=0)
+    nonlinear_cycles: int = _field("array", "nonlinear_cycles", "int", "cycles",
+                                   "cycles (and MAC-level operations) of one nonlinear function "
+                                   "evaluation per element (sigmoid, tanh, exp, reciprocal) on a PE",
+                                   minimum=1, maximum=1024, default=4)
     # [buffer]
     word_bits: int = _field("buffer", "word_bits", "int", "bits", "width of an activation or weight word",
                             minimum=1)

@@ -313,3 +313,42 @@ def test_dilated_conv_worked_example():
     # tx = 1: each column tile reads the 3 taps 2 apart, 2 of them at the borders
     taps = [len({q - 2 + 2 * j for j in range(3)} & set(range(28))) for q in range(28)]
     assert sum(taps) == x_feat(L, t, 1).I == int(d["tx1.IX"])
+
+
+def test_elementwise_worked_example():
+    """The squeeze-excitation scale of docs/cost-model.md ("Element-wise and data-movement
+    layers"): every figure by hand from the doc's formulas, then evaluate()."""
+    from sqnxt_compiler.cost.features import element_cycles, os_pass_cycles
+
+    d = block("worked-example-elementwise")
+    t = load_target(d["target"])
+    L = Layer("se", "eltwise", C=32, K=32, H=16, W=16, R=1, S=1, P=16, Q=16, fn="mul", elem_ops=1, params=1)
+    df, tx, ty, tc, tk, order = d["mapping"].split()
+    m = Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
+    nk, D, fill, lat, bw = 4, 32, 32, 100, 8
+    z = 1 + 0 * 4
+    compute = 32 * 1 * 1 * max(z, D) + fill + D
+    dram = 32 * 16 * 16 + 32 * 1 + 32 * 16 * 16          # input, parameters, output
+    transfers = nk + nk + nk
+    dma = lat * transfers + cdiv(dram, bw)
+    fp_in, fp_w, fp_out = 16 * 16 * 8, 8 * 1, 16 * 16 * 8 * 2
+    pro = lat * 2 + cdiv(fp_in + fp_w, bw)
+    epi = lat + cdiv(16 * 16 * 8, bw)
+    total = max(compute + pro + epi, dma)
+    ops = 32 * 256 * z
+    buf = 32 * 1 * 1 * z + 32 * 16 * 16 + 2 * 32 * 256 * 1 + dram
+    energy = ops * 1 + ops * 2 * 1 + ops * 2 * 2 + buf * 6 + dram * 200
+    hand = dict(compute_cycles=compute, dram_words=dram, transfers=transfers, dma_cycles=dma,
+                fp_total=2 * (fp_in + fp_w + fp_out), prologue_cycles=pro, epilogue_cycles=epi,
+                total_cycles=total, energy_total=energy)
+    assert hand == {k: int(d[k]) for k in hand}
+    r = evaluate(L, t, m)
+    got = dict(compute_cycles=r.compute_cycles, dram_words=r.dram["total"], transfers=r.transfers["total"],
+               dma_cycles=r.dma_cycles, fp_total=r.footprint["total"], prologue_cycles=r.prologue_cycles,
+               epilogue_cycles=r.epilogue_cycles, total_cycles=r.total_cycles, energy_total=r.energy["total"])
+    assert got == hand
+    assert L.describe() == "eltwise mul 32x16x16 +1 per-channel: 1 ops + 0 functions per element"
+    sig = Layer("s", "eltwise", C=32, K=32, H=1, W=1, R=1, S=1, P=1, Q=1, fn="sigmoid", elem_funcs=1)
+    lrn = Layer("l", "eltwise", C=32, K=32, H=8, W=8, R=1, S=1, P=8, Q=8, fn="lrn", elem_ops=7, elem_funcs=1)
+    assert element_cycles(sig, t) == int(d["sigmoid.z"]) and os_pass_cycles(4, t) == int(d["sigmoid.pass"])
+    assert element_cycles(lrn, t) == int(d["lrn5.z"])

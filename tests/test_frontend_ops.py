@@ -527,6 +527,13 @@ for _op, _how in ((11, "sizes"), (13, "sizes"), (13, "equal"), (18, "num_outputs
     CASES[f"split-{_how}-opset{_op}"] = _split(_op, _how)
 
 
+@case("gather-channels-of-data")
+def _():
+    """A channel gather of an activation (a data copy: sqnxt.take), reversed channel order."""
+    return model([N("Relu", ["x"], ["r"]), N("Gather", ["r", "idx"], ["y"], axis=1)], X48,
+                 inits=[("idx", I(3, 2, 1, 0))])
+
+
 @case("expand-to-a-computed-shape")
 def _():
     return model([N("GlobalAveragePool", ["x"], ["g"]), N("Shape", ["x"], ["sh"]),

@@ -163,7 +163,7 @@ def test_groups_channelwise_and_spills_are_shown():
     b = blocks(text)
     assert "trivial: channel-wise layer" in "\n".join(b["dw"])
     assert "trivial: channel-wise layer" in "\n".join(b["pool"])
-    assert "not modelled" in b["softmax"][0]
+    assert "eltwise softmax 10x1x1: 2 ops + 1 functions per element" in b["softmax"][0]
     text, doc = get("tiny", "pe8x8-1k", "energy")
     spill = next(L for L in doc["layers"] if L["cost"]["refetch"]["output_visits"] > 1)
     v = spill["cost"]["refetch"]["output_visits"]

@@ -78,8 +78,8 @@ def test_declare_rejects_an_unknown_trait():
 
 
 def test_has_trait_reads_the_declaration_and_rejects_unknown_names(instances):
-    conv, relu = instances["sqnxt.conv"][0], instances["sqnxt.relu"][0]
-    assert conv.has_trait("runs_on_array") and not relu.has_trait("runs_on_array")
+    conv, flat = instances["sqnxt.conv"][0], instances["sqnxt.flatten"][0]
+    assert conv.has_trait("runs_on_array") and not flat.has_trait("runs_on_array")
     with pytest.raises(KeyError, match="unknown op trait"):
         conv.has_trait("runs_on_aray")
 

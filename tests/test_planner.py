@@ -48,7 +48,8 @@ def residual():
 
 
 def fire():
-    """x -> squeeze -> (expand1, expand3) -> concat -> conv: concat is not run on the array."""
+    """x -> squeeze -> (expand1, expand3) -> concat -> conv: the concat is a copy (a move
+    layer) that reads its parts from DRAM."""
     nodes = [conv("sq", "x", "s", "ws", 1), conv("e1", "s", "p", "we1", 1), conv("e3", "s", "q", "we3", 3, 1),
              helper.make_node("Concat", ["p", "q"], ["cat"], name="cat", axis=1), conv("out", "cat", "y", "wo", 1)]
     inits = [("ws", w(4, 8, 1, 1)), ("we1", w(8, 4, 1, 1)), ("we3", w(8, 4, 3, 3)), ("wo", w(8, 16, 1, 1))]
@@ -100,8 +101,10 @@ def test_tensors_read_by_an_op_off_the_array_go_through_dram():
     by = {t.name: t for t in net.tensors}
     assert by["sq"].plannable and (by["sq"].producer, by["sq"].last) == (0, 2)
     for name in ("e1", "e3"):
-        assert not by[name].plannable and "sqnxt.concat 'cat'" in by[name].reason
-    assert net.steps[-1].inputs == (None,)   # the concat's result comes from DRAM
+        assert not by[name].plannable and "read from DRAM by sqnxt.concat 'cat'" in by[name].reason
+    cat, out = net.steps[-2:]
+    assert cat.layer.kind == "move" and cat.inputs == ()   # its parts come from DRAM
+    assert out.inputs == (cat.output,) and by["cat"].plannable   # the copy may stay resident
 
 
 # ---- the plan against the exhaustive oracle -------------------------------------------------

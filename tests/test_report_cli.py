@@ -101,8 +101,9 @@ def test_report_from_a_schedule_file_equals_report_from_the_model(cli, tmp_path)
 def test_stage_rule_generalizes_by_output_rows():
     doc = outputs(tiny_path(), "pe8x8", "cycles")[1]
     st = stages(doc)
-    # conv1, dw, gconv (the add fused into it) at 12; pool and conv2 at 6; gap and fc at 1
-    assert [(s["P"], s["layers"]) for s in st] == [(12, 3), (6, 2), (1, 2)]
+    # conv1, dw, gconv (the add fused into it) at 12; pool and conv2 at 6; gap, fc and
+    # softmax (an eltwise layer) at 1
+    assert [(s["P"], s["layers"]) for s in st] == [(12, 3), (6, 2), (1, 3)]
     assert report_data([doc])["targets"][0]["stages"] == st
 
 
@@ -169,11 +170,11 @@ def test_progress_goes_to_stderr_only_and_changes_nothing(cli, tmp_path):
             "--progress")
     b, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "--activation-home", "dram",
                                          "-o", tmp_path / "b"))
-    assert a.exit_code == b.exit_code == 0 and solved == 7
+    assert a.exit_code == b.exit_code == 0 and solved == 8
     assert a.stdout == b.stdout and "scheduling" not in a.stdout
     lines = [ln for ln in a.stderr.splitlines() if "scheduling" in ln]
-    assert lines[0].startswith("scheduling 0/7 distinct layers (conv1)")
-    assert lines[-1].startswith("scheduling 7/7 distinct layers")
+    assert lines[0].startswith("scheduling 0/8 distinct layers (conv1)")
+    assert lines[-1].startswith("scheduling 8/8 distinct layers")
     assert "scheduling" not in b.stderr   # stderr is not a terminal here
     for f in (tmp_path / "a").iterdir():
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name

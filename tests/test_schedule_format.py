@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Every (model, target, objective) the report tests compile: zoo models with plain,
 # grouped and depthwise-free SqueezeNext blocks; the small network with every layer kind
-# (depthwise, grouped, ceil-mode pool, add, gap, fc, an unmodelled softmax); a 1 KB
+# (depthwise, grouped, ceil-mode pool, add, gap, fc, a softmax: eltwise); a 1 KB
 # buffer that forces a partial-sum spill (energy objective).
 CASES = [
     ("zoo:1.0-SqNxt-23", "pe16x16", "cycles"),
@@ -139,7 +139,9 @@ def test_document_has_the_promised_top_level_facts(produced):
 def test_tiny_params_follow_the_documented_rule():
     _, doc, _ = case("tiny", "pe8x8", "cycles")
     assert doc["model"]["params"] == tiny_params()
-    assert [u["op"] for u in doc["unmodelled"]] == ["sqnxt.softmax"]
+    assert doc["unmodelled"] == []      # its softmax is an eltwise layer
+    assert next(L for L in doc["layers"] if L["op"] == "sqnxt.softmax")["shape"]["element"] == {
+        "fn": "softmax", "ops": 2, "funcs": 1, "params": 0}
 
 
 # ---- numbers agree between files -------------------------------------------------------

@@ -182,11 +182,22 @@ def os_pass_cycles(z: int, target: Target) -> int:
 def os_ops_per_pass(layer: Layer, target: Target, c_i: int) -> int:
     """Weights streamed (= cycles of work) per OS pass over c_i input channels:
     ceil(c_i * R * S * nonzero) for MAC layers (zero weights skipped); R * S * n_inputs
-    element operations for pool/gap/add (no weights, nothing skipped)."""
+    element operations for pool/gap/add (no weights, nothing skipped); for eltwise/move
+    ``elem_ops + elem_funcs * nonlinear_cycles`` (:func:`element_cycles`)."""
     if not layer.is_mac:
-        return layer.R * layer.S * layer.n_inputs
+        return element_cycles(layer, target)
     nz = nonzero_fraction(layer, target)
     return ceil_div(c_i * layer.R * layer.S * nz.numerator, nz.denominator)
+
+
+def element_cycles(layer: Layer, target: Target) -> int:
+    """PE cycles per output element of a non-MAC layer (one OS pass): R * S * n_inputs for
+    pool/gap/add; elem_ops + elem_funcs * array.nonlinear_cycles for eltwise (a nonlinear
+    function is a piecewise-linear approximation of that many cycles); 0 for move (a copy:
+    the pass is its drain)."""
+    if layer.kind in ("eltwise", "move"):
+        return layer.elem_ops + layer.elem_funcs * target.nonlinear_cycles
+    return layer.R * layer.S * layer.n_inputs
 
 
 def c_feat(layer: Layer, target: Target, t: int) -> ChanFeat:
@@ -199,7 +210,7 @@ def c_feat(layer: Layer, target: Target, t: int) -> ChanFeat:
     for a, b in ts:
         CB += ceil_div(b - a, target.pe_rows)
         # same value as os_ops_per_pass(layer, target, b - a), without re-deriving nz
-        z = ceil_div((b - a) * num, den) if layer.is_mac else layer.R * layer.S * layer.n_inputs
+        z = ceil_div((b - a) * num, den) if layer.is_mac else element_cycles(layer, target)
         Z += z
         ZP += os_pass_cycles(z, target)
     return ChanFeat(len(ts), CB, Z, ZP, t)

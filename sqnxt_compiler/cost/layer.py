@@ -14,7 +14,14 @@ Conventions
 * ``kind``: ``"conv"`` (grouped and depthwise included: ``groups`` divides C and K),
   ``"fc"`` (a 1x1 convolution on a 1x1 image: H = W = P = Q = R = S = 1),
   ``"maxpool"``/``"avgpool"`` (C == K, window R x S), ``"gap"`` (global average pool:
-  R = H, S = W, P = Q = 1), ``"add"`` (element-wise sum of ``n_inputs`` tensors, R = S = 1).
+  R = H, S = W, P = Q = 1), ``"add"`` (element-wise sum of ``n_inputs`` tensors, R = S = 1),
+  ``"eltwise"`` (any other element-wise function: ``elem_ops`` PE operations and
+  ``elem_funcs`` nonlinear function evaluations per output element over ``n_inputs``
+  output-sized tensors and ``params`` per-channel parameter vectors; ``fn`` names the IR
+  op) and ``"move"`` (a data-movement op, concat, transpose, pad, resize, ...: each output
+  word copied from one gathered input word, no operation).  Both are channel-wise on the
+  output's grid: C = K, H x W = P x Q, R = S = 1 (docs/cost-model.md, "Element-wise and
+  data-movement layers").
 * ``weight_zero_fraction``: the fraction of zero weights measured in the layer's actual
   weights (exact Fraction), or None to use the target's assumed sparsity.
 * Operand homes (docs/cost-model.md, "Operand homes"), what the network around the layer
@@ -51,7 +58,10 @@ _NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_outpu
 _NO_POOL = {"pool": "", "pool_R": 1, "pool_S": 1, "pool_stride_h": 1, "pool_stride_w": 1,
             "pool_pad_top": 0, "pool_pad_left": 0, "pool_pad_bottom": 0, "pool_pad_right": 0}
 MAC_KINDS = ("conv", "fc")
-NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add")
+#: Element-wise and data-movement layers: channel-wise on the output's grid (C = K,
+#: H x W = P x Q, R = S = 1), described by ``fn``, ``elem_ops``, ``elem_funcs``, ``params``.
+ELEMENT_KINDS = ("eltwise", "move")
+NON_MAC_KINDS = ("maxpool", "avgpool", "gap", "add") + ELEMENT_KINDS
 KINDS = MAC_KINDS + NON_MAC_KINDS
 
 
@@ -92,6 +102,10 @@ class Layer:
     pool_pad_right: int = 0
     dilation_h: int = 1
     dilation_w: int = 1
+    fn: str = ""
+    elem_ops: int = 0
+    elem_funcs: int = 0
+    params: int = 0
 
     def __post_init__(self) -> None:
         if self.weight_zero_fraction is not None and not isinstance(self.weight_zero_fraction, Fraction):
@@ -149,6 +163,12 @@ class Layer:
         return self.kind in MAC_KINDS
 
     @property
+    def has_weights(self) -> bool:
+        """The layer reads weights: conv/fc, or an eltwise layer's per-channel parameters
+        (loaded per k tile like a weight tile)."""
+        return self.is_mac or self.params > 0
+
+    @property
     def channelwise(self) -> bool:
         """Output channel k reads input channel k only: pool, gap, add, and depthwise conv
         (groups == C == K).  These run with one channel loop (k) that also tiles the
@@ -178,6 +198,8 @@ class Layer:
         number of element operations K * P * Q * R * S * n_inputs."""
         if self.is_mac:
             return self.K * self.conv_P * self.conv_Q * (self.C // self.groups) * self.R * self.S
+        if self.kind in ELEMENT_KINDS:
+            return self.K * self.P * self.Q * (self.elem_ops + self.elem_funcs)
         return self.K * self.P * self.Q * self.R * self.S * self.n_inputs
 
     @property
@@ -187,11 +209,19 @@ class Layer:
 
     @property
     def weight_words(self) -> int:
-        """Weights (words) = K * (C / groups) * R * S; 0 for non-MAC layers."""
-        return self.K * (self.C // self.groups) * self.R * self.S if self.is_mac else 0
+        """Weights (words) = K * (C / groups) * R * S; K * params for an eltwise layer's
+        per-channel parameters; 0 for other non-MAC layers."""
+        if not self.is_mac:
+            return self.K * self.params
+        return self.K * (self.C // self.groups) * self.R * self.S
 
     def describe(self) -> str:
         g = f" g{self.groups}" if self.groups != 1 else ""
+        if self.kind in ELEMENT_KINDS:
+            ins = f" x{self.n_inputs}" if self.n_inputs > 1 else ""
+            par = f" +{self.params} per-channel" if self.params else ""
+            return (f"{self.kind} {self.fn} {self.K}x{self.P}x{self.Q}{ins}{par}: "
+                    f"{self.elem_ops} ops + {self.elem_funcs} functions per element")
         if self.pool:
             return (f"{self.kind} {self.C}x{self.H}x{self.W} -> {self.K}x{self.conv_P}x{self.conv_Q} "
                     f"k{self.R}x{self.S} s{self.stride_h}x{self.stride_w}{g} + {self.pool}pool "
@@ -259,11 +289,21 @@ class Layer:
             raise bad("fc must be a 1x1 convolution on a 1x1 image (H=W=R=S=P=Q=1)")
         if not self.is_mac:
             if self.C != self.K or self.groups != 1:
-                raise bad("pool/gap/add need C == K and groups == 1")
-        if self.kind == "add" and (self.R, self.S, self.H, self.W) != (1, 1, self.P, self.Q):
-            raise bad("add is element-wise: R = S = 1 and H x W == P x Q")
-        if self.kind != "add" and self.n_inputs != 1:
-            raise bad("only add has n_inputs > 1")
+                raise bad("pool/gap/add/eltwise/move need C == K and groups == 1")
+        if self.kind in ("add",) + ELEMENT_KINDS and (
+                (self.R, self.S, self.H, self.W, self.stride_h, self.stride_w) != (1, 1, self.P, self.Q, 1, 1)
+                or (self.pad_top, self.pad_left, self.pad_bottom, self.pad_right) != (0, 0, 0, 0)):
+            raise bad("an element-wise layer has R = S = 1, stride 1, no padding and H x W == P x Q")
+        if self.kind not in ("add", "eltwise") and self.n_inputs != 1:
+            raise bad("only add and eltwise have n_inputs > 1")
+        if not isinstance(self.fn, str) or bool(self.fn) != (self.kind in ELEMENT_KINDS):
+            raise bad("fn names the op of an eltwise or move layer (and only of those)")
+        for f in ("elem_ops", "elem_funcs", "params"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(f"{f} must be a non-negative integer, got {v!r}")
+            if v and self.kind != "eltwise":
+                raise bad(f"only eltwise takes {f}")
         if self.weight_zero_fraction is not None and not (0 <= self.weight_zero_fraction < 1):
             raise bad("weight_zero_fraction must be in [0, 1)")
         r = self.resident_inputs

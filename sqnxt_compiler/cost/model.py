@@ -35,8 +35,10 @@ class Consts:
     Kg: int
     RS: int         # kernel taps R * S
     PQ: int         # output pixels per channel
-    Wg: int         # weights per group = Kg * Cg * R * S (0 without weights)
-    has_w: int      # 1 if the layer has weights
+    Wg: int         # weights per group = Kg * Cg * w_kc (0 without weights)
+    w_kc: int       # weight words per (output, input channel) pair: R * S for conv/fc, an
+                    # eltwise layer's per-channel parameter vectors, else 0
+    has_w: int      # 1 if the layer has weights (or per-channel parameters)
     in_mult: int    # input tensors (n_inputs of add, else 1)
     in_dram: int    # input tensors read from DRAM (in_mult - resident inputs)
     out_dram: int   # 1 if the output is written back to DRAM, 0 if it stays resident
@@ -70,10 +72,11 @@ class Consts:
 def consts(layer: Layer, target: Target) -> Consts:
     """The constants of :func:`cost_terms` for one layer on one target."""
     bw = target.dram_words_per_cycle
+    w_kc = layer.R * layer.S if layer.is_mac else layer.params
     return Consts(
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
-        Wg=layer.Kg * layer.Cg * layer.R * layer.S if layer.is_mac else 0,
-        has_w=1 if layer.is_mac else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
+        Wg=layer.Kg * layer.Cg * w_kc, w_kc=w_kc,
+        has_w=1 if w_kc else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
         out_dram=0 if layer.resident_output else 1,
         res=int(layer.residual), res_dram=int(layer.residual and not layer.resident_residual),
         pool=int(bool(layer.pool)), pool_ops=layer.pool_ops,
@@ -214,7 +217,7 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...] | None)
 
     # ---- global buffer footprint (words) ----
     t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_dram
-    t["fp_weight"] = k.has_w * tk * tc * RS
+    t["fp_weight"] = k.w_kc * tk * tc
     # the accumulator tile of the computed outputs, and with a fused pool the pooled tile
     t["fp_output"] = CXm * CYm * tk * pw + k.pool * tx * ty * tk
     t["fp_residual"] = tx * ty * tk * k.res_dram

@@ -619,9 +619,16 @@ def _shape(L):
     L.emit("sqnxt.shape", [L.value(L.node.input[0])], attrs)
 
 
-@lowers("Gather", into="sqnxt.gather")
+def _is_data(x) -> bool:
+    """An activation (a floating-point value that is not a compile-time constant): slicing
+    or gathering it copies words on the machine; anything else is a shape computation."""
+    return x.type.dtype.startswith("f") and (x.owner is None or x.owner.const_value() is None)
+
+
+@lowers("Gather", into="sqnxt.gather (sqnxt.take on activations)")
 def _gather(L):
-    L.emit("sqnxt.gather", [L.value(n) for n in L.node.input[:2]], {"axis": int(L.attr("axis", 0))})
+    x, idx = (L.value(n) for n in L.node.input[:2])
+    L.emit("sqnxt.take" if _is_data(x) else "sqnxt.gather", [x, idx], {"axis": int(L.attr("axis", 0))})
 
 
 def _axes(L, what: str):
@@ -651,7 +658,7 @@ def _cast(L):
     L.emit("sqnxt.cast", [L.value(L.node.input[0])], {"to": ONNX_DTYPES[to]})
 
 
-@lowers("Slice", into="sqnxt.slice")
+@lowers("Slice", into="sqnxt.slice (sqnxt.extract_slice on activations)")
 def _slice(L):
     x = L.value(L.node.input[0])
     if L.opset < 10:
@@ -667,7 +674,8 @@ def _slice(L):
                  else [1] * len(starts))
     big = 2 ** 62  # ONNX uses INT64_MAX for "to the end"; Python slices clamp any large bound
     clamp = lambda v: max(min(int(v), big), -big)  # noqa: E731
-    L.emit("sqnxt.slice", [x], {"starts": tuple(map(clamp, starts)), "ends": tuple(map(clamp, ends)),
+    L.emit("sqnxt.extract_slice" if _is_data(x) else "sqnxt.slice", [x],
+           {"starts": tuple(map(clamp, starts)), "ends": tuple(map(clamp, ends)),
                                 "axes": tuple(int(a) for a in axes), "steps": tuple(int(s) for s in steps)})
 
 
@@ -700,7 +708,7 @@ def _transpose(L):
     L.emit("sqnxt.transpose", [x], {"perm": perm})
 
 
-@lowers("Split", into="sqnxt.slice (one per output)")
+@lowers("Split", into="sqnxt.extract_slice (one per output; sqnxt.slice on a constant)")
 def _split(L):
     """Each output is a static slice of the input along ``axis``: sizes from ``split``
     (attribute before opset 13, input after), else ``num_outputs`` (opset 18: equal parts,
@@ -728,8 +736,8 @@ def _split(L):
     start = 0
     for k, size in enumerate(sizes):
         if L.node.output[k]:
-            L.emit("sqnxt.slice", [x], {"starts": (start,), "ends": (start + size,), "axes": (axis,),
-                                        "steps": (1,)}, out=k)
+            L.emit("sqnxt.extract_slice" if _is_data(x) else "sqnxt.slice", [x],
+                   {"starts": (start,), "ends": (start + size,), "axes": (axis,), "steps": (1,)}, out=k)
         start += size
 
 

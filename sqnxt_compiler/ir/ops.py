@@ -24,9 +24,11 @@ the cost model, the reports and the frontend may assume about the op.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
+from .core import OPS
 from .core import AttrSpec as A
 from .core import Op, VerifyError, declare
 from .types import TensorType
@@ -653,3 +655,51 @@ for _name, _attrs, _summary, _nops in (
 ):
     declare(_name, _summary, operands=_nops, attrs=_attrs, traits=SHAPE_TRAITS)(
         (lambda k: (lambda op: _np_infer(op, SHAPE_KERNELS[k])))(_name))
+
+
+# ---------------------------------------------------------------- data slices and gathers
+def _broadcast_view(t: TensorType) -> np.ndarray:
+    """A zero-size-in-memory array of ``t``'s shape (to take numpy's result shape)."""
+    return np.broadcast_to(np.zeros((), t.np_dtype), t.shape)
+
+
+@declare("sqnxt.extract_slice", "A strided slice of an activation (ONNX Slice / Split on "
+         "data): the words are copied; bounds as sqnxt.slice.",
+         attrs={"starts": A("ints", True), "ends": A("ints", True), "axes": A("ints", True),
+                "steps": A("ints", True)})
+def _extract_slice(op):
+    try:
+        return [TensorType(_slice(op, _broadcast_view(_t(op, 0))).shape, _t(op, 0).dtype)]
+    except (ValueError, IndexError) as exc:
+        raise VerifyError(str(exc)) from None
+
+
+@declare("sqnxt.take", "np.take of an activation along ``axis`` with constant indices "
+         "(ONNX Gather on data): the words are copied.", operands=(2, 2), attrs={"axis": A("int", default=0)})
+def _take(op):
+    x, idx = _t(op, 0), _t(op, 1)
+    if not -x.rank <= op.attrs["axis"] < x.rank:
+        raise VerifyError(f"axis {op.attrs['axis']} out of range for {x}")
+    a = op.attrs["axis"] % x.rank
+    return [TensorType(x.shape[:a] + idx.shape + x.shape[a + 1:], x.dtype)]
+
+
+# ---------------------------------------------------------------- the layers beyond conv / pool
+#: Ops the accelerator also runs (sqnxt_compiler.layers: element-wise functions, reductions,
+#: data movement): they carry the schedule and plan attributes like conv.
+ELEMENT_LAYER_OPS = ("sqnxt.batchnorm", "sqnxt.relu", "sqnxt.leaky_relu", "sqnxt.clip", "sqnxt.sigmoid",
+                     "sqnxt.tanh", "sqnxt.hard_sigmoid", "sqnxt.hard_swish", "sqnxt.prelu", "sqnxt.sub",
+                     "sqnxt.mul", "sqnxt.div", "sqnxt.softmax", "sqnxt.lrn", "sqnxt.reduce",
+                     "sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.resize",
+                     "sqnxt.extract_slice", "sqnxt.take")
+
+
+def _runs_on_array(name: str) -> None:
+    """Give a declared op the runs_on_array trait and the schedule and plan attributes."""
+    d = OPS[name]
+    OPS[name] = replace(d, attrs={**d.attrs, "schedule": SCHEDULE, "plan": PLAN},
+                         traits=d.traits | {"runs_on_array"})
+
+
+for _name in ELEMENT_LAYER_OPS:
+    _runs_on_array(_name)

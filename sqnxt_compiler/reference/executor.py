@@ -387,6 +387,9 @@ def _shape(op, a):
 
 for _name, _fn in SHAPE_KERNELS.items():
     KERNELS[_name] = (lambda f: (lambda op, a: f(op, *a)))(_fn)
+# the copies of activation data: the shape ops' kernels (a contiguous copy)
+KERNELS["sqnxt.extract_slice"] = lambda op, a: np.ascontiguousarray(SHAPE_KERNELS["sqnxt.slice"](op, *a))
+KERNELS["sqnxt.take"] = lambda op, a: SHAPE_KERNELS["sqnxt.gather"](op, *a)
 
 KERNELS["sqnxt.constant"] = lambda op, a: op.attrs["value"]
 

@@ -39,6 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from ..cost.layer import ELEMENT_KINDS
 from ..diagnostics import SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
@@ -633,6 +634,66 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     return arith.out(y, fo), st
 
 
+def runs_whole(op: Op, L) -> bool:
+    """Layers whose tiles store the op's reference result (:func:`_store_tiles`): the
+    element-wise and data-movement layers and the reductions."""
+    return L.kind in ELEMENT_KINDS or op.name == "sqnxt.reduce"
+
+
+def _store_tiles(op: Op, ref: np.ndarray, arith, trace: bool) -> tuple[object, LayerStats]:
+    """An element-wise, data-movement or reduction layer, tile by tile: the op's reference
+    kernel gave ``ref`` (float; in int16 from the dequantized operands), quantized here at
+    the output's scale in int16; the mapping's tile loops store it region by region
+    (an output tile when its group's last c tile is reached), with the transfers of the
+    layer's operand homes, and every output element must be written exactly once."""
+    sched = op.attrs["schedule"].schedule
+    L, m = sched.layer, sched.mapping
+    fresh = layer_of(op)
+    if fresh is None or fresh.shape_key() != L.shape_key():
+        raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
+    st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
+    fo = arith.out_frac(op)
+    if arith.int_mode:
+        arith.cur_psum_bits = 64          # stored values are int16 outputs: nothing to saturate
+        st.psum_bits = 64
+        st.fracs.update(out=fo)
+        src = quantize(np.asarray(ref, dtype=np.float64), fo)
+    else:
+        src = np.asarray(ref, dtype=np.float32)
+    K, P, Q = L.K, L.P, L.Q
+    N = src.size // (K * P * Q)
+    src = src.reshape(N, K, P, Q)
+    y = np.zeros_like(src)
+    writes = np.zeros((K, P, Q), dtype=np.int32)
+    if trace:
+        st.coverage = np.zeros((K, L.Cg, P, Q), dtype=np.int32)
+
+    def region(t):
+        return (slice(t.g * L.Kg + t.k[0], t.g * L.Kg + t.k[1]), slice(*t.y), slice(*t.x))
+
+    def compute(t):
+        ks, ys, xs = region(t)
+        part = src[n, ks, ys, xs]
+        st.macs += part.size * (L.macs // (K * P * Q)) * (t.c[1] - t.c[0]) // L.Cg
+        return part.astype(np.float64) if t.c[1] == L.Cg else np.zeros(part.shape)
+
+    def finalize(t, acc):
+        ks, ys, xs = region(t)
+        y[n, ks, ys, xs] = acc
+        writes[ks, ys, xs] += 1
+        st.outputs += acc.size
+
+    for n in range(N):
+        _drive(st, L, m, arith, L.n_inputs, L.has_weights, compute, finalize)
+    st.output_elements = y.size
+    lo, hi = int(writes.min()), int(writes.max())
+    st.writes_min, st.writes_max = lo // N, -(-hi // N)
+    if lo != N or hi != N:
+        raise SqnxtError(f"tiled execution finalized output elements between {lo / N:g} and "
+                         f"{hi / N:g} times per batch element (must be exactly once)")
+    return arith.out(y.reshape(op.result.type.shape), fo), st
+
+
 def pooled_geometry(L):
     """(the conv's own layer, tile -> the conv tile its pool windows cover) of a conv
     with a fused pool (``sqnxt_compiler.cost.features.pool_cover`` per axis)."""
@@ -762,8 +823,12 @@ class TiledExecutor(Interpreter):
         (constants excepted: a layer quantizes the weights it reads itself)."""
         if "schedule" in op.attrs:
             sched = op.attrs["schedule"].schedule
-            pb = self.arith.layer_psum_bits(sched) if self.arith.int_mode else 64
-            y, st = _run_layer(op, args, self.arith, self.trace, pb)
+            if runs_whole(op, sched.layer):
+                ref = super().run_op(op, [self.as_array(a) for a in args])
+                y, st = _store_tiles(op, ref, self.arith, self.trace)
+            else:
+                pb = self.arith.layer_psum_bits(sched) if self.arith.int_mode else 64
+                y, st = _run_layer(op, args, self.arith, self.trace, pb)
             self.layers.append(st)
         else:
             self.unscheduled.append(op.name)

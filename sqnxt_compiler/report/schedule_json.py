@@ -29,7 +29,7 @@ FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
 #: plan; docs/schedule-format.md, "Versions").
-VERSION = 6
+VERSION = 7
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "totals", "plan")
 
@@ -47,6 +47,8 @@ def _tensors(L) -> dict:
     w = None
     if L.is_mac:
         w = {"shape": [L.K, L.C // L.groups, L.R, L.S], "words": L.weight_words}
+    elif L.params:       # an eltwise layer's per-channel parameter vectors
+        w = {"shape": [L.K, L.params, 1, 1], "words": L.weight_words}
     return {"input": inp, "weights": w, "output": {"shape": [L.K, L.P, L.Q], "words": L.K * L.P * L.Q}}
 
 

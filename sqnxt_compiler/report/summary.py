@@ -30,6 +30,9 @@ def summary_text(net: NetworkSchedule, top: int = 10) -> str:
     if n_un:
         names = [r.name for r in net.unmodelled]
         un += f" ({', '.join(names[:5])}{', ...' if n_un > 5 else ''})"
+    n_free = sum(1 for op in net.graph.ops() if op.has_trait("free") and not op.has_trait("structural"))
+    if n_free:      # bookkeeping: views and shape computations move no data (layers.py)
+        un += f", {n_free} view/shape op{'' if n_free == 1 else 's'} (no data moved)"
     out = [f"{net.graph.source} on {tgt.name} ({tgt.pe_rows}x{tgt.pe_cols} PEs, "
            f"{tgt.global_buffer_bytes // 1024} KB buffer): {t['layers']} layers "
            f"({t['distinct_layers']} distinct shapes), {un}",

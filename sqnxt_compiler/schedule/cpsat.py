@@ -282,10 +282,10 @@ class _Builder:
         txy = self.prod(tx, ty, "txy")
         txyk = self.prod(txy, tk, "txyk")
         cxyk = self.prod(self.prod(CXm, CYm, "cxym"), tk, "cxyk")   # = txyk without a pool
-        fp = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc), (pw, cxyk), (k.res_dram + k.pool, txyk)],
+        fp = self.lin([(k.in_dram, fp_in), (k.w_kc, tkc), (pw, cxyk), (k.res_dram + k.pool, txyk)],
                       0, "fp")
         m.add(k.copies * fp.expr <= k.buffer_words)
-        pro_w = self.lin([(k.in_dram, fp_in), (k.has_w * RS, tkc)], 0, "pro_w")
+        pro_w = self.lin([(k.in_dram, fp_in), (k.w_kc, tkc)], 0, "pro_w")
         pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
                        k.lat * (k.in_dram + k.has_w), "pro")
         epi = self.lin([(k.out_dram, self.cdiv(txyk, k.bw_num, k.bw_den, "epi_q"))],

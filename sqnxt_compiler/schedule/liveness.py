@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..cost.layer import Layer
 from ..ir.core import Op, Value
 from ..ir.graph import Graph
+from ..layers import data_operands as layer_data_operands
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ def is_view(op: Op) -> bool:
 
 
 def data_operands(op: Op) -> list[Value]:
-    """The operands whose words a step reads as inputs: every operand of an element-wise
-    add, else operand 0 (operands 1.. of conv/fc are weights, bias and, with a fused add,
-    the residual: :func:`residual_operand`)."""
-    return list(op.operands) if op.name == "sqnxt.add" else [op.operands[0]]
+    """The operands whose words a step reads as whole input tensors, in place when they
+    are resident (:func:`sqnxt_compiler.layers.data_operands`: every operand of an add,
+    the output-shaped operands of an eltwise layer, operand 0 otherwise; operands 1.. of
+    conv/fc are weights, bias and, with a fused add, the residual: :func:`residual_operand`)."""
+    return layer_data_operands(op)
 
 
 def residual_operand(op: Op) -> Value | None:
@@ -106,17 +108,26 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     """Steps and tensors of a graph whose steps (ops with a layer) are ``layers``, in
     program order (module doc)."""
     step_of = {op.id: i for i, (op, _) in enumerate(layers)}
+    # the producers a step reads in place when resident (its data operands and residual)
+    in_place = {op.id: {src.id for v in data_operands(op) + [residual_operand(op)] if v is not None
+                        for src in (_origin(graph, v).owner,) if src is not None}
+                for op, _ in layers}
     tensor_of: dict[int, int] = {}
     tensors: list[Tensor] = []
     for i, (op, L) in enumerate(layers):
         readers = _readers(graph, op.result)
         others = [r for r in readers if r.id not in step_of]
         steps = [step_of[r.id] for r in readers if r.id in step_of]
+        # a step that reads it otherwise (per-channel parameters, a part of a concat) reads DRAM
+        copied = [r for r in readers if r.id in step_of and op.id not in in_place[r.id]]
         reason = ""
         if others:
             o = others[0]
             reason = ("the graph output" if o.name == "sqnxt.output"
                       else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
+        elif copied:
+            o = copied[0]
+            reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
         elif not steps:
             reason = "never read"
         tensor_of[op.id] = len(tensors)

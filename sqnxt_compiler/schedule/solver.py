@@ -91,7 +91,9 @@ class LayerSchedule:
                           "kind": L.pool, "R": L.pool_R, "S": L.pool_S,
                           "stride": [L.pool_stride_h, L.pool_stride_w],
                           "pad": [L.pool_pad_top, L.pool_pad_left, L.pool_pad_bottom, L.pool_pad_right],
-                          "conv_P": L.conv_P, "conv_Q": L.conv_Q}},
+                          "conv_P": L.conv_P, "conv_Q": L.conv_Q},
+                      "element": None if not L.fn else {
+                          "fn": L.fn, "ops": L.elem_ops, "funcs": L.elem_funcs, "params": L.params}},
             "mapping": self.mapping.to_dict(),
             "status": self.status,
             "solver": self.solver,

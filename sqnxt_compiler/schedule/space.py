@@ -24,7 +24,7 @@ from itertools import product
 
 import numpy as np
 
-from sqnxt_compiler.cost.features import nonzero_fraction, ws_k_block, x_feat, y_feat
+from sqnxt_compiler.cost.features import element_cycles, nonzero_fraction, ws_k_block, x_feat, y_feat
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import LOOPS, ORDERS
 from sqnxt_compiler.cost.model import consts, cost_terms, reuse_conditions
@@ -115,7 +115,7 @@ def chan_tables(layer: Layer, target: Target) -> np.ndarray:
 
     Each of CB, Z, ZP is a sum over the tiles of a function of the tile's length, so it
     is (n - 1) f(t) + f(last) with f the per-tile term of c_feat:
-    ceil(c_i / pe_rows); z_i = ceil(c_i R S nz) (R S n_inputs without weights);
+    ceil(c_i / pe_rows); z_i = ceil(c_i R S nz) (element_cycles without weights);
     pass(z_i) = max(z_i, D) with double-buffered accumulators, else z_i + D.
     tests/test_oracle.py checks every row against c_feat."""
     N, P = layer.Cg, target.pe_rows
@@ -127,7 +127,7 @@ def chan_tables(layer: Layer, target: Target) -> np.ndarray:
             return -(-(l * num) // den)
     else:
         def z(l):
-            return np.full_like(l, layer.R * layer.S * layer.n_inputs)
+            return np.full_like(l, element_cycles(layer, target))
     D = target.os_drain_cycles
 
     def zp(l):
@@ -187,7 +187,7 @@ def order_representatives(layer: Layer) -> tuple[int, ...]:
     bounds = {"x": layer.Q, "y": layer.P, "c": layer.Cg, "k": layer.Kg}
     seen: dict = {}
     for i, o in enumerate(ORDERS):
-        seen.setdefault(order_signature(o, bounds, layer.channelwise, layer.is_mac), i)
+        seen.setdefault(order_signature(o, bounds, layer.channelwise, layer.has_weights), i)
     return tuple(sorted(seen.values()))
 
 

@@ -1,0 +1,134 @@
+"""Element-wise, reduction and data-movement ops are layers (sqnxt_compiler/layers.py,
+docs/cost-model.md "Element-wise and data-movement layers"): what each op maps to, how its
+operands are read, what the memory planner may keep resident, and that only ops with no
+mapping stay "not modelled"."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from sqnxt_compiler import driver
+from sqnxt_compiler.cost import Layer
+from sqnxt_compiler.cost.features import element_cycles
+from sqnxt_compiler.diagnostics import UnsupportedError
+from sqnxt_compiler.layers import grid, layer_of, network_layers, operand_role
+from sqnxt_compiler.schedule.liveness import network_of
+from sqnxt_compiler.targets import load_target
+from support import inferred_model, rand
+
+N = helper.make_node
+
+
+def _compile(model, tmp_path, target="pe8x8", passes="default"):
+    p = tmp_path / "m.onnx"
+    onnx.save(model, str(p))
+    return driver.compile(str(p), pipeline=passes, target=load_target(target))
+
+
+def _se_block():
+    """conv -> swish (x * sigmoid(x)) -> squeeze-excitation (gap, 1x1 convs, hard-sigmoid
+    scale) -> a per-channel PReLU -> concat with the conv output -> channel shuffle."""
+    rng = np.random.default_rng(0)
+    nodes = [N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             N("Sigmoid", ["c"], ["sg"], name="sig"), N("Mul", ["c", "sg"], ["sw"], name="swish"),
+             N("GlobalAveragePool", ["sw"], ["g"], name="gap"),
+             N("Conv", ["g", "w1"], ["s1"], name="fc1"), N("Relu", ["s1"], ["r1"], name="relu1"),
+             N("Conv", ["r1", "w2"], ["s2"], name="fc2"), N("HardSigmoid", ["s2"], ["hs"], name="hsig"),
+             N("Mul", ["sw", "hs"], ["se"], name="scale"),
+             N("PRelu", ["se", "slope"], ["pr"], name="prelu"),
+             N("Concat", ["pr", "c"], ["cat"], axis=1, name="cat"),
+             N("Reshape", ["cat", "s5"], ["r5"]), N("Transpose", ["r5"], ["t5"], perm=[0, 2, 1, 3, 4], name="shuffle"),
+             N("Reshape", ["t5", "s4"], ["y"])]
+    inits = [("w", rand(rng, 8, 3, 3, 3)), ("w1", rand(rng, 4, 8, 1, 1)), ("w2", rand(rng, 8, 4, 1, 1)),
+             ("slope", rand(rng, 8, 1, 1)), ("s5", np.array([1, 2, 8, 6, 6], np.int64)),
+             ("s4", np.array([1, 16, 6, 6], np.int64))]
+    return inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], inits)
+
+
+def test_every_op_of_a_modern_block_is_a_layer_with_its_documented_counts(tmp_path):
+    res = _compile(_se_block(), tmp_path)
+    layers = {op.loc.node: L for op, L in network_layers(res.graph)}
+    assert None not in layers.values()
+    assert [(L.kind, L.fn, L.elem_ops, L.elem_funcs, L.params, L.n_inputs) for L in
+            (layers["sig"], layers["swish"], layers["hsig"], layers["scale"], layers["prelu"])] == [
+        ("eltwise", "sigmoid", 0, 1, 0, 1), ("eltwise", "mul", 1, 0, 0, 2), ("eltwise", "hard_sigmoid", 3, 0, 0, 1),
+        ("eltwise", "mul", 1, 0, 1, 1), ("eltwise", "prelu", 2, 0, 1, 1)]
+    # the shuffle's rank-5 tensor runs over (g * C/g, H, W); the concat over the output
+    assert (layers["shuffle"].kind, layers["shuffle"].K, layers["shuffle"].P) == ("move", 16, 6)
+    assert (layers["cat"].kind, layers["cat"].K, layers["cat"].n_inputs) == ("move", 16, 1)
+    free = sorted(op.name for op in res.graph.ops() if op.has_trait("free") and not op.has_trait("structural"))
+    assert free == ["sqnxt.reshape", "sqnxt.reshape"]     # the shuffle's views: no data moved
+
+
+def test_sigmoid_costs_the_targets_nonlinear_cycles():
+    t = load_target("pe8x8")
+    sig = Layer("s", "eltwise", C=8, K=8, H=4, W=4, R=1, S=1, P=4, Q=4, fn="sigmoid", elem_funcs=1)
+    assert element_cycles(sig, t) == t.nonlinear_cycles == 4
+    from dataclasses import replace
+    slow = replace(t, nonlinear_cycles=40)
+    from sqnxt_compiler.cost import Mapping, evaluate
+    m = Mapping("OS", 4, 4, 1, 8, ("k", "c", "y", "x"))
+    # z = 40 > the drain (8 cycles on pe8x8): each of the 8 channel passes costs 40
+    assert evaluate(sig, slow, m).compute_cycles - evaluate(sig, t, m).compute_cycles == 8 * (40 - 8)
+
+
+def test_operand_roles_and_grid():
+    assert grid((1, 8, 5, 7)) == (8, 5, 7) and grid((1, 2, 4, 5, 7)) == (8, 5, 7)
+    assert grid((1, 10)) == (10, 1, 1) and grid((1, 3, 9)) == (3, 1, 9)
+    out = (1, 8, 5, 7)
+    assert [operand_role(s, out) for s in [(1, 8, 5, 7), (1, 8, 1, 1), (8, 1, 1), (1,), (1, 1, 5, 7)]] == [
+        "full", "param", "param", "scalar", "other"]
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(kind="eltwise", fn="", elem_ops=1), "fn names the op"),
+    (dict(kind="conv", fn="relu"), "fn names the op"),
+    (dict(kind="move", fn="concat", elem_ops=1), "only eltwise takes elem_ops"),
+    (dict(kind="eltwise", fn="relu", elem_ops=-1), "elem_ops must be a non-negative"),
+    (dict(kind="eltwise", fn="relu", stride_h=2, P=2), "an element-wise layer has"),
+])
+def test_inconsistent_element_layers_are_rejected(kw, msg):
+    base = dict(name="e", C=4, K=4, H=4, W=4, R=1, S=1, P=4, Q=4)
+    with pytest.raises(UnsupportedError, match=msg):
+        Layer(**{**base, **kw})
+
+
+def test_reductions_map_to_gap_pool_or_a_one_channel_conv(tmp_path):
+    nodes = [N("ReduceMean", ["x"], ["a"], axes=[2, 3], name="spatial"),
+             N("ReduceMax", ["x"], ["b"], axes=[1], name="channels"),
+             N("ReduceSum", ["x", "ax"], ["c"], name="rows")]
+    m = inferred_model(nodes, [("x", [1, 4, 6, 5])], ["a", "b", "c"], [("ax", np.array([3], np.int64))])
+    res = _compile(m, tmp_path)
+    by = {op.loc.node: L for op, L in network_layers(res.graph)}
+    assert (by["spatial"].kind, by["spatial"].R, by["spatial"].S) == ("gap", 6, 5)
+    assert (by["channels"].kind, by["channels"].C, by["channels"].K) == ("conv", 4, 1)
+    assert (by["rows"].kind, by["rows"].S, by["rows"].Q, by["rows"].P) == ("avgpool", 5, 1, 6)
+
+
+def test_a_parameter_vector_and_concat_parts_come_from_dram(tmp_path):
+    """The SE scale vector is read as per-channel parameters and the concat's parts as
+    parts: neither reader reads them in place, so neither is ever kept resident."""
+    res = _compile(_se_block(), tmp_path, target="pe16x16")
+    ops = [(op, L) for op, L in network_layers(res.graph)]
+    net = network_of(res.graph, ops)
+    by = {t.name: t for t in net.tensors}
+    assert not by["hsig"].plannable and "read from DRAM by sqnxt.mul 'scale'" in by["hsig"].reason
+    assert not by["prelu"].plannable and "sqnxt.concat 'cat'" in by["prelu"].reason
+    assert by["sig"].plannable     # the swish mul reads the sigmoid's output whole, in place
+
+
+def test_ops_with_no_mapping_are_still_listed_as_not_modelled(tmp_path, cli):
+    nodes = [N("Relu", ["x"], ["r"]), N("ReduceMean", ["r"], ["y"], axes=[2], name="red3")]
+    m = inferred_model(nodes, [("x", [1, 4, 9])], ["y"])
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    r = cli("compile", p, "-t", "pe8x8", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "1 op not modelled (red3)" in r.stdout.splitlines()[0]
+    import json
+    doc = json.loads((tmp_path / "out" / "schedule.json").read_text())
+    assert [(u["layer"], u["op"]) for u in doc["unmodelled"]] == [("red3", "sqnxt.reduce")]
+    red = next(op for op in driver.compile(str(p)).graph.ops() if op.name == "sqnxt.reduce")
+    assert layer_of(red) is None
