@@ -41,7 +41,7 @@ def model_file(name: str, work: Path) -> Path:
     if p.exists():
         return p
     out = work / f"{name}.onnx"
-    subprocess.run(sqnxtc() + ["zoo", "export", name, str(out)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(sqnxtc() + ["zoo", "export", name, "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
     return out
 
 

@@ -119,7 +119,11 @@ class Canonicalize(Pass):
                                            old.result.name + "_b", Location(node=old.loc.node)))
         fc = graph.add_op("sqnxt.fc", operands, loc=old.loc, result_names=[old.result.name + "_fc"])
         graph.replace_all_uses(old.result, fc.result)
+        weights = old.operands[1].owner
         graph.erase(old)
+        if weights is not None and weights.name == "sqnxt.constant" and not graph.uses(weights.result):
+            graph.erase(weights)   # the old layout of the weights: freed now, not at the end
+            self.stats["dead-ops-erased"] += 1
 
     def _gemm_to_fc(self, graph: Graph, op) -> bool:
         if op.name != "sqnxt.gemm" or op.attrs["trans_a"]:
@@ -128,7 +132,9 @@ class Canonicalize(Pass):
         C = _const(op.operands[2]) if len(op.operands) > 2 else None
         if B is None or (len(op.operands) > 2 and C is None) or B.dtype != np.float32:
             return False
-        W = op.attrs["alpha"] * (B if op.attrs["trans_b"] else B.T)
+        W = B if op.attrs["trans_b"] else B.T
+        if op.attrs["alpha"] != 1:         # (no copy of the weights when alpha is 1)
+            W = op.attrs["alpha"] * W
         K = W.shape[0]
         b = None
         if C is not None:

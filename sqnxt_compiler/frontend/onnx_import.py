@@ -16,8 +16,8 @@ Softmax's coerce-to-2D rule before opset 13) are resolved here, so the IR has on
 """
 from __future__ import annotations
 
-import os
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,6 +32,7 @@ from ..ir.core import VerifyError
 from ..ir.graph import Graph
 from ..ir.types import TensorType, dtype_name
 from ..ir.verifier import IRVerificationError, verify
+from .weights import LazyTensor, read_model
 
 #: Largest tensor (elements) sqnxtc accepts: far beyond any CNN, below absurd sizes.
 MAX_ELEMENTS = 2 ** 31 - 1
@@ -45,6 +46,10 @@ ONNX_DTYPES = {
 
 @dataclass
 class ImportResult:
+    """The imported graph, the notes of the import, and the model onnxruntime runs as the
+    reference: the ModelProto, or None when it was read from a file whose large weights
+    were not kept in it (:mod:`.weights`): onnxruntime then reads the file itself."""
+
     graph: Graph
     notes: list[str] = field(default_factory=list)
     model: onnx.ModelProto | None = None
@@ -53,9 +58,16 @@ class ImportResult:
 # ---------------------------------------------------------------------------- loading
 def load_onnx(spec: str) -> tuple[onnx.ModelProto, str]:
     """Load ``spec`` (a path, or ``zoo:NAME``) as an ONNX model; return (model, source name)."""
+    model, source, _ = _read(spec, lazy=False)
+    return model, source
+
+
+def _read(spec: str, *, lazy: bool) -> tuple[onnx.ModelProto, str, dict[str, LazyTensor]]:
+    """(model, source name, lazily read initializers): with ``lazy`` a file's large
+    initializers are stand-ins whose data :mod:`.weights` reads on use."""
     if spec.startswith("zoo:"):
         from ..zoo import build  # lazy: the zoo is only needed for zoo: models
-        return build(spec[4:]), spec
+        return build(spec[4:]), spec, {}
     path = Path(spec)
     if not path.exists():
         raise InputError("no such file", spec)
@@ -66,7 +78,7 @@ def load_onnx(spec: str) -> tuple[onnx.ModelProto, str]:
     if path.stat().st_size == 0:
         raise InputError("empty file, not an ONNX model", spec)
     try:
-        model = onnx.load(str(path))
+        model, weights = read_model(str(path)) if lazy else (onnx.load(str(path)), {})
     except DecodeError as exc:
         raise InputError(f"not an ONNX model (protobuf parse failed: {exc}); truncated or "
                          "not ONNX", spec) from None
@@ -74,7 +86,7 @@ def load_onnx(spec: str) -> tuple[onnx.ModelProto, str]:
         raise InputError(f"cannot load ONNX model: {exc}", spec) from None
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise InputError("not an ONNX model (no IR version or no graph: wrong file type?)", spec)
-    return model, spec
+    return model, spec, weights
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -126,10 +138,28 @@ def _bind_batch(model: onnx.ModelProto, source: str, notes: list[str]) -> None:
                     d.dim_value = 1
 
 
+def _for_checker(model: onnx.ModelProto, lazy) -> onnx.ModelProto:
+    """``model`` as the ONNX checker sees it: each stand-in of a lazily read weight (no
+    data, which the checker rejects) as an empty tensor (dims [0]).  The weight's byte
+    count against its dims and type, the one thing the checker would have checked on it,
+    was checked by the scan (:func:`.weights.read_model`)."""
+    if not lazy:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for t in m.graph.initializer:
+        if t.name in lazy:
+            del t.dims[:]
+            t.dims.append(0)
+    return m
+
+
 def _check_and_infer(model: onnx.ModelProto, source: str,
-                     notes: list[str] | None = None) -> onnx.ModelProto:
+                     notes: list[str] | None = None, lazy=None) -> onnx.ModelProto:
+    """The ONNX checker and strict shape inference; ``lazy``: the weights ``model`` holds
+    as stand-ins (:func:`_for_checker`)."""
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_for_checker(model, lazy))
     except onnx.checker.ValidationError as exc:
         # the checker puts the node's name on later lines ("==> Context: ... Name: n1"):
         # keep them, on one line
@@ -184,8 +214,10 @@ def _value_types(model: onnx.ModelProto) -> dict[str, TensorType]:
 class _Lowering:
     """State of one import: the IR graph, the ONNX-name -> IR value map, known constants."""
 
-    def __init__(self, model: onnx.ModelProto, source: str, notes: list[str]):
+    def __init__(self, model: onnx.ModelProto, source: str, notes: list[str],
+                 lazy: dict[str, LazyTensor] | None = None):
         self.model = model
+        self.lazy = lazy or {}
         self.source = source
         self.notes = notes
         self.opset = _opset(model)
@@ -212,9 +244,13 @@ class _Lowering:
         """The IR value of ONNX tensor ``name`` (initializers become constants on first use)."""
         if name in self.values:
             return self.values[name]
-        if name in self.inits:
+        if name in self.lazy:       # a large weight: read from the file now, checked first
+            self._check_size(name, math.prod(self.lazy[name].dims))
+            arr = self.lazy[name].load()
+        elif name in self.inits:
             arr = numpy_helper.to_array(self.inits[name])
             self._check_size(name, arr.size)
+        if name in self.inits:
             v = self.graph.constant(arr, name, Location(file=self.source, node=name))
             self.values[name] = v
             return v
@@ -862,10 +898,13 @@ def _resize(L):
 
 
 # ---------------------------------------------------------------------------- entry points
-def import_model(model: onnx.ModelProto, source: str = "<model>") -> ImportResult:
+def import_model(model: onnx.ModelProto, source: str = "<model>", *,
+                 lazy: dict[str, LazyTensor] | None = None) -> ImportResult:
     """Check, shape-infer and lower ``model``; the IR is verified before it is returned.
     A model may have several outputs (multi-head networks, feature extractors, a network
-    cut into parts): ``sqnxt.output`` lists them in the model's order."""
+    cut into parts): ``sqnxt.output`` lists them in the model's order.  ``lazy``: the
+    initializers of the file ``source`` that ``model`` holds as stand-ins
+    (:func:`.weights.read_model`), read when first used."""
     notes: list[str] = []
     g = model.graph
     if len(g.node) == 0:
@@ -879,8 +918,9 @@ def import_model(model: onnx.ModelProto, source: str = "<model>") -> ImportResul
         raise InputError(f"opset {_opset(model)} does not exist (the newest ONNX opset this onnx "
                          f"{onnx.__version__} knows is {newest})", source)
     _bind_batch(model, source, notes)
-    inferred = _check_and_infer(model, source, notes)
-    lowering = _Lowering(inferred, source, notes)
+    inferred = _check_and_infer(model, source, notes, lazy)
+    lowering = _Lowering(inferred, source, notes, lazy)
+    del inferred
     graph = lowering.run()
     try:
         verify(graph)
@@ -890,10 +930,12 @@ def import_model(model: onnx.ModelProto, source: str = "<model>") -> ImportResul
         # input model, not a bug (after a pass the same error is one: exit 70)
         raise InputError(exc.message.replace("IR verification failed", "invalid model", 1),
                          exc.location) from None
-    return ImportResult(graph, notes, inferred)
+    return ImportResult(graph, notes, None if lazy else lowering.model)
 
 
 def load(spec: str) -> ImportResult:
-    """Load ``spec`` (path or ``zoo:NAME``) and import it (see :func:`import_model`)."""
-    model, source = load_onnx(spec)
-    return import_model(model, source)
+    """Load ``spec`` (path or ``zoo:NAME``) and import it (see :func:`import_model`); a
+    file's large weights are read lazily (:mod:`.weights`), so its peak memory stays near
+    the size of the weights once."""
+    model, source, lazy = _read(spec, lazy=True)
+    return import_model(model, source, lazy=lazy)

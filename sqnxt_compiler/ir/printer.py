@@ -28,7 +28,8 @@ def format_attr(value: Any) -> str:
     """One attribute value in textual form."""
     if isinstance(value, np.ndarray):
         shape = "x".join(str(d) for d in value.shape)
-        digest = zlib.crc32(np.ascontiguousarray(value).tobytes()) & 0xFFFFFFFF
+        # crc32 of the array's bytes, read in place (a weight is not copied to print it)
+        digest = zlib.crc32(np.ascontiguousarray(value).reshape(-1).view(np.uint8)) & 0xFFFFFFFF
         if value.size <= 8 and value.dtype.kind in "iub":
             return f"dense<{value.reshape(-1).tolist()} : {shape}x{dtype_name(value.dtype)}>"
         return f"dense<{shape + 'x' if shape else ''}{dtype_name(value.dtype)} #{digest:08x}>"

@@ -7,8 +7,9 @@ import onnx
 from ..diagnostics import InputError, Location
 
 
-def ort_session(model: onnx.ModelProto, source: str):
-    """An InferenceSession of ``model`` with ``ORT_DISABLE_ALL`` on the CPU provider."""
+def ort_session(model: onnx.ModelProto | None, source: str):
+    """An InferenceSession of ``model`` with ``ORT_DISABLE_ALL`` on the CPU provider; None:
+    the file ``source`` itself (a model imported without keeping its large weights)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -16,7 +17,8 @@ def ort_session(model: onnx.ModelProto, source: str):
     so.log_severity_level = 3
     so.intra_op_num_threads = 1  # deterministic reductions, and fair on a shared machine
     try:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        src = source if model is None else model.SerializeToString()
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"onnxruntime cannot load the model: {first}", Location(file=source)) from None
