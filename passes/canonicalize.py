@@ -24,6 +24,9 @@ Rewrites, applied until none applies (each counted in the pass statistics):
   window sees the same zeros); likewise an ``avgpool`` with ``ceil_mode = 0`` whose own
   pads are 0 or that counts its padding (``count_include_pad = 1``, then set).  TF-style
   "same" padding exports (Pad + VALID conv) become one conv.
+* **hard-swish-from-mul**: ``mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 1/2})`` (the
+  hard_sigmoid used only there) -> ``hard_swish(y)``: HardSwish as exported before opset
+  14, one op (and one layer) instead of two, with the same numbers.
 
 Before::
 
@@ -63,7 +66,8 @@ class Canonicalize(Pass):
                     continue
                 if (self._drop_noop(graph, op) or self._fold(graph, op)
                         or self._gemm_to_fc(graph, op) or self._matmul_to_fc(graph, op)
-                        or self._reduce_to_gap(graph, op) or self._pad_into_window(graph, op)):
+                        or self._reduce_to_gap(graph, op) or self._pad_into_window(graph, op)
+                        or self._hard_swish_from_mul(graph, op)):
                     changed = True
         n = graph.erase_dead()
         if n:
@@ -174,6 +178,25 @@ class Canonicalize(Pass):
         self._make_fc(graph, op, x, B.T, bias)
         self.stats["fc-from-matmul" + ("-add" if bias is not None else "")] += 1
         return True
+
+    def _hard_swish_from_mul(self, graph: Graph, op) -> bool:
+        """mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 0.5}) -> hard_swish(y) (either
+        operand order; the hard_sigmoid used only there): HardSwish as exporters write it
+        before opset 14."""
+        if op.name != "sqnxt.mul":
+            return False
+        for i in (0, 1):
+            h, y = op.operands[i].owner, op.operands[1 - i]
+            if (h is not None and h.name == "sqnxt.hard_sigmoid" and h.operands[0] is y
+                    and np.float32(h.attrs["alpha"]) == np.float32(1 / 6) and h.attrs["beta"] == 0.5
+                    and len(graph.uses(h.result)) == 1):
+                hs = graph.add_op("sqnxt.hard_swish", [y], loc=op.loc, result_names=[op.result.name + "_hswish"])
+                graph.replace_all_uses(op.result, hs.result)
+                graph.erase(op)
+                graph.erase(h)
+                self.stats["hard-swish-from-mul"] += 1
+                return True
+        return False
 
     def _reduce_to_gap(self, graph: Graph, op) -> bool:
         if op.name != "sqnxt.reduce" or op.attrs["kind"] != "mean":

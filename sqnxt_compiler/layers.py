@@ -6,7 +6,8 @@ Which ops the accelerator runs, and as what:
 IR op                        cost-model layer
 ===========================  ===========================================================
 ``sqnxt.conv``               ``conv`` (grouped, depthwise and dilated included; the fused
-                             activation is applied as results leave the array: no cost;
+                             activation is applied as results leave the array: its
+                             operations are counted (:data:`EPILOGUE_ACTS`), no cycles;
                              a fused residual add (``residual = 1``) sets the layer's
                              ``residual``: its words, transfers and adds are counted;
                              a fused pool (``pool``) sets the layer's ``pool*`` fields:
@@ -69,7 +70,7 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
                      stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
                      pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
                      groups=op.attrs["groups"], weight_zero_fraction=zf,
-                     residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw,
+                     residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw, **_act_fields(op),
                      **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb, dh),
                                     conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr, dw)))
     if op.name == "sqnxt.fc":
@@ -78,7 +79,7 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
         if measured_sparsity and op.operands[1].owner.const_value() is not None:
             zf = zero_fraction(op.operands[1].owner.const_value())
         return Layer(name, "fc", C=math.prod(x[1:]), K=w[0], H=1, W=1, R=1, S=1, P=1, Q=1,
-                     weight_zero_fraction=zf, residual=bool(op.attrs["residual"]))
+                     weight_zero_fraction=zf, residual=bool(op.attrs["residual"]), **_act_fields(op))
     if op.name in ("sqnxt.maxpool", "sqnxt.avgpool"):
         x, y = op.operands[0].type.shape, op.result.type.shape
         kh, kw = op.attrs["kernel"]
@@ -221,6 +222,24 @@ def _reduce_layer(op: Op, name: str) -> Layer | None:
     if axes == {2, 3}:
         return Layer(name, "gap", C=C, K=C, H=H, W=W, R=H, S=W, P=1, Q=1)
     return Layer(name, "avgpool", C=C, K=C, H=H, W=W, R=R, S=S, P=P, Q=Q, stride_h=R, stride_w=S)
+
+
+#: A fused activation's (operations, nonlinear functions) per output element: max/min in
+#: the output path are free (relu, relu6, the clamps), multiplies and functions are not.
+EPILOGUE_ACTS: dict[str, tuple[int, int]] = {
+    "none": (0, 0), "relu": (0, 0), "relu6": (0, 0),
+    "leaky_relu": (1, 0),        # multiply (the sign selects)
+    "hard_sigmoid": (1, 0),      # multiply-add (the clamps are free)
+    "hard_swish": (2, 0),        # multiply-add, multiply
+    "sigmoid": (0, 1), "tanh": (0, 1),
+    "swish": (1, 1),             # sigmoid, multiply
+}
+
+
+def _act_fields(op: Op) -> dict:
+    """The Layer fields of a conv / fc's fused activation."""
+    ops, funcs = EPILOGUE_ACTS[op.attrs.get("act", "none")]
+    return {"act_ops": ops, "act_funcs": funcs}
 
 
 def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:

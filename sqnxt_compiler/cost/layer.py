@@ -36,6 +36,9 @@ Conventions
   read once per output element, one DMA transfer per output tile, into a tile region of
   ``tx * ty * tk`` words; ``resident_residual``: it is already whole in the global buffer
   (read in place: no DMA, no tile region).
+* ``act_ops``, ``act_funcs`` (conv and fc only): the fused activation's operations and
+  nonlinear function evaluations per conv output, applied as results leave the array
+  (docs/cost-model.md, "Fused activations"): 0 for none, relu and relu6.
 * ``pool`` (conv only): a fused pooling (the ``fuse-pool`` pass): ``"max"`` or ``"avg"``
   over the conv's output, window ``pool_R x pool_S``, stride ``pool_stride_*``, pads
   ``pool_pad_*`` (a ceil-mode window as extra end padding, as for a pool layer).  ``P`` x
@@ -53,7 +56,7 @@ from sqnxt_compiler.diagnostics import UnsupportedError
 
 #: Layer fields that are not its shape (see :meth:`Layer.shape_key`).
 _NOT_SHAPE = ("name", "weight_zero_fraction", "resident_inputs", "resident_output", "capacity",
-              "residual", "resident_residual")
+              "residual", "resident_residual", "act_ops", "act_funcs")
 #: The pool fields of a layer without a fused pool.
 _NO_POOL = {"pool": "", "pool_R": 1, "pool_S": 1, "pool_stride_h": 1, "pool_stride_w": 1,
             "pool_pad_top": 0, "pool_pad_left": 0, "pool_pad_bottom": 0, "pool_pad_right": 0}
@@ -102,6 +105,8 @@ class Layer:
     pool_pad_right: int = 0
     dilation_h: int = 1
     dilation_w: int = 1
+    act_ops: int = 0
+    act_funcs: int = 0
     fn: str = ""
     elem_ops: int = 0
     elem_funcs: int = 0
@@ -201,6 +206,11 @@ class Layer:
         if self.kind in ELEMENT_KINDS:
             return self.K * self.P * self.Q * (self.elem_ops + self.elem_funcs)
         return self.K * self.P * self.Q * self.R * self.S * self.n_inputs
+
+    def act_cost(self, nonlinear_cycles: int) -> int:
+        """Operations of the fused activation = K * conv_P * conv_Q * (act_ops + act_funcs *
+        nonlinear_cycles): one per conv output and operation (before a fused pool)."""
+        return self.K * self.conv_P * self.conv_Q * (self.act_ops + self.act_funcs * nonlinear_cycles)
 
     @property
     def pool_ops(self) -> int:
@@ -316,6 +326,12 @@ class Layer:
                 raise bad(f"{f} must be true or false, got {getattr(self, f)!r}")
         if self.residual and not self.is_mac:
             raise bad("only conv and fc take a fused residual add")
+        for f in ("act_ops", "act_funcs"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(f"{f} must be a non-negative integer, got {v!r}")
+            if v and not self.is_mac:
+                raise bad(f"only conv and fc take {f} (a fused activation)")
         if self.resident_residual and not self.residual:
             raise bad("resident_residual needs a residual")
         c = self.capacity

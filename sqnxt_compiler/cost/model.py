@@ -46,6 +46,7 @@ class Consts:
     res_dram: int   # 1 if that residual is read from DRAM, 0 if it is resident
     pool: int       # 1 with a fused pool (P x Q is then the pooled output)
     pool_ops: int   # element operations of the fused pool = K * P * Q * pool_R * pool_S
+    act_ops: int    # operations of the fused activation (Layer.act_cost): energy, no cycles
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
     Lw: int         # WS weight-block load cycles per pass
@@ -79,7 +80,7 @@ def consts(layer: Layer, target: Target) -> Consts:
         has_w=1 if w_kc else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
         out_dram=0 if layer.resident_output else 1,
         res=int(layer.residual), res_dram=int(layer.residual and not layer.resident_residual),
-        pool=int(bool(layer.pool)), pool_ops=layer.pool_ops,
+        pool=int(bool(layer.pool)), pool_ops=layer.pool_ops, act_ops=layer.act_cost(target.nonlinear_cycles),
         cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
@@ -236,14 +237,15 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...] | None)
     # ---- accesses per level and energy ----
     macs = t["macs_performed"]
     adds = g * Kg * PQ * k.res        # the epilogue adder: one add per output element
-    # a fused pool: one operation per window cell, each reading the accumulator tile
-    t["acc_mac"] = macs + adds + k.pool_ops
+    # a fused pool: one operation per window cell, each reading the accumulator tile; a fused
+    # activation's operations in the output path
+    t["acc_mac"] = macs + adds + k.pool_ops + k.act_ops
     t["acc_rf"] = macs * rf_pm
     t["acc_array"] = macs * arr_pm
     t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g + Kg * PQ * k.res) + k.pool_ops
     t["acc_buffer"] = t["acc_buffer_array"] + dram   # every DRAM word also enters/leaves the buffer
     t["acc_dram"] = dram
-    t["energy_mac"] = k.e_mac * (macs + adds + k.pool_ops)
+    t["energy_mac"] = k.e_mac * (macs + adds + k.pool_ops + k.act_ops)
     t["energy_rf"] = k.e_rf * t["acc_rf"]
     t["energy_array"] = k.e_array * t["acc_array"]
     t["energy_buffer"] = k.e_buffer * t["acc_buffer"]

@@ -6,7 +6,9 @@ ONNX operator of the same name unless stated; the numpy executor
 
 Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end, x2_end``).
 The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
-(max(x, 0)) or ``relu6`` (min(max(x, 0), 6)).
+(max(x, 0)) or ``relu6`` (min(max(x, 0), 6)); a conv / fc also takes leaky_relu,
+hard_sigmoid, hard_swish, sigmoid, tanh and swish (x * sigmoid(x)), with ``act_alpha`` /
+``act_beta`` their parameters (:data:`LAYER_ACTS`).
 
 A conv or fc with ``residual = 1`` has a fused element-wise add (the ``fuse-add`` pass):
 its last operand, of the result's shape, is added after ``act``, and ``post_act`` is
@@ -34,6 +36,10 @@ from .core import Op, VerifyError, declare
 from .types import TensorType
 
 ACTS = ("none", "relu", "relu6")
+#: The activations a conv / fc can apply in its epilogue (``act``, with ``act_alpha`` and
+#: ``act_beta`` for leaky_relu's slope and hard_sigmoid's alpha, beta); ``post_act`` and an
+#: add's ``act`` take :data:`ACTS`.
+LAYER_ACTS = ACTS + ("leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "swish")
 #: Traits of the graph-structure ops, and of the shape computations.
 STRUCTURE_TRAITS = ("structural", "free")
 SHAPE_TRAITS = ("shape_op", "free")
@@ -187,7 +193,8 @@ def _verify_conv(op: Op) -> None:
 
 #: The epilogue attributes of conv and fc: fused activation, fused residual add, activation
 #: after the add.
-EPILOGUE = {"act": A("str", default="none", choices=ACTS),
+EPILOGUE = {"act": A("str", default="none", choices=LAYER_ACTS),
+            "act_alpha": A("float"), "act_beta": A("float"),
             "residual": A("int", default=0, choices=(0, 1)),
             "post_act": A("str", default="none", choices=ACTS)}
 

@@ -30,13 +30,59 @@ def kernel(*names: str):
     return wrap
 
 
-def activate(y: np.ndarray, act: str) -> np.ndarray:
-    """The fused activation: none, relu = max(y, 0), relu6 = min(max(y, 0), 6)."""
+def activate(y: np.ndarray, act: str, alpha: float = 0.0, beta: float = 0.0) -> np.ndarray:
+    """The fused activation (``LAYER_ACTS`` of ir/ops.py), computed as the unfused op's
+    kernel computes it: none; relu = max(y, 0); relu6 = min(max(y, 0), 6); leaky_relu
+    (slope ``alpha``); hard_sigmoid = clip(alpha * y + beta, 0, 1); hard_swish; sigmoid;
+    tanh; swish = y * sigmoid(y)."""
     if act == "relu":
         return np.maximum(y, 0, out=y if y.flags.writeable else None)
     if act == "relu6":
         return np.clip(y, 0, 6)
+    if act == "leaky_relu":
+        return leaky_relu(y, alpha)
+    if act == "hard_sigmoid":
+        return hard_sigmoid(y, alpha, beta)
+    if act == "hard_swish":
+        return hard_swish(y)
+    if act == "sigmoid":
+        return sigmoid(y)
+    if act == "tanh":
+        return np.tanh(y)
+    if act == "swish":
+        return (y * sigmoid(y)).astype(y.dtype)
     return y
+
+
+def leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """x if x >= 0 else alpha * x."""
+    return np.where(x >= 0, x, x * np.asarray(alpha, dtype=x.dtype)).astype(x.dtype)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), evaluated as exp(-|x|) so that no exponential overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """clip(alpha * x + beta, 0, 1) in x's dtype."""
+    return np.clip(_f(x, alpha) * x + _f(x, beta), 0, 1).astype(x.dtype)
+
+
+def hard_swish(x: np.ndarray) -> np.ndarray:
+    """x * clip(x / 6 + 1 / 2, 0, 1) in x's dtype."""
+    return (x * np.clip(x * _f(x, 1 / 6) + _f(x, 0.5), 0, 1)).astype(x.dtype)
+
+
+def _f(x: np.ndarray, v: float) -> np.ndarray:
+    """``v`` as a scalar of ``x``'s dtype (float32 arithmetic stays float32)."""
+    return np.asarray(v, dtype=x.dtype)
+
+
+def act_of(op) -> tuple[str, float, float]:
+    """(act, act_alpha, act_beta) of an op with a fused activation."""
+    return op.attrs.get("act", "none"), op.attrs.get("act_alpha", 0.0), op.attrs.get("act_beta", 0.0)
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, groups: int,
@@ -68,7 +114,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides, pads, gr
 def epilogue(op, y: np.ndarray, args: list) -> np.ndarray:
     """The epilogue of a conv or fc: ``post_act(act(y) + r)`` with a fused residual ``r``
     (the last operand when ``residual = 1``), else ``act(y)``."""
-    y = activate(y, op.attrs["act"])
+    y = activate(y, *act_of(op))
     if op.attrs.get("residual"):
         y = activate(np.asarray(y + args[-1], dtype=y.dtype), op.attrs["post_act"])
     return y
@@ -126,10 +172,7 @@ def _relu(op, a):
     return np.maximum(a[0], 0)
 
 
-@kernel("sqnxt.leaky_relu")
-def _leaky_relu(op, a):
-    x = a[0]
-    return np.where(x >= 0, x, x * np.asarray(op.attrs["alpha"], dtype=x.dtype)).astype(x.dtype)
+KERNELS["sqnxt.leaky_relu"] = lambda op, a: leaky_relu(a[0], op.attrs["alpha"])
 
 
 @kernel("sqnxt.clip")
@@ -137,32 +180,10 @@ def _clip(op, a):
     return np.clip(a[0], op.attrs["min"], op.attrs["max"]).astype(a[0].dtype)
 
 
-def _f(x: np.ndarray, v: float) -> np.ndarray:
-    """``v`` as a scalar of ``x``'s dtype (float32 arithmetic stays float32)."""
-    return np.asarray(v, dtype=x.dtype)
-
-
-@kernel("sqnxt.sigmoid")
-def _sigmoid(op, a):
-    """1 / (1 + exp(-x)), evaluated as exp(-|x|) so that no exponential overflows."""
-    x = a[0]
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
-
-
+KERNELS["sqnxt.sigmoid"] = lambda op, a: sigmoid(a[0])
 KERNELS["sqnxt.tanh"] = lambda op, a: np.tanh(a[0])
-
-
-@kernel("sqnxt.hard_sigmoid")
-def _hard_sigmoid(op, a):
-    x = a[0]
-    return np.clip(_f(x, op.attrs["alpha"]) * x + _f(x, op.attrs["beta"]), 0, 1).astype(x.dtype)
-
-
-@kernel("sqnxt.hard_swish")
-def _hard_swish(op, a):
-    x = a[0]
-    return (x * np.clip(x * _f(x, 1 / 6) + _f(x, 0.5), 0, 1)).astype(x.dtype)
+KERNELS["sqnxt.hard_sigmoid"] = lambda op, a: hard_sigmoid(a[0], op.attrs["alpha"], op.attrs["beta"])
+KERNELS["sqnxt.hard_swish"] = lambda op, a: hard_swish(a[0])
 
 
 @kernel("sqnxt.prelu")

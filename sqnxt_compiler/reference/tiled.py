@@ -44,7 +44,10 @@ from ..diagnostics import SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..layers import layer_of
-from .executor import Interpreter, activate
+from .executor import Interpreter, act_of, activate
+
+#: No activation, as (act, alpha, beta) (executor.act_of)
+NO_ACT = ("none", 0.0, 0.0)
 
 #: (rtol, atol) of ``sqnxtc check --tiled`` per precision, in the rule of
 #: :func:`sqnxt_compiler.reference.check.compare` (atol scaled by max(1, max|ref|)).
@@ -260,20 +263,21 @@ class _Fp32:
             y = y + bias.reshape(-1, 1, 1)
             if self.probe and y.size:
                 st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
-        return activate(np.asarray(y, dtype=np.float32), act)
+        return activate(np.asarray(y, dtype=np.float32), *act)
 
     def requant(self, y, fa, fo, st):
         """The output format of a value in the accumulator's: float32 as is."""
         return np.asarray(y, dtype=np.float32)
 
-    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
-        """``post_act(act(acc + bias) + res)`` (``res``: the residual tile, or None)."""
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act=NO_ACT):
+        """``post_act(act(acc + bias) + res)`` (``res``: the residual tile, or None); the
+        activations as (act, alpha, beta)."""
         y = self.pre(acc, bias, act, fa, st)
         if res is not None:
             y = y + res[0]
             if self.probe and y.size:
                 st.acc_max = max(st.acc_max, float(np.max(np.abs(y))))
-            y = activate(np.asarray(y, dtype=np.float32), post_act)
+            y = activate(np.asarray(y, dtype=np.float32), *post_act)
         return y
 
     def out(self, y, fo):
@@ -367,6 +371,13 @@ class _Int16:
 
     @staticmethod
     def _act(y, act, fa):
+        """``act`` = (name, alpha, beta) on int64 values of scale 2**-fa: relu and relu6
+        exactly; any other function on the values' real numbers, rounded back to the scale
+        (the epilogue unit's function at the accumulator's precision)."""
+        act, alpha, beta = act
+        if act not in ("none", "relu", "relu6"):
+            real = np.asarray(y, dtype=np.float64) * 2.0 ** -fa
+            return np.floor(activate(real, act, alpha, beta) * 2.0 ** fa + 0.5).astype(np.int64)
         if act == "relu":
             return np.maximum(y, 0)
         if act == "relu6":
@@ -384,7 +395,7 @@ class _Int16:
         st.output_saturations += sat
         return q
 
-    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act="none"):
+    def finish(self, acc, bias, act, fa, fo, st, res=None, post_act=NO_ACT):
         y = self.pre(acc, bias, act, fa, st)
         if res is not None:
             r, fr = res
@@ -492,8 +503,8 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     out_shape = op.result.type.shape
     N = out_shape[0]
     kind = L.kind
-    act = op.attrs.get("act", "none")
-    post_act = op.attrs.get("post_act", "none")
+    act = act_of(op)
+    post_act = (op.attrs.get("post_act", "none"), 0.0, 0.0)
     fo = arith.out_frac(op)
 
     # the operands as (N, C, H, W) arrays the tiles are cut from
@@ -613,7 +624,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
             st.transfers["residual"] += res_dram
             out = arith.finish(acc, bt, act, fa, fo, st, (rt, res_f), post_act)
         else:
-            out = arith.finish(acc, bt, act if kind in ("conv", "fc", "add") else "none", fa, fo, st)
+            out = arith.finish(acc, bt, act if kind in ("conv", "fc", "add") else NO_ACT, fa, fo, st)
         y[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]] = out
         writes[ks, t.y[0]:t.y[1], t.x[0]:t.x[1]] += 1
         st.outputs += out.size

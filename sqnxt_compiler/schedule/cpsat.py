@@ -314,8 +314,10 @@ class _Builder:
                    "OS": k.e_mac + k.e_rf * k.os_rf + k.e_array * k.os_arr}
         # the epilogue adds of a fused residual: one add and one buffer read per output
         adds = g * Kg * PQ * k.res + k.pool_ops     # and a fused pool's window operations
+        # a fused activation's operations: no buffer access (the output path)
         en = {df: self.lin([(per_mac[df], macs[df]), (k.e_buffer, buf[df]),
-                            (k.e_buffer + k.e_dram, dram)], (k.e_mac + k.e_buffer) * adds,
+                            (k.e_buffer + k.e_dram, dram)],
+                           (k.e_mac + k.e_buffer) * adds + k.e_mac * k.act_ops,
                            f"energy_{df}") for df in dfs}
         if len(dfs) == 2:
             energy = self.select(os, en["OS"], en["WS"], "energy")
