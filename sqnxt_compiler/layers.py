@@ -17,11 +17,14 @@ IR op                        cost-model layer
 ``sqnxt.maxpool/avgpool``    ``maxpool``/``avgpool``; a ceil-mode window that overhangs
                              the input becomes extra bottom/right padding (Caffe's rule)
 ``sqnxt.global_avgpool``     ``gap`` (R = H, S = W)
+``sqnxt.matmul``             by a constant matrix: a 1x1 ``conv`` over x's leading
+                             positions (an ``fc`` for a 2-D x)
 ``sqnxt.add``                ``add`` with ``n_inputs`` operands, when all have the
                              output's shape (a broadcasting add is an ``eltwise``)
 ``sqnxt.reduce``             over H and W: ``gap``; over one of them: ``avgpool`` with a
                              window of the whole axis; over C (and any of H, W): ``conv``
-                             with one output channel (constant weights)
+                             with one output channel (constant weights); of a tensor that
+                             is not NCHW: a ``gap`` over (outputs, elements per output)
 every op of                  ``eltwise``: the function's PE operations and nonlinear
 :data:`ELEMENTWISE`          evaluations per element, over the output's grid (:func:`grid`)
 every op of :data:`MOVES`    ``move``: a copy of the output's words (a gather of the words
@@ -29,8 +32,8 @@ every op of :data:`MOVES`    ``move``: a copy of the output's words (a gather of
 ===========================  ===========================================================
 
 Every op an accelerator run executes is a layer: what remains *not modelled* is an op the
-machine has no mapping for (a matmul of two activations, a reduction of a tensor that is
-not NCHW); reports list it with no cycles, never silently dropped.  Ops with the ``free``
+machine has no mapping for (a matmul of two activations, a gemm whose weights are not
+constant); reports list it with no cycles, never silently dropped.  Ops with the ``free``
 trait (views, shape computations, graph structure) move no data and are not layers.
 """
 from __future__ import annotations
@@ -100,6 +103,8 @@ def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
                      n_inputs=len(op.operands))
     if op.name == "sqnxt.reduce":
         return _reduce_layer(op, name)
+    if op.name == "sqnxt.matmul":
+        return _matmul_layer(op, name)
     if op.name in ELEMENTWISE or op.name in MOVES or op.name == "sqnxt.resize":
         return _element_layer(op, name)
     return None
@@ -123,6 +128,10 @@ ELEMENTWISE: dict[str, tuple[int, int]] = {
     "sqnxt.div": (1, 1),            # reciprocal, multiply (a constant divisor: multiply only)
     "sqnxt.softmax": (2, 1),        # exp, accumulate, multiply by the row's reciprocal
     "sqnxt.lrn": (2, 1),            # + size square-accumulates; multiply-add, power, multiply
+    "sqnxt.erf": (0, 1), "sqnxt.sqrt": (0, 1), "sqnxt.exp": (0, 1), "sqnxt.reciprocal": (0, 1),
+    "sqnxt.neg": (1, 0), "sqnxt.abs": (1, 0),
+    "sqnxt.pow": (1, 1),            # exp(b log a): a constant exponent 2 is one multiply
+    "sqnxt.layer_norm": (4, 0),     # accumulate, square-accumulate, normalize, scale-shift
 }
 #: Data-movement ops: each output word is a copy of one input word.
 MOVES = ("sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.extract_slice", "sqnxt.take")
@@ -166,7 +175,7 @@ def data_operands(op: Op) -> list:
         return list(op.operands)
     if op.name in ELEMENTWISE or (op.name == "sqnxt.resize" and op.attrs["mode"] == "linear"):
         y = op.result.type.shape
-        return [v for v in op.operands[:1 if op.name == "sqnxt.batchnorm" else None]
+        return [v for v in op.operands[:1 if op.name in ("sqnxt.batchnorm", "sqnxt.layer_norm") else None]
                 if operand_role(v.type.shape, y) == "full"]
     if op.name == "sqnxt.concat":
         return []
@@ -191,6 +200,8 @@ def _element_layer(op: Op, name: str) -> Layer:
     params = 0
     if op.name == "sqnxt.batchnorm":         # scale and shift per channel, folded from 4 vectors
         operands, params = operands[:1], 2
+    elif op.name == "sqnxt.layer_norm":      # scale and shift vectors (charged per channel)
+        operands, params = operands[:1], len(operands) - 1
     roles = [operand_role(v.type.shape, y) for v in operands]
     n_in = max(1, sum(r in ("full", "other") for r in roles))
     params += sum(r == "param" for r in roles)
@@ -198,6 +209,9 @@ def _element_layer(op: Op, name: str) -> Layer:
         ops *= len(operands) - 1
     elif op.name == "sqnxt.div" and _const(op.operands[1]) is not None:
         funcs = 0                             # a constant divisor: multiply by its reciprocal
+    elif op.name == "sqnxt.pow" and _const(op.operands[1]) is not None \
+            and np.all(_const(op.operands[1]) == 2):
+        funcs = 0                             # a square: one multiply
     elif op.name == "sqnxt.lrn":
         ops += op.attrs["size"]
     return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,
@@ -208,11 +222,15 @@ def _const(v) -> np.ndarray | None:
     return v.owner.const_value() if v.owner is not None else None
 
 
-def _reduce_layer(op: Op, name: str) -> Layer | None:
-    """A reduction of an NCHW tensor (module doc); None for other ranks."""
+def _reduce_layer(op: Op, name: str) -> Layer:
+    """A reduction (module doc).  Of a tensor that is not NCHW: a ``gap`` whose channels
+    are the output's elements and whose window is the n = input / output elements each
+    one reduces (K = outputs, H = n, W = 1): the same words read and operations."""
     x = op.operands[0].type.shape
     if len(x) != 4:
-        return None
+        n_out = max(1, op.result.type.numel)
+        n = max(1, math.prod(x) // n_out)
+        return Layer(name, "gap", C=n_out, K=n_out, H=n, W=1, R=n, S=1, P=1, Q=1)
     axes = {a % 4 for a in op.attrs["axes"]} - {0}
     C, H, W = x[1:]
     R, S = (H if 2 in axes else 1), (W if 3 in axes else 1)
@@ -240,6 +258,21 @@ def _act_fields(op: Op) -> dict:
     """The Layer fields of a conv / fc's fused activation."""
     ops, funcs = EPILOGUE_ACTS[op.attrs.get("act", "none")]
     return {"act_ops": ops, "act_funcs": funcs}
+
+
+def _matmul_layer(op: Op, name: str) -> Layer | None:
+    """A matmul by a constant 2-D matrix B (C x K) of an x of rank >= 2: a 1x1 conv over x's
+    leading positions (channels-last pointwise layers, ConvNeXt's MLP): rank 4 (N, H, W, C)
+    on an H x W image, rank 3 (N, L, C) on 1 x L, rank 2 an fc; None otherwise (two
+    activations, a batched B: no mapping)."""
+    x, b = op.operands[0].type.shape, op.operands[1].type.shape
+    if _const(op.operands[1]) is None or len(b) != 2 or len(x) < 2:
+        return None
+    lead = x[1:-1]
+    if not lead:
+        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1)
+    H, W = math.prod(lead[:-1]), lead[-1]
+    return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W)
 
 
 def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:

@@ -14,6 +14,7 @@ from sqnxt_compiler.cost import Layer
 from sqnxt_compiler.cost.features import element_cycles
 from sqnxt_compiler.diagnostics import UnsupportedError
 from sqnxt_compiler.layers import grid, layer_of, network_layers, operand_role
+from sqnxt_compiler.reference.check import check
 from sqnxt_compiler.schedule.liveness import network_of
 from sqnxt_compiler.targets import load_target
 from support import inferred_model, rand
@@ -123,15 +124,28 @@ def test_a_parameter_vector_and_concat_parts_come_from_dram(tmp_path):
 
 
 def test_ops_with_no_mapping_are_still_listed_as_not_modelled(tmp_path, cli):
-    nodes = [N("Relu", ["x"], ["r"]), N("ReduceMean", ["r"], ["y"], axes=[2], name="red3")]
+    nodes = [N("Relu", ["x"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+             N("MatMul", ["r", "t"], ["y"], name="gram")]         # two activations: no mapping
     m = inferred_model(nodes, [("x", [1, 4, 9])], ["y"])
     p = tmp_path / "m.onnx"
     onnx.save(m, str(p))
     r = cli("compile", p, "-t", "pe8x8", "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
-    assert "1 op not modelled (red3)" in r.stdout.splitlines()[0]
+    assert "1 op not modelled (gram)" in r.stdout.splitlines()[0]
     import json
     doc = json.loads((tmp_path / "out" / "schedule.json").read_text())
-    assert [(u["layer"], u["op"]) for u in doc["unmodelled"]] == [("red3", "sqnxt.reduce")]
-    red = next(op for op in driver.compile(str(p)).graph.ops() if op.name == "sqnxt.reduce")
-    assert layer_of(red) is None
+    assert [(u["layer"], u["op"]) for u in doc["unmodelled"]] == [("gram", "sqnxt.matmul")]
+    mm = next(op for op in driver.compile(str(p)).graph.ops() if op.name == "sqnxt.matmul")
+    assert layer_of(mm) is None
+
+
+def test_a_reduction_of_any_rank_is_a_gap_over_its_outputs(tmp_path):
+    nodes = [N("Relu", ["x"], ["r"]), N("ReduceSum", ["r", "ax"], ["y"], keepdims=0, name="red5")]
+    m = inferred_model(nodes, [("x", [1, 2, 4, 3, 5])], ["y"], [("ax", np.array([1], np.int64))])
+    res = _compile(m, tmp_path)
+    L = next(L for op, L in network_layers(res.graph) if op.loc.node == "red5")
+    assert (L.kind, L.K, L.H, L.R, L.macs) == ("gap", 60, 2, 2, 120)
+    from sqnxt_compiler.reference.tiled import execute_tiled
+    rep = check(res.graph, res.model, res.source, samples=1,
+                executor=lambda g, f: execute_tiled(g, f).outputs)
+    assert rep.ok, rep.format()

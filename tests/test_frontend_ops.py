@@ -481,6 +481,32 @@ for _name, _kw, _w in (("dilated-3x3-d2-pad2", dict(dilations=[2, 2], pads=[2, 2
                                                 inits=[("w", W(*w))]))(_kw, _w)
 
 
+@case("gelu-erf-as-exported")
+def _():
+    """GELU as TorchScript exports it: x * 0.5 * (1 + erf(x / sqrt(2)))."""
+    return model([N("Div", ["x", "r2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "one"], ["a"]),
+                  N("Mul", ["x", "a"], ["m"]), N("Mul", ["m", "half"], ["y"])], X48,
+                 inits=[("r2", np.float32(np.sqrt(2))), ("one", np.float32(1)), ("half", np.float32(0.5))])
+
+
+@case("sqrt-exp-neg-abs-reciprocal-pow")
+def _():
+    return model([N("Abs", ["x"], ["a"]), N("Sqrt", ["a"], ["s"]), N("Neg", ["s"], ["n"]),
+                  N("Exp", ["n"], ["e"]), N("Reciprocal", ["e"], ["r"]), N("Pow", ["r", "two"], ["p"]),
+                  N("Pow", ["a", "half"], ["q"]), N("Add", ["p", "q"], ["y"])], X48,
+                 inits=[("two", np.float32(2)), ("half", np.float32(0.5))])
+
+
+@case("layernorm-channels-last-and-linear-opset17")
+def _():
+    """ConvNeXt's block tail: to NHWC, LayerNormalization over C, a pointwise Linear
+    (MatMul by a constant on a rank-4 tensor), back to NCHW."""
+    return model([N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                  N("LayerNormalization", ["t", "g", "b"], ["l"], axis=-1, epsilon=1e-6),
+                  N("MatMul", ["l", "w"], ["m"]), N("Transpose", ["m"], ["y"], perm=[0, 3, 1, 2])], X48,
+                 inits=[("g", W(4)), ("b", W(4)), ("w", W(4, 6))], opset=17)
+
+
 @case("swish-x-times-sigmoid-after-conv")
 def _():
     return model([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("Sigmoid", ["c"], ["s"]),

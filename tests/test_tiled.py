@@ -419,10 +419,11 @@ def test_tiled_executor_is_the_interpreter_with_run_op_overridden(tiny, tmp_path
     rng = np.random.default_rng(2)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Reshape", ["c", "s"], ["r"]),
-             helper.make_node("ReduceMean", ["r"], ["y"], axes=[2])]
+             helper.make_node("MatMul", ["r", "tr"], ["y"])]
     model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"],
-                           [("w", rand(rng, 4, 3, 3, 3)), ("s", np.array([1, 4, 36], np.int64))])
-    res = compiled(model, tmp_path)     # conv (scheduled) -> reduce of a rank-3 tensor (no layer)
+                           [("w", rand(rng, 4, 3, 3, 3)), ("s", np.array([1, 4, 36], np.int64)),
+                            ("tr", rand(rng, 1, 36, 4))])
+    res = compiled(model, tmp_path)     # conv (scheduled) -> a batched matmul (no layer)
     force(res.graph, tiny, lambda L: mappings_for(L)[0])
     feeds = random_inputs(res.graph, 2)
     plain = run(res.graph, feeds)
@@ -433,7 +434,7 @@ def test_tiled_executor_is_the_interpreter_with_run_op_overridden(tiny, tmp_path
         return parent(self, op, args)
     monkeypatch.setattr(Interpreter, "run_op", spy)
     r = execute_tiled(res.graph, feeds)
-    assert "sqnxt.reduce" in seen and seen == r.unscheduled
+    assert "sqnxt.matmul" in seen and seen == r.unscheduled
     assert [st.op for st in r.layers] == ["sqnxt.conv"] and "sqnxt.conv" not in seen
     direct = tiled.TiledExecutor(res.graph, tiled._Fp32()).run(feeds)
     np.testing.assert_array_equal(r.outputs["y"], direct["y"])

@@ -712,14 +712,36 @@ def _slice(L):
     clamp = lambda v: max(min(int(v), big), -big)  # noqa: E731
     L.emit("sqnxt.extract_slice" if _is_data(x) else "sqnxt.slice", [x],
            {"starts": tuple(map(clamp, starts)), "ends": tuple(map(clamp, ends)),
-                                "axes": tuple(int(a) for a in axes), "steps": tuple(int(s) for s in steps)})
+            "axes": tuple(int(a) for a in axes), "steps": tuple(int(s) for s in steps)})
 
 
-@lowers("Sigmoid", "Tanh", "HardSwish", into={"Sigmoid": "sqnxt.sigmoid", "Tanh": "sqnxt.tanh",
-                                              "HardSwish": "sqnxt.hard_swish"})
+#: Element-wise functions of one tensor: ONNX op -> IR op.
+UNARY = {"Sigmoid": "sqnxt.sigmoid", "Tanh": "sqnxt.tanh", "HardSwish": "sqnxt.hard_swish",
+         "Erf": "sqnxt.erf", "Sqrt": "sqnxt.sqrt", "Exp": "sqnxt.exp", "Neg": "sqnxt.neg",
+         "Abs": "sqnxt.abs", "Reciprocal": "sqnxt.reciprocal"}
+
+
+@lowers(*UNARY, into=UNARY)
 def _unary(L):
-    name = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish"}[L.node.op_type]
-    L.emit(f"sqnxt.{name}", [L.value(L.node.input[0])])
+    L.emit(UNARY[L.node.op_type], [L.value(L.node.input[0])])
+
+
+@lowers("Pow", into="sqnxt.pow")
+def _pow(L):
+    L.emit("sqnxt.pow", [L.value(n) for n in L.node.input[:2]])
+
+
+@lowers("LayerNormalization", into="sqnxt.layer_norm")
+def _layer_norm(L):
+    """y = (x - mean) / sqrt(var + epsilon) * scale + bias over the axes from ``axis`` on
+    (opset 17); only the first output (the statistics outputs are training outputs)."""
+    L.only_first_output()
+    x = L.value(L.node.input[0])
+    ins = [x, L.value(L.node.input[1])] + ([L.value(L.node.input[2])] if L.opt_input(2) else [])
+    axis = int(L.attr("axis", -1))
+    if not -x.type.rank <= axis < x.type.rank:
+        raise L.unsupported(f"LayerNormalization axis {axis} outside the rank-{x.type.rank} input")
+    L.emit("sqnxt.layer_norm", ins, {"axis": axis % x.type.rank, "epsilon": float(L.attr("epsilon", 1e-5))})
 
 
 @lowers("HardSigmoid", into="sqnxt.hard_sigmoid")

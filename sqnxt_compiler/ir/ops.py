@@ -298,6 +298,12 @@ for _name, _what, _attrs in (
     ("sqnxt.hard_sigmoid", "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid).",
      {"alpha": A("float", default=0.2), "beta": A("float", default=0.5)}),
     ("sqnxt.hard_swish", "x * max(0, min(1, x / 6 + 1 / 2)) (ONNX HardSwish).", {}),
+    ("sqnxt.erf", "The error function erf(x) (GELU's: x / 2 * (1 + erf(x / sqrt(2)))).", {}),
+    ("sqnxt.sqrt", "sqrt(x).", {}),
+    ("sqnxt.exp", "exp(x).", {}),
+    ("sqnxt.neg", "-x.", {}),
+    ("sqnxt.abs", "|x|.", {}),
+    ("sqnxt.reciprocal", "1 / x.", {}),
 ):
     declare(_name, _what, attrs=_attrs)(_same_type)
 
@@ -325,7 +331,29 @@ def _add(op):
     return _broadcast(op)
 
 
-for _name, _what in (("sub", "a - b"), ("mul", "a * b"), ("div", "a / b")):
+def _verify_layer_norm(op: Op) -> None:
+    x = _t(op, 0)
+    if not 0 <= op.attrs["axis"] < x.rank:
+        raise VerifyError(f"axis {op.attrs['axis']} outside the rank-{x.rank} input")
+    norm = x.shape[op.attrs["axis"]:]
+    for i in range(1, len(op.operands)):
+        try:
+            ok = np.broadcast_shapes(_t(op, i).shape, norm) == norm
+        except ValueError:
+            ok = False
+        if not ok:
+            raise VerifyError(f"operand {i} {_t(op, i)} does not broadcast to the normalized axes {norm}")
+
+
+@declare("sqnxt.layer_norm", "Layer normalization over the axes from ``axis`` on: "
+         "(x - mean) / sqrt(var + epsilon) * scale (+ bias) (ONNX LayerNormalization).",
+         operands=(2, 3), attrs={"axis": A("int", True), "epsilon": A("float", default=1e-5)},
+         verify=_verify_layer_norm)
+def _layer_norm(op):
+    return [_t(op, 0)]
+
+
+for _name, _what in (("sub", "a - b"), ("mul", "a * b"), ("div", "a / b"), ("pow", "a ** b")):
     declare(f"sqnxt.{_name}", f"Element-wise {_what} (numpy broadcasting).", operands=(2, 2))(_broadcast)
 
 
@@ -693,12 +721,15 @@ def _take(op):
 
 # ---------------------------------------------------------------- the layers beyond conv / pool
 #: Ops the accelerator also runs (sqnxt_compiler.layers: element-wise functions, reductions,
-#: data movement): they carry the schedule and plan attributes like conv.
+#: data movement, a matmul by constant weights): they carry the schedule and plan
+#: attributes like conv.
 ELEMENT_LAYER_OPS = ("sqnxt.batchnorm", "sqnxt.relu", "sqnxt.leaky_relu", "sqnxt.clip", "sqnxt.sigmoid",
                      "sqnxt.tanh", "sqnxt.hard_sigmoid", "sqnxt.hard_swish", "sqnxt.prelu", "sqnxt.sub",
                      "sqnxt.mul", "sqnxt.div", "sqnxt.softmax", "sqnxt.lrn", "sqnxt.reduce",
                      "sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.resize",
-                     "sqnxt.extract_slice", "sqnxt.take")
+                     "sqnxt.extract_slice", "sqnxt.take", "sqnxt.matmul", "sqnxt.erf", "sqnxt.sqrt",
+                     "sqnxt.exp", "sqnxt.neg", "sqnxt.abs", "sqnxt.reciprocal", "sqnxt.pow",
+                     "sqnxt.layer_norm")
 
 
 def _runs_on_array(name: str) -> None:

@@ -200,6 +200,35 @@ def _add(op, a):
     return activate(np.asarray(y), op.attrs["act"])
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf(x) by Abramowitz & Stegun 7.1.26 in float64 (|error| <= 1.5e-7, a few float32
+    ulps), in x's dtype: erf(x) = sign(x) (1 - t (a1 + t (a2 + ... + t a5)) exp(-x^2)),
+    t = 1 / (1 + p |x|)."""
+    z = np.abs(np.asarray(x, dtype=np.float64))
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return (np.sign(x) * (1.0 - poly * np.exp(-z * z))).astype(x.dtype)
+
+
+def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, axis: int, eps: float) -> np.ndarray:
+    """(x - mean) / sqrt(var + eps) * scale + bias over the axes axis.. (float64 inside)."""
+    axes = tuple(range(axis, x.ndim))
+    x64 = np.asarray(x, dtype=np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + eps) * scale
+    return (y + bias if bias is not None else y).astype(x.dtype)
+
+
+KERNELS["sqnxt.erf"] = lambda op, a: erf(a[0])
+KERNELS["sqnxt.sqrt"] = lambda op, a: np.sqrt(a[0])
+KERNELS["sqnxt.exp"] = lambda op, a: np.exp(a[0])
+KERNELS["sqnxt.neg"] = lambda op, a: np.negative(a[0])
+KERNELS["sqnxt.abs"] = lambda op, a: np.abs(a[0])
+KERNELS["sqnxt.reciprocal"] = lambda op, a: np.reciprocal(a[0])
+KERNELS["sqnxt.pow"] = lambda op, a: np.power(a[0], a[1]).astype(np.result_type(a[0], a[1]))
+KERNELS["sqnxt.layer_norm"] = lambda op, a: layer_norm(a[0], a[1], a[2] if len(a) > 2 else None,
+                                                        op.attrs["axis"], op.attrs["epsilon"])
 KERNELS["sqnxt.sub"] = lambda op, a: np.subtract(a[0], a[1])
 KERNELS["sqnxt.mul"] = lambda op, a: np.multiply(a[0], a[1])
 KERNELS["sqnxt.div"] = lambda op, a: (np.floor_divide(a[0], a[1]) if a[0].dtype.kind in "iu"

@@ -645,10 +645,14 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     return arith.out(y, fo), st
 
 
+#: The ops whose layers have a tiled kernel of their own (:func:`_run_layer`).
+TILED_OPS = ("sqnxt.conv", "sqnxt.fc", "sqnxt.maxpool", "sqnxt.avgpool", "sqnxt.global_avgpool", "sqnxt.add")
+
+
 def runs_whole(op: Op, L) -> bool:
     """Layers whose tiles store the op's reference result (:func:`_store_tiles`): the
-    element-wise and data-movement layers and the reductions."""
-    return L.kind in ELEMENT_KINDS or op.name == "sqnxt.reduce"
+    element-wise and data-movement layers, the reductions, a matmul by constant weights."""
+    return L.kind in ELEMENT_KINDS or op.name not in TILED_OPS
 
 
 def _store_tiles(op: Op, ref: np.ndarray, arith, trace: bool) -> tuple[object, LayerStats]:
