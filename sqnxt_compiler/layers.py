@@ -24,7 +24,8 @@ IR op                        cost-model layer
 ``sqnxt.reduce``             over H and W: ``gap``; over one of them: ``avgpool`` with a
                              window of the whole axis; over C (and any of H, W): ``conv``
                              with one output channel (constant weights); of a tensor that
-                             is not NCHW: a ``gap`` over (outputs, elements per output)
+                             is not NCHW: over leading axes only, an ``eltwise`` sum of the
+                             n output-sized slices; else a ``gap`` over (outputs, n)
 every op of                  ``eltwise``: the function's PE operations and nonlinear
 :data:`ELEMENTWISE`          evaluations per element, over the output's grid (:func:`grid`)
 every op of :data:`MOVES`    ``move``: a copy of the output's words (a gather of the words
@@ -179,6 +180,8 @@ def data_operands(op: Op) -> list:
                 if operand_role(v.type.shape, y) == "full"]
     if op.name == "sqnxt.concat":
         return []
+    if op.name == "sqnxt.reduce" and _reduce_layer(op, "").kind == "eltwise":
+        return []               # its n slices are parts of one tensor, read from DRAM
     return [op.operands[0]]
 
 
@@ -222,6 +225,11 @@ def _const(v) -> np.ndarray | None:
     return v.owner.const_value() if v.owner is not None else None
 
 
+def _kept(shape: tuple[int, ...], axes: set[int]) -> tuple[int, ...]:
+    """``shape`` with the reduced ``axes`` as 1 (keepdims)."""
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
 def _reduce_layer(op: Op, name: str) -> Layer:
     """A reduction (module doc).  Of a tensor that is not NCHW: a ``gap`` whose channels
     are the output's elements and whose window is the n = input / output elements each
@@ -230,6 +238,12 @@ def _reduce_layer(op: Op, name: str) -> Layer:
     if len(x) != 4:
         n_out = max(1, op.result.type.numel)
         n = max(1, math.prod(x) // n_out)
+        axes = {a % len(x) for a in op.attrs["axes"]}
+        if len(x) >= 3 and not axes & {len(x) - 2, len(x) - 1}:
+            # the last two axes stay: n output-sized slices added element by element
+            K, P, Q = grid(_kept(x, axes))
+            return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n,
+                         fn="reduce", elem_ops=n - 1)
         return Layer(name, "gap", C=n_out, K=n_out, H=n, W=1, R=n, S=1, P=1, Q=1)
     axes = {a % 4 for a in op.attrs["axes"]} - {0}
     C, H, W = x[1:]

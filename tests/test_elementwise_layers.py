@@ -139,12 +139,16 @@ def test_ops_with_no_mapping_are_still_listed_as_not_modelled(tmp_path, cli):
     assert layer_of(mm) is None
 
 
-def test_a_reduction_of_any_rank_is_a_gap_over_its_outputs(tmp_path):
-    nodes = [N("Relu", ["x"], ["r"]), N("ReduceSum", ["r", "ax"], ["y"], keepdims=0, name="red5")]
-    m = inferred_model(nodes, [("x", [1, 2, 4, 3, 5])], ["y"], [("ax", np.array([1], np.int64))])
+def test_a_reduction_of_any_rank_is_a_sum_of_slices_or_a_gap_over_its_outputs(tmp_path):
+    nodes = [N("Relu", ["x"], ["r"]), N("ReduceSum", ["r", "ax"], ["y"], keepdims=0, name="red5"),
+             N("ReduceMax", ["r"], ["z"], axes=[3, 4], name="last2")]
+    m = inferred_model(nodes, [("x", [1, 2, 4, 3, 5])], ["y", "z"], [("ax", np.array([1], np.int64))])
     res = _compile(m, tmp_path)
-    L = next(L for op, L in network_layers(res.graph) if op.loc.node == "red5")
-    assert (L.kind, L.K, L.H, L.R, L.macs) == ("gap", 60, 2, 2, 120)
+    by = {op.loc.node: L for op, L in network_layers(res.graph)}
+    L = by["red5"]       # the radix sum: 2 slices of 4x3x5 added
+    assert (L.kind, L.fn, L.K, L.P, L.Q, L.n_inputs, L.elem_ops, L.macs) == ("eltwise", "reduce", 4, 3, 5, 2, 1, 60)
+    L = by["last2"]      # over the last two axes: each of the 8 outputs reduces 15 inputs
+    assert (L.kind, L.K, L.H, L.R, L.macs) == ("gap", 8, 15, 15, 120)
     from sqnxt_compiler.reference.tiled import execute_tiled
     rep = check(res.graph, res.model, res.source, samples=1,
                 executor=lambda g, f: execute_tiled(g, f).outputs)
