@@ -2,8 +2,10 @@
 
 Rewrites, applied until none applies (each counted in the pass statistics):
 
-* **identity-removed / dropout-removed**: ``y = identity(x)`` or ``dropout(x)`` (inference)
-  -> uses of ``y`` become uses of ``x``.
+* **identity-removed / dropout-removed / whole-slice-removed**: ``y = identity(x)``,
+  ``dropout(x)`` (inference) or a slice with steps 1 that keeps every element (GhostNet's
+  ``[:, :out]`` when the concat already has ``out`` channels) -> uses of ``y`` become uses
+  of ``x``.
 * **constants-folded**: an op whose operands are all constants (or ``shape`` of any
   tensor: shapes are static) is evaluated with the executor's kernel and becomes a
   ``sqnxt.constant`` (ops with the ``structural`` trait never are: input, output,
@@ -24,6 +26,9 @@ Rewrites, applied until none applies (each counted in the pass statistics):
   window sees the same zeros); likewise an ``avgpool`` with ``ceil_mode = 0`` whose own
   pads are 0 or that counts its padding (``count_include_pad = 1``, then set).  TF-style
   "same" padding exports (Pad + VALID conv) become one conv.
+* **layer-norm-from-parts**: ``div(x - mean(x), sqrt(mean((x - mean(x))^2) + eps))`` over
+  x's trailing axes, then an optional constant scale and shift -> ``layer_norm(x, scale,
+  shift)``: LayerNormalization as exported before opset 17, one layer instead of nine.
 * **hard-swish-from-mul**: ``mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 1/2})`` (the
   hard_sigmoid used only there) -> ``hard_swish(y)``: HardSwish as exported before opset
   14, one op (and one layer) instead of two, with the same numbers.
@@ -67,7 +72,7 @@ class Canonicalize(Pass):
                 if (self._drop_noop(graph, op) or self._fold(graph, op)
                         or self._gemm_to_fc(graph, op) or self._matmul_to_fc(graph, op)
                         or self._reduce_to_gap(graph, op) or self._pad_into_window(graph, op)
-                        or self._hard_swish_from_mul(graph, op)):
+                        or self._hard_swish_from_mul(graph, op) or self._layer_norm_from_parts(graph, op)):
                     changed = True
         n = graph.erase_dead()
         if n:
@@ -75,6 +80,12 @@ class Canonicalize(Pass):
 
     # ------------------------------------------------------------------ rewrites
     def _drop_noop(self, graph: Graph, op) -> bool:
+        if op.name in ("sqnxt.slice", "sqnxt.extract_slice") and all(s == 1 for s in op.attrs["steps"]) \
+                and op.result.type == op.operands[0].type:
+            graph.replace_all_uses(op.result, op.operands[0])   # a slice of everything
+            graph.erase(op)
+            self.stats["whole-slice-removed"] += 1
+            return True
         if op.name not in ("sqnxt.identity", "sqnxt.dropout"):
             return False
         graph.replace_all_uses(op.result, op.operands[0])
@@ -197,6 +208,76 @@ class Canonicalize(Pass):
                 self.stats["hard-swish-from-mul"] += 1
                 return True
         return False
+
+    @staticmethod
+    def _single(graph: Graph, v, name: str):
+        """The producer of ``v`` if it is a ``name`` op whose result only ``v``'s one user reads."""
+        o = v.owner
+        return o if o is not None and o.name == name and len(graph.uses(o.result)) == 1 else None
+
+    def _layer_norm_from_parts(self, graph: Graph, op) -> bool:
+        """div(d, sqrt(add(mean(pow(d, 2)), eps))) with d = sub(x, mean(x)), the means over
+        x's trailing axes (keepdims), then optionally mul by a constant scale and add a
+        constant shift over those axes -> layer_norm(x, scale, shift): LayerNormalization
+        as exported before opset 17 (each intermediate used only there)."""
+        if op.name != "sqnxt.div":
+            return False
+        d, sq = op.operands
+        sqrt = self._single(graph, sq, "sqnxt.sqrt")
+        add = self._single(graph, sqrt.operands[0], "sqnxt.add") if sqrt else None
+        if add is None or len(add.operands) != 2 or add.attrs["act"] != "none":
+            return False
+        eps = _const(add.operands[1])
+        var = self._single(graph, add.operands[0], "sqnxt.reduce")
+        pw = self._single(graph, var.operands[0], "sqnxt.pow") if var else None
+        sub = d.owner
+        if (eps is None or eps.size != 1 or pw is None or pw.operands[0] is not d
+                or _const(pw.operands[1]) is None or not np.all(_const(pw.operands[1]) == 2)
+                or sub is None or sub.name != "sqnxt.sub" or len(graph.uses(d)) != 2):
+            return False
+        x, mean = sub.operands
+        mean_op = mean.owner
+        if mean_op is None or mean_op.name != "sqnxt.reduce" or mean_op.operands[0] is not x \
+                or len(graph.uses(mean)) != 1:
+            return False
+        r = x.type.rank
+        axes = sorted(a % r for a in mean_op.attrs["axes"])
+        if (axes != list(range(axes[0], r)) or sorted(a % r for a in var.attrs["axes"]) != axes
+                or any(o.attrs["kind"] != "mean" or not o.attrs["keepdims"] for o in (mean_op, var))):
+            return False
+        norm = x.type.shape[axes[0]:]
+        end, scale, shift = op, None, None
+        users = graph.uses(op.result)
+        for kind in ("sqnxt.mul", "sqnxt.add"):       # an affine tail of constants, if any
+            if len(users) != 1 or users[0][0].name != kind or len(users[0][0].operands) != 2:
+                break
+            u = users[0][0]
+            c = _const(u.operands[1 - users[0][1]])
+            if c is None or (kind == "sqnxt.add" and u.attrs["act"] != "none") \
+                    or np.broadcast_shapes(c.shape, norm) != norm or c.ndim > len(norm):
+                break
+            if kind == "sqnxt.mul":
+                scale = c
+            else:
+                shift = c
+            end, users = u, graph.uses(u.result)
+        if scale is None:
+            scale = np.ones((), dtype=np.float32)
+        operands = [x, graph.constant(np.broadcast_to(scale, norm).astype(np.float32), end.result.name + "_scale",
+                                      Location(node=end.loc.node))]
+        if shift is not None:
+            operands.append(graph.constant(np.broadcast_to(shift, norm).astype(np.float32),
+                                           end.result.name + "_shift", Location(node=end.loc.node)))
+        ln = graph.add_op("sqnxt.layer_norm", operands, {"axis": axes[0], "epsilon": float(eps.reshape(-1)[0])},
+                          loc=end.loc, result_names=[end.result.name + "_ln"])
+        graph.replace_all_uses(end.result, ln.result)
+        for dead in (end, *([op] if end is not op else []), sqrt, add, var, pw, sub, mean_op):
+            if dead in graph and not graph.uses(dead.result):
+                graph.erase(dead)
+        n = graph.erase_dead()
+        self.stats["layer-norm-from-parts"] += 1
+        self.stats["dead-ops-erased"] += n
+        return True
 
     def _reduce_to_gap(self, graph: Graph, op) -> bool:
         if op.name != "sqnxt.reduce" or op.attrs["kind"] != "mean":

@@ -153,3 +153,43 @@ def test_a_reduction_of_any_rank_is_a_sum_of_slices_or_a_gap_over_its_outputs(tm
     rep = check(res.graph, res.model, res.source, samples=1,
                 executor=lambda g, f: execute_tiled(g, f).outputs)
     assert rep.ok, rep.format()
+
+
+def test_a_slice_of_everything_is_removed_not_copied(tmp_path):
+    """GhostNet's cat([a, cheap(a)])[:, :out] with out = all channels: no copy layer."""
+    nodes = [N("Relu", ["x"], ["r"]), N("Concat", ["r", "x"], ["c"], axis=1),
+             N("Slice", ["c", "st", "en", "ax"], ["y"], name="whole"),
+             N("Slice", ["c", "st", "half", "ax"], ["z"], name="part")]
+    inits = [("st", np.array([0], np.int64)), ("en", np.array([2 ** 62], np.int64)),
+             ("half", np.array([4], np.int64)), ("ax", np.array([1], np.int64))]
+    m = inferred_model(nodes, [("x", [1, 4, 5, 5])], ["y", "z"], inits)
+    res = _compile(m, tmp_path)
+    names = [op.loc.node for op in res.graph.ops() if op.name == "sqnxt.extract_slice"]
+    assert names == ["part"]
+    rep = check(res.graph, res.model, res.source, samples=1)
+    assert rep.ok, rep.format()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_exported_as_parts_becomes_one_layer(tmp_path, affine):
+    """LayerNorm as TorchScript exports it at opset 13 (mean, sub, pow, mean, add eps, sqrt,
+    div, then the constant scale and shift): one layer_norm, onnxruntime's numbers."""
+    rng = np.random.default_rng(4)
+    nodes = [N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+             N("ReduceMean", ["t"], ["m"], axes=[-1]), N("Sub", ["t", "m"], ["d"]),
+             N("Pow", ["d", "two"], ["p"]), N("ReduceMean", ["p"], ["v"], axes=[-1]),
+             N("Add", ["v", "eps"], ["ve"]), N("Sqrt", ["ve"], ["s"]), N("Div", ["d", "s"], ["n"])]
+    inits = [("two", np.float32(2)), ("eps", np.float32(1e-6))]
+    last = "n"
+    if affine:
+        nodes += [N("Mul", ["n", "g"], ["gm"]), N("Add", ["gm", "b"], ["y"])]
+        inits += [("g", rand(rng, 6)), ("b", rand(rng, 6))]
+        last = "y"
+    m = inferred_model(nodes, [("x", [1, 6, 4, 5])], [last], inits)
+    res = _compile(m, tmp_path)
+    names = [op.name for op in res.graph.ops() if not op.has_trait("structural")]
+    assert names == ["sqnxt.transpose", "sqnxt.layer_norm"], names
+    ln = names and next(op for op in res.graph.ops() if op.name == "sqnxt.layer_norm")
+    assert ln.attrs["axis"] == 3 and np.isclose(ln.attrs["epsilon"], 1e-6) and len(ln.operands) == 2 + affine
+    rep = check(res.graph, res.model, res.source, samples=2)
+    assert rep.ok, rep.format()
