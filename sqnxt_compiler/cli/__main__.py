@@ -1,4 +1,4 @@
-"""``python -m sqnxt_compiler.cli``: the ``sqnxtc`` command."""
-from . import main
+"""``python -m sqnxt_compiler.cli``: the ``sqnxtc`` command (with its signal handling)."""
+from ..entry import run
 
-main(prog_name="sqnxtc")
+run(prog_name="sqnxtc")

@@ -187,6 +187,9 @@ def _solver(time_left: float | None) -> cp_model.CpSolver:
     # them further; measured ~35% less CP-SAT time on 1.0-SqNxt-23, same answers
     # (benchmarks/bench_compile.py, docs/scheduler.md)
     s.parameters.max_presolve_iterations = 1
+    # Ctrl-C is sqnxtc's (exit 130, outputs cleaned up): CP-SAT would install its own
+    # SIGINT handler for the solve and leave the default one behind
+    s.parameters.catch_sigint_signal = False
     if time_left is not None:
         s.parameters.max_time_in_seconds = max(0.001, time_left)
     return s
