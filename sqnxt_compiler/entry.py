@@ -27,8 +27,8 @@ def _on_sigterm(signum, frame) -> None:
 
 def run(prog_name: str = "sqnxtc") -> None:
     """Run the ``sqnxtc`` command line with SIGINT and SIGTERM mapped to exits 130 / 143."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
         from .cli import main
         main(prog_name=prog_name)
     except KeyboardInterrupt:
