@@ -15,6 +15,8 @@ from typing import BinaryIO, Callable, Iterator
 import onnx
 from google.protobuf.message import Message
 
+from sqnxt_compiler.protowire import varint
+
 _LEN = 2  # wire type of length-delimited fields
 _MODEL_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _GRAPH_INIT = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
@@ -22,19 +24,6 @@ _TENSOR_RAW = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
 _ITEM_SIZE = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.INT64: 8, onnx.TensorProto.INT32: 4,
               onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.INT8: 1,
               onnx.TensorProto.UINT8: 1}
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    out = bytearray()
-    while True:
-        low = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 def _key(number: int) -> bytes:

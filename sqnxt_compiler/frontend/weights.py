@@ -26,12 +26,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..protowire import WireError, read_varint, varint
+
 #: Initializer entries at least this long (bytes) are read lazily.
 MIN_LAZY_BYTES = 1 << 20
-
-
-class _Unexpected(Exception):
-    """The scan met something it does not handle: leave the file to onnx.load."""
 
 
 @dataclass(frozen=True)
@@ -52,53 +50,27 @@ class LazyTensor:
         return arr.astype(dt.newbyteorder("="), copy=False).reshape(self.dims)
 
 
-def _varint(buf, i: int, end: int) -> tuple[int, int]:
-    """Decode a varint at ``buf[i]``: (value, index after it)."""
-    shift = value = 0
-    while True:
-        if i >= end or shift > 63:
-            raise _Unexpected("truncated varint")
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _encode_varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _fields(buf, start: int, end: int):
     """Yield (field number, wire type, key start, payload start, payload end) of the
     message in ``buf[start:end]``."""
     i = start
     while i < end:
         key_start = i
-        key, i = _varint(buf, i, end)
+        key, i = read_varint(buf, i, end)
         field, wt = key >> 3, key & 7
         if wt == 0:
-            _, j = _varint(buf, i, end)
+            _, j = read_varint(buf, i, end)
         elif wt == 1:
             j = i + 8
         elif wt == 5:
             j = i + 4
         elif wt == 2:
-            n, i = _varint(buf, i, end)
+            n, i = read_varint(buf, i, end)
             j = i + n
         else:
-            raise _Unexpected(f"wire type {wt}")
+            raise WireError(f"wire type {wt}")
         if j > end:
-            raise _Unexpected("field runs past its message")
+            raise WireError("field runs past its message")
         yield field, wt, key_start, i, j
         i = j
 
@@ -110,14 +82,14 @@ def _stand_in(buf, start: int, end: int, path: str) -> tuple[bytes, LazyTensor] 
     data_type = name = raw = None
     for field, wt, _, a, b in _fields(buf, start, end):
         if field == 1 and wt == 0:
-            dims.append(_varint(buf, a, b)[0])
+            dims.append(read_varint(buf, a, b)[0])
         elif field == 1 and wt == 2:
             i = a
             while i < b:
-                v, i = _varint(buf, i, b)
+                v, i = read_varint(buf, i, b)
                 dims.append(v)
         elif field == 2 and wt == 0:
-            data_type = _varint(buf, a, b)[0]
+            data_type = read_varint(buf, a, b)[0]
         elif field == 8 and wt == 2:
             try:
                 name = bytes(buf[a:b]).decode("utf-8")
@@ -152,7 +124,7 @@ def _strip_graph(buf, start: int, end: int, path: str, min_bytes: int, lazy: dic
             continue
         stand, t = got
         lazy[t.name] = t
-        out += _encode_varint(5 << 3 | 2) + _encode_varint(len(stand)) + stand
+        out += varint(5 << 3 | 2) + varint(len(stand)) + stand
     return bytes(out)
 
 
@@ -170,12 +142,12 @@ def read_model(path: str, min_bytes: int = MIN_LAZY_BYTES) -> tuple[onnx.ModelPr
                 for field, wt, key_start, a, b in _fields(buf, 0, len(buf)):
                     if field == 7 and wt == 2:
                         g = _strip_graph(buf, a, b, path, min_bytes, lazy)
-                        out += _encode_varint(7 << 3 | 2) + _encode_varint(len(g)) + g
+                        out += varint(7 << 3 | 2) + varint(len(g)) + g
                     else:
                         out += buf[key_start:b]
             finally:
                 buf.release()
-    except (_Unexpected, ValueError, OSError):
+    except (WireError, ValueError, OSError):
         lazy = {}
     if not lazy:
         return onnx.load(path), {}

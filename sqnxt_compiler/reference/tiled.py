@@ -635,12 +635,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         else:
             _drive(st, L, m, arith, len(xs), w is not None, compute, finalize)
     st.output_elements = y.size
-    # per batch element: how often each output element was finalized (must be once)
-    lo, hi = int(writes.min()), int(writes.max())
-    st.writes_min, st.writes_max = lo // N, -(-hi // N)
-    if lo != N or hi != N:
-        raise SqnxtError(f"tiled execution finalized output elements between {lo / N:g} and "
-                         f"{hi / N:g} times per batch element (must be exactly once)")
+    _written_once(st, writes, N)
     y = y.reshape(out_shape)
     return arith.out(y, fo), st
 
@@ -701,12 +696,18 @@ def _store_tiles(op: Op, ref: np.ndarray, arith, trace: bool) -> tuple[object, L
     for n in range(N):
         _drive(st, L, m, arith, L.n_inputs, L.has_weights, compute, finalize)
     st.output_elements = y.size
+    _written_once(st, writes, N)
+    return arith.out(y.reshape(op.result.type.shape), fo), st
+
+
+def _written_once(st: LayerStats, writes: np.ndarray, N: int) -> None:
+    """Record how often each output element was finalized per batch element (``writes``
+    counts them over N elements) and raise unless every one was exactly once."""
     lo, hi = int(writes.min()), int(writes.max())
     st.writes_min, st.writes_max = lo // N, -(-hi // N)
     if lo != N or hi != N:
         raise SqnxtError(f"tiled execution finalized output elements between {lo / N:g} and "
                          f"{hi / N:g} times per batch element (must be exactly once)")
-    return arith.out(y.reshape(op.result.type.shape), fo), st
 
 
 def pooled_geometry(L):
