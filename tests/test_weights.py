@@ -54,9 +54,16 @@ def test_lazy_and_full_imports_give_the_same_ir_and_schedules(tmp_path):
     from sqnxt_compiler.ir.printer import print_graph
     assert print_graph(lazy.graph) == print_graph(full.graph)
     assert lazy.model is None and full.model is not None      # onnxruntime reads the file
+    from conftest import clear_process_caches
+    from sqnxt_compiler.schedule.solver import STATS
+
     t = load_target("pe8x8")
+    clear_process_caches()
     a = driver.compile(str(p), target=t)
+    clear_process_caches()          # the second compile solves again, not from the first's cache
+    before = STATS["solved"]
     b = driver.compile((onnx.load(str(p)), str(p)), target=t)
+    assert STATS["solved"] > before
     assert [op.attrs["schedule"].schedule.to_dict() for op in a.graph.ops() if "schedule" in op.attrs] == \
         [op.attrs["schedule"].schedule.to_dict() for op in b.graph.ops() if "schedule" in op.attrs]
     rep = check(a.graph, a.model, a.source, samples=1)
