@@ -30,7 +30,7 @@ WRAPPER = ("import resource, subprocess, sys\n"
            "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
            "sys.stderr.write(r.stderr[-2000:])\n"
            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
-SQNXTC = [sys.executable, "-m", "sqnxt_compiler.cli"]
+SQNXTC = [sys.executable, "-m", "sqnxt_compiler"]
 
 
 def compile_row(path: Path, target: str, work: Path) -> dict:

@@ -32,7 +32,7 @@ WRAPPER = ("import resource, subprocess, sys\n"
 
 def sqnxtc() -> list[str]:
     """The command line of the installed sqnxtc (this interpreter's module)."""
-    return [sys.executable, "-m", "sqnxt_compiler.cli"]
+    return [sys.executable, "-m", "sqnxt_compiler"]
 
 
 def model_file(name: str, work: Path) -> Path:

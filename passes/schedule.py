@@ -135,7 +135,8 @@ class Schedule(Pass):
                 ops.append(op)
                 layers.append(layer)
         try:
-            scheds = schedule_layers(layers, ctx.target, progress=ctx.progress, **o.solver_kwargs())
+            scheds = schedule_layers(layers, ctx.target, progress=ctx.progress, notes=ctx.notes,
+                                     **o.solver_kwargs())
         except ScheduleError as exc:
             if exc.location is None:
                 exc.location = graph.source
@@ -162,7 +163,8 @@ class Schedule(Pass):
         o, target = self.options, ctx.target
         net = network_of(graph, list(zip(ops, layers)))
         cands = candidates(net, target,
-                           lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, **o.solver_kwargs()),
+                           lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
+                                                                  **o.solver_kwargs()),
                            o.objective, alone)
         plan = plan_network(net, cands, target, o.objective, o.time_limit or None)
         problems = verify_allocation(net, plan, target)

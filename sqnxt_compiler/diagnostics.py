@@ -16,19 +16,15 @@ code  meaning
 4     unsupported model (unsupported op or attribute, dynamic dimension)
 5     bad target description
 6     the model cannot be scheduled on the target (no mapping fits, solver error)
-7     an output cannot be written
+7     an output cannot be written (a file, a directory, stdout closed or full)
 70    internal error (a bug in sqnxtc: please report it, with ``--debug``)
+130   interrupted (SIGINT); 143 terminated (SIGTERM): :mod:`sqnxt_compiler.entry`
 ====  ==========================================================================
 """
 from __future__ import annotations
 
 import enum
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
 
 
 class ExitCode(enum.IntEnum):
@@ -127,47 +123,3 @@ class CheckFailed(SqnxtError):
 
 class OutputError(SqnxtError):
     code = ExitCode.OUTPUT
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
-    """Write ``path`` all-or-nothing: into a temporary file beside it, renamed on success.
-
-    If the body raises, the temporary file is removed and ``path`` is left as it was, so a
-    failed compile never leaves a partial output behind.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write output: {exc.strerror or exc}", str(path)) from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def write_all(files: dict) -> None:
-    """Write every file or none: each goes to a temporary file beside it (atomic_write,
-    nested); the renames happen only once all are written.  Values are str or bytes."""
-    from contextlib import ExitStack
-
-    first = next(iter(files), None)
-    try:
-        with ExitStack() as stack:
-            for path, data in files.items():
-                fh = stack.enter_context(atomic_write(path, "wb" if isinstance(data, bytes) else "w"))
-                fh.write(data)
-    except OSError as exc:  # e.g. disk full while writing
-        raise OutputError(f"cannot write output: {exc.strerror or exc}",
-                          str(getattr(exc, "filename", None) or first)) from None

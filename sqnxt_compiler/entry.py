@@ -3,7 +3,7 @@
 Installed before anything heavy is imported, so that an interrupt at any moment (even
 while click, numpy or OR-Tools load) ends the same way: one line on stderr, exit 130 for
 SIGINT (Ctrl-C), 143 for SIGTERM, and every temporary output file removed on the way out
-(:func:`sqnxt_compiler.diagnostics.atomic_write` cleans up on any exception).  SIGTERM is
+(:func:`sqnxt_compiler.outputs.atomic_write` cleans up on any exception).  SIGTERM is
 turned into :class:`Terminated` in the main thread, a BaseException that the command's
 error guard lets through, as Python does for SIGINT with KeyboardInterrupt.
 """

@@ -120,7 +120,7 @@ def run_goldens(models: list[str], targets: list, goldens: Path, *, update: bool
                 progress=None) -> list[Outcome]:
     """Check (or with ``update`` rewrite, atomically) the goldens of models x targets
     (each target with its own activation home: see :func:`golden_points`)."""
-    from .diagnostics import atomic_write
+    from .outputs import atomic_write
 
     out = []
     for model, t, text in render_all(models, targets, progress):

@@ -206,7 +206,7 @@ def test_real_process_prints_no_traceback(tmp_path, case, extra):
     make, code, args, pieces = CASES[case]
     path = make(tmp_path)
     exe = ROOT / ".venv" / "bin" / "sqnxtc"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sqnxt_compiler.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sqnxt_compiler"]
     p = subprocess.run(cmd + ["compile", path, *args, *extra], capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert p.returncode == int(code), p.stderr
@@ -217,7 +217,7 @@ def test_real_process_prints_no_traceback(tmp_path, case, extra):
 
 def test_module_entry_point_in_a_real_process(tmp_path):
     path = CASES["no-outputs"][0](tmp_path)
-    p = subprocess.run([sys.executable, "-m", "sqnxt_compiler.cli", "check", path],
+    p = subprocess.run([sys.executable, "-m", "sqnxt_compiler", "check", path],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == int(ExitCode.BAD_INPUT)
     _assert_one_line_error(p.stderr, ["no outputs"], "m.onnx")

@@ -56,8 +56,14 @@ def test_the_golden_set_covers_the_zoo_families_on_both_targets():
                                  f"stale: {sorted(present - expected)}")
 
 
+def by_model(cases):
+    """Each case marked with its model's xdist group: one worker renders a model's four
+    points once (``rendered``) for all of its tests (pytest runs with --dist loadgroup)."""
+    return [pytest.param(*c, marks=pytest.mark.xdist_group(c[0])) for c in cases]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model,target,home", CASES, ids=[f"{m}-{t}-{h}" for m, t, h in CASES])
+@pytest.mark.parametrize("model,target,home", by_model(CASES), ids=[f"{m}-{t}-{h}" for m, t, h in CASES])
 def test_golden(model, target, home):
     path = GOLDENS / golden_filename(model, target, home)
     assert path.exists(), (f"no golden {path} (sqnxtc regress --update --model {model} --target {target} "
@@ -89,7 +95,7 @@ def test_goldens_are_what_sqnxtc_compile_schedules(target):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.xdist_group(m)) for m in MODELS])
 def test_planned_is_never_worse_than_all_dram_on_every_zoo_model(model):
     """On both bundled targets, from the goldens' renderings (fresh solves): the planned
     network's cycles are at most the all-DRAM network's, and at equal cycles its energy

@@ -153,16 +153,6 @@ def test_model_and_target_that_cannot_be_scheduled(cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_all_or_nothing_when_one_file_cannot_be_written(tmp_path):
-    from sqnxt_compiler.diagnostics import OutputError
-    from sqnxt_compiler.diagnostics import write_all
-
-    (tmp_path / "blocker").write_text("")
-    with pytest.raises(OutputError):
-        write_all({str(tmp_path / "a.txt"): "a", str(tmp_path / "blocker" / "b.txt"): "b"})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
-
-
 # ---- progress --------------------------------------------------------------------------
 def test_progress_goes_to_stderr_only_and_changes_nothing(cli, tmp_path):
     # all-DRAM: progress counts the distinct layers, which is every solve

@@ -162,6 +162,76 @@ def test_disk_cache_roundtrip(tmp_path, monkeypatch):
     assert [s.to_dict() for s in second] == [s.to_dict() for s in first]
 
 
+def _set(path, value):
+    def edit(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        d[last] = value(d[last]) if callable(value) else value
+    return edit
+
+
+TAMPER = {  # a bad cache entry -> the rule the note names
+    "tile 0": (_set(("mapping", "tiles", "x"), 0), "tile x=0 outside 1..111"),
+    "tile 1e12": (_set(("mapping", "tiles", "y"), 10 ** 12), "tile y=1000000000000 outside 1..111"),
+    "tile -3": (_set(("mapping", "tiles", "k"), -3), "tile k=-3 outside"),
+    "tile str": (_set(("mapping", "tiles", "c"), "3"), "tile c='3' outside"),
+    "tile float": (_set(("mapping", "tiles", "c"), 1.0), "tile c=1.0 outside"),
+    "dataflow": (_set(("mapping", "dataflow"), "XS"), "dataflow must be one of"),
+    "order": (_set(("mapping", "order"), "kcyy"), "order must be a permutation"),
+    "no tiles": (_set(("mapping",), {}), "mapping unreadable (KeyError)"),
+    "cost": (_set(("cost", "total_cycles"), lambda v: v + 1), "cost differs"),
+    "value": (_set(("objective", "value"), lambda v: v - 1), "objective value differs"),
+    "objective": (_set(("objective", "name"), "energy"), "objective is not cycles"),
+    "bound": (_set(("objective", "bound"), lambda v: v + 1), "bound outside 0..value"),
+    "bound below": (_set(("objective", "bound"), lambda v: v - 1), "gap disagrees"),
+    "gap": (_set(("objective", "gap"), 0.5), "gap disagrees"),
+    "status": (_set(("status",), "feasible"), "is not a stored answer"),
+    "solver": (_set(("solver",), "magic"), "is not a stored answer"),
+    "tie_break": (_set(("tie_break",), "yes"), "tie_break is not a bool"),
+    "list": (lambda d: d.clear() or d.update({"_": []}), "no 'mapping'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPER))
+def test_a_bad_cache_entry_is_a_miss_with_a_note(tmp_path, case):
+    clear_cache()
+    L = next(L for L in squeezenext_layers("1.0-SqNxt-23") if L.name == "conv1")
+    good = schedule_layers([L], T16, cache_dir=tmp_path)[0]
+    (entry,) = tmp_path.glob("*.json")
+    d = json.loads(entry.read_text())
+    edit, rule = TAMPER[case]
+    edit(d)
+    entry.write_text(json.dumps(d))
+    clear_cache()
+    notes, solved = [], solver_mod.STATS["solved"]
+    again = schedule_layers([L], T16, cache_dir=tmp_path, notes=notes)[0]
+    assert solver_mod.STATS["solved"] == solved + 1 and not again.cached
+    assert again.to_dict() == good.to_dict()
+    assert len(notes) == 1 and rule in notes[0] and str(entry) in notes[0] and "'conv1'" in notes[0], notes
+    assert json.loads(entry.read_text()) == good.to_dict()  # overwritten by the new answer
+
+
+def test_a_cache_entry_that_is_not_json_is_a_miss(tmp_path):
+    clear_cache()
+    L = next(L for L in squeezenext_layers("1.0-SqNxt-23") if L.name == "pool1")
+    good = schedule_layers([L], T16, cache_dir=tmp_path)[0]
+    (entry,) = tmp_path.glob("*.json")
+    for text in ("{", "[" * 100000, "\xff\xfe"):
+        entry.write_bytes(text.encode("latin-1"))
+        clear_cache()
+        notes = []
+        assert schedule_layers([L], T16, cache_dir=tmp_path, notes=notes)[0].to_dict() == good.to_dict()
+        assert len(notes) == 1 and "not valid JSON" in notes[0]
+    d = good.to_dict()
+    d["mapping"]["dataflow"] = "WS"  # a pool has no weights
+    entry.write_text(json.dumps(d))
+    clear_cache()
+    notes = []
+    assert schedule_layers([L], T16, cache_dir=tmp_path, notes=notes)[0].to_dict() == good.to_dict()
+    assert "has no weights: only OS applies" in notes[0]
+
+
 def test_infeasible_layer_names_layer_and_smallest_buffer():
     tiny = replace(T8, global_buffer_bytes=64)
     L = Layer("conv7x7", "conv", 3, 8, 20, 20, 7, 7, 14, 14)

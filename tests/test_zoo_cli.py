@@ -74,7 +74,7 @@ def test_export_bad_sparsity_is_a_usage_error(tmp_path):
 
 def test_real_command_line_reports_one_line_and_exit_3(tmp_path):
     exe = Path(sys.executable).with_name("sqnxtc")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sqnxt_compiler.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sqnxt_compiler"]
     p = subprocess.run(cmd + ["zoo", "export", "nosuch", "-o", "x.onnx"], cwd=tmp_path,
                        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert p.returncode == 3

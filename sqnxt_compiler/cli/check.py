@@ -7,6 +7,7 @@ import click
 
 from .. import driver
 from ..diagnostics import CheckFailed, UsageError
+from ..outputs import echo
 from ..report.progress import reporting
 from .options import (FiniteFloatRange, activation_home_option, instrumentation, load_target_with, notes,
                       pipeline_options)
@@ -61,10 +62,10 @@ def check_cmd(model, passes, progress, target_name, tiled, precision, samples, s
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
                    atol=atol, **kwargs)
     how = f"tiled {precision} execution on {target.name}" if tiled else "numpy executor"
-    click.echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
+    echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
                "(CPU, optimizations off)")
-    click.echo(report.format())
-    click.echo(f"wall time {time.perf_counter() - t0:.2f} s")
+    echo(report.format())
+    echo(f"wall time {time.perf_counter() - t0:.2f} s")
     if not report.ok:
         bad = ", ".join(o.name for o in report.outputs if not o.ok)
         raise CheckFailed(f"outputs differ from onnxruntime beyond tolerance: {bad}", res.source)

@@ -1,12 +1,11 @@
 """``sqnxtc compile``: parse, call the driver, write the requested formats."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from .. import driver
-from ..diagnostics import OutputError, UsageError, atomic_write, write_all
+from ..diagnostics import UsageError
+from ..outputs import STDOUT, check_dir_target, echo, publish_dir, write_file
 from ..report.formats import FORMATS
 from ..report.progress import reporting
 from .options import (activation_home_option, instrumentation, load_target_with, notes, pipeline_options,
@@ -38,7 +37,7 @@ def default_emits(has_target: bool, has_output: bool) -> tuple[str, ...]:
               + ". Default: ir without a target; summary on stdout and every format with -o DIR "
                 "when a target is given.")
 @click.option("-o", "--output", type=click.Path(), default=None,
-              help="A file when exactly one --emit format is asked and the path is not a directory "
+              help="'-' (standard output) or a file when exactly one --emit format is asked and the path is not a directory "
                    "(nor ends in '/'); otherwise a directory that receives one file per format ("
                    + ", ".join(f.filename for f in FORMATS.values()) + ").")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True,
@@ -55,9 +54,11 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
     if target is None and any(FORMATS[e].needs_target for e in emits):
         need = ",".join(e for e in emits if FORMATS[e].needs_target)
         raise UsageError(f"--emit {need} needs --target")
+    if output == STDOUT and len(emits) != 1:
+        raise UsageError("-o - (standard output) takes exactly one --emit format")
     to_file = is_file_output(output, len(emits))
-    if output is not None and not to_file and os.path.exists(output) and not os.path.isdir(output):
-        raise OutputError("exists and is not a directory", output)
+    if output is not None and not to_file:
+        check_dir_target(output, [FORMATS[e].filename for e in emits])  # before any work
 
     with reporting(progress) as prog:
         res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
@@ -66,14 +67,13 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
     rendered = driver.render(res, emits, top=top)  # all computed before any is written
     if output is None:
         for e in emits:
-            click.echo(rendered[e], nl=False)
+            echo(rendered[e], nl=False)
         return
     if to_file:
-        with atomic_write(output) as fh:
-            fh.write(rendered[emits[0]])
+        write_file(output, rendered[emits[0]])
         return
-    paths = [os.path.join(output, FORMATS[e].filename) for e in emits]
-    write_all(dict(zip(paths, (rendered[e] for e in emits))))  # all files or none
+    paths = publish_dir(output, {FORMATS[e].filename: rendered[e] for e in emits},  # all or none
+                        owned={f.filename for f in FORMATS.values()})
     if "summary" in rendered:
-        click.echo(rendered["summary"], nl=False)
+        echo(rendered["summary"], nl=False)
     click.echo(f"wrote {', '.join(paths)}", err=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..outputs import echo
+
 
 def cost_class(ir_op: str) -> str:
     """How reports treat an IR op, from its declared traits: ``array`` (scheduled on the
@@ -42,6 +44,6 @@ def ops_cmd() -> None:
     rows = ops_table()
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
-    click.echo(f"{'ONNX op':<{w0}}  {'IR op':<{w1}}  cost")
+    echo(f"{'ONNX op':<{w0}}  {'IR op':<{w1}}  cost")
     for onnx_op, into, cls in rows:
-        click.echo(f"{onnx_op:<{w0}}  {into:<{w1}}  {cls}")
+        echo(f"{onnx_op:<{w0}}  {into:<{w1}}  {cls}")

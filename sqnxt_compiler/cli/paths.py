@@ -38,7 +38,9 @@ def _check_parent(path: str) -> None:
 
 
 def is_file_output(output: str | None, n_formats: int) -> bool:
-    """``-o PATH`` is a file when exactly one format is asked and PATH is not a directory
-    (nor ends in a path separator); otherwise a directory."""
+    """``-o PATH`` is a file when exactly one format is asked and PATH is ``-`` (standard
+    output) or not a directory (nor ends in a path separator); otherwise a directory."""
+    if output == "-":
+        return True
     return (output is not None and n_formats == 1 and not output.endswith(("/", os.sep))
             and not os.path.isdir(output))

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..diagnostics import CheckFailed, InputError
+from ..outputs import echo
 from ..regress import HOMES, TARGETS, default_goldens_dir, golden_models, golden_points, run_goldens
 from ..report.golden import moved_layers
 
@@ -42,23 +43,23 @@ def regress_cmd(update, models, targets, homes, goldens, quiet):
     for o in outcomes:
         head = f"{o.model} on {o.target}"
         if o.status in ("ok", "unchanged"):
-            click.echo(f"{head}: {o.status} ({o.layers} layers)")
+            echo(f"{head}: {o.status} ({o.layers} layers)")
         elif o.status == "missing":
-            click.echo(f"{head}: no golden {o.path}")
+            echo(f"{head}: no golden {o.path}")
         elif o.status == "unreadable":
-            click.echo(f"{head}: golden {o.path} unreadable: {o.error}")
+            echo(f"{head}: golden {o.path} unreadable: {o.error}")
         elif o.status == "created":
-            click.echo(f"{head}: created {o.path} ({o.layers} layers)")
+            echo(f"{head}: created {o.path} ({o.layers} layers)")
         else:
             n = len(moved_layers(o.diffs))
             other = [d.what for d in o.diffs if d.what in ("totals", "order", "header")]
             what = f"{n} layer(s)" + "".join(f", {w}" for w in other)
-            click.echo(f"{head}: updated {o.path}: {what} moved" if o.status == "updated"
+            echo(f"{head}: updated {o.path}: {what} moved" if o.status == "updated"
                        else f"{head}: moved: {what}")
             for d in o.diffs:
-                click.echo(f"  {d}")
+                echo(f"  {d}")
         for note in o.notes:
-            click.echo(f"  note: {note}")
+            echo(f"  note: {note}")
         if o.status in ("moved", "missing", "unreadable"):
             bad += 1
     click.echo(f"{len(outcomes)} golden(s), {bad} failing, "

@@ -2,12 +2,12 @@
 driver, compute everything before writing anything, and write all-or-nothing."""
 from __future__ import annotations
 
-import os
 
 import click
 
 from .. import driver
-from ..diagnostics import UsageError, write_all
+from ..diagnostics import UsageError
+from ..outputs import STDOUT, echo, publish_dir, write_file
 from ..report.progress import make_progress
 from .options import activation_home_option, load_targets, notes, progress_option, schedule_flags, schedule_values
 from .paths import check_output_dir, check_output_file
@@ -73,8 +73,7 @@ def report_cmd(model, targets, output, fmt, progress, **kw):
         driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
         docs = schedule_docs(model, tgts, schedule, progress)
     files = render_report(docs, fmt)
-    paths = {os.path.join(output, name): data for name, data in files.items()}
-    write_all(paths)
+    paths = publish_dir(output, files)
     click.echo(f"wrote {', '.join(paths)}", err=True)
 
 
@@ -85,7 +84,7 @@ def report_cmd(model, targets, output, fmt, progress, **kw):
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md",
               show_default=True, help="Table format.")
 @click.option("-o", "--output", type=click.Path(), default=None, metavar="FILE",
-              help="Write the table to FILE instead of stdout.")
+              help="Write the table to FILE instead of stdout ('-': stdout).")
 @schedule_flags
 @activation_home_option
 @progress_option
@@ -94,7 +93,7 @@ def compare_cmd(models, targets, fmt, output, progress, **kw):
     and energy, each also divided by the best (smallest) model of its column."""
     from ..report.compare import compare_data, render
 
-    if output is not None:
+    if output is not None and output != STDOUT:
         check_output_file(output)
     tgts = load_targets(targets, kw["activation_home"])
     schedule = schedule_values(kw)
@@ -103,8 +102,8 @@ def compare_cmd(models, targets, fmt, output, progress, **kw):
             for m in dict.fromkeys(models)}
     objective = next(iter(next(iter(docs.values())).values()))["options"]["objective"]
     text = render(compare_data(docs, [t.name for t in tgts], objective), fmt)
-    if output is None:
-        click.echo(text, nl=False)
+    if output is None or output == STDOUT:
+        echo(text, nl=False)
         return
-    write_all({output: text})
+    write_file(output, text)
     click.echo(f"wrote {output}", err=True)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ..outputs import echo
+
 
 @click.group("targets")
 def targets_group() -> None:
@@ -16,7 +18,7 @@ def list_cmd() -> None:
 
     for name in list_targets():
         t = load_target(name)
-        click.echo(f"{name:<10} {t.description}")
+        echo(f"{name:<10} {t.description}")
 
 
 @targets_group.command("show")
@@ -27,19 +29,19 @@ def show_cmd(name: str) -> None:
     from ..targets.target import SCHEMA, load_target
 
     t = load_target(name)
-    click.echo(f"target {t.name}: {t.description}")
-    click.echo(f"  source: {t.source}")
+    echo(f"target {t.name}: {t.description}")
+    echo(f"  source: {t.source}")
     section = object()
     for f in SCHEMA[2:]:
         if f.section != section:
             section = f.section
-            click.echo(f"[{section}]")
+            echo(f"[{section}]")
         v = getattr(t, f.attr)
         if isinstance(v, bool):
             v = "true" if v else "false"
         unit = f" {f.unit}" if f.unit else ""
-        click.echo(f"  {f.key:<28} {str(v) + unit:<22} # {f.doc}")
-    click.echo("[derived]")
+        echo(f"  {f.key:<28} {str(v) + unit:<22} # {f.doc}")
+    echo("[derived]")
     derived = [
         ("num_pes", t.num_pes, "PEs", "pe_rows * pe_cols"),
         ("buffer_words", t.buffer_words, "words", "global_buffer_bytes / word bytes"),
@@ -52,4 +54,4 @@ def show_cmd(name: str) -> None:
     ]
     for key, v, unit, doc in derived:
         unit = f" {unit}" if unit else ""
-        click.echo(f"  {key:<28} {str(v) + unit:<22} # {doc}")
+        echo(f"  {key:<28} {str(v) + unit:<22} # {doc}")

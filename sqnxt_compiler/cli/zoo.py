@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ..outputs import echo
+
 
 @click.group("zoo")
 def zoo_group() -> None:
@@ -25,20 +27,20 @@ def list_cmd(fmt: str) -> None:
 
     infos = list_models()
     out = {"table": format_table, "csv": format_csv, "json": format_json}[fmt](infos)
-    click.echo(out, nl=False)
+    echo(out, nl=False)
 
 
 @zoo_group.command("export")
 @click.argument("name")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the ONNX model.")
+              help="Where to write the ONNX model ('-': standard output).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the weights.")
 @click.option("--weight-sparsity", type=float, default=0.0, show_default=True,
               help="Fraction of conv/fc weights set to zero, in [0, 1).")
 def export_cmd(name: str, output: str, seed: int, weight_sparsity: float) -> None:
     """Build zoo model NAME with seeded weights and write it to OUTPUT (atomically)."""
-    from ..diagnostics import atomic_write
+    from ..outputs import atomic_write
     from ..zoo import build, get_info
     from ..zoo.serialize import write_model
 

@@ -82,11 +82,44 @@ def _read(spec: str, *, lazy: bool) -> tuple[onnx.ModelProto, str, dict[str, Laz
     except DecodeError as exc:
         raise InputError(f"not an ONNX model (protobuf parse failed: {exc}); truncated or "
                          "not ONNX", spec) from None
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"cannot load ONNX model: {exc}", spec) from None
+    except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+        # ValidationError: external data missing, not a file, or outside the model's folder
+        raise InputError(f"cannot load ONNX model: {' '.join(str(exc).split())}", spec) from None
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise InputError("not an ONNX model (no IR version or no graph: wrong file type?)", spec)
+    bad = _bad_string(model)
+    if bad:
+        raise InputError(f"invalid UTF-8 in {bad} (ONNX strings are UTF-8)", spec)
     return model, spec, weights
+
+
+def _bad_string(msg, path: str = "model") -> str | None:
+    """The path (``model.graph.node[3].name``) of the first string field of ``msg`` or its
+    sub-messages that is not valid UTF-8, or None.  Protobuf hands such a field back as
+    bytes, or raises when it is read; every later use of it would fail."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    for fd in msg.DESCRIPTOR.fields:
+        if fd.type not in (F.TYPE_STRING, F.TYPE_MESSAGE):
+            continue
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == F.LABEL_REPEATED
+        if not repeated and not msg.HasField(fd.name):
+            continue
+        try:
+            value = getattr(msg, fd.name)
+            items = list(value) if repeated else [value]
+        except UnicodeDecodeError:
+            return f"{path}.{fd.name}"
+        for i, v in enumerate(items):
+            where = f"{path}.{fd.name}" + (f"[{i}]" if repeated else "")
+            if fd.type == F.TYPE_STRING:
+                if not isinstance(v, str):
+                    return where
+            else:
+                bad = _bad_string(v, where)
+                if bad:
+                    return bad
+    return None
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -409,6 +442,30 @@ def lowers(*op_types: str, into: str | dict[str, str]):
     return wrap
 
 
+def _same_pads(L: _Lowering, auto: str, size: int, k: int, s: int) -> tuple[int, int]:
+    """(head, tail) padding of one axis under ``auto_pad`` SAME_UPPER / SAME_LOWER, as
+    onnxruntime computes it: output ``o = ceil(size / s)``, ``need = (o - 1) * s + k - size``,
+    head ``need / 2`` (SAME_UPPER) or ``(need + 1) / 2`` (SAME_LOWER), C division (towards
+    0), tail ``need - head``.  With a stride larger than the kernel ``need`` can be
+    negative: a negative tail only leaves input rows that no window reaches, so it is 0
+    here with the same result; a negative head shifts every window, which sqnxtc does not
+    model, and onnxruntime's pools reject any negative padding: both are unsupported (exit 4)."""
+    o = -(-size // s)
+    need = (o - 1) * s + k - size
+    num = need + (1 if auto == "SAME_LOWER" else 0)
+    head = abs(num) // 2 * (1 if num >= 0 else -1)
+    tail = need - head
+    if need >= 0:
+        return head, tail
+    if head < 0 or L.node.op_type != "Conv":
+        raise L.unsupported(
+            f"auto_pad {auto} with stride {s} > kernel {k} on an axis of {size}: onnxruntime's "
+            f"padding is negative (head {head}, tail {tail}); "
+            + ("it shifts the windows, which sqnxtc does not model" if L.node.op_type == "Conv"
+               else "onnxruntime rejects it") + " (give explicit pads)")
+    return head, 0
+
+
 def _pads2d(L: _Lowering, in_hw, kernel, strides) -> tuple[int, int, int, int]:
     """Explicit (top, left, bottom, right) pads from ``pads`` or ``auto_pad`` (ONNX rules)."""
     auto = L.attr("auto_pad", b"NOTSET")
@@ -421,12 +478,7 @@ def _pads2d(L: _Lowering, in_hw, kernel, strides) -> tuple[int, int, int, int]:
     if auto == "VALID":
         return (0, 0, 0, 0)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        out = []
-        for size, k, s in zip(in_hw, kernel, strides):
-            o = -(-size // s)
-            total = max(0, (o - 1) * s + k - size)
-            small, big = total // 2, total - total // 2
-            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        out = [_same_pads(L, auto, size, k, s) for size, k, s in zip(in_hw, kernel, strides)]
         (t, b), (l, r) = out
         return (t, l, b, r)
     raise L.unsupported(f"auto_pad '{auto}'")

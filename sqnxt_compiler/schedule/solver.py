@@ -36,8 +36,8 @@ from ortools.sat.python import cp_model
 from sqnxt_compiler import __version__
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, ORDERS, Mapping
-from sqnxt_compiler.cost.model import CostReport, capacity_words, evaluate, objective_value
-from sqnxt_compiler.diagnostics import ScheduleError, UsageError
+from sqnxt_compiler.cost.model import CostReport, capacity_words, check_mapping, evaluate, objective_value
+from sqnxt_compiler.diagnostics import ScheduleError, UsageError, one_line
 from sqnxt_compiler.targets import Target
 
 from .cpsat import INT_MAX, build_model, decode
@@ -109,15 +109,66 @@ class LayerSchedule:
         return d
 
     @staticmethod
-    def from_dict(d: dict, layer: Layer, target: Target) -> "LayerSchedule":
-        """Rebuild from to_dict() output (the cost is recomputed and must agree)."""
+    def from_dict(d: dict, layer: Layer, target: Target, objective: str | None = None) -> "LayerSchedule":
+        """Rebuild from to_dict() output, trusting nothing (:func:`check_entry`); objective
+        None: the one it names (which must be one of OBJECTIVES)."""
+        if objective is None:
+            objective = ((d.get("objective") or {}).get("name") if isinstance(d, dict) else None)
+            if objective not in OBJECTIVES:
+                raise BadEntry(f"unknown objective {objective!r}")
+        return check_entry(d, layer, target, objective)
+
+
+class BadEntry(ValueError):
+    """A cached schedule that fails :func:`check_entry` (the reason is the message)."""
+
+
+#: What each solver may claim: its statuses (a time-limited answer is never stored).
+_CLAIMS = {"cp-sat": {"optimal"}, "exhaustive": {"optimal"}, "heuristic": {"heuristic"}}
+
+
+def check_entry(d, layer: Layer, target: Target, objective: str) -> LayerSchedule:
+    """A stored schedule (``LayerSchedule.to_dict()``) for ``layer`` under ``objective``,
+    validated field by field; raises :class:`BadEntry` naming the first problem.
+
+    Rules: the mapping is in the layer's space (:func:`check_mapping`: dataflow, order, every
+    tile in 1..bound) and fits the buffer; the cost is recomputed and must equal the stored
+    one; the objective is the one asked, its value is the recomputed cost's, its bound is
+    an integer in 0..value (equal to it when optimal) and its gap is ``(value - bound) /
+    value`` rounded to 6 places; status and solver are a pair a solve produces (cp-sat or
+    exhaustive: optimal; heuristic: heuristic); tie_break is a bool, note a string."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BadEntry(what)
+
+    need(isinstance(d, dict), "not a JSON object")
+    for k in ("mapping", "status", "solver", "objective", "tie_break", "cost"):
+        need(k in d, f"no '{k}'")
+    try:
         m = Mapping.from_dict(d["mapping"])
-        cost = evaluate(layer, target, m)
-        if cost.to_dict() != d["cost"]:
-            raise ValueError("cached schedule disagrees with the cost model")
-        o = d["objective"]
-        return LayerSchedule(layer, m, cost, d["status"], o["name"], o["value"], o["bound"], o["gap"],
-                             d["solver"], d["tie_break"], d.get("note", ""))
+        check_mapping(layer, m)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadEntry(f"mapping unreadable ({type(exc).__name__})") from None
+    except ScheduleError as exc:
+        raise BadEntry(exc.message.split(": ", 1)[-1]) from None
+    cost = evaluate(layer, target, m)
+    need(cost.fits, f"mapping {m} does not fit the buffer")
+    need(cost.to_dict() == d["cost"], "cost differs from the cost model's")
+    o = d["objective"]
+    need(isinstance(o, dict) and o.get("name") == objective, f"objective is not {objective}")
+    value, bound, gap = o.get("value"), o.get("bound"), o.get("gap")
+    need(value == objective_value(cost, objective) and type(value) is int,
+         "objective value differs from the cost's")
+    need(type(bound) is int and 0 <= bound <= value, "objective bound outside 0..value")
+    need(isinstance(gap, float | int) and not isinstance(gap, bool) and gap == _gap(value, bound),
+         "gap disagrees with value and bound")
+    need(d["solver"] in _CLAIMS and d["status"] in _CLAIMS[d["solver"]],
+         f"status {d['status']!r} / solver {d['solver']!r} is not a stored answer")
+    need(d["status"] != "optimal" or bound == value, "an optimal answer's bound must equal its value")
+    need(isinstance(d["tie_break"], bool), "tie_break is not a bool")
+    need(isinstance(d.get("note", ""), str), "note is not a string")
+    return LayerSchedule(layer, m, cost, d["status"], objective, value, bound, float(gap),
+                         d["solver"], d["tie_break"], d.get("note", ""))
 
 
 def _int_bound(b: float) -> int:
@@ -510,7 +561,8 @@ def default_jobs() -> int:
 def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cycles",
                     time_limit: float | None = None, fallback: str | None = None,
                     cache_dir: str | os.PathLike | None = None,
-                    progress=None, hints: list | None = None, jobs: int | None = None) -> list[LayerSchedule]:
+                    progress=None, hints: list | None = None, jobs: int | None = None,
+                    notes: list | None = None) -> list[LayerSchedule]:
     """Schedule every layer, in order; each distinct layer (``cache_key``: its
     ``layer.key()`` under these options) is solved once and shared by the later layers of
     that shape, each of which keeps its own layer (name).
@@ -527,7 +579,8 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
     value; only a time limit makes an answer depend on timing, as it does serially.  The
     first failing layer in the list's order raises, the others are not waited for.
     ``progress(done, total, layer)``, if given, is told as each distinct layer's answer is
-    awaited, in order, and once at the end with ``layer`` None."""
+    awaited, in order, and once at the end with ``layer`` None.  ``notes``: receives a note
+    for each on-disk entry found invalid (:func:`check_entry`) and solved again."""
     _check_opts(objective, time_limit, fallback)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError(f"jobs must be an integer >= 1 (None: one per CPU), got {jobs!r}")
@@ -540,7 +593,7 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
     items = list(first.items())
 
     def solve(key: str, L: Layer) -> LayerSchedule:
-        return _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir, hint_of[key])
+        return _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir, hint_of[key], notes)
 
     solved: dict[str, LayerSchedule] = {}
     workers = min(default_jobs() if jobs is None else jobs, len(items))
@@ -571,7 +624,7 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
 
 
 def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
-                     hint: Mapping | None = None) -> LayerSchedule:
+                     hint: Mapping | None = None, notes: list | None = None) -> LayerSchedule:
     """The in-process cache, then the disk cache, then a solve (stored in both unless
     time-limited)."""
     s = _MEMO.get(key)
@@ -579,7 +632,7 @@ def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
         _count("memory")
         return replace(s, cached=True, solve_time=0.0)
     if cache_dir is not None:
-        s = _disk_get(Path(cache_dir), key, L, target)
+        s = _disk_get(Path(cache_dir), key, L, target, objective, notes)
         if s is not None:
             _count("disk")
             return s
@@ -592,17 +645,32 @@ def _lookup_or_solve(key, L, target, objective, time_limit, fallback, cache_dir,
     return s
 
 
-def _disk_get(d: Path, key: str, layer: Layer, target: Target) -> LayerSchedule | None:
+def _disk_get(d: Path, key: str, layer: Layer, target: Target, objective: str,
+              notes: list | None = None) -> LayerSchedule | None:
+    """The valid entry stored under ``key``, else None (a miss).  An entry that exists but
+    is unreadable or fails :func:`check_entry` is a miss with a note naming the file and
+    the reason (it is then overwritten by the new solve)."""
     p = d / f"{key}.json"
     try:
-        data = json.loads(p.read_text())
-        return replace(LayerSchedule.from_dict(data, layer, target), cached=True)
-    except (OSError, ValueError, KeyError, TypeError):
+        text = p.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    else:
+        try:
+            return replace(check_entry(json.loads(text), layer, target, objective), cached=True)
+        except (ValueError, RecursionError) as exc:  # BadEntry and JSON errors are ValueErrors
+            why = str(exc) if isinstance(exc, BadEntry) else "not valid JSON"
+    if notes is not None:
+        notes.append(f"schedule cache entry {one_line(str(p), None)} ignored (layer '{one_line(layer.name)}'): "
+                     f"{one_line(why)}; solved again")
+    _count("rejected")
+    return None
 
 
 def _disk_put(d: Path, key: str, s: LayerSchedule) -> None:
-    from sqnxt_compiler.diagnostics import atomic_write
+    from sqnxt_compiler.outputs import atomic_write
 
     try:
         with atomic_write(d / f"{key}.json") as fh:
