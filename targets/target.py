@@ -128,6 +128,16 @@ def _field(section: str | None, key: str, kind: str, unit: str, doc: str, *,
     return dataclasses.field(default=_check_value(spec, default, "<schema>"), metadata={_SCHEMA_KEY: spec})
 
 
+#: Upper bounds of the fields: far beyond any accelerator this models, and small enough
+#: that every cost figure of a layer stays a 64-bit integer (what CP-SAT computes with).
+MAX_PES = 4096                    # PEs per array side
+MAX_COUNT = 2 ** 20               # words, cycles, energy units per access
+MAX_BUFFER_BYTES = 2 ** 40        # 1 TiB
+MAX_RATE = 10 ** 6                # GB/s, MHz
+#: DRAM words per cycle (bandwidth / clock / word bytes) must lie in this range.
+WORDS_PER_CYCLE_RANGE = (Fraction(1, 2 ** 20), Fraction(2 ** 20))
+
+
 # The field declarations below are one table, alike line by line by design (the
 # `duplicates` tool pairs them by shape).
 @dataclass(frozen=True, kw_only=True)
@@ -142,68 +152,71 @@ class Target:
     description: str = _field(None, "description", "str", "", "one line for `targets list`")
     # [array]
     pe_rows: int = _field("array", "pe_rows", "int", "PEs", "array rows: WS input channels, OS output rows",
-                          minimum=1)
+                          minimum=1, maximum=MAX_PES)
     pe_cols: int = _field("array", "pe_cols", "int", "PEs", "array columns: WS output channels, OS output columns",
-                          minimum=1)
+                          minimum=1, maximum=MAX_PES)
     rf_words_per_pe: int = _field("array", "rf_words_per_pe", "int", "words",
                                   "register file per PE; >= 2 partial sums double-buffers the OS accumulator",
-                                  minimum=1)
+                                  minimum=1, maximum=MAX_COUNT)
     pipeline_fill_cycles: int = _field("array", "pipeline_fill_cycles", "int", "cycles",
-                                       "array pipeline fill and drain, charged once per layer", minimum=0)
+                                       "array pipeline fill and drain, charged once per layer",
+                                       minimum=0, maximum=MAX_COUNT)
     nonlinear_cycles: int = _field("array", "nonlinear_cycles", "int", "cycles",
                                    "cycles (and MAC-level operations) of one nonlinear function "
                                    "evaluation per element (sigmoid, tanh, exp, reciprocal) on a PE",
                                    minimum=1, maximum=1024, default=4)
     # [buffer]
     word_bits: int = _field("buffer", "word_bits", "int", "bits", "width of an activation or weight word",
-                            minimum=1)
+                            minimum=1, maximum=64)
     global_buffer_bytes: int = _field("buffer", "global_buffer_bytes", "int", "bytes", "global buffer capacity",
-                                      minimum=1)
+                                      minimum=1, maximum=MAX_BUFFER_BYTES)
     port_words_per_cycle: int = _field("buffer", "port_words_per_cycle", "int", "words/cycle",
                                        "global buffer <-> array port width (weight-block load, accumulator drain)",
-                                       minimum=1)
+                                       minimum=1, maximum=MAX_COUNT)
     buffer_split: str = _field("buffer", "split", "str", "",
                                "how the buffer is split between inputs, weights and outputs",
                                choices=("shared",), default="shared")
     double_buffering: bool = _field("buffer", "double_buffering", "bool", "",
                                     "two copies of every tile so that DMA overlaps compute")
-    psum_bits: int = _field("buffer", "psum_bits", "int", "bits", "width of a stored partial sum", minimum=1)
+    psum_bits: int = _field("buffer", "psum_bits", "int", "bits", "width of a stored partial sum",
+                            minimum=1, maximum=128)
     # [dram]
     dram_latency_cycles: int = _field("dram", "latency_cycles", "int", "cycles", "latency of one DMA transfer",
-                                      minimum=0)
+                                      minimum=0, maximum=MAX_COUNT)
     dram_bandwidth_gb_per_s: Fraction = _field("dram", "bandwidth_gb_per_s", "number", "GB/s",
                                                "effective DRAM bandwidth (10^9 bytes/s)",
-                                               minimum=0, exclusive_min=True)
+                                               minimum=0, exclusive_min=True, maximum=MAX_RATE)
     activation_home: str = _field("dram", "activation_home", "str", "",
                                   "where activations live between layers: dram (every one through "
                                   "DRAM) or planned (the memory planner keeps some in the buffer)",
                                   choices=("dram", "planned"), default="dram")
     # [clock]
     clock_mhz: Fraction = _field("clock", "frequency_mhz", "number", "MHz", "clock frequency",
-                                 minimum=0, exclusive_min=True)
+                                 minimum=0, exclusive_min=True, maximum=MAX_RATE)
     # [dataflow]
     os_weight_zero_fraction: Fraction = _field(
         "dataflow", "os_weight_zero_fraction", "number", "fraction",
         "weights assumed zero (skipped in OS) when the layer gives no measurement",
         minimum=0, maximum=1, exclusive_max=True)
     ws_rf_per_mac: int = _field("dataflow", "ws_rf_accesses_per_mac", "int", "accesses/MAC",
-                                "WS register-file accesses per MAC", minimum=0)
+                                "WS register-file accesses per MAC", minimum=0, maximum=64)
     ws_array_per_mac: int = _field("dataflow", "ws_array_accesses_per_mac", "int", "accesses/MAC",
-                                   "WS array-network accesses per MAC", minimum=0)
+                                   "WS array-network accesses per MAC", minimum=0, maximum=64)
     os_rf_per_mac: int = _field("dataflow", "os_rf_accesses_per_mac", "int", "accesses/MAC",
-                                "OS register-file accesses per MAC", minimum=0)
+                                "OS register-file accesses per MAC", minimum=0, maximum=64)
     os_array_per_mac: int = _field("dataflow", "os_array_accesses_per_mac", "int", "accesses/MAC",
-                                   "OS array-network accesses per MAC", minimum=0)
+                                   "OS array-network accesses per MAC", minimum=0, maximum=64)
     # [energy]
-    e_mac: int = _field("energy", "mac", "int", "units/access", "normalized energy of one MAC", minimum=0)
+    e_mac: int = _field("energy", "mac", "int", "units/access", "normalized energy of one MAC",
+                        minimum=0, maximum=MAX_COUNT)
     e_rf: int = _field("energy", "rf", "int", "units/access", "normalized energy of one register-file access",
-                       minimum=0)
+                       minimum=0, maximum=MAX_COUNT)
     e_array: int = _field("energy", "array", "int", "units/access",
-                          "normalized energy of one array-network access", minimum=0)
+                          "normalized energy of one array-network access", minimum=0, maximum=MAX_COUNT)
     e_buffer: int = _field("energy", "buffer", "int", "units/access",
-                           "normalized energy of one global-buffer word access", minimum=0)
+                           "normalized energy of one global-buffer word access", minimum=0, maximum=MAX_COUNT)
     e_dram: int = _field("energy", "dram", "int", "units/access", "normalized energy of one DRAM word access",
-                         minimum=0)
+                         minimum=0, maximum=MAX_COUNT)
 
     source: str = ""   # the file it was loaded from (not a field: not in to_dict or the fingerprint)
 
@@ -320,7 +333,17 @@ def parse_target(data: dict, where: str) -> Target:
     if t.psum_bits < t.word_bits:
         raise TargetError(f"field 'buffer.psum_bits': must be >= buffer.word_bits ({t.word_bits}), "
                           f"got {t.psum_bits}", where)
+    lo, hi = WORDS_PER_CYCLE_RANGE
+    if not lo <= t.dram_words_per_cycle <= hi:
+        raise TargetError(f"field 'dram.bandwidth_gb_per_s': {_number(t.dram_bandwidth_gb_per_s)} GB/s at "
+                          f"{_number(t.clock_mhz)} MHz is {float(t.dram_words_per_cycle):.3g} words per "
+                          f"cycle; must be in [2^-20, 2^20]", where)
     return t
+
+
+def _number(v: Fraction) -> str:
+    """A Fraction as the user would write it: an integer, else a short decimal."""
+    return str(v.numerator) if v.denominator == 1 else f"{float(v):.6g}"
 
 
 def list_targets() -> list[str]:

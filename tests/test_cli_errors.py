@@ -96,6 +96,58 @@ def _absurd():
                       [("w", np.ones((2, 3, 1, 1), np.float32))])
 
 
+def _bad_utf8(field, good, bad):
+    """good_model() with the UTF-8 string ``good`` in ``field`` replaced by invalid bytes."""
+    def data():
+        m = good_model()
+        if field == "node":
+            m.graph.node[0].name = good
+        elif field == "op":
+            m.graph.node[1].op_type = good
+        else:
+            m.graph.doc_string = good
+        out = m.SerializeToString()
+        assert out.count(good.encode()) == 1
+        return out.replace(good.encode(), bad)
+    return data
+
+
+def _external(location, make_file=None):
+    """good_model() with its weight in external data at ``location``."""
+    def make(d):
+        m = good_model()
+        w = m.graph.initializer[0]
+        onnx.external_data_helper.set_external_data(w, location=location)
+        w.ClearField("raw_data")
+        w.data_location = TensorProto.EXTERNAL
+        if make_file:
+            make_file(d)
+        p = d / "m.onnx"
+        p.write_bytes(m.SerializeToString())
+        return str(p)
+    return make
+
+
+def _weight_input():
+    m = good_model()
+    w = m.graph.initializer.pop()
+    m.graph.input.append(helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims)))
+    return m
+
+
+def _same_pool(op, k, s, size, auto="SAME_UPPER"):
+    o = -(-size // s)
+    return lambda: make_model([N(op, ["x"], ["y"], name="p", kernel_shape=[k, k], strides=[s, s], auto_pad=auto)],
+                              [("x", [1, 2, size, size])], [("y", [1, 2, o, o])])
+
+
+def _same_conv(k, s, size, auto):
+    o = -(-size // s)
+    return lambda: make_model([N("Conv", ["x", "w"], ["y"], name="c", strides=[s, s], auto_pad=auto)],
+                              [("x", [1, 2, size, size])], [("y", [1, 2, o, o])],
+                              [("w", np.ones((2, 2, k, k), np.float32))])
+
+
 def _truncated():
     data = good_model().SerializeToString()
     return data[:int(len(data) * 0.6)]
@@ -150,6 +202,28 @@ CASES = {
                 ["input x", "dimension 0 at axis 0: an empty tensor"]),
     "height-0": (_write_model(_relu_model([1, 4, 0, 8])), ExitCode.UNSUPPORTED, (),
                  ["input x", "dimension 0 at axis 2: an empty tensor"]),
+    "utf8-node-name": (_write_bytes(_bad_utf8("node", "cname", b"c\xff\xfeme")), ExitCode.BAD_INPUT, (),
+                       ["m.onnx", "invalid UTF-8 in model.graph.node[0].name"]),
+    "utf8-op-type": (_write_bytes(_bad_utf8("op", "Relu", b"Re\xffu")), ExitCode.BAD_INPUT, (),
+                     ["m.onnx", "invalid UTF-8 in model.graph.node[1].op_type"]),
+    "utf8-doc-string": (_write_bytes(_bad_utf8("doc", "docxx", b"do\xc3\x28x")), ExitCode.BAD_INPUT, (),
+                        ["m.onnx", "invalid UTF-8 in model.graph.doc_string"]),
+    "external-data-missing": (_external("w.bin"), ExitCode.BAD_INPUT, (), ["m.onnx", "w.bin", "not regular file"]),
+    "external-data-outside": (_external("../w.bin", lambda d: (d.parent / "w.bin").write_bytes(bytes(432))),
+                              ExitCode.BAD_INPUT, (), ["m.onnx", "points outside the directory"]),
+    "external-data-absolute": (_external("/etc/hostname"), ExitCode.BAD_INPUT, (),
+                               ["m.onnx", "should be a relative path"]),
+    "zero-output-channels": (_write_model(_conv_model((0, 4, 3, 3), [1, 0, 6, 6])), ExitCode.UNSUPPORTED, (),
+                             ["node 'c'", "tensor 'y' is empty (tensor<1x0x6x6xf32>)"]),
+    "weights-as-graph-input": (_write_model(_weight_input), ExitCode.UNSUPPORTED, (),
+                               ["node 'input w'", "is a parameter of Conv node", "as initializers"]),
+    "maxpool-same-negative-pad": (_write_model(_same_pool("MaxPool", 1, 3, 8)), ExitCode.UNSUPPORTED, (),
+                                  ["node 'p'", "auto_pad SAME_UPPER with stride 3 > kernel 1",
+                                   "onnxruntime rejects it"]),
+    "avgpool-same-negative-pad": (_write_model(_same_pool("AveragePool", 2, 5, 8, "SAME_LOWER")),
+                                  ExitCode.UNSUPPORTED, (), ["node 'p'", "SAME_LOWER with stride 5 > kernel 2"]),
+    "conv-same-shifted-windows": (_write_model(_same_conv(1, 4, 7, "SAME_UPPER")), ExitCode.UNSUPPORTED, (),
+                                  ["node 'c'", "padding is negative (head -1, tail -1)", "shifts the windows"]),
     "dilation-2": (_write_model(_dilation), ExitCode.UNSUPPORTED, (),
                    ["m.onnx", "node 'dil_pool'", "dilations [2, 2]"]),
     "absurd-size": (_write_model(_absurd), ExitCode.UNSUPPORTED, (),

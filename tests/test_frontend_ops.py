@@ -787,3 +787,43 @@ def test_canonicalize_folds_pads_and_mean_pools(name, folded, kept):
     assert ("sqnxt.reduce" in names) == ("sqnxt.reduce" in kept)
     for k in kept:
         assert k in names
+
+
+# ---- auto_pad SAME with a stride larger than the kernel ---------------------------------
+SAME_GRID = [(size, k, s, auto) for size in (5, 7, 8, 9, 10) for k in (1, 2, 3) for s in (2, 3, 4, 5)
+             for auto in ("SAME_UPPER", "SAME_LOWER") if s > k]
+
+
+def _ort_pads(size, k, s, auto):
+    """onnxruntime's (head, tail) for SAME padding: C division, no clamping."""
+    o = -(-size // s)
+    need = (o - 1) * s + k - size
+    num = need + (auto == "SAME_LOWER")
+    head = int(num / 2)
+    return head, need - head
+
+
+@pytest.mark.parametrize("size,k,s,auto", SAME_GRID)
+def test_conv_same_padding_follows_onnxruntime_or_is_rejected(rng, size, k, s, auto):
+    """Every conv with SAME padding and stride > kernel either matches onnxruntime (the
+    padding is >= 0, or only its tail is negative) or is unsupported (exit 4) because
+    onnxruntime's negative head padding shifts the windows."""
+    from sqnxt_compiler.diagnostics import UnsupportedError
+
+    o = -(-size // s)
+    m = make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="c", strides=[s, s], auto_pad=auto)],
+                   [("x", [1, 2, size, size])], [("y", [1, 2, o, o])],
+                   [("w", rng.standard_normal((2, 2, k, k)).astype(np.float32))])
+    head, _ = _ort_pads(size, k, s, auto)
+    if head < 0:
+        with pytest.raises(UnsupportedError, match="shifts the windows"):
+            compile_and_check(m)
+    else:
+        _, report = compile_and_check(m)
+        assert report.ok, report.format()
+
+
+def test_the_same_padding_grid_has_both_outcomes():
+    heads = [_ort_pads(*c)[0] for c in SAME_GRID]
+    tails = [_ort_pads(*c)[1] for c in SAME_GRID]
+    assert any(h < 0 for h in heads) and any(t < 0 <= h for h, t in zip(heads, tails))

@@ -245,3 +245,48 @@ def test_missing_required_field_is_named(tmp_path, f):
         load_target(_write(tmp_path, _without_line(_bundled_text("pe16x16"), f.key)))
     msg = str(ei.value)
     assert f"field '{f.path}': missing" in msg and "bad.toml" in msg
+
+
+# ---- values the rules allow must not overflow the cost model -----------------------------
+@pytest.mark.parametrize("line,new,piece", [
+    ("pe_rows = 16", "pe_rows = 4611686018427387904", "field 'array.pe_rows': must be <= 4096"),
+    ("latency_cycles = 100", "latency_cycles = 4611686018427387904", "field 'dram.latency_cycles': must be <= 1048576"),
+    ("global_buffer_bytes = 131072", "global_buffer_bytes = 4611686018427387904",
+     "field 'buffer.global_buffer_bytes': must be <= 1099511627776"),
+    ("dram = 200", "dram = 4611686018427387904", "field 'energy.dram': must be <= 1048576"),
+    ("frequency_mhz = 1000", "frequency_mhz = 1e300", "field 'clock.frequency_mhz': must be <= 1000000"),
+    ("bandwidth_gb_per_s = 16", "bandwidth_gb_per_s = 1e-300",
+     "field 'dram.bandwidth_gb_per_s': 1e-300 GB/s at 1000 MHz is 5e-301 words per cycle; must be in [2^-20, 2^20]"),
+    ("frequency_mhz = 1000", "frequency_mhz = 1e-300", "8e+303 words per cycle"),
+    ("word_bits = 16", "word_bits = 4611686018427387904", "field 'buffer.word_bits': must be <= 64"),
+])
+def test_absurd_target_values_are_bad_targets(tmp_path, line, new, piece):
+    from sqnxt_compiler.cli import main
+
+    text = _bundled_text("pe16x16")
+    assert re.search(rf"(?m)^{re.escape(line)}\b", text), line
+    path = _write(tmp_path, re.sub(rf"(?m)^{re.escape(line)}\b", new, text, count=1))
+    r = CliRunner().invoke(main, ["compile", "zoo:1.0-SqNxt-23", "-t", path])
+    assert r.exit_code == int(ExitCode.BAD_TARGET), r.output
+    assert r.stderr.startswith(f"sqnxtc: error: {path}: ") and piece in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_largest_allowed_values_still_compile(tmp_path):
+    """Every bound at once on a real network: the figures stay 64-bit (exit 0), or, for
+    the one objective that multiplies two of them, the solver says so (exit 6)."""
+    from sqnxt_compiler.cli import main
+
+    text = _bundled_text("pe8x8")
+    for line, new in (("pe_rows = 8", "pe_rows = 4096"), ("pe_cols = 8", "pe_cols = 4096"),
+                      ("dram = 200", "dram = 1048576"), ("latency_cycles = 100", "latency_cycles = 1048576"),
+                      ("bandwidth_gb_per_s = 16", "bandwidth_gb_per_s = 0.002"), ("mac = 1", "mac = 1048576"),
+                      ("pipeline_fill_cycles = 16", "pipeline_fill_cycles = 1048576")):
+        text = re.sub(rf"(?m)^{re.escape(line)}\b", new, text, count=1)
+    path = _write(tmp_path, text)
+    r = CliRunner().invoke(main, ["compile", "zoo:1.0-SqNxt-23", "-t", path])
+    assert r.exit_code == 0, r.stderr
+    r = CliRunner().invoke(main, ["compile", "zoo:1.0-SqNxt-23", "-t", path, "--objective", "edp"])
+    assert r.exit_code in (0, int(ExitCode.UNSCHEDULABLE)), r.stderr
+    if r.exit_code:
+        assert "CP-SAT model too large" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -34,6 +34,13 @@ from ..ir.types import TensorType, dtype_name
 from ..ir.verifier import IRVerificationError, verify
 from .weights import LazyTensor, read_model
 
+#: Operand positions that hold a layer's parameters (weights, bias, statistics): a graph
+#: input there is a weight given at run time, which the accelerator's compiler cannot see.
+#: (Gemm and MatMul are not here: a product of two activations is a valid, if unmodelled, op.)
+WEIGHT_SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "PRelu": (1,),
+                "BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2),
+                "LayerNormalization": (1, 2)}
+
 #: Largest tensor (elements) sqnxtc accepts: far beyond any CNN, below absurd sizes.
 MAX_ELEMENTS = 2 ** 31 - 1
 
@@ -134,10 +141,17 @@ def _bind_batch(model: onnx.ModelProto, source: str, notes: list[str]) -> None:
     """Bind a symbolic/unknown axis-0 of every graph input to 1; reject other dynamic dims."""
     inits = {i.name for i in model.graph.initializer}
     symbols: set[str] = set()
+    weight_of = {name: n for n in model.graph.node for i, name in enumerate(n.input)
+                 if i in WEIGHT_SLOTS.get(n.op_type, ())}
     for inp in model.graph.input:
         if inp.name in inits:
             continue
         loc = Location(file=source, node=f"input {inp.name}")
+        if inp.name in weight_of:
+            n = weight_of[inp.name]
+            raise UnsupportedError(f"graph input '{inp.name}' is a parameter of {n.op_type} node "
+                                   f"'{n.name}'; sqnxtc needs parameters as initializers (export "
+                                   "with the weights in the model)", loc)
         if not inp.type.HasField("tensor_type"):
             raise UnsupportedError("graph input is not a tensor", loc)
         tt = inp.type.tensor_type
@@ -329,6 +343,9 @@ class _Lowering:
             raise UnsupportedError(str(exc), self.loc(opname)) from None
         t = op.result.type
         self._check_size(onnx_name, t.numel)
+        if t.numel == 0 and t.dtype.startswith("f"):
+            raise UnsupportedError(f"tensor '{onnx_name}' is empty ({t}): every dimension of the "
+                                   "data must be >= 1", self.loc(opname))
         downstream = any(id(v) in self.diverged for v in op.operands)
         if declared is not None and declared.shape != t.shape:
             if not (downstream or _onnx_ceil_pool(op, declared)):
