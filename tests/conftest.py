@@ -9,6 +9,12 @@ from click.testing import CliRunner
 from support import ZooModels
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-examples", type=int, default=None, metavar="N",
+                     help="examples per fuzz test (tests/test_fuzz.py), freshly drawn; default: "
+                          "a fixed, derandomized CI budget")
+
+
 def clear_process_caches() -> None:
     """Forget every process-wide cache of the package, so no test answers from what an
     earlier test computed:

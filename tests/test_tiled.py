@@ -16,6 +16,7 @@ import pytest
 from onnx import helper
 
 from support import FIXTURES, inferred_model, rand
+from tiled_support import assert_close_to_plain, assert_invariants
 
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import ORDERS, Mapping
@@ -190,33 +191,6 @@ def compiled(model, tmp_path, passes="default", target=None):
     return driver.compile(str(p), pipeline=passes, target=target)
 
 
-def assert_invariants(stats, graph):
-    """Every MAC once (a fused pool: every covered conv output of every tile), every output
-    once, tile/transfer counts as in the cost model."""
-    from sqnxt_compiler.cost.features import pool_cover, tiles
-
-    scheds = [op.attrs["schedule"].schedule for op in graph.ops() if "schedule" in op.attrs]
-    assert len(stats) == len(scheds) > 0
-    for st, s in zip(stats, scheds):
-        L, m = s.layer, s.mapping
-        if L.pool:
-            cy = sum(b - a for a, b in (pool_cover(*r, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
-                                        for r in tiles(L.P, m.ty)))
-            cx = sum(b - a for a, b in (pool_cover(*r, (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q))
-                                        for r in tiles(L.Q, m.tx)))
-            assert st.macs == L.K * (L.C // L.groups) * L.R * L.S * cy * cx, st.name
-            assert cy * cx >= L.P * L.Q
-        else:
-            assert st.macs == L.macs, st.name
-        assert st.outputs == st.output_elements and st.writes_min == st.writes_max == 1
-        if st.coverage is not None:
-            assert st.coverage.min() == st.coverage.max() == 1, st.name
-        assert st.tiles_n == s.cost.tiles_n
-        assert st.tiles == s.layer.eff_groups * math.prod(s.cost.tiles_n.values())
-        for k in ("input", "weights", "outputs", "psum_reads", "residual"):
-            assert st.transfers[k] == s.cost.transfers[k], (st.name, k, st.mapping)
-
-
 def assert_tiled_runs_match(res):
     """The tiled run (traced) equals the plain executor, keeps the cost model's
     invariants, and passes the onnxruntime check in fp32 and int16 (2 samples)."""
@@ -229,12 +203,6 @@ def assert_tiled_runs_match(res):
         rep = check(res.graph, res.model, "m.onnx", samples=2, rtol=rtol, atol=atol,
                     executor=lambda g, f: run_tiled(g, f, precision=prec))
         assert rep.ok, rep.format()
-
-
-def assert_close_to_plain(got, want, rtol=1e-5):
-    for k in want:
-        scale = max(1.0, float(np.max(np.abs(want[k]))))
-        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=1e-6 * scale)
 
 
 # ----------------------------------------------------------------------------- layers

@@ -212,7 +212,8 @@ def _check_and_infer(model: onnx.ModelProto, source: str,
         # keep them, on one line
         text = " ".join(str(exc).split()) or "validation failed"
         raise InputError(f"invalid ONNX model: {text}", source) from None
-    errors = (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError)
+    errors = (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
+              ValueError)  # ValueError: e.g. an unknown tensor data type
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
                                                  data_prop=True)
@@ -295,8 +296,13 @@ class _Lowering:
             self._check_size(name, math.prod(self.lazy[name].dims))
             arr = self.lazy[name].load()
         elif name in self.inits:
-            arr = numpy_helper.to_array(self.inits[name])
-            self._check_size(name, arr.size)
+            t = self.inits[name]
+            self._check_size(name, math.prod(t.dims))
+            try:
+                arr = numpy_helper.to_array(t)
+            except (ValueError, TypeError, KeyError, OSError) as exc:  # data that disagrees with dims/type
+                raise InputError(f"initializer '{name}' (dims {list(t.dims)}): its data cannot be read: "
+                                 f"{exc}", Location(file=self.source, node=name)) from None
         if name in self.inits:
             v = self.graph.constant(arr, name, Location(file=self.source, node=name))
             self.values[name] = v
@@ -517,6 +523,10 @@ def _conv(L):
     if len(dil) != 2 or any(d < 1 for d in dil):
         raise L.unsupported(f"dilations {list(dil)}: 2 values >= 1 are supported")
     kernel = tuple((k - 1) * d + 1 for k, d in zip(w.type.shape[2:], dil))   # the dilated extent
+    auto = L.attr("auto_pad", b"NOTSET")
+    if dil != (1, 1) and (auto.decode() if isinstance(auto, bytes) else auto) in ("SAME_UPPER", "SAME_LOWER"):
+        raise L.unsupported(f"dilations {list(dil)} with auto_pad {auto.decode() if isinstance(auto, bytes) else auto}: "
+                            "onnxruntime does not run it, so there is no reference (give explicit pads)")
     pads = _pads2d(L, x.type.shape[2:], kernel, strides)
     ops = [x, w] + ([L.value(L.opt_input(2))] if L.opt_input(2) else [])
     attrs = {"strides": strides, "pads": pads, "groups": int(L.attr("group", 1))}

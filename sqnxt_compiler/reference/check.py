@@ -103,7 +103,7 @@ def check(graph: Graph, model, source: str, *, samples: int = 3, seed: int = 0,
     errs: dict[str, OutputComparison] = {}
     for i in range(samples):
         feeds = random_inputs(graph, seed + i)
-        ref = run_ort(sess, feeds)
+        ref = run_ort(sess, feeds, source)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             # overflow to inf or NaN is compared below, not reported as numpy's warnings
             warnings.simplefilter("ignore", RuntimeWarning)

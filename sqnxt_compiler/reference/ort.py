@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..diagnostics import InputError, Location
+from ..diagnostics import InputError, Location, UnsupportedError
 
 
 def ort_session(model: onnx.ModelProto | None, source: str):
@@ -14,7 +14,7 @@ def ort_session(model: onnx.ModelProto | None, source: str):
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: a failure is reported once, as sqnxtc's one line
     so.intra_op_num_threads = 1  # deterministic reductions, and fair on a shared machine
     try:
         src = source if model is None else model.SerializeToString()
@@ -24,6 +24,14 @@ def ort_session(model: onnx.ModelProto | None, source: str):
         raise InputError(f"onnxruntime cannot load the model: {first}", Location(file=source)) from None
 
 
-def run_ort(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_ort(session, feeds: dict[str, np.ndarray], source: str = "") -> dict[str, np.ndarray]:
+    """The session's outputs for ``feeds``; a model onnxruntime loads but cannot run (a
+    kernel rejecting its attributes) is unsupported (exit 4): there is no reference."""
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    try:
+        return dict(zip(names, session.run(names, feeds)))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = text.split("Status Message: ", 1)[-1]
+        raise UnsupportedError(f"onnxruntime cannot run the model, so there is no reference: {text}",
+                               Location(file=source or None)) from None
