@@ -1,0 +1,222 @@
+"""Running a sweep on dask.distributed, resumably, into one tidy table (docs/sweep.md).
+
+Layout of the output directory::
+
+    OUT/rows/<key>.json     one finished row per point (written atomically as it finishes)
+    OUT/cache/              the schedule cache every task shares (solved layers)
+    OUT/sweep.csv           the table (written atomically, once every row is in)
+    OUT/sweep.parquet       the same table, when pyarrow is installed
+
+A rerun into the same directory skips every point whose row file is there (same content
+hash: model, target fields, overrides, objective, version); a killed sweep loses only the
+tasks in flight.  Rows that ended in an internal error (exit 70) are not kept, so a rerun
+tries them again.  The table's rows are in the spec's point order, so the same spec gives
+the same bytes whatever the worker count or the order tasks finish in.
+
+The tasks run on ``dask.distributed``: ``scheduler="local"`` starts a ``LocalCluster`` of
+worker processes (one per core unless ``workers`` says otherwise, one thread each);
+``"inprocess"`` runs them in threads of this process (``LocalCluster(processes=False)``);
+``"tcp://HOST:PORT"`` uses a cluster the user runs (``dask scheduler`` / ``dask worker``),
+whose workers must see the same paths (models, OUT) as this machine.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..diagnostics import ExitCode, UsageError
+from ..outputs import atomic_write
+from .spec import Point, SweepSpec
+from .task import COLUMNS, base_fields, model_digest, point_key, row_path, run_point
+
+
+@dataclass
+class SweepResult:
+    rows: list[dict]
+    columns: list[str]
+    reused_rows: int = 0
+    computed_rows: int = 0
+    solved: int = 0
+    reused_solves: int = 0
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    where: str = ""
+
+
+def need_dask():
+    """Import dask.distributed, or a UsageError naming the extra to install."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("sqnxtc sweep runs on Dask, which is not installed: pip install 'sqnxtc[sweep]'") from None
+
+
+def pareto_flags(rows: list[dict], metrics: tuple[str, ...]) -> list[bool | None]:
+    """For each row: True when no other ok row of the same objective is at least as good
+    in every metric and better in one (smaller is better); None for an error row."""
+    out: list[bool | None] = []
+    for r in rows:
+        if r["status"] != "ok":
+            out.append(None)
+            continue
+        v = [r[m] for m in metrics]
+        dominated = any(o is not r and o["status"] == "ok" and o["objective"] == r["objective"]
+                        and all(o[m] <= x for m, x in zip(metrics, v))
+                        and any(o[m] < x for m, x in zip(metrics, v)) for o in rows)
+        out.append(not dominated)
+    return out
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def to_csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _read_row(p: Path, key: str) -> dict | None:
+    try:
+        row = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and row.get("key") == key and "status" in row else None
+
+
+def _client(scheduler: str, workers: int | None):
+    """(client, cluster or None, description) for ``scheduler`` (module doc)."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler.startswith("tcp://"):
+        try:
+            c = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise UsageError(f"cannot reach the Dask scheduler: {exc}", scheduler) from None
+        return c, None, f"the cluster at {scheduler}"
+    n = workers or os.cpu_count() or 1
+    procs = scheduler == "local"
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=procs, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    what = f"a LocalCluster of {n} worker {'process' if procs else 'thread'}{'es' if procs and n > 1 else 's' if n > 1 else ''}"
+    return Client(cluster), cluster, what
+
+
+def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", workers: int | None = None,
+              pareto: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> SweepResult:
+    """Run every point of ``spec`` not already in ``out_dir`` and write the table."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError("exists and is not a directory", out_dir)
+    for m in pareto:
+        if m not in COLUMNS:
+            raise UsageError(f"--pareto: unknown column '{m}' (e.g. cycles, energy, dram_words, pes)")
+    points = spec.points()
+    digests = {m: model_digest(m) if not m.startswith("zoo:") else m for m in spec.models}
+    bases = {b: base_fields(b) for b in spec.bases}
+    keys = [point_key(p, digests[p.model], bases[p.target.base]) for p in points]
+    rows_dir = out / "rows"
+    have = {k: r for k in set(keys) if (r := _read_row(row_path(rows_dir, k), k)) is not None}
+    todo = [(p, k) for p, k in zip(points, keys) if k not in have]
+    todo = list({k: (p, k) for p, k in todo}.values())
+    res = SweepResult([], [], reused_rows=len(set(keys)) - len(todo))
+    if todo:
+        need_dask()
+        (out / "cache").mkdir(parents=True, exist_ok=True)
+        rows_dir.mkdir(parents=True, exist_ok=True)
+        client, cluster, res.where = _client(scheduler, workers)
+        try:
+            res.solved, res.reused_solves = _run(client, todo, out, rows_dir, have, progress, t0)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        res.computed_rows = len(todo)
+    grid = list(spec.grid_fields)
+    cols = list(COLUMNS[:3]) + grid + list(COLUMNS[3:]) + (["pareto"] if pareto else [])
+    rows = [dict(have[k]) for k in keys]
+    if pareto:
+        for r, flag in zip(rows, pareto_flags(rows, pareto)):
+            r["pareto"] = flag
+    res.rows, res.columns = rows, cols
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "sweep.csv") as fh:
+        fh.write(to_csv(rows, cols))
+    res.files.append(str(out / "sweep.csv"))
+    if _write_parquet(rows, cols, out / "sweep.parquet"):
+        res.files.append(str(out / "sweep.parquet"))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run(client, todo: list[tuple[Point, str]], out: Path, rows_dir: Path, have: dict,
+         progress, t0: float) -> tuple[int, int]:
+    """Submit every task, store each row as it finishes; (layers solved, layers reused)."""
+    from dask.distributed import as_completed
+
+    cache = str((out / "cache").resolve())
+    futures = [client.submit(run_point, p, k, cache, key=f"sqnxtc-sweep-{k}", pure=False) for p, k in todo]
+    solved = reused = done = 0
+    for fut in as_completed(futures):
+        r = fut.result()
+        row = r["row"]
+        have[row["key"]] = row
+        if row["exit_code"] != int(ExitCode.INTERNAL):
+            with atomic_write(row_path(rows_dir, row["key"])) as fh:
+                json.dump(row, fh, sort_keys=True, default=str)
+        solved += r["solved"]
+        reused += r["reused"]
+        done += 1
+        if progress is not None:
+            el = time.perf_counter() - t0
+            left = el / done * (len(todo) - done)
+            progress(f"sweep: {done}/{len(todo)} points, {el:.0f} s, ~{left:.0f} s left "
+                     f"({row['model']} on {row['target']}, {row['objective']}: {row['status']})")
+    return solved, reused
+
+
+def _write_parquet(rows: list[dict], cols: list[str], path: Path) -> bool:
+    """The table as Parquet (every column as text, so a column's type never depends on
+    which rows failed), if pyarrow is installed; False otherwise."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    table = pa.table({c: pa.array([None if r.get(c) is None else _cell(r.get(c)) for r in rows], pa.string())
+                      for c in cols})
+    with atomic_write(path, "wb") as fh:
+        pq.write_table(table, fh)
+    return True
+
+
+def summary(res: SweepResult) -> str:
+    errors = sum(1 for r in res.rows if r["status"] != "ok")
+    head = (f"sweep: {len(res.rows)} rows ({res.computed_rows} computed"
+            + (f" on {res.where}" if res.where else "") + f", {res.reused_rows} reused from earlier runs), "
+            f"{errors} error rows")
+    if res.computed_rows:
+        head += f"; {res.solved} layer solves, {res.reused_solves} reused from the shared schedule cache"
+    return head + f"; {res.seconds:.1f} s"
+
+
+def stderr_progress(msg: str) -> None:
+    sys.stderr.write(msg + "\n")

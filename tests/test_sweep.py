@@ -1,0 +1,210 @@
+"""``sqnxtc sweep`` (sqnxt_compiler/sweep): the spec, the rows against independent
+compiles, error rows, the Pareto column against a skyline computed another way, resume
+after an interruption, and the same table from threads of this process and from a real
+Dask scheduler with two worker processes on 127.0.0.1."""
+from __future__ import annotations
+
+import csv
+import io
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from report_support import tiny_path
+from sqnxt_compiler import driver
+from sqnxt_compiler.diagnostics import ExitCode, UsageError
+from sqnxt_compiler.sweep import load_spec, pareto_flags, parse_spec, run_sweep
+from sqnxt_compiler.sweep.task import build_target
+from sqnxt_compiler.targets import load_target
+
+
+def spec_text(model: str) -> str:
+    return f"""
+[sweep]
+objectives = ["cycles", "energy"]
+[models]
+files = ["{model}"]
+[targets]
+base = ["pe8x8"]
+[targets.grid]
+"array.pe_rows" = [4, 8]
+"buffer.global_buffer_bytes" = [32768, 64, 0]
+"""
+
+
+@pytest.fixture
+def spec(tmp_path):
+    p = tmp_path / "spec.toml"
+    p.write_text(spec_text(tiny_path()))
+    return load_spec(str(p))
+
+
+def table(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_points_are_model_major_and_the_grid_varies_last_key_fastest(spec):
+    pts = spec.points()
+    assert len(pts) == 1 * 2 * 3 * 2
+    assert [(dict(p.target.overrides)["array.pe_rows"], dict(p.target.overrides)["buffer.global_buffer_bytes"],
+             p.objective) for p in pts[:4]] == [(4, 32768, "cycles"), (4, 32768, "energy"),
+                                                 (4, 64, "cycles"), (4, 64, "energy")]
+    assert pts[0].target.label == "pe8x8[array.pe_rows=4,buffer.global_buffer_bytes=32768]"
+
+
+@pytest.mark.parametrize("text,piece", [
+    ("[models]\nzoo = []\n", "no models"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[sweep]\nobjectives = ['speed']\n", "unknown objective 'speed'"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[targets.grid]\n'array.rows' = [1]\n", "unknown target field 'array.rows'"),
+    ("[models]\nfiles = ['nope.onnx']\n", "no such file 'nope.onnx'"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[extra]\n", "unknown section [extra]"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\nfile = ['x']\n", "unknown key 'models.file'"),
+    ("[models\n", "not valid TOML"),
+])
+def test_a_bad_spec_is_a_usage_error_naming_the_file(tmp_path, text, piece):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(UsageError) as e:
+        load_spec(str(p))
+    assert piece in str(e.value)
+    assert str(e.value).startswith(str(p))
+
+
+def test_rows_are_the_compiles_and_failing_points_are_error_rows(spec, tmp_path):
+    res = run_sweep(spec, str(tmp_path / "out"), scheduler="inprocess", workers=2, pareto=("cycles", "energy"))
+    assert res.computed_rows == 12 and res.reused_rows == 0
+    rows = table(tmp_path / "out" / "sweep.csv")
+    assert [r["model"] for r in rows] == [tiny_path()] * 12
+    for r, p in zip(rows, spec.points()):
+        buf = dict(p.target.overrides)["buffer.global_buffer_bytes"]
+        if buf == 0:      # not a valid target: exit 5, the field named
+            assert (r["status"], r["exit_code"]) == ("error", str(int(ExitCode.BAD_TARGET)))
+            assert "buffer.global_buffer_bytes" in r["error"] and r["cycles"] == "" and r["pareto"] == ""
+        elif buf == 64:   # valid, but no mapping fits: exit 6
+            assert (r["status"], r["exit_code"]) == ("error", str(int(ExitCode.UNSCHEDULABLE)))
+            assert "64-byte global buffer" in r["error"]
+        else:             # the figures of an independent compile of that point
+            t = build_target(p.target)
+            assert t.pe_rows == dict(p.target.overrides)["array.pe_rows"]
+            doc = driver.compile(tiny_path(), target=t, schedule={"objective": p.objective}).document
+            assert r["status"] == "ok" and int(r["cycles"]) == doc["totals"]["total_cycles"]
+            assert int(r["energy"]) == doc["totals"]["energy"]["total"]
+            assert int(r["dram_words"]) == doc["totals"]["dram_words"]["total"]
+            assert int(r["pes"]) == t.pe_rows * t.pe_cols and int(r["buffer_bytes"]) == buf
+            assert r["array.pe_rows"] == str(t.pe_rows)
+    assert sum(r["pareto"] == "true" for r in rows) >= 2  # one per objective at least
+
+
+def skyline(points: list[tuple[int, int]]) -> set[int]:
+    """Indices of the 2-D Pareto front by a sort and a sweep (smaller is better)."""
+    order = sorted(range(len(points)), key=lambda i: points[i])
+    out, best = set(), None
+    for i in order:
+        x, y = points[i]
+        if best is None or y < best:
+            out.add(i)
+            best = y
+    # equal points: each is on the front if its twin is
+    for i in list(out):
+        out |= {j for j in range(len(points)) if points[j] == points[i]}
+    return out
+
+
+def test_pareto_column_against_a_skyline():
+    rng = random.Random(5)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        pts = [(rng.randint(0, 6), rng.randint(0, 6)) for _ in range(n)]
+        rows = [{"status": "ok", "objective": "cycles", "cycles": x, "energy": y} for x, y in pts]
+        flags = pareto_flags(rows, ("cycles", "energy"))
+        assert {i for i, f in enumerate(flags) if f} == skyline(pts), pts
+    rows = [{"status": "ok", "objective": "cycles", "cycles": 1, "energy": 1},
+            {"status": "ok", "objective": "energy", "cycles": 2, "energy": 2},
+            {"status": "error", "objective": "cycles", "cycles": None, "energy": None}]
+    assert pareto_flags(rows, ("cycles", "energy")) == [True, True, None]  # per objective
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_table(spec, tmp_path):
+    whole = run_sweep(spec, str(tmp_path / "whole"), scheduler="inprocess", workers=1)
+    seen = []
+
+    def stop_after_three(msg):
+        seen.append(msg)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, str(tmp_path / "cut"), scheduler="inprocess", workers=1, progress=stop_after_three)
+    assert not (tmp_path / "cut" / "sweep.csv").exists()      # never half-written
+    kept = len(list((tmp_path / "cut" / "rows").glob("*.json")))
+    assert 3 <= kept < 12
+    again = run_sweep(spec, str(tmp_path / "cut"), scheduler="inprocess", workers=1)
+    assert again.reused_rows == kept and again.computed_rows == 12 - kept
+    assert (tmp_path / "cut" / "sweep.csv").read_bytes() == (tmp_path / "whole" / "sweep.csv").read_bytes()
+    assert whole.computed_rows == 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_scheduler_and_two_worker_processes_give_the_same_table(spec, tmp_path):
+    local = run_sweep(spec, str(tmp_path / "threads"), scheduler="inprocess", workers=2)
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr,
+                                           "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from dask.distributed import Client
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(addr, timeout="5s") as c:
+                    if len(c.scheduler_info()["workers"]) == 2:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the Dask cluster did not come up"
+            time.sleep(0.5)
+        remote = run_sweep(spec, str(tmp_path / "cluster"), scheduler=addr)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+    assert remote.computed_rows == local.computed_rows == 12 and remote.where == f"the cluster at {addr}"
+    assert (tmp_path / "cluster" / "sweep.csv").read_bytes() == (tmp_path / "threads" / "sweep.csv").read_bytes()
+    assert (tmp_path / "cluster" / "sweep.parquet").read_bytes() == (tmp_path / "threads" / "sweep.parquet").read_bytes()
+
+
+def test_sweep_from_flags_on_the_command_line(cli, tmp_path):
+    r = cli("sweep", "-m", tiny_path(), "-t", "pe8x8", "--grid", "array.pe_rows=4,8", "--objective", "cycles",
+            "--scheduler", "inprocess", "--workers", "1", "--pareto", "cycles,energy", "-o", tmp_path / "s",
+            "--no-progress")
+    assert r.exit_code == 0, r.stderr
+    assert "sweep: 2 rows (2 computed" in r.stderr and "0 error rows" in r.stderr
+    rows = table(tmp_path / "s" / "sweep.csv")
+    assert [r["target"] for r in rows] == ["pe8x8[array.pe_rows=4]", "pe8x8[array.pe_rows=8]"]
+    bad = cli("sweep", "-m", tiny_path(), "--grid", "array.pe_rows", "-o", tmp_path / "t")
+    assert bad.exit_code == int(ExitCode.USAGE) and "FIELD=V1,V2" in bad.stderr
+
+
+def test_parse_spec_resolves_files_against_the_spec(tmp_path):
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "a.onnx").write_bytes(Path(tiny_path()).read_bytes())
+    s = parse_spec({"models": {"files": ["nets/a.onnx"], "zoo": ["AlexNet"]}}, "spec.toml", tmp_path)
+    assert s.models == ("zoo:AlexNet", str(tmp_path / "nets" / "a.onnx"))  # zoo names first, then files
+    assert s.bases == ("pe16x16",) and s.objectives == ("cycles",)
+    assert load_target("pe16x16").name == "pe16x16"
