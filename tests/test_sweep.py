@@ -208,3 +208,61 @@ def test_parse_spec_resolves_files_against_the_spec(tmp_path):
     assert s.models == ("zoo:AlexNet", str(tmp_path / "nets" / "a.onnx"))  # zoo names first, then files
     assert s.bases == ("pe16x16",) and s.objectives == ("cycles",)
     assert load_target("pe16x16").name == "pe16x16"
+
+
+# ---- generated variants and the network search --------------------------------------------
+def test_generated_names_are_the_zoo_presets_they_spell(cli):
+    from sqnxt_compiler.zoo import get_info
+    from sqnxt_compiler.zoo.generated import canonical
+
+    assert canonical("SqNxt:k5:v5:d2-4-14-1") == "SqNxt:d2-4-14-1:k5:w1:g1:v5"
+    for preset, name in (("1.0-SqNxt-23", "SqNxt:"), ("1.0-SqNxt-23v5", "SqNxt:d2-4-14-1:k5:v5"),
+                         ("1.0-G-SqNxt-23", "SqNxt:g2"), ("2.0-SqNxt-23v4", "SqNxt:w2:k5:d2-10-8-1:v5")):
+        a, b = get_info(preset), get_info(name)
+        assert (a.params, a.macs, a.layers) == (b.params, b.macs, b.layers), (preset, name)
+        assert b.source == "generated" and b.family == "squeezenext"
+    r = cli("compile", "zoo:SqNxt:d2-4-14-1:k9")
+    assert r.exit_code == int(ExitCode.BAD_INPUT) and "conv1_kernel must be 5 or 7" in r.stderr
+
+
+def test_depth_splits_are_every_composition():
+    from itertools import product
+    from math import comb
+
+    from sqnxt_compiler.sweep.explore import depth_splits
+
+    got = depth_splits(21)
+    assert len(got) == comb(20, 3) == 1140 and len(set(got)) == len(got)
+    brute = sorted(d for d in product(range(1, 19), repeat=4) if sum(d) == 21)
+    assert sorted(got) == brute
+    assert (6, 6, 8, 1) in got and (2, 4, 14, 1) in got
+
+
+def test_explore_ranks_the_family_as_an_independent_enumeration_does(cli, tmp_path):
+    """A small family (8 blocks, every 7th split, conv1 5) on pe8x8: the printed ranking is
+    the order of cycles from independent compiles of each variant, the paper's five are
+    placed, and the budget drops what it must."""
+    from sqnxt_compiler.sweep.explore import PAPER, depth_splits
+
+    r = cli("explore", "--blocks", "8", "--conv1", "5", "--every", "7", "-t", "pe8x8", "-o", tmp_path / "x",
+            "--scheduler", "inprocess", "--workers", "2", "--no-progress", "--top", "3", "--max-params", "950000")
+    assert r.exit_code == 0, r.stderr
+    names = [f"SqNxt:d{'-'.join(map(str, d))}:k5:w1:g1:v5" for d in depth_splits(8)[::7]] + list(PAPER.values())
+    t = load_target("pe8x8")
+    figures = {}
+    for n in names:
+        res = driver.compile(f"zoo:{n}", target=t)
+        from sqnxt_compiler.report.network import count_params
+        figures[n] = (res.document["totals"]["total_cycles"], res.document["totals"]["energy"]["total"],
+                      count_params(res.graph))
+    within = sorted((c, e, n) for n, (c, e, p) in figures.items() if p <= 950000)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and ln.split("|")[1].strip().isdigit()]
+    shown = [(int(ln.split("|")[1]), ln.split("|")[3].strip()) for ln in lines]
+    order = {n: i + 1 for i, (_, _, n) in enumerate(within)}
+    for rank_, name in shown:
+        assert order[name] == rank_, (name, rank_)
+    assert [n for _, _, n in within[:3]] == [n for _, n in shown[:3]]
+    over = [v for v, n in PAPER.items() if figures[n][2] > 950000]
+    assert r.stdout.startswith(f"{len(within)} of {len(names)} variants within the budget on pe8x8")
+    if over:
+        assert f"not ranked (over the budget or failed): paper {', '.join(over)}" in r.stdout

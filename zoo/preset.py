@@ -12,7 +12,7 @@ from typing import Callable
 from .builder import CALIBRATION_IMAGES, GraphBuilder, Value
 
 FAMILIES = ("squeezenext", "comparison")
-SOURCES = ("paper", "authors", "reconstructed")
+SOURCES = ("paper", "authors", "reconstructed", "generated")
 
 
 def rounding_tolerance(published: str) -> float:

@@ -65,6 +65,8 @@ def lookup(name: str) -> Preset:
     presets = _presets()
     if name in presets:
         return presets[name]
+    if str(name).startswith("SqNxt:"):
+        return _generated(str(name))
     folded = [p for p in presets if p.lower() == str(name).lower()]
     if len(folded) == 1:
         return presets[folded[0]]
@@ -75,6 +77,13 @@ def lookup(name: str) -> Preset:
     else:
         hint = "see 'sqnxtc zoo list'"
     raise InputError(f"unknown zoo model '{name}' ({hint})", location=f"zoo:{name}")
+
+
+@functools.lru_cache(maxsize=256)
+def _generated(name: str) -> Preset:
+    """A generated SqueezeNext variant (:mod:`.generated`) by any spelling of its name."""
+    from .generated import preset
+    return preset(name)
 
 
 def _rule_text(check: Check, published: str | None) -> str:
@@ -91,7 +100,7 @@ def _rule_text(check: Check, published: str | None) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _info(name: str) -> ModelInfo:
-    p = _presets()[name]
+    p = lookup(name)
     b, _ = run_definition(p.definition, p.name, p.input_size, materialize=False)
     notes = [c.note for c in (p.params_check, p.macs_check) if c.rule == "deviation"]
     return ModelInfo(

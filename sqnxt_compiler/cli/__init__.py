@@ -13,7 +13,7 @@ regress.py     ``regress`` (cycle-count goldens)
 zoo.py         ``zoo list``, ``zoo export``
 targets.py     ``targets list``, ``targets show``
 ops.py         ``ops`` (the importable ONNX ops)
-sweep.py       ``sweep`` (design-space sweeps on Dask)
+sweep.py       ``sweep`` (design-space sweeps on Dask), ``explore`` (SqueezeNext search)
 options.py     options shared by several commands, target loading
 paths.py       output path checks made before any work
 =============  ==========================================================
@@ -37,7 +37,7 @@ from .compile import compile_cmd
 from .ops import ops_cmd
 from .regress import regress_cmd
 from .report import compare_cmd, report_cmd
-from .sweep import sweep_cmd
+from .sweep import explore_cmd, sweep_cmd
 from .targets import targets_group
 from .zoo import zoo_group
 
@@ -80,7 +80,7 @@ def main(debug: bool) -> None:
 
 
 for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group,
-             ops_cmd, sweep_cmd):
+             ops_cmd, sweep_cmd, explore_cmd):
     main.add_command(_cmd)
 
 __all__ = ["main", "run_guarded"]

@@ -76,3 +76,50 @@ def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, worke
                     progress=stderr_progress if progress else None)
     click.echo(summary(res), err=True)
     click.echo(f"wrote {', '.join(res.files)}", err=True)
+
+
+@click.command("explore")
+@click.option("-t", "--target", default="pe16x16", show_default=True, metavar="NAME|PATH", help="Target.")
+@click.option("--blocks", type=click.IntRange(4, 200), default=21, show_default=True,
+              help="Blocks to split over the four stages (1.0-SqNxt-23 has 21).")
+@click.option("--conv1", default="7,5", show_default=True, metavar="K,K", help="conv1 kernels (5 and/or 7).")
+@click.option("--width", type=click.FloatRange(0.25, 4.0), default=1.0, show_default=True, help="Width multiplier.")
+@click.option("--groups", type=click.IntRange(1, 64), default=1, show_default=True, help="Groups (G-SqNxt: 2).")
+@click.option("--first-block", type=click.Choice(["base", "v5"]), default="v5", show_default=True,
+              help="First-block style of every variant (the paper's v2-v5 use v5).")
+@click.option("--every", type=click.IntRange(1, 10**6), default=1, show_default=True,
+              help="Take every N-th depth split only (a quick look at a large family).")
+@click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default="cycles", show_default=True,
+              help="What each network's layers are scheduled for.")
+@click.option("--rank", "rank_by", type=click.Choice(["cycles", "energy", "dram_words"]), default="cycles",
+              show_default=True, help="What the variants are ranked by.")
+@click.option("--max-params", type=click.FloatRange(0, None), default=None, help="Budget: parameters at most this.")
+@click.option("--max-macs", type=click.FloatRange(0, None), default=None, help="Budget: MACs at most this.")
+@click.option("--top", type=click.IntRange(1, 100000), default=10, show_default=True, help="Rows shown.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="The sweep's directory (resumable: a rerun skips the variants done).")
+@click.option("--scheduler", default="local", show_default=True, metavar="local|inprocess|tcp://HOST:PORT")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None, help="LocalCluster workers.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def explore_cmd(target, blocks, conv1, width, groups, first_block, every, objective, rank_by, max_params,
+                max_macs, top, output, scheduler, workers, progress):
+    """Search SqueezeNext depth distributions (and conv1 sizes) for a target: every split of
+    --blocks over the four stages, compiled as a sweep on Dask, ranked by cost within a
+    parameter/MAC budget, with the paper's v1-v5 placed among them.  Ranks cost only, not
+    accuracy.  Needs the sweep extra."""
+    from ..sweep.engine import run_sweep, stderr_progress, summary
+    from ..sweep.explore import explore_spec, rank, render, variants
+
+    try:
+        kernels = tuple(int(k) for k in conv1.split(","))
+    except ValueError:
+        raise UsageError(f"--conv1 {conv1!r}: expected kernels like 7,5") from None
+    if any(k not in (5, 7) for k in kernels):
+        raise UsageError(f"--conv1 {conv1!r}: the kernels are 5 and/or 7")
+    names = variants(blocks, kernels, width, groups, first_block, every)
+    res = run_sweep(explore_spec(names, target, objective), output, scheduler=scheduler, workers=workers,
+                    progress=stderr_progress if progress else None)
+    click.echo(summary(res), err=True)
+    ranked = rank(res.rows, rank_by, max_params, max_macs)
+    from ..outputs import echo
+    echo(render(ranked, len(res.rows), rank_by, top, res.rows[0]["target"] if res.rows else target), nl=False)

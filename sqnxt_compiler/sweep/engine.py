@@ -113,7 +113,7 @@ def _client(scheduler: str, workers: int | None):
         return c, None, f"the cluster at {scheduler}"
     n = workers or os.cpu_count() or 1
     procs = scheduler == "local"
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=procs, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=procs, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     what = f"a LocalCluster of {n} worker {'process' if procs else 'thread'}{'es' if procs and n > 1 else 's' if n > 1 else ''}"
     return Client(cluster), cluster, what

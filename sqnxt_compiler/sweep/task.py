@@ -26,6 +26,9 @@ COLUMNS = ("model", "target", "objective", "status", "exit_code", "error", "cycl
 def model_digest(model: str) -> str:
     """What identifies a model's content: sha256 of a file's bytes; a zoo model is its
     name (the zoo is deterministic per sqnxtc version, which the key includes)."""
+    if model.startswith("zoo:SqNxt:"):
+        from ..zoo.generated import canonical
+        return "zoo:" + canonical(model[4:])
     if model.startswith("zoo:"):
         return model
     h = hashlib.sha256()
