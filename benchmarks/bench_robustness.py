@@ -98,6 +98,9 @@ def verdict(code: int, stderr: str, work: Path, keep: set[str], outdir: Path | N
 
 def run(args: list[str], work: Path, keep: set[str], outdir: Path | None, sig: tuple[int, float] | None = None,
         **kw) -> tuple[int, str | None]:
+    # SIGINT at its default in the child: a shell's background job (this script run with
+    # `&`) would otherwise pass it down ignored, and the interrupt runs would test nothing
+    kw.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     p = subprocess.Popen(SQNXTC + args, cwd=work, stderr=subprocess.PIPE, text=True,
                          stdout=kw.pop("stdout", subprocess.DEVNULL), **kw)
     if sig is not None:
@@ -193,7 +196,10 @@ def main() -> int:
     for how in ("closed", "full"):
         w = fresh(base, good)
         if how == "closed":
-            code, why = run(["compile", "m.onnx", "-t", "pe8x8"], w, {"m.onnx"}, None, preexec_fn=lambda: os.close(1))
+            def close_stdout():
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.close(1)
+            code, why = run(["compile", "m.onnx", "-t", "pe8x8"], w, {"m.onnx"}, None, preexec_fn=close_stdout)
         else:
             with open("/dev/full", "w") as full:
                 code, why = run(["compile", "m.onnx", "-t", "pe8x8"], w, {"m.onnx"}, None, stdout=full)

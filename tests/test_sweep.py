@@ -266,3 +266,27 @@ def test_explore_ranks_the_family_as_an_independent_enumeration_does(cli, tmp_pa
     assert r.stdout.startswith(f"{len(within)} of {len(names)} variants within the budget on pe8x8")
     if over:
         assert f"not ranked (over the budget or failed): paper {', '.join(over)}" in r.stdout
+
+
+def test_report_draws_a_sweep_deterministically(cli, spec, tmp_path):
+    run_sweep(spec, str(tmp_path / "s"), scheduler="inprocess", workers=2)
+    a = cli("report", tmp_path / "s" / "sweep.csv", "-o", tmp_path / "a", "--format", "svg")
+    b = cli("report", tmp_path / "s" / "sweep.csv", "-o", tmp_path / "b", "--format", "svg")
+    assert a.exit_code == b.exit_code == 0, a.stderr
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["heatmap.svg", "pareto.svg", "sweep.json"]
+    for n in names:
+        assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes(), n
+    import json
+    data = json.loads((tmp_path / "a" / "sweep.json").read_text())
+    rows = table(tmp_path / "s" / "sweep.csv")
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [(p["cycles"], p["energy"]) for p in data["points"]] == [(int(r["cycles"]), int(r["energy"])) for r in ok]
+    (h,) = data["heatmaps"]
+    assert (h["rows"], h["cols"]) == ("array.pe_rows", "buffer.global_buffer_bytes")
+    want = {(r["array.pe_rows"], r["buffer.global_buffer_bytes"]): (int(r["cycles"]) if r["cycles"] else None)
+            for r in rows if r["objective"] == "cycles"}
+    assert h["cycles"] == [[want[(x, y)] for y in h["col_values"]] for x in h["row_values"]]
+    assert h["cycles"][0][1] is None  # the 64-byte buffer: an error row, a blank cell
+    bad = cli("report", tmp_path / "s" / "sweep.csv", "-t", "pe8x8", "-o", tmp_path / "c")
+    assert bad.exit_code == int(ExitCode.USAGE)

@@ -53,13 +53,28 @@ def schedule_docs(model: str, targets: list, schedule: dict, progress: bool | No
 def report_cmd(model, targets, output, fmt, progress, **kw):
     """Plot MODEL's schedule: cycles per layer with MACs per cycle, time by network stage,
     energy by level.  MODEL is an .onnx file, zoo:NAME, or a schedule.json written by
-    `sqnxtc compile` (then it carries its target: no --target).  Needs matplotlib
+    `sqnxtc compile` (then it carries its target: no --target); a sweep.csv written by
+    `sqnxtc sweep` gives the sweep's plots (cycles vs energy with the Pareto front, a
+    heatmap over two grid fields).  Needs matplotlib
     (pip install sqnxtc[plots])."""
     from ..report.plots import need_matplotlib, render_report
 
     need_matplotlib()
     check_output_dir(output)
     schedule = schedule_values(kw)
+    if model.endswith(".csv"):   # a sweep's table: its plots (docs/sweep.md)
+        from ..diagnostics import InputError
+        from ..report.sweep_plots import render_sweep
+
+        if targets or kw["activation_home"] is not None:
+            raise UsageError("a sweep table carries its targets: drop --target and --activation-home")
+        try:
+            text = open(model, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the sweep table: {getattr(exc, 'strerror', None) or exc}", model) from None
+        paths = publish_dir(output, render_sweep(text, model, fmt))
+        click.echo(f"wrote {', '.join(paths)}", err=True)
+        return
     if model.endswith(".json"):
         from ..report.schedule_json import load_schedule
 

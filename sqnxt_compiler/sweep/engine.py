@@ -33,6 +33,7 @@ from typing import Callable
 
 from ..diagnostics import ExitCode, UsageError
 from ..outputs import atomic_write
+from ..report.pareto import pareto_flags
 from .spec import Point, SweepSpec
 from .task import COLUMNS, base_fields, model_digest, point_key, row_path, run_point
 
@@ -56,22 +57,6 @@ def need_dask():
         import dask.distributed  # noqa: F401
     except ImportError:
         raise UsageError("sqnxtc sweep runs on Dask, which is not installed: pip install 'sqnxtc[sweep]'") from None
-
-
-def pareto_flags(rows: list[dict], metrics: tuple[str, ...]) -> list[bool | None]:
-    """For each row: True when no other ok row of the same objective is at least as good
-    in every metric and better in one (smaller is better); None for an error row."""
-    out: list[bool | None] = []
-    for r in rows:
-        if r["status"] != "ok":
-            out.append(None)
-            continue
-        v = [r[m] for m in metrics]
-        dominated = any(o is not r and o["status"] == "ok" and o["objective"] == r["objective"]
-                        and all(o[m] <= x for m, x in zip(metrics, v))
-                        and any(o[m] < x for m, x in zip(metrics, v)) for o in rows)
-        out.append(not dominated)
-    return out
 
 
 def _cell(v) -> str:
