@@ -198,6 +198,10 @@ class Target:
         "dataflow", "os_weight_zero_fraction", "number", "fraction",
         "weights assumed zero (skipped in OS) when the layer gives no measurement",
         minimum=0, maximum=1, exclusive_max=True)
+    dataflow_allowed: str = _field("dataflow", "allowed", "str", "",
+                                   "dataflows the scheduler may choose for conv and fc layers: both, "
+                                   "WS or OS only (pool, add and element-wise layers are OS always)",
+                                   choices=("both", "WS", "OS"), default="both")
     ws_rf_per_mac: int = _field("dataflow", "ws_rf_accesses_per_mac", "int", "accesses/MAC",
                                 "WS register-file accesses per MAC", minimum=0, maximum=64)
     ws_array_per_mac: int = _field("dataflow", "ws_array_accesses_per_mac", "int", "accesses/MAC",

@@ -128,6 +128,16 @@ def test_disk_full_while_writing_leaves_nothing(tmp_path, monkeypatch):
     assert tree(tmp_path) == before
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process for the test (a suite run as a
+    shell's background job inherits it ignored)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+@pytest.mark.usefixtures("sigint_raises")
 def test_a_signal_while_writing_leaves_nothing(tmp_path, monkeypatch):
     d = old_dir(tmp_path)
     before = tree(tmp_path)
@@ -142,6 +152,7 @@ def test_a_signal_while_writing_leaves_nothing(tmp_path, monkeypatch):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.usefixtures("sigint_raises")
 @pytest.mark.parametrize("extra", [False, True])
 def test_a_signal_during_the_renames_waits_for_them(tmp_path, monkeypatch, extra):
     d = old_dir(tmp_path, extra=extra)

@@ -23,10 +23,18 @@ SCRIPT = ("import signal, sys\n"
 SIGNALS = [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
 
 
+def sigint_default() -> None:
+    """In the child: SIGINT at its default action.  A suite started as a shell's background
+    job inherits SIGINT ignored, and Python (rightly) keeps it ignored: the interrupt
+    cases would then test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path, *extra):
     return subprocess.Popen([sys.executable, "-c", SCRIPT, "compile", "zoo:1.0-SqNxt-44", "-t", "pe16x16",
                              "-o", str(tmp_path / "out"), "-j", "1", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=sigint_default)
 
 
 def _assert_clean_end(p, tmp_path, code, word, err):

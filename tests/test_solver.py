@@ -397,3 +397,21 @@ def test_time_limit_before_first_solution_returns_the_incumbent_as_feasible(monk
         assert 0 <= s.bound <= s.objective_value
         assert s.gap == round((s.objective_value - s.bound) / s.objective_value, 6)
         assert "incumbent" in s.to_dict()["note"]
+
+
+@pytest.mark.parametrize("allowed", ["WS", "OS"])
+def test_a_target_restricted_to_one_dataflow(allowed):
+    """``dataflow.allowed``: conv/fc layers get that dataflow only (pools OS, as always);
+    the answer is the unrestricted space's best of that dataflow (the oracle's own
+    restriction, computed on the unrestricted target), and never beats the free choice."""
+    clear_cache()
+    t = replace(T8, dataflow_allowed=allowed)
+    assert t.fingerprint() != T8.fingerprint()
+    layers = distinct(squeezenext_layers("1.0-SqNxt-23"))[:8]
+    assert any(L.is_mac for L in layers) and any(not L.is_mac for L in layers)
+    for L in layers:
+        s, free = schedule_layer(L, t), schedule_layer(L, T8)
+        assert s.mapping.dataflow == (allowed if L.is_mac else "OS"), L.name
+        assert s.objective_value >= free.objective_value
+        m, r = exhaustive_best(L, T8, "cycles", dataflows=(allowed,) if L.is_mac else None)
+        assert s.objective_value == r.total_cycles, L.name

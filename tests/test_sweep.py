@@ -290,3 +290,32 @@ def test_report_draws_a_sweep_deterministically(cli, spec, tmp_path):
     assert h["cycles"][0][1] is None  # the 64-byte buffer: an error row, a blank cell
     bad = cli("report", tmp_path / "s" / "sweep.csv", "-t", "pe8x8", "-o", tmp_path / "c")
     assert bad.exit_code == int(ExitCode.USAGE)
+
+
+def test_per_layer_rows_sum_to_the_table_and_are_added_on_a_rerun(spec, tmp_path):
+    out = tmp_path / "p"
+    first = run_sweep(spec, str(out), scheduler="inprocess", workers=2)
+    assert not (out / "layers.csv").exists() and first.computed_rows == 12
+    again = run_sweep(spec, str(out), scheduler="inprocess", workers=2, per_layer=True)
+    ok = [r for r in table(out / "sweep.csv") if r["status"] == "ok"]
+    assert again.computed_rows == len(ok) == 4  # the kept ok rows had no layers; error rows stay
+    layers = table(out / "layers.csv")
+    for r in ok:
+        mine = [L for L in layers if (L["target"], L["objective"]) == (r["target"], r["objective"])]
+        assert mine and sum(int(L["cycles"]) for L in mine) == int(r["cycles"])
+        assert sum(int(L["energy"]) for L in mine) == int(r["energy"])
+        assert {L["dataflow"] for L in mine} <= {"WS", "OS"}
+    assert (out / "sweep.csv").read_bytes() == (out / "sweep.csv").read_bytes()
+
+
+def test_a_dataflow_grid_measures_the_choice(tmp_path):
+    s = parse_spec({"models": {"files": [tiny_path()]}, "targets": {"base": ["pe8x8"],
+                    "grid": {"dataflow.allowed": ["both", "WS", "OS"]}}}, "<test>", tmp_path)
+    run_sweep(s, str(tmp_path / "d"), scheduler="inprocess", workers=1, per_layer=True)
+    rows = {r["dataflow.allowed"]: int(r["cycles"]) for r in table(tmp_path / "d" / "sweep.csv")}
+    assert rows["both"] <= min(rows["WS"], rows["OS"])
+    layers = table(tmp_path / "d" / "layers.csv")
+    for allowed in ("WS", "OS"):
+        mine = [L for L in layers if L["dataflow.allowed"] == allowed]
+        assert {L["dataflow"] for L in mine if L["kind"] in ("conv", "fc")} == {allowed}
+        assert {L["dataflow"] for L in mine if L["kind"] not in ("conv", "fc")} <= {"OS"}

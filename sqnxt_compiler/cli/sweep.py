@@ -54,8 +54,9 @@ def spec_from_flags(models, targets, objectives, grids) -> dict:
 @click.option("--pareto", default=None, metavar="COL,COL",
               help="Add a 'pareto' column: true where no row of the same objective is at least as "
                    "small in every column and smaller in one (e.g. cycles,energy).")
+@click.option("--per-layer", is_flag=True, help="Also write layers.csv: a row per scheduled layer of every point.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress lines on stderr.")
-def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, workers, pareto, progress):
+def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, workers, pareto, per_layer, progress):
     """Compile every (model, target point, objective) of SPEC (a TOML file, docs/sweep.md) or
     of the flags, on Dask, into one table.  Needs the sweep extra (pip install 'sqnxtc[sweep]')."""
     from ..sweep import load_spec, parse_spec, run_sweep
@@ -72,7 +73,7 @@ def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, worke
     if not (scheduler in ("local", "inprocess") or scheduler.startswith("tcp://")):
         raise UsageError(f"--scheduler {scheduler!r}: expected local, inprocess or tcp://HOST:PORT")
     metrics = tuple(m.strip() for m in pareto.split(",")) if pareto else ()
-    res = run_sweep(s, output, scheduler=scheduler, workers=workers, pareto=metrics,
+    res = run_sweep(s, output, scheduler=scheduler, workers=workers, pareto=metrics, per_layer=per_layer,
                     progress=stderr_progress if progress else None)
     click.echo(summary(res), err=True)
     click.echo(f"wrote {', '.join(res.files)}", err=True)

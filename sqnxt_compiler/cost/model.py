@@ -298,6 +298,16 @@ def layer_tables(layer: Layer, target: Target, m: Mapping):
             c_feat(layer, target, m.tc).as_tuple(), k_feat(layer, target, m.tk).as_tuple())
 
 
+def allowed_dataflows(layer: Layer, target: Target) -> tuple[str, ...]:
+    """The dataflows the scheduler may choose for ``layer``: OS alone for a layer without
+    weights (WS needs stationary weights); for a conv or fc, ``target.dataflow_allowed``
+    ("both": WS and OS)."""
+    if not layer.is_mac:
+        return ("OS",)
+    a = target.dataflow_allowed
+    return DATAFLOWS if a == "both" else (a,)
+
+
 def check_mapping(layer: Layer, m: Mapping) -> None:
     """Reject a mapping outside the space: unknown dataflow, order not a permutation of
     x, y, c, k, a tile size outside 1..bound, or WS for a layer without weights."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS, Mapping
-from sqnxt_compiler.cost.model import CostReport, consts, cost_terms, evaluate
+from sqnxt_compiler.cost.model import CostReport, allowed_dataflows, consts, cost_terms, evaluate
 from sqnxt_compiler.diagnostics import ScheduleError
 from sqnxt_compiler.targets import Target
 
@@ -185,7 +185,7 @@ def brute_force_table(layer: Layer, target: Target) -> list[tuple]:
 
     rows = []
     for dfi, df in enumerate(DATAFLOWS):
-        if df == "WS" and not layer.is_mac:
+        if df not in allowed_dataflows(layer, target):
             continue
         for oi, order in enumerate(ORDERS):
             for tx, ty, tc, tk in product(range(1, layer.Q + 1), range(1, layer.P + 1),

@@ -36,7 +36,8 @@ from ortools.sat.python import cp_model
 from sqnxt_compiler import __version__
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, ORDERS, Mapping
-from sqnxt_compiler.cost.model import CostReport, capacity_words, check_mapping, evaluate, objective_value
+from sqnxt_compiler.cost.model import (CostReport, allowed_dataflows, capacity_words, check_mapping, evaluate,
+                                      objective_value)
 from sqnxt_compiler.diagnostics import ScheduleError, UsageError, one_line
 from sqnxt_compiler.targets import Target
 
@@ -151,6 +152,7 @@ def check_entry(d, layer: Layer, target: Target, objective: str) -> LayerSchedul
         raise BadEntry(f"mapping unreadable ({type(exc).__name__})") from None
     except ScheduleError as exc:
         raise BadEntry(exc.message.split(": ", 1)[-1]) from None
+    need(m.dataflow in allowed_dataflows(layer, target), f"dataflow {m.dataflow} is not allowed on this target")
     cost = evaluate(layer, target, m)
     need(cost.fits, f"mapping {m} does not fit the buffer")
     need(cost.to_dict() == d["cost"], "cost differs from the cost model's")
@@ -188,7 +190,7 @@ def _gap(value: int, bound: int) -> float:
 def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport]:
     """The documented fallback: start from whole-loop tiles and halve (rounding up) the
     tiles in the round-robin order y, x, k, c until the footprint fits; then try both
-    dataflows (OS only without weights) and all 24 orders for those tiles and keep the one
+    allowed dataflows (:func:`allowed_dataflows`) and all 24 orders for those tiles and keep the one
     with the fewest cycles (ties: less energy, then WS, then order index).  Raises
     ScheduleError when not even all-1 tiles fit."""
     if min_footprint_words(layer, target) > capacity_words(layer, target):
@@ -208,7 +210,7 @@ def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport
                 tiles[d] = -(-tiles[d] // 2)
                 break
     best = None
-    dfs = DATAFLOWS if layer.is_mac else ("OS",)
+    dfs = allowed_dataflows(layer, target)
     for dfi, df in enumerate(DATAFLOWS):
         if df not in dfs:
             continue

@@ -1,6 +1,7 @@
 """The mapping space of one layer on one target, and its exact reduction.
 
-The space (docs/scheduler.md): dataflow WS or OS (OS only for pool/gap/add), every tile
+The space (docs/scheduler.md): dataflow WS or OS (OS only for pool/gap/add; the target's
+``dataflow.allowed`` may restrict conv/fc to one), every tile
 size 1..bound of each loop x, y, c, k (per group), every order of the four tile loops.
 
 **Exact reduction (dominance).**  The cost model sees a tile size only through its row of
@@ -27,7 +28,7 @@ import numpy as np
 from sqnxt_compiler.cost.features import element_cycles, nonzero_fraction, ws_k_block, x_feat, y_feat
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import LOOPS, ORDERS
-from sqnxt_compiler.cost.model import consts, cost_terms, reuse_conditions
+from sqnxt_compiler.cost.model import allowed_dataflows, consts, cost_terms, reuse_conditions
 from sqnxt_compiler.targets import Target
 
 #: The table entries each dataflow reads, by loop (indices into the feature tuples
@@ -226,7 +227,8 @@ class Space:
 
     @property
     def dataflows(self) -> tuple[str, ...]:
-        return ("WS", "OS") if self.layer.is_mac else ("OS",)
+        """The dataflows searched: :func:`~sqnxt_compiler.cost.model.allowed_dataflows`."""
+        return allowed_dataflows(self.layer, self.target)
 
     def size_full(self) -> int:
         """Mappings in the whole space: dataflows x 24 orders x product of loop bounds."""

@@ -6,6 +6,7 @@ Layout of the output directory::
     OUT/cache/              the schedule cache every task shares (solved layers)
     OUT/sweep.csv           the table (written atomically, once every row is in)
     OUT/sweep.parquet       the same table, when pyarrow is installed
+    OUT/layers.csv          with per_layer: a row per scheduled layer of every ok point
 
 A rerun into the same directory skips every point whose row file is there (same content
 hash: model, target fields, overrides, objective, version); a killed sweep loses only the
@@ -35,7 +36,7 @@ from ..diagnostics import ExitCode, UsageError
 from ..outputs import atomic_write
 from ..report.pareto import pareto_flags
 from .spec import Point, SweepSpec
-from .task import COLUMNS, base_fields, model_digest, point_key, row_path, run_point
+from .task import COLUMNS, LAYER_COLUMNS, base_fields, model_digest, point_key, row_path, run_point
 
 
 @dataclass
@@ -105,8 +106,11 @@ def _client(scheduler: str, workers: int | None):
 
 
 def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", workers: int | None = None,
-              pareto: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> SweepResult:
-    """Run every point of ``spec`` not already in ``out_dir`` and write the table."""
+              pareto: tuple[str, ...] = (), progress: Callable[[str], None] | None = None,
+              per_layer: bool = False) -> SweepResult:
+    """Run every point of ``spec`` not already in ``out_dir`` and write the table
+    (``per_layer``: also ``layers.csv``, a row per scheduled layer of every ok point; a
+    kept row without its layers is computed again)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -119,7 +123,8 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     bases = {b: base_fields(b) for b in spec.bases}
     keys = [point_key(p, digests[p.model], bases[p.target.base]) for p in points]
     rows_dir = out / "rows"
-    have = {k: r for k in set(keys) if (r := _read_row(row_path(rows_dir, k), k)) is not None}
+    have = {k: r for k in set(keys) if (r := _read_row(row_path(rows_dir, k), k)) is not None
+            and not (per_layer and r["status"] == "ok" and "layers_detail" not in r)}
     todo = [(p, k) for p, k in zip(points, keys) if k not in have]
     todo = list({k: (p, k) for p, k in todo}.values())
     res = SweepResult([], [], reused_rows=len(set(keys)) - len(todo))
@@ -129,7 +134,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
         rows_dir.mkdir(parents=True, exist_ok=True)
         client, cluster, res.where = _client(scheduler, workers)
         try:
-            res.solved, res.reused_solves = _run(client, todo, out, rows_dir, have, progress, t0)
+            res.solved, res.reused_solves = _run(client, todo, out, rows_dir, have, progress, t0, per_layer)
         finally:
             client.close()
             if cluster is not None:
@@ -137,7 +142,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
         res.computed_rows = len(todo)
     grid = list(spec.grid_fields)
     cols = list(COLUMNS[:3]) + grid + list(COLUMNS[3:]) + (["pareto"] if pareto else [])
-    rows = [dict(have[k]) for k in keys]
+    rows = [{c: v for c, v in have[k].items() if c != "layers_detail"} for k in keys]
     if pareto:
         for r, flag in zip(rows, pareto_flags(rows, pareto)):
             r["pareto"] = flag
@@ -146,6 +151,13 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     with atomic_write(out / "sweep.csv") as fh:
         fh.write(to_csv(rows, cols))
     res.files.append(str(out / "sweep.csv"))
+    if per_layer:
+        lcols = list(COLUMNS[:3]) + grid + list(LAYER_COLUMNS)
+        lrows = [dict({c: have[k].get(c) for c in lcols[:3 + len(grid)]}, **L)
+                 for k in keys for L in have[k].get("layers_detail", [])]
+        with atomic_write(out / "layers.csv") as fh:
+            fh.write(to_csv(lrows, lcols))
+        res.files.append(str(out / "layers.csv"))
     if _write_parquet(rows, cols, out / "sweep.parquet"):
         res.files.append(str(out / "sweep.parquet"))
     res.seconds = time.perf_counter() - t0
@@ -153,12 +165,13 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
 
 
 def _run(client, todo: list[tuple[Point, str]], out: Path, rows_dir: Path, have: dict,
-         progress, t0: float) -> tuple[int, int]:
+         progress, t0: float, per_layer: bool) -> tuple[int, int]:
     """Submit every task, store each row as it finishes; (layers solved, layers reused)."""
     from dask.distributed import as_completed
 
     cache = str((out / "cache").resolve())
-    futures = [client.submit(run_point, p, k, cache, key=f"sqnxtc-sweep-{k}", pure=False) for p, k in todo]
+    futures = [client.submit(run_point, p, k, cache, per_layer, key=f"sqnxtc-sweep-{k}", pure=False)
+               for p, k in todo]
     solved = reused = done = 0
     for fut in as_completed(futures):
         r = fut.result()

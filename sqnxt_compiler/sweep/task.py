@@ -83,11 +83,30 @@ def build_target(tp: TargetPoint):
     return parse_target(nested, f"{tp.label}")
 
 
-def run_point(point: Point, key: str, cache_dir: str | None) -> dict:
+#: Columns of a per-layer row (``layers.csv``), after the point's model, target, objective
+#: and grid fields.
+LAYER_COLUMNS = ("index", "layer", "op", "kind", "dataflow", "tiles", "order", "cycles", "energy",
+                 "dram_words", "macs", "utilization")
+
+
+def layer_rows(doc: dict) -> list[dict]:
+    """One row per scheduled layer of a schedule document (its ``layers``)."""
+    out = []
+    for L in doc["layers"]:
+        c, m = L["cost"], L["mapping"]
+        out.append({"index": L["index"], "layer": L["layer"], "op": L["op"], "kind": L["kind"],
+                    "dataflow": m["dataflow"], "tiles": "x{x} y{y} c{c} k{k}".format(**m["tiles"]),
+                    "order": m["order"], "cycles": c["total_cycles"], "energy": c["energy"]["total"],
+                    "dram_words": c["dram"]["total"], "macs": c["macs"], "utilization": c["utilization"]})
+    return out
+
+
+def run_point(point: Point, key: str, cache_dir: str | None, per_layer: bool = False) -> dict:
     """Compile ``point``: ``{"row": its row (module doc), "solved": layers this task
     solved, "reused": layers it found solved (the shared on-disk cache or this worker's
     memory)}``.  The counts depend on which task came first, so they are reported, never
-    put in the (deterministic) table."""
+    put in the (deterministic) table.  ``per_layer``: the row also carries
+    ``layers_detail`` (:func:`layer_rows`), which the engine writes to ``layers.csv``."""
     from .. import driver
     from ..diagnostics import ExitCode, SqnxtError, one_line
     from ..report.network import count_params
@@ -119,6 +138,8 @@ def run_point(point: Point, key: str, cache_dir: str | None) -> dict:
                pes=target.num_pes, buffer_bytes=target.global_buffer_bytes, layers=t["layers"],
                layer_status=";".join(f"{k}:{v}" for k, v in sorted(t["status"].items())),
                plan_status=doc["plan"]["status"] if isinstance(doc.get("plan"), dict) else "")
+    if per_layer:
+        row["layers_detail"] = layer_rows(doc)
     reused = sum(solver.STATS[k] - before.get(k, 0) for k in ("disk", "memory"))
     return {"row": row, "solved": solver.STATS["solved"] - before.get("solved", 0), "reused": reused}
 
