@@ -319,3 +319,37 @@ def test_a_dataflow_grid_measures_the_choice(tmp_path):
         mine = [L for L in layers if L["dataflow.allowed"] == allowed]
         assert {L["dataflow"] for L in mine if L["kind"] in ("conv", "fc")} == {allowed}
         assert {L["dataflow"] for L in mine if L["kind"] not in ("conv", "fc")} <= {"OS"}
+
+
+def test_a_killed_sweep_process_resumes_where_it_stopped(tmp_path):
+    """A real `sqnxtc sweep` process interrupted (SIGINT) once its first rows are in: exit
+    130, no table, the finished rows kept; the rerun computes only the rest and writes the
+    table a fresh sweep writes."""
+    import signal as sig
+    import os
+
+    p = tmp_path / "spec.toml"
+    p.write_text(spec_text(tiny_path()).replace('"buffer.global_buffer_bytes" = [32768, 64, 0]',
+                                                '"buffer.global_buffer_bytes" = [32768, 65536, 131072, 16384]')
+                 .replace('objectives = ["cycles", "energy"]', 'objectives = ["cycles", "energy", "edp"]'))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "sqnxt_compiler", "sweep", str(p), "-o", str(out),
+                             "--scheduler", "inprocess", "--workers", "1", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: sig.signal(sig.SIGINT, sig.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while not list((out / "rows").glob("*.json")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "sqnxtc: interrupted"
+    kept = len(list((out / "rows").glob("*.json")))
+    assert 1 <= kept < 24 and not (out / "sweep.csv").exists()
+    assert sorted(os.listdir(out / "rows")) == sorted(q.name for q in (out / "rows").glob("*.json"))  # no temporaries
+    again = run_sweep(load_spec(str(p)), str(out), scheduler="inprocess", workers=1)
+    assert again.reused_rows == kept and again.computed_rows == 24 - kept
+    fresh = run_sweep(load_spec(str(p)), str(tmp_path / "fresh"), scheduler="inprocess", workers=1)
+    assert fresh.computed_rows == 24
+    assert (out / "sweep.csv").read_bytes() == (tmp_path / "fresh" / "sweep.csv").read_bytes()
