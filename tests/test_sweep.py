@@ -353,3 +353,15 @@ def test_a_killed_sweep_process_resumes_where_it_stopped(tmp_path):
     fresh = run_sweep(load_spec(str(p)), str(tmp_path / "fresh"), scheduler="inprocess", workers=1)
     assert fresh.computed_rows == 24
     assert (out / "sweep.csv").read_bytes() == (tmp_path / "fresh" / "sweep.csv").read_bytes()
+
+
+def test_two_spellings_of_a_generated_model_are_one_row(tmp_path):
+    out = str(tmp_path / "g")
+    a = parse_spec({"models": {"zoo": ["SqNxt:k5:d1-1-1-1"]}, "targets": {"base": ["pe8x8"]}}, "<a>", tmp_path)
+    b = parse_spec({"models": {"zoo": ["SqNxt:d1-1-1-1:k5:w1:g1:base"]}, "targets": {"base": ["pe8x8"]}}, "<b>",
+                   tmp_path)
+    first = run_sweep(a, out, scheduler="inprocess", workers=1)
+    second = run_sweep(b, out, scheduler="inprocess", workers=1)
+    assert first.computed_rows == 1 and second.computed_rows == 0 and second.reused_rows == 1
+    assert second.rows[0]["model"] == "zoo:SqNxt:d1-1-1-1:k5:w1:g1:base"   # labelled as this spec spells it
+    assert second.rows[0]["cycles"] == first.rows[0]["cycles"]

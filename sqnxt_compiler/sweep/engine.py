@@ -101,7 +101,8 @@ def _client(scheduler: str, workers: int | None):
     procs = scheduler == "local"
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=procs, dashboard_address=":0",
                            silence_logs=logging.ERROR)
-    what = f"a LocalCluster of {n} worker {'process' if procs else 'thread'}{'es' if procs and n > 1 else 's' if n > 1 else ''}"
+    kind = ("process", "processes") if procs else ("thread", "threads")
+    what = f"a LocalCluster of {n} worker {kind[n != 1]}"
     return Client(cluster), cluster, what
 
 
@@ -119,7 +120,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
         if m not in COLUMNS:
             raise UsageError(f"--pareto: unknown column '{m}' (e.g. cycles, energy, dram_words, pes)")
     points = spec.points()
-    digests = {m: model_digest(m) if not m.startswith("zoo:") else m for m in spec.models}
+    digests = {m: model_digest(m) for m in spec.models}
     bases = {b: base_fields(b) for b in spec.bases}
     keys = [point_key(p, digests[p.model], bases[p.target.base]) for p in points]
     rows_dir = out / "rows"
@@ -142,7 +143,10 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
         res.computed_rows = len(todo)
     grid = list(spec.grid_fields)
     cols = list(COLUMNS[:3]) + grid + list(COLUMNS[3:]) + (["pareto"] if pareto else [])
-    rows = [{c: v for c, v in have[k].items() if c != "layers_detail"} for k in keys]
+    # labels from this spec (a kept row may come from a spec that spelled the model or a
+    # base target file's path differently: the key is the content)
+    rows = [dict({c: v for c, v in have[k].items() if c != "layers_detail"}, model=p.model, target=p.target.label)
+            for p, k in zip(points, keys)]
     if pareto:
         for r, flag in zip(rows, pareto_flags(rows, pareto)):
             r["pareto"] = flag
@@ -153,8 +157,8 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     res.files.append(str(out / "sweep.csv"))
     if per_layer:
         lcols = list(COLUMNS[:3]) + grid + list(LAYER_COLUMNS)
-        lrows = [dict({c: have[k].get(c) for c in lcols[:3 + len(grid)]}, **L)
-                 for k in keys for L in have[k].get("layers_detail", [])]
+        lrows = [dict({c: r.get(c) for c in lcols[:3 + len(grid)]}, **L)
+                 for r, k in zip(rows, keys) for L in have[k].get("layers_detail", [])]
         with atomic_write(out / "layers.csv") as fh:
             fh.write(to_csv(lrows, lcols))
         res.files.append(str(out / "layers.csv"))
