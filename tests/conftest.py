@@ -84,7 +84,7 @@ def cli():
     from sqnxt_compiler.cli import main
 
     def _run(*args):
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="sqnxtc")
     return _run
 
 

@@ -481,3 +481,18 @@ def test_check_of_a_model_that_overflows_prints_no_numpy_warning(cli, tmp_path):
     r = cli("check", str(p))
     assert "RuntimeWarning" not in r.stderr and "site-packages" not in r.stderr, r.stderr
     assert r.exit_code == 0 and "PASS" in r.stdout, r.output
+
+
+@pytest.mark.parametrize("args,piece,where", [
+    (("compile", "m.onnx", "--time-limit", "nan"), "'nan' is not a finite number", "sqnxtc compile"),
+    (("check", "m.onnx", "--rtol", "nan"), "'nan' is not a finite number", "sqnxtc check"),
+    (("compile", "m.onnx", "--bogus"), "No such option '--bogus'", "sqnxtc compile"),
+    (("compil", "m.onnx"), "No such command 'compil'", "sqnxtc"),
+    (("zoo", "export", "1.0-SqNxt-23", "--seed", "-1", "-o", "x.onnx"), "-1 is not in the range", "sqnxtc zoo export"),
+])
+def test_command_line_errors_are_one_line_too(cli, args, piece, where):
+    r = cli(*args)
+    assert r.exit_code == int(ExitCode.USAGE)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("sqnxtc: error: "), r.stderr
+    assert piece in r.stderr and r.stderr.rstrip().endswith(f"(try '{where} --help')"), r.stderr
+    assert r.stdout == ""

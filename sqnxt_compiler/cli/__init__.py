@@ -65,7 +65,31 @@ def run_guarded(fn, debug: bool):
 
 
 class GuardedGroup(click.Group):
-    """A click group whose subcommands (and theirs) all run inside :func:`run_guarded`."""
+    """A click group whose subcommands (and theirs) all run inside :func:`run_guarded`, and
+    whose command-line errors (click's usage errors: a bad option value, an unknown option
+    or command) are one line too, exit 2: ``sqnxtc: error: Invalid value for '--rtol':
+    'nan' is not a finite number (try 'sqnxtc check --help')``."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.UsageError as exc:
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                exc.show()         # `sqnxtc` alone: the help, as click prints it
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "sqnxtc")
+            click.echo(f"sqnxtc: error: {one_line(exc.format_message(), 4 * MAX_NAME)} "
+                       f"(try '{where} --help')", err=True)
+            sys.exit(int(ExitCode.USAGE))
+        except click.exceptions.ClickException as exc:
+            click.echo(f"sqnxtc: error: {one_line(exc.format_message(), 4 * MAX_NAME)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("sqnxtc: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         debug = bool(ctx.find_root().params.get("debug"))
