@@ -37,29 +37,17 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from fuzz_nets import mutate  # noqa: E402  (the suite's byte mutator)
 SQNXTC = [sys.executable, "-m", "sqnxt_compiler"]
 DOCUMENTED = {1, 2, 3, 4, 5, 6, 7, 130, 143}
 OUTPUTS = ["ir.txt", "layers.csv", "loopnest.txt", "schedule.json", "summary.txt"]
 
 
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    """1-4 random byte edits."""
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        i = rng.randrange(len(b)) if b else 0
-        kind = rng.choice(("set", "set", "set", "insert", "delete", "truncate", "duplicate"))
-        v = rng.randrange(256)
-        if kind == "set" and b:
-            b[i] = v
-        elif kind == "insert":
-            b[i:i] = bytes([v]) * (1 + v % 4)
-        elif kind == "delete" and b:
-            del b[i:i + 1 + v % 8]
-        elif kind == "truncate":
-            del b[i:]
-        elif kind == "duplicate" and b:
-            b[i:i] = b[i:i + 1 + v]
-    return bytes(b)
+def mutate_seeded(data: bytes, rng: random.Random) -> bytes:
+    """1-4 random byte edits (tests/fuzz_nets.py's mutator, the suite's)."""
+    kinds = ("set", "set", "set", "insert", "delete", "truncate", "duplicate")
+    return mutate(data, [(rng.choice(kinds), rng.random(), rng.randrange(256)) for _ in range(rng.randint(1, 4))])
 
 
 def verdict(code: int, stderr: str, work: Path, keep: set[str], outdir: Path | None) -> str | None:
@@ -136,7 +124,7 @@ def main() -> int:
 
     for i in range(a.mutants):
         src = rng.choice(sources)
-        data = mutate(src.read_bytes(), rng)
+        data = mutate_seeded(src.read_bytes(), rng)
         w = fresh(base, data)
         code, why = run(["compile", "m.onnx", "-t", "pe8x8", "-o", "out"], w, {"m.onnx"}, w / "out")
         if why is not None:

@@ -211,3 +211,23 @@ def _pad_attrs(L: dict) -> dict:
     if L["auto"] == "NOTSET":
         return {"pads": L["pads"]}
     return {"auto_pad": L["auto"]}
+
+
+def mutate(data: bytes, edits) -> bytes:
+    """``data`` with byte edits applied in order: each (kind, position as a fraction of the
+    length, value 0..255), kind one of set, insert, delete, truncate, duplicate (shared by
+    tests/test_fuzz.py and benchmarks/bench_robustness.py)."""
+    b = bytearray(data)
+    for kind, frac, val in edits:
+        i = min(len(b) - 1, int(frac * len(b))) if b else 0
+        if kind == "set" and b:
+            b[i] = val
+        elif kind == "insert":
+            b[i:i] = bytes([val]) * (1 + val % 4)
+        elif kind == "delete" and b:
+            del b[i:i + 1 + val % 8]
+        elif kind == "truncate":
+            del b[i:]
+        elif kind == "duplicate" and b:
+            b[i:i] = b[i:i + 1 + val]
+    return bytes(b)

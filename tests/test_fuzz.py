@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fuzz_nets import build, net_specs
+from fuzz_nets import build, mutate, net_specs
 from support import ROOT
 from tiled_support import assert_close_to_plain, assert_invariants
 from sqnxt_compiler import driver
@@ -101,25 +101,6 @@ def test_random_cnns_match_onnxruntime_and_the_cost_model(request):
     test()
 
 
-def _mutate(data: bytes, edits) -> bytes:
-    """Apply byte edits: (kind, position fraction, value) with kind set/insert/delete/
-    truncate/duplicate."""
-    b = bytearray(data)
-    for kind, frac, val in edits:
-        i = min(len(b) - 1, int(frac * len(b))) if b else 0
-        if kind == "set" and b:
-            b[i] = val
-        elif kind == "insert":
-            b[i:i] = bytes([val]) * (1 + val % 4)
-        elif kind == "delete" and b:
-            del b[i:i + 1 + val % 8]
-        elif kind == "truncate":
-            del b[i:]
-        elif kind == "duplicate" and b:
-            b[i:i] = b[i:i + 1 + val]
-    return bytes(b)
-
-
 EDITS = st.lists(st.tuples(st.sampled_from(("set", "set", "set", "insert", "delete", "truncate", "duplicate")),
                            st.floats(0, 1, allow_nan=False), st.integers(0, 255)), min_size=1, max_size=4)
 
@@ -128,7 +109,7 @@ def _mutant_outcome(tmp, source: str, edits) -> None:
     data = (ROOT / "tests" / "fixtures" / "modern" / source).read_bytes()
     work = Path(tempfile.mkdtemp(dir=tmp))
     model = work / "m.onnx"
-    model.write_bytes(_mutate(data, edits))
+    model.write_bytes(mutate(data, edits))
     out = work / "out"
     r = CliRunner().invoke(_main(), ["compile", str(model), "-t", "pe8x8", "-o", str(out)],
                            catch_exceptions=False)
