@@ -10,10 +10,18 @@ Each worker count runs into a fresh directory (no rows, no schedule cache carrie
 
     .venv/bin/python benchmarks/bench_explore.py                 # --every 20, workers 1 and 2
     .venv/bin/python benchmarks/bench_explore.py --every 1       # the whole search
+    .venv/bin/python benchmarks/bench_explore.py --every 1 --keep runs/   # keep each run's DIR
+
+With ``--keep DIR`` each worker count runs into ``DIR/workers-N`` (which must not exist
+yet) and is kept, so ``sqnxtc explore ... -o DIR/workers-N`` then ranks it at once (every
+row is already there) under any budget.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import tempfile
 import time
 
@@ -21,11 +29,23 @@ from sqnxt_compiler.sweep.engine import run_sweep
 from sqnxt_compiler.sweep.explore import PAPER, depth_splits, explore_spec, rank, variants
 
 
+def run_dir(keep: str | None, workers: int):
+    """A fresh directory for one run: a temporary one, or ``KEEP/workers-N`` (new)."""
+    if keep is None:
+        return tempfile.TemporaryDirectory()
+    d = os.path.join(keep, f"workers-{workers}")
+    if os.path.exists(d):
+        sys.exit(f"bench_explore: {d} exists; --keep needs a fresh directory per run")
+    os.makedirs(d)
+    return contextlib.nullcontext(d)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--target", default="pe16x16")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="run into DIR/workers-N and keep it")
     a = ap.parse_args()
     names = variants(21, (7, 5), 1.0, 1, "v5", a.every)
     full = 2 * len(depth_splits(21)) + 1
@@ -33,23 +53,27 @@ def main() -> None:
           f"+ the paper's v1..v5) on {a.target}; the whole search is {full} networks\n")
     print("| workers | wall s | s per network | layer solves | layers reused | speed-up |")
     print("| --- | --- | --- | --- | --- | --- |")
-    base = None
+    walls = {}
     last = None
     for w in (int(x) for x in a.workers.split(",")):
-        with tempfile.TemporaryDirectory() as d:
+        with run_dir(a.keep, w) as d:
             t0 = time.perf_counter()
             res = run_sweep(explore_spec(names, a.target, "cycles"), d, scheduler="local", workers=w)
             wall = time.perf_counter() - t0
-        base = base or wall
+        walls[w] = wall
+        base = walls.get(1, next(iter(walls.values())))
         errors = sum(r["status"] != "ok" for r in res.rows)
         print(f"| {w} | {wall:.0f} | {wall / len(names):.2f} | {res.solved} | {res.reused_solves} | "
-              f"{base / wall:.2f}x |" + (f" ({errors} error rows)" if errors else ""))
+              f"{base / wall:.2f}x |" + (f" ({errors} error rows)" if errors else ""), flush=True)
         last = (w, wall, res)
+    if 1 in walls and len(walls) > 1:
+        print("speed-up against 1 worker: " + ", ".join(f"{w} workers {walls[1] / t:.2f}x"
+                                                        for w, t in walls.items() if w != 1))
     w, wall, res = last
     per_task_cpu = wall * w / len(names)
     print(f"\nprojection for the whole search ({full} networks) from the {w}-worker run: "
           f"{per_task_cpu:.2f} worker-seconds per network -> {full * per_task_cpu / 3600:.2f} h on 1 worker, "
-          + ", ".join(f"{full * per_task_cpu / n / 60:.0f} min on {n}" for n in (2, 8, 32, 128))
+          + ", ".join(f"{full * per_task_cpu / n / 60:.1f} min on {n}" for n in (2, 8, 32, 128))
           + " (per-network time measured with sharing: later networks reuse most layers)")
     ranked = rank(res.rows, "cycles")
     print("\nbest 5 by cycles:")
