@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import clear_process_caches
 from report_support import outputs, tiny_params, tiny_path
 from sqnxt_compiler.report.compare import csv_header
 
@@ -84,15 +85,22 @@ def test_csv_and_markdown_show_the_same_figures(cli, models, as_json, tmp_path):
 
 def test_zoo_model_macs_equal_the_zoo_count():
     """compare's MACs are schedule.json's totals.macs: for a zoo model, the zoo's own
-    count from the ONNX file (without bias MACs)."""
+    count from the ONNX file (without bias MACs).  The row is the sweep task's."""
     from sqnxt_compiler.report.compare import compare_data
+    from sqnxt_compiler.report.schedule_json import tool_versions
+    from sqnxt_compiler.sweep.spec import Point, TargetPoint
+    from sqnxt_compiler.sweep.task import run_point
     from sqnxt_compiler.zoo.registry import get_info
 
     doc = outputs("zoo:1.0-SqNxt-23", "pe16x16", "cycles")[1]
-    row = compare_data({"zoo:1.0-SqNxt-23": {"pe16x16": doc}}, ["pe16x16"], "cycles")["models"][0]
-    assert row["macs"] == get_info("1.0-SqNxt-23").macs == 277_999_808
-    assert row["targets"]["pe16x16"]["total_cycles"] == doc["totals"]["total_cycles"]
-    assert row["params_norm"] == row["macs_norm"] == row["targets"]["pe16x16"]["cycles_norm"] == 1.0
+    row = run_point(Point("zoo:1.0-SqNxt-23", TargetPoint("pe16x16"), "cycles"), "k", None)["row"]
+    data = compare_data({"zoo:1.0-SqNxt-23": {"pe16x16": row}}, ["pe16x16"], "cycles", tool_versions())
+    got = data["models"][0]
+    assert got["macs"] == get_info("1.0-SqNxt-23").macs == 277_999_808
+    assert got["targets"]["pe16x16"]["total_cycles"] == doc["totals"]["total_cycles"]
+    assert got["params"] == doc["model"]["params"] and got["graph"] == doc["model"]["graph"]
+    assert got["params_norm"] == got["macs_norm"] == got["targets"]["pe16x16"]["cycles_norm"] == 1.0
+    assert data["tool"] == doc["tool"]
 
 
 def test_compare_rejects_bad_targets_and_models_in_one_line(cli, tmp_path):
@@ -103,3 +111,72 @@ def test_compare_rejects_bad_targets_and_models_in_one_line(cli, tmp_path):
     assert r.exit_code == 3 and len(r.stderr.strip().splitlines()) == 1
     r = cli("compare", tiny_path())
     assert r.exit_code == 2
+
+
+def _fresh(cli, *args):
+    """``sqnxtc compare ARGS`` with every in-process cache cleared first (no --cache-dir:
+    no disk cache); (result, layers really solved)."""
+    from sqnxt_compiler.schedule import solver
+
+    clear_process_caches()
+    before = solver.STATS["solved"]
+    r = cli("compare", *args)
+    return r, solver.STATS["solved"] - before
+
+
+def test_compare_is_a_small_sweep_on_every_scheduler(cli, models, tmp_path):
+    """One implementation: the same table serially (no Dask) and on a Dask LocalCluster of
+    two threads, each from cold caches; and its figures are the rows `sqnxtc sweep` writes
+    for the same models and targets."""
+    args = [*models, "-t", "pe16x16", "-t", "pe8x8", "--format", "csv", "--no-progress"]
+    serial, n1 = _fresh(cli, *args)
+    dask, n2 = _fresh(cli, *args, "--scheduler", "inprocess", "--workers", "2")
+    assert serial.exit_code == 0 and dask.exit_code == 0, serial.output + dask.output
+    assert n1 > 0 and n2 > 0           # both solved: neither answered from the other's cache
+    assert serial.stdout == dask.stdout
+    r = cli("sweep", "-m", models[0], "-m", models[1], "-t", "pe16x16", "-t", "pe8x8",
+            "--scheduler", "serial", "--no-progress", "-o", tmp_path / "sw")
+    assert r.exit_code == 0, r.output
+    swept = {(x["model"], x["target"]): x for x in csv.DictReader(open(tmp_path / "sw" / "sweep.csv"))}
+    for line in list(csv.DictReader(io.StringIO(serial.stdout))):
+        for t in TARGETS:
+            x = swept[(line["model"], t)]
+            assert (line[f"{t}_cycles"], line[f"{t}_energy"]) == (x["cycles"], x["energy"])
+            assert (line["params"], line["macs"]) == (x["params"], x["macs"])
+
+
+@pytest.mark.parametrize("scheduler", ["serial", "inprocess"])
+def test_compare_stops_with_the_first_failing_model_in_order(cli, models, tmp_path, scheduler):
+    bad = tmp_path / "nope.onnx"
+    bad.write_bytes(b"not onnx")
+    r = cli("compare", models[0], str(bad), str(tmp_path / "missing.onnx"), "-t", "pe8x8",
+            "--scheduler", scheduler, "--workers", "2", "--no-progress")
+    assert r.exit_code == 3 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sqnxtc: error: ") and "nope.onnx" in lines[0], r.stderr
+
+
+def test_compare_passes_its_flags_to_every_point(cli, models):
+    """--activation-home and --objective reach each point: the figures are those of a
+    compile of the model with the same options."""
+    from sqnxt_compiler import driver
+    from sqnxt_compiler.cli.options import load_target_with
+
+    r = cli("compare", models[1], "-t", "pe8x8", "--activation-home", "planned", "--objective", "energy",
+            "--format", "json", "--no-progress")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["objective"] == "energy"
+    doc = driver.compile(models[1], target=load_target_with("pe8x8", "planned"),
+                         schedule={"objective": "energy"}).document
+    x = got["models"][0]["targets"]["pe8x8"]
+    assert (x["total_cycles"], x["energy"], x["dram_words"]) == (
+        doc["totals"]["total_cycles"], doc["totals"]["energy"]["total"], doc["totals"]["dram_words"]["total"])
+    dram = driver.compile(models[1], target=load_target_with("pe8x8", "dram"),
+                          schedule={"objective": "energy"}).document
+    assert dram["totals"]["dram_words"]["total"] > x["dram_words"]   # the flag made a difference
+
+
+def test_a_bad_scheduler_is_a_usage_error(cli, models):
+    r = cli("compare", models[0], "-t", "pe8x8", "--scheduler", "mpi://x")
+    assert r.exit_code == 2 and "--scheduler 'mpi://x'" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -8,6 +8,8 @@
   string (or the option's default) decides, and a flag that contradicts the pipeline
   string is a usage error (:func:`sqnxt_compiler.driver.with_schedule_flags`).
 * :func:`progress_option`: ``--progress/--no-progress``.
+* :func:`scheduler_options`: ``--scheduler`` and ``--workers``, where the sweep engine runs
+  its tasks (sweep, explore, compare; docs/sweep.md).
 """
 from __future__ import annotations
 
@@ -93,6 +95,22 @@ def schedule_flags(fn):
                      help="Layers solved at once, in threads (0: one per CPU; the answers are the "
                           "same for any value) [default: 0]."),
     ])
+
+
+def scheduler_options(default: str):
+    """``--scheduler`` (default ``default``) and ``--workers``: where the sweep engine runs
+    the tasks (:class:`sqnxt_compiler.sweep.engine.Runner`; checked there)."""
+    def deco(fn):
+        return _apply(fn, [
+            click.option("--scheduler", default=default, show_default=True,
+                         metavar="serial|inprocess|local|tcp://HOST:PORT",
+                         help="Where the tasks run: one after another in this process (serial, no Dask), "
+                              "threads of this process, a LocalCluster of worker processes, or a running "
+                              "Dask cluster (all but serial need pip install 'sqnxtc[sweep]')."),
+            click.option("--workers", type=click.IntRange(1, 1024), default=None,
+                         help="Workers of a LocalCluster (inprocess, local) [default: one per core]."),
+        ])
+    return deco
 
 
 def schedule_values(kw: dict) -> dict:

@@ -8,8 +8,9 @@ import click
 from .. import driver
 from ..diagnostics import UsageError
 from ..outputs import STDOUT, echo, publish_dir, write_file
-from ..report.progress import make_progress
-from .options import activation_home_option, load_targets, notes, progress_option, schedule_flags, schedule_values
+from ..report.progress import make_progress, wanted
+from .options import (activation_home_option, load_targets, notes, progress_option, schedule_flags, schedule_values,
+                      scheduler_options)
 from .paths import check_output_dir, check_output_file
 
 
@@ -102,23 +103,60 @@ def report_cmd(model, targets, output, fmt, progress, **kw):
               help="Write the table to FILE instead of stdout ('-': stdout).")
 @schedule_flags
 @activation_home_option
+@scheduler_options("serial")
 @progress_option
-def compare_cmd(models, targets, fmt, output, progress, **kw):
+def compare_cmd(models, targets, fmt, output, progress, scheduler, workers, **kw):
     """Compare MODELs (.onnx files or zoo:NAME) on each --target: params, MACs, total cycles
-    and energy, each also divided by the best (smallest) model of its column."""
+    and energy, each also divided by the best (smallest) model of its column.  A small
+    sweep (docs/sweep.md) of MODELs x targets at one objective, run by the sweep's engine:
+    serially by default, on Dask with --scheduler."""
     from ..report.compare import compare_data, render
+    from ..report.schedule_json import tool_versions
+    from ..sweep.engine import Runner, run_points, stderr_progress
 
     if output is not None and output != STDOUT:
         check_output_file(output)
+    runner = Runner(scheduler, workers)
     tgts = load_targets(targets, kw["activation_home"])
     schedule = schedule_values(kw)
     driver.build_pipeline("default", target=tgts[0], schedule=schedule)  # bad flags: before work
-    docs = {m: dict(zip((t.name for t in tgts), schedule_docs(m, tgts, schedule, progress)))
-            for m in dict.fromkeys(models)}
-    objective = next(iter(next(iter(docs.values())).values()))["options"]["objective"]
-    text = render(compare_data(docs, [t.name for t in tgts], objective), fmt)
+    spec, given = compare_spec(models, targets, schedule, kw["activation_home"])
+    names = dict(zip(spec.bases, (t.name for t in tgts)))
+
+    def progress_for(point):
+        return make_progress(progress, label=f"{given[point.model]} on {names[point.target.base]}")
+
+    got = run_points(spec, runner, schedule["cache_dir"], jobs=schedule["jobs"], progress_for=progress_for,
+                     progress=stderr_progress if wanted(progress) else None, what="compare")
+    notes(got.notes)
+    table: dict[str, dict[str, dict]] = {}
+    for row, point in zip(got.rows, spec.points()):
+        table.setdefault(given[point.model], {})[names[point.target.base]] = row
+    text = render(compare_data(table, [t.name for t in tgts], spec.objectives[0], tool_versions()), fmt)
     if output is None or output == STDOUT:
         echo(text, nl=False)
         return
     write_file(output, text)
     click.echo(f"wrote {output}", err=True)
+
+
+def compare_spec(models, targets, schedule: dict, activation_home: str | None):
+    """compare's sweep: MODELs x targets (as given, each once; a target file by its absolute
+    path, so that a Dask worker elsewhere finds it) at the one objective, the schedule flags
+    that change a result as the points' options, ``--activation-home`` as a one-value grid.
+    Returns (spec, {point's model: the model as the user gave it})."""
+    import os
+
+    from ..passes.schedule import ScheduleOptions
+    from ..sweep.spec import SweepSpec
+
+    given = {}
+    for m in dict.fromkeys(models):
+        given[m if m.startswith("zoo:") or not os.path.exists(m) else os.path.abspath(m)] = m
+    bases = tuple(os.path.abspath(t) if t.endswith(".toml") else t for t in dict.fromkeys(targets))
+    options = tuple((k, schedule[k]) for k in ("fallback", "measured_sparsity", "time_limit")
+                    if schedule[k] is not None)
+    grid = (("dram.activation_home", (activation_home,)),) if activation_home is not None else ()
+    spec = SweepSpec(tuple(given), bases, grid, (schedule["objective"] or ScheduleOptions().objective,),
+                     "<compare>", options)
+    return spec, given

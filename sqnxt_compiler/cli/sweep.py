@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..diagnostics import UsageError
+from .options import scheduler_options
 
 
 def _grid_value(text: str):
@@ -46,11 +47,7 @@ def spec_from_flags(models, targets, objectives, grids) -> dict:
               help="Without SPEC: an objective, repeatable (default cycles).")
 @click.option("--grid", "grids", multiple=True, metavar="FIELD=V1,V2",
               help="Without SPEC: a target field and its values, repeatable (every combination).")
-@click.option("--scheduler", default="local", show_default=True, metavar="local|inprocess|tcp://HOST:PORT",
-              help="Where the tasks run: a LocalCluster of worker processes, threads of this process, "
-                   "or a running Dask cluster.")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Workers of the LocalCluster (default: one per core).")
+@scheduler_options("local")
 @click.option("--pareto", default=None, metavar="COL,COL",
               help="Add a 'pareto' column: true where no row of the same objective is at least as "
                    "small in every column and smaller in one (e.g. cycles,energy).")
@@ -58,9 +55,10 @@ def spec_from_flags(models, targets, objectives, grids) -> dict:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress lines on stderr.")
 def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, workers, pareto, per_layer, progress):
     """Compile every (model, target point, objective) of SPEC (a TOML file, docs/sweep.md) or
-    of the flags, on Dask, into one table.  Needs the sweep extra (pip install 'sqnxtc[sweep]')."""
+    of the flags, on Dask, into one table.  Needs the sweep extra (pip install 'sqnxtc[sweep]'),
+    except with --scheduler serial (one task after another in this process)."""
     from ..sweep import load_spec, parse_spec, run_sweep
-    from ..sweep.engine import stderr_progress, summary
+    from ..sweep.engine import check_scheduler, stderr_progress, summary
 
     if spec is not None and (models or targets or objectives or grids):
         raise UsageError("give a SPEC file or --model/--target/--objective/--grid flags, not both")
@@ -70,8 +68,7 @@ def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, worke
         s = parse_spec(spec_from_flags(models, targets, objectives, grids), "<flags>", Path.cwd())
     else:
         s = load_spec(spec)
-    if not (scheduler in ("local", "inprocess") or scheduler.startswith("tcp://")):
-        raise UsageError(f"--scheduler {scheduler!r}: expected local, inprocess or tcp://HOST:PORT")
+    check_scheduler(scheduler)
     metrics = tuple(m.strip() for m in pareto.split(",")) if pareto else ()
     res = run_sweep(s, output, scheduler=scheduler, workers=workers, pareto=metrics, per_layer=per_layer,
                     progress=stderr_progress if progress else None)
@@ -99,15 +96,14 @@ def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, worke
 @click.option("--top", type=click.IntRange(1, 100000), default=10, show_default=True, help="Rows shown.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="The sweep's directory (resumable: a rerun skips the variants done).")
-@click.option("--scheduler", default="local", show_default=True, metavar="local|inprocess|tcp://HOST:PORT")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None, help="LocalCluster workers.")
+@scheduler_options("local")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def explore_cmd(target, blocks, conv1, width, groups, first_block, every, objective, rank_by, max_params,
                 max_macs, top, output, scheduler, workers, progress):
     """Search SqueezeNext depth distributions (and conv1 sizes) for a target: every split of
     --blocks over the four stages, compiled as a sweep on Dask, ranked by cost within a
     parameter/MAC budget, with the paper's v1-v5 placed among them.  Ranks cost only, not
-    accuracy.  Needs the sweep extra."""
+    accuracy.  Needs the sweep extra (except with --scheduler serial)."""
     from ..sweep.engine import run_sweep, stderr_progress, summary
     from ..sweep.explore import explore_spec, rank, render, variants
 

@@ -10,10 +10,13 @@ Rules (docs/reports.md, "Params and MACs"):
 * **MACs**: the cost model's dense MACs summed over the conv and fc layers
   (``totals.macs`` of schedule.json: every kernel tap, padded ones included, no bias MAC);
 * **cycles**, **energy**: ``totals.total_cycles`` and ``totals.energy.total`` of the
-  model's schedule on each target (one layer at a time, so sums over layers).
+  model's schedule on each target.
 
-Everything is read from schedule documents (:mod:`.schedule_json`), the same numbers as
-``schedule.json``.
+The figures are the rows of a sweep (:mod:`sqnxt_compiler.sweep`): ``sqnxtc compare`` is a
+sweep of its models x targets at one objective, run by the sweep's engine
+(:func:`sqnxt_compiler.sweep.engine.run_points`), and each row's figures are read from the
+point's schedule document (:func:`sqnxt_compiler.sweep.task.run_point`), the same numbers
+as ``schedule.json``.
 """
 from __future__ import annotations
 
@@ -29,19 +32,19 @@ def _norm(v: int, best: int) -> float:
     return round(v / best, 4) if best else 0.0
 
 
-def compare_data(docs: dict[str, dict[str, dict]], targets: list[str], objective: str) -> dict:
-    """``docs[model][target]``: the schedule document of each model on each target."""
-    models = list(docs)
+def compare_data(sweep: dict[str, dict[str, dict]], targets: list[str], objective: str, tool: dict) -> dict:
+    """``sweep[model][target]``: the sweep row (:data:`sqnxt_compiler.sweep.task.COLUMNS`)
+    of each model on each target; ``tool``: the versions (schedule.json's ``tool``)."""
+    models = list(sweep)
     rows = []
     for m in models:
-        first = docs[m][targets[0]]
-        row = {"model": m, "graph": first["model"]["graph"], "params": first["model"]["params"],
-               "macs": first["totals"]["macs"], "targets": {}}
+        first = sweep[m][targets[0]]
+        row = {"model": m, "graph": first["graph"], "params": first["params"], "macs": first["macs"],
+               "targets": {}}
         for t in targets:
-            tot = docs[m][t]["totals"]
-            row["targets"][t] = {"total_cycles": tot["total_cycles"], "time_us": tot["time_us"],
-                                 "energy": tot["energy"]["total"], "utilization": tot["utilization"],
-                                 "dram_words": tot["dram_words"]["total"]}
+            x = sweep[m][t]
+            row["targets"][t] = {"total_cycles": x["cycles"], "time_us": x["time_us"], "energy": x["energy"],
+                                 "utilization": x["utilization"], "dram_words": x["dram_words"]}
         rows.append(row)
     def argmin(key):
         return min(rows, key=lambda r: key(r))  # first of the smallest: models in given order
@@ -58,7 +61,6 @@ def compare_data(docs: dict[str, dict[str, dict]], targets: list[str], objective
             b = best["targets"][t]
             x["cycles_norm"] = _norm(x["total_cycles"], b["total_cycles"]["targets"][t]["total_cycles"])
             x["energy_norm"] = _norm(x["energy"], b["energy"]["targets"][t]["energy"])
-    tool = docs[models[0]][targets[0]]["tool"]
     return {"format": FORMAT, "version": VERSION, "tool": tool, "objective": objective,
             "targets": targets, "models": rows,
             "best": {"params": best["params"]["model"], "macs": best["macs"]["model"],

@@ -14,11 +14,15 @@ tasks in flight.  Rows that ended in an internal error (exit 70) are not kept, s
 tries them again.  The table's rows are in the spec's point order, so the same spec gives
 the same bytes whatever the worker count or the order tasks finish in.
 
-The tasks run on ``dask.distributed``: ``scheduler="local"`` starts a ``LocalCluster`` of
-worker processes (one per core unless ``workers`` says otherwise, one thread each);
-``"inprocess"`` runs them in threads of this process (``LocalCluster(processes=False)``);
-``"tcp://HOST:PORT"`` uses a cluster the user runs (``dask scheduler`` / ``dask worker``),
-whose workers must see the same paths (models, OUT) as this machine.
+Where the tasks run (:class:`Runner`): ``scheduler="local"`` starts a dask.distributed
+``LocalCluster`` of worker processes (one per core unless ``workers`` says otherwise, one
+thread each); ``"inprocess"`` runs them in threads of this process
+(``LocalCluster(processes=False)``); ``"tcp://HOST:PORT"`` uses a cluster the user runs
+(``dask scheduler`` / ``dask worker``), whose workers must see the same paths (models,
+OUT) as this machine; ``"serial"`` runs them one after another in this process without
+Dask (``sqnxtc compare``'s default: the core install has no Dask).  Every scheduler runs
+the same task function (:func:`.task.run_point`) on the same points, so the rows are the
+same.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..diagnostics import ExitCode, UsageError
 from ..outputs import atomic_write
@@ -85,6 +89,58 @@ def _read_row(p: Path, key: str) -> dict | None:
     return row if isinstance(row, dict) and row.get("key") == key and "status" in row else None
 
 
+SCHEDULERS = "serial, inprocess, local or tcp://HOST:PORT"
+
+
+def check_scheduler(scheduler: str) -> str:
+    """``scheduler`` if it names a way to run tasks (module doc), else a UsageError."""
+    if scheduler in ("serial", "local", "inprocess") or (scheduler.startswith("tcp://") and len(scheduler) > 6):
+        return scheduler
+    raise UsageError(f"--scheduler {scheduler!r}: expected {SCHEDULERS}")
+
+
+class Runner:
+    """Runs a sweep's tasks where ``scheduler`` says (module doc) and yields their results
+    as they finish; ``where`` describes it once :meth:`results` has started."""
+
+    def __init__(self, scheduler: str = "local", workers: int | None = None):
+        self.scheduler = check_scheduler(scheduler)
+        self.workers = workers
+        self.where = ""
+
+    def results(self, todo: list[tuple[Point, str]], cache_dir: str | None, *, per_layer: bool = False,
+                jobs: int | None = 1, progress_for: Callable[[Point], Callable | None] | None = None,
+                raise_errors: bool = False) -> Iterator[dict]:
+        """:func:`.task.run_point`'s result for each (point, key) of ``todo``, in the order
+        they finish (serial: in ``todo``'s order).  ``jobs``, ``progress_for`` (a callback
+        per point) and ``raise_errors`` (stop at the first error, raising it) apply to the
+        serial scheduler; Dask workers solve one layer at a time, silently, into rows."""
+        if self.scheduler == "serial":
+            self.where = "this process"
+            for p, k in todo:
+                shown = progress_for(p) if progress_for else None
+                try:
+                    r = run_point(p, k, cache_dir, per_layer, jobs=jobs, raise_errors=raise_errors, progress=shown)
+                finally:
+                    if shown is not None and hasattr(shown, "close"):
+                        shown.close()
+                yield r
+            return
+        need_dask()
+        from dask.distributed import as_completed
+
+        client, cluster, self.where = _client(self.scheduler, self.workers)
+        try:
+            futures = [client.submit(run_point, p, k, cache_dir, per_layer, key=f"sqnxtc-sweep-{k}", pure=False)
+                       for p, k in todo]
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
 def _client(scheduler: str, workers: int | None):
     """(client, cluster or None, description) for ``scheduler`` (module doc)."""
     import logging
@@ -113,6 +169,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     (``per_layer``: also ``layers.csv``, a row per scheduled layer of every ok point; a
     kept row without its layers is computed again)."""
     t0 = time.perf_counter()
+    runner = Runner(scheduler, workers)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError("exists and is not a directory", out_dir)
@@ -120,9 +177,7 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
         if m not in COLUMNS:
             raise UsageError(f"--pareto: unknown column '{m}' (e.g. cycles, energy, dram_words, pes)")
     points = spec.points()
-    digests = {m: model_digest(m) for m in spec.models}
-    bases = {b: base_fields(b) for b in spec.bases}
-    keys = [point_key(p, digests[p.model], bases[p.target.base]) for p in points]
+    keys = point_keys(spec, points)
     rows_dir = out / "rows"
     have = {k: r for k in set(keys) if (r := _read_row(row_path(rows_dir, k), k)) is not None
             and not (per_layer and r["status"] == "ok" and "layers_detail" not in r)}
@@ -130,16 +185,12 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     todo = list({k: (p, k) for p, k in todo}.values())
     res = SweepResult([], [], reused_rows=len(set(keys)) - len(todo))
     if todo:
-        need_dask()
+        if runner.scheduler != "serial":
+            need_dask()
         (out / "cache").mkdir(parents=True, exist_ok=True)
         rows_dir.mkdir(parents=True, exist_ok=True)
-        client, cluster, res.where = _client(scheduler, workers)
-        try:
-            res.solved, res.reused_solves = _run(client, todo, out, rows_dir, have, progress, t0, per_layer)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        res.solved, res.reused_solves = _run(runner, todo, out, rows_dir, have, progress, t0, per_layer)
+        res.where = runner.where
         res.computed_rows = len(todo)
     grid = list(spec.grid_fields)
     cols = list(COLUMNS[:3]) + grid + list(COLUMNS[3:]) + (["pareto"] if pareto else [])
@@ -168,17 +219,61 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     return res
 
 
-def _run(client, todo: list[tuple[Point, str]], out: Path, rows_dir: Path, have: dict,
-         progress, t0: float, per_layer: bool) -> tuple[int, int]:
-    """Submit every task, store each row as it finishes; (layers solved, layers reused)."""
-    from dask.distributed import as_completed
+@dataclass
+class Computed:
+    """The rows of :func:`run_points`, in the spec's point order, and what came with them."""
 
+    rows: list[dict]
+    notes: list[str]
+    solved: int = 0
+    reused_solves: int = 0
+
+
+def run_points(spec: SweepSpec, runner: Runner, cache_dir: str | None, *, jobs: int | None = None,
+               progress_for: Callable[[Point], Callable | None] | None = None,
+               progress: Callable[[str], None] | None = None, what: str = "sweep") -> Computed:
+    """Compute every point of ``spec`` now, keeping nothing on disk but the schedule cache
+    (``sqnxtc compare``): the same tasks as :func:`run_sweep`, in ``runner``.  The first
+    error in point order is raised as the compile raised it (serial: the run stops there;
+    on Dask the other tasks finish first), so the result is the same on every scheduler.
+    ``progress_for`` gives the serial scheduler's per-layer callback of a point;
+    ``progress`` receives a :func:`progress_line` per finished point on Dask."""
+    from ..diagnostics import SqnxtError
+
+    points = spec.points()
+    keys = point_keys(spec, points)
+    todo = list({k: (p, k) for p, k in zip(points, keys)}.values())
+    t0 = time.perf_counter()
+    got: dict[str, dict] = {}
+    for n, r in enumerate(runner.results(todo, cache_dir, jobs=jobs, progress_for=progress_for,
+                                         raise_errors=runner.scheduler == "serial"), 1):
+        got[r["row"]["key"]] = r
+        if progress is not None and runner.scheduler != "serial":
+            progress(progress_line(what, n, len(todo), time.perf_counter() - t0, r["row"]))
+    for k in keys:
+        row = got[k]["row"]
+        if row["status"] != "ok":
+            raise SqnxtError(row["error"], code=ExitCode(row["exit_code"]))
+    rows = [dict(got[k]["row"], model=p.model, target=p.target.label) for p, k in zip(points, keys)]
+    notes = list(dict.fromkeys(n for k in dict.fromkeys(keys) for n in got[k]["notes"]))
+    return Computed(rows, notes, sum(r["solved"] for r in got.values()),
+                    sum(r["reused"] for r in got.values()))
+
+
+def point_keys(spec: SweepSpec, points: list[Point]) -> list[str]:
+    """The content key of each point (:func:`.task.point_key`), reading each model and
+    base target once."""
+    digests = {m: model_digest(m) for m in spec.models}
+    bases = {b: base_fields(b) for b in spec.bases}
+    return [point_key(p, digests[p.model], bases[p.target.base]) for p in points]
+
+
+def _run(runner: Runner, todo: list[tuple[Point, str]], out: Path, rows_dir: Path, have: dict,
+         progress, t0: float, per_layer: bool) -> tuple[int, int]:
+    """Run every task, store each row as it finishes; (layers solved, layers reused)."""
     cache = str((out / "cache").resolve())
-    futures = [client.submit(run_point, p, k, cache, per_layer, key=f"sqnxtc-sweep-{k}", pure=False)
-               for p, k in todo]
     solved = reused = done = 0
-    for fut in as_completed(futures):
-        r = fut.result()
+    for r in runner.results(todo, cache, per_layer=per_layer):
         row = r["row"]
         have[row["key"]] = row
         if row["exit_code"] != int(ExitCode.INTERNAL):
@@ -189,10 +284,16 @@ def _run(client, todo: list[tuple[Point, str]], out: Path, rows_dir: Path, have:
         done += 1
         if progress is not None:
             el = time.perf_counter() - t0
-            left = el / done * (len(todo) - done)
-            progress(f"sweep: {done}/{len(todo)} points, {el:.0f} s, ~{left:.0f} s left "
-                     f"({row['model']} on {row['target']}, {row['objective']}: {row['status']})")
+            progress(progress_line("sweep", done, len(todo), el, row))
     return solved, reused
+
+
+def progress_line(what: str, done: int, total: int, elapsed: float, row: dict) -> str:
+    """``sweep: 3/8 points, 12 s, ~20 s left (MODEL on TARGET, OBJECTIVE: STATUS)``: the
+    time left is the mean time per finished point times the points left."""
+    left = elapsed / done * (total - done)
+    return (f"{what}: {done}/{total} points, {elapsed:.0f} s, ~{left:.0f} s left "
+            f"({row['model']} on {row['target']}, {row['objective']}: {row['status']})")
 
 
 def _write_parquet(rows: list[dict], cols: list[str], path: Path) -> bool:

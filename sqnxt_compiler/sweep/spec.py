@@ -54,6 +54,9 @@ class Point:
     model: str          # zoo:NAME or a file path
     target: TargetPoint
     objective: str
+    #: Schedule-pass options beyond the objective that change the result (time_limit,
+    #: fallback, measured_sparsity), as (name, value) pairs; part of the row's key.
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class SweepSpec:
     grid: tuple[tuple[str, tuple[Any, ...]], ...]
     objectives: tuple[str, ...]
     source: str = "<flags>"
+    options: tuple[tuple[str, Any], ...] = ()   # Point.options of every point
 
     @property
     def grid_fields(self) -> tuple[str, ...]:
@@ -76,7 +80,7 @@ class SweepSpec:
     def points(self) -> list[Point]:
         """Every (model, target point, objective), in table order (module doc)."""
         tps = self.target_points()
-        return [Point(m, t, o) for m in self.models for t in tps for o in self.objectives]
+        return [Point(m, t, o, self.options) for m in self.models for t in tps for o in self.objectives]
 
 
 def _strings(value, where: str, key: str) -> tuple[str, ...]:

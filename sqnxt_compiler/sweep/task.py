@@ -20,21 +20,25 @@ from .spec import Point, TargetPoint
 COLUMNS = ("model", "target", "objective", "status", "exit_code", "error", "cycles", "time_us",
            "energy", "energy_mac", "energy_rf", "energy_array", "energy_buffer", "energy_dram",
            "dram_words", "utilization", "params", "macs", "pes", "buffer_bytes", "layers",
-           "layer_status", "plan_status", "key")
+           "layer_status", "plan_status", "graph", "key")
 
 
 def model_digest(model: str) -> str:
     """What identifies a model's content: sha256 of a file's bytes; a zoo model is its
-    name (the zoo is deterministic per sqnxtc version, which the key includes)."""
+    name (the zoo is deterministic per sqnxtc version, which the key includes).  A file
+    that cannot be read is its path (its task then fails with the importer's error row)."""
     if model.startswith("zoo:SqNxt:"):
         from ..zoo.generated import canonical
         return "zoo:" + canonical(model[4:])
     if model.startswith("zoo:"):
         return model
     h = hashlib.sha256()
-    with open(model, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(model, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return "unreadable:" + model
     return h.hexdigest()
 
 
@@ -52,9 +56,11 @@ def base_fields(base: str) -> dict | str:
 
 def point_key(point: Point, digest: str, fields: dict | str) -> str:
     """The row's content hash: sha256 over (model content, base target fields, overrides,
-    objective, sqnxtc version).  Equal keys are equal rows."""
+    objective, schedule options when any, sqnxtc version).  Equal keys are equal rows."""
     doc = {"model": digest, "target": fields, "overrides": [list(o) for o in point.target.overrides],
            "objective": point.objective, "version": __version__}
+    if point.options:
+        doc["options"] = [list(o) for o in point.options]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -101,12 +107,17 @@ def layer_rows(doc: dict) -> list[dict]:
     return out
 
 
-def run_point(point: Point, key: str, cache_dir: str | None, per_layer: bool = False) -> dict:
+def run_point(point: Point, key: str, cache_dir: str | None, per_layer: bool = False, *,
+              jobs: int | None = 1, progress=None, raise_errors: bool = False) -> dict:
     """Compile ``point``: ``{"row": its row (module doc), "solved": layers this task
     solved, "reused": layers it found solved (the shared on-disk cache or this worker's
-    memory)}``.  The counts depend on which task came first, so they are reported, never
-    put in the (deterministic) table.  ``per_layer``: the row also carries
-    ``layers_detail`` (:func:`layer_rows`), which the engine writes to ``layers.csv``."""
+    memory), "notes": the compile's notes}``.  The counts depend on which task came first,
+    so they are reported, never put in the (deterministic) table.  ``per_layer``: the row
+    also carries ``layers_detail`` (:func:`layer_rows`), which the engine writes to
+    ``layers.csv``.  ``jobs``: layers solved at once in threads (1 on a Dask worker, which
+    is one core; the result is the same for any value).  ``progress``: the schedule pass's
+    callback.  ``raise_errors``: let an error propagate instead of making it the row (a
+    serial run that stops at the first error)."""
     from .. import driver
     from ..diagnostics import ExitCode, SqnxtError, one_line
     from ..report.network import count_params
@@ -119,16 +130,20 @@ def run_point(point: Point, key: str, cache_dir: str | None, per_layer: bool = F
     before = dict(solver.STATS)
     try:
         target = build_target(point.target)
-        res = driver.compile(point.model, target=target,
-                             schedule={"objective": point.objective, "cache_dir": cache_dir, "jobs": 1})
+        schedule = dict(point.options, objective=point.objective, cache_dir=cache_dir, jobs=jobs)
+        res = driver.compile(point.model, target=target, schedule=schedule, progress=progress)
         doc = res.document
     except SqnxtError as exc:
+        if raise_errors:
+            raise
         row.update(status="error", exit_code=int(exc.code), error=one_line(str(exc), 400))
-        return {"row": row, "solved": 0, "reused": 0}
+        return {"row": row, "solved": 0, "reused": 0, "notes": []}
     except Exception as exc:  # noqa: BLE001 - a bug in sqnxtc: the row says so, the sweep goes on
+        if raise_errors:
+            raise
         row.update(status="error", exit_code=int(ExitCode.INTERNAL),
                    error=one_line(f"internal error: {type(exc).__name__}: {exc}", 400))
-        return {"row": row, "solved": 0, "reused": 0}
+        return {"row": row, "solved": 0, "reused": 0, "notes": []}
     t = doc["totals"]
     e = t["energy"]
     row.update(status="ok", exit_code=0, error="", cycles=t["total_cycles"], time_us=t["time_us"],
@@ -137,11 +152,13 @@ def run_point(point: Point, key: str, cache_dir: str | None, per_layer: bool = F
                utilization=t["utilization"], params=count_params(res.graph), macs=t["macs"],
                pes=target.num_pes, buffer_bytes=target.global_buffer_bytes, layers=t["layers"],
                layer_status=";".join(f"{k}:{v}" for k, v in sorted(t["status"].items())),
-               plan_status=doc["plan"]["status"] if isinstance(doc.get("plan"), dict) else "")
+               plan_status=doc["plan"]["status"] if isinstance(doc.get("plan"), dict) else "",
+               graph=doc["model"]["graph"])
     if per_layer:
         row["layers_detail"] = layer_rows(doc)
     reused = sum(solver.STATS[k] - before.get(k, 0) for k in ("disk", "memory"))
-    return {"row": row, "solved": solver.STATS["solved"] - before.get("solved", 0), "reused": reused}
+    return {"row": row, "solved": solver.STATS["solved"] - before.get("solved", 0), "reused": reused,
+            "notes": list(res.notes)}
 
 
 def row_path(rows_dir: Path, key: str) -> Path:
