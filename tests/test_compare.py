@@ -150,7 +150,7 @@ def test_compare_stops_with_the_first_failing_model_in_order(cli, models, tmp_pa
     bad = tmp_path / "nope.onnx"
     bad.write_bytes(b"not onnx")
     r = cli("compare", models[0], str(bad), str(tmp_path / "missing.onnx"), "-t", "pe8x8",
-            "--scheduler", scheduler, "--workers", "2", "--no-progress")
+            "--scheduler", scheduler, *(["--workers", "2"] if scheduler == "inprocess" else []), "--no-progress")
     assert r.exit_code == 3 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sqnxtc: error: ") and "nope.onnx" in lines[0], r.stderr
@@ -180,3 +180,5 @@ def test_compare_passes_its_flags_to_every_point(cli, models):
 def test_a_bad_scheduler_is_a_usage_error(cli, models):
     r = cli("compare", models[0], "-t", "pe8x8", "--scheduler", "mpi://x")
     assert r.exit_code == 2 and "--scheduler 'mpi://x'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("compare", models[0], "-t", "pe8x8", "--workers", "3")   # serial starts no workers
+    assert r.exit_code == 2 and "--workers 3" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -489,10 +489,15 @@ def _same_pads(L: _Lowering, auto: str, size: int, k: int, s: int) -> tuple[int,
     return head, 0
 
 
+def _auto_pad(L: _Lowering) -> str:
+    """The node's ``auto_pad`` as text (ONNX default NOTSET)."""
+    auto = L.attr("auto_pad", b"NOTSET")
+    return auto.decode() if isinstance(auto, bytes) else auto
+
+
 def _pads2d(L: _Lowering, in_hw, kernel, strides) -> tuple[int, int, int, int]:
     """Explicit (top, left, bottom, right) pads from ``pads`` or ``auto_pad`` (ONNX rules)."""
-    auto = L.attr("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = _auto_pad(L)
     if auto in ("NOTSET", ""):
         pads = list(L.attr("pads", [0, 0, 0, 0]))
         if len(pads) != 4:
@@ -523,9 +528,9 @@ def _conv(L):
     if len(dil) != 2 or any(d < 1 for d in dil):
         raise L.unsupported(f"dilations {list(dil)}: 2 values >= 1 are supported")
     kernel = tuple((k - 1) * d + 1 for k, d in zip(w.type.shape[2:], dil))   # the dilated extent
-    auto = L.attr("auto_pad", b"NOTSET")
-    if dil != (1, 1) and (auto.decode() if isinstance(auto, bytes) else auto) in ("SAME_UPPER", "SAME_LOWER"):
-        raise L.unsupported(f"dilations {list(dil)} with auto_pad {auto.decode() if isinstance(auto, bytes) else auto}: "
+    auto = _auto_pad(L)
+    if dil != (1, 1) and auto in ("SAME_UPPER", "SAME_LOWER"):
+        raise L.unsupported(f"dilations {list(dil)} with auto_pad {auto}: "
                             "onnxruntime does not run it, so there is no reference (give explicit pads)")
     pads = _pads2d(L, x.type.shape[2:], kernel, strides)
     ops = [x, w] + ([L.value(L.opt_input(2))] if L.opt_input(2) else [])

@@ -105,6 +105,9 @@ class Runner:
 
     def __init__(self, scheduler: str = "local", workers: int | None = None):
         self.scheduler = check_scheduler(scheduler)
+        if workers is not None and self.scheduler not in ("local", "inprocess"):
+            raise UsageError(f"--workers {workers}: only --scheduler local or inprocess starts workers "
+                             f"(not {self.scheduler})")
         self.workers = workers
         self.where = ""
 
