@@ -184,7 +184,7 @@ def test_a_real_scheduler_and_two_worker_processes_give_the_same_table(spec, tmp
             p.terminate()
         for p in procs:
             p.wait(timeout=60)
-    assert remote.computed_rows == local.computed_rows == 12 and remote.where == f"the cluster at {addr}"
+    assert remote.computed_rows == local.computed_rows == 12 and remote.where == f"on the cluster at {addr}"
     assert (tmp_path / "cluster" / "sweep.csv").read_bytes() == (tmp_path / "threads" / "sweep.csv").read_bytes()
     assert (tmp_path / "cluster" / "sweep.parquet").read_bytes() == (tmp_path / "threads" / "sweep.parquet").read_bytes()
 

@@ -119,7 +119,7 @@ class Runner:
         per point) and ``raise_errors`` (stop at the first error, raising it) apply to the
         serial scheduler; Dask workers solve one layer at a time, silently, into rows."""
         if self.scheduler == "serial":
-            self.where = "this process"
+            self.where = "serially in this process"
             for p, k in todo:
                 shown = progress_for(p) if progress_for else None
                 try:
@@ -155,13 +155,13 @@ def _client(scheduler: str, workers: int | None):
             c = Client(scheduler, timeout="10s")
         except OSError as exc:
             raise UsageError(f"cannot reach the Dask scheduler: {exc}", scheduler) from None
-        return c, None, f"the cluster at {scheduler}"
+        return c, None, f"on the cluster at {scheduler}"
     n = workers or os.cpu_count() or 1
     procs = scheduler == "local"
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=procs, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     kind = ("process", "processes") if procs else ("thread", "threads")
-    what = f"a LocalCluster of {n} worker {kind[n != 1]}"
+    what = f"on a LocalCluster of {n} worker {kind[n != 1]}"
     return Client(cluster), cluster, what
 
 
@@ -317,7 +317,7 @@ def _write_parquet(rows: list[dict], cols: list[str], path: Path) -> bool:
 def summary(res: SweepResult) -> str:
     errors = sum(1 for r in res.rows if r["status"] != "ok")
     head = (f"sweep: {len(res.rows)} rows ({res.computed_rows} computed"
-            + (f" on {res.where}" if res.where else "") + f", {res.reused_rows} reused from earlier runs), "
+            + (f" {res.where}" if res.where else "") + f", {res.reused_rows} reused from earlier runs), "
             f"{errors} error rows")
     if res.computed_rows:
         head += f"; {res.solved} layer solves, {res.reused_solves} reused from the shared schedule cache"
