@@ -496,3 +496,29 @@ def test_command_line_errors_are_one_line_too(cli, args, piece, where):
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("sqnxtc: error: "), r.stderr
     assert piece in r.stderr and r.stderr.rstrip().endswith(f"(try '{where} --help')"), r.stderr
     assert r.stdout == ""
+
+
+def _commands(group, prefix=()):
+    """Every command path of the CLI, groups included: ('compile',), ('zoo', 'list'), ..."""
+    import click
+
+    for name, cmd in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_help_text_reads_as_prose(cli):
+    """`sqnxtc CMD --help` for every command: exit 0, and no run of spaces inside the
+    description (a docstring whose indentation leaked into the text: it did for every
+    command whose docstring had more than one line and got the schedule flags' paragraph)."""
+    from sqnxt_compiler.cli import main
+
+    paths = list(_commands(main))
+    assert ("compare",) in paths and ("sweep",) in paths
+    for path in paths:
+        r = cli(*path, "--help")
+        assert r.exit_code == 0, (path, r.output)
+        desc = r.stdout.split("Options:")[0]
+        bad = [ln for ln in desc.splitlines() if "   " in ln.strip()]
+        assert not bad, (path, bad)

@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import inspect
+
 import click
 
 from ..driver import SCHEDULE_FLAGS, Instrumentation
@@ -73,7 +75,7 @@ def instrumentation(kw: dict) -> Instrumentation:
 
 def schedule_flags(fn):
     """The schedule pass's options as flags (module doc); their defaults are the pass's."""
-    fn.__doc__ = (fn.__doc__ or "").rstrip() + (
+    fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + (
         "\n\n--objective, --time-limit, --fallback, --measured-sparsity, --cache-dir and --jobs set "
         "the schedule pass's options: a flag may repeat, never contradict, an option of "
         "the --passes string (schedule{objective=...}).")
