@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,10 @@ def test_points_are_model_major_and_the_grid_varies_last_key_fastest(spec):
     ("[models]\nzoo = ['1.0-SqNxt-23']\n[extra]\n", "unknown section [extra]"),
     ("[models]\nzoo = ['1.0-SqNxt-23']\nfile = ['x']\n", "unknown key 'models.file'"),
     ("[models\n", "not valid TOML"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[sweep]\ntime_limit = -1\n", "'sweep.time_limit' must be"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[sweep]\ntime_limit = inf\n", "'sweep.time_limit' must be"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[sweep]\nfallback = 'greedy'\n", "'sweep.fallback' must be"),
+    ("[models]\nzoo = ['1.0-SqNxt-23']\n[sweep]\nmeasured_sparsity = 1\n", "'sweep.measured_sparsity' must be"),
 ])
 def test_a_bad_spec_is_a_usage_error_naming_the_file(tmp_path, text, piece):
     p = tmp_path / "bad.toml"
@@ -365,3 +370,56 @@ def test_two_spellings_of_a_generated_model_are_one_row(tmp_path):
     assert first.computed_rows == 1 and second.computed_rows == 0 and second.reused_rows == 1
     assert second.rows[0]["model"] == "zoo:SqNxt:d1-1-1-1:k5:w1:g1:base"   # labelled as this spec spells it
     assert second.rows[0]["cycles"] == first.rows[0]["cycles"]
+
+
+def _zeroed_model(tmp_path) -> str:
+    """The tiny test net with every other weight of its convs zero (measured sparsity 1/2)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(tiny_path())
+    for init in m.graph.initializer:
+        a = numpy_helper.to_array(init).copy()
+        if a.ndim == 4:
+            a.flat[::2] = 0
+            init.CopyFrom(numpy_helper.from_array(a, init.name))
+    p = tmp_path / "zeros.onnx"
+    onnx.save(m, str(p))
+    return str(p)
+
+
+def test_schedule_options_reach_every_point_and_defaults_spelled_out_change_nothing(tmp_path):
+    """[sweep] time_limit / fallback / measured_sparsity are the points' options: the rows are
+    the compiles with them, and writing a default out gives the same keys (same rows)."""
+    from sqnxt_compiler.sweep.engine import point_keys
+
+    model = _zeroed_model(tmp_path)
+    body = f"[models]\nfiles = ['{model}']\n[targets]\nbase = ['pe8x8']\n"
+    plain = parse_spec(tomllib.loads(body), "a", tmp_path)
+    spelled = parse_spec(tomllib.loads(body + "[sweep]\ntime_limit = 0\nfallback = 'none'\nmeasured_sparsity = false\n"),
+                         "b", tmp_path)
+    measured = parse_spec(tomllib.loads(body + "[sweep]\nmeasured_sparsity = true\ntime_limit = 30\n"), "c", tmp_path)
+    assert spelled.options == () and measured.options == (("measured_sparsity", True), ("time_limit", 30.0))
+    assert point_keys(plain, plain.points()) == point_keys(spelled, spelled.points())
+    assert point_keys(plain, plain.points()) != point_keys(measured, measured.points())
+    rows = {}
+    for name, sp in (("plain", plain), ("measured", measured)):
+        rows[name] = run_sweep(sp, str(tmp_path / name), scheduler="serial").rows[0]
+    for name, opts in (("plain", {}), ("measured", {"measured_sparsity": True, "time_limit": 30})):
+        doc = driver.compile(model, target=load_target("pe8x8"), schedule=opts).document
+        assert (rows[name]["cycles"], rows[name]["energy"]) == (doc["totals"]["total_cycles"],
+                                                                doc["totals"]["energy"]["total"]), name
+    assert rows["measured"]["cycles"] < rows["plain"]["cycles"]   # half the weights are zero
+
+
+def test_sweep_schedule_flags_are_the_spec_options(cli, tmp_path):
+    model = _zeroed_model(tmp_path)
+    r = cli("sweep", "-m", model, "-t", "pe8x8", "--measured-sparsity", "--scheduler", "serial",
+            "--no-progress", "-o", tmp_path / "f")
+    assert r.exit_code == 0, r.output
+    doc = driver.compile(model, target=load_target("pe8x8"), schedule={"measured_sparsity": True}).document
+    assert table(tmp_path / "f" / "sweep.csv")[0]["cycles"] == str(doc["totals"]["total_cycles"])
+    spec = tmp_path / "s.toml"
+    spec.write_text(f"[models]\nfiles = ['{model}']\n")
+    r = cli("sweep", str(spec), "--fallback", "heuristic", "-o", tmp_path / "g")
+    assert r.exit_code == 2 and "not both" in r.stderr

@@ -148,14 +148,13 @@ def compare_spec(models, targets, schedule: dict, activation_home: str | None):
     import os
 
     from ..passes.schedule import ScheduleOptions
-    from ..sweep.spec import SweepSpec
+    from ..sweep.spec import SCHEDULE_OPTIONS, SweepSpec, schedule_options
 
     given = {}
     for m in dict.fromkeys(models):
         given[m if m.startswith("zoo:") or not os.path.exists(m) else os.path.abspath(m)] = m
     bases = tuple(os.path.abspath(t) if t.endswith(".toml") else t for t in dict.fromkeys(targets))
-    options = tuple((k, schedule[k]) for k in ("fallback", "measured_sparsity", "time_limit")
-                    if schedule[k] is not None)
+    options = schedule_options({k: schedule[k] for k in SCHEDULE_OPTIONS})
     grid = (("dram.activation_home", (activation_home,)),) if activation_home is not None else ()
     spec = SweepSpec(tuple(given), bases, grid, (schedule["objective"] or ScheduleOptions().objective,),
                      "<compare>", options)

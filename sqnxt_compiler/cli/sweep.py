@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..diagnostics import UsageError
-from .options import scheduler_options
+from .options import FiniteFloatRange, scheduler_options
 
 
 def _grid_value(text: str):
@@ -19,13 +19,15 @@ def _grid_value(text: str):
         return text
 
 
-def spec_from_flags(models, targets, objectives, grids) -> dict:
-    """The spec document the flags describe (the same structure as a spec file)."""
+def spec_from_flags(models, targets, objectives, grids, options: dict | None = None) -> dict:
+    """The spec document the flags describe (the same structure as a spec file);
+    ``options``: the schedule options given (None: not given)."""
     doc: dict = {"models": {"zoo": [m[4:] for m in models if m.startswith("zoo:")],
                             "files": [m for m in models if not m.startswith("zoo:")]},
-                 "targets": {"base": list(targets) or ["pe16x16"], "grid": {}}}
+                 "targets": {"base": list(targets) or ["pe16x16"], "grid": {}}, "sweep": {}}
     if objectives:
-        doc["sweep"] = {"objectives": list(objectives)}
+        doc["sweep"]["objectives"] = list(objectives)
+    doc["sweep"].update({k: v for k, v in (options or {}).items() if v is not None})
     for g in grids:
         field, sep, values = g.partition("=")
         if not sep or not values:
@@ -47,25 +49,33 @@ def spec_from_flags(models, targets, objectives, grids) -> dict:
               help="Without SPEC: an objective, repeatable (default cycles).")
 @click.option("--grid", "grids", multiple=True, metavar="FIELD=V1,V2",
               help="Without SPEC: a target field and its values, repeatable (every combination).")
+@click.option("--time-limit", type=FiniteFloatRange(min=0), default=None,
+              help="Without SPEC: solver time limit per layer in seconds (0: none) [default: 0].")
+@click.option("--fallback", type=click.Choice(["none", "heuristic"]), default=None,
+              help="Without SPEC: on a solver failure use the heuristic mapping [default: none].")
+@click.option("--measured-sparsity", is_flag=True, default=None,
+              help="Without SPEC: use the zeros in each layer's weights, not the target's assumed sparsity.")
 @scheduler_options("local")
 @click.option("--pareto", default=None, metavar="COL,COL",
               help="Add a 'pareto' column: true where no row of the same objective is at least as "
                    "small in every column and smaller in one (e.g. cycles,energy).")
 @click.option("--per-layer", is_flag=True, help="Also write layers.csv: a row per scheduled layer of every point.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress lines on stderr.")
-def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, workers, pareto, per_layer, progress):
+def sweep_cmd(spec, output, models, targets, objectives, grids, time_limit, fallback, measured_sparsity, scheduler,
+              workers, pareto, per_layer, progress):
     """Compile every (model, target point, objective) of SPEC (a TOML file, docs/sweep.md) or
     of the flags, on Dask, into one table.  Needs the sweep extra (pip install 'sqnxtc[sweep]'),
     except with --scheduler serial (one task after another in this process)."""
     from ..sweep import load_spec, parse_spec, run_sweep
     from ..sweep.engine import check_scheduler, stderr_progress, summary
 
-    if spec is not None and (models or targets or objectives or grids):
-        raise UsageError("give a SPEC file or --model/--target/--objective/--grid flags, not both")
+    options = {"time_limit": time_limit, "fallback": fallback, "measured_sparsity": measured_sparsity}
+    if spec is not None and (models or targets or objectives or grids or any(v is not None for v in options.values())):
+        raise UsageError("give a SPEC file or --model/--target/--objective/--grid/... flags, not both")
     if spec is None:
         if not models:
             raise UsageError("sqnxtc sweep needs a SPEC file or at least one --model")
-        s = parse_spec(spec_from_flags(models, targets, objectives, grids), "<flags>", Path.cwd())
+        s = parse_spec(spec_from_flags(models, targets, objectives, grids, options), "<flags>", Path.cwd())
     else:
         s = load_spec(spec)
     check_scheduler(scheduler)

@@ -83,6 +83,43 @@ class SweepSpec:
         return [Point(m, t, o, self.options) for m in self.models for t in tps for o in self.objectives]
 
 
+#: The schedule-pass options a spec may set for every point, beside the objectives (their
+#: defaults are the schedule pass's, ``ScheduleOptions``).
+SCHEDULE_OPTIONS = ("time_limit", "fallback", "measured_sparsity")
+
+
+def schedule_options(given: dict[str, Any], where: str = "<flags>") -> tuple[tuple[str, Any], ...]:
+    """The points' options (:attr:`Point.options`) from ``given`` (None: not given):
+    checked, normalized (a time limit is a float), sorted, and without the values equal to
+    the defaults, so that spelling a default out gives the same row keys as leaving it
+    out.  Rule: time_limit a finite number >= 0; fallback none | heuristic;
+    measured_sparsity true | false."""
+    import math
+
+    from ..passes.schedule import ScheduleOptions
+
+    default = ScheduleOptions()
+    out = {}
+    for k, v in given.items():
+        if v is None:
+            continue
+        if k == "time_limit":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise UsageError(f"'sweep.time_limit' must be a number of seconds >= 0, got {v!r}", where)
+            v = float(v)
+        elif k == "fallback":
+            if v not in ("none", "heuristic"):
+                raise UsageError(f"'sweep.fallback' must be \"none\" or \"heuristic\", got {v!r}", where)
+        elif k == "measured_sparsity":
+            if not isinstance(v, bool):
+                raise UsageError(f"'sweep.measured_sparsity' must be true or false, got {v!r}", where)
+        else:
+            raise UsageError(f"unknown schedule option '{k}'", where)
+        if v != getattr(default, k):
+            out[k] = v
+    return tuple(sorted(out.items()))
+
+
 def _strings(value, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise UsageError(f"'{key}' must be a list of non-empty strings", where)
@@ -93,7 +130,7 @@ def parse_spec(data: dict, where: str, base_dir: Path) -> SweepSpec:
     """Validate a parsed spec (module doc); paths are resolved against ``base_dir``."""
     from ..targets.target import SCHEMA
 
-    allowed = {"sweep": {"objectives"}, "models": {"zoo", "files"}, "targets": {"base", "grid"}}
+    allowed = {"sweep": {"objectives", *SCHEDULE_OPTIONS}, "models": {"zoo", "files"}, "targets": {"base", "grid"}}
     for sec, val in data.items():
         if sec not in allowed:
             raise UsageError(f"unknown section [{sec}] (allowed: {', '.join(allowed)})", where)
@@ -131,8 +168,10 @@ def parse_spec(data: dict, where: str, base_dir: Path) -> SweepSpec:
         if not isinstance(vals, list) or not vals:
             raise UsageError(f"'targets.grid.\"{key}\"' must be a non-empty list of values", where)
         grid.append((key, tuple(vals)))
+    sw = data.get("sweep", {})
+    options = schedule_options({k: sw.get(k) for k in SCHEDULE_OPTIONS}, where)
     return SweepSpec(tuple(dict.fromkeys(models)), tuple(dict.fromkeys(bases)), tuple(grid),
-                     tuple(dict.fromkeys(objectives)), where)
+                     tuple(dict.fromkeys(objectives)), where, options)
 
 
 def load_spec(path: str) -> SweepSpec:
