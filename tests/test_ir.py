@@ -218,6 +218,26 @@ def test_order_follows_creation_among_independent_ops():
                                            "sqnxt.output"]
 
 
+def test_the_remembered_order_follows_every_change():
+    """ops() computes the order once per structure: after each kind of change (add, erase,
+    rewire, an edit of the networkx graph behind the methods' back) it equals the order
+    computed afresh, and callers get their own list."""
+    g, p = build()
+    first = g.ops()
+    first.clear()                                   # a caller's list is its own
+    assert g.ops() == g._topological() and len(g.ops()) == len(g)
+    late = g.constant(np.ones(4, np.float32).reshape(1, 4, 1, 1), "late")
+    assert g.ops() == g._topological() and late.owner in g.ops()
+    s2 = g.add_op("sqnxt.add", [p["add"].result, late], result_names=["s2"])
+    assert g.ops() == g._topological()
+    g.set_operand(p["out"], 0, s2.result)
+    assert g.ops() == g._topological() and g.ops().index(s2) < g.ops().index(p["out"])
+    g.erase(p["out"])
+    assert g.ops() == g._topological() and p["out"] not in g.ops()
+    g.g.remove_node(s2.id)                          # not through the methods
+    assert s2 not in g.ops() and g.ops() == g._topological()
+
+
 # ---------------------------------------------------------------------------- verifier negatives
 def test_verifier_accepts_valid_graph():
     g, _ = build()

@@ -36,6 +36,8 @@ class Graph:
         self.attrs: dict[str, Any] = {}
         self._next_id = 0
         self._names: set[str] = set()
+        self._version = 0            # bumped by every structural change (ops/edges)
+        self._order: tuple | None = None   # (version, nodes, edges, ops()) of the last ops()
 
     # ------------------------------------------------------------------ naming
     def unique_name(self, hint: str) -> str:
@@ -67,6 +69,7 @@ class Graph:
             hint = hints[i] if i < len(hints) else (op.loc.node or name.split(".")[-1])
             op.results.append(Value(self.unique_name(hint), t, op, i))
         self.g.add_node(op.id, op=op)
+        self._version += 1
         for port, v in enumerate(op.operands):
             self._link(v, op, port)
         return op
@@ -80,6 +83,7 @@ class Graph:
         if v.owner is None or v.owner.id not in self.g:
             raise ValueError(f"operand %{v.name} of {op.name} has no producer in the graph")
         src = v.owner.id
+        self._version += 1
         if self.g.has_edge(src, op.id):
             self.g.edges[src, op.id]["ports"].append(port)
         else:
@@ -87,6 +91,7 @@ class Graph:
 
     def _unlink(self, v: Value, op: Op, port: int) -> None:
         data = self.g.edges[v.owner.id, op.id]
+        self._version += 1
         data["ports"].remove(port)
         if not data["ports"]:
             self.g.remove_edge(v.owner.id, op.id)
@@ -119,6 +124,7 @@ class Graph:
             if self.uses(r):
                 raise ValueError(f"cannot erase {op!r}: %{r.name} is still used")
         self.g.remove_node(op.id)
+        self._version += 1
         for r in op.results:
             self._names.discard(r.name)
 
@@ -164,8 +170,18 @@ class Graph:
 
         Non-constant ops come in networkx's lexicographical topological order keyed by
         creation id; each constant is placed just before its first user (unused constants
-        last), so weights print next to the layer that reads them.
+        last), so weights print next to the layer that reads them.  The order is computed
+        once per structure (every change to ops or edges bumps a version; the node and
+        edge counts guard against edits of ``g`` that bypass the methods) and a fresh list
+        is returned each time.
         """
+        stamp = (self._version, self.g.number_of_nodes(), self.g.number_of_edges())
+        if self._order is None or self._order[0] != stamp:
+            self._order = (stamp, self._topological())
+        return list(self._order[1])
+
+    def _topological(self) -> list[Op]:
+        """:meth:`ops` computed from the graph (its docstring states the order)."""
         nodes = self.g.nodes
         out: list[Op] = []
         placed: set[int] = set()
