@@ -54,6 +54,7 @@ class SweepResult:
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
     where: str = ""
+    notes: list[str] = field(default_factory=list)   # the compiles' notes (run_points)
 
 
 def need_dask():
@@ -222,19 +223,9 @@ def run_sweep(spec: SweepSpec, out_dir: str, *, scheduler: str = "local", worker
     return res
 
 
-@dataclass
-class Computed:
-    """The rows of :func:`run_points`, in the spec's point order, and what came with them."""
-
-    rows: list[dict]
-    notes: list[str]
-    solved: int = 0
-    reused_solves: int = 0
-
-
 def run_points(spec: SweepSpec, runner: Runner, cache_dir: str | None, *, jobs: int | None = None,
                progress_for: Callable[[Point], Callable | None] | None = None,
-               progress: Callable[[str], None] | None = None, what: str = "sweep") -> Computed:
+               progress: Callable[[str], None] | None = None, what: str = "sweep") -> SweepResult:
     """Compute every point of ``spec`` now, keeping nothing on disk but the schedule cache
     (``sqnxtc compare``): the same tasks as :func:`run_sweep`, in ``runner``.  The first
     error in point order is raised as the compile raised it (serial: the run stops there;
@@ -259,8 +250,9 @@ def run_points(spec: SweepSpec, runner: Runner, cache_dir: str | None, *, jobs: 
             raise SqnxtError(row["error"], code=ExitCode(row["exit_code"]))
     rows = [dict(got[k]["row"], model=p.model, target=p.target.label) for p, k in zip(points, keys)]
     notes = list(dict.fromkeys(n for k in dict.fromkeys(keys) for n in got[k]["notes"]))
-    return Computed(rows, notes, sum(r["solved"] for r in got.values()),
-                    sum(r["reused"] for r in got.values()))
+    return SweepResult(rows, list(COLUMNS), computed_rows=len(todo), solved=sum(r["solved"] for r in got.values()),
+                       reused_solves=sum(r["reused"] for r in got.values()), seconds=time.perf_counter() - t0,
+                       where=runner.where, notes=notes)
 
 
 def point_keys(spec: SweepSpec, points: list[Point]) -> list[str]:
