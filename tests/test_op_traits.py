@@ -90,6 +90,9 @@ def test_traits_are_consistent():
     free = with_trait("free")
     assert with_trait("structural") <= free
     assert with_trait("shape_op") <= free
+    assert with_trait("view") <= free and not with_trait("view") & with_trait("structural")
+    assert with_trait("reads_shape_only") <= with_trait("shape_op")
+    assert not with_trait("view") & with_trait("reads_shape_only")
     assert not with_trait("runs_on_array") & free
     assert with_trait("has_weights") <= with_trait("runs_on_array")
 

@@ -17,6 +17,12 @@ traits (:data:`TRAITS`, the one list; ``declare`` rejects any other name):
   ops, and the structural ops): left out of the network's layers and schedule rows.
 * ``shape_op``: a shape computation exporters emit (``Shape -> Gather -> Unsqueeze ->
   Concat`` reshape chains, views such as Squeeze); canonicalize folds it on constants.
+* ``view``: passes operand 0's words on unchanged (reshape, flatten, squeeze, unsqueeze,
+  identity, dropout): whoever reads its result reads those words (:func:`view_origin`).
+  A ``shape_op`` that is not a view (gather, slice, cast) applied to an activation reads
+  its words like any op.
+* ``reads_shape_only``: reads only its operands' static shapes (``sqnxt.shape``), never
+  their words: the one kind of user that is not a reader of an activation.
 * ``has_weights``: operands 1.. are the layer's weight (output channels on axis 0) and
   optional bias (one per output channel): the network's parameters as the reports count
   them (an unfolded batchnorm's statistics are not), and what fold-bn rescales.
@@ -89,6 +95,14 @@ class Op:
         return f"<{self.name} #{self.id} {self.loc.node!r}>"
 
 
+def view_origin(v: Value) -> Value:
+    """The value whose words ``v`` are: walk back through ops with the ``view`` trait
+    (operand 0 of each) to the first value not produced by a view."""
+    while v.owner is not None and v.owner.has_trait("view"):
+        v = v.owner.operands[0]
+    return v
+
+
 #: Attribute kinds and the Python values each accepts.
 ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
     "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
@@ -120,6 +134,10 @@ TRAITS: dict[str, str] = {
             "structure): not a layer, not in the schedule",
     "shape_op": "a shape computation exporters emit (Shape -> Gather -> Unsqueeze -> Concat); "
                 "folded on constants",
+    "view": "passes operand 0's words on unchanged (reshape, flatten, (un)squeeze, identity): "
+            "a reader of its result reads those words (schedule.liveness, the DRAM image)",
+    "reads_shape_only": "reads only its operands' static shapes, never their words (Shape): "
+                        "not a reader of the data",
     "has_weights": "operands 1.. are the layer's weight (output channels on axis 0) and "
                    "optional bias (counted as the network's parameters; what fold-bn rescales)",
     "act_fusible": "has an 'act' attribute a following relu / relu6 can fold into",

@@ -43,6 +43,8 @@ LAYER_ACTS = ACTS + ("leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "tan
 #: Traits of the graph-structure ops, and of the shape computations.
 STRUCTURE_TRAITS = ("structural", "free")
 SHAPE_TRAITS = ("shape_op", "free")
+#: Traits of the ops that pass operand 0's words on unchanged (no data moved).
+VIEW_TRAITS = ("free", "view")
 #: Traits of conv and fc: weights in operands 1.., a fusible activation, run on the array.
 WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible", "runs_on_array")
 #: The mapping and costs the schedule pass attaches to the ops the accelerator runs.
@@ -439,7 +441,7 @@ def _matmul(op):
 
 
 @declare("sqnxt.flatten", "Reshape to 2-D: (prod(dims[:axis]), prod(dims[axis:])).",
-         attrs={"axis": A("int", default=1)}, traits=("free",))
+         attrs={"axis": A("int", default=1)}, traits=VIEW_TRAITS)
 def _flatten(op):
     x = _t(op, 0)
     axis = op.attrs["axis"]
@@ -468,7 +470,7 @@ def reshape_target(in_shape: tuple[int, ...], spec) -> tuple[int, ...]:
 
 @declare("sqnxt.reshape", "Reshape (0 copies, -1 infers). With a computed target shape the "
          "result type is explicit (from import) and must keep the element count.",
-         operands=(2, 2), traits=("free",))
+         operands=(2, 2), traits=VIEW_TRAITS)
 def _reshape(op):
     spec = _const(op, 1)
     if spec is None:
@@ -593,13 +595,13 @@ def _resize(op):
     return [TensorType((x.shape[0], x.shape[1], h, w), x.dtype)]
 
 
-@declare("sqnxt.identity", "y = x.", traits=("free",))
+@declare("sqnxt.identity", "y = x.", traits=VIEW_TRAITS)
 def _identity(op):
     return [_t(op, 0)]
 
 
 @declare("sqnxt.dropout", "Inference dropout: y = x.", attrs={"ratio": A("float", default=0.5)},
-         traits=("free",))
+         traits=VIEW_TRAITS)
 def _dropout(op):
     return [_t(op, 0)]
 
@@ -623,7 +625,7 @@ def _softmax(op):
 # These appear in exporters' reshape chains (Shape -> Gather -> Unsqueeze -> Concat) and as
 # views (Squeeze of a 1x1 map).  They do no arithmetic; on constants canonicalize folds them.
 @declare("sqnxt.shape", "The shape of a tensor as an i64 vector (ONNX Shape, start/end).",
-         attrs={"start": A("int", default=0), "end": A("int")}, traits=SHAPE_TRAITS)
+         attrs={"start": A("int", default=0), "end": A("int")}, traits=SHAPE_TRAITS + ("reads_shape_only",))
 def _shape(op):
     r = _t(op, 0).rank
     dims = list(range(r))[op.attrs.get("start", 0):op.attrs.get("end", r)]
@@ -680,15 +682,17 @@ SHAPE_KERNELS = {
     "sqnxt.cast": _cast,
 }
 
-for _name, _attrs, _summary, _nops in (
-    ("sqnxt.gather", {"axis": A("int", default=0)}, "np.take(x, indices, axis).", (2, 2)),
-    ("sqnxt.unsqueeze", {"axes": A("ints", True)}, "Insert size-1 axes.", (1, 1)),
-    ("sqnxt.squeeze", {"axes": A("ints")}, "Remove size-1 axes.", (1, 1)),
+#: (un)squeeze on an activation is a view of its words; gather, slice and cast on one read
+#: them (the frontend lowers data gathers and slices to take / extract_slice).
+for _name, _attrs, _summary, _nops, _traits in (
+    ("sqnxt.gather", {"axis": A("int", default=0)}, "np.take(x, indices, axis).", (2, 2), SHAPE_TRAITS),
+    ("sqnxt.unsqueeze", {"axes": A("ints", True)}, "Insert size-1 axes.", (1, 1), SHAPE_TRAITS + ("view",)),
+    ("sqnxt.squeeze", {"axes": A("ints")}, "Remove size-1 axes.", (1, 1), SHAPE_TRAITS + ("view",)),
     ("sqnxt.slice", {"starts": A("ints", True), "ends": A("ints", True), "axes": A("ints", True),
-                     "steps": A("ints", True)}, "Strided slice with constant bounds.", (1, 1)),
-    ("sqnxt.cast", {"to": A("str", True)}, "Element type conversion.", (1, 1)),
+                     "steps": A("ints", True)}, "Strided slice with constant bounds.", (1, 1), SHAPE_TRAITS),
+    ("sqnxt.cast", {"to": A("str", True)}, "Element type conversion.", (1, 1), SHAPE_TRAITS),
 ):
-    declare(_name, _summary, operands=_nops, attrs=_attrs, traits=SHAPE_TRAITS)(
+    declare(_name, _summary, operands=_nops, attrs=_attrs, traits=_traits)(
         (lambda k: (lambda op: _np_infer(op, SHAPE_KERNELS[k])))(_name))
 
 

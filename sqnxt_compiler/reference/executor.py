@@ -479,7 +479,8 @@ class Interpreter:
     :meth:`run` owns the loop: it walks ``graph.ops()`` in program order, binds each input
     op's value (:meth:`bind`), calls :meth:`run_op` for every op that is neither an input
     nor the output and checks the result's shape against the IR type, drops a value after
-    its last use (constants stay), and returns the output op's operands (:meth:`collect`).  A subclass changes how ops execute by
+    its last use (constants stay), and returns the output op's operands (:meth:`collect`);
+    :meth:`begin` starts each run.  A subclass changes how ops execute by
     overriding :meth:`run_op` (``sqnxt_compiler.reference.tiled.TiledExecutor``), and how
     its values are bound and read back by overriding :meth:`bind` and :meth:`as_array`.
 
@@ -498,6 +499,7 @@ class Interpreter:
         """Run the graph on ``inputs`` (keyed by input name); outputs keyed by output name."""
         order = self.graph.ops()
         last_use = last_uses(order)
+        self.begin()
         env: dict[int, object] = {}
         for i, op in enumerate(order):
             if op.name == "sqnxt.input":
@@ -514,6 +516,9 @@ class Interpreter:
                 if last_use.get(id(v)) == i and v.owner.name != "sqnxt.constant":
                     env.pop(id(v), None)
         return {}
+
+    def begin(self) -> None:
+        """Called once at the start of every :meth:`run` (a subclass's per-run state)."""
 
     def bind(self, op: Op, inputs: dict[str, np.ndarray]):
         """The value of input op ``op``: :func:`bind_input`."""

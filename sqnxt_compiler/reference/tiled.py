@@ -40,11 +40,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..cost.layer import ELEMENT_KINDS
-from ..diagnostics import SqnxtError
+from ..diagnostics import Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..layers import layer_of
 from .executor import Interpreter, act_of, activate
+from .memory import MemoryImage
 
 #: No activation, as (act, alpha, beta) (executor.act_of)
 NO_ACT = ("none", 0.0, 0.0)
@@ -825,6 +826,11 @@ class TiledExecutor(Interpreter):
         outputs = self.run(inputs)
         return TiledRun(outputs, self.layers, self.arith.name, self.unscheduled, self.maxabs)
 
+    def begin(self) -> None:
+        """Every run starts with a fresh memory image (inputs and constants in DRAM)."""
+        self.image = MemoryImage(self.graph)
+        self.image.start(self.graph)
+
     def bind(self, op: Op, inputs: dict[str, np.ndarray]):
         """The input array; in int16 a float input is quantized with its own scale."""
         arr = super().bind(op, inputs)
@@ -836,7 +842,9 @@ class TiledExecutor(Interpreter):
     def run_op(self, op: Op, args: list):
         """A scheduled op tile by tile (its stats appended to ``layers``); any other op with
         the parent's kernel on dequantized operands, its float result quantized in int16
-        (constants excepted: a layer quantizes the weights it reads itself)."""
+        (constants excepted: a layer quantizes the weights it reads itself).  First the
+        memory image checks the words it reads and records those it writes."""
+        self.image.step(op)
         if "schedule" in op.attrs:
             sched = op.attrs["schedule"].schedule
             if runs_whole(op, sched.layer):
@@ -855,6 +863,15 @@ class TiledExecutor(Interpreter):
         if getattr(self.arith, "probe", False) and y.dtype.kind == "f":
             self.maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
         return y
+
+    def collect(self, op: Op, args: list) -> dict[str, np.ndarray]:
+        """The outputs, after the memory image checks they are in DRAM."""
+        try:
+            self.image.step(op)
+        except SqnxtError as exc:
+            exc.location = exc.location or Location(file=self.graph.source, node="outputs")
+            raise
+        return super().collect(op, args)
 
     def as_array(self, value) -> np.ndarray:
         """Float values as they are; a :class:`QTensor` dequantized."""

@@ -4,12 +4,15 @@ tensors between them, and each tensor's live range (docs/memory-planning.md).
 * **Steps**: the ops the accelerator runs (those with a cost-model layer), in the graph's
   deterministic op order (``Graph.ops()``: a topological order keyed by creation id); the
   machine runs one step at a time.
-* **Tensors**: the result of every step.  A view op (``free`` and not ``shape_op``:
-  flatten, reshape, squeeze, identity, ...) moves no data, so a tensor read through views
-  is the same words: its users are found through them.  A tensor is *plannable* (may stay
-  resident in the global buffer) when every op that reads its data is a step; one read by
-  anything else (the graph output, an op the cost model does not model, which reads DRAM)
-  always goes through DRAM, as do the network input and the weights.
+* **Tensors**: the result of every step.  A view op (the ``view`` trait: flatten,
+  reshape, squeeze, unsqueeze, identity, ...) moves no data, so a tensor read through
+  views is the same words: its users are found through them.  Every other user reads the
+  words, except one that reads only the static shape (the ``reads_shape_only`` trait:
+  ``sqnxt.shape``).  A tensor is *plannable* (may stay resident in the global buffer)
+  when every op that reads its data is a step reading it in place; one read by anything
+  else (the graph output, an op the cost model does not model, a shape op such as a cast
+  applied to it: all read DRAM) always goes through DRAM, as do the network input and
+  the weights.
 * **Live range**: from its producer's step to its last reader's step, inclusive: a
   resident tensor holds its words in the buffer during every step of that range.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..cost.layer import Layer
-from ..ir.core import Op, Value
+from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
 from ..layers import data_operands as layer_data_operands
 
@@ -34,6 +37,7 @@ class Tensor:
     last: int
     plannable: bool
     reason: str = ""          # why it must go through DRAM (when not plannable)
+    readers: tuple[int, ...] = ()   # every step that reads its words (in place or from DRAM)
 
     def live_at(self, step: int) -> bool:
         """True for producer <= step <= last."""
@@ -65,8 +69,8 @@ class Network:
 
 
 def is_view(op: Op) -> bool:
-    """A view moves no data: free, not structural, not a shape computation."""
-    return op.has_trait("free") and not op.has_trait("structural") and not op.has_trait("shape_op")
+    """A view passes operand 0's words on unchanged (the ``view`` trait)."""
+    return op.has_trait("view")
 
 
 def data_operands(op: Op) -> list[Value]:
@@ -84,18 +88,16 @@ def residual_operand(op: Op) -> Value | None:
 
 
 def _origin(graph: Graph, v: Value) -> Value:
-    """The value ``v`` is a view of: walk back through view ops."""
-    while v.owner is not None and is_view(v.owner):
-        v = v.owner.operands[0]
-    return v
+    """The value ``v`` is a view of (:func:`sqnxt_compiler.ir.core.view_origin`)."""
+    return view_origin(v)
 
 
 def _readers(graph: Graph, v: Value) -> list[Op]:
-    """The non-view ops that read the words of ``v``, through views (shape ops read only
-    the static shape: not readers)."""
+    """The ops that read the words of ``v``: every user, through views, except those that
+    read only its static shape (``reads_shape_only``)."""
     out = []
     for user in graph.users(v):
-        if user.has_trait("shape_op"):
+        if user.has_trait("reads_shape_only"):
             continue
         if is_view(user):
             out.extend(_readers(graph, user.result))
@@ -132,7 +134,7 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
             reason = "never read"
         tensor_of[op.id] = len(tensors)
         tensors.append(Tensor(len(tensors), op.loc.node or f"%{op.result.name}", op.result.type.numel,
-                              i, max(steps, default=i), not reason, reason))
+                              i, max(steps, default=i), not reason, reason, tuple(sorted(set(steps)))))
     def tensor(v: Value) -> int | None:
         src = _origin(graph, v).owner
         return tensor_of.get(src.id) if src is not None else None

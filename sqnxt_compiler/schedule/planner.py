@@ -346,7 +346,8 @@ def plan_value(choice, objective: str) -> int:
 def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
     """Every problem of a plan's allocation (empty: sound): each region inside the buffer,
     no two regions that are live at the same step overlapping, each step's tiles fitting
-    the capacity its schedule was made for, homes consistent with the schedules."""
+    the capacity its schedule was made for, homes consistent with the schedules, and every
+    DRAM read of a word its producer wrote (:func:`unwritten_reads`)."""
     B = target.buffer_words
     problems = []
     regions = []   # (first step, last step, lo, hi, what)
@@ -373,12 +374,32 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
         if (c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]
                 or c.resident_residual != res_res):
             problems.append(f"step {i}: its schedule's operand homes disagree with the plan")
+    problems += unwritten_reads(net, plan)
     for a in range(len(regions)):
         for b in range(a + 1, len(regions)):
             s1, e1, lo1, hi1, w1 = regions[a]
             s2, e2, lo2, hi2, w2 = regions[b]
             if s1 <= e2 and s2 <= e1 and lo1 < hi2 and lo2 < hi1:
                 problems.append(f"{w1} and {w2} overlap")
+    return problems
+
+
+def unwritten_reads(net: Network, plan: Plan) -> list[str]:
+    """Every read of a word that nothing wrote: a resident tensor is never written to DRAM,
+    so each of its readers must read it in place (as a data input or fused residual) at a
+    step inside its live range; any other reader would read DRAM words nobody wrote."""
+    problems = []
+    for t, res in zip(net.tensors, plan.resident):
+        if not res:
+            continue
+        for r in t.readers:
+            step = net.steps[r]
+            if not t.producer <= r <= t.last:
+                problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' outside "
+                                f"its live range [{t.producer}, {t.last}]")
+            elif t.index not in step.inputs and step.residual != t.index:
+                problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' from DRAM, "
+                                f"but it is resident and never written there")
     return problems
 
 
