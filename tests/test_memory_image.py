@@ -208,3 +208,21 @@ def test_verify_allocation_finds_a_read_of_a_resident_tensor_it_cannot_serve():
     for step in others:
         got = unwritten_reads(with_reader(step), plan)
         assert got and "from DRAM, but it is resident and never written there" in got[0]
+
+
+# ---- the real-export corpus: every activation a step produces has a reader -------------------
+def test_no_activation_of_a_real_export_is_never_read():
+    """Before the fix, a CBAM export's tensors read through Unsqueeze were recorded as never
+    read with a one-step live range; every tensor a step produces is read by something."""
+    import glob
+    from pathlib import Path
+
+    paths = sorted(glob.glob(str(Path(__file__).parent / "fixtures" / "modern" / "*_ts13.onnx")))
+    assert len(paths) >= 15
+    for path in paths:
+        res = driver.compile(path, pipeline="default", target=load_target("pe16x16"))
+        net = network(res.graph)
+        for t in net.tensors:
+            assert t.reason != "never read", (path, t.name)
+            assert t.readers or not t.plannable, (path, t.name)
+            assert max(t.readers, default=t.producer) <= t.last, (path, t.name)
