@@ -12,11 +12,11 @@ code  meaning
 0     success
 1     numerical check failed (outputs differ from onnxruntime beyond tolerance)
 2     bad command line (unknown option, unknown pass, bad pass option)
-3     bad input model (missing file, not ONNX, truncated, invalid graph, empty)
-4     unsupported model (unsupported op or attribute, dynamic dimension)
+3     bad input model (missing file, not ONNX, truncated, invalid graph, empty, index out of range)
+4     unsupported model (unsupported op or attribute, dynamic dimension, absurd size, out of memory)
 5     bad target description
 6     the model cannot be scheduled on the target (no mapping fits, solver error)
-7     an output cannot be written (a file, a directory, stdout closed or full)
+7     an output cannot be written (a file, a directory, stdout closed or full, broken pipe)
 70    internal error (a bug in sqnxtc: please report it, with ``--debug``)
 130   interrupted (SIGINT); 143 terminated (SIGTERM): :mod:`sqnxt_compiler.entry`
 ====  ==========================================================================

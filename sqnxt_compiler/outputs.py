@@ -5,8 +5,14 @@ The rules (README "Outputs"):
 * **A file** (``-o FILE``) is written into a temporary file beside it and renamed over it
   on success (:func:`atomic_write`): a failed or interrupted run leaves the old file as it
   was and no temporary behind.  ``-o`` onto a symbolic link writes the file the link points
-  to (the link stays a link); onto something that is not a regular file (``/dev/stdout``, a
-  FIFO) it writes there directly; ``-o -`` is standard output.
+  to (the link stays a link); onto something that is not a regular file (a device, a FIFO,
+  a socket, through any links) it writes there directly; ``-o -`` is standard output.
+* **One of the process's open descriptors** (``/dev/stdout``, ``/dev/stderr``,
+  ``/dev/fd/N``, ``/proc/self/fd/N``: :func:`descriptor_of`) is written through that
+  descriptor, whatever it is open on (a pipe, a socket, a terminal, ``/dev/null``, a
+  file): ``-o /dev/stdout`` is ``-o -``.  Such a path is the kernel's link to an open file,
+  not a name of it (a pipe's reads ``pipe:[1234]``), so it can be neither resolved nor
+  replaced.
 * **A directory** (``-o DIR``, :func:`publish_dir`) is built complete in a fresh temporary
   directory beside it, then published with one rename: a new directory appears whole or not
   at all; an existing one that holds nothing but this command's outputs is swapped with the
@@ -27,7 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import re
 import shutil
 import signal
 import stat
@@ -95,37 +103,150 @@ def _remove_dirs(dirs: list[Path]) -> None:
             d.rmdir()
 
 
+#: Where the kernel shows a process's open descriptors: ``/proc/<pid>/fd/N`` (also under
+#: ``task/<tid>``; ``/proc/self`` and ``/dev/fd`` lead there on Linux), ``/dev/fd/N`` (BSD, macOS).
+_FD_PATH = re.compile(r"/proc/(?P<pid>\d+)(?:/task/\d+)?/fd/(?P<fd>\d+)|/dev/fd/(?P<devfd>\d+)")
+#: How many links a path may go through (Linux's limit).
+_MAX_LINKS = 40
+#: The standard descriptors: how errors name them, the ``sys`` attribute of the stream
+#: Python opened on each at start (None when the descriptor was closed then).
+_STD = {0: ("standard input", "__stdin__"), 1: ("standard output", "__stdout__"),
+        2: ("standard error", "__stderr__")}
+
+
+def descriptor_of(path: str | os.PathLike) -> int | None:
+    """The descriptor N of this process that ``path`` names, or None.
+
+    The rule: follow ``path`` link by link (directories resolved, each link's own target
+    read); if it reaches ``/proc/<this process>/fd/N`` or ``/dev/fd/N`` it names descriptor
+    N (``/dev/stdout`` -> ``/proc/self/fd/1`` -> 1).  Those entries are the kernel's links
+    to open files, which may have no name at all (``pipe:[1234]``, ``socket:[5678]``)."""
+    p = os.path.abspath(path)
+    for _ in range(_MAX_LINKS):
+        p = os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))
+        m = _FD_PATH.fullmatch(p)
+        if m:
+            mine = m["pid"] is None or int(m["pid"]) == os.getpid()
+            return int(m["fd"] or m["devfd"]) if mine else None
+        try:
+            target = os.readlink(p)
+        except OSError:  # not a link, or not there
+            return None
+        p = os.path.join(os.path.dirname(p), target)
+    return None
+
+
+def _is_given(fd: int) -> bool:
+    """Whether descriptor ``fd`` is open and was handed to sqnxtc when it started (inherited:
+    not close-on-exec; a standard one Python found open), rather than closed or opened by
+    sqnxtc itself (a file it reads that took a closed stdout's number)."""
+    if fd in _STD and getattr(sys, _STD[fd][1]) is None:
+        return False
+    try:
+        return os.get_inheritable(fd)
+    except OSError:
+        return False
+
+
+def _std_stream(fd: int):
+    """``sys.stdout`` or ``sys.stderr`` when it writes descriptor ``fd`` (writing through
+    it keeps the order with what was echoed before), else None."""
+    for s in (sys.stdout, sys.stderr):
+        try:
+            if s is not None and not s.closed and s.fileno() == fd:
+                return s
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            continue
+    return None
+
+
+def _is_special(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists (through any links) and is neither a regular file nor a
+    directory: a device, a FIFO, a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def writes_in_place(path: str | os.PathLike) -> bool:
+    """Whether ``-o path`` is written into rather than replaced: standard output, one of
+    the process's descriptors (:func:`descriptor_of`), a device, FIFO or socket."""
+    return str(path) == STDOUT or descriptor_of(path) is not None or _is_special(path)
+
+
+@contextlib.contextmanager
+def _into_stream(out, mode: str, name: str, closed: str, failed: str) -> Iterator:
+    """Write into the open text stream ``out`` (``sys.stdout``): its buffer for a binary
+    ``mode``; flushed at the end.  A closed stream or a failing write (full, broken pipe)
+    is an :class:`OutputError` naming ``name``."""
+    if out is None or getattr(out, "closed", False):
+        raise OutputError(closed, name)
+    try:
+        fh = out.buffer if "b" in mode else out
+        yield fh
+        fh.flush()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and not out.closed:
+            raise  # not an I/O error
+        if out is sys.stdout:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the pending bytes would fail again at exit
+        raise OutputError(f"{failed}: {getattr(exc, 'strerror', None) or exc}", name) from None
+
+
+@contextlib.contextmanager
+def _into_descriptor(fd: int, path, mode: str) -> Iterator:
+    """Write into this process's descriptor ``fd`` (``-o /dev/stdout``): through
+    ``sys.stdout`` / ``sys.stderr`` when one writes it (as ``-o -`` does), else through a
+    duplicate of it, at its current offset.  Errors name ``path``."""
+    name = str(path)
+    if not _is_given(fd):
+        raise OutputError(f"{_STD[fd][0] if fd in _STD else f'descriptor {fd}'} is closed", name)
+    stream = _std_stream(fd)
+    if stream is not None:
+        with _into_stream(stream, mode, name, "is closed", "cannot write output") as fh:
+            yield fh
+        return
+    try:
+        fh = os.fdopen(os.dup(fd), mode)
+    except OSError as exc:
+        raise _fail(exc, path) from None
+    try:
+        with fh:
+            yield fh
+    except OSError as exc:
+        raise _fail(exc, path) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     """Write ``path`` all-or-nothing: into a temporary file beside it, renamed on success.
 
-    A symbolic link is followed (the file it points to is replaced, the link stays); a path
-    that exists and is not a regular file or directory (a device, a FIFO) is written in
-    place; ``-`` is standard output.  If the body raises, the temporary file (and any parent directory this call
-    created) is removed and ``path`` is left as it was.
+    A symbolic link is followed (the file it points to is replaced, the link stays); one of
+    the process's descriptors (``/dev/stdout``: :func:`descriptor_of`) is written through
+    it, as ``-`` (standard output) is; any other path that exists and is not a regular file
+    or directory (a device, a FIFO) is written in place (:func:`_is_special`).  If the
+    body raises, the temporary file (and any parent directory this call created) is removed
+    and ``path`` is left as it was.
     """
     if str(path) == STDOUT:
-        out = sys.stdout
-        if out is None or getattr(out, "closed", False):
-            raise OutputError("standard output is closed", STDOUT_NAME)
-        try:
-            fh = out.buffer if "b" in mode else out
+        with _into_stream(sys.stdout, mode, STDOUT_NAME, "standard output is closed", "cannot write") as fh:
             yield fh
-            fh.flush()
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, ValueError) and not out.closed:
-                raise  # not an I/O error
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the pending bytes would fail again at exit
-            raise OutputError(f"cannot write: {getattr(exc, 'strerror', None) or exc}", STDOUT_NAME) from None
         return
-    real = _resolve(path)
-    if real.exists() and not real.is_dir() and not stat.S_ISREG(real.stat().st_mode):
+    fd = descriptor_of(path)
+    if fd is not None:
+        with _into_descriptor(fd, path, mode) as fh:
+            yield fh
+        return
+    if _is_special(path):
         try:
-            with open(real, mode) as fh:
+            with open(path, mode) as fh:  # the kernel follows the links
                 yield fh
         except OSError as exc:
             raise _fail(exc, path) from None
         return
+    real = _resolve(path)
     made = _make_parents(real.parent, path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)

@@ -20,8 +20,9 @@ paths.py       output path checks made before any work
 
 :class:`GuardedGroup` applies the error guard once, around every subcommand: a
 :class:`~sqnxt_compiler.diagnostics.SqnxtError` becomes one line on stderr and its exit
-code; any other exception is an internal error (exit 70) in one line, unless ``--debug``
-asks for the traceback.
+code; a MemoryError is an unsupported size (exit 4: the model does not fit in the memory
+the process may use); any other exception is an internal error (exit 70) in one line,
+unless ``--debug`` asks for the traceback.
 """
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ from .targets import targets_group
 from .zoo import zoo_group
 
 
+def out_of_memory(exc: MemoryError) -> str:
+    """The one line for a MemoryError no command caught: the model is too large (exit 4)."""
+    detail = one_line(str(exc), 4 * MAX_NAME) or "MemoryError"
+    return (f"out of memory ({detail}): the model's tensors are too large for the memory "
+            "this process may use")
+
+
 def run_guarded(fn, debug: bool):
     """Call ``fn()``; map errors to one line on stderr and an exit code (module doc)."""
     try:
@@ -56,6 +64,11 @@ def run_guarded(fn, debug: bool):
         sys.exit(130)
     except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
         raise
+    except MemoryError as exc:  # the model is too large for this process: exit 4, not a bug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"sqnxtc: error: {out_of_memory(exc)}", err=True)
+        sys.exit(int(ExitCode.UNSUPPORTED))
     except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks
         if debug:
             traceback.print_exc()

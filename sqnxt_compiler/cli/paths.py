@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..diagnostics import OutputError
+from ..outputs import writes_in_place
 
 
 def check_output_dir(path: str) -> None:
@@ -20,9 +21,13 @@ def check_output_dir(path: str) -> None:
 
 
 def check_output_file(path: str) -> None:
-    """Fail early when ``path`` cannot be written as a file."""
+    """Fail early when ``path`` cannot be written as a file.  A path written into rather
+    than replaced (``/dev/stdout``, a device, a FIFO: :func:`..outputs.writes_in_place`)
+    needs no writable parent directory."""
     if os.path.isdir(path):
         raise OutputError("is a directory (give a file name)", path)
+    if writes_in_place(path):
+        return
     _check_parent(path)
 
 

@@ -30,6 +30,7 @@ from onnx import numpy_helper
 from ..diagnostics import InputError, Location, SqnxtError, UnsupportedError, one_line
 from ..ir.core import VerifyError
 from ..ir.graph import Graph
+from ..ir.ops import first_out_of_range, index_range_message
 from ..ir.types import TensorType, dtype_name
 from ..ir.verifier import IRVerificationError, verify
 from .weights import LazyTensor, read_model
@@ -745,10 +746,30 @@ def _is_data(x) -> bool:
     return x.type.dtype.startswith("f") and (x.owner is None or x.owner.const_value() is None)
 
 
+def _check_gather_indices(L, x, idx, axis: int) -> None:
+    """Indices known at compile time (constants, or computed from constants and static
+    shapes) must lie in ``[-n, n)`` of the gathered axis (ONNX Gather; negative ones count
+    from the end): any other is a bad model (exit 3), named here at import rather than by
+    onnxruntime at ``check``.  Indices that depend on the data are left to run time."""
+    if not -x.type.rank <= axis < x.type.rank:
+        return  # the op's own type rule names a bad axis
+    known = idx.owner.const_value() if idx.owner is not None else None
+    if known is None:
+        known = static_value(idx)
+    if known is None:
+        return
+    a = axis % x.type.rank
+    bad = first_out_of_range(known, x.type.shape[a])
+    if bad is not None:
+        raise InputError(index_range_message(bad, a, x.type.shape[a]), L.loc(L.node.op_type))
+
+
 @lowers("Gather", into="sqnxt.gather (sqnxt.take on activations)")
 def _gather(L):
     x, idx = (L.value(n) for n in L.node.input[:2])
-    L.emit("sqnxt.take" if _is_data(x) else "sqnxt.gather", [x, idx], {"axis": int(L.attr("axis", 0))})
+    axis = int(L.attr("axis", 0))
+    _check_gather_indices(L, x, idx, axis)
+    L.emit("sqnxt.take" if _is_data(x) else "sqnxt.gather", [x, idx], {"axis": axis})
 
 
 def _axes(L, what: str):

@@ -713,8 +713,36 @@ def _extract_slice(op):
         raise VerifyError(str(exc)) from None
 
 
+def first_out_of_range(indices, size: int) -> int | None:
+    """The first of ``indices`` (any shape, row-major order) outside ``[-size, size)``, or
+    None.  ONNX Gather's rule: index ``i`` in that range picks element ``i``, a negative one
+    counting from the end (``-1`` is the last); any other index is an invalid model."""
+    flat = np.asarray(indices).reshape(-1)
+    bad = np.flatnonzero((flat < -size) | (flat >= size))
+    return int(flat[bad[0]]) if bad.size else None
+
+
+def index_range_message(index: int, axis: int, size: int) -> str:
+    """How an out-of-range gather index is reported (:func:`first_out_of_range`)."""
+    return (f"index {index} out of range for axis {axis} of size {size} "
+            f"(valid indices: -{size} to {size - 1})")
+
+
+def _verify_take(op: Op) -> None:
+    """Constant indices lie in ``[-n, n)`` of the gathered axis (:func:`first_out_of_range`);
+    indices computed at run time are the executor's to check."""
+    x, idx = _t(op, 0), _const(op, 1)
+    if idx is None or not -x.rank <= op.attrs["axis"] < x.rank:
+        return
+    a = op.attrs["axis"] % x.rank
+    bad = first_out_of_range(idx, x.shape[a])
+    if bad is not None:
+        raise VerifyError(index_range_message(bad, a, x.shape[a]))
+
+
 @declare("sqnxt.take", "np.take of an activation along ``axis`` with constant indices "
-         "(ONNX Gather on data): the words are copied.", operands=(2, 2), attrs={"axis": A("int", default=0)})
+         "(ONNX Gather on data): the words are copied; every index in [-n, n) of the axis.",
+         operands=(2, 2), attrs={"axis": A("int", default=0)}, verify=_verify_take)
 def _take(op):
     x, idx = _t(op, 0), _t(op, 1)
     if not -x.rank <= op.attrs["axis"] < x.rank:

@@ -9,6 +9,11 @@ each output is compared elementwise with the rule
 size 10 are held to the same relative standard as probabilities of size 1; defaults as in
 onnxoptimizer's tests: rtol 1e-4, atol 1e-5).  The report gives, per output, the maximum
 absolute error and the maximum relative error ``max|ours - ref| / max|ref|``.
+
+Before anything runs, the memory the check needs is estimated from the IR's static shapes
+(:func:`.host_memory.memory_need`) and compared with what the process may use (:func:`.host_memory.memory_limits`):
+a model whose activations do not fit is refused (exit 4, the size named) rather than
+failing in the middle with a MemoryError; one that still runs out is exit 4 too.
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..diagnostics import Location, UnsupportedError
 from ..ir.graph import Graph
 from .executor import run
+from .host_memory import ensure_memory
 from .ort import ort_session, run_ort
 
 DEFAULT_RTOL = 1e-4
@@ -97,7 +104,20 @@ def compare(ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> tupl
 
 def check(graph: Graph, model, source: str, *, samples: int = 3, seed: int = 0,
           rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, executor=run) -> CheckReport:
-    """Compare ``executor(graph)`` with onnxruntime on ``model`` over seeded inputs."""
+    """Compare ``executor(graph)`` with onnxruntime on ``model`` over seeded inputs; refused
+    first if its activations cannot fit (:func:`ensure_memory`), and a MemoryError on the
+    way is exit 4 too."""
+    ensure_memory(graph, source)
+    try:
+        return _check(graph, model, source, samples, seed, rtol, atol, executor)
+    except MemoryError as exc:
+        raise UnsupportedError(f"check ran out of memory ({exc or 'MemoryError'}): the model's "
+                               "activations are too large for this process", Location(file=source)) from None
+
+
+def _check(graph: Graph, model, source: str, samples: int, seed: int, rtol: float, atol: float,
+           executor) -> CheckReport:
+    """:func:`check`'s samples, once the memory is known to suffice."""
     sess = ort_session(model, source)
     report = CheckReport(samples, rtol, atol)
     errs: dict[str, OutputComparison] = {}

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..diagnostics import InputError, Location, SqnxtError
+from ..diagnostics import InputError, Location, SqnxtError, UnsupportedError
 from ..ir.core import Op
 from ..ir.graph import Graph
 from ..ir.ops import SHAPE_KERNELS, conv_dilations, pool_end_pad, pool_out
@@ -547,6 +547,9 @@ class Interpreter:
             if exc.location is None:
                 exc.location = where
             raise
+        except MemoryError as exc:  # too large for this process: the model's size, not a bug
+            raise UnsupportedError(f"out of memory executing it ({exc or 'MemoryError'}): the "
+                                   "activations are too large for this process", where) from None
         except Exception as exc:  # name the failing node (torch.fx Interpreter style)
             raise SqnxtError(f"{self.failure}: {type(exc).__name__}: {exc}", where) from exc
         if y.shape != op.result.type.shape:
