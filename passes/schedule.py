@@ -153,20 +153,32 @@ class Schedule(Pass):
 
     def _plan(self, graph: Graph, ops, layers, alone, ctx: PassContext) -> list:
         """The network plan (docs/memory-planning.md): candidates per step from the same
-        solver and options, the CP-SAT network model, the allocation, its verification.
-        Returns the chosen schedules (their layers carry the homes) and attaches ``plan`` to
-        each op and the network record to the graph (``graph.attrs["plan"]``)."""
+        solver and options, the CP-SAT network model (its own time limit:
+        ``planner.network_time_limit``; the fallback, if any, gives the all-DRAM plan), the
+        allocation, its verification.  Returns the chosen schedules (their layers carry the
+        homes) and attaches ``plan`` to each op and the network record to the graph
+        (``graph.attrs["plan"]``)."""
         from ..schedule.liveness import network_of
-        from ..schedule.planner import candidates, network_plan, plan_network, verify_allocation
+        from ..schedule.planner import (candidates, network_plan, network_time_limit, plan_network,
+                                        verify_allocation)
         from ..schedule.solver import schedule_layers
 
         o, target = self.options, ctx.target
+        kw = o.solver_kwargs()
         net = network_of(graph, list(zip(ops, layers)))
-        cands = candidates(net, target,
-                           lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
-                                                                  **o.solver_kwargs()),
-                           o.objective, alone)
-        plan = plan_network(net, cands, target, o.objective, o.time_limit or None)
+        try:
+            cands = candidates(net, target,
+                               lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
+                                                                      **kw),
+                               o.objective, alone)
+            plan = plan_network(net, cands, target, o.objective, network_time_limit(kw["time_limit"]),
+                                fallback=kw["fallback"])
+        except ScheduleError as exc:
+            if exc.location is None:
+                exc.location = graph.source
+            raise
+        if plan.note:
+            ctx.notes.append(plan.note)
         problems = verify_allocation(net, plan, target)
         if problems:   # a bug in the planner, never the user's input
             raise RuntimeError(f"memory plan failed its verification: {problems[0]}")

@@ -7,6 +7,11 @@ regression example (``@example(spec=...)``): ``{"opset", "input": [C, H, W], "la
 running tensor; ``add`` / ``concat`` also read an earlier tensor (``"with"``: its index
 in the list of tensors so far, 0 being the input).  Shapes are tracked while drawing, so
 every spec is a valid model: kernels fit, strides keep >= 1 output, groups divide.
+
+:func:`pool_net_specs` draws larger nets of odd sizes (15x15 to 41x41, like the 37x37 CNN
+that crashed CP-SAT inside the planner: tests/fixtures/repro) rich in pools: every
+combination of ceil mode, ``count_include_pad`` and asymmetric padding, around convs,
+residual adds and concats.
 """
 from __future__ import annotations
 
@@ -17,6 +22,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSETS = (11, 13, 15, 17, 18)
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+KINDS = ("conv", "conv", "conv", "bn", "act", "pool", "add", "concat")
+#: pool_net_specs: pools as often as convs, and the ops that make a tensor live across steps
+POOL_KINDS = ("conv", "conv", "pool", "pool", "pool", "act", "add", "concat")
+#: pool_net_specs' pool padding: explicit pads (the only mode with a ceil mode) 3 times in 4
+POOL_AUTO_PADS = ("NOTSET",) * 9 + AUTO_PADS[1:]
+ODD_SIZES = tuple(range(15, 42, 2))
 
 
 def _out(size: int, k: int, s: int, pad: tuple[int, int], auto: str, ceil: bool = False) -> int:
@@ -30,21 +41,23 @@ def _out(size: int, k: int, s: int, pad: tuple[int, int], auto: str, ceil: bool 
 
 
 @st.composite
-def _window(draw, size: int, pool: bool):
-    """Kernel, stride, padding (explicit or auto), dilation of a 2-D window over a square
-    ``size`` x ``size`` input; None when nothing fits."""
+def _window(draw, size: int, pool: bool, autos: tuple = AUTO_PADS, ceils: tuple = (False, True)):
+    """Kernel, stride, padding (explicit or auto, from ``autos``), dilation of a 2-D window
+    over a square ``size`` x ``size`` input, a pool's ceil mode (from ``ceils``: the first
+    is the one hypothesis prefers); None when nothing fits."""
     k = draw(st.integers(1, min(5, size)))
     s = draw(st.integers(1, 3))
     dil = 1 if pool or k == 1 else draw(st.sampled_from((1, 1, 2)))
     ke = (k - 1) * dil + 1
     if ke > size:
         dil, ke = 1, k
-    auto = draw(st.sampled_from(AUTO_PADS))
+    auto = draw(st.sampled_from(autos))
     pads = (0, 0, 0, 0)
     if auto == "NOTSET":
         hi = k - 1 if pool else ke - 1
         pads = tuple(draw(st.integers(0, hi)) for _ in range(4))
-    ceil = pool and auto == "NOTSET" and draw(st.booleans())
+    # ceil mode: explicit pads only (ONNX ignores it under auto_pad), drawn with or without pads
+    ceil = pool and auto == "NOTSET" and draw(st.sampled_from(ceils))
     oh = _out(size, ke, s, (pads[0], pads[2]), auto, ceil)
     ow = _out(size, ke, s, (pads[1], pads[3]), auto, ceil)
     if min(oh, ow) < 1:
@@ -58,16 +71,19 @@ def _window(draw, size: int, pool: bool):
 
 
 @st.composite
-def net_specs(draw, max_layers: int = 6):
-    """A spec (module doc): input C in 1..8, H = W in 4..14, 1..max_layers layers, an
-    optional classifier head."""
+def net_specs(draw, max_layers: int = 6, sizes=st.integers(4, 14), kinds: tuple = KINDS,
+              pool_pads: tuple = AUTO_PADS, pool_ceils: tuple = (False, True)):
+    """A spec (module doc): input C in 1..8, H = W drawn from ``sizes`` (4..14), 1..max_layers
+    layers of the ``kinds`` (a kind listed twice is drawn twice as often), pools padded by
+    the modes of ``pool_pads`` with a ceil mode from ``pool_ceils``, an optional classifier
+    head."""
     opset = draw(st.sampled_from(OPSETS))
-    C, H = draw(st.integers(1, 8)), draw(st.integers(4, 14))
+    C, H = draw(st.integers(1, 8)), draw(sizes)
     shapes = [(C, H, H)]            # every tensor so far: (C, H, W) (W == H unless pads differ)
     layers = []
     for _ in range(draw(st.integers(1, max_layers))):
         c, h, w = shapes[-1]
-        kind = draw(st.sampled_from(("conv", "conv", "conv", "bn", "act", "pool", "add", "concat")))
+        kind = draw(st.sampled_from(kinds))
         if kind == "conv":
             win = draw(_window(min(h, w), pool=False))
             if win is None:
@@ -102,7 +118,7 @@ def net_specs(draw, max_layers: int = 6):
         elif kind == "pool":
             if min(h, w) < 2:
                 continue
-            win = draw(_window(min(h, w), pool=True))
+            win = draw(_window(min(h, w), pool=True, autos=pool_pads, ceils=pool_ceils))
             if win is None:
                 continue
             win["out"] = [_out(h, win["k"], win["s"], (win["pads"][0], win["pads"][2]), win["auto"], win["ceil"]),
@@ -123,6 +139,14 @@ def net_specs(draw, max_layers: int = 6):
     if head == "gap_fc":
         layers.append({"op": "gap_fc", "classes": draw(st.integers(1, 10))})
     return {"opset": opset, "input": [C, H, H], "layers": layers}
+
+
+def pool_net_specs(max_layers: int = 6):
+    """Specs of odd sizes (:data:`ODD_SIZES`) rich in pools (:data:`POOL_KINDS`), mostly with
+    explicit pads (:data:`POOL_AUTO_PADS`): each pool draws its ceil mode (ceil first),
+    ``count_include_pad`` and four independent pads (module doc)."""
+    return net_specs(max_layers, sizes=st.sampled_from(ODD_SIZES), kinds=POOL_KINDS, pool_pads=POOL_AUTO_PADS,
+                     pool_ceils=(True, False))
 
 
 def build(spec: dict, seed: int = 0) -> onnx.ModelProto:

@@ -9,6 +9,12 @@ on the shifted numerator ``a + b - 1``; ``max`` an ``AddMaxEquality``; the WS / 
 branches are both built and selected with enforcement literals.  The expressions mirror
 :func:`sqnxt_compiler.cost.model.cost_terms` term by term (docs/scheduler.md), and the
 tests check that the solver's cycles and energy equal ``evaluate`` exactly.
+
+Every variable the builder creates other than the decision variables has a *definition*
+besides its constraint: a function of the earlier variables' values
+(:attr:`LayerModel.defs`).  From the decision variables' values (a mapping)
+:meth:`LayerModel.complete` computes every variable's value, so a hint given to CP-SAT is
+always complete (the section "The solver boundary" below; docs/scheduler.md, "Hints").
 """
 from __future__ import annotations
 
@@ -19,11 +25,26 @@ from ortools.sat.python import cp_model
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS
 from sqnxt_compiler.cost.model import consts
+from sqnxt_compiler.diagnostics import one_line
 from sqnxt_compiler.targets import Target
 
 from .space import get_space
 
 INT_MAX = 2 ** 62
+
+
+def value(x, vals: list[int]) -> int:
+    """The value of a term (an int, a :class:`Var`, a CP-SAT variable) when the model's
+    variables have ``vals`` (by proto index)."""
+    if isinstance(x, Var):
+        x = x.expr
+    return x if isinstance(x, int) else vals[x.index]
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """a / b rounded toward zero (CP-SAT's ``AddDivisionEquality``)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
 
 
 @dataclass
@@ -51,6 +72,26 @@ class LayerModel:
     tie_key: object = None
     tie_key_hi: int = 0
     extra: dict = field(default_factory=dict)
+    defs: dict = field(default_factory=dict)   # proto index -> fn(values) of every non-decision variable
+
+    def define(self, var, fn) -> None:
+        """Record ``fn(values)`` (values by proto index) as the definition of ``var``, a
+        variable added to the model after it was built."""
+        self.defs[var.index] = fn
+
+    def complete(self, known: dict[int, int]) -> list[int] | None:
+        """Every variable's value, by proto index: those in ``known``, the others from their
+        definitions in creation order (a definition reads earlier variables only); None
+        when a variable has neither (then there is no complete hint to give)."""
+        vals: list[int] = []
+        for i in range(len(self.model.proto.variables)):
+            if i in known:
+                vals.append(known[i])
+            elif i in self.defs:
+                vals.append(self.defs[i](vals))
+            else:
+                return None
+        return vals
 
     def decision_vars(self) -> list:
         out = [b for d in LOOPS for b in self.onehot[d]] + list(self.perm)
@@ -68,16 +109,26 @@ class _Builder:
         self.m = cp_model.CpModel()
         self.cycles_hi, self.energy_hi = cycles_hi, energy_hi
         self.n = 0
+        self.defs: dict = {}       # proto index -> fn(values): LayerModel.defs
 
     # ---- helpers -------------------------------------------------------------------
     def _name(self, s: str) -> str:
         self.n += 1
         return f"{s}_{self.n}"
 
-    def var(self, lo: int, hi: int, name: str) -> Var:
+    def var(self, lo: int, hi: int, name: str, fn) -> Var:
+        """A new variable in [lo, hi] whose value is ``fn(values)`` (its definition)."""
         if hi > INT_MAX:
             raise OverflowError(f"{name}: upper bound {hi} too large for CP-SAT")
-        return Var(self.m.new_int_var(lo, hi, self._name(name)), lo, hi)
+        v = self.m.new_int_var(lo, hi, self._name(name))
+        self.defs[v.index] = fn
+        return Var(v, lo, hi)
+
+    def bool_var(self, name: str, fn):
+        """A new BoolVar whose value is ``fn(values)``."""
+        v = self.m.new_bool_var(name)
+        self.defs[v.index] = fn
+        return v
 
     def const(self, c: int) -> Var:
         return Var(c, c, c)
@@ -85,11 +136,12 @@ class _Builder:
     def lin(self, terms: list[tuple[int, Var]], const: int, name: str) -> Var:
         """A variable equal to const + sum(coef * var); its bounds follow from the terms' (a
         negative coefficient takes the other end)."""
+        terms = [(c, v) for c, v in terms if c != 0]      # no variable for a constant term
         if all(isinstance(v.expr, int) for _, v in terms):
             return self.const(const + sum(c * v.expr for c, v in terms))
         lo = const + sum(c * v.lo if c >= 0 else c * v.hi for c, v in terms)
         hi = const + sum(c * v.hi if c >= 0 else c * v.lo for c, v in terms)
-        out = self.var(lo, hi, name)
+        out = self.var(lo, hi, name, lambda vals: const + sum(c * value(v, vals) for c, v in terms))
         self.m.add(out.expr == const + sum(c * v.expr for c, v in terms))
         return out
 
@@ -101,7 +153,7 @@ class _Builder:
             return self.lin([(a.expr, b)], 0, name)
         if isinstance(b.expr, int):
             return self.lin([(b.expr, a)], 0, name)
-        out = self.var(a.lo * b.lo, a.hi * b.hi, name)
+        out = self.var(a.lo * b.lo, a.hi * b.hi, name, lambda vals: value(a, vals) * value(b, vals))
         self.m.add_multiplication_equality(out.expr, [a.expr, b.expr])
         return out
 
@@ -110,7 +162,8 @@ class _Builder:
         if isinstance(a.expr, int):
             return self.const(-(-(a.expr * den) // num))
         shifted = self.lin([(den, a)], num - 1, name + "_num")
-        out = self.var(-(-(a.lo * den) // num), -(-(a.hi * den) // num), name)
+        out = self.var(-(-(a.lo * den) // num), -(-(a.hi * den) // num), name,
+                       lambda vals: _trunc_div(value(shifted, vals), num))
         self.m.add_division_equality(out.expr, shifted.expr, num)
         return out
 
@@ -118,7 +171,8 @@ class _Builder:
         """cond ? a : b, with cond a BoolVar (or 0/1 constant)."""
         if isinstance(cond, int):
             return a if cond else b
-        out = self.var(min(a.lo, b.lo), max(a.hi, b.hi), name)
+        out = self.var(min(a.lo, b.lo), max(a.hi, b.hi), name,
+                       lambda vals: value(a, vals) if value(cond, vals) else value(b, vals))
         self.m.add(out.expr == a.expr).only_enforce_if(cond)
         self.m.add(out.expr == b.expr).only_enforce_if(cond.Not())
         return out
@@ -130,7 +184,7 @@ class _Builder:
                 return a & b
             c, v = (a, b) if isinstance(a, int) else (b, a)
             return v if c else 0
-        out = self.m.new_bool_var(self._name(name))
+        out = self.bool_var(self._name(name), lambda vals: value(a, vals) * value(b, vals))
         self.m.add_multiplication_equality(out, [a, b])
         return out
 
@@ -142,7 +196,7 @@ class _Builder:
             return 0
         if len(xs) == 1:
             return xs[0]
-        out = self.m.new_bool_var(self._name(name))
+        out = self.bool_var(self._name(name), lambda vals: max(value(x, vals) for x in xs))
         self.m.add_max_equality(out, xs)
         return out
 
@@ -160,7 +214,7 @@ class _Builder:
             if len(set(vals)) == 1:
                 return self.const(vals[0])
             lo, hi = min(vals), max(vals)
-            out = self.var(lo, hi, name)
+            out = self.var(lo, hi, name, lambda got: sum(v * got[b.index] for v, b in zip(vals, onehot[d])))
             m.add(out.expr == sum(v * b for v, b in zip(vals, onehot[d])))
             return out
 
@@ -180,7 +234,7 @@ class _Builder:
                 return 1
             if not any(flags):
                 return 0
-            b = m.new_bool_var(f"big_{d}")
+            b = self.bool_var(f"big_{d}", lambda got: sum(f * got[v.index] for f, v in zip(flags, onehot[d])))
             m.add(b == sum(f * v for f, v in zip(flags, onehot[d])))
             return b
 
@@ -204,7 +258,7 @@ class _Builder:
                 return 0
             if len(lits) == len(perm):
                 return 1
-            v = m.new_bool_var(self._name(f"before_{a}{b}"))
+            v = self.bool_var(self._name(f"before_{a}{b}"), lambda got: sum(got[x.index] for x in lits))
             m.add(v == sum(lits))
             return v
 
@@ -304,7 +358,7 @@ class _Builder:
             lo = max(busy.lo, dma.lo)
             if self.cycles_hi is not None:
                 hi = min(hi, self.cycles_hi)
-            cycles = self.var(lo, hi, "cycles")
+            cycles = self.var(lo, hi, "cycles", lambda vals: max(value(busy, vals), value(dma, vals)))
             m.add_max_equality(cycles.expr, [busy.expr, dma.expr])
         else:
             cycles = self.lin([(1, compute), (1, dma)], 0, "cycles")
@@ -343,6 +397,7 @@ class _Builder:
 
         lm = LayerModel(m, cand, onehot, perm, orders, os, dfs, cycles, energy, tie, w - 1)
         lm.extra = {"compute": compute, "dma": dma, "dram": dram, "fp": fp}
+        lm.defs = self.defs
         return lm
 
 
@@ -366,3 +421,60 @@ def decode(lm: LayerModel, solver: cp_model.CpSolver) -> tuple[str, tuple[str, .
         df = "OS" if solver.boolean_value(lm.os) else "WS"
     assert df in DATAFLOWS
     return df, ORDERS[oi], tiles
+
+
+# ---------------------------------------------------------------------------------------
+# the solver boundary (the per-layer solver and the network planner)
+# ---------------------------------------------------------------------------------------
+class SolveFailed(Exception):
+    """CP-SAT raised inside a solve; the message is one line naming what it raised."""
+
+
+def run(solver: cp_model.CpSolver, model: cp_model.CpModel) -> int:
+    """``solver.solve(model)``: its status, or :class:`SolveFailed` for anything CP-SAT
+    raises (an interrupt is not caught)."""
+    try:
+        return solver.solve(model)
+    except Exception as exc:  # noqa: BLE001 - the one place a CP-SAT exception is turned into ours
+        raise SolveFailed(f"CP-SAT raised {type(exc).__name__}: {one_line(str(exc))}") from exc
+
+
+def set_hint(model: cp_model.CpModel, values: list[int] | None) -> None:
+    """Replace the model's hint by ``values`` (every variable's, by proto index), or by
+    none.  Rule: CP-SAT is only ever given a complete hint.  Its presolve completes a
+    partial hint as it rewrites the model, and OR-Tools 9.15 can throw while doing so
+    (``IndexError: absl::btree_map::at``, docs/scheduler.md "Hints")."""
+    model.clear_hints()
+    if values is None:
+        return
+    if len(values) != len(model.proto.variables):
+        raise ValueError(f"a hint of {len(values)} values for {len(model.proto.variables)} variables")
+    h = model.proto.solution_hint
+    h.vars.extend(range(len(values)))
+    h.values.extend(values)
+
+
+def solution(solver: cp_model.CpSolver) -> list[int]:
+    """Every variable's value (by proto index) in the solver's last solution."""
+    return list(solver.response_proto.solution)
+
+
+def complete_by_search(model: cp_model.CpModel, known: dict[int, int],
+                       time_limit: float | None) -> list[int] | None:
+    """Every variable's value (by proto index) in some solution of ``model`` that gives the
+    variables in ``known`` their values (a copy of the model, those fixed, no objective,
+    no hint), or None when none is found within ``time_limit``: a complete hint for a model
+    whose variables have no definitions (the network planner's)."""
+    probe = model.clone()
+    probe.clear_hints()
+    probe.clear_objective()
+    for i, v in known.items():
+        probe.add(probe.get_int_var_from_proto_index(i) == v)
+    s = cp_model.CpSolver()
+    s.parameters.num_workers = 1
+    s.parameters.catch_sigint_signal = False
+    if time_limit is not None:
+        s.parameters.max_time_in_seconds = max(0.001, time_limit)
+    if run(s, probe) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return solution(s)

@@ -3,7 +3,8 @@ the global buffer, each layer's mapping given what is resident, and where everyt
 
 **Candidates.**  For every step and every home combination (how many of its input tensors
 are resident, whether its fused residual is, whether its output stays) the per-layer solver gives the best mapping with
-the capacity that combination leaves (``capacity = buffer - resident operand words``), and
+the capacity that combination leaves (``capacity = buffer - resident operand words``, each
+resident tensor counted once however many of the step's operands it is), and
 then, while other live tensors could leave less, the best mapping with less (the next
 point of the layer's Pareto front of footprint against objective: capacity = previous
 footprint - 1), at most :data:`LEVELS` points per combination.  The all-DRAM candidate
@@ -25,17 +26,27 @@ not overlap (``AddNoOverlap2D``).  The plan is first solved with the per-step ca
 only (a relaxation) and then allocated; when the relaxation's optimum cannot be allocated
 (fragmentation), the model is solved again with the rectangles in it, which is exact.
 :func:`verify_allocation` checks any plan independently.
+
+**Time limit and failures.**  Every solve starts from a complete hint: the first from the
+all-DRAM plan (always feasible), each later stage from the previous stage's solution.
+The network's solves share one time limit (:func:`network_time_limit`, not the per-layer
+one).  A stage that ends without a solution because of the limit is not an infeasible
+model: the plan is the best one found, status ``feasible`` with CP-SAT's bound, and when
+none was found, the all-DRAM plan itself (status ``feasible``).  Whatever CP-SAT raises is
+a ScheduleError naming the network plan, or with the heuristic fallback the all-DRAM plan.
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, replace
-from itertools import product
 from typing import Callable
 
 from ortools.sat.python import cp_model
 
 from ..cost.model import capacity_words, objective_value
 from ..diagnostics import ScheduleError
+from .cpsat import INT_MAX, SolveFailed, complete_by_search, run, set_hint, solution
 from .liveness import Network
 from .oracle import SECONDARY, all_dram_totals
 from .space import min_footprint_words
@@ -44,6 +55,18 @@ from .space import min_footprint_words
 #: (same plan on both targets) at a third of the solves; see docs/memory-planning.md.
 LEVELS = 1
 SEED = 7
+#: Seconds for the whole network solve (relaxation, allocation, joint model) when the run
+#: has a per-layer time limit (``--time-limit``): that limit is one layer's, while the
+#: network model is one solve over every candidate (1.0-SqNxt-23: about 0.2 s; a larger
+#: per-layer limit is used when given).  Without a per-layer limit the network solve has
+#: none (proven optimal).  docs/memory-planning.md, "Time limit and failures".
+NETWORK_TIME_LIMIT = 10.0
+
+
+def network_time_limit(layer_limit: float | None) -> float | None:
+    """The network solve's time limit for a run whose per-layer limit is ``layer_limit``:
+    none without one, else ``max(layer_limit, NETWORK_TIME_LIMIT)``."""
+    return None if layer_limit is None else max(layer_limit, NETWORK_TIME_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -77,25 +100,33 @@ class Plan:
     status: str                 # "optimal" | "feasible"
     bound: int
     joint: bool                 # the allocation was solved jointly (the relaxation fragmented)
+    note: str = ""              # why the plan is not the solver's (a fallback), if it is not
 
     @property
     def gap(self) -> float:
         return 0.0 if self.value == 0 else (self.value - self.bound) / self.value
 
 
-def _input_combos(net: Network, i: int, buffer: int) -> dict[int, int]:
-    """Resident-input count -> the fewest resident words giving it, over the subsets of
-    the step's distinct plannable input tensors (an input read twice counts twice)."""
+def _operand_combos(net: Network, i: int, buffer: int) -> dict[tuple[int, bool], int]:
+    """(resident-input count, resident residual) -> the fewest resident words giving it,
+    over the subsets of the step's distinct plannable operand tensors (its inputs and its
+    fused residual).  Rule: a resident tensor holds its words once, however many operands
+    read it (an add of a tensor with itself, a conv whose input is also its residual); the
+    input count counts operands (an input read twice counts twice)."""
     step = net.steps[i]
-    slots = [t for t in step.inputs if t is not None and net.tensors[t].plannable
-             and net.tensors[t].words <= buffer]
-    distinct = sorted(set(slots))
-    best: dict[int, int] = {}
+
+    def ok(t):
+        return t is not None and net.tensors[t].plannable and net.tensors[t].words <= buffer
+
+    slots = [t for t in step.inputs if ok(t)]
+    res = step.residual if ok(step.residual) else None
+    distinct = sorted(set(slots) | ({res} if res is not None else set()))
+    best: dict[tuple[int, bool], int] = {}
     for mask in range(1 << len(distinct)):
         chosen = [t for k, t in enumerate(distinct) if mask >> k & 1]
-        r = sum(slots.count(t) for t in chosen)
+        key = (sum(slots.count(t) for t in chosen), res in chosen)
         words = sum(net.tensors[t].words for t in chosen)
-        best[r] = min(best.get(r, words), words)
+        best[key] = min(best.get(key, words), words)
     return best
 
 
@@ -128,14 +159,10 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
         outs = [False] + ([True] if out_t.plannable and out_t.words <= buffer else [])
         # the least capacity the step can ever see: every plannable tensor live there resident
         floor = buffer - sum(t.words for t in net.live(i) if t.words <= buffer)
-        res_t = None if step.residual is None else net.tensors[step.residual]
-        ress = [False] + ([True] if res_t is not None and res_t.plannable and res_t.words <= buffer
-                          else [])
         mine = []
-        for r, in_words in sorted(_input_combos(net, i, buffer).items()):
-            for rr, o in product(ress, outs):
-                # a residual that is also an input is counted twice: a safe (smaller) capacity
-                words = in_words + (res_t.words if rr else 0) + (out_t.words if o else 0)
+        for (r, rr), in_words in sorted(_operand_combos(net, i, buffer).items()):
+            for o in outs:
+                words = in_words + (out_t.words if o else 0)
                 if words >= buffer:      # nothing left for the tiles
                     continue
                 L = replace(step.layer, resident_inputs=r, resident_output=o, resident_residual=rr,
@@ -195,6 +222,11 @@ def _build(net: Network, cands, target, objective: str, joint: bool):
     def product():
         cyc_hi = sum(max(c.value("cycles") for c in cs) for cs in cands)
         en_hi = sum(max(c.value("energy") for c in cs) for cs in cands)
+        if base is not None:      # the bounds above
+            cyc_hi, en_hi = min(cyc_hi, base["cycles"]), min(en_hi, base["energy"])
+        if cyc_hi * en_hi > INT_MAX:
+            raise OverflowError(f"the network's EDP can reach {cyc_hi * en_hi:.3g}, beyond CP-SAT's "
+                                f"integers (2^62)")
         cyc, en = m.new_int_var(0, cyc_hi, "cycles"), m.new_int_var(0, en_hi, "energy")
         m.add(cyc == total("cycles"))
         m.add(en == total("energy"))
@@ -240,43 +272,89 @@ def _solver(time_limit: float | None) -> cp_model.CpSolver:
     s.parameters.random_seed = SEED
     s.parameters.linearization_level = 2   # the LP of the linking constraints: ~250x faster proofs
     s.parameters.catch_sigint_signal = False   # Ctrl-C is sqnxtc's (solver._solver)
-    if time_limit:
-        s.parameters.max_time_in_seconds = time_limit
+    if time_limit is not None:
+        s.parameters.max_time_in_seconds = max(0.001, time_limit)
     return s
 
 
-def _solve_stages(net, cands, target, objective, joint, time_limit):
-    """Minimize primary, then secondary, then resident words; returns (solver, parts,
-    status, bound) of the last stage."""
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``time.monotonic()`` value; None: no limit)."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _lower_bound(s: cp_model.CpSolver, value: int | None = None) -> int:
+    """CP-SAT's proven lower bound of the objective as an integer in [0, value] (0 when it
+    proved none)."""
+    try:
+        b = float(s.best_objective_bound)
+    except Exception:  # noqa: BLE001 - no bound from a solve that never ran
+        return 0
+    if not math.isfinite(b):
+        return 0
+    b = max(0, math.ceil(b - 1e-6 * max(1.0, abs(b))))
+    return b if value is None else min(b, value)
+
+
+def _all_dram_choice(cands) -> list[int] | None:
+    """Each step's all-DRAM candidate (no operand resident, the whole buffer for its
+    tiles: oracle.all_dram_totals' rule), by index, or None when a step has none."""
+    def alone(c) -> bool:
+        return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
+                and c.schedule.layer.capacity is None)
+
+    idx = [next((k for k, c in enumerate(cs) if alone(c)), None) for cs in cands]
+    return None if any(k is None for k in idx) else idx
+
+
+def _all_dram_hint(m, x, y, cands, deadline) -> list[int] | None:
+    """The complete hint of the all-DRAM plan (no tensor resident, every step's all-DRAM
+    candidate: always feasible), its other variables (the EDP product, the rectangles'
+    offsets) found by a search with those fixed; None when there is no such plan."""
+    idx = _all_dram_choice(cands)
+    if idx is None:
+        return None
+    known = {v.index: 0 for v in x.values()}
+    known.update({b.index: int(c == idx[i]) for i, row in enumerate(y) for c, b in enumerate(row)})
+    return complete_by_search(m, known, _left(deadline))
+
+
+def _solve_stages(net, cands, target, objective, joint, deadline):
+    """Minimize primary, then secondary, then resident words, each stage started from the
+    last one's solution (the first from the all-DRAM plan), all before ``deadline``.
+    Returns (solver, parts, status, bound): the solver of the last stage that found a
+    plan, or None when the first found none, with status "infeasible" (proven), "invalid"
+    (the model) or "unknown" (the time limit came first) and CP-SAT's bound."""
     m, x, y, primary, secondary, words, alloc = _build(net, cands, target, objective, joint)
+    hint = _all_dram_hint(m, x, y, cands, deadline)
     bound = None
     status = "optimal"
     s = None          # the solver of the last stage that found a solution
     for stage, expr in enumerate((primary, secondary, words)):
         m.minimize(expr)
-        trial = _solver(time_limit)
-        st = trial.solve(m)
+        set_hint(m, hint)
+        trial = _solver(_left(deadline))
+        st = run(trial, m)
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if stage == 0:
-                return None, None, "infeasible", 0
+                why = {cp_model.INFEASIBLE: "infeasible", cp_model.MODEL_INVALID: "invalid"}
+                return None, None, why.get(st, "unknown"), _lower_bound(trial)
             break      # a later stage ran out of time: keep the previous stage's solution
         s = trial
         if stage == 0:
-            bound = int(s.best_objective_bound)
+            bound = _lower_bound(s, int(s.value(expr)))
             if st != cp_model.OPTIMAL:
                 status = "feasible"
         value = int(s.value(expr))
-        m.clear_hints()
-        for v in [*x.values(), *(b for row in y for b in row)]:
-            m.add_hint(v, s.value(v))
+        hint = solution(s)
         m.add(expr <= value)
         if st != cp_model.OPTIMAL:
             break
     return s, (x, y, primary, alloc), status, bound
 
 
-def _allocate(net, cands, choice_idx, resident, target):
-    """Offsets for a fixed plan (rectangles only), or None when they cannot be placed."""
+def _allocate(net, cands, choice_idx, resident, target, deadline=None):
+    """Offsets for a fixed plan (rectangles only), or None when they cannot be placed
+    (or are not placed before ``deadline``)."""
     m = cp_model.CpModel()
     B = target.buffer_words
     xs, ys, toff, soff = [], [], {}, []
@@ -293,8 +371,10 @@ def _allocate(net, cands, choice_idx, resident, target):
         xs.append(m.new_fixed_size_interval_var(i, 1, f"sx{i}"))
         ys.append(m.new_fixed_size_interval_var(o, f, f"sy{i}"))
     m.add_no_overlap_2d(xs, ys)
-    s = _solver(30.0)   # a feasibility problem: the first placement found (deterministic)
-    if s.solve(m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    left = _left(deadline)
+    # a feasibility problem: the first placement found (deterministic)
+    s = _solver(30.0 if left is None else min(30.0, left))
+    if run(s, m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return ({t: int(s.value(o)) for t, o in toff.items()}, [int(s.value(o)) for o in soff])
 
@@ -306,33 +386,88 @@ def _read(s, x, y) -> tuple[dict[int, bool], list[int]]:
 
 
 def plan_network(net: Network, cands: list[list[Candidate]], target, objective: str,
-                 time_limit: float | None = None) -> Plan:
-    """The optimal plan over the candidates (module doc)."""
+                 time_limit: float | None = None, fallback: str | None = None) -> Plan:
+    """The optimal plan over the candidates (module doc), within ``time_limit`` seconds for
+    all the network's solves (None: none; :func:`network_time_limit`).  Out of time: the
+    best plan found, else the all-DRAM plan, status "feasible".  ``fallback``
+    ("heuristic"): whatever CP-SAT raises, or a model too large for it (an EDP beyond its
+    integers), gives the all-DRAM plan instead of a ScheduleError."""
     if not net.steps:
         return Plan((), (), (), (), objective, 0, "optimal", 0, False)
     for i, cs in enumerate(cands):
         if not cs:
             raise ScheduleError(f"step {i} ('{net.steps[i].layer.name}') has no candidate mapping")
-    joint = False
-    s, parts, status, bound = _solve_stages(net, cands, target, objective, False, time_limit)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    try:
+        return _plan(net, cands, target, objective, deadline)
+    except (SolveFailed, OverflowError) as exc:
+        why = str(exc) if isinstance(exc, SolveFailed) else f"CP-SAT model too large: {exc}"
+        what = f"the memory plan of the network ({len(net.steps)} steps): {why}"
+        plan = all_dram_plan(net, cands, objective, 0, f"{what}; the all-DRAM plan")
+        if fallback != "heuristic" or plan is None:
+            hint = "" if plan is None else " (--fallback heuristic: the all-DRAM plan)"
+            raise ScheduleError(what + hint) from None
+        return plan
+
+
+def _plan(net, cands, target, objective: str, deadline) -> Plan:
+    """plan_network's solves: the relaxation, its allocation, the joint model if needed."""
+    s, parts, status, bound = _solve_stages(net, cands, target, objective, False, deadline)
     if s is None:
-        raise ScheduleError("no memory plan fits the buffer (the all-DRAM plan should): a bug")
+        return _no_solution(net, cands, objective, status, bound)
     x, y, primary, _ = parts
     resident, choice_idx = _read(s, x, y)
-    placed = _allocate(net, cands, choice_idx, resident, target)
-    if placed is None:
-        joint = True
-        s, parts, status, bound = _solve_stages(net, cands, target, objective, True, time_limit)
+    placed = _allocate(net, cands, choice_idx, resident, target, deadline)
+    joint = placed is None
+    if joint:
+        # a lower bound of the relaxation is one of the exact problem too
+        relaxed = plan_value(_choice(cands, choice_idx), objective) if status == "optimal" else bound
+        s, parts, status, bound = _solve_stages(net, cands, target, objective, True, deadline)
+        bound = max(bound or 0, relaxed)
+        if s is None:
+            return _no_solution(net, cands, objective, status, bound)
         x, y, primary, (toff, soff) = parts
         resident, choice_idx = _read(s, x, y)
         placed = ({t: int(s.value(o)) for t, o in toff.items() if resident[t]},
                   [int(s.value(o)) for o in soff])
     toffs, soffs = placed
-    choice = tuple(cands[i][c] for i, c in enumerate(choice_idx))
+    choice = _choice(cands, choice_idx)
     value = plan_value(choice, objective)
     return Plan(tuple(resident.get(t.index, False) for t in net.tensors),
                 tuple(toffs.get(t.index) for t in net.tensors), choice, tuple(soffs),
-                objective, value, status, value if status == "optimal" else bound, joint)
+                objective, value, status, value if status == "optimal" else min(bound, value), joint)
+
+
+def _choice(cands, choice_idx) -> tuple:
+    return tuple(cands[i][c] for i, c in enumerate(choice_idx))
+
+
+def _no_solution(net, cands, objective: str, status: str, bound: int) -> Plan:
+    """The plan when the network model's first stage found none: out of time, the all-DRAM
+    plan (status "feasible", CP-SAT's bound); proven infeasible or an invalid model (the
+    all-DRAM plan is a solution of every model built): a bug, a ScheduleError."""
+    plan = all_dram_plan(net, cands, objective, bound,
+                         "time limit before the network solve's first plan: the all-DRAM plan")
+    if status != "unknown":
+        raise ScheduleError(f"no memory plan fits the buffer (the all-DRAM plan should; CP-SAT: "
+                            f"{status}): a bug")
+    if plan is None:       # candidates without an all-DRAM one (made by hand)
+        raise ScheduleError("no memory plan found within the time limit")
+    return plan
+
+
+def all_dram_plan(net: Network, cands, objective: str, bound: int = 0, note: str = "") -> Plan | None:
+    """The plan that keeps nothing resident: every step's all-DRAM candidate, its tiles at
+    word 0 (sound whatever the rest: a step's tiles are alone in the buffer), status
+    "feasible" with ``bound`` (clipped to [0, value]); None when a step has no all-DRAM
+    candidate."""
+    idx = _all_dram_choice(cands)
+    if idx is None:
+        return None
+    choice = _choice(cands, idx)
+    value = plan_value(choice, objective)
+    return Plan(tuple(False for _ in net.tensors), tuple(None for _ in net.tensors), choice,
+                tuple(0 for _ in choice), objective, value, "feasible", max(0, min(bound, value)), False, note)
 
 
 def plan_value(choice, objective: str) -> int:

@@ -41,7 +41,7 @@ from sqnxt_compiler.cost.model import (CostReport, allowed_dataflows, capacity_w
 from sqnxt_compiler.diagnostics import ScheduleError, UsageError, one_line
 from sqnxt_compiler.targets import Target
 
-from .cpsat import INT_MAX, build_model, decode
+from .cpsat import INT_MAX, SolveFailed, build_model, decode, run, set_hint, solution, value
 from .oracle import OBJECTIVES, SECONDARY, exhaustive_best, infeasible_error
 from .space import clear_spaces, get_space, min_footprint_words
 
@@ -310,13 +310,18 @@ def _assignment(lm, m: Mapping) -> list | None:
     return out
 
 
+def _full_hint(lm, m: Mapping) -> list[int] | None:
+    """Every variable's value for mapping ``m`` (a complete hint: :func:`.cpsat.set_hint`),
+    or None when ``m`` is outside the model's reduced space."""
+    a = _assignment(lm, m)
+    return None if a is None else lm.complete({v.index: val for v, val in a})
+
+
 def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float | None,
                  fallback: str | None, hint: Mapping | None = None) -> LayerSchedule:
-    t0 = time.perf_counter()
-
-    def left():
-        return None if time_limit is None else time_limit - (time.perf_counter() - t0)
-
+    """The layer's CP-SAT schedule (module doc).  The solver boundary: whatever CP-SAT
+    raises in any of the layer's solves is the layer's failure like any other, a
+    ScheduleError naming the layer (exit 6) or, with ``fallback``, the heuristic mapping."""
     if min_footprint_words(layer, target) > capacity_words(layer, target):
         raise infeasible_error(layer, target)
 
@@ -325,25 +330,41 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             return _heuristic_schedule(layer, target, objective, msg)
         raise ScheduleError(f"layer '{layer.name}' ({layer.describe()}): {msg}")
 
+    try:
+        return _cpsat_stages(layer, target, objective, time_limit, hint, fail)
+    except SolveFailed as exc:
+        return fail(str(exc))
+
+
+def _cpsat_stages(layer: Layer, target: Target, objective: str, time_limit: float | None,
+                  hint: Mapping | None, fail) -> LayerSchedule:
+    """The lexicographic stages (module doc); ``fail(message)`` ends a solve that gives no
+    mapping."""
+    t0 = time.perf_counter()
+
+    def left():
+        return None if time_limit is None else time_limit - (time.perf_counter() - t0)
+
     inc = None if hint is None else hinted_incumbent(layer, target, hint)
     if inc is None:
         inc = incumbent(layer, target, objective)
     try:
         if objective == "edp":
-            lm, obj, pre_status = _edp_model(layer, target, left, inc)
+            lm, obj, pre_status, start = _edp_model(layer, target, left, inc)
             if lm is None:
                 return fail(pre_status)
         else:
             lm = build_model(layer, target)
             obj = _objective_var(lm, objective).expr
+            start = inc                  # the mapping the first stage starts from, if any
     except OverflowError as exc:
         return fail(f"CP-SAT model too large: {exc}")
     model = lm.model
-    hint = None
     if inc is not None:
         # a cutoff, not an answer: the optimum is <= any feasible mapping's objective
         model.add(obj <= inc.values[objective])
-        hint = _assignment(lm, inc.mapping)
+    # complete hints only (cpsat.set_hint), and solutions of the model
+    hint = start_hint = None if start is None else _full_hint(lm, start.mapping)
     sec = _objective_var(lm, SECONDARY[objective])
     stages = [("primary", obj)]          # the later stages are added once stage 1 is done
     values = {}
@@ -353,12 +374,9 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
     while si < len(stages):
         stage, expr = stages[si]
         model.minimize(expr)
-        model.clear_hints()
-        if hint is not None:
-            for var, val in hint:
-                model.add_hint(var, val)
+        set_hint(model, hint)
         solver = _solver(left())
-        st = solver.solve(model)
+        st = run(solver, model)
         if st == cp_model.INFEASIBLE:
             raise infeasible_error(layer, target)
         if st == cp_model.MODEL_INVALID:
@@ -372,7 +390,7 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             tie_done = False
             break
         sol = decode(lm, solver)
-        hint = [(v, solver.value(v)) for v in lm.decision_vars()]
+        found = solution(solver)
         if si == 0:
             values["primary"] = solver.value(expr)     # exact (objective_value is a float)
             bound = _int_bound(solver.best_objective_bound)
@@ -384,9 +402,16 @@ def _solve_cpsat(layer: Layer, target: Target, objective: str, time_limit: float
             break
         model.add(expr == solver.value(expr))
         if si == 0:
-            stages += _tie_stages(lm, sec, solver.value(sec.expr),
-                                  inc.values[SECONDARY[objective]]
-                                  if inc is not None and inc.values[objective] == values["primary"] else None)
+            sec_found = solver.value(sec.expr)
+            sec_inc = (inc.values[SECONDARY[objective]]
+                       if inc is not None and inc.values[objective] == values["primary"] else None)
+            stages += _tie_stages(lm, sec, sec_found, sec_inc)
+            if sec_inc is not None and sec_inc < sec_found:
+                # stage 1's mapping breaks stage 2's bound on the secondary; the incumbent
+                # (optimal, so it is the start) does not
+                found = start_hint if start is inc else None
+        # the next stage starts from this answer, every variable given (the new ones by definition)
+        hint = None if found is None else lm.complete(dict(enumerate(found)))
         si += 1
     df, order, tiles = sol
     m = Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order)
@@ -432,6 +457,7 @@ def _tie_stages(lm, sec, sec_hint: int, sec_inc: int | None) -> list:
     if (hi - sec.lo) * w + lm.tie_key_hi <= INT_MAX:
         d = lm.model.new_int_var(0, hi - sec.lo, "sec_minus_lo")
         lm.model.add(d == sec.expr - sec.lo)
+        lm.define(d, lambda vals: value(sec, vals) - sec.lo)
         return [("secondary+tie", d * w + lm.tie_key)]
     return [("secondary", sec.expr), ("tie", lm.tie_key)]
 
@@ -441,33 +467,40 @@ def _edp_model(layer, target, left, inc: Incumbent | None = None):
     and min energy (E*) first; a mapping optimal for cycles has EDP H = C* x E(its energy),
     so the EDP optimum has cycles <= H / E* and energy <= H / C*.  With an incumbent
     (any feasible mapping) H = min(H, its EDP); each pre-solve gets its own incumbent
-    (the enumerated best cycles, energy) as cutoff and hint."""
+    (the enumerated best cycles, energy) as cutoff and hint.  Returns (model, the EDP
+    variable, a note, the start): the start is a mapping of EDP H, a solution of the model
+    (the incumbent, or the cycles-optimal mapping when that is better): the EDP solve's
+    hint (an incumbent worse than H would break ``edp <= H``: an inconsistent hint)."""
     bounds = {}
     h_energy = None
+    c_opt = None
     for name in ("cycles", "energy"):
         lm = build_model(layer, target)
         pre = incumbent(layer, target, name) if inc is not None else None
         if pre is not None:
             lm.model.add(_objective_var(lm, name).expr <= pre.values[name])
-            for var, val in _assignment(lm, pre.mapping) or ():
-                lm.model.add_hint(var, val)
+            set_hint(lm.model, _full_hint(lm, pre.mapping))
         lm.model.minimize(_objective_var(lm, name).expr)
         s = _solver(left())
-        st = s.solve(lm.model)
+        st = run(s, lm.model)
         if st != cp_model.OPTIMAL:
-            return None, None, f"EDP pre-solve ({name}) ended with status {s.status_name(st)}"
+            return None, None, f"EDP pre-solve ({name}) ended with status {s.status_name(st)}", None
         bounds[name] = s.value(_objective_var(lm, name).expr)
         if name == "cycles":
             h_energy = int(s.value(lm.energy.expr))
-    H = bounds["cycles"] * h_energy
-    if inc is not None:
-        H = min(H, inc.values["edp"])
+            df, order, tiles = decode(lm, s)
+            c_opt = Incumbent(Mapping(df, tiles["x"], tiles["y"], tiles["c"], tiles["k"], order),
+                              {"cycles": bounds["cycles"], "energy": h_energy, "edp": bounds["cycles"] * h_energy})
+    H = c_opt.values["edp"]
+    start = c_opt
+    if inc is not None and inc.values["edp"] <= H:
+        H, start = inc.values["edp"], inc
     c_hi, e_hi = H // bounds["energy"], H // bounds["cycles"]
     lm = build_model(layer, target, cycles_hi=c_hi, energy_hi=e_hi)
     b = _Prod(lm)
     edp = b.product(lm.cycles, lm.energy)
     lm.model.add(edp <= H)
-    return lm, edp, "ok"
+    return lm, edp, "ok", start
 
 
 class _Prod:
@@ -482,6 +515,7 @@ class _Prod:
             raise OverflowError(f"edp upper bound {hi}")
         v = self.lm.model.new_int_var(a.lo * b.lo, hi, "edp")
         self.lm.model.add_multiplication_equality(v, [a.expr, b.expr])
+        self.lm.define(v, lambda vals: value(a, vals) * value(b, vals))
         return v
 
 
