@@ -23,7 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqnxt_compiler.ir.ops import ELEMENT_LAYER_OPS
+from sqnxt_compiler.ir.core import OPS, RunsOnArray
+from sqnxt_compiler.layers import RULES
+
+#: The ops issue 11 added: those whose layer stands for their cost (element-wise, data
+#: movement, reductions, a matmul by constant weights), not the conv / fc / pool / add it is.
+ELEMENT_LAYER_OPS = {name for name, d in OPS.items()
+                     if d.get_trait(RunsOnArray) and not RULES[d.get_trait(RunsOnArray).layer].native}
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = ("import resource, subprocess, sys\n"

@@ -1,5 +1,7 @@
 """fuse-relu: fold an activation into the conv, fc or add that feeds it (the ops with the
-``act_fusible`` trait).
+``act_fusible`` trait).  The activations are the ops with the ``activation`` trait: its
+``Activation(kind, alpha, beta, when)`` says which ``act`` the op becomes, with which
+``act_alpha`` / ``act_beta``, and on which attribute values (ir/ops.py).
 
 ``relu(conv(x))`` -> ``conv(x) {act = "relu"}``; ``clip(conv(x)) {min = 0, max = 6}`` ->
 ``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc`` and ``sqnxt.add``.  Into a conv or
@@ -24,34 +26,18 @@ relu or relu6 as its ``post_act``: it applies to the sum, as the ReLU did.
 
 Left alone (and counted): a producer with other users (they need the pre-activation
 value), one that already has an activation, a conv with a fused pool (the activation
-would run before the pool), a clip with other bounds than [0, 6], an activation other than
-relu / relu6 after an add or a fused residual add.
+would run before the pool), a clip with other bounds than [0, 6] (an op whose attributes
+are not its activation's), an activation other than relu / relu6 after an add or a fused
+residual add (one the slot's ``act`` / ``post_act`` choices do not take: the adder
+applies only those).
 """
 from __future__ import annotations
 
+from ..ir.core import Activation
 from ..ir.graph import Graph
+from ..ir.ops import SWISH
 from ..pipeline.pass_base import Pass, PassContext
 from .patterns import fusible_producer
-
-#: Activations an add (and a fused residual's post_act) takes: applied by the adder.
-SIMPLE = ("relu", "relu6")
-
-
-def activation_of(op) -> tuple[str, float, float] | None:
-    """(act, alpha, beta) the epilogue applies for ``op``, or None: relu; relu6 for
-    clip(0, 6); leaky_relu (alpha = its slope); hard_sigmoid (alpha, beta); hard_swish;
-    sigmoid; tanh."""
-    if op.name == "sqnxt.relu":
-        return "relu", 0.0, 0.0
-    if op.name == "sqnxt.clip":
-        return ("relu6", 0.0, 0.0) if (op.attrs["min"], op.attrs["max"]) == (0.0, 6.0) else None
-    if op.name == "sqnxt.leaky_relu":
-        return "leaky_relu", op.attrs["alpha"], 0.0
-    if op.name == "sqnxt.hard_sigmoid":
-        return "hard_sigmoid", op.attrs["alpha"], op.attrs["beta"]
-    if op.name in ("sqnxt.hard_swish", "sqnxt.sigmoid", "sqnxt.tanh"):
-        return op.name.split(".")[1], 0.0, 0.0
-    return None
 
 
 def swish_of(graph: Graph, mul) -> tuple | None:
@@ -80,21 +66,21 @@ class FuseReLU(Pass):
             if sw is not None:
                 self._swish(graph, op, *sw)
                 continue
-            if op.name not in ("sqnxt.relu", "sqnxt.clip", "sqnxt.leaky_relu", "sqnxt.hard_sigmoid",
-                               "sqnxt.hard_swish", "sqnxt.sigmoid", "sqnxt.tanh"):
+            act = op.get_trait(Activation)
+            if act is None:
                 continue
             users = graph.uses(op.result)
             if op.name == "sqnxt.sigmoid" and len(users) == 1 and swish_of(graph, users[0][0]):
                 continue          # half of a swish: fused with its mul
-            act = activation_of(op)
-            if act is None:
-                self.stats["skipped-clip-bounds"] += 1
+            params = act.epilogue_attrs(op)
+            if params is None:    # not this activation's attribute values (a clip not on [0, 6])
+                self.stats[f"skipped-{op.name.split('.')[1]}-bounds"] += 1
                 continue
             src, why = fusible_producer(graph, op.operands[0], "act_fusible")
             if src is None:
                 self.stats[f"skipped-{why}"] += 1
                 continue
-            if self._fuse(graph, src, act, op.result):
+            if self._fuse(graph, src, act.kind, params, op.result):
                 graph.erase(op)
 
     def _swish(self, graph: Graph, mul, y, sig) -> None:
@@ -106,28 +92,28 @@ class FuseReLU(Pass):
         if {u.id for u, _ in graph.uses(src.result)} != {mul.id, sig.id}:
             self.stats["skipped-multi-use"] += 1
             return
-        if self._fuse(graph, src, ("swish", 0.0, 0.0), mul.result):
+        if self._fuse(graph, src, SWISH.kind, {}, mul.result):
             graph.erase(mul)
             graph.erase(sig)
 
-    def _fuse(self, graph: Graph, src, act: tuple[str, float, float], result) -> bool:
-        """Give ``src`` the activation and let ``result``'s users read ``src``; False (and
-        counted) when it cannot take it."""
+    def _fuse(self, graph: Graph, src, kind: str, params: dict, result) -> bool:
+        """Give ``src`` the activation ``kind`` (its slot: ``post_act`` after a fused
+        residual add, else ``act``) with ``params`` (``act_alpha``, ``act_beta``) and let
+        ``result``'s users read ``src``; False (and counted) when it cannot take it: a
+        fused pool, a kind the slot's declared choices do not take (the adder applies
+        relu and relu6 only), a slot already set."""
         if src.attrs.get("pool") is not None:     # act(pool(y)) is not pool(act(y))
             self.stats["skipped-pool-between"] += 1
             return False
         slot = "post_act" if src.attrs.get("residual") else "act"
-        if act[0] not in SIMPLE and (slot == "post_act" or src.name == "sqnxt.add"):
-            self.stats[f"skipped-{act[0]}-after-add"] += 1
+        if kind not in src.opdef.attrs[slot].choices:
+            self.stats[f"skipped-{kind}-after-add"] += 1
             return False
         if src.attrs[slot] != "none":
             self.stats["skipped-already-activated"] += 1
             return False
-        src.attrs[slot] = act[0]
-        if act[0] == "leaky_relu":
-            src.attrs["act_alpha"] = act[1]
-        elif act[0] == "hard_sigmoid":
-            src.attrs["act_alpha"], src.attrs["act_beta"] = act[1], act[2]
+        src.attrs[slot] = kind
+        src.attrs.update(params)
         graph.replace_all_uses(result, src.result)
-        self.stats[f"{act[0]}-fused-into-{src.name.split('.')[1]}"] += 1
+        self.stats[f"{kind}-fused-into-{src.name.split('.')[1]}"] += 1
         return True

@@ -1,53 +1,86 @@
 """From IR ops to the cost model's layers (:class:`sqnxt_compiler.cost.layer.Layer`).
 
-Which ops the accelerator runs, and as what:
+Which ops the accelerator runs, and as what: an op with the ``runs_on_array`` trait
+declares ``RunsOnArray(rule)`` (``sqnxt_compiler/ir/ops.py``), naming one of the layer
+rules registered here (:data:`RULES`); :func:`layer_of` builds its layer with that rule:
 
-===========================  ===========================================================
-IR op                        cost-model layer
-===========================  ===========================================================
-``sqnxt.conv``               ``conv`` (grouped, depthwise and dilated included; the fused
-                             activation is applied as results leave the array: its
-                             operations are counted (:data:`EPILOGUE_ACTS`), no cycles;
-                             a fused residual add (``residual = 1``) sets the layer's
-                             ``residual``: its words, transfers and adds are counted;
-                             a fused pool (``pool``) sets the layer's ``pool*`` fields:
-                             P x Q is the pooled output)
-``sqnxt.fc``                 ``fc``: C = product of the input's non-batch dims, a 1x1 conv
-                             on a 1x1 image
-``sqnxt.maxpool/avgpool``    ``maxpool``/``avgpool``; a ceil-mode window that overhangs
-                             the input becomes extra bottom/right padding (Caffe's rule)
-``sqnxt.global_avgpool``     ``gap`` (R = H, S = W)
-``sqnxt.matmul``             by a constant matrix: a 1x1 ``conv`` over x's leading
-                             positions (an ``fc`` for a 2-D x)
-``sqnxt.add``                ``add`` with ``n_inputs`` operands, when all have the
-                             output's shape (a broadcasting add is an ``eltwise``)
-``sqnxt.reduce``             over H and W: ``gap``; over one of them: ``avgpool`` with a
-                             window of the whole axis; over C (and any of H, W): ``conv``
-                             with one output channel (constant weights); of a tensor that
-                             is not NCHW: over leading axes only, an ``eltwise`` sum of the
-                             n output-sized slices; else a ``gap`` over (outputs, n)
-every op of                  ``eltwise``: the function's PE operations and nonlinear
-:data:`ELEMENTWISE`          evaluations per element, over the output's grid (:func:`grid`)
-every op of :data:`MOVES`    ``move``: a copy of the output's words (a gather of the words
-                             each output reads), no operation
-===========================  ===========================================================
+===========================  ==============  ============================================
+IR op                        rule            cost-model layer
+===========================  ==============  ============================================
+``sqnxt.conv``               ``conv``        ``conv`` (grouped, depthwise and dilated
+                                             included; the fused activation is applied as
+                                             results leave the array: its operations are
+                                             counted (the ``epilogue`` of its
+                                             ``Activation``), no cycles; a fused residual
+                                             add (``residual = 1``) sets the layer's
+                                             ``residual``: its words, transfers and adds
+                                             are counted; a fused pool (``pool``) sets the
+                                             layer's ``pool*`` fields: P x Q is the pooled
+                                             output)
+``sqnxt.fc``                 ``fc``          ``fc``: C = product of the input's non-batch
+                                             dims, a 1x1 conv on a 1x1 image
+``sqnxt.maxpool/avgpool``    ``pool``        ``maxpool``/``avgpool``; a ceil-mode window
+                                             that overhangs the input becomes extra
+                                             bottom/right padding (Caffe's rule)
+``sqnxt.global_avgpool``     ``gap``         ``gap`` (R = H, S = W)
+``sqnxt.matmul``             ``matmul``      by a constant matrix: a 1x1 ``conv`` over x's
+                                             leading positions (an ``fc`` for a 2-D x)
+``sqnxt.add``                ``add``         ``add`` with ``n_inputs`` operands, when all
+                                             have the output's shape; a broadcasting add is
+                                             an ``eltwise``, its operations once per
+                                             operand after the first
+``sqnxt.reduce``             ``reduce``      over H and W: ``gap``; over one of them:
+                                             ``avgpool`` with a window of the whole axis;
+                                             over C (and any of H, W): ``conv`` with one
+                                             output channel (constant weights); of a tensor
+                                             that is not NCHW: over leading axes only, an
+                                             ``eltwise`` sum of the n output-sized slices;
+                                             else a ``gap`` over (outputs, n)
+``sqnxt.resize``             ``resize``      nearest: a ``move``; linear: an ``eltwise`` of
+                                             3 operations (lerps of the 4 gathered taps)
+an op with the               ``eltwise``     ``eltwise``: the PE operations and nonlinear
+``elementwise`` trait                        evaluations per element of its
+                                             ``Elementwise(ops, funcs)``, over the output's
+                                             grid (:func:`grid`), as declared; the rules
+                                             below adjust what depends on the instance:
+``sqnxt.div``                ``div``         a constant divisor: no function (a multiply by
+                                             its reciprocal)
+``sqnxt.pow``                ``pow``         a constant exponent 2: no function (a multiply)
+``sqnxt.lrn``                ``lrn``         + ``size`` square-accumulates (its window)
+``sqnxt.batchnorm``          ``batchnorm``   operand 0 is the data; scale and shift are 2
+                                             per-channel parameters (folded from its 4
+                                             vectors)
+``sqnxt.layer_norm``         ``layer_norm``  operand 0 is the data; scale (and bias) are
+                                             per-channel parameters
+an op with the ``move``      ``move``        ``move``: a copy of the output's words (a
+trait                                        gather of the words each output reads), no
+                                             operation
+===========================  ==============  ============================================
 
 Every op an accelerator run executes is a layer: what remains *not modelled* is an op the
 machine has no mapping for (a matmul of two activations, a gemm whose weights are not
 constant); reports list it with no cycles, never silently dropped.  Ops with the ``free``
 trait (views, shape computations, graph structure) move no data and are not layers.
+
+A rule is registered with :func:`layer_rule`: its builder, the operands a layer reads as
+whole input tensors (:func:`data_operands`), and whether the layer *is* the op (conv, fc,
+pools, gap, add: the tiled executor computes its tiles) or stands for its cost (the
+others: their tiles store the op's reference result).  The op names the rule rather than
+the builder because ir/ does not import the cost model.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import numpy as np
 
 from .cost.layer import Layer
-from .ir.core import Op
+from .ir.core import Elementwise, Move, Op, RunsOnArray
 from .ir.graph import Graph
-from .ir.ops import conv_dilations, conv_out, pool_end_pad
+from .ir.ops import ACTIVATIONS, conv_dilations, conv_out, pool_end_pad
 
 
 def zero_fraction(w: np.ndarray) -> Fraction:
@@ -60,82 +93,67 @@ def layer_name(op: Op) -> str:
     return op.loc.node or f"{op.name.split('.')[1]}#{op.id}"
 
 
+@dataclass(frozen=True)
+class LayerRule:
+    """How the ops that declare ``RunsOnArray(name)`` become layers: ``build(op, name,
+    measured_sparsity)`` gives the layer (None: this instance is not modelled), ``reads(op)``
+    the operands the layer reads as whole input tensors (:func:`data_operands`), and
+    ``native`` says the layer is the op itself (its operands are the layer kind's: x, w[,
+    b][, r], every operand of an add), else it stands for the op's cost."""
+
+    build: Callable[[Op, str, bool], Layer | None]
+    reads: Callable[[Op], list]
+    native: bool = False
+
+
+#: The layer rules, by the name an op's ``RunsOnArray`` trait gives.
+RULES: dict[str, LayerRule] = {}
+
+
+def _operand_0(op: Op) -> list:
+    """Operand 0 (conv / fc: the weights follow)."""
+    return [op.operands[0]]
+
+
+def layer_rule(name: str, *, reads: Callable[[Op], list] = _operand_0, native: bool = False):
+    """Decorator: register the decorated builder as the layer rule ``name`` (:class:`LayerRule`)."""
+    def wrap(build):
+        if name in RULES:
+            raise ValueError(f"layer rule {name} registered twice")
+        RULES[name] = LayerRule(build, reads, native)
+        return build
+    return wrap
+
+
+def rule_of(op: Op) -> LayerRule | None:
+    """The layer rule ``op``'s ``RunsOnArray`` trait names, or None (the op does not run on
+    the array)."""
+    trait = op.get_trait(RunsOnArray)
+    return None if trait is None else RULES[trait.layer]
+
+
 def layer_of(op: Op, *, measured_sparsity: bool = False) -> Layer | None:
-    """The cost-model layer of ``op``, or None if the op is not modelled (see module doc)."""
-    name = layer_name(op)
-    if op.name == "sqnxt.conv":
-        x, w, y = op.operands[0].type.shape, op.operands[1].type.shape, op.result.type.shape
-        pt, pl, pb, pr = op.attrs["pads"]
-        zf = None
-        if measured_sparsity and op.operands[1].owner.const_value() is not None:
-            zf = zero_fraction(op.operands[1].owner.const_value())
-        dh, dw = conv_dilations(op)
-        return Layer(name, "conv", C=x[1], K=w[0], H=x[2], W=x[3], R=w[2], S=w[3], P=y[2], Q=y[3],
-                     stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
-                     pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
-                     groups=op.attrs["groups"], weight_zero_fraction=zf,
-                     residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw, **_act_fields(op),
-                     **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb, dh),
-                                    conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr, dw)))
-    if op.name == "sqnxt.fc":
-        x, w = op.operands[0].type.shape, op.operands[1].type.shape
-        zf = None
-        if measured_sparsity and op.operands[1].owner.const_value() is not None:
-            zf = zero_fraction(op.operands[1].owner.const_value())
-        return Layer(name, "fc", C=math.prod(x[1:]), K=w[0], H=1, W=1, R=1, S=1, P=1, Q=1,
-                     weight_zero_fraction=zf, residual=bool(op.attrs["residual"]), **_act_fields(op))
-    if op.name in ("sqnxt.maxpool", "sqnxt.avgpool"):
-        x, y = op.operands[0].type.shape, op.result.type.shape
-        kh, kw = op.attrs["kernel"]
-        sh, sw = op.attrs["strides"]
-        pt, pl, pb, pr = op.attrs["pads"]
-        ceil = op.attrs["ceil_mode"]
-        pb = pool_end_pad(x[2], kh, sh, pt, pb, ceil)   # the floor rule then gives P and Q
-        pr = pool_end_pad(x[3], kw, sw, pl, pr, ceil)
-        return Layer(name, op.name.split(".")[1], C=x[1], K=x[1], H=x[2], W=x[3], R=kh, S=kw,
-                     P=y[2], Q=y[3], stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
-                     pad_bottom=pb, pad_right=pr)
-    if op.name == "sqnxt.global_avgpool":
-        x = op.operands[0].type.shape
-        return Layer(name, "gap", C=x[1], K=x[1], H=x[2], W=x[3], R=x[2], S=x[3], P=1, Q=1)
-    if op.name == "sqnxt.add" and _is_add_layer(op):
-        y = op.result.type.shape
-        return Layer(name, "add", C=y[1], K=y[1], H=y[2], W=y[3], R=1, S=1, P=y[2], Q=y[3],
-                     n_inputs=len(op.operands))
-    if op.name == "sqnxt.reduce":
-        return _reduce_layer(op, name)
-    if op.name == "sqnxt.matmul":
-        return _matmul_layer(op, name)
-    if op.name in ELEMENTWISE or op.name in MOVES or op.name == "sqnxt.resize":
-        return _element_layer(op, name)
-    return None
+    """The cost-model layer of ``op`` by its layer rule, or None if the op is not modelled
+    (see module doc)."""
+    rule = rule_of(op)
+    return None if rule is None else rule.build(op, layer_name(op), measured_sparsity)
 
 
-#: Element-wise ops: IR op -> (PE operations, nonlinear function evaluations) per output
-#: element (docs/cost-model.md, "Element-wise and data-movement layers"; lrn adds its window).
-ELEMENTWISE: dict[str, tuple[int, int]] = {
-    "sqnxt.relu": (1, 0),           # max(x, 0)
-    "sqnxt.leaky_relu": (2, 0),     # compare, multiply
-    "sqnxt.prelu": (2, 0),          # compare, multiply by the slope
-    "sqnxt.clip": (2, 0),           # max, min
-    "sqnxt.batchnorm": (1, 0),      # x * scale + shift (folded per channel at compile time)
-    "sqnxt.hard_sigmoid": (3, 0),   # multiply-add, max, min
-    "sqnxt.hard_swish": (4, 0),     # hard_sigmoid, then multiply
-    "sqnxt.sigmoid": (0, 1),
-    "sqnxt.tanh": (0, 1),
-    "sqnxt.add": (1, 0),            # per operand after the first
-    "sqnxt.sub": (1, 0),
-    "sqnxt.mul": (1, 0),
-    "sqnxt.div": (1, 1),            # reciprocal, multiply (a constant divisor: multiply only)
-    "sqnxt.softmax": (2, 1),        # exp, accumulate, multiply by the row's reciprocal
-    "sqnxt.lrn": (2, 1),            # + size square-accumulates; multiply-add, power, multiply
-    "sqnxt.erf": (0, 1), "sqnxt.sqrt": (0, 1), "sqnxt.exp": (0, 1), "sqnxt.reciprocal": (0, 1),
-    "sqnxt.neg": (1, 0), "sqnxt.abs": (1, 0),
-    "sqnxt.pow": (1, 1),            # exp(b log a): a constant exponent 2 is one multiply
-    "sqnxt.layer_norm": (4, 0),     # accumulate, square-accumulate, normalize, scale-shift
-}
-#: Data-movement ops: each output word is a copy of one input word.
-MOVES = ("sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.extract_slice", "sqnxt.take")
+def data_operands(op: Op) -> list:
+    """The operands a layer reads as whole input tensors of the layer (its ``n_inputs``),
+    which the memory planner may keep in the buffer, by the op's layer rule: every operand
+    of an ``add`` layer; the output-shaped operands of an ``eltwise`` layer (of operand 0
+    for a normalization); operand 0 of a ``move`` (a concat's operands are parts of its
+    input: none); else operand 0 (conv/fc: weights follow)."""
+    rule = rule_of(op)
+    return _operand_0(op) if rule is None else rule.reads(op)
+
+
+def stands_in(op: Op) -> bool:
+    """True when ``op``'s layer stands for its cost rather than being the op itself (an
+    element-wise, data-movement or reduction layer, a matmul by constants): the tiled
+    executor stores such an op's reference result tile by tile."""
+    return not rule_of(op).native
 
 
 def grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -167,22 +185,83 @@ def operand_role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
     return "param" if all(d == 1 for d in s[len(s) - spatial:]) else "other"
 
 
-def data_operands(op: Op) -> list:
-    """The operands a layer reads as whole input tensors of the layer (its ``n_inputs``),
-    which the memory planner may keep in the buffer: every operand of an ``add`` layer;
-    the output-shaped operands of an ``eltwise`` layer; operand 0 of a ``move`` (a concat's
-    operands are parts of its input: none); else operand 0 (conv/fc: weights follow)."""
-    if op.name == "sqnxt.add" and _is_add_layer(op):
-        return list(op.operands)
-    if op.name in ELEMENTWISE or (op.name == "sqnxt.resize" and op.attrs["mode"] == "linear"):
-        y = op.result.type.shape
-        return [v for v in op.operands[:1 if op.name in ("sqnxt.batchnorm", "sqnxt.layer_norm") else None]
-                if operand_role(v.type.shape, y) == "full"]
-    if op.name == "sqnxt.concat":
-        return []
-    if op.name == "sqnxt.reduce" and _reduce_layer(op, "").kind == "eltwise":
-        return []               # its n slices are parts of one tensor, read from DRAM
-    return [op.operands[0]]
+def _const(v) -> np.ndarray | None:
+    return v.owner.const_value() if v.owner is not None else None
+
+
+def _weight_zero_fraction(op: Op, measured_sparsity: bool) -> Fraction | None:
+    """The measured zero fraction of a conv / fc's constant weight (operand 1), or None
+    (not measured, or the weight is not a constant)."""
+    if measured_sparsity and op.operands[1].owner.const_value() is not None:
+        return zero_fraction(op.operands[1].owner.const_value())
+    return None
+
+
+def _act_fields(op: Op) -> dict:
+    """The Layer fields of a conv / fc's fused activation: the operations and nonlinear
+    functions per output element of its kind (the ``epilogue`` of its ``Activation``)."""
+    ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
+    return {"act_ops": ops, "act_funcs": funcs}
+
+
+def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:
+    """The Layer fields of a conv's fused pool over its (conv_h x conv_w) output: a
+    ceil-mode window that overhangs becomes extra end padding, as for a pool layer."""
+    if pool is None:
+        return {}
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), c = pool["kernel"], pool["strides"], pool["pads"], pool["ceil_mode"]
+    return dict(pool=pool["kind"], pool_R=kh, pool_S=kw, pool_stride_h=sh, pool_stride_w=sw,
+                pool_pad_top=pt, pool_pad_left=pl, pool_pad_bottom=pool_end_pad(conv_h, kh, sh, pt, pb, c),
+                pool_pad_right=pool_end_pad(conv_w, kw, sw, pl, pr, c))
+
+
+# ---------------------------------------------------------------- the layers that are their op
+@layer_rule("conv", native=True)
+def _conv_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A conv: its geometry, fused activation, residual and pool (module doc)."""
+    x, w, y = op.operands[0].type.shape, op.operands[1].type.shape, op.result.type.shape
+    pt, pl, pb, pr = op.attrs["pads"]
+    zf = _weight_zero_fraction(op, measured_sparsity)
+    dh, dw = conv_dilations(op)
+    return Layer(name, "conv", C=x[1], K=w[0], H=x[2], W=x[3], R=w[2], S=w[3], P=y[2], Q=y[3],
+                 stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
+                 pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
+                 groups=op.attrs["groups"], weight_zero_fraction=zf,
+                 residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw, **_act_fields(op),
+                 **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb, dh),
+                                conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr, dw)))
+
+
+@layer_rule("fc", native=True)
+def _fc_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """An fc: C = the product of the input's non-batch dims, a 1x1 conv on a 1x1 image."""
+    x, w = op.operands[0].type.shape, op.operands[1].type.shape
+    zf = _weight_zero_fraction(op, measured_sparsity)
+    return Layer(name, "fc", C=math.prod(x[1:]), K=w[0], H=1, W=1, R=1, S=1, P=1, Q=1,
+                 weight_zero_fraction=zf, residual=bool(op.attrs["residual"]), **_act_fields(op))
+
+
+@layer_rule("pool", native=True)
+def _pool_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A maxpool / avgpool; a ceil-mode window that overhangs the input becomes extra
+    bottom / right padding (under which the floor rule gives P and Q)."""
+    x, y = op.operands[0].type.shape, op.result.type.shape
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["strides"]
+    pt, pl, pb, pr = op.attrs["pads"]
+    ceil = op.attrs["ceil_mode"]
+    pb = pool_end_pad(x[2], kh, sh, pt, pb, ceil)   # the floor rule then gives P and Q
+    pr = pool_end_pad(x[3], kw, sw, pl, pr, ceil)
+    return Layer(name, op.name.split(".")[1], C=x[1], K=x[1], H=x[2], W=x[3], R=kh, S=kw,
+                 P=y[2], Q=y[3], stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
+                 pad_bottom=pb, pad_right=pr)
+
+
+@layer_rule("gap", native=True)
+def _gap_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A global average pool: a ``gap`` with R = H, S = W."""
+    x = op.operands[0].type.shape
+    return Layer(name, "gap", C=x[1], K=x[1], H=x[2], W=x[3], R=x[2], S=x[3], P=1, Q=1)
 
 
 def _is_add_layer(op: Op) -> bool:
@@ -190,39 +269,37 @@ def _is_add_layer(op: Op) -> bool:
     return len(y) == 4 and len(op.operands) >= 2 and all(v.type.shape == y for v in op.operands)
 
 
-def _element_layer(op: Op, name: str) -> Layer:
-    """The eltwise or move layer of an element-wise / data-movement op (module doc)."""
+def _add_reads(op: Op) -> list:
+    """Every operand of an ``add`` layer; a broadcasting add's as any element-wise op's."""
+    return list(op.operands) if _is_add_layer(op) else _full_operands(op)
+
+
+@layer_rule("add", reads=_add_reads, native=True)
+def _add_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """An ``add`` of ``n_inputs`` operands of the output's shape; a broadcasting add is an
+    ``eltwise`` whose operations are once per operand after the first."""
+    if not _is_add_layer(op):
+        return _eltwise(op, name, ops=op.get_trait(Elementwise).ops * (len(op.operands) - 1))
     y = op.result.type.shape
-    K, P, Q = grid(y)
-    if op.name in MOVES or (op.name == "sqnxt.resize" and op.attrs["mode"] == "nearest"):
-        return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn=op.name.split(".")[1])
-    if op.name == "sqnxt.resize":       # linear: 3 lerps of the 4 gathered taps
-        return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn="resize", elem_ops=3)
-    ops, funcs = ELEMENTWISE[op.name]
-    operands = list(op.operands)
-    params = 0
-    if op.name == "sqnxt.batchnorm":         # scale and shift per channel, folded from 4 vectors
-        operands, params = operands[:1], 2
-    elif op.name == "sqnxt.layer_norm":      # scale and shift vectors (charged per channel)
-        operands, params = operands[:1], len(operands) - 1
-    roles = [operand_role(v.type.shape, y) for v in operands]
-    n_in = max(1, sum(r in ("full", "other") for r in roles))
-    params += sum(r == "param" for r in roles)
-    if op.name in ("sqnxt.add", "sqnxt.sub", "sqnxt.mul"):
-        ops *= len(operands) - 1
-    elif op.name == "sqnxt.div" and _const(op.operands[1]) is not None:
-        funcs = 0                             # a constant divisor: multiply by its reciprocal
-    elif op.name == "sqnxt.pow" and _const(op.operands[1]) is not None \
-            and np.all(_const(op.operands[1]) == 2):
-        funcs = 0                             # a square: one multiply
-    elif op.name == "sqnxt.lrn":
-        ops += op.attrs["size"]
-    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,
-                 fn=op.name.split(".")[1], elem_ops=ops, elem_funcs=funcs, params=params)
+    return Layer(name, "add", C=y[1], K=y[1], H=y[2], W=y[3], R=1, S=1, P=y[2], Q=y[3],
+                 n_inputs=len(op.operands))
 
 
-def _const(v) -> np.ndarray | None:
-    return v.owner.const_value() if v.owner is not None else None
+# ---------------------------------------------------------------- the layers that stand for their op
+@layer_rule("matmul")
+def _matmul_layer(op: Op, name: str, measured_sparsity: bool) -> Layer | None:
+    """A matmul by a constant 2-D matrix B (C x K) of an x of rank >= 2: a 1x1 conv over x's
+    leading positions (channels-last pointwise layers, ConvNeXt's MLP): rank 4 (N, H, W, C)
+    on an H x W image, rank 3 (N, L, C) on 1 x L, rank 2 an fc; None otherwise (two
+    activations, a batched B: no mapping)."""
+    x, b = op.operands[0].type.shape, op.operands[1].type.shape
+    if _const(op.operands[1]) is None or len(b) != 2 or len(x) < 2:
+        return None
+    lead = x[1:-1]
+    if not lead:
+        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1)
+    H, W = math.prod(lead[:-1]), lead[-1]
+    return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W)
 
 
 def _kept(shape: tuple[int, ...], axes: set[int]) -> tuple[int, ...]:
@@ -230,7 +307,14 @@ def _kept(shape: tuple[int, ...], axes: set[int]) -> tuple[int, ...]:
     return tuple(1 if i in axes else d for i, d in enumerate(shape))
 
 
-def _reduce_layer(op: Op, name: str) -> Layer:
+def _reduce_reads(op: Op) -> list:
+    """Operand 0, or none for a sum of slices (its n slices are parts of one tensor, read
+    from DRAM)."""
+    return [] if _reduce_layer(op, "", False).kind == "eltwise" else [op.operands[0]]
+
+
+@layer_rule("reduce", reads=_reduce_reads)
+def _reduce_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     """A reduction (module doc).  Of a tensor that is not NCHW: a ``gap`` whose channels
     are the output's elements and whose window is the n = input / output elements each
     one reduces (K = outputs, H = n, W = 1): the same words read and operations."""
@@ -256,48 +340,114 @@ def _reduce_layer(op: Op, name: str) -> Layer:
     return Layer(name, "avgpool", C=C, K=C, H=H, W=W, R=R, S=S, P=P, Q=Q, stride_h=R, stride_w=S)
 
 
-#: A fused activation's (operations, nonlinear functions) per output element: max/min in
-#: the output path are free (relu, relu6, the clamps), multiplies and functions are not.
-EPILOGUE_ACTS: dict[str, tuple[int, int]] = {
-    "none": (0, 0), "relu": (0, 0), "relu6": (0, 0),
-    "leaky_relu": (1, 0),        # multiply (the sign selects)
-    "hard_sigmoid": (1, 0),      # multiply-add (the clamps are free)
-    "hard_swish": (2, 0),        # multiply-add, multiply
-    "sigmoid": (0, 1), "tanh": (0, 1),
-    "swish": (1, 1),             # sigmoid, multiply
-}
+# ---------------------------------------------------------------- element-wise and data movement
+def _full_operands(op: Op, operands=None) -> list:
+    """The output-shaped ones of ``operands`` (default: all of ``op``'s): what an
+    ``eltwise`` layer reads as whole input tensors."""
+    y = op.result.type.shape
+    return [v for v in (op.operands if operands is None else operands)
+            if operand_role(v.type.shape, y) == "full"]
 
 
-def _act_fields(op: Op) -> dict:
-    """The Layer fields of a conv / fc's fused activation."""
-    ops, funcs = EPILOGUE_ACTS[op.attrs.get("act", "none")]
-    return {"act_ops": ops, "act_funcs": funcs}
+def _data_operand_reads(op: Op) -> list:
+    """A normalization's: operand 0 when output-shaped (the others are parameters)."""
+    return _full_operands(op, op.operands[:1])
 
 
-def _matmul_layer(op: Op, name: str) -> Layer | None:
-    """A matmul by a constant 2-D matrix B (C x K) of an x of rank >= 2: a 1x1 conv over x's
-    leading positions (channels-last pointwise layers, ConvNeXt's MLP): rank 4 (N, H, W, C)
-    on an H x W image, rank 3 (N, L, C) on 1 x L, rank 2 an fc; None otherwise (two
-    activations, a batched B: no mapping)."""
-    x, b = op.operands[0].type.shape, op.operands[1].type.shape
-    if _const(op.operands[1]) is None or len(b) != 2 or len(x) < 2:
-        return None
-    lead = x[1:-1]
-    if not lead:
-        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1)
-    H, W = math.prod(lead[:-1]), lead[-1]
-    return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W)
+def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = None,
+             operands=None, params: int = 0) -> Layer:
+    """An ``eltwise`` layer over the output's grid (:func:`grid`): ``ops`` PE operations
+    and ``funcs`` nonlinear functions per element (default: the op's ``Elementwise``
+    trait); of ``operands`` (default: all), the full-shape and other broadcasts are its
+    ``n_inputs`` (at least 1) and each per-channel vector adds one to ``params``."""
+    trait = op.get_trait(Elementwise)
+    ops = trait.ops if ops is None else ops
+    funcs = trait.funcs if funcs is None else funcs
+    y = op.result.type.shape
+    K, P, Q = grid(y)
+    roles = [operand_role(v.type.shape, y) for v in (op.operands if operands is None else operands)]
+    n_in = max(1, sum(r in ("full", "other") for r in roles))
+    params += sum(r == "param" for r in roles)
+    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,
+                 fn=op.name.split(".")[1], elem_ops=ops, elem_funcs=funcs, params=params)
 
 
-def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:
-    """The Layer fields of a conv's fused pool over its (conv_h x conv_w) output: a
-    ceil-mode window that overhangs becomes extra end padding, as for a pool layer."""
-    if pool is None:
-        return {}
-    (kh, kw), (sh, sw), (pt, pl, pb, pr), c = pool["kernel"], pool["strides"], pool["pads"], pool["ceil_mode"]
-    return dict(pool=pool["kind"], pool_R=kh, pool_S=kw, pool_stride_h=sh, pool_stride_w=sw,
-                pool_pad_top=pt, pool_pad_left=pl, pool_pad_bottom=pool_end_pad(conv_h, kh, sh, pt, pb, c),
-                pool_pad_right=pool_end_pad(conv_w, kw, sw, pl, pr, c))
+@layer_rule("eltwise", reads=_full_operands)
+def _eltwise_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """An element-wise function: its ``Elementwise`` counts as declared."""
+    return _eltwise(op, name)
+
+
+@layer_rule("div", reads=_full_operands)
+def _div_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A division; by a constant divisor a multiply by its reciprocal: no function."""
+    if _const(op.operands[1]) is not None:
+        return _eltwise(op, name, funcs=0)
+    return _eltwise(op, name)
+
+
+@layer_rule("pow", reads=_full_operands)
+def _pow_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A power exp(b log a); a constant exponent 2 is a square: one multiply, no function."""
+    b = _const(op.operands[1])
+    if b is not None and np.all(b == 2):
+        return _eltwise(op, name, funcs=0)
+    return _eltwise(op, name)
+
+
+@layer_rule("lrn", reads=_full_operands)
+def _lrn_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A local response normalization: its declared operations plus ``size``
+    square-accumulates (its window across channels)."""
+    return _eltwise(op, name, ops=op.get_trait(Elementwise).ops + op.attrs["size"])
+
+
+@layer_rule("batchnorm", reads=_data_operand_reads)
+def _batchnorm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A batchnorm: operand 0 is the data; scale and shift per channel are 2 parameters
+    (folded from its 4 vectors at compile time)."""
+    return _eltwise(op, name, operands=op.operands[:1], params=2)
+
+
+@layer_rule("layer_norm", reads=_data_operand_reads)
+def _layer_norm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A layer normalization: operand 0 is the data; its scale (and bias) vectors are
+    parameters (charged per channel)."""
+    return _eltwise(op, name, operands=op.operands[:1], params=len(op.operands) - 1)
+
+
+def _move(op: Op, name: str) -> Layer:
+    """A ``move`` layer over the output's grid: a copy of the output's words."""
+    K, P, Q = grid(op.result.type.shape)
+    return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn=op.name.split(".")[1])
+
+
+def _move_reads(op: Op) -> list:
+    """Operand 0, or none when the operands are parts of one input (``Move(parts=True)``:
+    concat)."""
+    return [] if op.get_trait(Move).parts else [op.operands[0]]
+
+
+@layer_rule("move", reads=_move_reads)
+def _move_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """Data movement (the ``Move`` trait): a copy of the output's words, no operation."""
+    return _move(op, name)
+
+
+def _resize_reads(op: Op) -> list:
+    """A linear resize's output-shaped operands (as an ``eltwise``); a nearest one's
+    operand 0 (as a ``move``)."""
+    return _full_operands(op) if op.attrs["mode"] == "linear" else [op.operands[0]]
+
+
+@layer_rule("resize", reads=_resize_reads)
+def _resize_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
+    """A resize: nearest is a ``move`` (a gather of the words each output reads); linear
+    an ``eltwise`` of 3 operations per output (lerps of the 4 gathered taps)."""
+    if op.attrs["mode"] == "nearest":
+        return _move(op, name)
+    K, P, Q = grid(op.result.type.shape)
+    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn="resize", elem_ops=3)
 
 
 def network_layers(graph: Graph, *, measured_sparsity: bool = False) -> list[tuple[Op, Layer | None]]:

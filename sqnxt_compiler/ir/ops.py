@@ -8,7 +8,9 @@ Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end
 The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
 (max(x, 0)) or ``relu6`` (min(max(x, 0), 6)); a conv / fc also takes leaky_relu,
 hard_sigmoid, hard_swish, sigmoid, tanh and swish (x * sigmoid(x)), with ``act_alpha`` /
-``act_beta`` their parameters (:data:`LAYER_ACTS`).
+``act_beta`` their parameters (:data:`LAYER_ACTS`).  Each kind but ``none`` and ``swish``
+is declared by the activation op it stands for (its ``Activation`` trait):
+:data:`ACTIVATIONS` collects them.
 
 A conv or fc with ``residual = 1`` has a fused element-wise add (the ``fuse-add`` pass):
 its last operand, of the result's shape, is added after ``act``, and ``post_act`` is
@@ -21,36 +23,33 @@ A conv with a ``pool`` attribute has a fused pooling (the ``fuse-pool`` pass): `
 result is the pooled tensor.
 
 Each declaration lists its traits (:data:`sqnxt_compiler.ir.core.TRAITS`): what the passes,
-the cost model, the reports and the frontend may assume about the op.
+the cost model, the reports and the frontend may assume about the op, with the data some
+of them carry (an element-wise function's operations, an activation's kind, the rule that
+makes the op a cost-model layer).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
-from .core import OPS
+from .core import OPS, Activation, Elementwise, Move, Op, RunsOnArray, VerifyError, declare
 from .core import AttrSpec as A
-from .core import Op, VerifyError, declare
 from .types import TensorType
 
-ACTS = ("none", "relu", "relu6")
-#: The activations a conv / fc can apply in its epilogue (``act``, with ``act_alpha`` and
-#: ``act_beta`` for leaky_relu's slope and hard_sigmoid's alpha, beta); ``post_act`` and an
-#: add's ``act`` take :data:`ACTS`.
-LAYER_ACTS = ACTS + ("leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "swish")
 #: Traits of the graph-structure ops, and of the shape computations.
 STRUCTURE_TRAITS = ("structural", "free")
 SHAPE_TRAITS = ("shape_op", "free")
 #: Traits of the ops that pass operand 0's words on unchanged (no data moved).
 VIEW_TRAITS = ("free", "view")
-#: Traits of conv and fc: weights in operands 1.., a fusible activation, run on the array.
-WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible", "runs_on_array")
+#: Traits of conv and fc: weights in operands 1.., a fusible activation.
+WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible")
 #: The mapping and costs the schedule pass attaches to the ops the accelerator runs.
 SCHEDULE = A("any")
 #: Where the memory planner put the op's output and tiles (with ``activation_home = planned``).
 PLAN = A("any")
+#: The attributes every op with the ``runs_on_array`` trait declares (its verify checks).
+LAYER_ATTRS = {"schedule": SCHEDULE, "plan": PLAN}
 
 
 def _t(op: Op, i: int) -> TensorType:
@@ -174,6 +173,52 @@ def _constant(op):
     return [TensorType.of(op.attrs["value"])]
 
 
+# ---------------------------------------------------------------- activations
+# Declared before conv, fc and add: their ``act`` choices are these ops' kinds.
+def _same_type(op):
+    return [_t(op, 0)]
+
+
+# (name, summary, attributes, Elementwise, Activation) of each activation op, in the order
+# of LAYER_ACTS.
+for _name, _what, _attrs, _elementwise, _activation in (
+    ("sqnxt.relu", "max(x, 0).", {}, Elementwise(1, 0), Activation("relu", by_adder=True)),
+    ("sqnxt.clip", "min(max(x, min), max).",
+     {"min": A("float", default=float("-inf")), "max": A("float", default=float("inf"))},
+     Elementwise(2, 0),                                         # max, min
+     Activation("relu6", when=(("min", 0.0), ("max", 6.0)), by_adder=True)),
+    ("sqnxt.leaky_relu", "x if x >= 0 else alpha * x.", {"alpha": A("float", default=0.01)},
+     Elementwise(2, 0),                                         # compare, multiply
+     Activation("leaky_relu", alpha="alpha", epilogue=(1, 0))),  # multiply (the sign selects)
+    ("sqnxt.hard_sigmoid", "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid).",
+     {"alpha": A("float", default=0.2), "beta": A("float", default=0.5)},
+     Elementwise(3, 0),                                         # multiply-add, max, min
+     Activation("hard_sigmoid", alpha="alpha", beta="beta", epilogue=(1, 0))),  # the clamps are free
+    ("sqnxt.hard_swish", "x * max(0, min(1, x / 6 + 1 / 2)) (ONNX HardSwish).", {},
+     Elementwise(4, 0),                                         # hard_sigmoid, then multiply
+     Activation("hard_swish", epilogue=(2, 0))),                # multiply-add, multiply
+    ("sqnxt.sigmoid", "1 / (1 + exp(-x)).", {}, Elementwise(0, 1), Activation("sigmoid", epilogue=(0, 1))),
+    ("sqnxt.tanh", "tanh(x).", {}, Elementwise(0, 1), Activation("tanh", epilogue=(0, 1))),
+):
+    declare(_name, _what, attrs={**_attrs, **LAYER_ATTRS},
+            traits=(_elementwise, _activation, RunsOnArray("eltwise")))(_same_type)
+
+#: ``act = "none"``: no activation (the adder's too).
+NO_ACT = Activation("none", by_adder=True)
+#: ``act = "swish"``: x * sigmoid(x), the one kind with no op of its own (fuse-relu folds the
+#: pattern ``mul(y, sigmoid(y))``): the sigmoid and a multiply.
+SWISH = Activation("swish", epilogue=(1, 1))
+#: The activations an epilogue applies, by kind: none, each activation op's (declared just
+#: above, in declaration order), swish.
+ACTIVATIONS: dict[str, Activation] = {a.kind: a for a in (
+    NO_ACT, *(d.get_trait(Activation) for d in OPS.values() if "activation" in d.traits), SWISH)}
+#: The activations a conv / fc can apply in its epilogue (``act``, with ``act_alpha`` and
+#: ``act_beta`` for leaky_relu's slope and hard_sigmoid's alpha, beta).
+LAYER_ACTS = tuple(ACTIVATIONS)
+#: The activations the adder applies: an add's ``act``, a fused residual's ``post_act``.
+ACTS = tuple(kind for kind, a in ACTIVATIONS.items() if a.by_adder)
+
+
 # ---------------------------------------------------------------- compute layers
 def _verify_conv(op: Op) -> None:
     x, w = _t(op, 0), _t(op, 1)
@@ -207,9 +252,8 @@ EPILOGUE = {"act": A("str", default="none", choices=LAYER_ACTS),
          operands=(2, 4),
          attrs={"strides": A("ints", default=(1, 1)), "pads": A("ints", default=(0, 0, 0, 0)),
                 "dilations": A("ints"),
-                "groups": A("int", default=1), **EPILOGUE, "pool": A("any"),
-                "schedule": SCHEDULE, "plan": PLAN},
-         verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS)
+                "groups": A("int", default=1), **EPILOGUE, "pool": A("any"), **LAYER_ATTRS},
+         verify=_verify_conv, traits=WEIGHTED_LAYER_TRAITS + (RunsOnArray("conv"),))
 def _conv(op):
     x, w = _t(op, 0), _t(op, 1)
     sh, sw = op.attrs["strides"]
@@ -244,8 +288,8 @@ def _verify_fc(op: Op) -> None:
 @declare("sqnxt.fc", "Fully connected: y = flatten(x) @ W^T + b; x (N, ...) flattened from "
          "axis 1 to (N, C), W (K, C), b (K,). A 1x1 convolution on a 1x1 image. Fused "
          "activation and residual add as conv (operands x, w[, b][, r]).",
-         operands=(2, 4), attrs={**EPILOGUE, "schedule": SCHEDULE, "plan": PLAN},
-         verify=_verify_fc, traits=WEIGHTED_LAYER_TRAITS)
+         operands=(2, 4), attrs={**EPILOGUE, **LAYER_ATTRS},
+         verify=_verify_fc, traits=WEIGHTED_LAYER_TRAITS + (RunsOnArray("fc"),))
 def _fc(op):
     return [TensorType((_t(op, 0).shape[0], _t(op, 1).shape[0]), _t(op, 0).dtype)]
 
@@ -259,24 +303,10 @@ def _verify_bn(op: Op) -> None:
 
 @declare("sqnxt.batchnorm", "Inference batch normalization over axis 1: "
          "y = scale * (x - mean) / sqrt(var + epsilon) + bias.",
-         operands=(5, 5), attrs={"epsilon": A("float", default=1e-5)}, verify=_verify_bn)
+         operands=(5, 5), attrs={"epsilon": A("float", default=1e-5), **LAYER_ATTRS}, verify=_verify_bn,
+         traits=(Elementwise(1, 0),   # x * scale + shift (folded per channel at compile time)
+                 RunsOnArray("batchnorm")))
 def _bn(op):
-    return [_t(op, 0)]
-
-
-@declare("sqnxt.relu", "max(x, 0).")
-def _relu(op):
-    return [_t(op, 0)]
-
-
-@declare("sqnxt.leaky_relu", "x if x >= 0 else alpha * x.", attrs={"alpha": A("float", default=0.01)})
-def _leaky_relu(op):
-    return [_t(op, 0)]
-
-
-@declare("sqnxt.clip", "min(max(x, min), max).",
-         attrs={"min": A("float", default=float("-inf")), "max": A("float", default=float("inf"))})
-def _clip(op):
     return [_t(op, 0)]
 
 
@@ -289,25 +319,16 @@ def _broadcast(op: Op) -> list[TensorType]:
     return [TensorType(tuple(shape), _t(op, 0).dtype)]
 
 
-# ---------------------------------------------------------------- activations (not fused)
-def _same_type(op):
-    return [_t(op, 0)]
-
-
-for _name, _what, _attrs in (
-    ("sqnxt.sigmoid", "1 / (1 + exp(-x)).", {}),
-    ("sqnxt.tanh", "tanh(x).", {}),
-    ("sqnxt.hard_sigmoid", "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid).",
-     {"alpha": A("float", default=0.2), "beta": A("float", default=0.5)}),
-    ("sqnxt.hard_swish", "x * max(0, min(1, x / 6 + 1 / 2)) (ONNX HardSwish).", {}),
-    ("sqnxt.erf", "The error function erf(x) (GELU's: x / 2 * (1 + erf(x / sqrt(2)))).", {}),
-    ("sqnxt.sqrt", "sqrt(x).", {}),
-    ("sqnxt.exp", "exp(x).", {}),
-    ("sqnxt.neg", "-x.", {}),
-    ("sqnxt.abs", "|x|.", {}),
-    ("sqnxt.reciprocal", "1 / x.", {}),
+# ---------------------------------------------------------------- element-wise functions
+for _name, _what, _elementwise in (
+    ("sqnxt.erf", "The error function erf(x) (GELU's: x / 2 * (1 + erf(x / sqrt(2)))).", Elementwise(0, 1)),
+    ("sqnxt.sqrt", "sqrt(x).", Elementwise(0, 1)),
+    ("sqnxt.exp", "exp(x).", Elementwise(0, 1)),
+    ("sqnxt.neg", "-x.", Elementwise(1, 0)),
+    ("sqnxt.abs", "|x|.", Elementwise(1, 0)),
+    ("sqnxt.reciprocal", "1 / x.", Elementwise(0, 1)),
 ):
-    declare(_name, _what, attrs=_attrs)(_same_type)
+    declare(_name, _what, attrs=dict(LAYER_ATTRS), traits=(_elementwise, RunsOnArray("eltwise")))(_same_type)
 
 
 def _verify_prelu(op: Op) -> None:
@@ -321,14 +342,17 @@ def _verify_prelu(op: Op) -> None:
 
 
 @declare("sqnxt.prelu", "x if x >= 0 else slope * x; the slope (per channel, or any shape "
-         "that broadcasts to x) is operand 1 (ONNX PRelu).", operands=(2, 2), verify=_verify_prelu)
+         "that broadcasts to x) is operand 1 (ONNX PRelu).", operands=(2, 2), verify=_verify_prelu,
+         attrs=dict(LAYER_ATTRS),
+         traits=(Elementwise(2, 0), RunsOnArray("eltwise")))     # compare, multiply by the slope
 def _prelu(op):
     return [_t(op, 0)]
 
 
 @declare("sqnxt.add", "Element-wise sum of 2 or more tensors (numpy broadcasting), fused activation.",
-         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), "schedule": SCHEDULE, "plan": PLAN},
-         traits=("act_fusible", "runs_on_array"))
+         operands=(1, None), attrs={"act": A("str", default="none", choices=ACTS), **LAYER_ATTRS},
+         traits=("act_fusible", Elementwise(1, 0),    # per operand after the first
+                 RunsOnArray("add")))
 def _add(op):
     return _broadcast(op)
 
@@ -349,14 +373,22 @@ def _verify_layer_norm(op: Op) -> None:
 
 @declare("sqnxt.layer_norm", "Layer normalization over the axes from ``axis`` on: "
          "(x - mean) / sqrt(var + epsilon) * scale (+ bias) (ONNX LayerNormalization).",
-         operands=(2, 3), attrs={"axis": A("int", True), "epsilon": A("float", default=1e-5)},
-         verify=_verify_layer_norm)
+         operands=(2, 3), attrs={"axis": A("int", True), "epsilon": A("float", default=1e-5), **LAYER_ATTRS},
+         verify=_verify_layer_norm,
+         traits=(Elementwise(4, 0),   # accumulate, square-accumulate, normalize, scale-shift
+                 RunsOnArray("layer_norm")))
 def _layer_norm(op):
     return [_t(op, 0)]
 
 
-for _name, _what in (("sub", "a - b"), ("mul", "a * b"), ("div", "a / b"), ("pow", "a ** b")):
-    declare(f"sqnxt.{_name}", f"Element-wise {_what} (numpy broadcasting).", operands=(2, 2))(_broadcast)
+for _name, _what, _elementwise, _layer in (
+    ("sub", "a - b", Elementwise(1, 0), "eltwise"),
+    ("mul", "a * b", Elementwise(1, 0), "eltwise"),
+    ("div", "a / b", Elementwise(1, 1), "div"),     # reciprocal, multiply
+    ("pow", "a ** b", Elementwise(1, 1), "pow"),    # exp(b log a)
+):
+    declare(f"sqnxt.{_name}", f"Element-wise {_what} (numpy broadcasting).", operands=(2, 2),
+            attrs=dict(LAYER_ATTRS), traits=(_elementwise, RunsOnArray(_layer)))(_broadcast)
 
 
 def _verify_pool(op: Op) -> None:
@@ -383,17 +415,17 @@ def _pool(op):
 
 _POOL = {"kernel": A("ints", True), "strides": A("ints", default=(1, 1)),
          "pads": A("ints", default=(0, 0, 0, 0)), "ceil_mode": A("int", default=0, choices=(0, 1)),
-         "schedule": SCHEDULE, "plan": PLAN}
+         **LAYER_ATTRS}
 declare("sqnxt.maxpool", "2-D max pooling (padding never wins the max).",
-        attrs=dict(_POOL), verify=_verify_pool, traits=("runs_on_array",))(_pool)
+        attrs=dict(_POOL), verify=_verify_pool, traits=(RunsOnArray("pool"),))(_pool)
 declare("sqnxt.avgpool", "2-D average pooling; count_include_pad=1 divides by the full window.",
         attrs={**_POOL, "count_include_pad": A("int", default=0, choices=(0, 1))},
-        verify=_verify_pool, traits=("runs_on_array",))(_pool)
+        verify=_verify_pool, traits=(RunsOnArray("pool"),))(_pool)
 
 
 @declare("sqnxt.global_avgpool", "Mean over H and W: (N, C, H, W) -> (N, C, 1, 1).",
-         attrs={"schedule": SCHEDULE, "plan": PLAN}, verify=lambda op: _need_rank(op, 0, 4),
-         traits=("runs_on_array",))
+         attrs=dict(LAYER_ATTRS), verify=lambda op: _need_rank(op, 0, 4),
+         traits=(RunsOnArray("gap"),))
 def _gap(op):
     x = _t(op, 0)
     return [TensorType((x.shape[0], x.shape[1], 1, 1), x.dtype)]
@@ -423,7 +455,8 @@ def _gemm(op):
     return [TensorType((m, n), _t(op, 0).dtype)]
 
 
-@declare("sqnxt.matmul", "Matrix product (numpy matmul semantics).", operands=(2, 2))
+@declare("sqnxt.matmul", "Matrix product (numpy matmul semantics).", operands=(2, 2),
+         attrs=dict(LAYER_ATTRS), traits=(RunsOnArray("matmul"),))
 def _matmul(op):
     a, b = _t(op, 0).shape, _t(op, 1).shape
     if len(a) < 1 or len(b) < 1:
@@ -484,7 +517,7 @@ def _reshape(op):
 
 
 @declare("sqnxt.concat", "Concatenation along an axis.", operands=(1, None),
-         attrs={"axis": A("int", True)})
+         attrs={"axis": A("int", True), **LAYER_ATTRS}, traits=(Move(parts=True), RunsOnArray("move")))
 def _concat(op):
     first = _t(op, 0)
     axis = op.attrs["axis"] % max(first.rank, 1)
@@ -505,14 +538,16 @@ def _verify_transpose(op: Op) -> None:
 
 
 @declare("sqnxt.transpose", "Permute the axes: result axis i is input axis perm[i] (ONNX "
-         "Transpose).", attrs={"perm": A("ints", True)}, verify=_verify_transpose)
+         "Transpose).", attrs={"perm": A("ints", True), **LAYER_ATTRS}, verify=_verify_transpose,
+         traits=(Move(), RunsOnArray("move")))
 def _transpose(op):
     x = _t(op, 0)
     return [TensorType(tuple(x.shape[p] for p in op.attrs["perm"]), x.dtype)]
 
 
 @declare("sqnxt.expand", "Broadcast to ``shape`` (ONNX Expand: numpy broadcasting of the "
-         "input and the shape).", attrs={"shape": A("ints", True)})
+         "input and the shape).", attrs={"shape": A("ints", True), **LAYER_ATTRS},
+         traits=(Move(), RunsOnArray("move")))
 def _expand(op):
     x = _t(op, 0)
     try:
@@ -537,7 +572,8 @@ def _verify_pad(op: Op) -> None:
 @declare("sqnxt.pad", "Pad every axis: ``pads`` = begins then ends per axis (ONNX order), mode "
          "constant (with ``value``), reflect or edge.",
          attrs={"pads": A("ints", True), "mode": A("str", default="constant", choices=PAD_MODES),
-                "value": A("float", default=0.0)}, verify=_verify_pad)
+                "value": A("float", default=0.0), **LAYER_ATTRS}, verify=_verify_pad,
+         traits=(Move(), RunsOnArray("move")))
 def _pad(op):
     x, pads = _t(op, 0), op.attrs["pads"]
     r = x.rank
@@ -557,7 +593,8 @@ def _verify_reduce(op: Op) -> None:
 @declare("sqnxt.reduce", "Reduce over ``axes`` (ONNX ReduceMean / ReduceMax / ReduceMin / "
          "ReduceSum): kind mean | max | min | sum; keepdims keeps them as size 1.",
          attrs={"kind": A("str", True, choices=REDUCE_KINDS), "axes": A("ints", True),
-                "keepdims": A("int", default=1, choices=(0, 1))}, verify=_verify_reduce)
+                "keepdims": A("int", default=1, choices=(0, 1)), **LAYER_ATTRS}, verify=_verify_reduce,
+         traits=(RunsOnArray("reduce"),))
 def _reduce(op):
     x = _t(op, 0)
     axes = {a % x.rank for a in op.attrs["axes"]}
@@ -587,8 +624,9 @@ def _verify_resize(op: Op) -> None:
          attrs={"size": A("ints", True), "scales": A("floats", True),
                 "mode": A("str", default="nearest", choices=RESIZE_MODES),
                 "coord": A("str", default="half_pixel", choices=RESIZE_COORDS),
-                "nearest_mode": A("str", default="round_prefer_floor", choices=RESIZE_NEAREST)},
-         verify=_verify_resize)
+                "nearest_mode": A("str", default="round_prefer_floor", choices=RESIZE_NEAREST),
+                **LAYER_ATTRS},
+         verify=_verify_resize, traits=(RunsOnArray("resize"),))
 def _resize(op):
     x = _t(op, 0)
     h, w = (int(v) for v in op.attrs["size"])
@@ -608,15 +646,19 @@ def _dropout(op):
 
 @declare("sqnxt.lrn", "Local response normalization across channels (ONNX LRN).",
          attrs={"size": A("int", True), "alpha": A("float", default=1e-4),
-                "beta": A("float", default=0.75), "bias": A("float", default=1.0)},
-         verify=lambda op: _need_rank(op, 0, 4))
+                "beta": A("float", default=0.75), "bias": A("float", default=1.0), **LAYER_ATTRS},
+         verify=lambda op: _need_rank(op, 0, 4),
+         traits=(Elementwise(2, 1),   # + size square-accumulates; multiply-add, power, multiply
+                 RunsOnArray("lrn")))
 def _lrn(op):
     return [_t(op, 0)]
 
 
 @declare("sqnxt.softmax", "Softmax along axis; coerce_2d=1 is the opset<13 rule "
          "(flatten to 2-D at axis, normalise each row).",
-         attrs={"axis": A("int", default=-1), "coerce_2d": A("int", default=0, choices=(0, 1))})
+         attrs={"axis": A("int", default=-1), "coerce_2d": A("int", default=0, choices=(0, 1)), **LAYER_ATTRS},
+         traits=(Elementwise(2, 1),   # exp, accumulate, multiply by the row's reciprocal
+                 RunsOnArray("eltwise")))
 def _softmax(op):
     return [_t(op, 0)]
 
@@ -705,7 +747,8 @@ def _broadcast_view(t: TensorType) -> np.ndarray:
 @declare("sqnxt.extract_slice", "A strided slice of an activation (ONNX Slice / Split on "
          "data): the words are copied; bounds as sqnxt.slice.",
          attrs={"starts": A("ints", True), "ends": A("ints", True), "axes": A("ints", True),
-                "steps": A("ints", True)})
+                "steps": A("ints", True), **LAYER_ATTRS},
+         traits=(Move(), RunsOnArray("move")))
 def _extract_slice(op):
     try:
         return [TensorType(_slice(op, _broadcast_view(_t(op, 0))).shape, _t(op, 0).dtype)]
@@ -742,34 +785,11 @@ def _verify_take(op: Op) -> None:
 
 @declare("sqnxt.take", "np.take of an activation along ``axis`` with constant indices "
          "(ONNX Gather on data): the words are copied; every index in [-n, n) of the axis.",
-         operands=(2, 2), attrs={"axis": A("int", default=0)}, verify=_verify_take)
+         operands=(2, 2), attrs={"axis": A("int", default=0), **LAYER_ATTRS}, verify=_verify_take,
+         traits=(Move(), RunsOnArray("move")))
 def _take(op):
     x, idx = _t(op, 0), _t(op, 1)
     if not -x.rank <= op.attrs["axis"] < x.rank:
         raise VerifyError(f"axis {op.attrs['axis']} out of range for {x}")
     a = op.attrs["axis"] % x.rank
     return [TensorType(x.shape[:a] + idx.shape + x.shape[a + 1:], x.dtype)]
-
-
-# ---------------------------------------------------------------- the layers beyond conv / pool
-#: Ops the accelerator also runs (sqnxt_compiler.layers: element-wise functions, reductions,
-#: data movement, a matmul by constant weights): they carry the schedule and plan
-#: attributes like conv.
-ELEMENT_LAYER_OPS = ("sqnxt.batchnorm", "sqnxt.relu", "sqnxt.leaky_relu", "sqnxt.clip", "sqnxt.sigmoid",
-                     "sqnxt.tanh", "sqnxt.hard_sigmoid", "sqnxt.hard_swish", "sqnxt.prelu", "sqnxt.sub",
-                     "sqnxt.mul", "sqnxt.div", "sqnxt.softmax", "sqnxt.lrn", "sqnxt.reduce",
-                     "sqnxt.concat", "sqnxt.transpose", "sqnxt.expand", "sqnxt.pad", "sqnxt.resize",
-                     "sqnxt.extract_slice", "sqnxt.take", "sqnxt.matmul", "sqnxt.erf", "sqnxt.sqrt",
-                     "sqnxt.exp", "sqnxt.neg", "sqnxt.abs", "sqnxt.reciprocal", "sqnxt.pow",
-                     "sqnxt.layer_norm")
-
-
-def _runs_on_array(name: str) -> None:
-    """Give a declared op the runs_on_array trait and the schedule and plan attributes."""
-    d = OPS[name]
-    OPS[name] = replace(d, attrs={**d.attrs, "schedule": SCHEDULE, "plan": PLAN},
-                         traits=d.traits | {"runs_on_array"})
-
-
-for _name in ELEMENT_LAYER_OPS:
-    _runs_on_array(_name)

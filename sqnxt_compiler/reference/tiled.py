@@ -43,7 +43,7 @@ from ..cost.layer import ELEMENT_KINDS
 from ..diagnostics import Location, SqnxtError
 from ..ir.core import Op
 from ..ir.graph import Graph
-from ..layers import layer_of
+from ..layers import layer_of, stands_in
 from .executor import Interpreter, act_of, activate
 from .memory import MemoryImage
 
@@ -641,14 +641,13 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     return arith.out(y, fo), st
 
 
-#: The ops whose layers have a tiled kernel of their own (:func:`_run_layer`).
-TILED_OPS = ("sqnxt.conv", "sqnxt.fc", "sqnxt.maxpool", "sqnxt.avgpool", "sqnxt.global_avgpool", "sqnxt.add")
-
-
 def runs_whole(op: Op, L) -> bool:
     """Layers whose tiles store the op's reference result (:func:`_store_tiles`): the
-    element-wise and data-movement layers, the reductions, a matmul by constant weights."""
-    return L.kind in ELEMENT_KINDS or op.name not in TILED_OPS
+    element-wise and data-movement layers, and every layer that stands for its op's cost
+    (:func:`sqnxt_compiler.layers.stands_in`: the reductions, a matmul by constant
+    weights); the layers that are their op (conv, fc, pools, gap, add) have a tiled kernel
+    of their own (:func:`_run_layer`)."""
+    return L.kind in ELEMENT_KINDS or stands_in(op)
 
 
 def _store_tiles(op: Op, ref: np.ndarray, arith, trace: bool) -> tuple[object, LayerStats]:
