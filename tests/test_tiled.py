@@ -25,7 +25,7 @@ from sqnxt_compiler.diagnostics import SqnxtError
 from sqnxt_compiler import driver
 from sqnxt_compiler.layers import layer_of
 from sqnxt_compiler.passes.schedule import ScheduleAttr
-from sqnxt_compiler.reference import tiled
+from sqnxt_compiler.reference import arith, fixed_point, tiled, tiled_layers, tiles
 from sqnxt_compiler.reference.check import check, random_inputs
 from sqnxt_compiler.reference.executor import Interpreter, run
 from sqnxt_compiler.reference.tiled import TOLERANCES, execute_tiled, run_tiled
@@ -315,19 +315,19 @@ def split_conv(tiny, tmp_path):
 
 def test_halo_shifted_by_one_row_changes_the_result(split_conv, monkeypatch):
     res, feeds, plain = split_conv
-    good = tiled.window
+    good = tiles.window
 
     def shifted(o0, o1, stride, pad, kernel, size):   # the tile's rows one row too low
         return good(o0, o1, stride, pad - 1, kernel, size)
-    monkeypatch.setattr(tiled, "window", shifted)
+    monkeypatch.setattr(tiles, "window", shifted)
     got = run_tiled(res.graph, feeds)["y"]
     assert not np.allclose(got, plain["y"], rtol=1e-3, atol=1e-3)
 
 
 def test_halo_one_row_short_is_caught(split_conv, monkeypatch):
     res, feeds, _ = split_conv
-    good = tiled.window
-    monkeypatch.setattr(tiled, "window", lambda o0, o1, s, p, k, n: good(o0, o1, s, p, k - 1, n))
+    good = tiles.window
+    monkeypatch.setattr(tiles, "window", lambda o0, o1, s, p, k, n: good(o0, o1, s, p, k - 1, n))
     with pytest.raises(SqnxtError, match="outputs, the tile has"):
         run_tiled(res.graph, feeds)
 
@@ -335,21 +335,21 @@ def test_halo_one_row_short_is_caught(split_conv, monkeypatch):
 def test_padding_everywhere_instead_of_at_the_border_changes_the_result(split_conv, monkeypatch):
     """Padding a tile as if every tile touched the border (the classic halo bug)."""
     res, feeds, plain = split_conv
-    good = tiled.window
+    good = tiles.window
 
     def always_pad(o0, o1, stride, pad, kernel, size):
         lo, hi, pl, ph = good(o0, o1, stride, pad, kernel, size)
         if pl == 0 and pad and hi - lo > pad:
             return lo + pad, hi, pad, ph
         return lo, hi, pl, ph
-    monkeypatch.setattr(tiled, "window", always_pad)
+    monkeypatch.setattr(tiles, "window", always_pad)
     got = run_tiled(res.graph, feeds)["y"]
     assert not np.allclose(got, plain["y"], rtol=1e-3, atol=1e-3)
 
 
 def test_dropping_the_ragged_last_tile_is_caught(split_conv, monkeypatch):
     res, feeds, _ = split_conv
-    monkeypatch.setattr(tiled, "tile_ranges",
+    monkeypatch.setattr(tiles, "tile_ranges",
                         lambda bound, size: [(a, a + size) for a in range(0, bound - size + 1, size)])
     with pytest.raises(SqnxtError):
         run_tiled(res.graph, feeds)
@@ -360,7 +360,7 @@ def test_bias_and_activation_per_c_tile_instead_of_after_the_last_is_caught(tiny
     res = compiled(CASES["conv3x3-pad1-relu"](), tmp_path)
     force(res.graph, tiny, lambda L: Mapping("WS", 4, 4, 2, 4, ("c", "y", "x", "k")))
     feeds = random_inputs(res.graph, 1)
-    monkeypatch.setattr(tiled, "_complete", lambda done, L: True)
+    monkeypatch.setattr(tiled_layers, "_complete", lambda done, L: True)
     with pytest.raises(SqnxtError, match="exactly once"):
         run_tiled(res.graph, feeds)
 
@@ -371,8 +371,9 @@ def test_int16_with_a_wrong_scale_fails_the_tolerance(split_conv, monkeypatch):
     rep = check(res.graph, res.model, "m.onnx", samples=1, rtol=rtol, atol=atol,
                 executor=lambda g, f: run_tiled(g, f, precision="int16"))
     assert rep.ok, rep.format()
-    good = tiled.rescale
-    monkeypatch.setattr(tiled, "rescale", lambda acc, shift, count=1: good(acc, shift + 1, count))
+    good = fixed_point.rescale
+    for user in (arith, tiled_layers):     # requantization, and the int16 averages
+        monkeypatch.setattr(user, "rescale", lambda acc, shift, count=1: good(acc, shift + 1, count))
     rep = check(res.graph, res.model, "m.onnx", samples=1, rtol=rtol, atol=atol,
                 executor=lambda g, f: run_tiled(g, f, precision="int16"))
     assert not rep.ok
