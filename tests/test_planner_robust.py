@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -196,7 +197,7 @@ def test_whatever_cpsat_raises_with_the_fallback_is_the_heuristic_and_the_all_dr
 def test_a_crash_in_the_network_solve_is_a_schedule_error_or_the_all_dram_plan(monkeypatch):
     t = tiny_target(8192)
     _, net, cands = problem(residual(), t)
-    monkeypatch.setattr(P, "_solver", lambda limit: Crashing())
+    monkeypatch.setattr(P, "PARAMS", SimpleNamespace(solver=lambda limit: Crashing()))
     with pytest.raises(ScheduleError, match=r"memory plan of the network \(5 steps\): CP-SAT raised IndexError"):
         plan_network(net, cands, t, "cycles")
     plan = plan_network(net, cands, t, "cycles", fallback="heuristic")
@@ -238,7 +239,7 @@ def test_a_network_solve_out_of_time_gives_the_all_dram_plan(monkeypatch, object
     a bug): the all-DRAM plan, always feasible, status 'feasible' with a bound."""
     t = tiny_target(8192)
     _, net, cands = problem(residual(), t, objective)
-    monkeypatch.setattr(P, "_solver", lambda limit: Unknown())
+    monkeypatch.setattr(P, "PARAMS", SimpleNamespace(solver=lambda limit: Unknown()))
     plan = plan_network(net, cands, t, objective, time_limit=0.5)
     assert plan.status == "feasible" and not any(plan.resident) and not plan.joint
     assert list(plan.choice) == _all_dram(cands) and plan.value == plan_value(plan.choice, objective)
@@ -279,7 +280,7 @@ def test_any_network_time_limit_gives_a_sound_plan(limit):
 
 def test_a_first_plan_before_the_limit_is_feasible_with_its_bound(monkeypatch):
     """Stopped at its first solution (what a time limit does, deterministically)."""
-    real = P._solver
+    real = P.PARAMS.solver
 
     def first(limit):
         s = real(limit)
@@ -289,7 +290,7 @@ def test_a_first_plan_before_the_limit_is_feasible_with_its_bound(monkeypatch):
     t = tiny_target(8192)
     _, net, cands = problem(residual(), t)
     best = plan_network(net, cands, t, "cycles")
-    monkeypatch.setattr(P, "_solver", first)
+    monkeypatch.setattr(P, "PARAMS", SimpleNamespace(solver=first))
     plan = plan_network(net, cands, t, "cycles", time_limit=5.0)
     assert plan.status in ("feasible", "optimal") and plan.bound <= best.value <= plan.value
     assert verify_allocation(net, plan, t) == []
@@ -315,8 +316,9 @@ def test_the_network_solve_has_its_own_time_limit(monkeypatch):
 def _slow_first_plan(monkeypatch):
     """The network solver finds its first plan only when given 1 s or more (deterministic
     stand-in for a network model slower than a per-layer limit)."""
-    real = P._solver
-    monkeypatch.setattr(P, "_solver", lambda limit: Unknown() if limit is not None and limit < 1.0 else real(limit))
+    real = P.PARAMS.solver
+    monkeypatch.setattr(P, "PARAMS", SimpleNamespace(
+        solver=lambda limit: Unknown() if limit is not None and limit < 1.0 else real(limit)))
 
 
 def test_a_tiny_per_layer_time_limit_is_not_the_network_solves(monkeypatch, tmp_path):
@@ -334,7 +336,7 @@ def test_a_tiny_per_layer_time_limit_is_not_the_network_solves(monkeypatch, tmp_
 
 @pytest.mark.parametrize("fallback", [[], ["--fallback", "heuristic"]])
 def test_a_network_solve_out_of_time_compiles_with_the_all_dram_plan(monkeypatch, tmp_path, fallback):
-    monkeypatch.setattr(P, "_solver", lambda limit: Unknown())
+    monkeypatch.setattr(P, "PARAMS", SimpleNamespace(solver=lambda limit: Unknown()))
     out = tmp_path / "s.json"
     r = _compile([str(REPRO), "-t", "pe16x16", "--time-limit", "30", *fallback, "--emit", "schedule", "-o", str(out)])
     assert r.exit_code == 0, r.stderr

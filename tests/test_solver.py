@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 from ortools.sat.python import cp_model
@@ -13,6 +14,9 @@ from sqnxt_compiler.cost import Layer, evaluate
 from sqnxt_compiler.cost.model import objective_value
 from sqnxt_compiler.cost.reference_layers import distinct, squeezenext_layers
 from sqnxt_compiler.diagnostics import ScheduleError
+from sqnxt_compiler.schedule import edp as edp_mod
+from sqnxt_compiler.schedule import heuristic as heuristic_mod
+from sqnxt_compiler.schedule import layer_solve
 from sqnxt_compiler.schedule import solver as solver_mod
 from sqnxt_compiler.schedule.cpsat import build_model, decode
 from sqnxt_compiler.schedule.oracle import SECONDARY, exhaustive_best
@@ -32,7 +36,7 @@ def test_solver_equals_oracle_on_every_distinct_layer(t, limit, monkeypatch):
     """Objective, secondary objective and the tie-broken mapping equal the exhaustive
     search's, on every distinct layer of 1.0-SqNxt-23 and 1.0-SqNxt-23v5; with the
     enumerated incumbent (most of these layers) and with CP-SAT alone."""
-    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", limit)
+    monkeypatch.setattr(heuristic_mod, "INCUMBENT_LIMIT", limit)
     for L in ALL:
         s = schedule_layer(L, t)
         m, r = exhaustive_best(L, t)
@@ -246,14 +250,14 @@ def test_infeasible_layer_names_layer_and_smallest_buffer():
 def test_time_limit_records_bound_and_gap(monkeypatch):
     """Stop at the first solution (what a time limit does, deterministically): the
     schedule is 'feasible' with the proven bound and the gap."""
-    real = solver_mod._solver
+    real = layer_solve.PARAMS.solver
 
     def first_solution(left):
         s = real(left)
         s.parameters.stop_after_first_solution = True
         return s
 
-    monkeypatch.setattr(solver_mod, "_solver", first_solution)
+    monkeypatch.setattr(layer_solve, "PARAMS", SimpleNamespace(solver=first_solution))
     L = next(L for L in MAC if L.name == "conv1")
     s = schedule_layer(L, T16, time_limit=30)
     assert s.status in ("feasible", "optimal")
@@ -284,8 +288,8 @@ class Unknown(cp_model.CpSolver):
 
 def test_solver_failure_uses_the_heuristic_when_asked(monkeypatch):
     """No CP-SAT solution and no enumerated incumbent: an error, or the heuristic."""
-    monkeypatch.setattr(solver_mod, "_solver", lambda left: Unknown())
-    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", 0)
+    monkeypatch.setattr(layer_solve, "PARAMS", SimpleNamespace(solver=lambda left: Unknown()))
+    monkeypatch.setattr(heuristic_mod, "INCUMBENT_LIMIT", 0)
     L = next(L for L in MAC if L.name == "s2b1_sep2")
     with pytest.raises(ScheduleError, match="'s2b1_sep2'.*time limit"):
         schedule_layer(L, T16, time_limit=1.0)
@@ -374,10 +378,11 @@ def test_incumbent_is_only_a_cutoff(objective, monkeypatch):
         return solver_mod.Incumbent(m, {"cycles": r.total_cycles, "energy": r.energy_total,
                                         "edp": r.total_cycles * r.energy_total})
 
-    monkeypatch.setattr(solver_mod, "incumbent", poor)
+    monkeypatch.setattr(layer_solve, "incumbent", poor)
+    monkeypatch.setattr(edp_mod, "incumbent", poor)
     assert [schedule_layer(L, T8, objective=objective).to_dict() for L in layers] == with_inc
     monkeypatch.undo()
-    monkeypatch.setattr(solver_mod, "INCUMBENT_LIMIT", 0)
+    monkeypatch.setattr(heuristic_mod, "INCUMBENT_LIMIT", 0)
     assert all(solver_mod.incumbent(L, T8, objective) is None for L in layers)
     assert [schedule_layer(L, T8, objective=objective).to_dict() for L in layers] == with_inc
 
@@ -386,7 +391,7 @@ def test_time_limit_before_first_solution_returns_the_incumbent_as_feasible(monk
     """When CP-SAT finds nothing within the limit but the enumerated incumbent exists, the
     schedule is that mapping, status 'feasible' with a valid bound and the gap, never a
     heuristic mapping (which can only be worse) and never an error."""
-    monkeypatch.setattr(solver_mod, "_solver", lambda left: Unknown())
+    monkeypatch.setattr(layer_solve, "PARAMS", SimpleNamespace(solver=lambda left: Unknown()))
     L = next(L for L in MAC if L.name == "s2b1_sep2")
     inc = solver_mod.incumbent(L, T16, "cycles")
     assert inc is not None

@@ -18,7 +18,8 @@ At every step the chosen candidate's footprint plus the words of every resident 
 live at that step fit the buffer; the network's cycles and energy are each at most the
 all-DRAM plan's (every step's schedule alone).  Objective: the run's objective summed over the steps
 (edp: network cycles x network energy); ties: the secondary objective (energy for
-cycles, cycles otherwise), then the fewest resident words; one worker, fixed seed.
+cycles, cycles otherwise), then the fewest resident words (the staged solve of
+:mod:`.staged`, shared with the layer solver; the planner's own :data:`PARAMS`).
 
 **Allocation.**  Every resident tensor gets an address range for its whole live range and
 every step's tiles an address range for the step: rectangles in (step, address) that must
@@ -46,15 +47,19 @@ from ortools.sat.python import cp_model
 
 from ..cost.model import capacity_words, objective_value
 from ..diagnostics import ScheduleError
-from .cpsat import INT_MAX, SolveFailed, complete_by_search, run, set_hint, solution
+from .cpsat import INT_MAX, SolveFailed, complete_by_search, run
 from .liveness import Network
 from .oracle import SECONDARY, all_dram_totals
 from .space import min_footprint_words
+from .staged import SolverParams, solve_stages
 
 #: Pareto points per (step, home combination): 1 measured as good as 3 on 1.0-SqNxt-23
 #: (same plan on both targets) at a third of the solves; see docs/memory-planning.md.
 LEVELS = 1
 SEED = 7
+#: The planner's CP-SAT configuration (:class:`.staged.SolverParams`: one worker, the seed):
+#: the LP of the linking constraints (linearization level 2): ~250x faster proofs.
+PARAMS = SolverParams(SEED, (("linearization_level", 2),))
 #: Seconds for the whole network solve (relaxation, allocation, joint model) when the run
 #: has a per-layer time limit (``--time-limit``): that limit is one layer's, while the
 #: network model is one solve over every candidate (1.0-SqNxt-23: about 0.2 s; a larger
@@ -266,17 +271,6 @@ def _rectangles(m, net: Network, cands, y, x, B: int):
     return toff, soff
 
 
-def _solver(time_limit: float | None) -> cp_model.CpSolver:
-    s = cp_model.CpSolver()
-    s.parameters.num_workers = 1
-    s.parameters.random_seed = SEED
-    s.parameters.linearization_level = 2   # the LP of the linking constraints: ~250x faster proofs
-    s.parameters.catch_sigint_signal = False   # Ctrl-C is sqnxtc's (solver._solver)
-    if time_limit is not None:
-        s.parameters.max_time_in_seconds = max(0.001, time_limit)
-    return s
-
-
 def _left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (a ``time.monotonic()`` value; None: no limit)."""
     return None if deadline is None else deadline - time.monotonic()
@@ -319,37 +313,23 @@ def _all_dram_hint(m, x, y, cands, deadline) -> list[int] | None:
 
 
 def _solve_stages(net, cands, target, objective, joint, deadline):
-    """Minimize primary, then secondary, then resident words, each stage started from the
-    last one's solution (the first from the all-DRAM plan), all before ``deadline``.
+    """Minimize primary, then secondary, then resident words (:func:`.staged.solve_stages`,
+    each optimum fixed as an upper bound), each stage started from the last one's solution
+    (the first from the all-DRAM plan), all before ``deadline``.
     Returns (solver, parts, status, bound): the solver of the last stage that found a
     plan, or None when the first found none, with status "infeasible" (proven), "invalid"
     (the model) or "unknown" (the time limit came first) and CP-SAT's bound."""
     m, x, y, primary, secondary, words, alloc = _build(net, cands, target, objective, joint)
     hint = _all_dram_hint(m, x, y, cands, deadline)
-    bound = None
-    status = "optimal"
-    s = None          # the solver of the last stage that found a solution
-    for stage, expr in enumerate((primary, secondary, words)):
-        m.minimize(expr)
-        set_hint(m, hint)
-        trial = _solver(_left(deadline))
-        st = run(trial, m)
-        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if stage == 0:
-                why = {cp_model.INFEASIBLE: "infeasible", cp_model.MODEL_INVALID: "invalid"}
-                return None, None, why.get(st, "unknown"), _lower_bound(trial)
-            break      # a later stage ran out of time: keep the previous stage's solution
-        s = trial
-        if stage == 0:
-            bound = _lower_bound(s, int(s.value(expr)))
-            if st != cp_model.OPTIMAL:
-                status = "feasible"
-        value = int(s.value(expr))
-        hint = solution(s)
-        m.add(expr <= value)
-        if st != cp_model.OPTIMAL:
-            break
-    return s, (x, y, primary, alloc), status, bound
+    # a later stage without a solution (out of time) keeps the previous stage's
+    res = solve_stages(m, [primary, secondary, words], params=PARAMS, time_left=lambda: _left(deadline),
+                       hint=hint, fix="<=")
+    if res.solver is None:
+        why = {cp_model.INFEASIBLE: "infeasible", cp_model.MODEL_INVALID: "invalid"}
+        return None, None, why.get(res.stopped, "unknown"), _lower_bound(res.first)
+    bound = _lower_bound(res.first, int(res.values[0]))
+    status = "optimal" if res.stage1_optimal else "feasible"
+    return res.solver, (x, y, primary, alloc), status, bound
 
 
 def _allocate(net, cands, choice_idx, resident, target, deadline=None):
@@ -373,7 +353,7 @@ def _allocate(net, cands, choice_idx, resident, target, deadline=None):
     m.add_no_overlap_2d(xs, ys)
     left = _left(deadline)
     # a feasibility problem: the first placement found (deterministic)
-    s = _solver(30.0 if left is None else min(30.0, left))
+    s = PARAMS.solver(30.0 if left is None else min(30.0, left))
     if run(s, m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return ({t: int(s.value(o)) for t, o in toff.items()}, [int(s.value(o)) for o in soff])
