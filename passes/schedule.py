@@ -19,23 +19,22 @@ After::
     %c = sqnxt.conv(%x, %w, %b) {act = "relu", ..., schedule = {cycles = 1234, dataflow = "OS",
          energy = 5678, order = "kcyx", status = "optimal", tiles = [16, 16, 3, 1]}}
 
-Options (a pass is its options: the command line's ``--objective``, ``--time-limit``,
-``--fallback``, ``--measured-sparsity``, ``--cache-dir`` and ``--jobs`` set these same fields, and a
-flag that contradicts an option spelled out in the pipeline string is a usage error):
-``objective`` cycles | energy | edp; ``time-limit`` seconds per layer (0: none);
-``fallback`` none | heuristic; ``measured-sparsity`` use the zeros actually in each layer's
-weights instead of the target's assumed fraction; ``cache-dir`` an on-disk schedule cache;
-``jobs`` how many layers are solved at once (0: one per CPU; :func:`..schedule.solver.schedule_layers`).
-The last two are not recorded in the pipeline: they change how fast, never what.
+Options: :class:`ScheduleOptions`, where each is declared once (type, default, choices,
+bounds, help; the objectives are the cost model's ``OBJECTIVES``).  A pass is its options:
+the command line's flags of the same names (``--objective``, ``--time-limit``, ...) set
+these same fields, and a flag that contradicts an option spelled out in the pipeline string
+is a usage error.  ``cache-dir`` and ``jobs`` are not recorded in the pipeline: they change
+how fast, never what (``jobs``: :func:`..schedule.solver.schedule_layers`).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ..cost.model import OBJECTIVES
 from ..diagnostics import ScheduleError, UsageError
 from ..ir.graph import Graph
 from ..layers import layer_of
+from ..pipeline.options import PassOptions, option
 from ..pipeline.pass_base import Pass, PassContext
 
 
@@ -61,22 +60,26 @@ class ScheduleAttr:
 
 
 @dataclass(frozen=True)
-class ScheduleOptions:
-    objective: str = field(default="cycles", metadata={"choices": ("cycles", "energy", "edp")})
-    time_limit: float = 0.0
-    fallback: str = field(default="none", metadata={"choices": ("none", "heuristic")})
-    measured_sparsity: bool = False
-    cache_dir: str = field(default="", metadata={"recorded": False})
-    jobs: int = field(default=0, metadata={"recorded": False})
+class ScheduleOptions(PassOptions):
+    """The schedule pass's options, each declared once (:mod:`sqnxt_compiler.pipeline.options`):
+    the pipeline text (``schedule{objective=edp}``), the command line's flags
+    (``--objective``), the sweep spec's ``[sweep]`` table and the checks made when the
+    options are built are all derived from these fields."""
 
-    def __post_init__(self):
-        object.__setattr__(self, "time_limit", float(self.time_limit))  # 5 and 5.0: one value
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 0:
-            raise UsageError(f"pass 'schedule': option 'jobs' must be an integer >= 0 "
-                             f"(0: one per CPU), got {self.jobs!r}")
-        if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
-            raise UsageError(f"pass 'schedule': option 'time-limit' must be >= 0 seconds, "
-                             f"got {self.time_limit}")
+    objective: str = option("cycles", choices=OBJECTIVES, axis="objectives",
+                            help="What the scheduler minimizes (ties: energy, then cycles)")
+    time_limit: float = option(0.0, min=0, unit="seconds",
+                               help="Solver time limit per layer in seconds (0: none; on expiry the bound "
+                                    "and gap are recorded)")
+    fallback: str = option("none", choices=("none", "heuristic"),
+                           help="On a solver failure use the documented heuristic mapping (marked as such)")
+    measured_sparsity: bool = option(False, help="Use the zeros in each layer's weights instead of the "
+                                                 "target's assumed sparsity")
+    cache_dir: str = option("", recorded=False, directory=True,
+                            help="On-disk schedule cache (keyed by layer, target, options and versions)")
+    jobs: int = option(0, min=0, note="0: one per CPU", recorded=False, short="-j",
+                       help="Layers solved at once, in threads (0: one per CPU; the answers are the same "
+                            "for any value)")
 
     def solver_kwargs(self) -> dict:
         """The keyword arguments of ``schedule_layers`` these options stand for

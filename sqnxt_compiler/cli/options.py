@@ -2,11 +2,15 @@
 
 * :func:`pipeline_options`: ``--passes`` and MLIR's instrumentation flags (compile, check);
   :func:`instrumentation` turns them into the driver's :class:`Instrumentation`.
-* :func:`schedule_flags`: ``--objective``, ``--time-limit``, ``--fallback``,
-  ``--measured-sparsity``, ``--cache-dir``, ``--jobs`` (compile, report, compare).  Each sets the
-  schedule pass's option of the same name; a flag not given is None, so the pipeline
-  string (or the option's default) decides, and a flag that contradicts the pipeline
-  string is a usage error (:func:`sqnxt_compiler.driver.with_schedule_flags`).
+* :func:`schedule_flags`: the schedule pass's options as flags, ``--objective``,
+  ``--time-limit``, ``--fallback``, ``--measured-sparsity``, ``--cache-dir``, ``--jobs``
+  (compile, report, compare).  Each sets the schedule pass's option of the same name; a
+  flag not given is None, so the pipeline string (or the option's default) decides, and a
+  flag that contradicts the pipeline string is a usage error
+  (:func:`sqnxt_compiler.driver.with_schedule_flags`).
+* :func:`flag`: the click option of a pass option, derived from its declaration
+  (:mod:`sqnxt_compiler.pipeline.options`): name, type, choices, bounds, default, help.
+  ``sweep`` and ``explore`` build theirs with it too.
 * :func:`progress_option`: ``--progress/--no-progress``.
 * :func:`scheduler_options`: ``--scheduler`` and ``--workers``, where the sweep engine runs
   its tasks (sweep, explore, compare; docs/sweep.md).
@@ -17,10 +21,9 @@ import inspect
 
 import click
 
-from ..driver import SCHEDULE_FLAGS, Instrumentation
-from ..passes.schedule import ScheduleOptions
-
-_DEFAULTS = ScheduleOptions()
+from ..driver import Instrumentation
+from ..passes.schedule import Schedule
+from ..pipeline.options import Option, options_of
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -73,30 +76,51 @@ def instrumentation(kw: dict) -> Instrumentation:
                            statistics=kw["pass_statistics"])
 
 
+def _click_type(o: Option):
+    """The click type that accepts what the option's declaration accepts (its type,
+    choices, bounds; a float is finite; a directory is not a file)."""
+    if o.choices:
+        return click.Choice(list(o.choices))
+    if o.type is float:
+        return FiniteFloatRange(min=o.min)
+    if o.type is int:
+        return click.IntRange(min=o.min)
+    if o.directory:
+        return click.Path(file_okay=False)
+    return click.STRING
+
+
+def flag(o: Option, *, dest: str | None = None, prefix: str = "", help: str | None = None,  # noqa: A002
+         **attrs):
+    """The click option ``--KEY`` (and its ``short`` form) of the pass option ``o``: its click
+    type from the declaration, default None (not given: the pipeline string or the
+    option's default decides), a bool as an on-flag, help from the declaration (its
+    sentence, then ``[default: X]``; ``prefix`` before it, the sentence's first letter then
+    lower case).  ``dest`` names the parameter (default: the option's name), ``help``
+    replaces the help, ``attrs`` replace click's arguments."""
+    if help is None:
+        text = o.help
+        if prefix:
+            text = prefix + text[:1].lower() + text[1:]
+        help = text + (f" [default: {o.default_text}]" if o.default_text is not None else "") + "."  # noqa: A001
+    kw: dict = {"is_flag": True} if o.type is bool else {"type": _click_type(o)}
+    kw.update(default=None, help=help)
+    kw.update(attrs)
+    return click.option(*([o.short] if o.short else []), o.flag, dest or o.name, **kw)
+
+
+def _and(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
 def schedule_flags(fn):
-    """The schedule pass's options as flags (module doc); their defaults are the pass's."""
+    """The schedule pass's options as flags (module doc): one :func:`flag` per declared
+    option, in declaration order."""
+    opts = options_of(Schedule.Options)
     fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + (
-        "\n\n--objective, --time-limit, --fallback, --measured-sparsity, --cache-dir and --jobs set "
-        "the schedule pass's options: a flag may repeat, never contradict, an option of "
-        "the --passes string (schedule{objective=...}).")
-    return _apply(fn, [
-        click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default=None,
-                     help=f"What the scheduler minimizes (ties: energy, then cycles) "
-                          f"[default: {_DEFAULTS.objective}]."),
-        click.option("--time-limit", type=FiniteFloatRange(min=0), default=None,
-                     help="Solver time limit per layer in seconds (0: none; on expiry the bound and "
-                          f"gap are recorded) [default: {_DEFAULTS.time_limit:g}]."),
-        click.option("--fallback", type=click.Choice(["none", "heuristic"]), default=None,
-                     help="On a solver failure use the documented heuristic mapping (marked as such) "
-                          f"[default: {_DEFAULTS.fallback}]."),
-        click.option("--measured-sparsity", is_flag=True, default=None,
-                     help="Use the zeros in each layer's weights instead of the target's assumed sparsity."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="On-disk schedule cache (keyed by layer, target, options and versions)."),
-        click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
-                     help="Layers solved at once, in threads (0: one per CPU; the answers are the "
-                          "same for any value) [default: 0]."),
-    ])
+        f"\n\n{_and([o.flag for o in opts])} set the {Schedule.name} pass's options: a flag may repeat, "
+        f"never contradict, an option of the --passes string ({Schedule.name}{{{opts[0].key}=...}}).")
+    return _apply(fn, [flag(o) for o in opts])
 
 
 def scheduler_options(default: str):
@@ -117,7 +141,7 @@ def scheduler_options(default: str):
 
 def schedule_values(kw: dict) -> dict:
     """The schedule flags given on the command line (None: not given)."""
-    return {k: kw[k] for k in SCHEDULE_FLAGS}
+    return {o.name: kw[o.name] for o in options_of(Schedule.Options)}
 
 
 def activation_home_option(fn):

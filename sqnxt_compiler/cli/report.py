@@ -147,8 +147,7 @@ def compare_spec(models, targets, schedule: dict, activation_home: str | None):
     Returns (spec, {point's model: the model as the user gave it})."""
     import os
 
-    from ..passes.schedule import ScheduleOptions
-    from ..sweep.spec import SCHEDULE_OPTIONS, SweepSpec, schedule_options
+    from ..sweep.spec import AXIS, SCHEDULE_OPTIONS, SweepSpec, schedule_options
 
     given = {}
     for m in dict.fromkeys(models):
@@ -156,6 +155,6 @@ def compare_spec(models, targets, schedule: dict, activation_home: str | None):
     bases = tuple(os.path.abspath(t) if t.endswith(".toml") else t for t in dict.fromkeys(targets))
     options = schedule_options({k: schedule[k] for k in SCHEDULE_OPTIONS})
     grid = (("dram.activation_home", (activation_home,)),) if activation_home is not None else ()
-    spec = SweepSpec(tuple(given), bases, grid, (schedule["objective"] or ScheduleOptions().objective,),
+    spec = SweepSpec(tuple(given), bases, grid, (schedule[AXIS.name] or AXIS.default,),
                      "<compare>", options)
     return spec, given

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..diagnostics import UsageError
-from .options import FiniteFloatRange, scheduler_options
+from ..sweep.spec import AXIS, OPTIONS, SCHEDULE_OPTIONS
+from .options import flag, scheduler_options
 
 
 def _grid_value(text: str):
@@ -36,6 +37,14 @@ def spec_from_flags(models, targets, objectives, grids, options: dict | None = N
     return doc
 
 
+def _spec_option_flags(fn):
+    """The schedule options a spec's ``[sweep]`` table sets for every point, as flags
+    (their declarations: passes/schedule.py)."""
+    for name in reversed(SCHEDULE_OPTIONS):
+        fn = flag(OPTIONS[name], prefix="Without SPEC: ")(fn)
+    return fn
+
+
 @click.command("sweep")
 @click.argument("spec", required=False, metavar="[SPEC]")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
@@ -45,31 +54,26 @@ def spec_from_flags(models, targets, objectives, grids, options: dict | None = N
               help="Without SPEC: a model (.onnx or zoo:NAME), repeatable.")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME|PATH",
               help="Without SPEC: a base target, repeatable (default pe16x16).")
-@click.option("--objective", "objectives", multiple=True, type=click.Choice(["cycles", "energy", "edp"]),
-              help="Without SPEC: an objective, repeatable (default cycles).")
+@flag(AXIS, dest=AXIS.axis, multiple=True, default=(),
+      help=f"Without SPEC: an {AXIS.name}, repeatable (default {AXIS.default}).")
 @click.option("--grid", "grids", multiple=True, metavar="FIELD=V1,V2",
               help="Without SPEC: a target field and its values, repeatable (every combination).")
-@click.option("--time-limit", type=FiniteFloatRange(min=0), default=None,
-              help="Without SPEC: solver time limit per layer in seconds (0: none) [default: 0].")
-@click.option("--fallback", type=click.Choice(["none", "heuristic"]), default=None,
-              help="Without SPEC: on a solver failure use the heuristic mapping [default: none].")
-@click.option("--measured-sparsity", is_flag=True, default=None,
-              help="Without SPEC: use the zeros in each layer's weights, not the target's assumed sparsity.")
+@_spec_option_flags
 @scheduler_options("local")
 @click.option("--pareto", default=None, metavar="COL,COL",
               help="Add a 'pareto' column: true where no row of the same objective is at least as "
                    "small in every column and smaller in one (e.g. cycles,energy).")
 @click.option("--per-layer", is_flag=True, help="Also write layers.csv: a row per scheduled layer of every point.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress lines on stderr.")
-def sweep_cmd(spec, output, models, targets, objectives, grids, time_limit, fallback, measured_sparsity, scheduler,
-              workers, pareto, per_layer, progress):
+def sweep_cmd(spec, output, models, targets, objectives, grids, scheduler, workers, pareto, per_layer, progress,
+              **kw):
     """Compile every (model, target point, objective) of SPEC (a TOML file, docs/sweep.md) or
     of the flags, on Dask, into one table.  Needs the sweep extra (pip install 'sqnxtc[sweep]'),
     except with --scheduler serial (one task after another in this process)."""
     from ..sweep import load_spec, parse_spec, run_sweep
     from ..sweep.engine import check_scheduler, stderr_progress, summary
 
-    options = {"time_limit": time_limit, "fallback": fallback, "measured_sparsity": measured_sparsity}
+    options = {k: kw[k] for k in SCHEDULE_OPTIONS}
     if spec is not None and (models or targets or objectives or grids or any(v is not None for v in options.values())):
         raise UsageError("give a SPEC file or --model/--target/--objective/--grid/... flags, not both")
     if spec is None:
@@ -97,8 +101,7 @@ def sweep_cmd(spec, output, models, targets, objectives, grids, time_limit, fall
               help="First-block style of every variant (the paper's v2-v5 use v5).")
 @click.option("--every", type=click.IntRange(1, 10**6), default=1, show_default=True,
               help="Take every N-th depth split only (a quick look at a large family).")
-@click.option("--objective", type=click.Choice(["cycles", "energy", "edp"]), default="cycles", show_default=True,
-              help="What each network's layers are scheduled for.")
+@flag(AXIS, default=AXIS.default, show_default=True, help="What each network's layers are scheduled for.")
 @click.option("--rank", "rank_by", type=click.Choice(["cycles", "energy", "dram_words"]), default="cycles",
               show_default=True, help="What the variants are ranked by.")
 @click.option("--max-params", type=click.FloatRange(0, None), default=None, help="Budget: parameters at most this.")

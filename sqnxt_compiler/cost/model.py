@@ -382,6 +382,12 @@ def evaluate(layer: Layer, target: Target, mapping: Mapping) -> CostReport:
     return report_from_terms(layer, target, mapping, terms, ns)
 
 
+#: The objectives a schedule may minimize, each defined by :func:`objective_value`: the
+#: choices of the schedule pass's ``objective`` option (and so of ``--objective``, the
+#: pipeline's ``schedule{objective=...}`` and a sweep's ``objectives``).
+OBJECTIVES = ("cycles", "energy", "edp")
+
+
 def objective_value(report: CostReport, objective: str) -> int:
     """cycles -> total cycles; energy -> total energy; edp -> cycles * energy."""
     if objective == "cycles":

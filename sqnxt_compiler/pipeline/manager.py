@@ -2,7 +2,8 @@
 
 Grammar: ``pipeline := item ("," item)*``, ``item := NAME ["{" opt ("," opt)* "}"]``,
 ``opt := KEY "=" VALUE``.  A NAME is a registered pass or a named pipeline (``default``),
-which expands in place.  Unknown names, unknown options and values of the wrong type are
+which expands in place.  Unknown names, unknown options and values the option's
+declaration refuses (:meth:`.options.Option.parse`: its type, choices, bounds) are
 rejected at parse time, before any pass runs.
 
 The manager verifies the IR after every pass, and on request prints the IR as imported
@@ -11,7 +12,6 @@ The manager verifies the IR after every pass, and on request prints the IR as im
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 import sys
@@ -22,6 +22,7 @@ from ..diagnostics import SqnxtError, UsageError
 from ..ir.graph import Graph
 from ..ir.printer import print_graph
 from ..ir.verifier import verify
+from .options import options_of
 from .pass_base import Pass, PassContext
 
 _ITEM = re.compile(r"\s*([A-Za-z][A-Za-z0-9_\-]*)\s*(\{([^{}]*)\})?\s*(,|$)")
@@ -30,30 +31,6 @@ _ITEM = re.compile(r"\s*([A-Za-z][A-Za-z0-9_\-]*)\s*(\{([^{}]*)\})?\s*(,|$)")
 def _registry():
     from ..passes import PASSES, PIPELINES  # the passes package registers itself
     return PASSES, PIPELINES
-
-
-def _convert(pass_name: str, f: dataclasses.Field, raw: str):
-    """Convert option text to the option field's type (bool, int, float, str; choices)."""
-    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    raw = raw.strip()
-    try:
-        if typ == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if typ == "int":
-            return int(raw)
-        if typ == "float":
-            return float(raw)
-    except ValueError:
-        raise UsageError(f"pass '{pass_name}': option '{f.name}' expects {typ}, got '{raw}'") from None
-    choices = f.metadata.get("choices")
-    if choices and raw not in choices:
-        raise UsageError(f"pass '{pass_name}': option '{f.name}' must be one of "
-                         f"{', '.join(choices)}, got '{raw}'")
-    return raw
 
 
 def _suggest(name: str, names) -> str:
@@ -88,18 +65,18 @@ def parse_pipeline(text: str, _depth: int = 0) -> list[Pass]:
         if cls is None:
             raise UsageError(f"unknown pass '{name}'{_suggest(name, list(passes) + list(pipelines))}"
                              f"; known passes: {', '.join(sorted(passes))}")
-        fields = {f.name.replace("_", "-"): f for f in dataclasses.fields(cls.Options)}
+        fields = {o.key: o for o in options_of(cls.Options)}
         values = {}
         for item in (opts.split(",") if opts and opts.strip() else []):
             if "=" not in item:
                 raise UsageError(f"pass '{name}': option '{item.strip()}' needs a value (key=value)")
             key, raw = (s.strip() for s in item.split("=", 1))
-            f = fields.get(key) or fields.get(key.replace("_", "-"))
-            if f is None:
+            o = fields.get(key) or fields.get(key.replace("_", "-"))
+            if o is None:
                 known = ", ".join(sorted(fields)) or "none"
                 raise UsageError(f"pass '{name}' has no option '{key}'{_suggest(key, fields)}; "
                                  f"options: {known}")
-            values[f.name] = _convert(name, f, raw)
+            values[o.name] = o.parse(name, raw)
         out.append(cls(cls.Options(**values), explicit=frozenset(values)))
     return out
 

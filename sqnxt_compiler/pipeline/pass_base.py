@@ -2,7 +2,8 @@
 
 A pass is its options (xDSL's model): a class with a ``name`` (as used in pipeline
 strings), a one-line ``summary``, a frozen ``Options`` dataclass (each field an option:
-``name{field=value}``), and ``run(graph, ctx)`` that rewrites the graph in place and counts
+``name{field=value}``, declared once with its type, default, choices, bounds and help:
+:mod:`.options`), and ``run(graph, ctx)`` that rewrites the graph in place and counts
 what it changed in ``self.stats``.  Options reach a pass by one channel only: its
 ``Options`` instance, built from the pipeline string (and, for the command line's flags,
 by :meth:`Pass.with_options`).  The :class:`PassContext` carries what is not an option:
@@ -10,8 +11,8 @@ the target, the notes for the user and a progress callback.
 
 :meth:`Pass.spec` writes the pass back as pipeline text with *every* recorded option, so
 the pipeline recorded in an output, fed back with ``--passes``, runs the same passes with
-the same options.  An option whose field has ``metadata={"recorded": False}`` (a cache
-path: it changes how fast, never what) is left out of the spec.
+the same options.  An option declared ``recorded=False`` (a cache path, the number of
+threads: it changes how fast, never what) is left out of the spec.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from ..ir.graph import Graph
+from .options import PassOptions, options_of
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,19 @@ class Pass(abc.ABC):
     #: True for a pass that needs ``ctx.target`` (the pipeline is rejected without one).
     needs_target: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kw):
+        """Read (and so check) the options' declaration when the pass is declared; options
+        that check themselves (:class:`~.options.PassOptions`) learn the pass's name for
+        their messages (one pass per such class)."""
+        super().__init_subclass__(**kw)
+        options_of(cls.Options)
+        opts = cls.Options
+        if cls.name and isinstance(opts, type) and issubclass(opts, PassOptions):
+            if opts.pass_name and opts.pass_name != cls.name:
+                raise TypeError(f"{opts.__name__} are the options of pass '{opts.pass_name}', "
+                                f"not of '{cls.name}'")
+            opts.pass_name = cls.name
+
     def __init__(self, options=None, *, explicit: frozenset[str] = frozenset()):
         self.options = options if options is not None else self.Options()
         #: the option fields the pipeline string spelled out (flags may not contradict them)
@@ -70,13 +85,13 @@ class Pass(abc.ABC):
 
     def recorded_options(self) -> dict[str, Any]:
         """The options that shape the result, in declaration order (no cache paths)."""
-        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)
-                if f.metadata.get("recorded", True)}
+        return {o.name: getattr(self.options, o.name) for o in options_of(type(self.options)) if o.recorded}
 
     def spec(self) -> str:
         """This pass as pipeline text, every recorded option spelled out (``key=value``,
         keys with ``-``): parsing it gives a pass with the same recorded options."""
-        opts = [f"{k.replace('_', '-')}={format_option(v)}" for k, v in self.recorded_options().items()]
+        opts = [f"{o.key}={format_option(getattr(self.options, o.name))}"
+                for o in options_of(type(self.options)) if o.recorded]
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
 
     def with_options(self, **values: Any) -> "Pass":

@@ -19,13 +19,12 @@ import numpy as np
 
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS, Mapping
-from sqnxt_compiler.cost.model import CostReport, allowed_dataflows, consts, cost_terms, evaluate
+from sqnxt_compiler.cost.model import OBJECTIVES, CostReport, allowed_dataflows, consts, cost_terms, evaluate
 from sqnxt_compiler.diagnostics import ScheduleError
 from sqnxt_compiler.targets import Target
 
 from .space import Space, get_space, min_footprint_words
 
-OBJECTIVES = ("cycles", "energy", "edp")
 SECONDARY = {"cycles": "energy", "energy": "cycles", "edp": "cycles"}
 
 

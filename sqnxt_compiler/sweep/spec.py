@@ -18,7 +18,10 @@ A point is (model, target point, objective); the points are ordered model-major,
 base target, then grid combination (the grid's keys in file order, the last varying
 fastest), then objective: the order of the table's rows, whatever order they finish in.
 Every problem of the spec is a :class:`~sqnxt_compiler.diagnostics.UsageError` (exit 2)
-naming the spec file and the key.
+naming the spec file and the key.  The ``[sweep]`` keys and their checks are the schedule
+pass's option declarations (passes/schedule.py: ``ScheduleOptions``): the option with an
+``axis`` (``objective``) is the list a sweep varies (``objectives``), every other recorded
+option is a key of its own, the same for every point.
 """
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import UsageError
+from ..passes.schedule import ScheduleOptions
+from ..pipeline.options import Option, options_of
 
-OBJECTIVES = ("cycles", "energy", "edp")
+#: The schedule pass's options by name, as declared.
+OPTIONS: dict[str, Option] = {o.name: o for o in options_of(ScheduleOptions)}
+#: The option a sweep varies: its ``[sweep]`` key (``objectives``) lists the values.
+AXIS: Option = next(o for o in OPTIONS.values() if o.axis)
 
 
 @dataclass(frozen=True)
@@ -83,39 +91,28 @@ class SweepSpec:
         return [Point(m, t, o, self.options) for m in self.models for t in tps for o in self.objectives]
 
 
-#: The schedule-pass options a spec may set for every point, beside the objectives (their
-#: defaults are the schedule pass's, ``ScheduleOptions``).
-SCHEDULE_OPTIONS = ("time_limit", "fallback", "measured_sparsity")
+#: The schedule-pass options a spec may set for every point, beside the objectives: the
+#: recorded ones (those that change a result; ``cache_dir`` and ``jobs`` are the sweep's
+#: own business), in declaration order.
+SCHEDULE_OPTIONS = tuple(o.name for o in OPTIONS.values() if o.recorded and not o.axis)
 
 
 def schedule_options(given: dict[str, Any], where: str = "<flags>") -> tuple[tuple[str, Any], ...]:
     """The points' options (:attr:`Point.options`) from ``given`` (None: not given):
-    checked, normalized (a time limit is a float), sorted, and without the values equal to
-    the defaults, so that spelling a default out gives the same row keys as leaving it
-    out.  Rule: time_limit a finite number >= 0; fallback none | heuristic;
-    measured_sparsity true | false."""
-    import math
-
-    from ..passes.schedule import ScheduleOptions
-
-    default = ScheduleOptions()
+    checked against their declarations (:meth:`~sqnxt_compiler.pipeline.options.Option.from_toml`:
+    a time limit is a finite number >= 0, a fallback one of its choices, measured_sparsity
+    true or false), normalized (a time limit is a float), sorted, and without the values
+    equal to the defaults, so that spelling a default out gives the same row keys as
+    leaving it out."""
     out = {}
     for k, v in given.items():
         if v is None:
             continue
-        if k == "time_limit":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise UsageError(f"'sweep.time_limit' must be a number of seconds >= 0, got {v!r}", where)
-            v = float(v)
-        elif k == "fallback":
-            if v not in ("none", "heuristic"):
-                raise UsageError(f"'sweep.fallback' must be \"none\" or \"heuristic\", got {v!r}", where)
-        elif k == "measured_sparsity":
-            if not isinstance(v, bool):
-                raise UsageError(f"'sweep.measured_sparsity' must be true or false, got {v!r}", where)
-        else:
+        if k not in SCHEDULE_OPTIONS:
             raise UsageError(f"unknown schedule option '{k}'", where)
-        if v != getattr(default, k):
+        o = OPTIONS[k]
+        v = o.from_toml(v, f"sweep.{k}", where)
+        if v != o.default:
             out[k] = v
     return tuple(sorted(out.items()))
 
@@ -130,7 +127,7 @@ def parse_spec(data: dict, where: str, base_dir: Path) -> SweepSpec:
     """Validate a parsed spec (module doc); paths are resolved against ``base_dir``."""
     from ..targets.target import SCHEMA
 
-    allowed = {"sweep": {"objectives", *SCHEDULE_OPTIONS}, "models": {"zoo", "files"}, "targets": {"base", "grid"}}
+    allowed = {"sweep": {AXIS.axis, *SCHEDULE_OPTIONS}, "models": {"zoo", "files"}, "targets": {"base", "grid"}}
     for sec, val in data.items():
         if sec not in allowed:
             raise UsageError(f"unknown section [{sec}] (allowed: {', '.join(allowed)})", where)
@@ -139,10 +136,11 @@ def parse_spec(data: dict, where: str, base_dir: Path) -> SweepSpec:
         for key in val:
             if key not in allowed[sec]:
                 raise UsageError(f"unknown key '{sec}.{key}' (allowed: {', '.join(sorted(allowed[sec]))})", where)
-    objectives = _strings(data.get("sweep", {}).get("objectives", ["cycles"]), where, "sweep.objectives")
+    key = f"sweep.{AXIS.axis}"
+    objectives = _strings(data.get("sweep", {}).get(AXIS.axis, [AXIS.default]), where, key)
     for o in objectives:
-        if o not in OBJECTIVES:
-            raise UsageError(f"'sweep.objectives': unknown objective '{o}' (allowed: {', '.join(OBJECTIVES)})", where)
+        if o not in AXIS.choices:
+            raise UsageError(f"'{key}': unknown {AXIS.name} '{o}' (allowed: {', '.join(AXIS.choices)})", where)
     models_t = data.get("models", {})
     models = [f"zoo:{n}" for n in _strings(models_t.get("zoo", []), where, "models.zoo")]
     for f in _strings(models_t.get("files", []), where, "models.files"):
