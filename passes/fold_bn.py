@@ -20,6 +20,10 @@ After::
 Left alone (and counted): a conv/fc whose result has other users besides the BN (folding
 would change what they see), one with a fused activation, and non-constant weights or BN
 parameters.  A BN with no conv/fc in front stays a ``sqnxt.batchnorm``.
+
+The rewrite is the pattern :class:`FoldIntoProducer`, run by the pattern driver
+(:mod:`sqnxt_compiler.pipeline.rewrite`) until nothing more applies; an op left alone is
+counted once, with the reason of its last try.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import numpy as np
 from ..diagnostics import Location
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
+from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
 from .patterns import fusible_producer
 
 
@@ -45,37 +50,43 @@ def fold_scale_shift(W: np.ndarray, b: np.ndarray | None, gamma, beta, mean, var
     return W2, b2
 
 
+class FoldIntoProducer(RewritePattern):
+    """batchnorm(conv(x)) -> conv(x) with the scaled weights and shifted bias."""
+
+    ops = ("sqnxt.batchnorm",)
+
+    def match_and_rewrite(self, bn, rw: Rewriter) -> None:
+        src, why = fusible_producer(rw.graph, bn.operands[0], "has_weights")
+        if src is None:
+            return rw.decline("skipped-no-conv-or-fc" if why == "no-producer" else f"skipped-{why}")
+        if src.attrs["act"] != "none":
+            return rw.decline("skipped-activation-between")
+        if src.attrs["residual"]:      # BN(conv + r) would scale r too
+            return rw.decline("skipped-residual-add-between")
+        if src.attrs.get("pool") is not None:   # BN(pool(conv)) is not pool(BN(conv))
+            return rw.decline("skipped-pool-between")
+        W = _const(src.operands[1])
+        b = _const(src.operands[2]) if len(src.operands) > 2 else None
+        params = [_const(v) for v in bn.operands[1:]]
+        if W is None or (len(src.operands) > 2 and b is None) or any(p is None for p in params):
+            return rw.decline("skipped-non-constant")
+        W2, b2 = fold_scale_shift(W, b, *params, bn.attrs["epsilon"])
+        base = src.result.name
+        wv = rw.constant(W2, base + "_w_bn", Location(node=src.loc.node))
+        bv = rw.constant(b2, base + "_b_bn", Location(node=src.loc.node))
+        rw.set_operands(src, [src.operands[0], wv, bv])
+        rw.replace_all_uses(bn.result, src.result)
+        rw.erase(bn)
+        rw.count(f"bn-folded-into-{src.name.split('.')[1]}")
+
+
+PATTERNS = (FoldIntoProducer(),)
+
+
 class FoldBatchNorm(Pass):
     name = "fold-bn"
     summary = "Fold BatchNormalization into the preceding conv / fc (weights and bias)."
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for bn in graph.ops_named("sqnxt.batchnorm"):
-            src, why = fusible_producer(graph, bn.operands[0], "has_weights")
-            if src is None:
-                self.stats["skipped-no-conv-or-fc" if why == "no-producer" else f"skipped-{why}"] += 1
-                continue
-            if src.attrs["act"] != "none":
-                self.stats["skipped-activation-between"] += 1
-                continue
-            if src.attrs["residual"]:      # BN(conv + r) would scale r too
-                self.stats["skipped-residual-add-between"] += 1
-                continue
-            if src.attrs.get("pool") is not None:   # BN(pool(conv)) is not pool(BN(conv))
-                self.stats["skipped-pool-between"] += 1
-                continue
-            W = _const(src.operands[1])
-            b = _const(src.operands[2]) if len(src.operands) > 2 else None
-            params = [_const(v) for v in bn.operands[1:]]
-            if W is None or (len(src.operands) > 2 and b is None) or any(p is None for p in params):
-                self.stats["skipped-non-constant"] += 1
-                continue
-            W2, b2 = fold_scale_shift(W, b, *params, bn.attrs["epsilon"])
-            base = src.result.name
-            wv = graph.constant(W2, base + "_w_bn", Location(node=src.loc.node))
-            bv = graph.constant(b2, base + "_b_bn", Location(node=src.loc.node))
-            graph.set_operands(src, [src.operands[0], wv, bv])
-            graph.replace_all_uses(bn.result, src.result)
-            graph.erase(bn)
-            self.stats[f"bn-folded-into-{src.name.split('.')[1]}"] += 1
+        apply_patterns(graph, PATTERNS, self.stats, name=self.name)
         graph.erase_dead()

@@ -24,12 +24,51 @@ when it runs.  Left alone (and counted): an add of more than two operands, one w
 operands do not all have the result's shape (broadcasting), one with no such producer
 (``no-producer``) or whose producers have other users (``multi-use``) or already carry a
 fused add or pool (``already-fused``).
+
+The rewrite is the pattern :class:`FuseIntoProducer`, run by the pattern driver
+(:mod:`sqnxt_compiler.pipeline.rewrite`) until nothing more applies; an op left alone is
+counted once, with the reason of its last try.
 """
 from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
+from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
 from .patterns import fusible_producer
+
+
+class FuseIntoProducer(RewritePattern):
+    """add(conv(x), r) -> conv(x, ..., r) {residual = 1, post_act = the add's act}."""
+
+    ops = ("sqnxt.add",)
+
+    def match_and_rewrite(self, add, rw: Rewriter) -> None:
+        if len(add.operands) != 2:
+            return rw.decline("skipped-not-two-operands")
+        shape = add.result.type.shape
+        if any(v.type.shape != shape or v.type.dtype != add.result.type.dtype for v in add.operands):
+            return rw.decline("skipped-broadcast")
+        found, reasons = [], []
+        for i, v in enumerate(add.operands):
+            src, why = fusible_producer(rw.graph, v, "has_weights")
+            if src is not None and (src.attrs["residual"] or src.attrs.get("pool") is not None):
+                src, why = None, "already-fused"
+            if src is None:
+                reasons.append(why)
+            else:
+                found.append((rw.position(src), i, src))
+        if not found:
+            return rw.decline(f"skipped-{min(reasons)}")
+        _, i, src = max(found)        # the producer later in the program order
+        other = add.operands[1 - i]
+        rw.set_operands(src, [*src.operands, other])
+        rw.update_attrs(src, {"residual": 1, "post_act": add.attrs["act"]})
+        rw.replace_all_uses(add.result, src.result)
+        rw.erase(add)
+        rw.count(f"add-fused-into-{src.name.split('.')[1]}")
+
+
+PATTERNS = (FuseIntoProducer(),)
 
 
 class FuseAdd(Pass):
@@ -37,32 +76,4 @@ class FuseAdd(Pass):
     summary = "Fuse an element-wise add into the conv / fc producing one operand (residual epilogue)."
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        order = {op.id: i for i, op in enumerate(graph.ops())}
-        for add in graph.ops_named("sqnxt.add"):
-            if len(add.operands) != 2:
-                self.stats["skipped-not-two-operands"] += 1
-                continue
-            shape = add.result.type.shape
-            if any(v.type.shape != shape or v.type.dtype != add.result.type.dtype for v in add.operands):
-                self.stats["skipped-broadcast"] += 1
-                continue
-            found, reasons = [], []
-            for i, v in enumerate(add.operands):
-                src, why = fusible_producer(graph, v, "has_weights")
-                if src is not None and (src.attrs["residual"] or src.attrs.get("pool") is not None):
-                    src, why = None, "already-fused"
-                if src is None:
-                    reasons.append(why)
-                else:
-                    found.append((order[src.id], i, src))
-            if not found:
-                self.stats[f"skipped-{min(reasons)}"] += 1
-                continue
-            _, i, src = max(found)
-            other = add.operands[1 - i]
-            graph.set_operands(src, [*src.operands, other])
-            src.attrs["residual"] = 1
-            src.attrs["post_act"] = add.attrs["act"]
-            graph.replace_all_uses(add.result, src.result)
-            graph.erase(add)
-            self.stats[f"add-fused-into-{src.name.split('.')[1]}"] += 1
+        apply_patterns(graph, PATTERNS, self.stats, name=self.name)

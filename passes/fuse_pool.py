@@ -21,11 +21,16 @@ After::
 Left alone (and counted): a pool whose input is not a conv's (``no-producer``; fc has no
 spatial output), a conv whose result has other users (``multi-use``), one that already
 carries a fused residual add or pool (``already-fused``).
+
+The rewrite is the pattern :class:`FuseIntoConv`, run by the pattern driver
+(:mod:`sqnxt_compiler.pipeline.rewrite`) until nothing more applies; an op left alone is
+counted once, with the reason of its last try.
 """
 from __future__ import annotations
 
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
+from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
 from .patterns import fusible_producer
 
 
@@ -37,25 +42,33 @@ def pool_attr(pool) -> dict:
             "count_include_pad": a.get("count_include_pad", 0)}
 
 
+class FuseIntoConv(RewritePattern):
+    """pool(conv(x)) -> conv(x) {pool = ...} with the pooled result type."""
+
+    ops = ("sqnxt.maxpool", "sqnxt.avgpool")
+
+    def match_and_rewrite(self, pool, rw: Rewriter) -> None:
+        src, why = fusible_producer(rw.graph, pool.operands[0], "has_weights")
+        if src is not None and src.name != "sqnxt.conv":
+            src, why = None, "no-producer"
+        if src is not None and (src.attrs["residual"] or src.attrs.get("pool") is not None):
+            src, why = None, "already-fused"
+        if src is None:
+            return rw.decline(f"skipped-{why}")
+        # the conv takes the pool: same op (its place in the program order), pooled type
+        rw.set_attr(src, "pool", pool_attr(pool))
+        rw.set_result_types(src, src.opdef.infer(src))
+        rw.replace_all_uses(pool.result, src.result)
+        rw.erase(pool)
+        rw.count(f"{src.attrs['pool']['kind']}pool-fused-into-conv")
+
+
+PATTERNS = (FuseIntoConv(),)
+
+
 class FusePool(Pass):
     name = "fuse-pool"
     summary = "Fuse a max / avg pool into the conv that feeds it (pooled in the conv's tile loop)."
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for pool in graph.ops():
-            if pool.name not in ("sqnxt.maxpool", "sqnxt.avgpool") or pool not in graph:
-                continue
-            src, why = fusible_producer(graph, pool.operands[0], "has_weights")
-            if src is not None and src.name != "sqnxt.conv":
-                src, why = None, "no-producer"
-            if src is not None and (src.attrs["residual"] or src.attrs.get("pool") is not None):
-                src, why = None, "already-fused"
-            if src is None:
-                self.stats[f"skipped-{why}"] += 1
-                continue
-            # the conv takes the pool: same op (its place in the program order), pooled type
-            src.attrs["pool"] = pool_attr(pool)
-            (src.results[0].type,) = src.opdef.infer(src)
-            graph.replace_all_uses(pool.result, src.result)
-            graph.erase(pool)
-            self.stats[f"{src.attrs['pool']['kind']}pool-fused-into-conv"] += 1
+        apply_patterns(graph, PATTERNS, self.stats, name=self.name)

@@ -30,6 +30,11 @@ would run before the pool), a clip with other bounds than [0, 6] (an op whose at
 are not its activation's), an activation other than relu / relu6 after an add or a fused
 residual add (one the slot's ``act`` / ``post_act`` choices do not take: the adder
 applies only those).
+
+The rewrite is the patterns :class:`FuseSwish`, :class:`FuseActivation` and
+:class:`FuseSigmoid`, run by the pattern driver
+(:mod:`sqnxt_compiler.pipeline.rewrite`) until nothing more applies; an op left alone is
+counted once, with the reason of its last try.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from ..ir.core import Activation
 from ..ir.graph import Graph
 from ..ir.ops import SWISH
 from ..pipeline.pass_base import Pass, PassContext
+from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns, ops_with_trait
 from .patterns import fusible_producer
 
 
@@ -53,67 +59,87 @@ def swish_of(graph: Graph, mul) -> tuple | None:
     return None
 
 
+def _fuse(rw: Rewriter, src, kind: str, params: dict, result) -> bool:
+    """Give ``src`` the activation ``kind`` (its slot: ``post_act`` after a fused
+    residual add, else ``act``) with ``params`` (``act_alpha``, ``act_beta``) and let
+    ``result``'s users read ``src``; False (and declined, with why) when it cannot take
+    it: a fused pool, a kind the slot's declared choices do not take (the adder applies
+    relu and relu6 only), a slot already set."""
+    if src.attrs.get("pool") is not None:     # act(pool(y)) is not pool(act(y))
+        rw.decline("skipped-pool-between")
+        return False
+    slot = "post_act" if src.attrs.get("residual") else "act"
+    if kind not in src.opdef.attrs[slot].choices:
+        rw.decline(f"skipped-{kind}-after-add")
+        return False
+    if src.attrs[slot] != "none":
+        rw.decline("skipped-already-activated")
+        return False
+    rw.update_attrs(src, {slot: kind, **params})
+    rw.replace_all_uses(result, src.result)
+    rw.count(f"{kind}-fused-into-{src.name.split('.')[1]}")
+    return True
+
+
+class FuseSwish(RewritePattern):
+    """mul(y, sigmoid(y)) -> y's producer with act = swish, when y feeds only these two."""
+
+    ops = ("sqnxt.mul",)
+
+    def match_and_rewrite(self, mul, rw: Rewriter) -> None:
+        sw = swish_of(rw.graph, mul)
+        if sw is None:
+            return
+        y, sig = sw
+        src = y.owner
+        if src is None or not src.has_trait("act_fusible"):
+            return rw.decline("skipped-no-producer")
+        if {u.id for u, _ in rw.graph.uses(src.result)} != {mul.id, sig.id}:
+            return rw.decline("skipped-multi-use")
+        if _fuse(rw, src, SWISH.kind, {}, mul.result):
+            rw.erase(mul)
+            rw.erase(sig)
+
+
+class FuseActivation(RewritePattern):
+    """act(src(x)) -> src(x) {act = kind} for an op with the ``activation`` trait (a
+    sigmoid: :class:`FuseSigmoid`)."""
+
+    ops = tuple(n for n in ops_with_trait("activation") if n != "sqnxt.sigmoid")
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        act = op.get_trait(Activation)
+        params = act.epilogue_attrs(op)
+        if params is None:    # not this activation's attribute values (a clip not on [0, 6])
+            return rw.decline(f"skipped-{op.name.split('.')[1]}-bounds")
+        src, why = fusible_producer(rw.graph, op.operands[0], "act_fusible")
+        if src is None:
+            return rw.decline(f"skipped-{why}")
+        if _fuse(rw, src, act.kind, params, op.result):
+            rw.erase(op)
+
+
+class FuseSigmoid(FuseActivation):
+    """sigmoid(src(x)) -> src(x) {act = sigmoid}, unless the sigmoid is half of a swish
+    (:class:`FuseSwish` fuses the pair at the mul)."""
+
+    ops = ("sqnxt.sigmoid",)
+    reach = 2       # its user's other operand's producer (is it half of a swish?)
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        users = rw.graph.uses(op.result)
+        if len(users) == 1 and swish_of(rw.graph, users[0][0]):
+            return            # half of a swish: fused with its mul
+        super().match_and_rewrite(op, rw)
+
+
+PATTERNS = (FuseSwish(), FuseActivation(), FuseSigmoid())
+
+
 class FuseReLU(Pass):
     name = "fuse-relu"
     summary = ("Fuse activations (ReLU, ReLU6 = Clip 0..6, LeakyReLU, HardSigmoid, HardSwish, "
                "Sigmoid, Tanh, x * sigmoid(x)) into the preceding conv / fc (ReLU, ReLU6 also add).")
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
-        for op in graph.ops():
-            if op not in graph:
-                continue
-            sw = swish_of(graph, op)
-            if sw is not None:
-                self._swish(graph, op, *sw)
-                continue
-            act = op.get_trait(Activation)
-            if act is None:
-                continue
-            users = graph.uses(op.result)
-            if op.name == "sqnxt.sigmoid" and len(users) == 1 and swish_of(graph, users[0][0]):
-                continue          # half of a swish: fused with its mul
-            params = act.epilogue_attrs(op)
-            if params is None:    # not this activation's attribute values (a clip not on [0, 6])
-                self.stats[f"skipped-{op.name.split('.')[1]}-bounds"] += 1
-                continue
-            src, why = fusible_producer(graph, op.operands[0], "act_fusible")
-            if src is None:
-                self.stats[f"skipped-{why}"] += 1
-                continue
-            if self._fuse(graph, src, act.kind, params, op.result):
-                graph.erase(op)
-
-    def _swish(self, graph: Graph, mul, y, sig) -> None:
-        """mul(y, sigmoid(y)) -> y's producer with act = swish, when y feeds only these two."""
-        src = y.owner
-        if src is None or not src.has_trait("act_fusible"):
-            self.stats["skipped-no-producer"] += 1
-            return
-        if {u.id for u, _ in graph.uses(src.result)} != {mul.id, sig.id}:
-            self.stats["skipped-multi-use"] += 1
-            return
-        if self._fuse(graph, src, SWISH.kind, {}, mul.result):
-            graph.erase(mul)
-            graph.erase(sig)
-
-    def _fuse(self, graph: Graph, src, kind: str, params: dict, result) -> bool:
-        """Give ``src`` the activation ``kind`` (its slot: ``post_act`` after a fused
-        residual add, else ``act``) with ``params`` (``act_alpha``, ``act_beta``) and let
-        ``result``'s users read ``src``; False (and counted) when it cannot take it: a
-        fused pool, a kind the slot's declared choices do not take (the adder applies
-        relu and relu6 only), a slot already set."""
-        if src.attrs.get("pool") is not None:     # act(pool(y)) is not pool(act(y))
-            self.stats["skipped-pool-between"] += 1
-            return False
-        slot = "post_act" if src.attrs.get("residual") else "act"
-        if kind not in src.opdef.attrs[slot].choices:
-            self.stats[f"skipped-{kind}-after-add"] += 1
-            return False
-        if src.attrs[slot] != "none":
-            self.stats["skipped-already-activated"] += 1
-            return False
-        src.attrs[slot] = kind
-        src.attrs.update(params)
-        graph.replace_all_uses(result, src.result)
-        self.stats[f"{kind}-fused-into-{src.name.split('.')[1]}"] += 1
-        return True
+        apply_patterns(graph, PATTERNS, self.stats, name=self.name)

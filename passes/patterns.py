@@ -1,4 +1,5 @@
-"""Matching helpers shared by the fusion passes (fold-bn, fuse-relu).
+"""Matching helpers shared by the fusion passes' rewrite patterns (fold-bn, fuse-relu,
+fuse-add, fuse-pool; the patterns and their driver: :mod:`sqnxt_compiler.pipeline.rewrite`).
 
 A fusion folds an op into the op that produces its input.  That is legal only when the
 producer is of the right kind (it has the trait the fusion needs) and nothing else reads
