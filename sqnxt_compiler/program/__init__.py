@@ -1,0 +1,16 @@
+"""Programs: the accelerator's instruction stream (``docs/isa.md``).
+
+``isa`` declares every record (instructions and layer descriptors) once, with the field
+widths and ranges; ``encoding`` is the binary form (header, checksum), ``asm`` the text
+form.  The lowering of a schedule to a program and the simulators build on these.
+"""
+from __future__ import annotations
+
+from .asm import format_program, parse_program, read_text
+from .encoding import decode, encode, read_program
+from .isa import (CLASSES, INSTRUCTIONS, RECORDS, Compute, Finish, Layer, Load, Program, Store, Sync,
+                  token_balance, verify_fields, verify_program)
+
+__all__ = ["CLASSES", "INSTRUCTIONS", "RECORDS", "Compute", "Finish", "Layer", "Load", "Program",
+           "Store", "Sync", "decode", "encode", "format_program", "parse_program", "read_program",
+           "read_text", "token_balance", "verify_fields", "verify_program"]
