@@ -8,12 +8,16 @@ fold-bn        fold an inference BatchNormalization into the conv / fc before it
 fuse-relu      fold a ReLU / ReLU6 into the conv / fc / add before it
 fuse-add       make a residual add the epilogue of the conv / fc producing an operand
 fuse-pool      run a max / avg pool inside the tile loop of the conv that feeds it
-schedule       pick each layer's mapping with CP-SAT (needs a target)
+schedule       pick each layer's mapping with CP-SAT, each layer alone (needs a target)
+plan-memory    plan which activations stay in the global buffer and each layer's
+               mapping given that (needs a target; after schedule)
 =============  =================================================================
 
 Named pipelines: ``default`` (what ``sqnxtc compile`` runs unless ``--passes`` says
-otherwise; with ``--target``, the CLI appends ``schedule`` unless the pipeline has it) and
-``none`` (import only).
+otherwise; with ``--target``, the driver appends ``schedule`` unless the pipeline has a
+pass that needs the target, and ``plan-memory`` after the schedule pass when the target's
+``activation_home`` is ``planned`` and the pipeline has none:
+:func:`sqnxt_compiler.driver.build_pipeline`) and ``none`` (import only).
 """
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ from .fold_bn import FoldBatchNorm
 from .fuse_add import FuseAdd
 from .fuse_pool import FusePool
 from .fuse_relu import FuseReLU
+from .plan_memory import PlanMemory
 from .schedule import Schedule
 
-PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, FuseAdd, FusePool, Schedule)}
+PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, FuseAdd, FusePool, Schedule, PlanMemory)}
 
 #: Named pipelines (they expand in place in a pipeline string).
 PIPELINES = {

@@ -4,11 +4,12 @@ For every op the accelerator runs (conv, fc, pooling, global average pool, eleme
 add; see :mod:`sqnxt_compiler.layers`), the pass builds the cost model's ``Layer``, asks
 :func:`sqnxt_compiler.schedule.solver.schedule_layers` for the best mapping (dataflow WS /
 OS, tile sizes, tile-loop order) under ``objective`` (ties: the documented lexicographic
-rule), and attaches the answer as the op's ``schedule`` attribute.  Layers with the same
-shape are solved once.  With a target whose ``activation_home`` is ``planned``, the pass
-then plans the network (docs/memory-planning.md): which activations stay in the global
-buffer, each layer's mapping given what is resident, the allocation; the chosen
-schedules replace the layer-alone ones and each op gets a ``plan`` attribute.
+rule), and attaches the answer as the op's ``schedule`` attribute: each layer alone, every
+operand in DRAM.  Layers with the same shape are solved once.  The network's memory plan
+is the next pass's (``plan-memory``, :mod:`.plan_memory`), which replaces these schedules
+with planned ones; the driver appends it when the target's ``activation_home`` is
+``planned``.  A plan is made for one set of schedules: this pass drops any plan the graph
+carries.
 
 Before::
 
@@ -24,7 +25,9 @@ bounds, help; the objectives are the cost model's ``OBJECTIVES``).  A pass is it
 the command line's flags of the same names (``--objective``, ``--time-limit``, ...) set
 these same fields, and a flag that contradicts an option spelled out in the pipeline string
 is a usage error.  ``cache-dir`` and ``jobs`` are not recorded in the pipeline: they change
-how fast, never what (``jobs``: :func:`..schedule.solver.schedule_layers`).
+how fast, never what (``jobs``: :func:`..schedule.solver.schedule_layers`).  Every
+``schedule`` attribute records the options it was made with (``ScheduleAttr.options``, not
+printed): ``plan-memory`` solves its candidates with exactly these.
 """
 from __future__ import annotations
 
@@ -39,12 +42,15 @@ from ..pipeline.pass_base import Pass, PassContext
 
 
 class ScheduleAttr:
-    """The ``schedule`` attribute: a LayerSchedule, printed compactly in the IR."""
+    """The ``schedule`` attribute: a LayerSchedule, printed compactly in the IR, and the
+    :class:`ScheduleOptions` it was made with (``options``; None: not made by the schedule
+    pass), which are not printed: they are what ``plan-memory`` solves its candidates with."""
 
-    __slots__ = ("schedule",)
+    __slots__ = ("schedule", "options")
 
-    def __init__(self, schedule):
+    def __init__(self, schedule, options: ScheduleOptions | None = None):
         self.schedule = schedule
+        self.options = options
 
     def to_ir_attr(self) -> dict:
         s = self.schedule
@@ -89,33 +95,6 @@ class ScheduleOptions(PassOptions):
                     cache_dir=self.cache_dir or None, jobs=self.jobs or None)
 
 
-class PlanAttr:
-    """The ``plan`` attribute: where the memory planner put the op's output (the buffer at
-    a word offset for its live range of steps, or DRAM) and its tiles."""
-
-    __slots__ = ("output", "offset", "live", "tiles", "inputs", "residual")
-
-    def __init__(self, output: str, offset, live: tuple[int, int], tiles: int, inputs: tuple[str, ...],
-                 residual: str | None = None):
-        self.output, self.offset, self.live, self.tiles, self.inputs = output, offset, live, tiles, inputs
-        self.residual = residual      # home of a fused residual ("dram" / "buffer"), None: none
-
-    def to_ir_attr(self) -> dict:
-        d = {"output": self.output, "inputs": ",".join(self.inputs), "tiles_at": self.tiles,
-             "live": list(self.live)}
-        if self.residual is not None:
-            d["residual"] = self.residual
-        if self.offset is not None:
-            d["output_at"] = self.offset
-        return d
-
-    def __eq__(self, other):
-        return isinstance(other, PlanAttr) and other.to_ir_attr() == self.to_ir_attr()
-
-    def __hash__(self):
-        return hash(self.output)
-
-
 class Schedule(Pass):
     name = "schedule"
     summary = "Pick dataflow, tile sizes and loop order per layer with CP-SAT; attach to ops."
@@ -144,58 +123,10 @@ class Schedule(Pass):
             if exc.location is None:
                 exc.location = graph.source
             raise
-        if ctx.target.activation_home == "planned" and ops:
-            scheds = self._plan(graph, ops, layers, scheds, ctx)
         distinct = set()
         for op, s in zip(ops, scheds):
-            op.attrs["schedule"] = ScheduleAttr(s)
+            op.attrs["schedule"] = ScheduleAttr(s, o)
             distinct.add(s.layer.key())
             self.stats[f"scheduled-{s.layer.kind}"] += 1
             self.stats[f"status-{s.status}"] += 1
         self.stats["distinct-layer-shapes"] = len(distinct)
-
-    def _plan(self, graph: Graph, ops, layers, alone, ctx: PassContext) -> list:
-        """The network plan (docs/memory-planning.md): candidates per step from the same
-        solver and options, the CP-SAT network model (its own time limit:
-        ``planner.network_time_limit``; the fallback, if any, gives the all-DRAM plan), the
-        allocation, its verification.  Returns the chosen schedules (their layers carry the
-        homes) and attaches ``plan`` to each op and the network record to the graph
-        (``graph.attrs["plan"]``)."""
-        from ..schedule.liveness import network_of
-        from ..schedule.planner import (candidates, network_plan, network_time_limit, plan_network,
-                                        verify_allocation)
-        from ..schedule.solver import schedule_layers
-
-        o, target = self.options, ctx.target
-        kw = o.solver_kwargs()
-        net = network_of(graph, list(zip(ops, layers)))
-        try:
-            cands = candidates(net, target,
-                               lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
-                                                                      **kw),
-                               o.objective, alone)
-            plan = plan_network(net, cands, target, o.objective, network_time_limit(kw["time_limit"]),
-                                fallback=kw["fallback"])
-        except ScheduleError as exc:
-            if exc.location is None:
-                exc.location = graph.source
-            raise
-        if plan.note:
-            ctx.notes.append(plan.note)
-        problems = verify_allocation(net, plan, target)
-        if problems:   # a bug in the planner, never the user's input
-            raise RuntimeError(f"memory plan failed its verification: {problems[0]}")
-        for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
-            t = net.tensors[step.output]
-            res = plan.resident[t.index]
-            home = lambda i: "dram" if i is None or not plan.resident[i] else "buffer"  # noqa: E731
-            ins = tuple(home(i) for i in step.inputs)
-            ins += ("dram",) * (step.layer.n_inputs - len(ins))   # inputs no tensor stands for
-            rh = home(step.residual) if step.op.attrs.get("residual") else None
-            step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
-                                             (t.producer, t.last), toff, ins, rh)
-        graph.attrs["plan"] = network_plan(net, plan, alone, target)
-        self.stats["tensors-resident"] = sum(plan.resident)
-        self.stats["tensors-through-dram"] = len(plan.resident) - sum(plan.resident)
-        self.stats[f"plan-{plan.status}"] += 1
-        return [c.schedule for c in plan.choice]

@@ -6,8 +6,10 @@ benchmarks and the tests) calls these functions; none restates the flow.
 * :func:`build_pipeline` turns a pipeline string, a target and the command line's schedule
   flags into pass instances.  A pass is its options: a flag sets the schedule pass's
   option, and a flag that contradicts an option the pipeline string spells out is a usage
-  error.  With a target the pipeline ends in ``schedule`` unless it schedules already;
-  without one a pass that needs a target is a usage error (before any model is read).
+  error.  With a target the pipeline ends in ``schedule`` unless a pass of it needs the
+  target already, followed by ``plan-memory`` when the target's ``activation_home`` is
+  ``planned``; without one a pass that needs a target is a usage error (before any model
+  is read).
 * :func:`compile` imports a model (path, ``zoo:NAME`` or an ``onnx.ModelProto``), runs the
   passes and returns a :class:`CompileResult`: the graph, the passes as they ran (their
   options are what the outputs record), the notes, and with a target the network schedule.
@@ -26,11 +28,16 @@ from typing import IO, Any, Callable, Iterator
 from .diagnostics import UsageError
 from .frontend import ImportResult, import_model, load
 from .ir.graph import Graph
+from .passes.schedule import ScheduleOptions
 from .pipeline import Pass, PassContext, PassManager, parse_pipeline
+from .pipeline.options import options_of
 
-#: The schedule pass's options the command line has flags for (``--time-limit`` ->
-#: ``time_limit``); a value of None means "flag not given".
-SCHEDULE_FLAGS = ("objective", "time_limit", "fallback", "measured_sparsity", "cache_dir", "jobs")
+#: The schedule pass's options, each of which the command line has a flag for
+#: (``--time-limit`` -> ``time_limit``), read from their declaration; a value of None means
+#: "flag not given".
+SCHEDULE_FLAGS = tuple(o.name for o in options_of(ScheduleOptions))
+#: The passes the driver appends with a target (:func:`build_pipeline`).
+SCHEDULE, PLAN_MEMORY = "schedule", "plan-memory"
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,8 @@ class CompileResult:
 
     @property
     def schedule_options(self) -> dict[str, Any] | None:
-        """The recorded options of the (last) pass that needed the target, or None."""
-        sched = [p for p in self.passes if p.needs_target]
+        """The recorded options of the (last) schedule pass, or None."""
+        sched = [p for p in self.passes if p.name == SCHEDULE]
         return sched[-1].recorded_options() if sched else None
 
     @property
@@ -95,12 +102,12 @@ class CompileResult:
 
 def with_schedule_flags(passes: list[Pass], flags: dict[str, Any]) -> list[Pass]:
     """``passes`` with the command line's schedule ``flags`` (None: not given) applied to
-    every pass that needs a target.  A flag whose value differs from an option the
-    pipeline string spelled out is a UsageError."""
+    every schedule pass.  A flag whose value differs from an option the pipeline string
+    spelled out is a UsageError."""
     given = {k: v for k, v in flags.items() if v is not None}
     out = []
     for p in passes:
-        if p.needs_target and given:
+        if p.name == SCHEDULE and given:
             for k, v in given.items():
                 mine = getattr(p.options, k)
                 if k in p.explicit and mine != v:
@@ -112,18 +119,38 @@ def with_schedule_flags(passes: list[Pass], flags: dict[str, Any]) -> list[Pass]
     return out
 
 
-def build_pipeline(pipeline: str, *, target: Any = None,
-                   schedule: dict[str, Any] | None = None) -> list[Pass]:
-    """The passes to run: ``pipeline`` parsed; with a ``target`` followed by ``schedule``
-    unless a pass of it needs the target already; the ``schedule`` flags applied.  Every
-    problem is a UsageError raised before any model is read."""
+def build_pipeline(pipeline: str, *, target: Any = None, schedule: dict[str, Any] | None = None,
+                   activation_home: str | None = None) -> list[Pass]:
+    """The passes to run: ``pipeline`` parsed; with a ``target``, followed by ``schedule``
+    unless a pass of it needs the target already, and ``plan-memory`` inserted after the
+    last schedule pass when the target's ``activation_home`` is ``planned`` and the
+    pipeline has no plan-memory; the ``schedule`` flags applied.
+
+    ``activation_home``: the ``--activation-home`` flag (None: not given), already applied
+    to ``target``; only checked here: ``dram`` with a plan-memory the pipeline string
+    spells out is a contradiction.  (With a target whose own home is ``dram``, a
+    plan-memory written in the pipeline runs: an explicit pass is what was asked for.)
+    Every pass must find the passes it ``requires`` before it.  Every problem is a
+    UsageError raised before any model is read."""
     passes = parse_pipeline(pipeline)
     needing = [p.name for p in passes if p.needs_target]
     if target is None:
         if needing:
             raise UsageError(f"pass '{needing[0]}' needs a target but no --target was given")
-    elif not needing:
-        passes += parse_pipeline("schedule")
+    else:
+        planned = PLAN_MEMORY in needing
+        if planned and activation_home == "dram":
+            raise UsageError(f"--activation-home dram contradicts the pipeline's {PLAN_MEMORY}: give one of them")
+        if not needing:
+            passes += parse_pipeline(SCHEDULE)
+        last = max((i for i, p in enumerate(passes) if p.name == SCHEDULE), default=None)
+        if target.activation_home == "planned" and not planned and last is not None:
+            passes[last + 1:last + 1] = parse_pipeline(PLAN_MEMORY)
+    for i, p in enumerate(passes):
+        for need in p.requires:
+            if not any(q.name == need for q in passes[:i]):
+                raise UsageError(f"pass '{p.name}' needs pass '{need}' before it in the pipeline "
+                                 f"(e.g. --passes default,{need},{p.name})")
     unknown = set(schedule or {}) - set(SCHEDULE_FLAGS)
     if unknown:
         raise UsageError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")

@@ -12,10 +12,10 @@ IR op                        rule            cost-model layer
                                              results leave the array: its operations are
                                              counted (the ``epilogue`` of its
                                              ``Activation``), no cycles; a fused residual
-                                             add (``residual = 1``) sets the layer's
-                                             ``residual``: its words, transfers and adds
-                                             are counted; a fused pool (``pool``) sets the
-                                             layer's ``pool*`` fields: P x Q is the pooled
+                                             add (``residual = 1``) sets its
+                                             ``epilogue.residual``: its words, transfers
+                                             and adds are counted; a fused pool (``pool``)
+                                             is its ``epilogue.pool``: P x Q is the pooled
                                              output)
 ``sqnxt.fc``                 ``fc``          ``fc``: C = product of the input's non-batch
                                              dims, a 1x1 conv on a 1x1 image
@@ -77,7 +77,7 @@ from typing import Callable
 
 import numpy as np
 
-from .cost.layer import Layer
+from .cost.layer import ElementFn, Epilogue, Layer, Pool
 from .ir.core import Elementwise, Move, Op, RunsOnArray
 from .ir.graph import Graph
 from .ir.ops import ACTIVATIONS, conv_dilations, conv_out, pool_end_pad
@@ -197,22 +197,22 @@ def _weight_zero_fraction(op: Op, measured_sparsity: bool) -> Fraction | None:
     return None
 
 
-def _act_fields(op: Op) -> dict:
-    """The Layer fields of a conv / fc's fused activation: the operations and nonlinear
-    functions per output element of its kind (the ``epilogue`` of its ``Activation``)."""
+def _epilogue(op: Op, pool: Pool | None = None) -> Epilogue:
+    """A conv / fc's epilogue: its fused activation's operations and nonlinear functions
+    per output element (the ``epilogue`` of its ``Activation``), its fused residual add
+    and ``pool``."""
     ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
-    return {"act_ops": ops, "act_funcs": funcs}
+    return Epilogue(act_ops=ops, act_funcs=funcs, residual=bool(op.attrs["residual"]), pool=pool)
 
 
-def _pool_fields(pool: dict | None, conv_h: int, conv_w: int) -> dict:
-    """The Layer fields of a conv's fused pool over its (conv_h x conv_w) output: a
-    ceil-mode window that overhangs becomes extra end padding, as for a pool layer."""
+def _pool(pool: dict | None, conv_h: int, conv_w: int) -> Pool | None:
+    """A conv's fused pool over its (conv_h x conv_w) output: a ceil-mode window that
+    overhangs becomes extra end padding, as for a pool layer."""
     if pool is None:
-        return {}
+        return None
     (kh, kw), (sh, sw), (pt, pl, pb, pr), c = pool["kernel"], pool["strides"], pool["pads"], pool["ceil_mode"]
-    return dict(pool=pool["kind"], pool_R=kh, pool_S=kw, pool_stride_h=sh, pool_stride_w=sw,
-                pool_pad_top=pt, pool_pad_left=pl, pool_pad_bottom=pool_end_pad(conv_h, kh, sh, pt, pb, c),
-                pool_pad_right=pool_end_pad(conv_w, kw, sw, pl, pr, c))
+    return Pool(pool["kind"], kh, kw, sh, sw, pt, pl, pool_end_pad(conv_h, kh, sh, pt, pb, c),
+                pool_end_pad(conv_w, kw, sw, pl, pr, c))
 
 
 # ---------------------------------------------------------------- the layers that are their op
@@ -223,13 +223,12 @@ def _conv_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     pt, pl, pb, pr = op.attrs["pads"]
     zf = _weight_zero_fraction(op, measured_sparsity)
     dh, dw = conv_dilations(op)
+    sh, sw = op.attrs["strides"]
+    pool = _pool(op.attrs.get("pool"), conv_out(x[2], w[2], sh, pt, pb, dh), conv_out(x[3], w[3], sw, pl, pr, dw))
     return Layer(name, "conv", C=x[1], K=w[0], H=x[2], W=x[3], R=w[2], S=w[3], P=y[2], Q=y[3],
-                 stride_h=op.attrs["strides"][0], stride_w=op.attrs["strides"][1],
-                 pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
-                 groups=op.attrs["groups"], weight_zero_fraction=zf,
-                 residual=bool(op.attrs["residual"]), dilation_h=dh, dilation_w=dw, **_act_fields(op),
-                 **_pool_fields(op.attrs.get("pool"), conv_out(x[2], w[2], op.attrs["strides"][0], pt, pb, dh),
-                                conv_out(x[3], w[3], op.attrs["strides"][1], pl, pr, dw)))
+                 stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr,
+                 groups=op.attrs["groups"], weight_zero_fraction=zf, dilation_h=dh, dilation_w=dw,
+                 epilogue=_epilogue(op, pool))
 
 
 @layer_rule("fc", native=True)
@@ -238,7 +237,7 @@ def _fc_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     x, w = op.operands[0].type.shape, op.operands[1].type.shape
     zf = _weight_zero_fraction(op, measured_sparsity)
     return Layer(name, "fc", C=math.prod(x[1:]), K=w[0], H=1, W=1, R=1, S=1, P=1, Q=1,
-                 weight_zero_fraction=zf, residual=bool(op.attrs["residual"]), **_act_fields(op))
+                 weight_zero_fraction=zf, epilogue=_epilogue(op))
 
 
 @layer_rule("pool", native=True)
@@ -327,7 +326,7 @@ def _reduce_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
             # the last two axes stay: n output-sized slices added element by element
             K, P, Q = grid(_kept(x, axes))
             return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n,
-                         fn="reduce", elem_ops=n - 1)
+                         element=ElementFn("reduce", ops=n - 1))
         return Layer(name, "gap", C=n_out, K=n_out, H=n, W=1, R=n, S=1, P=1, Q=1)
     axes = {a % 4 for a in op.attrs["axes"]} - {0}
     C, H, W = x[1:]
@@ -369,7 +368,7 @@ def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = N
     n_in = max(1, sum(r in ("full", "other") for r in roles))
     params += sum(r == "param" for r in roles)
     return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,
-                 fn=op.name.split(".")[1], elem_ops=ops, elem_funcs=funcs, params=params)
+                 element=ElementFn(op.name.split(".")[1], ops=ops, funcs=funcs, params=params))
 
 
 @layer_rule("eltwise", reads=_full_operands)
@@ -419,7 +418,7 @@ def _layer_norm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
 def _move(op: Op, name: str) -> Layer:
     """A ``move`` layer over the output's grid: a copy of the output's words."""
     K, P, Q = grid(op.result.type.shape)
-    return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn=op.name.split(".")[1])
+    return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, element=ElementFn(op.name.split(".")[1]))
 
 
 def _move_reads(op: Op) -> list:
@@ -447,7 +446,7 @@ def _resize_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     if op.attrs["mode"] == "nearest":
         return _move(op, name)
     K, P, Q = grid(op.result.type.shape)
-    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, fn="resize", elem_ops=3)
+    return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, element=ElementFn("resize", ops=3))
 
 
 def network_layers(graph: Graph, *, measured_sparsity: bool = False) -> list[tuple[Op, Layer | None]]:

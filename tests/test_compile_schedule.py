@@ -30,7 +30,7 @@ def test_every_modelled_op_gets_a_schedule_that_the_cost_model_reproduces(sqnxt2
             continue
         s = op.attrs["schedule"].schedule
         # the op's layer, with the operand homes the memory plan gave it
-        assert s.layer.shape_key() == layer.shape_key() and s.layer.residual == layer.residual
+        assert s.layer.shape_key() == layer.shape_key() and s.layer.epilogue == layer.epilogue
         assert s.status == "optimal" and s.gap == 0.0
         assert evaluate(s.layer, t, s.mapping) == s.cost  # the attached figures are the model's own
         assert s.cost.fits

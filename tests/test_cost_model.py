@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from sqnxt_compiler.cost import Layer, Mapping, evaluate
+from sqnxt_compiler.cost import ElementFn, Epilogue, Homes, Layer, Mapping, Pool, evaluate
 from sqnxt_compiler.cost.features import c_feat, k_feat, tiles, touched, x_feat, y_feat
 from sqnxt_compiler.diagnostics import ScheduleError, UnsupportedError
 from sqnxt_compiler.targets import load_target
@@ -217,6 +217,31 @@ def test_invalid_mappings_and_layers():
         Layer("bad", "conv", 3, 8, 10, 10, 3, 3, 9, 8)
     with pytest.raises(UnsupportedError, match="groups"):
         Layer("bad", "conv", 3, 8, 10, 10, 1, 1, 10, 10, groups=2)
+
+
+def test_the_keys_keep_their_flat_order():
+    """key() and shape_key() flatten the parts into the tuples the on-disk schedule cache
+    has always keyed on (the order of the layer's fields before it had parts): a change
+    here changes every cache key."""
+    L = Layer("c", "conv", C=16, K=32, H=14, W=14, R=3, S=3, P=7, Q=7, pad_top=1, pad_left=1, pad_bottom=1,
+              pad_right=1, weight_zero_fraction=Fraction(1, 4),
+              epilogue=Epilogue(act_ops=1, act_funcs=1, pool=Pool("max", 3, 3, 2, 2, 1, 1, 1, 1)),
+              homes=Homes(resident_inputs=1, resident_output=True, capacity=5000))
+    assert L.key() == ("conv", 16, 32, 14, 14, 3, 3, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, "1/4", 1, True, 5000,
+                       False, False, "max", 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, "", 0, 0, 0)
+    assert L.shape_key() == ("conv", 16, 32, 14, 14, 3, 3, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, "max", 3, 3, 2, 2,
+                             1, 1, 1, 1, 1, 1, "", 0, 0, 0)
+    E = Layer("e", "eltwise", C=8, K=8, H=5, W=6, R=1, S=1, P=5, Q=6, n_inputs=2,
+              element=ElementFn("mul", ops=1, funcs=2, params=1), homes=Homes(resident_inputs=2))
+    assert E.key() == ("eltwise", 8, 8, 5, 6, 1, 1, 5, 6, 1, 1, 0, 0, 0, 0, 1, 2, None, 2, False, None, False,
+                       False, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "mul", 1, 2, 1)
+    assert E.shape_key() == ("eltwise", 8, 8, 5, 6, 1, 1, 5, 6, 1, 1, 0, 0, 0, 0, 1, 2, "", 1, 1, 1, 1, 0, 0,
+                             0, 0, 1, 1, "mul", 1, 2, 1)
+    R = Layer("r", "fc", C=64, K=10, H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=Epilogue(residual=True),
+              homes=Homes(resident_residual=True))
+    assert R.key() == ("fc", 64, 10, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, None, 0, False, None, True,
+                       True, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "", 0, 0, 0)
+    assert R.with_homes(capacity=9).homes == Homes(resident_residual=True, capacity=9)
 
 
 def test_serial_target_adds_dma_to_compute():

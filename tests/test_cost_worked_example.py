@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqnxt_compiler.cost import Layer, Mapping, evaluate
+from sqnxt_compiler.cost import ElementFn, Epilogue, Homes, Layer, Mapping, Pool, evaluate
 from sqnxt_compiler.targets import load_target
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cost-model.md"
@@ -120,8 +120,6 @@ def test_operand_homes_worked_example():
     doc's rules (resident input: no reads, transfers, tile region or prologue share;
     resident output: no writes, one output transfer per block fewer, no epilogue), and
     compared with evaluate() and with the scheduler's choice."""
-    from dataclasses import replace
-
     from sqnxt_compiler.schedule.solver import schedule_layer
 
     d = homes_block()
@@ -129,7 +127,7 @@ def test_operand_homes_worked_example():
     L = Layer("s3b1_sep1", "conv", C=32, K=64, H=14, W=14, R=3, S=1, P=14, Q=14, pad_top=1, pad_bottom=1)
     cap = t.buffer_words - 32 * 14 * 14 - 64 * 14 * 14
     assert cap == int(d["capacity"])
-    H = replace(L, resident_inputs=1, resident_output=True, capacity=cap)
+    H = L.with_homes(resident_inputs=1, resident_output=True, capacity=cap)
 
     def mapping(text):
         df, tx, ty, tc, tk, order = text.split()
@@ -195,7 +193,8 @@ def test_fused_residual_add_worked_example():
     assert e.cost.dram["total"] + a.cost.dram["total"] == int(d["unfused.dram_total"])
     cap = t.buffer_words - 64 * 196 - 128 * 196
     assert cap == int(d["capacity"])
-    F = replace(E, residual=True, resident_inputs=1, resident_residual=True, capacity=cap)
+    F = replace(E, epilogue=Epilogue(residual=True),
+                homes=Homes(resident_inputs=1, resident_residual=True, capacity=cap))
     f = schedule_layer(F, t)
     m = mapping(d["fused.mapping"])
     assert f.mapping == m
@@ -223,7 +222,7 @@ def test_fused_residual_add_worked_example():
     doc = {k: int(d["fused." + k]) for k in hand}
     assert hand == got == doc
     # the residual from DRAM instead: its words, one transfer per output tile, a tile region
-    R = evaluate(replace(F, resident_residual=False), t, m)
+    R = evaluate(F.with_homes(resident_residual=False), t, m)
     assert R.dram["total"] - r.dram["total"] == words == int(d["from_dram.extra_dram"])
     assert R.transfers["total"] - r.transfers["total"] == n["x"] * n["y"] * n["k"] == int(d["from_dram.extra_transfers"])
     assert R.footprint["residual"] == m.tx * m.ty * m.tk == int(d["from_dram.residual_tile"])
@@ -246,7 +245,7 @@ def test_fused_pool_worked_example():
     conv = Layer("conv1", "conv", C=3, K=64, H=227, W=227, R=7, S=7, P=111, Q=111, stride_h=2, stride_w=2)
     pool = Layer("pool1", "maxpool", C=64, K=64, H=111, W=111, R=3, S=3, P=55, Q=55, stride_h=2, stride_w=2)
     F = Layer("conv1", "conv", C=3, K=64, H=227, W=227, R=7, S=7, P=55, Q=55, stride_h=2, stride_w=2,
-              pool="max", pool_R=3, pool_S=3, pool_stride_h=2, pool_stride_w=2)
+              epilogue=Epilogue(pool=Pool("max", 3, 3, 2, 2)))
     c, p, f = (schedule_layer(x, t) for x in (conv, pool, F))
     assert c.cost.total_cycles + p.cost.total_cycles == int(d["unfused.cycles"])
     assert c.cost.dram["total"] + p.cost.dram["total"] == int(d["unfused.dram_total"])
@@ -322,7 +321,7 @@ def test_elementwise_worked_example():
 
     d = block("worked-example-elementwise")
     t = load_target(d["target"])
-    L = Layer("se", "eltwise", C=32, K=32, H=16, W=16, R=1, S=1, P=16, Q=16, fn="mul", elem_ops=1, params=1)
+    L = Layer("se", "eltwise", C=32, K=32, H=16, W=16, R=1, S=1, P=16, Q=16, element=ElementFn("mul", ops=1, params=1))
     df, tx, ty, tc, tk, order = d["mapping"].split()
     m = Mapping(df, int(tx), int(ty), int(tc), int(tk), tuple(order))
     nk, D, fill, lat, bw = 4, 32, 32, 100, 8
@@ -348,7 +347,7 @@ def test_elementwise_worked_example():
                epilogue_cycles=r.epilogue_cycles, total_cycles=r.total_cycles, energy_total=r.energy["total"])
     assert got == hand
     assert L.describe() == "eltwise mul 32x16x16 +1 per-channel: 1 ops + 0 functions per element"
-    sig = Layer("s", "eltwise", C=32, K=32, H=1, W=1, R=1, S=1, P=1, Q=1, fn="sigmoid", elem_funcs=1)
-    lrn = Layer("l", "eltwise", C=32, K=32, H=8, W=8, R=1, S=1, P=8, Q=8, fn="lrn", elem_ops=7, elem_funcs=1)
+    sig = Layer("s", "eltwise", C=32, K=32, H=1, W=1, R=1, S=1, P=1, Q=1, element=ElementFn("sigmoid", funcs=1))
+    lrn = Layer("l", "eltwise", C=32, K=32, H=8, W=8, R=1, S=1, P=8, Q=8, element=ElementFn("lrn", ops=7, funcs=1))
     assert element_cycles(sig, t) == int(d["sigmoid.z"]) and os_pass_cycles(4, t) == int(d["sigmoid.pass"])
     assert element_cycles(lrn, t) == int(d["lrn5.z"])

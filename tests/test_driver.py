@@ -27,8 +27,9 @@ def test_a_target_appends_schedule_and_flags_set_its_options():
     t = load_target("pe8x8")
     passes = driver.build_pipeline("default", target=t, schedule={"objective": "energy", "time_limit": 2,
                                                                   "fallback": None})
-    assert [p.name for p in passes] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "schedule"]
-    assert passes[-1].options == ScheduleOptions(objective="energy", time_limit=2.0)
+    assert [p.name for p in passes] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "schedule",
+                                        "plan-memory"]     # pe8x8 plans its activations
+    assert passes[-2].options == ScheduleOptions(objective="energy", time_limit=2.0)
     assert driver.build_pipeline("default", target=None) and all(
         not p.needs_target for p in driver.build_pipeline("default"))
 
@@ -49,7 +50,7 @@ def test_a_pass_that_needs_a_target_without_one_is_a_usage_error():
 def test_a_flag_may_not_contradict_the_pipeline_string(pipeline, flags, ok):
     t = load_target("pe8x8")
     if ok:
-        (p,) = [p for p in driver.build_pipeline(pipeline, target=t, schedule=flags) if p.needs_target]
+        (p,) = [p for p in driver.build_pipeline(pipeline, target=t, schedule=flags) if p.name == "schedule"]
         for k, v in flags.items():
             assert getattr(p.options, k) == v
     else:
@@ -86,7 +87,7 @@ def test_the_recorded_pipeline_fed_back_reproduces_the_run_byte_for_byte(cli, tm
     assert first.exit_code == 0 and solved > 0, first.output
     recorded = json.loads((tmp_path / "a" / "schedule.json").read_text())["pipeline"]
     assert recorded == ("canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{objective=energy,time-limit=30.0,"
-                        "fallback=heuristic,measured-sparsity=false}")
+                        "fallback=heuristic,measured-sparsity=false},plan-memory{network-time-limit=10.0}")
     again, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "--passes", recorded,
                                              "-o", tmp_path / "b/"))
     assert again.exit_code == 0 and solved > 0, again.output

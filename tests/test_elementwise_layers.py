@@ -10,7 +10,7 @@ import pytest
 from onnx import helper
 
 from sqnxt_compiler import driver
-from sqnxt_compiler.cost import Layer
+from sqnxt_compiler.cost import ElementFn, Layer
 from sqnxt_compiler.cost.features import element_cycles
 from sqnxt_compiler.diagnostics import UnsupportedError
 from sqnxt_compiler.layers import grid, layer_of, network_layers, operand_role
@@ -52,7 +52,7 @@ def test_every_op_of_a_modern_block_is_a_layer_with_its_documented_counts(tmp_pa
     res = _compile(_se_block(), tmp_path, passes="canonicalize,schedule")    # nothing fused
     layers = {op.loc.node: L for op, L in network_layers(res.graph)}
     assert None not in layers.values()
-    assert [(L.kind, L.fn, L.elem_ops, L.elem_funcs, L.params, L.n_inputs) for L in
+    assert [(L.kind, L.element.fn, L.element.ops, L.element.funcs, L.element.params, L.n_inputs) for L in
             (layers["sig"], layers["swish"], layers["hsig"], layers["scale"], layers["prelu"])] == [
         ("eltwise", "sigmoid", 0, 1, 0, 1), ("eltwise", "mul", 1, 0, 0, 2), ("eltwise", "hard_sigmoid", 3, 0, 0, 1),
         ("eltwise", "mul", 1, 0, 1, 1), ("eltwise", "prelu", 2, 0, 1, 1)]
@@ -65,7 +65,7 @@ def test_every_op_of_a_modern_block_is_a_layer_with_its_documented_counts(tmp_pa
 
 def test_sigmoid_costs_the_targets_nonlinear_cycles():
     t = load_target("pe8x8")
-    sig = Layer("s", "eltwise", C=8, K=8, H=4, W=4, R=1, S=1, P=4, Q=4, fn="sigmoid", elem_funcs=1)
+    sig = Layer("s", "eltwise", C=8, K=8, H=4, W=4, R=1, S=1, P=4, Q=4, element=ElementFn("sigmoid", funcs=1))
     assert element_cycles(sig, t) == t.nonlinear_cycles == 4
     from dataclasses import replace
     slow = replace(t, nonlinear_cycles=40)
@@ -84,16 +84,17 @@ def test_operand_roles_and_grid():
 
 
 @pytest.mark.parametrize("kw,msg", [
-    (dict(kind="eltwise", fn="", elem_ops=1), "fn names the op"),
-    (dict(kind="conv", fn="relu"), "fn names the op"),
-    (dict(kind="move", fn="concat", elem_ops=1), "only eltwise takes elem_ops"),
-    (dict(kind="eltwise", fn="relu", elem_ops=-1), "elem_ops must be a non-negative"),
-    (dict(kind="eltwise", fn="relu", stride_h=2, P=2), "an element-wise layer has"),
+    (dict(kind="eltwise"), "layer 'e' \\(eltwise\\): fn names the op"),
+    (lambda: dict(kind="eltwise", element=ElementFn("", ops=1)), "fn names the op"),
+    (lambda: dict(kind="conv", element=ElementFn("relu")), "layer 'e' \\(conv\\): fn names the op"),
+    (lambda: dict(kind="move", element=ElementFn("concat", ops=1)), "only eltwise takes element ops"),
+    (lambda: dict(kind="eltwise", element=ElementFn("relu", ops=-1)), "element ops must be a non-negative"),
+    (lambda: dict(kind="eltwise", element=ElementFn("relu"), stride_h=2, P=2), "an element-wise layer has"),
 ])
 def test_inconsistent_element_layers_are_rejected(kw, msg):
     base = dict(name="e", C=4, K=4, H=4, W=4, R=1, S=1, P=4, Q=4)
     with pytest.raises(UnsupportedError, match=msg):
-        Layer(**{**base, **kw})
+        Layer(**{**base, **(kw() if callable(kw) else kw)})
 
 
 def test_reductions_map_to_gap_pool_or_a_one_channel_conv(tmp_path):
@@ -146,7 +147,8 @@ def test_a_reduction_of_any_rank_is_a_sum_of_slices_or_a_gap_over_its_outputs(tm
     res = _compile(m, tmp_path)
     by = {op.loc.node: L for op, L in network_layers(res.graph)}
     L = by["red5"]       # the radix sum: 2 slices of 4x3x5 added
-    assert (L.kind, L.fn, L.K, L.P, L.Q, L.n_inputs, L.elem_ops, L.macs) == ("eltwise", "reduce", 4, 3, 5, 2, 1, 60)
+    assert (L.kind, L.element.fn, L.K, L.P, L.Q, L.n_inputs, L.element.ops, L.macs) == (
+        "eltwise", "reduce", 4, 3, 5, 2, 1, 60)
     L = by["last2"]      # over the last two axes: each of the 8 outputs reduces 15 inputs
     assert (L.kind, L.K, L.H, L.R, L.macs) == ("gap", 8, 15, 15, 120)
     from sqnxt_compiler.reference.tiled import execute_tiled

@@ -12,7 +12,7 @@ import pytest
 from onnx import helper
 
 from sqnxt_compiler import driver
-from sqnxt_compiler.cost import Layer, Mapping, evaluate
+from sqnxt_compiler.cost import Epilogue, Layer, Mapping, evaluate
 from sqnxt_compiler.reference.check import check
 from sqnxt_compiler.reference.tiled import execute_tiled
 from sqnxt_compiler.schedule import exhaustive_best
@@ -80,7 +80,7 @@ def test_an_activation_after_an_add_or_with_other_users_stays_a_layer(tmp_path):
 def test_a_fused_activation_costs_its_operations_not_cycles():
     plain = Layer("c", "conv", C=16, K=32, H=14, W=14, R=3, S=3, P=14, Q=14, pad_top=1, pad_left=1,
                   pad_bottom=1, pad_right=1)
-    swish = replace(plain, act_ops=1, act_funcs=1)
+    swish = replace(plain, epilogue=Epilogue(act_ops=1, act_funcs=1))
     m = Mapping("OS", 8, 8, 16, 8, ("k", "c", "y", "x"))
     a, b = evaluate(plain, T8, m), evaluate(swish, T8, m)
     extra = 32 * 14 * 14 * (1 + T8.nonlinear_cycles)
@@ -93,8 +93,8 @@ def test_a_fused_activation_costs_its_operations_not_cycles():
 @pytest.mark.parametrize("objective", ["energy", "edp"])
 def test_the_solver_agrees_with_the_exhaustive_search_on_activated_layers(objective):
     for L in (Layer("a", "conv", C=24, K=40, H=10, W=10, R=3, S=3, P=10, Q=10, pad_top=1, pad_left=1,
-                    pad_bottom=1, pad_right=1, act_ops=2, act_funcs=0),
-              Layer("b", "fc", C=200, K=48, H=1, W=1, R=1, S=1, P=1, Q=1, act_ops=0, act_funcs=1)):
+                    pad_bottom=1, pad_right=1, epilogue=Epilogue(act_ops=2, act_funcs=0)),
+              Layer("b", "fc", C=200, K=48, H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=Epilogue(act_ops=0, act_funcs=1))):
         s = schedule_layer(L, T8, objective=objective)
         m, r = exhaustive_best(L, T8, objective)
         assert (s.mapping, s.cost) == (m, r) and s.status == "optimal"

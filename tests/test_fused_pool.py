@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from sqnxt_compiler.cost import Layer, Mapping, evaluate
+from sqnxt_compiler.cost import Epilogue, Layer, Mapping, Pool, evaluate
 from sqnxt_compiler.cost.features import pool_cover, tiles, x_feat, y_feat
 from sqnxt_compiler.diagnostics import UnsupportedError
 from sqnxt_compiler.schedule.oracle import exhaustive_best
@@ -28,9 +28,8 @@ def fused(name="conv1", C=3, K=64, H=227, W=227, R=7, S=7, stride=2, pad=0, pool
     P = (cp + pp[0] + pp[2] - pk) // ps + 1
     Q = (cq + pp[1] + pp[3] - pk) // ps + 1
     return Layer(name, "conv", C=C, K=K, H=H, W=W, R=R, S=S, P=P, Q=Q, stride_h=stride, stride_w=stride,
-                 pad_top=pad, pad_left=pad, pad_bottom=pad, pad_right=pad, pool=pool, pool_R=pk, pool_S=pk,
-                 pool_stride_h=ps, pool_stride_w=ps, pool_pad_top=pp[0], pool_pad_left=pp[1],
-                 pool_pad_bottom=pp[2], pool_pad_right=pp[3])
+                 pad_top=pad, pad_left=pad, pad_bottom=pad, pad_right=pad,
+                 epilogue=Epilogue(pool=Pool(pool, pk, pk, ps, ps, *pp)))
 
 
 LAYERS = [
@@ -54,18 +53,18 @@ def test_the_cover_of_pooled_tiles():
 def test_tables_count_the_recomputed_outputs(L):
     for t in (1, 2, 3, 5, 7, L.P):
         f = y_feat(L, T16, t)
-        covers = [pool_cover(a, b, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
+        p = L.epilogue.pool
+        covers = [pool_cover(a, b, (p.R, p.stride_h, p.pad_top, L.conv_P))
                   for a, b in tiles(L.P, t)]
         assert f.C == sum(b - a for a, b in covers) and f.Cm == max(b - a for a, b in covers)
         # every conv row a window reads is computed, those shared by two tiles twice (a
         # tile computes the contiguous span its windows cover: with a pool stride above
         # the window, the rows between windows too)
-        read = {r for o in range(L.P) for r in range(o * L.pool_stride_h - L.pool_pad_top,
-                                                     o * L.pool_stride_h - L.pool_pad_top + L.pool_R)
+        read = {r for o in range(L.P) for r in range(o * p.stride_h - p.pad_top, o * p.stride_h - p.pad_top + p.R)
                 if 0 <= r < L.conv_P}
         assert f.C >= len(read)
-        no_gaps = L.pool_R >= L.pool_stride_h
-        if (t == L.P and no_gaps) or L.pool_R == L.pool_stride_h:   # nothing recomputed or skipped
+        no_gaps = p.R >= p.stride_h
+        if (t == L.P and no_gaps) or p.R == p.stride_h:   # nothing recomputed or skipped
             assert f.C == len(read)
         if t == L.P:
             assert f.n == 1 and f.C == f.Cm
@@ -103,7 +102,7 @@ def test_fusing_conv1_and_pool1_beats_the_two_layers():
 @pytest.mark.parametrize("L", LAYERS, ids=[L.name for L in LAYERS])
 @pytest.mark.parametrize("t", [T16, pytest.param(T8, marks=pytest.mark.slow)], ids=["pe16x16", "pe8x8"])
 def test_solver_equals_the_exhaustive_search_with_a_pool(L, t):
-    for X in (L, replace(L, resident_inputs=1, resident_output=True)):
+    for X in (L, L.with_homes(resident_inputs=1, resident_output=True)):
         for objective in ("cycles", "energy"):
             s = schedule_layer(X, t, objective=objective)
             m, r = exhaustive_best(X, t, objective)
@@ -117,31 +116,42 @@ def test_reduced_space_equals_brute_force_on_a_tiny_pooled_layer(pk, ps, pp):
     L = fused("tiny", C=3, K=4, H=9, W=8, R=3, S=3, stride=1, pad=1, pk=pk, ps=ps, pp=pp)
     t = replace(T8, global_buffer_bytes=600)
     assert_reduced_space_is_exact(L, t)
-    assert_reduced_space_is_exact(replace(L, resident_inputs=1, capacity=150), t)
+    assert_reduced_space_is_exact(L.with_homes(resident_inputs=1, capacity=150), t)
 
 
-@pytest.mark.parametrize("change,msg", [
-    (dict(pool="min"), "pool must be"),
-    (dict(pool="", pool_R=3), "pool_\\* fields need a pool"),
-    (dict(P=27), "P=27 does not match the pool"),
-    (dict(pool_pad_top=3, P=56), "must start inside"),
-    (dict(residual=True), "a fused residual add or a fused pool, not both"),
+def _with_pool(L, layer_change=None, **change):
+    """``L`` with its pool's fields ``change``d (and the layer's ``layer_change``)."""
+    pool = replace(L.epilogue.pool, **change)
+    return replace(L, epilogue=replace(L.epilogue, pool=pool), **(layer_change or {}))
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda L: _with_pool(L, kind="min"), "pool must be 'max' or 'avg', got 'min'"),
+    (lambda L: _with_pool(L, R=0), "pool R must be a positive integer, got 0"),
+    (lambda L: _with_pool(L, pad_left=-1), "pool pad_left must be a non-negative integer"),
+    (lambda L: replace(L, P=27), "layer 'conv1' \\(conv\\): P=27 does not match the pool"),
+    (lambda L: _with_pool(L, dict(P=56), pad_top=3), "must start inside"),
+    (lambda L: replace(L, epilogue=replace(L.epilogue, residual=True)),
+     "a fused residual add or a fused pool, not both"),
 ])
-def test_bad_pool_fields_are_rejected(change, msg):
+def test_bad_pool_fields_are_rejected(make, msg):
     with pytest.raises(UnsupportedError, match=msg):
-        replace(LAYERS[0], **change)
+        make(LAYERS[0])
 
 
 def test_only_conv_takes_a_pool():
     with pytest.raises(UnsupportedError, match="only conv takes a fused pool"):
-        Layer("f", "fc", C=8, K=4, H=1, W=1, R=1, S=1, P=1, Q=1, pool="max")
+        Layer("f", "fc", C=8, K=4, H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=Epilogue(pool=Pool("max", 1, 1)))
 
 
 def test_the_pool_is_part_of_the_shape():
     L = LAYERS[0]
-    assert replace(L, pool="avg").shape_key() != L.shape_key()
+    avg = _with_pool(L, kind="avg")
+    assert avg.shape_key() != L.shape_key()
     assert evaluate(L, T16, Mapping("OS", 1, 1, 1, 1)).fits
-    assert evaluate(replace(L, pool="avg"), T16, Mapping("OS", 1, 1, 1, 1)).fits
+    assert evaluate(avg, T16, Mapping("OS", 1, 1, 1, 1)).fits
+    plain = L.without_pool()
+    assert plain.epilogue.pool is None and (plain.P, plain.Q) == (L.conv_P, L.conv_Q)
 
 
 def test_the_pool_is_part_of_the_key_so_the_caches_keep_them_apart():

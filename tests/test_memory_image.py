@@ -147,7 +147,7 @@ def _resident_reader(graph):
 
 
 def _with_plan(op, **changes):
-    from sqnxt_compiler.passes.schedule import PlanAttr
+    from sqnxt_compiler.passes.plan_memory import PlanAttr
     p = op.attrs["plan"]
     fields = dict(output=p.output, offset=p.offset, live=p.live, tiles=p.tiles, inputs=p.inputs,
                   residual=p.residual)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import sqnxt_compiler.ir.core as core
+from sqnxt_compiler.cost import ElementFn
 from sqnxt_compiler.frontend import import_model
 from sqnxt_compiler.ir.core import (DATA_TRAITS, OPS, TRAITS, Activation, Elementwise, Move, OpTrait,
                                     RunsOnArray, declare)
@@ -255,11 +256,11 @@ def test_element_wise_and_move_ops_give_the_layers_their_traits_declare(instance
                 continue
             ew, mv = trait_of(name, Elementwise), trait_of(name, Move)
             if ew is not None and L.kind != "add":
-                assert (L.kind, L.fn) == ("eltwise", name.split(".")[1]), name
+                assert (L.kind, L.element.fn) == ("eltwise", name.split(".")[1]), name
                 if rule_name(name) == "eltwise":
-                    assert (L.elem_ops, L.elem_funcs) == (ew.ops, ew.funcs), name
+                    assert (L.element.ops, L.element.funcs) == (ew.ops, ew.funcs), name
             elif mv is not None:
-                assert (L.kind, L.fn, L.elem_ops, L.elem_funcs) == ("move", name.split(".")[1], 0, 0), name
+                assert (L.kind, L.element) == ("move", ElementFn(name.split(".")[1])), name
             else:
                 assert L.kind not in ("eltwise", "move") or rule_name(name) in ("resize", "reduce"), name
 

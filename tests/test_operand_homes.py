@@ -34,7 +34,7 @@ LAYERS = [
 def homes(L: Layer):
     """Every combination of resident inputs (0..n_inputs) and a resident output."""
     for r, o in product(range(L.n_inputs + 1), (False, True)):
-        yield replace(L, resident_inputs=r, resident_output=o)
+        yield L.with_homes(resident_inputs=r, resident_output=o)
 
 
 def some_mappings(L: Layer, n: int = 40):
@@ -57,20 +57,20 @@ def test_homes_change_exactly_the_documented_terms(L):
         b = evaluate(L, T16, m)
         for H in homes(L):
             h = evaluate(H, T16, m)
-            in_dram = L.n_inputs - H.resident_inputs
+            in_dram = L.n_inputs - H.homes.resident_inputs
             n = b.tiles_n
             per_input = b.dram["input_reads"] // L.n_inputs
             assert h.dram["input_reads"] == per_input * in_dram
-            assert h.dram["output_writes"] == (0 if H.resident_output else b.dram["output_writes"])
+            assert h.dram["output_writes"] == (0 if H.homes.resident_output else b.dram["output_writes"])
             assert h.dram["weight_reads"] == b.dram["weight_reads"]
             assert h.dram["psum_writes"] == b.dram["psum_writes"]   # spills still go to DRAM
             assert h.transfers["input"] == b.transfers["input"] // L.n_inputs * in_dram
             assert h.transfers["outputs"] == b.transfers["outputs"] - (
-                n["x"] * n["y"] * n["k"] * (L.eff_groups) if H.resident_output else 0)
+                n["x"] * n["y"] * n["k"] * (L.eff_groups) if H.homes.resident_output else 0)
             assert h.footprint["input"] == b.footprint["input"] // L.n_inputs * in_dram
             assert (h.footprint["weights"], h.footprint["outputs"]) == (b.footprint["weights"],
                                                                         b.footprint["outputs"])
-            assert h.epilogue_cycles == (0 if H.resident_output else b.epilogue_cycles)
+            assert h.epilogue_cycles == (0 if H.homes.resident_output else b.epilogue_cycles)
             # compute and the array side do not see where the operands live
             assert h.compute_cycles == b.compute_cycles and h.macs_performed == b.macs_performed
             for level in ("mac", "rf", "array"):
@@ -88,9 +88,9 @@ def test_solver_equals_the_exhaustive_search_with_homes(L, t):
     in_words = L.C * L.H * L.W
     out_words = L.K * L.P * L.Q
     for H in homes(L):
-        left = t.buffer_words - in_words * H.resident_inputs - (out_words if H.resident_output else 0)
+        left = t.buffer_words - in_words * H.homes.resident_inputs - (out_words if H.homes.resident_output else 0)
         for cap in (None, left) if left > 0 else (None,):
-            X = replace(H, capacity=cap)
+            X = H.with_homes(capacity=cap)
             for objective in ("cycles", "energy"):
                 s = schedule_layer(X, t, objective=objective)
                 m, r = exhaustive_best(X, t, objective)
@@ -105,7 +105,7 @@ def test_reduced_space_equals_brute_force_on_a_tiny_homed_layer():
     t = replace(T8, global_buffer_bytes=500)
     for H in homes(L):
         for cap in (None, 160):
-            assert_reduced_space_is_exact(replace(H, capacity=cap), t)
+            assert_reduced_space_is_exact(H.with_homes(capacity=cap), t)
 
 
 def assert_reduced_space_is_exact(X: Layer, t) -> None:
@@ -123,26 +123,28 @@ def assert_reduced_space_is_exact(X: Layer, t) -> None:
 
 
 def test_a_capacity_too_small_names_the_bytes_left():
-    L = replace(LAYERS[0], capacity=10)
+    L = LAYERS[0].with_homes(capacity=10)
     with pytest.raises(ScheduleError, match=r"the 20 bytes left to it in the 131072-byte global buffer"):
         schedule_layer(L, T16)
 
 
 @pytest.mark.parametrize("field,value,msg", [
-    ("resident_inputs", 2, "resident_inputs must be an integer in 0..n_inputs=1"),
-    ("resident_inputs", -1, "resident_inputs"),
+    ("resident_inputs", 2, "layer 'sep1' \\(conv\\): resident_inputs must be an integer in 0..n_inputs=1"),
+    ("resident_inputs", -1, "resident_inputs must be a non-negative integer"),
     ("resident_inputs", True, "resident_inputs"),
     ("resident_output", 1, "resident_output must be true or false"),
+    ("resident_residual", 1, "resident_residual must be true or false"),
     ("capacity", 0, "capacity must be a positive number of words"),
+    ("capacity", 2.5, "capacity must be a positive number of words"),
 ])
 def test_bad_homes_are_rejected(field, value, msg):
     with pytest.raises(UnsupportedError, match=msg):
-        replace(LAYERS[0], **{field: value})
+        LAYERS[0].with_homes(**{field: value})
 
 
 def test_homes_are_part_of_the_key_not_of_the_shape():
     L = LAYERS[0]
-    H = replace(L, resident_inputs=1, resident_output=True, capacity=1000)
+    H = L.with_homes(resident_inputs=1, resident_output=True, capacity=1000)
     assert H.key() != L.key() and H.shape_key() == L.shape_key()
 
 
@@ -154,7 +156,7 @@ def test_a_hint_changes_how_fast_not_what(L):
     alone = schedule_layer(L, T16)
     for H in homes(L):
         for cap in (None, alone.cost.footprint["total"] - 1):
-            X = replace(H, capacity=cap)
+            X = H.with_homes(capacity=cap)
             try:
                 plain = schedule_layer(X, T16)
             except ScheduleError:

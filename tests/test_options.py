@@ -21,7 +21,6 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sqnxt_compiler import driver
 from sqnxt_compiler.cli import main as cli_main
 from sqnxt_compiler.cli.options import flag, schedule_flags
 from sqnxt_compiler.cost.model import OBJECTIVES
@@ -227,7 +226,6 @@ def test_every_schedule_flag_is_its_declaration(command):
             assert t.min == o.min and t.max is None
         else:
             assert p.is_flag if o.type is bool else True
-    assert set(driver.SCHEDULE_FLAGS) == set(DECLARED)   # the driver's list of flag names
 
 
 def test_check_and_regress_take_no_schedule_flags():
@@ -348,6 +346,22 @@ def test_the_docs_table_of_schedule_options_is_the_declaration():
     table = text.split("<!-- schedule options: begin -->\n", 1)[1].split("<!-- schedule options: end -->", 1)[0]
     rows = table.strip().splitlines()[2:]
     assert rows == [_doc_row(o) for o in DECLARED.values()], "\n".join(_doc_row(o) for o in DECLARED.values())
+
+
+def test_the_docs_table_of_plan_memory_options_is_the_declaration():
+    from sqnxt_compiler.passes.plan_memory import PlanMemoryOptions
+
+    def row(o) -> str:
+        default = ("true" if o.default else "false") if o.type is bool else (o.default_text or "")
+        accepts = ", ".join(o.choices) if o.choices else ("true, false" if o.type is bool else
+                                                          o.bound() if o.type in (int, float) else "a string")
+        return (f"| `{o.key}` | {o.type.__name__} | {default} | {accepts} | "
+                f"{'yes' if o.recorded else 'no'} | {o.help} |")
+
+    text = (ROOT / "docs" / "passes.md").read_text()
+    table = text.split("<!-- plan-memory options: begin -->\n", 1)[1].split("<!-- plan-memory options: end -->", 1)[0]
+    want = [row(o) for o in options_of(PlanMemoryOptions)]
+    assert table.strip().splitlines()[2:] == want, "\n".join(want)
 
 
 def test_the_docs_name_every_option_and_choice():

@@ -204,7 +204,7 @@ def test_pruning_drops_no_winner_on_real_layers(L, objective):
     and with a capacity that forces tiling."""
     for t in (T16, T8):
         for cap in (None, t.buffer_words // 5):
-            X = replace(L, capacity=cap)
+            X = L.with_homes(capacity=cap)
             try:
                 m, r = exhaustive_best(X, t, objective)
             except ScheduleError:
@@ -260,3 +260,38 @@ def test_fc1000_is_dram_bandwidth_bound(t):
     for objective in ("cycles", "energy"):
         _, r = exhaustive_best(L, t, objective)
         assert 2 * r.energy["dram"] > r.energy["total"]
+
+
+def test_the_dominance_columns_are_what_cost_terms_reads():
+    """``space.USED`` is derived from ``cost_terms`` (a trace of its table reads), not kept
+    by hand.  Checked on the numbers: changing a table entry outside USED[dataflow]
+    leaves the cycles, energy and footprint of every mapping of every tiny layer
+    unchanged; every entry inside USED changes one of them for some layer and mapping."""
+    import random
+
+    from sqnxt_compiler.cost.mapping import Mapping
+    from sqnxt_compiler.cost.model import consts, cost_terms, layer_tables
+    from sqnxt_compiler.schedule.space import USED
+
+    rng = random.Random(7)
+    seen_effect = set()
+    for L in TINY_LAYERS:
+        k = consts(L, TINY)
+        for df in (("WS", "OS") if L.is_mac else ("OS",)):
+            for _ in range(12):
+                order = ORDERS[rng.randrange(24)]
+                m = Mapping(df, rng.randint(1, L.Q), rng.randint(1, L.P), rng.randint(1, L.Cg),
+                            rng.randint(1, L.Kg), order)
+                tabs = [list(t) for t in layer_tables(L, TINY, m)]
+                base = cost_terms(k, df == "OS", *tabs, order)
+                key = lambda t: (t["total_cycles"], t["energy_total"], t["fp_total"])  # noqa: E731
+                for li, d in enumerate("xyck"):
+                    for i in range(len(tabs[li])):
+                        bumped = [list(t) for t in tabs]
+                        bumped[li][i] += 3
+                        changed = key(cost_terms(k, df == "OS", *bumped, order)) != key(base)
+                        if i not in USED[df][d]:
+                            assert not changed, (L.name, df, d, i)
+                        elif changed:
+                            seen_effect.add((df, d, i))
+    assert seen_effect == {(df, d, i) for df in USED for d in "xyck" for i in USED[df][d]}

@@ -1,6 +1,6 @@
 """The network memory planner (docs/memory-planning.md): liveness, the CP-SAT plan against
 an exhaustive network oracle on tiny networks, the allocation and its verifier, and the
-schedule pass in planned mode."""
+plan-memory pass (tests/test_plan_memory_pass.py: the pass itself)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -90,7 +90,7 @@ def test_liveness_of_a_residual_block_with_the_add_fused():
     res, net, _ = problem(residual(), tiny_target(8192), pipeline="default")
     assert [s.layer.name for s in net.steps] == ["ca", "cb", "cc", "cd"]
     cc = net.steps[2]
-    assert cc.layer.residual and cc.residual == 0 and cc.inputs == (1,)
+    assert cc.layer.epilogue.residual and cc.residual == 0 and cc.inputs == (1,)
     a = net.tensors[0]
     assert (a.producer, a.last, a.plannable) == (0, 2, True)    # read by cc's epilogue
     assert net.steps[3].inputs == (2,) and net.steps[3].residual is None
@@ -160,7 +160,7 @@ def test_verify_allocation_finds_each_kind_of_problem():
     assert any("disagree" in p for p in verify_allocation(net, replace(plan, resident=tuple(res)), t))
 
 
-# ---- the schedule pass in planned mode ---------------------------------------------------------
+# ---- the plan-memory pass ---------------------------------------------------------
 def test_planned_compile_attaches_the_plan_and_is_deterministic():
     t, model = tiny_target(8192), residual()
     dram = driver.compile((model, "r.onnx"), pipeline=UNFUSED, target=replace(t, activation_home="dram"))
@@ -174,7 +174,7 @@ def test_planned_compile_attaches_the_plan_and_is_deterministic():
     tot_a, tot_d = a.network.totals(), dram.network.totals()
     assert tot_a["total_cycles"] <= tot_d["total_cycles"]
     assert tot_a["dram_words"]["total"] < tot_d["dram_words"]["total"]
-    stats = next(p for p in a.passes if p.name == "schedule").stats
+    stats = next(p for p in a.passes if p.name == "plan-memory").stats
     assert stats["tensors-resident"] == sum(p.output == "buffer" for p in plans)
 
 
@@ -223,7 +223,7 @@ def test_a_fused_residual_is_planned_like_any_input():
     assert cc["residual"] and cc["post_act"] == "relu"
     assert cc["homes"]["residual"] == homes["ca"]["home"]
     L = next(op for op in fused.graph.ops() if op.loc.node == "cc").attrs["schedule"].schedule.layer
-    assert L.residual and L.resident_residual == (homes["ca"]["home"] == "buffer")
+    assert L.epilogue.residual and L.homes.resident_residual == (homes["ca"]["home"] == "buffer")
     assert doc["totals"]["total_cycles"] < unfused.document["totals"]["total_cycles"]
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -26,7 +25,7 @@ from report_support import fresh_solves, validate
 from support import ROOT
 from test_planner import UNFUSED, conv, problem, residual, tiny_target, w
 from sqnxt_compiler import driver
-from sqnxt_compiler.cost import Layer, evaluate
+from sqnxt_compiler.cost import Homes, Layer, evaluate
 from sqnxt_compiler.cost.mapping import Mapping
 from sqnxt_compiler.cost.reference_layers import distinct, squeezenext_layers
 from sqnxt_compiler.diagnostics import ScheduleError
@@ -56,7 +55,7 @@ def _compile(args):
 #: The solve that crashed: the repro's Conv_15 (1x1, 54 -> 6 channels, 9x9) with its input
 #: and output resident, started from its all-DRAM mapping.
 CRASHED = Layer(name="Conv_15", kind="conv", C=54, K=6, H=9, W=9, R=1, S=1, P=9, Q=9,
-                resident_inputs=1, resident_output=True, capacity=65536 - 54 * 81 - 6 * 81)
+                homes=Homes(resident_inputs=1, resident_output=True, capacity=65536 - 54 * 81 - 6 * 81))
 CRASHED_HINT = Mapping("WS", 9, 9, 27, 6, "kcyx")
 
 
@@ -82,8 +81,8 @@ def _hint_layers():
     layers = distinct(squeezenext_layers())[::4] + [CRASHED]
     out = []
     for L in layers:
-        out.append(replace(L, resident_inputs=0, resident_output=False, capacity=None))
-        out.append(replace(L, resident_inputs=1, resident_output=True, capacity=None))
+        out.append(L.with_homes(resident_inputs=0, resident_output=False, capacity=None))
+        out.append(L.with_homes(resident_inputs=1, resident_output=True, capacity=None))
     return out
 
 
@@ -230,7 +229,7 @@ class Unknown(cp_model.CpSolver):
 
 def _all_dram(cands):
     return [next(c for c in cs if c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
-                 and c.schedule.layer.capacity is None) for cs in cands]
+                 and c.schedule.layer.homes.capacity is None) for cs in cands]
 
 
 @pytest.mark.parametrize("objective", ["cycles", "edp"])
@@ -382,9 +381,9 @@ def test_a_conv_whose_input_is_its_residual_counts_it_once():
     t = tiny_target(12000)             # 6000 words: t and y (2304 each) fit beside c2's tiles
     _, net, cands = problem(self_residual(), t, pipeline="default")
     i, step = next((i, s) for i, s in enumerate(net.steps) if s.layer.name == "c2")
-    assert step.inputs == (step.residual,) and step.layer.residual
+    assert step.inputs == (step.residual,) and step.layer.epilogue.residual
     T, Y = net.tensors[step.residual], net.tensors[step.output]
-    homes = {(c.resident_inputs, c.resident_residual, c.resident_output): c.schedule.layer.capacity
+    homes = {(c.resident_inputs, c.resident_residual, c.resident_output): c.schedule.layer.homes.capacity
              for c in cands[i]}
     assert homes == {(0, False, False): None, (0, False, True): t.buffer_words - Y.words,
                      (1, True, False): t.buffer_words - T.words,
@@ -418,6 +417,6 @@ def test_a_planned_compile_of_a_conv_reading_its_residual_records_one_home(buffe
     assert c2["homes"]["inputs"] == [c2["homes"]["residual"]] == [homes["c1"]["home"]]
     resident = sum(homes[n]["words"] for n in ("c1", "c2") if homes[n]["home"] == "buffer")
     L = next(op for op in res.graph.ops() if op.loc.node == "c2").attrs["schedule"].schedule.layer
-    assert (L.capacity or t.buffer_words) == t.buffer_words - resident
+    assert (L.homes.capacity or t.buffer_words) == t.buffer_words - resident
     assert evaluate(L, t, next(op for op in res.graph.ops()
                                if op.loc.node == "c2").attrs["schedule"].schedule.mapping).fits

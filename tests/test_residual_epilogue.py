@@ -8,7 +8,7 @@ from itertools import product
 
 import pytest
 
-from sqnxt_compiler.cost import Layer, evaluate
+from sqnxt_compiler.cost import Epilogue, Homes, Layer, evaluate
 from sqnxt_compiler.diagnostics import UnsupportedError
 from sqnxt_compiler.schedule.oracle import exhaustive_best
 from sqnxt_compiler.schedule.solver import schedule_layer
@@ -31,19 +31,19 @@ LAYERS = [
 def variants(L: Layer):
     """The layer with a residual from DRAM and a resident one, each with every output home."""
     for res_res, out in product((False, True), (False, True)):
-        yield replace(L, residual=True, resident_residual=res_res, resident_output=out)
+        yield replace(L, epilogue=Epilogue(residual=True), homes=Homes(resident_residual=res_res, resident_output=out))
 
 
 @pytest.mark.parametrize("L", LAYERS, ids=[L.name for L in LAYERS])
 def test_a_residual_adds_exactly_the_documented_terms(L):
     for m in some_mappings(L):
         for R in variants(L):
-            b = evaluate(replace(R, residual=False, resident_residual=False), T16, m)
+            b = evaluate(replace(R, epilogue=Epilogue(), homes=replace(R.homes, resident_residual=False)), T16, m)
             r = evaluate(R, T16, m)
             n = r.tiles_n
             out_tiles = L.eff_groups * n["x"] * n["y"] * n["k"]
             words = L.K * L.P * L.Q
-            from_dram = not R.resident_residual
+            from_dram = not R.homes.resident_residual
             assert r.dram["residual_reads"] == (words if from_dram else 0)
             assert r.dram["total"] == b.dram["total"] + r.dram["residual_reads"]
             assert r.transfers["residual"] == (out_tiles if from_dram else 0)
@@ -79,26 +79,27 @@ def test_reduced_space_equals_brute_force_on_a_tiny_residual_layer():
     t = replace(T8, global_buffer_bytes=500)
     for R in variants(L):
         for cap in (None, 150):
-            assert_reduced_space_is_exact(replace(R, capacity=cap), t)
+            assert_reduced_space_is_exact(R.with_homes(capacity=cap), t)
 
 
-@pytest.mark.parametrize("field,value,msg", [
-    ("residual", 1, "residual must be true or false"),
-    ("resident_residual", True, "resident_residual needs a residual"),
+@pytest.mark.parametrize("make,msg", [
+    (lambda L: replace(L, epilogue=Epilogue(residual=1)), "residual must be true or false"),
+    (lambda L: L.with_homes(resident_residual=True), "layer 'expand' \\(conv\\): resident_residual needs a residual"),
 ])
-def test_bad_residual_fields_are_rejected(field, value, msg):
+def test_bad_residual_fields_are_rejected(make, msg):
     with pytest.raises(UnsupportedError, match=msg):
-        replace(LAYERS[0], **{field: value})
+        make(LAYERS[0])
 
 
 def test_only_conv_and_fc_take_a_residual():
     pool = Layer("p", "maxpool", C=8, K=8, H=8, W=8, R=2, S=2, P=4, Q=4, stride_h=2, stride_w=2)
     with pytest.raises(UnsupportedError, match="only conv and fc take a fused residual add"):
-        replace(pool, residual=True)
+        replace(pool, epilogue=Epilogue(residual=True))
 
 
 def test_the_residual_is_part_of_the_key_not_of_the_shape():
     L = LAYERS[0]
-    R = replace(L, residual=True, resident_residual=True)
-    assert R.key() != replace(L, residual=True).key() != L.key()
+    res = replace(L, epilogue=Epilogue(residual=True))
+    R = res.with_homes(resident_residual=True)
+    assert R.key() != res.key() != L.key()
     assert R.shape_key() == L.shape_key()

@@ -123,7 +123,8 @@ def test_document_has_the_promised_top_level_facts(produced):
                     (("objective", doc["options"]["objective"]), ("time_limit", doc["options"]["time_limit"]),
                      ("fallback", doc["options"]["fallback"]),
                      ("measured_sparsity", doc["options"]["measured_sparsity"])))
-    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{" + opts + "}"
+    plan = ",plan-memory{network-time-limit=10.0}" if net.target.activation_home == "planned" else ""
+    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{" + opts + "}" + plan
     assert doc["target"]["fields"]["array.pe_rows"] == net.target.pe_rows
     for L in doc["layers"]:
         c = L["cost"]

@@ -299,7 +299,7 @@ def test_a_fused_pool_runs_tiled_with_recomputed_halos(tiny, tmp_path, pool):
     res = compiled(model, tmp_path, target=tiny)
     (fused,) = [op for op in res.graph.ops() if op.attrs.get("pool") is not None]
     L = fused.attrs["schedule"].schedule.layer
-    assert L.pool == ("max" if kind == "MaxPool" else "avg")
+    assert L.epilogue.pool.kind == ("max" if kind == "MaxPool" else "avg")
     assert fused.attrs["schedule"].schedule.cost.tiles_n["y"] > 1
     assert_tiled_runs_match(res)
 
@@ -536,7 +536,7 @@ def test_planned_network_runs_tiled_with_the_plans_transfers(precision):
     t = replace(load_target("pe16x16"), activation_home="planned")
     res = driver.compile("zoo:1.0-SqNxt-23v5", target=t)
     homed = [op.attrs["schedule"].schedule.layer for op in res.graph.ops() if "schedule" in op.attrs]
-    assert any(L.resident_inputs for L in homed) and any(L.resident_output for L in homed)
+    assert any(L.homes.resident_inputs for L in homed) and any(L.homes.resident_output for L in homed)
     feeds = random_inputs(res.graph, 0)
     r = execute_tiled(res.graph, feeds, precision=precision)
     assert_invariants(r.layers, res.graph)

@@ -16,10 +16,11 @@ def assert_invariants(stats, graph):
     assert len(stats) == len(scheds) > 0
     for st, s in zip(stats, scheds):
         L, m = s.layer, s.mapping
-        if L.pool:
-            cy = sum(b - a for a, b in (pool_cover(*r, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
+        p = L.epilogue.pool
+        if p is not None:
+            cy = sum(b - a for a, b in (pool_cover(*r, (p.R, p.stride_h, p.pad_top, L.conv_P))
                                         for r in tiles(L.P, m.ty)))
-            cx = sum(b - a for a, b in (pool_cover(*r, (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q))
+            cx = sum(b - a for a, b in (pool_cover(*r, (p.S, p.stride_w, p.pad_left, L.conv_Q))
                                         for r in tiles(L.Q, m.tx)))
             assert st.macs == L.K * (L.C // L.groups) * L.R * L.S * cy * cx, st.name
             assert cy * cx >= L.P * L.Q

@@ -45,7 +45,7 @@ def check_cmd(model, passes, progress, target_name, tiled, precision, samples, s
         target = load_target_with(target_name, kw["activation_home"])
     elif kw["activation_home"] is not None:
         raise UsageError("--activation-home needs --target")
-    pipeline = driver.build_pipeline(passes, target=target)
+    pipeline = driver.build_pipeline(passes, target=target, activation_home=kw["activation_home"])
     executor = None
     d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL
     if tiled:

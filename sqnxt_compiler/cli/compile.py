@@ -49,7 +49,8 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
         target = load_target_with(target_name, kw["activation_home"])
     elif kw["activation_home"] is not None:
         raise UsageError("--activation-home needs --target")
-    pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw))
+    pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw),
+                                      activation_home=kw["activation_home"])
     emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None)
     if target is None and any(FORMATS[e].needs_target for e in emits):
         need = ",".join(e for e in emits if FORMATS[e].needs_target)

@@ -22,6 +22,7 @@ import inspect
 import click
 
 from ..driver import Instrumentation
+from ..passes import PASSES
 from ..passes.schedule import Schedule
 from ..pipeline.options import Option, options_of
 
@@ -57,7 +58,10 @@ def pipeline_options(fn):
     return _apply(fn, [
         click.option("--passes", "passes", default="default", show_default=True, metavar="PIPELINE",
                      help="Pass pipeline, e.g. 'canonicalize,fold-bn' or a named one ('default', 'none'); "
-                          "options in braces: 'default,schedule{objective=energy}'."),
+                          "options in braces: 'default,schedule{objective=energy}'. Passes: "
+                          + ", ".join(PASSES) + ". With --target, schedule is appended unless the "
+                          "pipeline has a pass that needs the target, and plan-memory after it when the "
+                          "target's activation home is planned."),
         click.option("--print-ir-after-all", is_flag=True, help="Print the IR after every pass (stderr)."),
         click.option("--print-ir-after", "print_after", multiple=True, metavar="PASS",
                      help="Print the IR after the named pass (repeatable; stderr)."),
@@ -145,11 +149,13 @@ def schedule_values(kw: dict) -> dict:
 
 
 def activation_home_option(fn):
-    """``--activation-home``: override the target's ``dram.activation_home``."""
+    """``--activation-home``: override the target's ``dram.activation_home``, which decides
+    whether the pipeline gets the ``plan-memory`` pass
+    (:func:`sqnxt_compiler.driver.build_pipeline`)."""
     return click.option("--activation-home", type=click.Choice(["dram", "planned"]), default=None,
                         help="Where activations live between layers, overriding the target's "
                              "dram.activation_home: dram (every one through DRAM) or planned (the "
-                             "memory planner keeps some in the global buffer; docs/memory-planning.md).")(fn)
+                             "plan-memory pass keeps some in the global buffer; docs/memory-planning.md).")(fn)
 
 
 def load_target_with(name: str, activation_home: str | None = None):

@@ -2,9 +2,9 @@
 
 See docs/cost-model.md for every formula.
 """
-from .layer import KINDS, Layer
+from .layer import KINDS, ElementFn, Epilogue, Homes, Layer, Pool
 from .mapping import DATAFLOWS, LOOPS, ORDERS, Mapping
 from .model import CostReport, evaluate, objective_value
 
-__all__ = ["KINDS", "Layer", "DATAFLOWS", "LOOPS", "ORDERS", "Mapping", "CostReport", "evaluate",
+__all__ = ["KINDS", "Layer", "Epilogue", "Pool", "Homes", "ElementFn", "DATAFLOWS", "LOOPS", "ORDERS", "Mapping", "CostReport", "evaluate",
            "objective_value"]

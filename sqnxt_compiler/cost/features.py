@@ -152,14 +152,16 @@ def spatial_feat(N: int, t: int, array_dim: int, stride: int, kernel: int, pad: 
 
 def x_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """x loop: output columns Q on the array's columns (OS), kernel width S."""
-    pool = (layer.pool_S, layer.pool_stride_w, layer.pool_pad_left, layer.conv_Q) if layer.pool else None
+    p = layer.epilogue.pool
+    pool = None if p is None else (p.S, p.stride_w, p.pad_left, layer.conv_Q)
     return spatial_feat(layer.Q, t, target.pe_cols, layer.stride_w, layer.S, layer.pad_left, layer.W, pool,
                         layer.dilation_w)
 
 
 def y_feat(layer: Layer, target: Target, t: int) -> SpatialFeat:
     """y loop: output rows P on the array's rows (OS), kernel height R."""
-    pool = (layer.pool_R, layer.pool_stride_h, layer.pool_pad_top, layer.conv_P) if layer.pool else None
+    p = layer.epilogue.pool
+    pool = None if p is None else (p.R, p.stride_h, p.pad_top, layer.conv_P)
     return spatial_feat(layer.P, t, target.pe_rows, layer.stride_h, layer.R, layer.pad_top, layer.H, pool,
                         layer.dilation_h)
 
@@ -183,7 +185,7 @@ def os_ops_per_pass(layer: Layer, target: Target, c_i: int) -> int:
     """Weights streamed (= cycles of work) per OS pass over c_i input channels:
     ceil(c_i * R * S * nonzero) for MAC layers (zero weights skipped); R * S * n_inputs
     element operations for pool/gap/add (no weights, nothing skipped); for eltwise/move
-    ``elem_ops + elem_funcs * nonlinear_cycles`` (:func:`element_cycles`)."""
+    ``element.ops + element.funcs * nonlinear_cycles`` (:func:`element_cycles`)."""
     if not layer.is_mac:
         return element_cycles(layer, target)
     nz = nonzero_fraction(layer, target)
@@ -192,11 +194,11 @@ def os_ops_per_pass(layer: Layer, target: Target, c_i: int) -> int:
 
 def element_cycles(layer: Layer, target: Target) -> int:
     """PE cycles per output element of a non-MAC layer (one OS pass): R * S * n_inputs for
-    pool/gap/add; elem_ops + elem_funcs * array.nonlinear_cycles for eltwise (a nonlinear
+    pool/gap/add; element.ops + element.funcs * array.nonlinear_cycles for eltwise (a nonlinear
     function is a piecewise-linear approximation of that many cycles); 0 for move (a copy:
     the pass is its drain)."""
     if layer.kind in ("eltwise", "move"):
-        return layer.elem_ops + layer.elem_funcs * target.nonlinear_cycles
+        return layer.element.ops + layer.element.funcs * target.nonlinear_cycles
     return layer.R * layer.S * layer.n_inputs
 
 

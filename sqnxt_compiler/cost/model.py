@@ -2,9 +2,10 @@
 
 ``evaluate`` is pure and integer-exact.  Its formulas are written once, in
 :func:`cost_terms`, over the per-loop tables of :mod:`.features`; ``cost_terms`` accepts
-Python ints (``evaluate``) or numpy int64 arrays (the exhaustive oracle evaluates a whole
-grid of tile sizes at once).  The CP-SAT solver states the same formulas as constraints and
-is tested to agree with ``evaluate`` exactly.  Every formula is in docs/cost-model.md.
+Python ints (``evaluate``), numpy int64 arrays (the exhaustive oracle evaluates a whole
+grid of tile sizes at once) and the CP-SAT model's symbolic values (the solver's model is
+``cost_terms`` run over them: :mod:`sqnxt_compiler.schedule.cpsat`).  Every formula is in
+docs/cost-model.md, with worked examples that tests recompute by hand.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Consts:
     res: int        # 1 if a fused residual add reads a tensor of the output's shape
     res_dram: int   # 1 if that residual is read from DRAM, 0 if it is resident
     pool: int       # 1 with a fused pool (P x Q is then the pooled output)
-    pool_ops: int   # element operations of the fused pool = K * P * Q * pool_R * pool_S
+    pool_ops: int   # element operations of the fused pool = K * P * Q * pool window (epilogue.pool.R * S)
     act_ops: int    # operations of the fused activation (Layer.act_cost): energy, no cycles
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
@@ -73,14 +74,15 @@ class Consts:
 def consts(layer: Layer, target: Target) -> Consts:
     """The constants of :func:`cost_terms` for one layer on one target."""
     bw = target.dram_words_per_cycle
-    w_kc = layer.R * layer.S if layer.is_mac else layer.params
+    e, h = layer.epilogue, layer.homes
+    w_kc = layer.R * layer.S if layer.is_mac else (0 if layer.element is None else layer.element.params)
     return Consts(
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
         Wg=layer.Kg * layer.Cg * w_kc, w_kc=w_kc,
         has_w=1 if w_kc else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
-        out_dram=0 if layer.resident_output else 1,
-        res=int(layer.residual), res_dram=int(layer.residual and not layer.resident_residual),
-        pool=int(bool(layer.pool)), pool_ops=layer.pool_ops, act_ops=layer.act_cost(target.nonlinear_cycles),
+        out_dram=0 if h.resident_output else 1,
+        res=int(e.residual), res_dram=int(e.residual and not h.resident_residual),
+        pool=int(e.pool is not None), pool_ops=layer.pool_ops, act_ops=layer.act_cost(target.nonlinear_cycles),
         cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
@@ -96,28 +98,66 @@ def consts(layer: Layer, target: Target) -> Consts:
 
 
 def _cdiv(a, b):
-    """ceil(a / b) for ints or int arrays (b > 0)."""
-    return -((-a) // b)
+    """ceil(a / b) for ints, int arrays or a symbolic value (its ``ceil_div``), b > 0."""
+    sym = getattr(a, "ceil_div", None)
+    return sym(b) if sym is not None else -((-a) // b)
 
 
 def _where(cond, a, b):
+    """cond ? a : b for a bool, a bool array or a symbolic literal (its ``select``)."""
     if isinstance(cond, np.ndarray):
         return np.where(cond, a, b)
+    sym = getattr(cond, "select", None)
+    if sym is not None:
+        return sym(a, b)
     return a if cond else b
 
 
 def _max(a, b):
+    """max(a, b) for ints, int arrays or symbolic values (their ``maximum``)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.maximum(a, b)
+    for x in (a, b):
+        sym = getattr(x, "maximum", None)
+        if sym is not None:
+            return sym(a, b)
     return max(a, b)
 
 
-def reuse_conditions(order: tuple[str, ...] | None, big: dict[str, Any]) -> dict[str, Any]:
-    """Which tile loops force a re-fetch, for a tile-loop order (outermost first).
+def _any(xs: list):
+    """OR of conditions (bools, bool arrays, or symbolic literals: their ``any_of``); False
+    for none."""
+    for x in xs:
+        sym = getattr(x, "any_of", None)
+        if sym is not None:
+            return sym(xs)
+    acc = False
+    for x in xs:
+        acc = acc | x
+    return acc
+
+
+def order_before(order) -> Any:
+    """``before(a, b)``: loop ``a`` runs outside loop ``b``.  ``order``: a tile-loop order
+    (outermost first); None (no loop outside another: the bound of every order, see
+    :func:`reuse_conditions`); or already such a function (the CP-SAT model passes one
+    whose answers are the model's literals, :mod:`sqnxt_compiler.schedule.cpsat`)."""
+    if callable(order):
+        return order
+    if order is None:
+        return lambda a, b: False
+    pos = {l: i for i, l in enumerate(order)}
+    return lambda a, b: pos[a] < pos[b]
+
+
+def reuse_conditions(order, big: dict[str, Any]) -> dict[str, Any]:
+    """Which tile loops force a re-fetch, for a tile-loop order (outermost first, or a
+    ``before`` function: :func:`order_before`).
 
     A tensor's resident tile is reused across the iterations of every loop the tensor does
     not depend on *unless* some loop it does depend on, with more than one tile
-    (``big[l]`` = n_l > 1), runs inside it.  Loops with one tile change nothing.
+    (``big[l]`` = n_l > 1), runs inside it: ``cond = OR over l in deps of (before(a, l)
+    AND big[l])``.  Loops with one tile change nothing.
 
     * inputs (x, y, c): refetched n_k times iff k is outside some big loop of {x, y, c};
     * weights (c, k): refetched n_x times iff x is outside some big loop of {c, k}
@@ -129,16 +169,18 @@ def reuse_conditions(order: tuple[str, ...] | None, big: dict[str, Any]) -> dict
     cost term is non-decreasing in the three factors and the footprint does not depend on
     them (the exhaustive search prunes with it: :func:`..schedule.oracle.exhaustive_best`).
     """
-    if order is None:
-        return {"in_k": False, "w_x": False, "w_y": False, "out_c": False}
-    pos = {l: i for i, l in enumerate(order)}
+    before = order_before(order)
 
     def outside_some(a: str, deps: tuple[str, ...]):
-        acc = False
+        terms = []
         for l in deps:
-            if pos[a] < pos[l]:
-                acc = acc | big[l]
-        return acc
+            b = before(a, l)
+            if isinstance(b, bool):
+                if b:
+                    terms.append(big[l])
+            else:
+                terms.append(b & big[l])
+        return _any(terms)
 
     return {"in_k": outside_some("k", ("x", "y", "c")),
             "w_x": outside_some("x", ("c", "k")),
@@ -146,13 +188,19 @@ def reuse_conditions(order: tuple[str, ...] | None, big: dict[str, Any]) -> dict
             "out_c": outside_some("c", ("x", "y", "k"))}
 
 
-def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...] | None) -> dict[str, Any]:
-    """Every figure of the model for one dataflow and loop order.
+def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
+    """Every figure of the model for one dataflow and loop order: the one statement of
+    the formulas.
 
     X, Y: (n, B, Wn, I, Im, C, Cm, t) of the x and y loops; Cf: (n, CB, Z, ZP, t) of c;
-    Kf: (n, KB, t) of k (see :mod:`.features`).  Entries may be ints or broadcastable int64
-    arrays.  ``order`` None gives a lower bound of every order's terms (no tile refetched:
-    :func:`reuse_conditions`).  All results are per layer (groups included).  docs/cost-model.md has each
+    Kf: (n, KB, t) of k (see :mod:`.features`).  Entries may be ints (``evaluate``),
+    broadcastable int64 arrays (the exhaustive oracle: a grid of tile sizes at once) or
+    the CP-SAT model's symbolic values (:mod:`sqnxt_compiler.schedule.cpsat`: its
+    arithmetic builds the model's products, divisions and selections; ``order`` is then a
+    ``before`` function answering with the model's literals).  The code is written for
+    all three: ``+ - *`` and the helpers ``_cdiv``, ``_where``, ``_max``, ``_any`` only,
+    comparisons only of a table's ``n`` with 1.  ``order`` None gives a lower bound of
+    every order's terms (no tile refetched: :func:`reuse_conditions`).  All results are per layer (groups included).  docs/cost-model.md has each
     formula with its reason.  ``PQ`` is the layer's output; ``PQc = C_x * C_y`` the conv
     outputs computed (= PQ without a fused pool; with one, the pooled tiles' windows,
     recomputed where neighbouring tiles overlap).
@@ -222,7 +270,8 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order: tuple[str, ...] | None)
     # the accumulator tile of the computed outputs, and with a fused pool the pooled tile
     t["fp_output"] = CXm * CYm * tk * pw + k.pool * tx * ty * tk
     t["fp_residual"] = tx * ty * tk * k.res_dram
-    t["fp_total"] = k.copies * (t["fp_input"] + t["fp_weight"] + t["fp_output"] + t["fp_residual"])
+    t["fp_tiles"] = t["fp_input"] + t["fp_weight"] + t["fp_output"] + t["fp_residual"]   # one copy
+    t["fp_total"] = k.copies * t["fp_tiles"]
 
     # ---- overlap of DMA and compute ----
     t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w)
@@ -327,8 +376,8 @@ def check_mapping(layer: Layer, m: Mapping) -> None:
 
 
 def capacity_words(layer: Layer, target: Target) -> int:
-    """Buffer words for the layer's tiles: ``layer.capacity``, else the whole buffer."""
-    return target.buffer_words if layer.capacity is None else layer.capacity
+    """Buffer words for the layer's tiles: ``layer.homes.capacity``, else the whole buffer."""
+    return target.buffer_words if layer.homes.capacity is None else layer.homes.capacity
 
 
 def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dict) -> CostReport:

@@ -3,7 +3,8 @@
 A pass is its options (xDSL's model): a class with a ``name`` (as used in pipeline
 strings), a one-line ``summary``, a frozen ``Options`` dataclass (each field an option:
 ``name{field=value}``, declared once with its type, default, choices, bounds and help:
-:mod:`.options`), and ``run(graph, ctx)`` that rewrites the graph in place and counts
+:mod:`.options`), what it needs (``needs_target``, the passes it ``requires`` before it),
+and ``run(graph, ctx)`` that rewrites the graph in place and counts
 what it changed in ``self.stats``.  Options reach a pass by one channel only: its
 ``Options`` instance, built from the pipeline string (and, for the command line's flags,
 by :meth:`Pass.with_options`).  The :class:`PassContext` carries what is not an option:
@@ -59,6 +60,10 @@ class Pass(abc.ABC):
     Options: ClassVar[type] = NoOptions
     #: True for a pass that needs ``ctx.target`` (the pipeline is rejected without one).
     needs_target: ClassVar[bool] = False
+    #: The passes that must run before this one (by name): a pipeline without one of them
+    #: earlier is rejected (``sqnxt_compiler.driver.build_pipeline``), and the pass checks
+    #: the graph for their results when it runs (``plan-memory`` needs ``schedule``).
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kw):
         """Read (and so check) the options' declaration when the pass is declared; options

@@ -112,7 +112,7 @@ class _Int16:
         # (plus the pooled tile tx*ty*tk, one word each)
         m, L = sched.mapping, sched.layer
         out = sched.cost.footprint["outputs"]
-        if L.pool:
+        if L.epilogue.pool:
             acc = _largest_cover(L, m) * m.tk
             out -= m.tx * m.ty * m.tk
         else:

@@ -59,8 +59,8 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
     read in place (no transfer), a final output tile of a resident output is copied into
     the resident tensor (no write-back); partial sums always spill through DRAM."""
     cw = L.channelwise
-    in_dram = n_inputs - L.resident_inputs
-    out_dram = 0 if L.resident_output else 1
+    in_dram = n_inputs - L.homes.resident_inputs
+    out_dram = 0 if L.homes.resident_output else 1
     psum: dict[tuple, tuple[np.ndarray, int]] = {}   # partial output tiles in the buffer/DRAM
     res_in = res_w = res_out = None
     seen = {"x": set(), "y": set(), "c": set(), "k": set()}
@@ -139,15 +139,15 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         if kind == "fc":
             w = w.reshape(w.shape[0], -1, 1, 1)
         fa = (fi + fw) if arith.int_mode else None
-        n_wb = len(args) - (1 if L.residual else 0)      # x, w[, b] before the residual
+        n_wb = len(args) - (1 if L.epilogue.residual else 0)      # x, w[, b] before the residual
         b = arith.bias(args[2] if n_wb > 2 else None, fa)
         if arith.int_mode and L.Cg * L.R * L.S >= _EXACT_F64_TERMS:
             raise SqnxtError("contraction too long for exact int16 tile sums")
     res = res_f = None
-    if L.residual:
+    if L.epilogue.residual:
         res, res_f = arith.tensor(args[-1], st, "residual")
         res = res.reshape(N, L.K, L.P, L.Q)
-    res_dram = 1 if L.residual and not L.resident_residual else 0
+    res_dram = 1 if L.epilogue.residual and not L.homes.resident_residual else 0
     if arith.int_mode:
         st.fracs.update(acc=fa, out=fo)
 
@@ -155,7 +155,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     y = np.zeros((N, K, P, Q), dtype=np.int16 if arith.int_mode else np.float32)
     # a fused pool: the tile loops run over the pooled output; each tile computes the conv
     # outputs its windows cover (Lc: the conv's own geometry, conv_tile: the cover)
-    Lc, conv_tile = (pooled_geometry(L) if L.pool else (L, lambda t: t))
+    Lc, conv_tile = (pooled_geometry(L) if L.epilogue.pool else (L, lambda t: t))
     writes = np.zeros((K, P, Q), dtype=np.int32)
     if trace:
         st.coverage = np.zeros((K, L.Cg, P, Q), dtype=np.int32)
@@ -228,7 +228,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
             acc, cnt = acc
         if arith.int_mode and kind in ("avgpool", "gap"):
             out = _avg_int(acc, cnt, fa, fo, st)
-        elif L.pool:                  # act on the covered conv outputs, pool in the buffer
+        elif L.epilogue.pool:         # act on the covered conv outputs, pool in the buffer
             out = _pool_tile(arith.pre(acc, bt, act, fa, st), t, conv_tile(t), L, op.attrs["pool"],
                              arith, fa, fo, st)
         elif res is not None:         # the residual tile arrives as the output tile leaves
@@ -334,9 +334,10 @@ def _pool_tile(yc, t: Tile, tc: Tile, L, pool: dict, arith, fa, fo, st):
     Max: -inf (int16: below any value) where a window leaves the conv's output; average:
     divided by the cells the window counts (the declared padded area with
     count_include_pad, the conv's output otherwise; a ceil-mode overhang never counts)."""
-    kh, kw, sh, sw = L.pool_R, L.pool_S, L.pool_stride_h, L.pool_stride_w
-    a_y, a_x = t.y[0] * sh - L.pool_pad_top, t.x[0] * sw - L.pool_pad_left
-    b_y, b_x = (t.y[1] - 1) * sh - L.pool_pad_top + kh, (t.x[1] - 1) * sw - L.pool_pad_left + kw
+    p = L.epilogue.pool
+    kh, kw, sh, sw = p.R, p.S, p.stride_h, p.stride_w
+    a_y, a_x = t.y[0] * sh - p.pad_top, t.x[0] * sw - p.pad_left
+    b_y, b_x = (t.y[1] - 1) * sh - p.pad_top + kh, (t.x[1] - 1) * sw - p.pad_left + kw
     pads = ((0, 0), (tc.y[0] - a_y, b_y - tc.y[1]), (tc.x[0] - a_x, b_x - tc.x[1]))
     mx = pool["kind"] == "max"
     if arith.int_mode:
@@ -353,7 +354,7 @@ def _pool_tile(yc, t: Tile, tc: Tile, L, pool: dict, arith, fa, fo, st):
     inc = pool["count_include_pad"]
     cy = (-pt, L.conv_P + pb) if inc else (0, L.conv_P)
     cx = (-pl, L.conv_Q + pr) if inc else (0, L.conv_Q)
-    cnt = np.outer(_pool_counts(*t.y, sh, L.pool_pad_top, kh, cy), _pool_counts(*t.x, sw, L.pool_pad_left, kw, cx))
+    cnt = np.outer(_pool_counts(*t.y, sh, p.pad_top, kh, cy), _pool_counts(*t.x, sw, p.pad_left, kw, cx))
     if arith.int_mode:
         return _avg_int(total, np.broadcast_to(cnt, total.shape), fa, fo, st)
     return (total / cnt).astype(np.float32)

@@ -95,9 +95,9 @@ def pooled_geometry(L):
     with a fused pool (``sqnxt_compiler.cost.features.pool_cover`` per axis)."""
     from ..cost.features import pool_cover
 
-    Lc = L.without_pool()
-    py = (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P)
-    px = (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q)
+    Lc, p = L.without_pool(), L.epilogue.pool
+    py = (p.R, p.stride_h, p.pad_top, L.conv_P)
+    px = (p.S, p.stride_w, p.pad_left, L.conv_Q)
     return Lc, lambda t: Tile(t.g, pool_cover(*t.x, px), pool_cover(*t.y, py), t.c, t.k)
 
 
@@ -106,8 +106,9 @@ def _largest_cover(L, m) -> int:
     cost model's ``C_ym * C_xm``."""
     from ..cost.features import pool_cover, tiles
 
-    cy = max(b - a for a, b in (pool_cover(*r, (L.pool_R, L.pool_stride_h, L.pool_pad_top, L.conv_P))
+    p = L.epilogue.pool
+    cy = max(b - a for a, b in (pool_cover(*r, (p.R, p.stride_h, p.pad_top, L.conv_P))
                                 for r in tiles(L.P, m.ty)))
-    cx = max(b - a for a, b in (pool_cover(*r, (L.pool_S, L.pool_stride_w, L.pool_pad_left, L.conv_Q))
+    cx = max(b - a for a, b in (pool_cover(*r, (p.S, p.stride_w, p.pad_left, L.conv_Q))
                                 for r in tiles(L.Q, m.tx)))
     return cy * cx

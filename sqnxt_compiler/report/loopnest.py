@@ -69,6 +69,7 @@ def operands_line(h: dict) -> str:
 def layer_block(d: dict, s, target) -> list[str]:
     """The lines of one layer (``d``: its schedule.json object; ``s``: its LayerSchedule)."""
     L, m = s.layer, s.mapping
+    pool = L.epilogue.pool
     c = d["cost"]
     wb = target.word_bytes
     Pr, Pc = target.pe_rows, target.pe_cols
@@ -100,7 +101,7 @@ def layer_block(d: dict, s, target) -> list[str]:
             note = "trivial: channel-wise layer, k covers the input channels"
         elif cw and n == "k":
             note = "channels (input = output channel)"
-        elif L.pool and n in ("x", "y"):
+        elif pool and n in ("x", "y"):
             conv_n = L.conv_Q if n == "x" else L.conv_P
             note = (f"pooled {_MEANING[n]}; each tile computes the <= {lp['computed_max']} conv "
                     f"{_MEANING[n].split()[1]} its windows cover: {lp['computed_sum']} of {conv_n} in all")
@@ -116,7 +117,7 @@ def layer_block(d: dict, s, target) -> list[str]:
     copies = fp["copies"]
     out += ["", f"global buffer per tile (largest tile of each loop), {copies} "
                 f"{'copies (double-buffered)' if copies == 2 else 'copy (no double buffering)'}:"]
-    cy, cx = (ly["computed_max"], lx["computed_max"]) if L.pool else (m.ty, m.tx)
+    cy, cx = (ly["computed_max"], lx["computed_max"]) if pool else (m.ty, m.tx)
     dil = (f" dilated {L.dilation_h}x{L.dilation_w}"
            if (L.dilation_h, L.dilation_w) != (1, 1) else "")
     halo = f"(outputs {cy}x{cx} + halo, kernel {L.R}x{L.S}{dil}, stride {L.stride_h}x{L.stride_w})"
@@ -127,12 +128,12 @@ def layer_block(d: dict, s, target) -> list[str]:
     else:
         out.append("  weights none".ljust(78) + _b(fp["weights"], wb))
     pw = target.psum_words
-    if L.pool:
+    if pool:
         acc = cy * cx * m.tk * pw
         out.append(f"  outputs {cy} y x {cx} x x {m.tk} k x {pw} words (conv partial sums, "
                    f"{target.psum_bits} bit)".ljust(78) + _b(acc, wb))
-        out.append(f"          + pooled {m.ty} y x {m.tx} x x {m.tk} k ({L.pool}pool "
-                   f"{L.pool_R}x{L.pool_S} s{L.pool_stride_h}x{L.pool_stride_w})".ljust(78)
+        out.append(f"          + pooled {m.ty} y x {m.tx} x x {m.tk} k ({pool.kind}pool "
+                   f"{pool.R}x{pool.S} s{pool.stride_h}x{pool.stride_w})".ljust(78)
                    + _b(fp["outputs"] - acc, wb))
     else:
         out.append(f"  outputs {m.ty} y x {m.tx} x x {m.tk} k x {pw} words (partial sums, "
@@ -156,7 +157,7 @@ def layer_block(d: dict, s, target) -> list[str]:
                        f"per c tile); cols <- k: {min(m.tk, Pc)} of {Pc} columns "
                        f"({ceil_div(m.tk, Pc)} column block(s) per k tile); one kernel tap per pass")
     else:
-        what = " conv" if L.pool else ""     # a fused pool: the array computes the cover
+        what = " conv" if pool else ""     # a fused pool: the array computes the cover
         out.append(f"  rows <- y: {min(cy, Pr)} of {Pr}{what} output rows, cols <- x: {min(cx, Pc)} of "
                    f"{Pc}{what} output columns ({ceil_div(cy, Pr)} x {ceil_div(cx, Pc)} pixel block(s) "
                    "per tile); one output channel at a time, each PE owns one output pixel")

@@ -47,8 +47,8 @@ def _tensors(L) -> dict:
     w = None
     if L.is_mac:
         w = {"shape": [L.K, L.C // L.groups, L.R, L.S], "words": L.weight_words}
-    elif L.params:       # an eltwise layer's per-channel parameter vectors
-        w = {"shape": [L.K, L.params, 1, 1], "words": L.weight_words}
+    elif L.element is not None and L.element.params:   # an eltwise layer's per-channel parameter vectors
+        w = {"shape": [L.K, L.element.params, 1, 1], "words": L.weight_words}
     return {"input": inp, "weights": w, "output": {"shape": [L.K, L.P, L.Q], "words": L.K * L.P * L.Q}}
 
 
@@ -94,7 +94,7 @@ def _homes(row) -> dict:
     s, plan = row.schedule, row.op.attrs.get("plan")
     L = s.layer
     if plan is None:
-        return {"inputs": ["dram"] * L.n_inputs, "residual": "dram" if L.residual else None,
+        return {"inputs": ["dram"] * L.n_inputs, "residual": "dram" if L.epilogue.residual else None,
                 "output": "dram", "output_at": None, "tiles_at": None,
                 "capacity": s.cost.footprint["capacity"]}
     return {"inputs": list(plan.inputs), "residual": plan.residual, "output": plan.output,

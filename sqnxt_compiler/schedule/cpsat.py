@@ -1,14 +1,16 @@
-"""The CP-SAT model of one layer's mapping space: the cost model's formulas as constraints.
+"""The CP-SAT model of one layer's mapping space: the cost model's own code run over
+symbolic values.
 
 Decision variables: a one-hot choice of tile size per loop (over the candidate tile sizes
-of :mod:`.space`, union of both dataflows), a one-hot choice of the tile-loop order (24
-permutations) and the dataflow.  Every per-loop table of :mod:`sqnxt_compiler.cost.features`
-is a linear expression of the one-hot booleans (a table lookup); every product of the cost
-model is an ``AddMultiplicationEquality``; every ``ceil(a/b)`` an ``AddDivisionEquality``
-on the shifted numerator ``a + b - 1``; ``max`` an ``AddMaxEquality``; the WS / OS
-branches are both built and selected with enforcement literals.  The expressions mirror
-:func:`sqnxt_compiler.cost.model.cost_terms` term by term (docs/scheduler.md), and the
-tests check that the solver's cycles and energy equal ``evaluate`` exactly.
+of :mod:`.space`, union of both dataflows), a one-hot choice of the tile-loop order (one
+per class of equivalent orders) and the dataflow.  The builder passes
+:func:`sqnxt_compiler.cost.model.cost_terms` per-loop tables whose entries are
+:class:`Sym` values (linear expressions of the one-hots) and a ``before(a, b)`` function
+answering with the model's literals in place of a loop order; the arithmetic of
+``cost_terms`` over them *is* the model (:class:`Sym`: products, ceiling divisions,
+maxima, selections), so no formula of the cost model is restated here
+(docs/scheduler.md, "The CP-SAT model").  The tests check that the solver's cycles and
+energy equal ``evaluate`` exactly and its answers the exhaustive oracle's.
 
 Every variable the builder creates other than the decision variables has a *definition*
 besides its constraint: a function of the earlier variables' values
@@ -24,7 +26,7 @@ from ortools.sat.python import cp_model
 
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS
-from sqnxt_compiler.cost.model import consts
+from sqnxt_compiler.cost.model import consts, cost_terms
 from sqnxt_compiler.diagnostics import one_line
 from sqnxt_compiler.targets import Target
 
@@ -100,7 +102,171 @@ class LayerModel:
         return out
 
 
+class Sym:
+    """A value of the model: ``const + sum(coef * x_i)`` over its integer variables (by
+    proto index), with bounds.  Its operators build the model: ``+``, ``-`` and a constant
+    factor stay linear; a product of two Syms is an ``AddMultiplicationEquality`` (a side
+    with two or more variables gets a variable first, a constant offset is distributed);
+    :meth:`ceil_div`, :meth:`maximum` and a :class:`Lit`'s ``select`` add their
+    constraints.  So :func:`sqnxt_compiler.cost.model.cost_terms`, run over Syms, *is* the
+    model: the cost formulas are stated once.  A Sym with no variable left is an int."""
+
+    __slots__ = ("b", "terms", "const", "lo", "hi")
+
+    def __init__(self, b: "_Builder", terms: dict, const: int, lo: int, hi: int):
+        self.b, self.terms, self.const, self.lo, self.hi = b, terms, const, lo, hi
+
+    def key(self) -> tuple:
+        return tuple(sorted(self.terms.items())), self.const
+
+    def __add__(self, o):
+        if isinstance(o, Sym):
+            terms = dict(self.terms)
+            for i, c in o.terms.items():
+                terms[i] = terms.get(i, 0) + c
+            return self.b.linear(terms, self.const + o.const)
+        if o == 0:
+            return self
+        return Sym(self.b, self.terms, self.const + o, self.lo + o, self.hi + o)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return self * -1
+
+    def __sub__(self, o):
+        return self + (-1) * o
+
+    def __rsub__(self, o):
+        return o + (-1) * self
+
+    def __mul__(self, o):
+        if isinstance(o, Sym):
+            return self.b.times(self, o)
+        if o == 1:
+            return self
+        o = int(o)
+        if o == 0:
+            return 0
+        lo, hi = (self.lo * o, self.hi * o) if o > 0 else (self.hi * o, self.lo * o)
+        return Sym(self.b, {i: c * o for i, c in self.terms.items()}, self.const * o, lo, hi)
+
+    __rmul__ = __mul__
+
+    def ceil_div(self, d: int):
+        """ceil(self / d), d > 0, self >= 0: ``AddDivisionEquality(q, self + d - 1, d)``."""
+        return self.b.ceil_div(self, d)
+
+    def maximum(self, a, b):
+        """max(a, b) (one of them this Sym): ``AddMaxEquality``."""
+        return self.b.maximum(a, b)
+
+
+class TableSym(Sym):
+    """A per-loop table read at the chosen tile size: ``sum(value_j * onehot_j)``.  The one
+    comparison ``cost_terms`` makes (``n > 1``: the loop has more than one tile) is the
+    literal ``sum(onehot_j for value_j > 1)``."""
+
+    __slots__ = ("vals", "bools")
+
+    def __gt__(self, c: int):
+        return self.b.table_gt(self, c)
+
+
+class Lit:
+    """A Boolean of the model (a loop-order condition or ``n > 1``): ``&``, ``|``
+    (:meth:`any_of`) and :meth:`select` build ``AddMultiplicationEquality`` on Booleans,
+    ``AddMaxEquality`` and two enforced equalities.  Constants are plain bools."""
+
+    __slots__ = ("b", "var")
+
+    def __init__(self, b: "_Builder", var):
+        self.b, self.var = b, var
+
+    def __and__(self, o):
+        if isinstance(o, Lit):
+            return self.b.bool_and(self, o)
+        return self if o else False
+
+    __rand__ = __and__
+
+    def __or__(self, o):
+        return self.any_of([self, o])
+
+    __ror__ = __or__
+
+    def any_of(self, xs: list):
+        return self.b.bool_or(xs)
+
+    def select(self, a, b):
+        return self.b.select(self, a, b)
+
+
+class MaxNode:
+    """max(a_, b_) not yet in the model: :meth:`force` adds it (``AddMaxEquality``); any
+    arithmetic on it forces it first.  :meth:`_Builder.select` looks inside."""
+
+    __slots__ = ("bld", "a_", "b_", "_sym")
+
+    def __init__(self, bld: "_Builder", a, b):
+        self.bld, self.a_, self.b_, self._sym = bld, a, b, None
+
+    def force(self):
+        if self._sym is None:
+            self._sym = self.bld.make_max(_forced(self.a_), _forced(self.b_))
+        return self._sym
+
+    def __add__(self, o):
+        return self.force() + o
+
+    __radd__ = __add__
+
+    def __mul__(self, o):
+        return self.force() * o
+
+    __rmul__ = __mul__
+
+    def __sub__(self, o):
+        return self.force() - o
+
+    def __rsub__(self, o):
+        return o - self.force()
+
+
+def _forced(x):
+    """A MaxNode made a model variable; anything else as it is."""
+    return x.force() if isinstance(x, MaxNode) else x
+
+
+def _key(x):
+    x = _forced(x)
+    return x.key() if isinstance(x, Sym) else x
+
+
+def _lo(x) -> int:
+    return x.lo if isinstance(x, Sym) else int(x)
+
+
+def _hi(x) -> int:
+    return x.hi if isinstance(x, Sym) else int(x)
+
+
+def _val(x, vals: list[int]) -> int:
+    """The value of an int, a Sym or a Lit when the model's variables have ``vals``."""
+    if isinstance(x, Sym):
+        return x.const + sum(c * vals[i] for i, c in x.terms.items())
+    if isinstance(x, Lit):
+        return vals[x.var.index]
+    return int(x)
+
+
 class _Builder:
+    """Runs :func:`~sqnxt_compiler.cost.model.cost_terms` over the model's symbolic values
+    and adds the decision variables, the capacity constraint and the tie-break key.  Every
+    node (product, division, selection, max, Boolean and/or, materialized sum) is made
+    once per distinct operands (so the terms both dataflows share, and a term used twice,
+    are one variable), and gets a definition: a function of earlier variables' values."""
+
     def __init__(self, layer: Layer, target: Target, cycles_hi: int | None = None,
                  energy_hi: int | None = None):
         self.L, self.T = layer, target
@@ -110,95 +276,207 @@ class _Builder:
         self.cycles_hi, self.energy_hi = cycles_hi, energy_hi
         self.n = 0
         self.defs: dict = {}       # proto index -> fn(values): LayerModel.defs
+        self.vars: dict = {}       # proto index -> CP-SAT variable
+        self.bounds: dict = {}     # proto index -> (lo, hi)
+        self.memo: dict = {}       # (node kind, operand keys) -> Sym / Lit
 
-    # ---- helpers -------------------------------------------------------------------
+    # ---- nodes -------------------------------------------------------------------
     def _name(self, s: str) -> str:
         self.n += 1
         return f"{s}_{self.n}"
 
-    def var(self, lo: int, hi: int, name: str, fn) -> Var:
+    def new_var(self, lo: int, hi: int, name: str, fn, cls=Sym) -> Sym:
         """A new variable in [lo, hi] whose value is ``fn(values)`` (its definition)."""
-        if hi > INT_MAX:
-            raise OverflowError(f"{name}: upper bound {hi} too large for CP-SAT")
+        if hi > INT_MAX or lo < -INT_MAX:
+            raise OverflowError(f"{name}: bounds [{lo}, {hi}] too large for CP-SAT")
         v = self.m.new_int_var(lo, hi, self._name(name))
         self.defs[v.index] = fn
-        return Var(v, lo, hi)
+        self.vars[v.index] = v
+        self.bounds[v.index] = (lo, hi)
+        return cls(self, {v.index: 1}, 0, lo, hi)
 
-    def bool_var(self, name: str, fn):
-        """A new BoolVar whose value is ``fn(values)``."""
-        v = self.m.new_bool_var(name)
+    def new_bool(self, name: str, fn) -> Lit:
+        v = self.m.new_bool_var(self._name(name))
         self.defs[v.index] = fn
-        return v
+        self.vars[v.index] = v
+        self.bounds[v.index] = (0, 1)
+        return Lit(self, v)
 
-    def const(self, c: int) -> Var:
-        return Var(c, c, c)
+    def expr(self, s):
+        """The CP-SAT linear expression of an int or a Sym."""
+        if not isinstance(s, Sym):
+            return int(s)
+        if len(s.terms) == 1 and s.const == 0:
+            (i, c), = s.terms.items()
+            return self.vars[i] if c == 1 else c * self.vars[i]
+        ids = list(s.terms)
+        return cp_model.LinearExpr.weighted_sum([self.vars[i] for i in ids],
+                                                [s.terms[i] for i in ids]) + s.const
 
-    def lin(self, terms: list[tuple[int, Var]], const: int, name: str) -> Var:
-        """A variable equal to const + sum(coef * var); its bounds follow from the terms' (a
-        negative coefficient takes the other end)."""
-        terms = [(c, v) for c, v in terms if c != 0]      # no variable for a constant term
-        if all(isinstance(v.expr, int) for _, v in terms):
-            return self.const(const + sum(c * v.expr for c, v in terms))
-        lo = const + sum(c * v.lo if c >= 0 else c * v.hi for c, v in terms)
-        hi = const + sum(c * v.hi if c >= 0 else c * v.lo for c, v in terms)
-        out = self.var(lo, hi, name, lambda vals: const + sum(c * value(v, vals) for c, v in terms))
-        self.m.add(out.expr == const + sum(c * v.expr for c, v in terms))
+    def linear(self, terms: dict, const: int):
+        """const + sum(coef * x_i), zero coefficients dropped; an int when none is left."""
+        terms = {i: c for i, c in terms.items() if c}
+        if not terms:
+            return const
+        lo = hi = const
+        for i, c in terms.items():
+            a, b = self.bounds[i]
+            lo += c * a if c > 0 else c * b
+            hi += c * b if c > 0 else c * a
+        return Sym(self, terms, const, lo, hi)
+
+    def single(self, s: Sym) -> Sym:
+        """``s`` as one variable with coefficient 1 (a new variable equal to it when it has
+        several, or a scaled or shifted one)."""
+        if len(s.terms) == 1 and s.const == 0 and next(iter(s.terms.values())) == 1:
+            return s
+        key = ("sum", s.key())
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_var(s.lo, s.hi, "sum", lambda vals: _val(s, vals))
+            self.m.add(self.expr(hit) == self.expr(s))
+            self.memo[key] = hit
+        return hit
+
+    def times(self, a: Sym, b: Sym):
+        """a * b: (c_a x + k_a)(c_b y + k_b) = c_a c_b xy + c_a k_b x + k_a c_b y + k_a k_b,
+        xy one ``AddMultiplicationEquality`` (a side of several variables is one variable
+        first)."""
+        if len(a.terms) > 1:
+            a = self.single(a)
+        if len(b.terms) > 1:
+            b = self.single(b)
+        (ia, ca), = a.terms.items()
+        (ib, cb), = b.terms.items()
+        i, j = min(ia, ib), max(ia, ib)
+        key = ("prod", i, j)
+        xy = self.memo.get(key)
+        if xy is None:
+            (li, hi_), (lj, hj) = self.bounds[i], self.bounds[j]
+            corners = (li * lj, li * hj, hi_ * lj, hi_ * hj)
+            xy = self.new_var(min(corners), max(corners), "prod", lambda vals: vals[i] * vals[j])
+            self.m.add_multiplication_equality(self.vars[xy_index(xy)], [self.vars[i], self.vars[j]])
+            self.memo[key] = xy
+        out = (ca * cb) * xy
+        if b.const:
+            out = out + (ca * b.const) * Sym(self, {ia: 1}, 0, *self.bounds[ia])
+        if a.const:
+            out = out + (a.const * cb) * Sym(self, {ib: 1}, 0, *self.bounds[ib]) + a.const * b.const
         return out
 
-    def prod(self, a: Var, b: Var, name: str) -> Var:
-        """a * b (both non-negative)."""
-        if isinstance(a.expr, int) and isinstance(b.expr, int):
-            return self.const(a.expr * b.expr)
-        if isinstance(a.expr, int):
-            return self.lin([(a.expr, b)], 0, name)
-        if isinstance(b.expr, int):
-            return self.lin([(b.expr, a)], 0, name)
-        out = self.var(a.lo * b.lo, a.hi * b.hi, name, lambda vals: value(a, vals) * value(b, vals))
-        self.m.add_multiplication_equality(out.expr, [a.expr, b.expr])
-        return out
+    def ceil_div(self, a: Sym, d: int):
+        """ceil(a / d) for a >= 0: q = (a + d - 1) / d, ``AddDivisionEquality`` (which
+        truncates: the same for the non-negative counts the cost model divides; a bound
+        below 0 is only the interval arithmetic's, e.g. of ``x * (v - 1)`` distributed)."""
+        if d == 1:
+            return a
+        shifted = self.single(a + (d - 1))
+        key = ("cdiv", shifted.key(), d)
+        hit = self.memo.get(key)
+        if hit is None:
+            (i,) = shifted.terms
+            hit = self.new_var(_trunc_div(shifted.lo, d), _trunc_div(shifted.hi, d), "cdiv",
+                               lambda vals: _trunc_div(vals[i], d))
+            self.m.add_division_equality(self.expr(hit), self.vars[i], d)
+            self.memo[key] = hit
+        return hit
 
-    def cdiv(self, a: Var, num: int, den: int, name: str) -> Var:
-        """ceil(a * den / num) via AddDivisionEquality on the shifted numerator."""
-        if isinstance(a.expr, int):
-            return self.const(-(-(a.expr * den) // num))
-        shifted = self.lin([(den, a)], num - 1, name + "_num")
-        out = self.var(-(-(a.lo * den) // num), -(-(a.hi * den) // num), name,
-                       lambda vals: _trunc_div(value(shifted, vals), num))
-        self.m.add_division_equality(out.expr, shifted.expr, num)
-        return out
+    def maximum(self, a, b) -> "MaxNode":
+        """max(a, b), deferred (:class:`MaxNode`): made an ``AddMaxEquality`` when used,
+        so that a selection between two maxima with a common operand selects inside."""
+        return MaxNode(self, a, b)
 
-    def select(self, cond, a: Var, b: Var, name: str) -> Var:
-        """cond ? a : b, with cond a BoolVar (or 0/1 constant)."""
-        if isinstance(cond, int):
-            return a if cond else b
-        out = self.var(min(a.lo, b.lo), max(a.hi, b.hi), name,
-                       lambda vals: value(a, vals) if value(cond, vals) else value(b, vals))
-        self.m.add(out.expr == a.expr).only_enforce_if(cond)
-        self.m.add(out.expr == b.expr).only_enforce_if(cond.Not())
-        return out
+    def make_max(self, a, b):
+        """max(a, b): ``AddMaxEquality`` over the two as variables."""
+        a = self.single(a) if isinstance(a, Sym) else a
+        b = self.single(b) if isinstance(b, Sym) else b
+        key = ("max", _key(a), _key(b))
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_var(max(_lo(a), _lo(b)), max(_hi(a), _hi(b)), "max",
+                               lambda vals: max(_val(a, vals), _val(b, vals)))
+            self.m.add_max_equality(self.expr(hit), [self.expr(a), self.expr(b)])
+            self.memo[key] = hit
+        return hit
 
-    def bool_and(self, a, b, name: str):
-        """a AND b for BoolVars / 0-1 constants."""
-        if isinstance(a, int) or isinstance(b, int):
-            if isinstance(a, int) and isinstance(b, int):
-                return a & b
-            c, v = (a, b) if isinstance(a, int) else (b, a)
-            return v if c else 0
-        out = self.bool_var(self._name(name), lambda vals: value(a, vals) * value(b, vals))
-        self.m.add_multiplication_equality(out, [a, b])
-        return out
+    def select(self, cond: Lit, a, b):
+        """cond ? a : b: two equalities enforced by ``cond`` and its negation, over the
+        parts that differ (``cond ? p + a' : p + b'`` is ``p + (cond ? a' : b')``, and
+        ``cond ? max(a', d) : max(b', d)`` is ``max(cond ? a' : b', d)``)."""
+        if isinstance(a, MaxNode) and isinstance(b, MaxNode):
+            if _key(a.b_) == _key(b.b_):
+                return MaxNode(self, self.select(cond, a.a_, b.a_), a.b_)
+            if _key(a.a_) == _key(b.a_):
+                return MaxNode(self, a.a_, self.select(cond, a.b_, b.b_))
+        a, b = _forced(a), _forced(b)
+        if _key(a) == _key(b):
+            return a
+        common = 0
+        if isinstance(a, Sym) and isinstance(b, Sym):
+            shared = {i: c for i, c in a.terms.items() if b.terms.get(i) == c}
+            if shared:
+                common = self.linear(shared, 0)
+                a, b = a - common, b - common
+        key = ("select", cond.var.index, _key(a), _key(b))
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_var(min(_lo(a), _lo(b)), max(_hi(a), _hi(b)), "select",
+                               lambda vals: _val(a, vals) if vals[cond.var.index] else _val(b, vals))
+            self.m.add(self.expr(hit) == self.expr(a)).only_enforce_if(cond.var)
+            self.m.add(self.expr(hit) == self.expr(b)).only_enforce_if(cond.var.Not())
+            self.memo[key] = hit
+        return common + hit
 
-    def bool_or(self, xs: list, name: str):
-        xs = [x for x in xs if not (isinstance(x, int) and x == 0)]
-        if any(isinstance(x, int) for x in xs):
-            return 1
-        if not xs:
-            return 0
-        if len(xs) == 1:
-            return xs[0]
-        out = self.bool_var(self._name(name), lambda vals: max(value(x, vals) for x in xs))
-        self.m.add_max_equality(out, xs)
-        return out
+    def bool_and(self, a: Lit, b: Lit) -> Lit:
+        i, j = sorted((a.var.index, b.var.index))
+        key = ("and", i, j)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_bool("and", lambda vals: vals[i] * vals[j])
+            self.m.add_multiplication_equality(hit.var, [self.vars[i], self.vars[j]])
+            self.memo[key] = hit
+        return hit
+
+    def bool_or(self, xs: list):
+        """OR of literals and bools (constants folded): ``AddMaxEquality``."""
+        if any(x is True for x in xs if not isinstance(x, Lit)):
+            return True
+        lits = sorted({x.var.index for x in xs if isinstance(x, Lit)})
+        if not lits:
+            return False
+        if len(lits) == 1:
+            return Lit(self, self.vars[lits[0]])
+        key = ("or", tuple(lits))
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_bool("or", lambda vals: max(vals[i] for i in lits))
+            self.m.add_max_equality(hit.var, [self.vars[i] for i in lits])
+            self.memo[key] = hit
+        return hit
+
+    def table_gt(self, t: TableSym, c: int):
+        """n > c of a table: the sum of the one-hots whose value exceeds c."""
+        flags = [1 if v > c else 0 for v in t.vals]
+        if all(flags):
+            return True
+        if not any(flags):
+            return False
+        key = ("gt", tuple(b.index for b in t.bools), c)
+        hit = self.memo.get(key)
+        if hit is None:
+            bools = [b for f, b in zip(flags, t.bools) if f]
+            hit = self.new_bool("big", lambda vals: sum(vals[b.index] for b in bools))
+            self.m.add(hit.var == sum(bools))
+            self.memo[key] = hit
+        return hit
+
+    def as_var(self, s, name: str) -> Var:
+        """An int or Sym as a :class:`Var` (one variable, or a constant)."""
+        s = _forced(s)
+        if not isinstance(s, Sym):
+            return Var(int(s), int(s), int(s))
+        s = self.single(s)
+        return Var(self.vars[xy_index(s)], s.lo, s.hi)
 
     # ---- the model -----------------------------------------------------------------
     def build(self) -> LayerModel:
@@ -208,41 +486,31 @@ class _Builder:
         onehot = {d: [m.new_bool_var(f"t{d}_{t}") for t in cand[d]] for d in LOOPS}
         for d in LOOPS:
             m.add_exactly_one(onehot[d])
+            for b in onehot[d]:
+                self.vars[b.index] = b
+                self.bounds[b.index] = (0, 1)
 
-        def table(d: str, idx: int, name: str) -> Var:
+        def table(d: str, idx: int):
             vals = [sp.feats[d][t][idx] for t in cand[d]]
             if len(set(vals)) == 1:
-                return self.const(vals[0])
-            lo, hi = min(vals), max(vals)
-            out = self.var(lo, hi, name, lambda got: sum(v * got[b.index] for v, b in zip(vals, onehot[d])))
-            m.add(out.expr == sum(v * b for v, b in zip(vals, onehot[d])))
+                return vals[0]
+            bools = onehot[d]
+            out = self.new_var(min(vals), max(vals), f"{d}{idx}",
+                               lambda got: sum(v * got[b.index] for v, b in zip(vals, bools)), TableSym)
+            out.vals, out.bools = vals, bools
+            m.add(self.expr(out) == cp_model.LinearExpr.weighted_sum(bools, vals))
             return out
 
-        names_s = ("n", "B", "Wn", "I", "Im", "C", "Cm", "t")
-        X = [table("x", i, "x" + s) for i, s in enumerate(names_s)]
-        Y = [table("y", i, "y" + s) for i, s in enumerate(names_s)]
-        Cf = [table("c", i, "c" + s) for i, s in enumerate(("n", "CB", "Z", "ZP", "t"))]
-        Kf = [table("k", i, "k" + s) for i, s in enumerate(("n", "KB", "t"))]
-        nx, XB, XW, IX, IXm, CX, CXm, tx = X
-        ny, YB, YW, IY, IYm, CY, CYm, ty = Y
-        nc, CB, Z, ZP, tc = Cf
-        nk, KB, tk = Kf
-
-        def big(d: str):
-            flags = [1 if sp.feats[d][t][0] > 1 else 0 for t in cand[d]]
-            if all(flags):
-                return 1
-            if not any(flags):
-                return 0
-            b = self.bool_var(f"big_{d}", lambda got: sum(f * got[v.index] for f, v in zip(flags, onehot[d])))
-            m.add(b == sum(f * v for f, v in zip(flags, onehot[d])))
-            return b
-
-        bigs = {d: big(d) for d in LOOPS}
+        X = [table("x", i) for i in range(8)]
+        Y = [table("y", i) for i in range(8)]
+        Cf = [table("c", i) for i in range(5)]
+        Kf = [table("k", i) for i in range(3)]
 
         # dataflow
         if len(dfs) == 2:
             os = m.new_bool_var("os")
+            self.vars[os.index] = os
+            self.bounds[os.index] = (0, 1)
         else:
             os = 1 if dfs == ("OS",) else 0
 
@@ -250,155 +518,73 @@ class _Builder:
         orders = sp.orders
         perm = [m.new_bool_var("order_" + "".join(ORDERS[oi])) for oi in orders]
         m.add_exactly_one(perm)
+        for p in perm:
+            self.vars[p.index] = p
+            self.bounds[p.index] = (0, 1)
 
         def before(a: str, b: str):
-            """BoolVar (or 0/1 constant): loop a is outside loop b."""
-            lits = [p for p, oi in zip(perm, orders) if ORDERS[oi].index(a) < ORDERS[oi].index(b)]
-            if not lits:
-                return 0
-            if len(lits) == len(perm):
-                return 1
-            v = self.bool_var(self._name(f"before_{a}{b}"), lambda got: sum(got[x.index] for x in lits))
-            m.add(v == sum(lits))
-            return v
+            """Loop a is outside loop b: the sum of the order one-hots where it is."""
+            key = ("before", a, b)
+            hit = self.memo.get(key)
+            if hit is None:
+                lits = [p for p, oi in zip(perm, orders) if ORDERS[oi].index(a) < ORDERS[oi].index(b)]
+                if len(lits) in (0, len(perm)):
+                    hit = bool(lits)
+                else:
+                    hit = self.new_bool(f"before_{a}{b}", lambda got: sum(got[x.index] for x in lits))
+                    m.add(hit.var == sum(lits))
+                self.memo[key] = hit
+            return hit
 
-        def outside_some(a: str, deps: tuple[str, ...]):
-            return self.bool_or([self.bool_and(before(a, l), bigs[l], f"ab_{a}{l}") for l in deps],
-                                f"cond_{a}")
+        # the cost model's own formulas, once per dataflow (shared terms are shared nodes)
+        t = {df: cost_terms(k, df == "OS", X, Y, Cf, Kf, before) for df in dfs}
+        t0 = t[dfs[0]]
+        m.add(self.expr(t0["fp_total"]) <= k.buffer_words)
 
-        g, PQ, RS, Cg, Kg, pw = k.g, k.PQ, k.RS, k.Cg, k.Kg, k.pw
-        one = self.const(1)
-        nxy = self.prod(nx, ny, "nxy")
-        # conv outputs computed (a constant PQ without a fused pool)
-        PQc = self.prod(CX, CY, "pqc")
+        def pick(name: str):
+            if len(dfs) == 2:
+                return self.select(Lit(self, os), t["OS"][name], t["WS"][name])
+            return t[dfs[0]][name]
 
-        # ---- compute ----
-        comp = {}
-        macs = {}
-        buf = {}
-        if "WS" in dfs:
-            cbkb = self.prod(CB, KB, "cbkb")
-            ws_a = self.lin([(k.Lw, nxy), (1, PQc)], 0, "ws_a")
-            ws_p = self.prod(cbkb, ws_a, "ws_p")
-            comp["WS"] = self.lin([(g * RS, ws_p)], k.fill, "comp_ws")
-            macs["WS"] = self.lin([(g * Kg * Cg * RS, PQc)], 0, "macs_ws")
-            pqkb = self.prod(PQc, KB, "pqkb")
-            pqcb = self.prod(PQc, CB, "pqcb")
-            in_terms = [(g * RS * Kg, PQc)] if k.cw else [(g * RS * Cg, pqkb)]
-            buf["WS"] = self.lin([(g * k.Wg, nxy)] + in_terms
-                                 + [(g * pw * 2 * RS * Kg, pqcb), (-g * pw * Kg, PQc)], 0, "buf_ws")
-        if "OS" in dfs:
-            xyb = self.prod(XB, YB, "xyb")
-            os_p = self.prod(xyb, ZP, "os_p")
-            comp["OS"] = self.lin([(g * Kg, os_p)], k.fill + k.D_final, "comp_os")
-            macs["OS"] = self.lin([(g * Kg, self.prod(PQc, Z, "pqz"))], 0, "macs_os")
-            xyz = self.prod(xyb, Z, "xyz")
-            xwyw = self.prod(XW, YW, "xwyw")
-            buf["OS"] = self.lin([(g * k.has_w * Kg, xyz), (g * Kg * Cg * k.in_mult, xwyw),
-                                  (g * pw * Kg * 2, self.prod(PQc, nc, "pqnc")), (-g * pw * Kg, PQc)],
-                                 0, "buf_os")
-
-        # ---- reuse ----
-        if k.cw:
-            fI = one
-        else:
-            fI = self.select(outside_some("k", ("x", "y", "c")), nk, one, "fI")
-        fx = self.select(outside_some("x", ("c", "k")), nx, one, "fx")
-        fy = self.select(outside_some("y", ("c", "k")), ny, one, "fy")
-        fW = self.prod(fx, fy, "fW")
-        v = self.select(outside_some("c", ("x", "y", "k")), nc, one, "v")
-
-        # ---- DRAM traffic and transfers ----
-        iyx = self.prod(IY, IX, "iyx")
-        in_p = self.prod(fI, iyx, "in_p")
-        in_ch = Kg if k.cw else Cg
-        # psums of the computed outputs: 2 * g * Kg * PQc * pw * (v - 1)
-        dram = self.lin([(g * in_ch * k.in_dram, in_p), (g * k.Wg, fW),
-                         (2 * g * Kg * pw, self.prod(PQc, v, "pqv")), (-2 * g * Kg * pw, PQc)],
-                        g * Kg * PQ * (k.out_dram + k.res_dram), "dram")
-        nxy_ch = self.prod(nxy, nk if k.cw else nc, "nxy_ch")
-        t_in = self.prod(nxy_ch, fI, "t_in")
-        nck = self.prod(nc, nk, "nck")
-        t_w = self.prod(nck, fW, "t_w")
-        nxyk = self.prod(nxy, nk, "nxyk")
-        t_out = self.prod(nxyk, v, "t_out")
-        # outputs: (v - 1 + out_dram) writes per block, psum re-reads (v - 1)
-        # residual: one transfer per output tile (res_dram)
-        transfers = self.lin([(g * k.in_dram, t_in), (g * k.has_w, t_w), (2 * g, t_out),
-                              ((k.out_dram + k.res_dram - 2) * g, nxyk)], 0, "transfers")
-        q_dram = self.cdiv(dram, k.bw_num, k.bw_den, "q_dram")
-        dma = self.lin([(k.lat, transfers), (1, q_dram)], 0, "dma")
-
-        # ---- footprint ----
-        iyxm = self.prod(IYm, IXm, "iyxm")
-        fp_in = self.prod(iyxm, tk if k.cw else tc, "fp_in")
-        tkc = self.prod(tk, tc, "tkc")
-        txy = self.prod(tx, ty, "txy")
-        txyk = self.prod(txy, tk, "txyk")
-        cxyk = self.prod(self.prod(CXm, CYm, "cxym"), tk, "cxyk")   # = txyk without a pool
-        fp = self.lin([(k.in_dram, fp_in), (k.w_kc, tkc), (pw, cxyk), (k.res_dram + k.pool, txyk)],
-                      0, "fp")
-        m.add(k.copies * fp.expr <= k.buffer_words)
-        pro_w = self.lin([(k.in_dram, fp_in), (k.w_kc, tkc)], 0, "pro_w")
-        pro = self.lin([(1, self.cdiv(pro_w, k.bw_num, k.bw_den, "pro_q"))],
-                       k.lat * (k.in_dram + k.has_w), "pro")
-        epi = self.lin([(k.out_dram, self.cdiv(txyk, k.bw_num, k.bw_den, "epi_q"))],
-                       k.lat * k.out_dram, "epi")
-
-        # ---- select the dataflow ----
-        if len(dfs) == 2:
-            compute = self.select(os, comp["OS"], comp["WS"], "compute")
-        else:
-            compute = comp[dfs[0]]
-
-        # ---- total cycles ----
-        if k.double:
-            busy = self.lin([(1, compute), (1, pro), (1, epi)], 0, "busy")
-            hi = max(busy.hi, dma.hi)
-            lo = max(busy.lo, dma.lo)
-            if self.cycles_hi is not None:
-                hi = min(hi, self.cycles_hi)
-            cycles = self.var(lo, hi, "cycles", lambda vals: max(value(busy, vals), value(dma, vals)))
-            m.add_max_equality(cycles.expr, [busy.expr, dma.expr])
-        else:
-            cycles = self.lin([(1, compute), (1, dma)], 0, "cycles")
-
-        # ---- energy ----
-        per_mac = {"WS": k.e_mac + k.e_rf * k.ws_rf + k.e_array * k.ws_arr,
-                   "OS": k.e_mac + k.e_rf * k.os_rf + k.e_array * k.os_arr}
-        # the epilogue adds of a fused residual: one add and one buffer read per output
-        adds = g * Kg * PQ * k.res + k.pool_ops     # and a fused pool's window operations
-        # a fused activation's operations: no buffer access (the output path)
-        en = {df: self.lin([(per_mac[df], macs[df]), (k.e_buffer, buf[df]),
-                            (k.e_buffer + k.e_dram, dram)],
-                           (k.e_mac + k.e_buffer) * adds + k.e_mac * k.act_ops,
-                           f"energy_{df}") for df in dfs}
-        if len(dfs) == 2:
-            energy = self.select(os, en["OS"], en["WS"], "energy")
-        else:
-            energy = en[dfs[0]]
+        compute = self.as_var(pick("compute_cycles"), "compute")
+        cycles = self.as_var(pick("total_cycles"), "cycles")
+        energy = self.as_var(pick("energy_total"), "energy")
+        if self.cycles_hi is not None and not isinstance(cycles.expr, int):
+            m.add(cycles.expr <= self.cycles_hi)
+            cycles = Var(cycles.expr, cycles.lo, min(cycles.hi, self.cycles_hi))
         if self.energy_hi is not None and not isinstance(energy.expr, int):
             m.add(energy.expr <= self.energy_hi)
             energy = Var(energy.expr, energy.lo, min(energy.hi, self.energy_hi))
 
         # ---- tie-break key: (dataflow, order, tx, ty, tc, tk) in mixed radix ----
         radix = [len(cand[d]) for d in LOOPS]
-        terms = []
         w = 1
+        tvars, tcoefs = [], []
         for d, r in reversed(list(zip(LOOPS, radix))):
-            terms.append((w, sum(i * b for i, b in enumerate(onehot[d]))))
+            tvars += onehot[d]
+            tcoefs += [w * i for i in range(len(onehot[d]))]
             w *= r
-        terms.append((w, sum(oi * p for oi, p in zip(orders, perm))))
+        tvars += perm
+        tcoefs += [w * oi for oi in orders]
         w *= len(ORDERS)
         if len(dfs) == 2:
-            terms.append((w, os))
+            tvars.append(os)
+            tcoefs.append(w)
             w *= 2
-        tie = sum(c * e for c, e in terms)
+        tie = cp_model.LinearExpr.weighted_sum(tvars, tcoefs)
 
         lm = LayerModel(m, cand, onehot, perm, orders, os, dfs, cycles, energy, tie, w - 1)
-        lm.extra = {"compute": compute, "dma": dma, "dram": dram, "fp": fp}
+        lm.extra = {"compute": compute, "dma": self.as_var(t0["dma_cycles"], "dma"),
+                    "dram": self.as_var(t0["dram_words"], "dram"),
+                    "fp": self.as_var(t0["fp_tiles"], "fp")}
         lm.defs = self.defs
         return lm
+
+
+def xy_index(s: Sym) -> int:
+    """The proto index of a Sym that is one variable."""
+    (i,) = s.terms
+    return i
 
 
 def build_model(layer: Layer, target: Target, cycles_hi: int | None = None,

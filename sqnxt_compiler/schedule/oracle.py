@@ -49,8 +49,8 @@ def infeasible_error(layer: Layer, target: Target) -> ScheduleError:
     """No mapping fits: name the layer and the smallest buffer that would hold one."""
     need = min_footprint_words(layer, target) * target.word_bytes
     where = f"the {target.global_buffer_bytes}-byte global buffer of target '{target.name}'"
-    if layer.capacity is not None:
-        where = (f"the {layer.capacity * target.word_bytes} bytes left to it in " + where)
+    if layer.homes.capacity is not None:
+        where = (f"the {layer.homes.capacity * target.word_bytes} bytes left to it in " + where)
     return ScheduleError(
         f"layer '{layer.name}' ({layer.describe()}): no mapping fits {where}; the smallest "
         f"mapping (all tiles 1) needs {need} bytes")
@@ -219,7 +219,7 @@ def all_dram_totals(cands) -> dict | None:
     candidate set)."""
     def alone(c) -> bool:
         return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
-                and c.schedule.layer.capacity is None)
+                and c.schedule.layer.homes.capacity is None)
 
     picks = [next((c for c in cs if alone(c)), None) for cs in cands]
     if any(c is None for c in picks):

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from ortools.sat.python import cp_model
@@ -170,8 +170,8 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
                 words = in_words + (out_t.words if o else 0)
                 if words >= buffer:      # nothing left for the tiles
                     continue
-                L = replace(step.layer, resident_inputs=r, resident_output=o, resident_residual=rr,
-                            capacity=None if words == 0 else buffer - words)
+                L = step.layer.with_homes(resident_inputs=r, resident_output=o, resident_residual=rr,
+                                          capacity=None if words == 0 else buffer - words)
                 if min_footprint_words(L, target) > capacity_words(L, target):
                     continue
                 mine.append(_Combo(i, r, rr, o, L, capacity_words(L, target), floor, []))
@@ -180,7 +180,7 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
     for _ in range(LEVELS):
         if not pending:
             break
-        layers = [replace(c.layer, capacity=None if c.cap == buffer else c.cap) for c in pending]
+        layers = [c.layer.with_homes(capacity=None if c.cap == buffer else c.cap) for c in pending]
         hints = [None if alone is None else alone[c.step].mapping for c in pending]
         scheds = solve(layers) if alone is None else solve(layers, hints)
         later = []
@@ -294,7 +294,7 @@ def _all_dram_choice(cands) -> list[int] | None:
     tiles: oracle.all_dram_totals' rule), by index, or None when a step has none."""
     def alone(c) -> bool:
         return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
-                and c.schedule.layer.capacity is None)
+                and c.schedule.layer.homes.capacity is None)
 
     idx = [next((k for k, c in enumerate(cs) if alone(c)), None) for cs in cands]
     return None if any(k is None for k in idx) else idx

@@ -36,6 +36,7 @@ class LayerSchedule:
     def to_dict(self, include_timing: bool = False) -> dict:
         """JSON-serializable and deterministic: timings only under "timing", on request."""
         L = self.layer
+        pool, el = L.epilogue.pool, L.element
         d = {
             "layer": L.name,
             "kind": L.kind,
@@ -46,13 +47,13 @@ class LayerSchedule:
                       "dilation": [L.dilation_h, L.dilation_w],
                       "weight_zero_fraction": None if L.weight_zero_fraction is None
                       else str(L.weight_zero_fraction),
-                      "pool": None if not L.pool else {
-                          "kind": L.pool, "R": L.pool_R, "S": L.pool_S,
-                          "stride": [L.pool_stride_h, L.pool_stride_w],
-                          "pad": [L.pool_pad_top, L.pool_pad_left, L.pool_pad_bottom, L.pool_pad_right],
+                      "pool": None if pool is None else {
+                          "kind": pool.kind, "R": pool.R, "S": pool.S,
+                          "stride": [pool.stride_h, pool.stride_w],
+                          "pad": [pool.pad_top, pool.pad_left, pool.pad_bottom, pool.pad_right],
                           "conv_P": L.conv_P, "conv_Q": L.conv_Q},
-                      "element": None if not L.fn else {
-                          "fn": L.fn, "ops": L.elem_ops, "funcs": L.elem_funcs, "params": L.params}},
+                      "element": None if el is None else {
+                          "fn": el.fn, "ops": el.ops, "funcs": el.funcs, "params": el.params}},
             "mapping": self.mapping.to_dict(),
             "status": self.status,
             "solver": self.solver,

@@ -14,29 +14,92 @@ rows, the smallest size).  Consequences, proved in docs/scheduler.md and tested 
 brute force: the best objective over the candidates equals the best over the whole space,
 and so does the tie-broken answer (the tie-break prefers smaller tiles).
 
-Rows are restricted to the entries a dataflow uses, so each dataflow has its own (smaller)
+Rows are restricted to the entries a dataflow reads (:func:`table_reads`, traced from the
+cost model's formulas), so each dataflow has its own (smaller)
 candidate lists.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from itertools import product
 
 import numpy as np
 
 from sqnxt_compiler.cost.features import element_cycles, nonzero_fraction, ws_k_block, x_feat, y_feat
 from sqnxt_compiler.cost.layer import Layer
-from sqnxt_compiler.cost.mapping import LOOPS, ORDERS
-from sqnxt_compiler.cost.model import allowed_dataflows, consts, cost_terms, reuse_conditions
+from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS
+from sqnxt_compiler.cost.model import Consts, allowed_dataflows, consts, cost_terms, reuse_conditions
 from sqnxt_compiler.targets import Target
 
-#: The table entries each dataflow reads, by loop (indices into the feature tuples
-#: (n, B, Wn, I, Im, C, Cm, t) for x/y, (n, CB, Z, ZP, t) for c, (n, KB, t) for k).
-USED = {
-    "WS": {"x": (0, 3, 4, 5, 6, 7), "y": (0, 3, 4, 5, 6, 7), "c": (0, 1, 4), "k": (0, 1, 2)},
-    "OS": {"x": (0, 1, 2, 3, 4, 5, 6, 7), "y": (0, 1, 2, 3, 4, 5, 6, 7), "c": (0, 2, 3, 4), "k": (0, 2)},
-}
+class _Trace:
+    """A value traced through :func:`~sqnxt_compiler.cost.model.cost_terms`: the per-loop
+    table entries ``(loop, index)`` it was computed from.  Every operation ``cost_terms``
+    may apply (``+ - *``, ``n > 1``, the literals' ``& |``, ``_cdiv``, ``_max``, ``_any``,
+    ``_where``) gives the union of its operands' entries; a constant factor, even 0, drops
+    nothing (the trace is of what the formulas can read, whatever the layer)."""
+
+    __slots__ = ("src",)
+
+    def __init__(self, src):
+        self.src = frozenset(src)
+
+    def _union(self, o):
+        return _Trace(self.src | _reads(o))
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _union
+    __and__ = __rand__ = __or__ = __ror__ = _union
+
+    def __gt__(self, c):
+        return self
+
+    def ceil_div(self, d):
+        return self
+
+    def maximum(self, a, b):
+        return _Trace(_reads(a) | _reads(b))
+
+    def any_of(self, xs):
+        return _Trace(frozenset().union(*map(_reads, xs)))
+
+    def select(self, a, b):
+        return _Trace(self.src | _reads(a) | _reads(b))
+
+
+def _reads(x) -> frozenset:
+    return x.src if isinstance(x, _Trace) else frozenset()
+
+
+#: Every constant of the formulas 1 (the trace reads what the formulas can read).
+_ONES = Consts(**{f.name: 1 for f in fields(Consts)})
+
+
+def table_reads() -> dict:
+    """The table entries each dataflow's formulas read, by loop: the indices into the
+    feature tuples (n, B, Wn, I, Im, C, Cm, t) of x / y, (n, CB, Z, ZP, t) of c, (n, KB, t)
+    of k that the objectives and the footprint (``total_cycles``, ``energy_total``,
+    ``fp_total``) depend on, found by running ``cost_terms`` over :class:`_Trace` values
+    (every constant 1, channel-wise or not, double-buffered or not, every loop order).
+    Read from the one statement of the formulas, so a new term that reads a new entry
+    enters the dominance rows by itself."""
+    out = {}
+    sizes = {"x": 8, "y": 8, "c": 5, "k": 3}
+    for df in DATAFLOWS:
+        reads: set = set()
+        for cw in (False, True):
+            for double in (False, True):
+                k = replace(_ONES, cw=cw, double=double)
+                tabs = [[_Trace({(d, i)}) for i in range(sizes[d])] for d in LOOPS]
+                t = cost_terms(k, df == "OS", *tabs, lambda a, b: True)
+                for name in ("total_cycles", "energy_total", "fp_total"):
+                    reads |= _reads(t[name])
+        out[df] = {d: tuple(sorted(i for dd, i in reads if dd == d)) for d in LOOPS}
+    return out
+
+
+#: The table entries each dataflow reads, by loop (:func:`table_reads`): the columns of
+#: the dominance rows.
+USED = table_reads()
 
 
 def pareto_min(rows: list[tuple[int, tuple[int, ...]]]) -> list[int]:
