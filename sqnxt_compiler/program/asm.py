@@ -15,6 +15,7 @@ import re
 import struct
 
 from ..diagnostics import InputError
+from .encoding import read_bytes
 from .isa import BY_MNEMONIC, CLASSES, LAYER, TOKENS, Field, Program, verify_fields, verify_program
 
 FORMAT_LINE = "# sqnxtc program, format 1 (docs/isa.md)"
@@ -208,17 +209,7 @@ def parse_program(text: str, source: str = "<program.s>") -> Program:
 def read_text(path: str) -> Program:
     """Read and parse assembly file ``path`` (InputError for a missing or unreadable file,
     text that is not UTF-8, or any problem :func:`parse_program` finds)."""
-    import os
-
-    if not os.path.exists(path):
-        raise InputError("no such file", path)
-    if os.path.isdir(path):
-        raise InputError("is a directory, not a program text", path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    data = read_bytes(path, "a program text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

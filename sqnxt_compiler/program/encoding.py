@@ -163,18 +163,23 @@ def _strip(msg: str, prefix: str) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
-def read_program(path: str) -> Program:
-    """Read and decode program file ``path`` (InputError: missing, a directory, unreadable,
-    or any problem :func:`decode` finds)."""
+def read_bytes(path: str, what: str) -> bytes:
+    """The bytes of input file ``path`` (InputError naming it: missing, a directory, or
+    unreadable; ``what`` says what it should have been, e.g. "a program file")."""
     import os
 
     if not os.path.exists(path):
         raise InputError("no such file", path)
     if os.path.isdir(path):
-        raise InputError("is a directory, not a program file", path)
+        raise InputError(f"is a directory, not {what}", path)
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
-    return decode(data, path)
+
+
+def read_program(path: str) -> Program:
+    """Read and decode program file ``path`` (InputError: missing, a directory, unreadable,
+    or any problem :func:`decode` finds)."""
+    return decode(read_bytes(path, "a program file"), path)
