@@ -11,6 +11,8 @@ fuse-pool      run a max / avg pool inside the tile loop of the conv that feeds 
 schedule       pick each layer's mapping with CP-SAT, each layer alone (needs a target)
 plan-memory    plan which activations stay in the global buffer and each layer's
                mapping given that (needs a target; after schedule)
+lower-program  lower the schedules (and plan) to the accelerator's program, verified
+               (needs a target; after schedule; not in the default pipeline)
 =============  =================================================================
 
 Named pipelines: ``default`` (what ``sqnxtc compile`` runs unless ``--passes`` says
@@ -26,10 +28,12 @@ from .fold_bn import FoldBatchNorm
 from .fuse_add import FuseAdd
 from .fuse_pool import FusePool
 from .fuse_relu import FuseReLU
+from .lower_program import LowerProgram
 from .plan_memory import PlanMemory
 from .schedule import Schedule
 
-PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, FuseAdd, FusePool, Schedule, PlanMemory)}
+PASSES = {p.name: p for p in (Canonicalize, FoldBatchNorm, FuseReLU, FuseAdd, FusePool, Schedule, PlanMemory,
+                                  LowerProgram)}
 
 #: Named pipelines (they expand in place in a pipeline string).
 PIPELINES = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -349,7 +348,8 @@ def test_padding_everywhere_instead_of_at_the_border_changes_the_result(split_co
 
 def test_dropping_the_ragged_last_tile_is_caught(split_conv, monkeypatch):
     res, feeds, _ = split_conv
-    monkeypatch.setattr(tiles, "tile_ranges",
+    from sqnxt_compiler.cost import tiling
+    monkeypatch.setattr(tiling, "tile_ranges",
                         lambda bound, size: [(a, a + size) for a in range(0, bound - size + 1, size)])
     with pytest.raises(SqnxtError):
         run_tiled(res.graph, feeds)

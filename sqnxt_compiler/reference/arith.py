@@ -17,7 +17,7 @@ import numpy as np
 from .executor import activate
 from .fixed_point import FRAC_MIN, QTensor, frac_bits, quantize, rescale
 from .layer_stats import LayerStats
-from .tiles import _largest_cover
+from ..cost.tiling import largest_cover
 
 #: No activation, as (act, alpha, beta) (executor.act_of)
 NO_ACT = ("none", 0.0, 0.0)
@@ -113,7 +113,7 @@ class _Int16:
         m, L = sched.mapping, sched.layer
         out = sched.cost.footprint["outputs"]
         if L.epilogue.pool:
-            acc = _largest_cover(L, m) * m.tk
+            acc = largest_cover(L, m) * m.tk
             out -= m.tx * m.ty * m.tk
         else:
             acc = m.tx * m.ty * m.tk

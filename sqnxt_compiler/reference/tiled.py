@@ -50,7 +50,8 @@ from .fixed_point import FRAC_MAX, FRAC_MIN, INT16_MAX, INT16_MIN, QTensor, frac
 from .layer_stats import LayerStats
 from .memory import MemoryImage
 from .tiled_layers import _run_layer, _store_tiles, runs_whole
-from .tiles import Tile, fetch, pooled_geometry, tile_loops, tile_ranges, window, windows
+from ..cost.tiling import Tile, pooled_geometry, tile_loops, tile_ranges, window
+from .tiles import fetch, windows
 
 __all__ = ["PRECISIONS", "TOLERANCES", "TiledExecutor", "TiledRun", "execute_tiled", "run_tiled",
            "FRAC_MAX", "FRAC_MIN", "INT16_MAX", "INT16_MIN", "LayerStats", "NO_ACT", "QTensor",

@@ -24,7 +24,8 @@ from .arith import NO_ACT
 from .executor import act_of
 from .fixed_point import _EXACT_F64_TERMS, quantize, rescale
 from .layer_stats import LayerStats
-from .tiles import Tile, fetch, pooled_geometry, tile_loops, windows
+from ..cost.tiling import Tile, pooled_geometry, tile_steps
+from .tiles import fetch, windows
 
 
 # --------------------------------------------------------------------------- tile kernels
@@ -53,50 +54,42 @@ def _complete(done: int, L) -> bool:
 
 def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
            compute: Callable[[Tile], np.ndarray], finalize: Callable[[Tile, np.ndarray], None]):
-    """The DRAM-level loop nest of one batch element: tile by tile in the mapping's order,
-    psums across c tiles, finalization after the group's last input channel.  Transfers
+    """The DRAM-level loop nest of one batch element: tile by tile in the mapping's order
+    (the steps of :func:`sqnxt_compiler.cost.tiling.tile_steps`: when each operand tile is
+    fetched and each output tile leaves), psums across c tiles, finalization after the
+    group's last input channel.  Transfers
     follow the layer's operand homes (docs/memory-planning.md): a resident input tile is
     read in place (no transfer), a final output tile of a resident output is copied into
     the resident tensor (no write-back); partial sums always spill through DRAM."""
-    cw = L.channelwise
     in_dram = n_inputs - L.homes.resident_inputs
     out_dram = 0 if L.homes.resident_output else 1
     psum: dict[tuple, tuple[np.ndarray, int]] = {}   # partial output tiles in the buffer/DRAM
-    res_in = res_w = res_out = None
     seen = {"x": set(), "y": set(), "c": set(), "k": set()}
-    for t in tile_loops(L, m):
+    for s in tile_steps(L, m):          # the walk, stated once (cost/tiling.py)
+        t = s.tile
         for name in seen:
             seen[name].add(getattr(t, name))
-        # one resident tile per tensor: fetch when the loop nest moves to another tile
-        in_key = (t.g, t.x, t.y, t.k if cw else t.c)
-        if in_key != res_in:
+        if s.load_input:                              # one resident tile per tensor
             st.transfers["input"] += in_dram
-            res_in = in_key
-        if has_weights and (t.g, t.c, t.k) != res_w:
+        if has_weights and s.load_weights:
             st.transfers["weights"] += 1
-            res_w = (t.g, t.c, t.k)
-        out_key = (t.g, t.x, t.y, t.k)
-        if out_key != res_out:
-            if res_out is not None:                   # write back: partial, or final unless resident
-                st.transfers["outputs"] += 1 if res_out in psum else out_dram
-            if out_key in psum:
-                st.transfers["psum_reads"] += 1       # a later visit reads its psums back
-            res_out = out_key
+        if s.reload_psum:
+            st.transfers["psum_reads"] += 1           # a later visit reads its psums back
         part = arith.part(compute(t))
         st.tiles += 1
         if st.coverage is not None:   # trace: which (k, c, p, q) this tile computed
             ks = slice(t.g * L.Kg + t.k[0], t.g * L.Kg + t.k[1])
             st.coverage[ks, t.c[0]:t.c[1], t.y[0]:t.y[1], t.x[0]:t.x[1]] += 1
-        prev = psum.pop(out_key, None)
+        prev = psum.pop(s.out_key, None)
         acc = part if prev is None else prev[0] + part
         done = (0 if prev is None else prev[1]) + (t.c[1] - t.c[0])
         acc = arith.store(acc, st)
         if _complete(done, L):
             finalize(t, acc)
         else:
-            psum[out_key] = (acc, done)
-    if res_out is not None:
-        st.transfers["outputs"] += 1 if res_out in psum else out_dram
+            psum[s.out_key] = (acc, done)
+        if s.leaves is not None:                      # write back: partial, or final unless resident
+            st.transfers["outputs"] += 1 if s.leaves == "psum" else out_dram
     if psum:
         raise SqnxtError(f"{len(psum)} output tiles never received all {L.Cg} input channels")
     st.tiles_n = {k: len(v) for k, v in seen.items()}
