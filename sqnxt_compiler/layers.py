@@ -199,10 +199,11 @@ def _weight_zero_fraction(op: Op, measured_sparsity: bool) -> Fraction | None:
 
 def _epilogue(op: Op, pool: Pool | None = None) -> Epilogue:
     """A conv / fc's epilogue: its fused activation's operations and nonlinear functions
-    per output element (the ``epilogue`` of its ``Activation``), its fused residual add
-    and ``pool``."""
+    per output element (the ``epilogue`` of its ``Activation``), its fused residual add,
+    ``pool``, and its bias (operand 2, the ``has_weights`` trait's optional bias)."""
     ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
-    return Epilogue(act_ops=ops, act_funcs=funcs, residual=bool(op.attrs["residual"]), pool=pool)
+    return Epilogue(act_ops=ops, act_funcs=funcs, residual=bool(op.attrs["residual"]), pool=pool,
+                    bias=len(op.operands) > 2)
 
 
 def _pool(pool: dict | None, conv_h: int, conv_w: int) -> Pool | None:

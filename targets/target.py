@@ -3,7 +3,7 @@
 A target file has an optional top-level ``format`` (absent means 1; this sqnxtc reads
 :data:`FORMATS`), a top-level ``name`` and ``description`` and the sections of
 :data:`SCHEMA` (``[array]``, ``[buffer]``, ``[dram]``, ``[clock]``, ``[dataflow]``,
-``[energy]``).  Every field has one type and a range; a field without a documented default
+``[program]``, ``[energy]``).  Every field has one type and a range; a field without a documented default
 is required, a missing field with one takes it; unknown keys are rejected: a bad file
 raises :class:`~sqnxt_compiler.diagnostics.TargetError` naming the file and the field
 (``pe16x16.toml: field 'buffer.global_buffer_bytes': ...``).
@@ -190,6 +190,9 @@ class Target:
                                   "where activations live between layers: dram (every one through "
                                   "DRAM) or planned (the memory planner keeps some in the buffer)",
                                   choices=("dram", "planned"), default="dram")
+    dram_channels: int = _field("dram", "channels", "int", "channels",
+                                "DRAM channels the load and store engines share (one transfer each at a time)",
+                                minimum=1, maximum=1024, default=1)
     # [clock]
     clock_mhz: Fraction = _field("clock", "frequency_mhz", "number", "MHz", "clock frequency",
                                  minimum=0, exclusive_min=True, maximum=MAX_RATE)
@@ -210,6 +213,11 @@ class Target:
                                 "OS register-file accesses per MAC", minimum=0, maximum=64)
     os_array_per_mac: int = _field("dataflow", "os_array_accesses_per_mac", "int", "accesses/MAC",
                                    "OS array-network accesses per MAC", minimum=0, maximum=64)
+    # [program]
+    queue_depth: int = _field("program", "queue_depth", "int", "instructions",
+                              "instruction queue depth of each engine (load, compute, store): "
+                              "fetched and not yet issued",
+                              minimum=1, maximum=MAX_COUNT, default=256)
     # [energy]
     e_mac: int = _field("energy", "mac", "int", "units/access", "normalized energy of one MAC",
                         minimum=0, maximum=MAX_COUNT)

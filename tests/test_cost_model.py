@@ -43,7 +43,7 @@ def test_1x1_conv_that_fits_in_the_buffer():
     assert r.utilization == round(macs / (256 * 112), 6)
     # DRAM: every tensor once
     assert r.dram == {"input_reads": 16 * 64, "weight_reads": 256, "output_writes": 16 * 64,
-                      "psum_writes": 0, "psum_reads": 0, "residual_reads": 0,
+                      "psum_writes": 0, "psum_reads": 0, "residual_reads": 0, "bias_reads": 0,
                       "total": 2304}
     assert r.transfers["total"] == 3
     assert r.dma_cycles == 3 * 100 + cdiv(2304, 8)                    # 588
@@ -73,7 +73,7 @@ def test_1x1_conv_that_does_not_fit_is_tiled_with_a_ragged_tile():
     assert r.compute_cycles == 1 * 4 * 2 * (55 * 55 + 16 * 14) + 32 == 26024
     words = 64 * 55 * 55 + 32 * 64 + 32 * 55 * 55
     assert r.dram["total"] == words
-    assert r.transfers == {"input": 14, "weights": 1, "outputs": 14, "psum_reads": 0, "residual": 0,
+    assert r.transfers == {"input": 14, "weights": 1, "outputs": 14, "psum_reads": 0, "residual": 0, "bias": 0,
                            "total": 29}
     assert r.dma_cycles == 29 * 100 + cdiv(words, 8) == 39456
     assert r.prologue_cycles == 200 + cdiv(4 * 55 * 64 + 2048, 8)
@@ -148,7 +148,7 @@ def test_fc_is_a_1x1_conv_on_a_1x1_image_and_dram_bound():
     CB, KB = cdiv(128, 16), 4 * cdiv(250, 16)
     assert r.compute_cycles == 1 * CB * KB * (1 + 16 * 1) + 32 == 8736
     words = 128 + 128 * 1000 + 1000
-    assert r.transfers == {"input": 1, "weights": 4, "outputs": 4, "psum_reads": 0, "residual": 0,
+    assert r.transfers == {"input": 1, "weights": 4, "outputs": 4, "psum_reads": 0, "residual": 0, "bias": 0,
                            "total": 9}
     assert r.dma_cycles == 9 * 100 + cdiv(words, 8) == 17041
     assert r.total_cycles == r.dma_cycles
@@ -221,26 +221,27 @@ def test_invalid_mappings_and_layers():
 
 def test_the_keys_keep_their_flat_order():
     """key() and shape_key() flatten the parts into the tuples the on-disk schedule cache
-    has always keyed on (the order of the layer's fields before it had parts): a change
+    has always keyed on (the order of the layer's fields before it had parts; the bias,
+    added later, last in key()): a change
     here changes every cache key."""
     L = Layer("c", "conv", C=16, K=32, H=14, W=14, R=3, S=3, P=7, Q=7, pad_top=1, pad_left=1, pad_bottom=1,
               pad_right=1, weight_zero_fraction=Fraction(1, 4),
               epilogue=Epilogue(act_ops=1, act_funcs=1, pool=Pool("max", 3, 3, 2, 2, 1, 1, 1, 1)),
               homes=Homes(resident_inputs=1, resident_output=True, capacity=5000))
     assert L.key() == ("conv", 16, 32, 14, 14, 3, 3, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, "1/4", 1, True, 5000,
-                       False, False, "max", 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, "", 0, 0, 0)
+                       False, False, "max", 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, "", 0, 0, 0, False)
     assert L.shape_key() == ("conv", 16, 32, 14, 14, 3, 3, 7, 7, 1, 1, 1, 1, 1, 1, 1, 1, "max", 3, 3, 2, 2,
                              1, 1, 1, 1, 1, 1, "", 0, 0, 0)
     E = Layer("e", "eltwise", C=8, K=8, H=5, W=6, R=1, S=1, P=5, Q=6, n_inputs=2,
               element=ElementFn("mul", ops=1, funcs=2, params=1), homes=Homes(resident_inputs=2))
     assert E.key() == ("eltwise", 8, 8, 5, 6, 1, 1, 5, 6, 1, 1, 0, 0, 0, 0, 1, 2, None, 2, False, None, False,
-                       False, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "mul", 1, 2, 1)
+                       False, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "mul", 1, 2, 1, False)
     assert E.shape_key() == ("eltwise", 8, 8, 5, 6, 1, 1, 5, 6, 1, 1, 0, 0, 0, 0, 1, 2, "", 1, 1, 1, 1, 0, 0,
                              0, 0, 1, 1, "mul", 1, 2, 1)
     R = Layer("r", "fc", C=64, K=10, H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=Epilogue(residual=True),
               homes=Homes(resident_residual=True))
     assert R.key() == ("fc", 64, 10, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, None, 0, False, None, True,
-                       True, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "", 0, 0, 0)
+                       True, "", 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, "", 0, 0, 0, False)
     assert R.with_homes(capacity=9).homes == Homes(resident_residual=True, capacity=9)
 
 

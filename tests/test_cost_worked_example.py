@@ -351,3 +351,37 @@ def test_elementwise_worked_example():
     lrn = Layer("l", "eltwise", C=32, K=32, H=8, W=8, R=1, S=1, P=8, Q=8, element=ElementFn("lrn", ops=7, funcs=1))
     assert element_cycles(sig, t) == int(d["sigmoid.z"]) and os_pass_cycles(4, t) == int(d["sigmoid.pass"])
     assert element_cycles(lrn, t) == int(d["lrn5.z"])
+
+
+def test_bias_worked_example():
+    """docs/cost-model.md, "Bias": a 1x1 conv 64 -> 32 on 55x55, pe16x16, one mapping,
+    with and without its bias: the differences by hand."""
+    t = load_target("pe16x16")
+    m = Mapping("WS", 11, 11, 64, 32, ("k", "c", "y", "x"))
+    plain = Layer("sq", "conv", 64, 32, 55, 55, 1, 1, 55, 55)
+    biased = Layer("sq", "conv", 64, 32, 55, 55, 1, 1, 55, 55, epilogue=Epilogue(bias=True))
+    a, b = evaluate(plain, t, m), evaluate(biased, t, m)
+    pw, lat, bw = 2, 100, 8
+    assert (t.psum_words, t.dram_latency_cycles, t.dram_words_per_cycle) == (pw, lat, bw)
+    bias_words = 32 * pw
+    assert bias_words == 64
+    assert b.dram["bias_reads"] == 64 and a.dram["bias_reads"] == 0
+    assert b.dram["total"] - a.dram["total"] == 64
+    assert b.transfers["bias"] == 1 and b.transfers["total"] - a.transfers["total"] == 1
+    # the layer's words are a multiple of 8 here: the one rounding adds nothing
+    assert a.dram["total"] % 8 == 0
+    assert b.dma_cycles - a.dma_cycles == lat + 64 // bw == 108
+    fp = a.footprint["input"] + a.footprint["weights"]
+    assert b.prologue_cycles - a.prologue_cycles == lat + cdiv(fp + 64, bw) - cdiv(fp, bw) == 108
+    assert b.footprint == a.footprint                       # the bias memory is not the buffer
+    assert b.accesses["buffer"] == a.accesses["buffer"]
+    adds = 32 * 55 * 55
+    assert adds == 96_800
+    assert b.accesses["mac"] - a.accesses["mac"] == adds
+    assert b.energy["mac"] - a.energy["mac"] == adds
+    assert b.energy_total - a.energy_total == adds + 200 * 64 == 109_600
+    assert b.compute_cycles == a.compute_cycles
+    assert b.total_cycles == max(b.compute_cycles + b.prologue_cycles + b.epilogue_cycles, b.dma_cycles)
+    text = DOC.read_text()
+    for figure in ("bias_reads = 32 * 2 = 64", "100 + ceil(64/8) = 108", "96,800", "109,600"):
+        assert figure in text, figure

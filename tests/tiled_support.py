@@ -31,7 +31,7 @@ def assert_invariants(stats, graph):
             assert st.coverage.min() == st.coverage.max() == 1, st.name
         assert st.tiles_n == s.cost.tiles_n
         assert st.tiles == s.layer.eff_groups * math.prod(s.cost.tiles_n.values())
-        for k in ("input", "weights", "outputs", "psum_reads", "residual"):
+        for k in ("input", "weights", "outputs", "psum_reads", "residual", "bias"):
             assert st.transfers[k] == s.cost.transfers[k], (st.name, k, st.mapping)
 
 

@@ -7,7 +7,8 @@ holds no compile flow of its own.  One module per command group:
 module         commands
 =============  ==========================================================
 compile.py     ``compile``
-check.py       ``check`` (compiled IR vs onnxruntime)
+check.py       ``check`` (compiled IR, its tiled execution or its program vs onnxruntime)
+sim.py         ``sim`` (the cost model's cycles vs the program's timing simulation)
 report.py      ``report`` (plots), ``compare`` (tables)
 regress.py     ``regress`` (cycle-count goldens)
 zoo.py         ``zoo list``, ``zoo export``
@@ -40,6 +41,7 @@ from .disasm import asm_cmd, disasm_cmd
 from .ops import ops_cmd
 from .regress import regress_cmd
 from .report import compare_cmd, report_cmd
+from .sim import sim_cmd
 from .sweep import explore_cmd, sweep_cmd
 from .targets import targets_group
 from .zoo import zoo_group
@@ -119,7 +121,7 @@ def main(debug: bool) -> None:
 
 
 for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group,
-             ops_cmd, sweep_cmd, explore_cmd, disasm_cmd, asm_cmd):
+             ops_cmd, sweep_cmd, explore_cmd, disasm_cmd, asm_cmd, sim_cmd):
     main.add_command(_cmd)
 
 __all__ = ["main", "run_guarded"]

@@ -1,4 +1,5 @@
-"""``sqnxtc check``: the compiled IR (or its tiled execution) against onnxruntime."""
+"""``sqnxtc check``: the compiled IR (or its tiled execution, or its lowered program run by
+the functional simulator) against onnxruntime."""
 from __future__ import annotations
 
 import time
@@ -17,10 +18,14 @@ from .options import (FiniteFloatRange, activation_home_option, instrumentation,
 @click.argument("model", metavar="MODEL")
 @pipeline_options
 @click.option("-t", "--target", "target_name", default=None, metavar="NAME|PATH",
-              help="Schedule for this target first (needed by --tiled).")
+              help="Schedule for this target first (needed by --tiled and --program).")
 @activation_home_option
 @click.option("--tiled", is_flag=True,
               help="Execute every scheduled layer tile by tile in its chosen loop order.")
+@click.option("--program", "program", is_flag=True,
+              help="Lower the schedule to the accelerator's program (lower-program) and run the program "
+                   "in the functional simulator (docs/isa.md, 'Functional simulation'); fp32 only. "
+                   "Not with --tiled.")
 @click.option("--precision", type=click.Choice(["fp32", "int16"]), default="fp32", show_default=True,
               help="Arithmetic of the tiled execution: float32, or 16-bit fixed point with wide "
                    "accumulators as the accelerator computes (needs --tiled).")
@@ -31,13 +36,21 @@ from .options import (FiniteFloatRange, activation_home_option, instrumentation,
               help="Relative tolerance [default: 1e-4; int16: see docs].")
 @click.option("--atol", type=FiniteFloatRange(0, 1), default=None,
               help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
-def check_cmd(model, passes, progress, target_name, tiled, precision, samples, seed, rtol, atol, **kw):
+def check_cmd(model, passes, progress, target_name, tiled, program, precision, samples, seed, rtol, atol, **kw):
     """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""
     from ..reference.check import DEFAULT_ATOL, DEFAULT_RTOL, check
 
     t0 = time.perf_counter()
     if tiled and target_name is None:
         raise UsageError("--tiled needs --target (the tiles are the schedule's)")
+    if program:
+        if tiled:
+            raise UsageError("--program and --tiled check different executions: give one of them")
+        if target_name is None:
+            raise UsageError("--program needs --target (the program is lowered from the schedule)")
+        if precision != "fp32":
+            raise UsageError(f"--program: the functional simulator does not simulate {precision} yet "
+                             "(fp32 only)")
     if precision != "fp32" and not tiled:
         raise UsageError("--precision int16 needs --tiled")
     target = None
@@ -45,7 +58,11 @@ def check_cmd(model, passes, progress, target_name, tiled, precision, samples, s
         target = load_target_with(target_name, kw["activation_home"])
     elif kw["activation_home"] is not None:
         raise UsageError("--activation-home needs --target")
-    pipeline = driver.build_pipeline(passes, target=target, activation_home=kw["activation_home"])
+    if program:
+        from .sim import lowered_pipeline
+        pipeline = lowered_pipeline(passes, target, None, kw["activation_home"])
+    else:
+        pipeline = driver.build_pipeline(passes, target=target, activation_home=kw["activation_home"])
     executor = None
     d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL
     if tiled:
@@ -54,14 +71,21 @@ def check_cmd(model, passes, progress, target_name, tiled, precision, samples, s
         executor = lambda g, feeds: run_tiled(g, feeds, precision=precision)  # noqa: E731
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
-    with reporting(progress) as prog:
-        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
-                             instrument=instrumentation(kw))
-    notes(res.notes)
+    if program:
+        from ..program.funcsim import run_program
+        from .sim import compile_lowered
+        res, low = compile_lowered(model, pipeline, target, progress, instrumentation(kw))
+        executor = lambda g, feeds: run_program(low, g, feeds).outputs  # noqa: E731
+    else:
+        with reporting(progress) as prog:
+            res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
+                                 instrument=instrumentation(kw))
+        notes(res.notes)
     kwargs = {"executor": executor} if executor is not None else {}
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
                    atol=atol, **kwargs)
-    how = f"tiled {precision} execution on {target.name}" if tiled else "numpy executor"
+    how = (f"tiled {precision} execution on {target.name}" if tiled
+           else f"the program on {target.name} in the functional simulator" if program else "numpy executor")
     echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
                "(CPU, optimizations off)")
     echo(report.format())

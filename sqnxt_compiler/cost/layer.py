@@ -37,6 +37,10 @@ The loops (:class:`Layer`)
   leaves the array (after the fused activation).  The residual is read once per output
   element, one DMA transfer per output tile, into a tile region of ``tx * ty * tk`` words
   (unless resident: :class:`Homes`).
+* ``bias`` (conv and fc): the layer adds a bias per output channel as results leave the
+  array (before the activation): ``K`` accumulator-width entries (``psum_words`` words
+  each) read from DRAM once per layer into the output path's bias memory, one addition per
+  conv output (docs/cost-model.md, "Bias").
 * ``pool`` (conv only; a :class:`Pool` or None): a fused pooling (the ``fuse-pool`` pass)
   over the conv's output.  ``P`` x ``Q`` is then the *pooled* output and the tile loops x,
   y run over it; each tile computes the conv outputs its pool windows cover
@@ -151,6 +155,7 @@ class Epilogue:
     act_funcs: int = 0
     residual: bool = False
     pool: Pool | None = None
+    bias: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -159,7 +164,7 @@ class Epilogue:
         """Raise UnsupportedError if a field is out of its range, or both a residual and a
         pool are fused."""
         _need_ints(self, ("act_ops", "act_funcs"), 0)
-        _need_bools(self, ("residual",))
+        _need_bools(self, ("residual", "bias"))
         if self.pool is not None and not isinstance(self.pool, Pool):
             raise UnsupportedError(f"pool must be a Pool or None, got {self.pool!r}")
         if self.pool is not None and self.residual:
@@ -255,7 +260,8 @@ class Layer:
         """The layer as one flat tuple, the parts flattened in place (the order is that of
         the on-disk schedule cache's keys): the loops, then (unless ``shape_only``) the
         measured sparsity, the homes and the residual, then the pool, the dilations, (unless
-        ``shape_only``) the activation, and the element function."""
+        ``shape_only``) the activation, the element function and (unless ``shape_only``)
+        the bias."""
         e, h = self.epilogue, self.homes
         loops = (self.kind, self.C, self.K, self.H, self.W, self.R, self.S, self.P, self.Q,
                  self.stride_h, self.stride_w, self.pad_top, self.pad_left, self.pad_bottom,
@@ -267,7 +273,7 @@ class Layer:
             return (*loops, *pool, *dil, *elem)
         wzf = None if self.weight_zero_fraction is None else str(self.weight_zero_fraction)
         return (*loops, wzf, h.resident_inputs, h.resident_output, h.capacity, e.residual,
-                h.resident_residual, *pool, *dil, e.act_ops, e.act_funcs, *elem)
+                h.resident_residual, *pool, *dil, e.act_ops, e.act_funcs, *elem, e.bias)
 
     def key(self) -> tuple:
         """Everything but the name: layers with equal keys get the same schedule (the
@@ -369,6 +375,12 @@ class Layer:
         return self.K * self.conv_P * self.conv_Q * (e.act_ops + e.act_funcs * nonlinear_cycles)
 
     @property
+    def bias_adds(self) -> int:
+        """Additions of the bias = K * conv_P * conv_Q: one per conv output (before a fused
+        pool), 0 without a bias."""
+        return self.K * self.conv_P * self.conv_Q if self.epilogue.bias else 0
+
+    @property
     def pool_ops(self) -> int:
         """Element operations of a fused pool = K * P * Q * pool.R * pool.S (0 without)."""
         pool = self.epilogue.pool
@@ -468,6 +480,8 @@ class Layer:
                       f"got {h.resident_inputs!r}")
         if e.residual and not self.is_mac:
             raise bad("only conv and fc take a fused residual add")
+        if e.bias and not self.is_mac:
+            raise bad("only conv and fc take a bias")
         for f in ("act_ops", "act_funcs"):
             if getattr(e, f) and not self.is_mac:
                 raise bad(f"only conv and fc take {f} (a fused activation)")

@@ -48,6 +48,9 @@ class Consts:
     pool: int       # 1 with a fused pool (P x Q is then the pooled output)
     pool_ops: int   # element operations of the fused pool = K * P * Q * pool window (epilogue.pool.R * S)
     act_ops: int    # operations of the fused activation (Layer.act_cost): energy, no cycles
+    has_b: int      # 1 if the layer adds a bias (conv / fc with a bias operand)
+    bias_words: int # bias words read from DRAM once per layer = K * pw (0 without a bias)
+    bias_adds: int  # additions of the bias = K * conv_P * conv_Q (Layer.bias_adds): energy
     cw: bool        # channel-wise layer: input channel = output channel, tiled by k
     pw: int         # words per partial sum
     Lw: int         # WS weight-block load cycles per pass
@@ -83,6 +86,8 @@ def consts(layer: Layer, target: Target) -> Consts:
         out_dram=0 if h.resident_output else 1,
         res=int(e.residual), res_dram=int(e.residual and not h.resident_residual),
         pool=int(e.pool is not None), pool_ops=layer.pool_ops, act_ops=layer.act_cost(target.nonlinear_cycles),
+        has_b=int(e.bias), bias_words=layer.K * target.psum_words if e.bias else 0,
+        bias_adds=layer.bias_adds,
         cw=layer.channelwise, pw=target.psum_words,
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
@@ -251,16 +256,19 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
     t["dram_psum_writes"] = g * Kg * PQc * (v - 1) * pw
     t["dram_psum_reads"] = t["dram_psum_writes"]
     t["dram_residual_reads"] = g * Kg * PQ * k.res_dram     # once, as each output tile leaves
+    t["dram_bias_reads"] = k.bias_words                     # once per layer, into the bias memory
     dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
-            + t["dram_psum_writes"] + t["dram_psum_reads"] + t["dram_residual_reads"])
+            + t["dram_psum_writes"] + t["dram_psum_reads"] + t["dram_residual_reads"]
+            + t["dram_bias_reads"])
     t["dram_words"] = dram
     t["transfers_input"] = g * k.in_dram * nxy * (nk if k.cw else nc) * fI
     t["transfers_weight"] = g * k.has_w * nc * nk * fW
     t["transfers_output"] = g * nxy * nk * (v - 1 + k.out_dram)
     t["transfers_psum_read"] = g * nxy * nk * (v - 1)
     t["transfers_residual"] = g * nxy * nk * k.res_dram     # one per output tile, when final
+    t["transfers_bias"] = k.has_b                           # one per layer
     transfers = (t["transfers_input"] + t["transfers_weight"] + t["transfers_output"]
-                 + t["transfers_psum_read"] + t["transfers_residual"])
+                 + t["transfers_psum_read"] + t["transfers_residual"] + t["transfers_bias"])
     t["transfers"] = transfers
     t["dma_cycles"] = k.lat * transfers + _cdiv(dram * k.bw_den, k.bw_num)
 
@@ -274,8 +282,9 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
     t["fp_total"] = k.copies * t["fp_tiles"]
 
     # ---- overlap of DMA and compute ----
-    t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w)
-                            + _cdiv((t["fp_input"] + t["fp_weight"]) * k.bw_den, k.bw_num))
+    # the first step's loads (and the bias) before the first tile computes
+    t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w + k.has_b)
+                            + _cdiv((t["fp_input"] + t["fp_weight"] + k.bias_words) * k.bw_den, k.bw_num))
     t["epilogue_cycles"] = k.out_dram * (k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num))
     if k.double:
         t["total_cycles"] = _max(t["compute_cycles"] + t["prologue_cycles"] + t["epilogue_cycles"],
@@ -286,15 +295,16 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
     # ---- accesses per level and energy ----
     macs = t["macs_performed"]
     adds = g * Kg * PQ * k.res        # the epilogue adder: one add per output element
-    # a fused pool: one operation per window cell, each reading the accumulator tile; a fused
-    # activation's operations in the output path
-    t["acc_mac"] = macs + adds + k.pool_ops + k.act_ops
+    # a fused pool: one operation per window cell, each reading the accumulator tile; the
+    # bias additions and a fused activation's operations in the output path
+    t["acc_mac"] = macs + adds + k.pool_ops + k.act_ops + k.bias_adds
     t["acc_rf"] = macs * rf_pm
     t["acc_array"] = macs * arr_pm
     t["acc_buffer_array"] = g * (buf_w_g + buf_in_g + buf_ps_g + Kg * PQ * k.res) + k.pool_ops
-    t["acc_buffer"] = t["acc_buffer_array"] + dram   # every DRAM word also enters/leaves the buffer
+    # every DRAM word also enters or leaves the buffer, but the bias (into the bias memory)
+    t["acc_buffer"] = t["acc_buffer_array"] + dram - t["dram_bias_reads"]
     t["acc_dram"] = dram
-    t["energy_mac"] = k.e_mac * (macs + adds + k.pool_ops + k.act_ops)
+    t["energy_mac"] = k.e_mac * t["acc_mac"]
     t["energy_rf"] = k.e_rf * t["acc_rf"]
     t["energy_array"] = k.e_array * t["acc_array"]
     t["energy_buffer"] = k.e_buffer * t["acc_buffer"]
@@ -318,8 +328,9 @@ class CostReport:
     utilization_dense: float # macs / (PEs * compute_cycles) (> 1 possible in OS: skipped zeros)
     footprint: dict          # words: input, weights, outputs, residual (one copy), copies, total, capacity
     dram: dict               # words: input_reads, weight_reads, output_writes, psum_writes, psum_reads,
-                             # residual_reads, total
-    transfers: dict          # DMA transfers per tensor (input, weights, outputs, psum_reads, residual), total
+                             # residual_reads, bias_reads, total
+    transfers: dict          # DMA transfers per tensor (input, weights, outputs, psum_reads, residual,
+                             # bias), total
     refetch: dict            # input_refetch, weight_refetch, output_visits
     dma_cycles: int
     prologue_cycles: int
@@ -400,10 +411,11 @@ def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dic
         dram={"input_reads": t["dram_input_reads"], "weight_reads": t["dram_weight_reads"],
               "output_writes": t["dram_output_writes"], "psum_writes": t["dram_psum_writes"],
               "psum_reads": t["dram_psum_reads"], "residual_reads": t["dram_residual_reads"],
-              "total": t["dram_words"]},
+              "bias_reads": t["dram_bias_reads"], "total": t["dram_words"]},
         transfers={"input": t["transfers_input"], "weights": t["transfers_weight"],
                    "outputs": t["transfers_output"], "psum_reads": t["transfers_psum_read"],
-                   "residual": t["transfers_residual"], "total": t["transfers"]},
+                   "residual": t["transfers_residual"], "bias": t["transfers_bias"],
+                   "total": t["transfers"]},
         refetch={"input_refetch": t["input_refetch"], "weight_refetch": t["weight_refetch"],
                  "output_visits": t["output_visits"]},
         dma_cycles=t["dma_cycles"],

@@ -63,7 +63,8 @@ class FuncSimError(SqnxtError):
 
 #: cost-model DRAM categories (CostReport.dram) by transfer
 DRAM_KEYS = {"LOAD:input": "input_reads", "LOAD:weight": "weight_reads", "STORE:output": "output_writes",
-             "STORE:psum": "psum_writes", "LOAD:psum": "psum_reads", "LOAD:residual": "residual_reads"}
+             "STORE:psum": "psum_writes", "LOAD:psum": "psum_reads", "LOAD:residual": "residual_reads",
+             "LOAD:bias": "bias_reads"}
 
 
 @dataclass
@@ -81,11 +82,9 @@ class FuncRun:
 
     def dram(self, li: int) -> dict:
         """Layer ``li``'s DRAM words in the cost model's categories (``CostReport.dram``
-        keys but ``total``); bias words apart (``bias_reads``)."""
+        keys but ``total``)."""
         c = self.words[li]
-        out = {v: c.get(k, 0) for k, v in DRAM_KEYS.items()}
-        out["bias_reads"] = c.get("LOAD:bias", 0)
-        return out
+        return {v: c.get(k, 0) for k, v in DRAM_KEYS.items()}
 
 
 _NEXT = {"load": "compute", "compute": "store"}

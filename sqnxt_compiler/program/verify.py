@@ -132,6 +132,8 @@ def verify_lowered(low) -> dict:
                 raise _fail(info, "buffer box", f"instruction {i}: bias entries past the layer's K")
             bias_loads += 1
             bias_words += words
+            c["LOAD:bias"] += 1
+            c["LOAD:bias:words"] += words
             continue
         if kind == "input":
             dram = info.dram["input"]
@@ -163,6 +165,7 @@ def verify_lowered(low) -> dict:
             "STORE:output:words": cost.dram["output_writes"], "STORE:psum:words": cost.dram["psum_writes"],
             "LOAD:psum": cost.transfers["psum_reads"], "LOAD:psum:words": cost.dram["psum_reads"],
             "LOAD:residual": cost.transfers["residual"], "LOAD:residual:words": cost.dram["residual_reads"],
+            "LOAD:bias": cost.transfers["bias"], "LOAD:bias:words": cost.dram["bias_reads"],
         }
         got = dict(c)
         got["STORE:*"] = c["STORE:output"] + c["STORE:psum"]

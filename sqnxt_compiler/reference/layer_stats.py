@@ -28,7 +28,7 @@ class LayerStats:
     writes_min: int = 0       # fewest / most times any output element was finalized
     writes_max: int = 0
     transfers: dict = field(default_factory=lambda: {"input": 0, "weights": 0, "outputs": 0,
-                                                     "psum_reads": 0, "residual": 0})
+                                                     "psum_reads": 0, "residual": 0, "bias": 0})
     acc_max: float = 0.0         # max |stored partial sum| or |sum + bias| (fp32 with probe;
                                  # int16: in accumulator units, see acc_bits)
     psum_bits: int = 0           # int16: width a stored partial sum saturates to

@@ -102,6 +102,9 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     if fresh is None or fresh.shape_key() != L.shape_key():   # sparsity may differ
         raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
     st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
+    # the bias (conv / fc with a bias operand): one transfer per layer into the output
+    # path's bias memory before the first tile (docs/isa.md), applied as tiles finish
+    st.transfers["bias"] = int(L.is_mac and len(op.operands) > 2)
     arith.cur_psum_bits = cur_psum_bits
     if arith.int_mode:
         st.psum_bits = cur_psum_bits

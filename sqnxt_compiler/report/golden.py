@@ -124,7 +124,7 @@ def flat_totals(t: dict, plan=None) -> dict[str, str]:
     for k in ("mac", "rf", "array", "buffer", "dram", "total"):
         out[f"energy.{k}"] = str(t["energy"][k])
     for k in ("input_reads", "weight_reads", "output_writes", "psum_writes", "psum_reads",
-              "residual_reads", "total"):
+              "residual_reads", "bias_reads", "total"):
         out[f"dram_words.{k}"] = str(t["dram_words"][k])
     for k, n in t["status"].items():
         out[f"status.{k}"] = str(n)

@@ -212,6 +212,9 @@ def layer_block(d: dict, s, target) -> list[str]:
     e = c["energy"]
     res_t = f", residual {tr['residual']}" if d.get("residual") else ""
     res_d = f", residual {dr['residual_reads']}" if d.get("residual") else ""
+    if tr.get("bias"):          # the bias vector, once per layer (docs/cost-model.md, "Bias")
+        res_t += f", bias {tr['bias']}"
+        res_d += f", bias {dr['bias_reads']}"
     out += ["",
             f"cycles:  compute {c['compute_cycles']}, DMA {c['dma_cycles']} ({tr['total']} transfers: "
             f"in {tr['input']}, w {tr['weights']}, out {tr['outputs']}, psum {tr['psum_reads']}{res_t}), "

@@ -60,7 +60,7 @@ class NetworkSchedule:
             "utilization": round(performed / (pes * cyc), 6) if cyc else 0.0,
             "dram_words": {k: sum(x.cost.dram[k] for x in s) for k in
                            ("input_reads", "weight_reads", "output_writes", "psum_writes",
-                            "psum_reads", "residual_reads", "total")},
+                            "psum_reads", "residual_reads", "bias_reads", "total")},
             "energy": {k: sum(x.cost.energy[k] for x in s) for k in ENERGY_LEVELS + ("total",)},
             "status": {st: sum(1 for x in s if x.status == st)
                        for st in sorted({x.status for x in s})},

@@ -29,7 +29,7 @@ FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
 #: plan; docs/schedule-format.md, "Versions").
-VERSION = 7
+VERSION = 8
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "totals", "plan")
 

@@ -56,6 +56,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # version 4: the fused residual add
     ("residual", "residual"), ("post_act", "post_act"), ("buf_residual_words", "cost.footprint.residual"),
     ("dram_residual_reads", "cost.dram.residual_reads"), ("transfers_residual", "cost.transfers.residual"),
+    # version 8: the bias
+    ("dram_bias_reads", "cost.dram.bias_reads"), ("transfers_bias", "cost.transfers.bias"),
 )
 HEADER = tuple(c for c, _ in COLUMNS)
 

@@ -19,7 +19,7 @@ from .records import BadEntry, LayerSchedule, check_entry
 from .space import clear_spaces
 
 #: bump when the cost model or the solver changes what a schedule contains
-MODEL_REVISION = 2
+MODEL_REVISION = 3   # 3: the bias counted (dram bias_reads, its transfer, its additions)
 
 
 def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback) -> str:
