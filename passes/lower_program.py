@@ -8,8 +8,12 @@ transfer against the cost model: a failure is a bug, exit 70), and the program i
 attached to the graph as ``graph.attrs["program"]`` (:class:`ProgramAttr`), printed in
 the IR as a one-line summary (instructions per kind, bytes), never the program itself.
 
-Not in the default pipeline: ``--passes default,schedule,lower-program`` (with a planned
-target the driver puts ``plan-memory`` before it).  Statistics: ``instructions-<KIND>``,
+In the default pipeline with a target when the driver's switch is on
+(``sqnxt_compiler.driver.LOWER_BY_DEFAULT``: after ``schedule`` and ``plan-memory``);
+otherwise ``--passes default,schedule,lower-program`` (with a planned target the driver
+puts ``plan-memory`` before it), and ``sqnxtc compile --emit program``, ``sqnxtc sim`` and
+``sqnxtc check --program`` add it.  A compile whose pipeline lowered simulates the program
+once (``CompileResult.timing``) for schedule.json, the summary and the goldens.  Statistics: ``instructions-<KIND>``,
 ``layers-lowered``, ``program-bytes``, ``bias-loads``.
 """
 from __future__ import annotations

@@ -15,6 +15,13 @@ benchmarks and the tests) calls these functions; none restates the flow.
   options are what the outputs record), the notes, and with a target the network schedule.
 * :func:`compile_for_targets` imports once, runs the target-free prefix of the pipeline
   once and the rest per target (regress: every zoo model on both targets).
+* :data:`LOWER_BY_DEFAULT` is the switch that decides whether the default pipeline with a
+  target ends in ``lower-program`` (after ``schedule`` and ``plan-memory``);
+  :func:`lowered_pipeline` adds it to any pipeline (``sqnxtc sim``, ``check --program``,
+  ``compile --emit program``).  A compile whose pipeline lowered carries the program
+  (``CompileResult.program``) and its timing simulation (``CompileResult.timing``, run
+  once per compile, on first use), which ``schedule.json``, the summary and the goldens
+  report beside the cost model's cycles.
 * :func:`render` renders any of the output formats (:mod:`sqnxt_compiler.report.formats`)
   of a result, all computed before the caller writes any.
 """
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Any, Callable, Iterator
 
-from .diagnostics import UsageError
+from .diagnostics import UnsupportedError, UsageError
 from .frontend import ImportResult, import_model, load
 from .ir.graph import Graph
 from .passes.schedule import ScheduleOptions
@@ -38,6 +45,20 @@ from .pipeline.options import options_of
 SCHEDULE_FLAGS = tuple(o.name for o in options_of(ScheduleOptions))
 #: The passes the driver appends with a target (:func:`build_pipeline`).
 SCHEDULE, PLAN_MEMORY = "schedule", "plan-memory"
+#: The lowering pass (``passes/lower_program.py``).
+LOWER_PROGRAM = "lower-program"
+#: The switch: whether the default pipeline with a target lowers the schedule to a program
+#: (``lower-program`` after ``schedule`` and ``plan-memory``), so that every compile with a
+#: target carries the program and its simulated cycles (``schedule.json``, the summary,
+#: ``-o DIR``'s program.s / program.bin, the goldens).  Off while the lowering does not
+#: cover every layer kind (a network it cannot lower would fail every compile, exit 4).
+LOWER_BY_DEFAULT = False
+
+
+def lowers_by_default() -> bool:
+    """Whether :func:`build_pipeline` puts ``lower-program`` after ``schedule`` and
+    ``plan-memory`` (:data:`LOWER_BY_DEFAULT`)."""
+    return LOWER_BY_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,35 @@ class CompileResult:
         """Per pass (in order, by name), what it counted."""
         return {p.name: dict(sorted(p.stats.items())) for p in self.passes}
 
+    @property
+    def program(self):
+        """The :class:`~sqnxt_compiler.program.lower.Lowered` network when the pipeline ran
+        ``lower-program``, else None."""
+        attr = self.graph.attrs.get("program")
+        return attr.lowered if attr is not None else None
+
+    @cached_property
+    def timing(self):
+        """The timing simulation of :attr:`program` on the target
+        (:func:`sqnxt_compiler.program.timing.simulate`, with the target's queue depth and
+        DRAM channels, as ``sqnxtc sim`` runs it), or None when the pipeline did not lower.
+        Simulated once per compile, on first use: every output reads this one."""
+        low = self.program
+        if low is None or self.target is None:
+            return None
+        from .program.timing import simulate
+        return simulate(low.program, self.target)
+
+    @cached_property
+    def simulated(self):
+        """The simulated figures per scheduled op and in total
+        (:class:`~sqnxt_compiler.report.simulated.Simulated`), or None when the pipeline did
+        not lower."""
+        if self.timing is None:
+            return None
+        from .report.simulated import simulated
+        return simulated(self.program, self.timing)
+
     @cached_property
     def network(self):
         """The network schedule (:class:`~sqnxt_compiler.report.network.NetworkSchedule`),
@@ -97,7 +147,8 @@ class CompileResult:
         if self.network is None:
             return None
         from .report.schedule_json import schedule_dict
-        return schedule_dict(self.network, pipeline=self.pipeline, options=self.schedule_options)
+        return schedule_dict(self.network, pipeline=self.pipeline, options=self.schedule_options,
+                             simulated=self.simulated)
 
 
 def with_schedule_flags(passes: list[Pass], flags: dict[str, Any]) -> list[Pass]:
@@ -124,7 +175,10 @@ def build_pipeline(pipeline: str, *, target: Any = None, schedule: dict[str, Any
     """The passes to run: ``pipeline`` parsed; with a ``target``, followed by ``schedule``
     unless a pass of it needs the target already, and ``plan-memory`` inserted after the
     last schedule pass when the target's ``activation_home`` is ``planned`` and the
-    pipeline has no plan-memory; the ``schedule`` flags applied.
+    pipeline has no plan-memory; when :func:`lowers_by_default`, ``lower-program``
+    inserted after the last schedule (and its plan-memory) when the pipeline has none (as
+    plan-memory is: ``--passes default,schedule{jobs=2}`` runs what ``-j 2`` runs); the
+    ``schedule`` flags applied.
 
     ``activation_home``: the ``--activation-home`` flag (None: not given), already applied
     to ``target``; only checked here: ``dram`` with a plan-memory the pipeline string
@@ -146,6 +200,9 @@ def build_pipeline(pipeline: str, *, target: Any = None, schedule: dict[str, Any
         last = max((i for i, p in enumerate(passes) if p.name == SCHEDULE), default=None)
         if target.activation_home == "planned" and not planned and last is not None:
             passes[last + 1:last + 1] = parse_pipeline(PLAN_MEMORY)
+        ends = [i for i, p in enumerate(passes) if p.name in (SCHEDULE, PLAN_MEMORY)]
+        if lowers_by_default() and ends and not any(p.name == LOWER_PROGRAM for p in passes):
+            passes[ends[-1] + 1:ends[-1] + 1] = parse_pipeline(LOWER_PROGRAM)
     for i, p in enumerate(passes):
         for need in p.requires:
             if not any(q.name == need for q in passes[:i]):
@@ -155,6 +212,27 @@ def build_pipeline(pipeline: str, *, target: Any = None, schedule: dict[str, Any
     if unknown:
         raise UsageError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
     return with_schedule_flags(passes, schedule or {})
+
+
+def lowered_pipeline(passes: str, target, schedule: dict | None, activation_home: str | None) -> list[Pass]:
+    """The passes of ``passes`` as ``compile`` builds them for ``target`` (schedule, and
+    plan-memory on a planned target), followed by ``lower-program`` unless it is there."""
+    pipeline = build_pipeline(passes, target=target, schedule=schedule, activation_home=activation_home)
+    if not any(p.name == LOWER_PROGRAM for p in pipeline):
+        pipeline += parse_pipeline(LOWER_PROGRAM)
+    return pipeline
+
+
+def _run(pm: PassManager, graph: Graph, ctx: PassContext) -> None:
+    """Run the passes; a network the lowering does not handle is an unsupported model
+    (exit 4, one line naming the layer), whichever command asked for the program."""
+    from .program.lower import UnsupportedLowering
+
+    try:
+        pm.run(graph, ctx)
+    except UnsupportedLowering as exc:
+        raise UnsupportedError(f"cannot lower to a program: {exc.message}",
+                               exc.location or graph.source) from None
 
 
 def _import(model) -> ImportResult:
@@ -188,7 +266,7 @@ def compile(model, *, pipeline: str | list[Pass] = "default", target: Any = None
     pm = _manager(passes, instrument)
     imported = _import(model)
     ctx = PassContext(target=target, notes=imported.notes, progress=progress)
-    pm.run(imported.graph, ctx)
+    _run(pm, imported.graph, ctx)
     return CompileResult(imported.graph, imported.model, imported.graph.source, passes,
                          ctx.notes, target)
 
@@ -222,21 +300,46 @@ def compile_for_targets(model, targets: list, *, pipeline: str = "default",
         rest = passes[n:]
         ctx = PassContext(target=t, notes=list(imported.notes),
                           progress=progress_for(t) if progress_for else None)
-        PassManager(rest).run(graph, ctx)
+        _run(PassManager(rest), graph, ctx)
         yield CompileResult(graph, imported.model, graph.source, prefix + rest, ctx.notes, t)
 
 
 def render(result: CompileResult, formats: list[str] | tuple[str, ...], *, top: int = 10) -> dict[str, str]:
     """Every requested format of ``result`` (``--emit`` names), rendered before any is
-    written.  A format that needs a schedule on a result without a target is a
-    UsageError."""
+    written.  A format that needs a schedule on a result without a target, or a program on
+    a result whose pipeline did not lower, is a UsageError."""
     from .report.formats import FORMATS, EmitContext
 
     ctx = EmitContext(result, top)
     out = {}
     for name in formats:
-        fmt = FORMATS[name]
-        if fmt.needs_target and result.target is None:
-            raise UsageError(f"--emit {name} needs --target")
+        fmt = _usable(FORMATS[name], result)
         out[name] = fmt.render(ctx)
     return out
+
+
+def render_files(result: CompileResult, formats: list[str] | tuple[str, ...], *,
+                 top: int = 10) -> dict[str, str | bytes]:
+    """The files of the requested formats for ``-o DIR`` (file name -> text or bytes), all
+    rendered before any is written: each format's file, and the other files it writes
+    (``program``: program.s and program.bin)."""
+    from .report.formats import FORMATS, EmitContext
+
+    ctx = EmitContext(result, top)
+    text = render(result, formats, top=top)
+    out: dict[str, str | bytes] = {}
+    for name in formats:
+        fmt = FORMATS[name]
+        out[fmt.filename] = text[name]
+        for fname, fn in fmt.also:
+            out[fname] = fn(ctx)
+    return out
+
+
+def _usable(fmt, result: CompileResult):
+    if fmt.needs_target and result.target is None:
+        raise UsageError(f"--emit {fmt.name} needs --target")
+    if fmt.needs_program and result.program is None:
+        raise UsageError(f"--emit {fmt.name} needs the {LOWER_PROGRAM} pass "
+                         f"(e.g. --passes default,{SCHEDULE},{LOWER_PROGRAM})")
+    return fmt

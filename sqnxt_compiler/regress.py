@@ -76,10 +76,11 @@ def header(model: str, target, pipeline: str, objective: str) -> dict[str, str]:
 
 
 def golden_text(result: driver.CompileResult, model: str) -> str:
-    """The golden text of a compile of zoo model ``model`` (a result with a target)."""
+    """The golden text of a compile of zoo model ``model`` (a result with a target): with
+    the simulated cycles (format 3) when its pipeline lowered the schedule to a program."""
     opts = result.schedule_options or {}
     return format_golden(golden_of(result.network, header(
-        model, result.target, result.pipeline, opts.get("objective", OBJECTIVE))))
+        model, result.target, result.pipeline, opts.get("objective", OBJECTIVE)), result.simulated))
 
 
 def render_all(models: list[str], targets: list, progress: Callable[[str], None] | None = None,

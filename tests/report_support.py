@@ -111,10 +111,16 @@ def outputs(spec: str, target: str, objective: str = "cycles") -> tuple[dict, di
     NetworkSchedule).  The schedule document is validated against the schema.  Cached per
     arguments (content checks only: a test comparing two compiles must call the driver)."""
     res = driver.compile(spec, target=load_target(target), schedule={"objective": objective})
-    texts = driver.render(res, list(FORMATS))
+    texts = driver.render(res, renderable(res))
     doc = json.loads(texts["schedule"])
     validate(doc)
     return texts, doc, res.network
+
+
+def renderable(res) -> list[str]:
+    """Every --emit format ``res`` can give: all of them, but ``program`` only when the
+    pipeline lowered (by default only with driver.LOWER_BY_DEFAULT)."""
+    return [n for n, f in FORMATS.items() if not f.needs_program or res.program is not None]
 
 
 def fresh_solves(fn):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from report_support import fresh_solves, tiny_path
+from report_support import fresh_solves, renderable, tiny_path
 from sqnxt_compiler import driver
 from sqnxt_compiler.diagnostics import ExitCode, UsageError
 from sqnxt_compiler.passes.schedule import ScheduleOptions
@@ -27,9 +27,10 @@ def test_a_target_appends_schedule_and_flags_set_its_options():
     t = load_target("pe8x8")
     passes = driver.build_pipeline("default", target=t, schedule={"objective": "energy", "time_limit": 2,
                                                                   "fallback": None})
+    lower = ["lower-program"] if driver.lowers_by_default() else []     # the driver's switch
     assert [p.name for p in passes] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "schedule",
-                                        "plan-memory"]     # pe8x8 plans its activations
-    assert passes[-2].options == ScheduleOptions(objective="energy", time_limit=2.0)
+                                        "plan-memory"] + lower    # pe8x8 plans its activations
+    assert passes[5].options == ScheduleOptions(objective="energy", time_limit=2.0)
     assert driver.build_pipeline("default", target=None) and all(
         not p.needs_target for p in driver.build_pipeline("default"))
 
@@ -87,12 +88,14 @@ def test_the_recorded_pipeline_fed_back_reproduces_the_run_byte_for_byte(cli, tm
     assert first.exit_code == 0 and solved > 0, first.output
     recorded = json.loads((tmp_path / "a" / "schedule.json").read_text())["pipeline"]
     assert recorded == ("canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{objective=energy,time-limit=30.0,"
-                        "fallback=heuristic,measured-sparsity=false},plan-memory{network-time-limit=10.0}")
+                        "fallback=heuristic,measured-sparsity=false},plan-memory{network-time-limit=10.0}"
+                        + (",lower-program" if driver.lowers_by_default() else ""))
     again, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "--passes", recorded,
                                              "-o", tmp_path / "b/"))
     assert again.exit_code == 0 and solved > 0, again.output
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == sorted(f.filename for f in FORMATS.values())
+    assert files == sorted(n for f in FORMATS.values() for n in f.filenames
+                           if not f.needs_program or driver.lowers_by_default())
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -115,7 +118,7 @@ def test_compile_for_targets_equals_a_compile_per_target():
         alone, solved = fresh_solves(lambda t=t: driver.compile(tiny_path(), target=t,
                                                                 schedule={"objective": "edp"}))
         assert solved > 0
-        assert driver.render(res, list(FORMATS)) == driver.render(alone, list(FORMATS))
+        assert driver.render(res, renderable(res)) == driver.render(alone, renderable(alone))
     # each result stands alone: its graph carries its own target's schedules
     a, b = (next(op for op in r.graph.ops() if "schedule" in op.attrs) for r in each)
     assert a is not b and a.id == b.id

@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import time
 
+import numpy as np
 import pytest
 
 from test_program_lower import small_net, target
@@ -193,10 +194,32 @@ def test_a_token_popped_before_its_push_is_caught(dram_small):
     _fails(graph, _with_insns(low, insns), "token")
 
 
-def test_int16_is_a_one_line_error(dram_small):
+def test_int16_matches_onnxruntime_and_the_tiled_int16_execution(small):
+    """int16 (the tiled executor's formats and rounding rules, imported): within check's
+    int16 tolerance of onnxruntime, every layer within it of its op's kernel, the words
+    equal to the cost model's, and the tiled int16 execution's outputs bit for bit."""
+    from sqnxt_compiler.reference.tiled import TOLERANCES, run_tiled
+
+    model, graph, low = small
+    rtol, atol = TOLERANCES["int16"]
+    sess = ort_session(model, "model")
+    feeds = random_inputs(graph, 0)
+    run = run_program(low, graph, feeds, precision="int16")
+    ref = run_ort(sess, feeds)
+    tiled = run_tiled(graph, feeds, precision="int16")
+    for name, r in ref.items():
+        err, _rel, ok = compare(run.outputs[name], r, rtol, atol)
+        assert ok, (name, err)
+        assert err > 0                     # fixed point: not the fp32 numbers
+        assert np.array_equal(run.outputs[name], tiled[name])
+    assert all(e is not None for e in run.layer_err)
+    _check_words(graph, run)
+
+
+def test_an_unknown_precision_is_a_one_line_error(dram_small):
     graph, low = dram_small
-    with pytest.raises(FuncSimError, match="int16 is not supported yet") as e:
-        run_program(low, graph, random_inputs(graph, 0), precision="int16")
+    with pytest.raises(FuncSimError, match="unknown precision 'int8'") as e:
+        run_program(low, graph, random_inputs(graph, 0), precision="int8")
     assert "\n" not in str(e.value)
 
 

@@ -24,11 +24,11 @@ from .options import (FiniteFloatRange, activation_home_option, instrumentation,
               help="Execute every scheduled layer tile by tile in its chosen loop order.")
 @click.option("--program", "program", is_flag=True,
               help="Lower the schedule to the accelerator's program (lower-program) and run the program "
-                   "in the functional simulator (docs/isa.md, 'Functional simulation'); fp32 only. "
+                   "in the functional simulator (docs/isa.md, 'Functional simulation'), in --precision. "
                    "Not with --tiled.")
 @click.option("--precision", type=click.Choice(["fp32", "int16"]), default="fp32", show_default=True,
-              help="Arithmetic of the tiled execution: float32, or 16-bit fixed point with wide "
-                   "accumulators as the accelerator computes (needs --tiled).")
+              help="Arithmetic of the tiled execution or of the program: float32, or 16-bit fixed point "
+                   "with wide accumulators as the accelerator computes (needs --tiled or --program).")
 @click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Number of seeded random inputs.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the first input.")
@@ -48,11 +48,8 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
             raise UsageError("--program and --tiled check different executions: give one of them")
         if target_name is None:
             raise UsageError("--program needs --target (the program is lowered from the schedule)")
-        if precision != "fp32":
-            raise UsageError(f"--program: the functional simulator does not simulate {precision} yet "
-                             "(fp32 only)")
-    if precision != "fp32" and not tiled:
-        raise UsageError("--precision int16 needs --tiled")
+    if precision != "fp32" and not (tiled or program):
+        raise UsageError("--precision int16 needs --tiled or --program")
     target = None
     if target_name is not None:
         target = load_target_with(target_name, kw["activation_home"])
@@ -65,9 +62,10 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
         pipeline = driver.build_pipeline(passes, target=target, activation_home=kw["activation_home"])
     executor = None
     d_rtol, d_atol = DEFAULT_RTOL, DEFAULT_ATOL
-    if tiled:
+    if tiled or program:
         from ..reference.tiled import TOLERANCES, run_tiled
         d_rtol, d_atol = TOLERANCES[precision]
+    if tiled:
         executor = lambda g, feeds: run_tiled(g, feeds, precision=precision)  # noqa: E731
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
@@ -75,7 +73,7 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
         from ..program.funcsim import run_program
         from .sim import compile_lowered
         res, low = compile_lowered(model, pipeline, target, progress, instrumentation(kw))
-        executor = lambda g, feeds: run_program(low, g, feeds).outputs  # noqa: E731
+        executor = lambda g, feeds: run_program(low, g, feeds, precision=precision).outputs  # noqa: E731
     else:
         with reporting(progress) as prog:
             res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
@@ -85,7 +83,8 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
                    atol=atol, **kwargs)
     how = (f"tiled {precision} execution on {target.name}" if tiled
-           else f"the program on {target.name} in the functional simulator" if program else "numpy executor")
+           else f"the program on {target.name} in the functional simulator ({precision})" if program
+           else "numpy executor")
     echo(f"check {res.source}: pipeline '{res.pipeline}', {how} vs onnxruntime "
                "(CPU, optimizations off)")
     echo(report.format())

@@ -13,14 +13,18 @@ from .options import (activation_home_option, instrumentation, load_target_with,
 from .paths import is_file_output
 
 
-def default_emits(has_target: bool, has_output: bool) -> tuple[str, ...]:
+def default_emits(has_target: bool, has_output: bool, lowered: bool = False) -> tuple[str, ...]:
     """Without --emit: the IR without a target; with one, the summary on stdout, or every
-    format with ``-o DIR``."""
+    format with ``-o DIR`` (the program's files when the pipeline lowers)."""
     if not has_target:
         return ("ir",)
     if not has_output:
         return ("summary",)
-    return tuple(n for n, f in FORMATS.items() if f.needs_target or n == "ir")
+    return tuple(n for n, f in FORMATS.items() if (f.needs_target or n == "ir") and (lowered or not f.needs_program))
+
+
+def _lowers(pipeline) -> bool:
+    return any(p.name == driver.LOWER_PROGRAM for p in pipeline)
 
 
 @click.command("compile")
@@ -39,7 +43,8 @@ def default_emits(has_target: bool, has_output: bool) -> tuple[str, ...]:
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="'-' (standard output) or a file when exactly one --emit format is asked and the path is not a directory "
                    "(nor ends in '/'); otherwise a directory that receives one file per format ("
-                   + ", ".join(f.filename for f in FORMATS.values()) + ").")
+                   + ", ".join(n for f in FORMATS.values() for n in f.filenames)
+                   + "). --emit program is two files: -o names a directory, or '-' for the text.")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Layers shown in the summary.")
 def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
@@ -51,30 +56,36 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
         raise UsageError("--activation-home needs --target")
     pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw),
                                       activation_home=kw["activation_home"])
-    emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None)
+    emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None,
+                                                         _lowers(pipeline))
     if target is None and any(FORMATS[e].needs_target for e in emits):
         need = ",".join(e for e in emits if FORMATS[e].needs_target)
         raise UsageError(f"--emit {need} needs --target")
+    if any(FORMATS[e].needs_program for e in emits) and not _lowers(pipeline):
+        # lower after schedule (and plan-memory), as sqnxtc sim does
+        pipeline = driver.lowered_pipeline(passes, target, schedule_values(kw), kw["activation_home"])
     if output == STDOUT and len(emits) != 1:
         raise UsageError("-o - (standard output) takes exactly one --emit format")
-    to_file = is_file_output(output, len(emits))
+    files = [n for e in emits for n in FORMATS[e].filenames]
+    to_file = is_file_output(output, len(files))
     if output is not None and not to_file:
-        check_dir_target(output, [FORMATS[e].filename for e in emits])  # before any work
+        check_dir_target(output, files)  # before any work
 
     with reporting(progress) as prog:
         res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
                              instrument=instrumentation(kw))
     notes(res.notes)
-    rendered = driver.render(res, emits, top=top)  # all computed before any is written
-    if output is None:
-        for e in emits:
-            echo(rendered[e], nl=False)
+    if output is None or to_file:
+        rendered = driver.render(res, emits, top=top)  # all computed before any is written
+        if output is None:
+            for e in emits:
+                echo(rendered[e], nl=False)
+        else:
+            write_file(output, rendered[emits[0]])
         return
-    if to_file:
-        write_file(output, rendered[emits[0]])
-        return
-    paths = publish_dir(output, {FORMATS[e].filename: rendered[e] for e in emits},  # all or none
-                        owned={f.filename for f in FORMATS.values()})
-    if "summary" in rendered:
-        echo(rendered["summary"], nl=False)
+    written = driver.render_files(res, emits, top=top)  # all computed before any is written
+    paths = publish_dir(output, written,  # all or none
+                        owned={n for f in FORMATS.values() for n in f.filenames})
+    if "summary" in emits:
+        echo(written[FORMATS["summary"].filename], nl=False)
     click.echo(f"wrote {', '.join(paths)}", err=True)

@@ -22,6 +22,7 @@ from fractions import Fraction
 import click
 
 from .. import driver
+from ..driver import lowered_pipeline  # noqa: F401 - moved to the driver; check.py and tests import it here
 from ..diagnostics import UnsupportedError, UsageError
 from ..outputs import STDOUT, echo, write_file
 from ..report.progress import reporting
@@ -35,7 +36,6 @@ WITHIN = Fraction(3, 100)
 DEFAULT_LAYERS = 20
 #: The --json document's format number (docs/isa.md, "sqnxtc sim").
 JSON_FORMAT = 1
-LOWER = "lower-program"
 
 
 class LayerCount(click.ParamType):
@@ -55,17 +55,6 @@ class LayerCount(click.ParamType):
         if n < 1:
             self.fail(f"{value!r} is neither a positive count nor 'all'", param, ctx)
         return n
-
-
-def lowered_pipeline(passes: str, target, schedule: dict | None, activation_home: str | None) -> list:
-    """The passes of ``passes`` as ``compile`` builds them for ``target`` (schedule, and
-    plan-memory on a planned target), followed by ``lower-program`` unless it is there."""
-    from ..pipeline import parse_pipeline
-
-    pipeline = driver.build_pipeline(passes, target=target, schedule=schedule, activation_home=activation_home)
-    if not any(p.name == LOWER for p in pipeline):
-        pipeline += parse_pipeline(LOWER)
-    return pipeline
 
 
 def compile_lowered(model, pipeline: list, target, progress, instrument=None):

@@ -277,6 +277,8 @@ COMPUTE = Record("COMPUTE", 3, "compute", INSN_BITS, TOKENS + (
     _u("acc_addr", BUF_ADDR_BITS, "buffer address of the accumulator tile [kc][rows][cols], accumulator words each"),
     _u("out_addr", BUF_ADDR_BITS, "buffer address of the output tile [kc][oh][ow] (resident output: in place)"),
     _u("in2_addr", BUF_ADDR_BITS, "buffer address of the residual tile (conv/fc) or of operand 1 (add, eltwise)"),
+    Field("d2", 17, "an add of 3 with operands 1 and 2 resident: operand 2 is read in place at in2_addr + d2 "
+          "(words, signed)", lo=-(1 << 16), kind="sint"),
 ), "one tile of one layer on the array")
 
 SYNC = Record("SYNC", 4, None, INSN_BITS, TOKENS + (
@@ -340,6 +342,12 @@ LAYER = Record("LAYER", 0, None, LAYER_BITS, (
     Field("beta", 32, "second parameter (hard_sigmoid beta, clip max)", kind="f32"),
     _u("nz_num", 16, "OS: fraction of nonzero weights streamed, numerator", 0),
     _u("nz_den", 16, "OS: fraction of nonzero weights streamed, denominator", 1),
+    _flag("swap", "binary element function with one data tile: the tile is its second argument "
+          "(f(other, tile): sub, div, pow of a constant by the tile)"),
+    _u("axes", 3, "reducing element function: the grid axes it spans (bit 0 channels, bit 1 rows, "
+       "bit 2 columns): softmax over them, lrn over a window of channels (1)"),
+    _u("lrn_k", 7, "lrn: the bias k in eighths (k = lrn_k / 8; y = x / (k + alpha * sum of the R "
+       "channels' squares)^beta)"),
 ), "a layer descriptor: what is fixed for all the tiles of a layer")
 
 INSTRUCTIONS: tuple[Record, ...] = (LOAD, STORE, COMPUTE, SYNC, FINISH)

@@ -13,10 +13,22 @@ walk's order of first visits).  Every region starts at a multiple of :data:`ALIG
 tensors are dense NCHW of batch 1 (element ``[c][h][w]`` at ``base + (c*H + h)*W + w``).
 DRAM word addresses are 32 bits: a network whose regions end past ``2**32`` words is a
 one-line error.
+
+**Concatenations** (a ``move`` layer over parts, :func:`concat_parts`): the parts of a
+concat whose axis leaves each part contiguous (every axis before it of size 1: a channel
+concat of NCHW, batch 1) are laid out one after the other in one region, the concat's
+input (``concat_input``), each part's tensor a sub-region of it at its offset (not
+aligned: the part's region starts where the previous part ends).  The layers that
+produce the parts write them there, so the concat reads its input as one tensor, tile by
+tile, exactly as the cost model counts a move (one box per tile).  The combined region
+is allocated where its first part is placed.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..cost.tiling import pooled_geometry, tile_steps
 from ..diagnostics import SqnxtError
@@ -58,7 +70,10 @@ class DramLayout:
     bias: dict[int, Region] = field(default_factory=dict)         # layer index -> bias
     psum: dict[int, Region] = field(default_factory=dict)         # layer index -> scratch
     psum_at: dict[int, dict[tuple, int]] = field(default_factory=dict)   # layer -> out tile -> offset
+    concat_input: dict[int, Region] = field(default_factory=dict)  # concat layer -> its parts' region
     end: int = 0
+    _parts: dict = field(default_factory=dict)       # part value_key -> (concat layer, offset)
+    _part_groups: dict = field(default_factory=dict)  # concat layer -> (name, words)
 
     def add(self, name: str, kind: str, words: int) -> Region:
         base = -(-self.end // ALIGN) * ALIGN
@@ -78,7 +93,16 @@ class DramLayout:
         if key not in self.tensors:
             o = view_origin(v)
             name = (o.owner.loc.node if o.owner is not None and o.owner.loc.node else None) or f"%{o.name}"
-            self.tensors[key] = self.add(name, kind, o.type.numel)
+            part = self._parts.get(key)
+            if part is not None:       # a concat's part: a sub-region of the concat's input
+                li, off = part
+                if li not in self.concat_input:
+                    gname, words = self._part_groups[li]
+                    self.concat_input[li] = self.add(gname, "activation", words)
+                g = self.concat_input[li]
+                self.tensors[key] = Region(name, kind, g.base + off, o.type.numel)
+            else:
+                self.tensors[key] = self.add(name, kind, o.type.numel)
         return self.tensors[key]
 
 
@@ -99,22 +123,81 @@ def psum_offsets(L, m, pw: int) -> tuple[dict[tuple, int], int]:
     return at, total
 
 
-def dram_layout(graph, layers: list, target) -> DramLayout:
+def is_concat(op) -> bool:
+    """``op`` is a concatenation (a move whose operands are parts of its input)."""
+    from ..ir.core import Move
+
+    t = op.get_trait(Move)
+    return t is not None and t.parts
+
+
+def concat_parts(op) -> tuple[list, str | None]:
+    """The parts of the concat ``op`` as (value, word offset in the concatenated input), and
+    None; or [] and why they cannot be laid out as one tensor (module doc)."""
+    shape = op.result.type.shape
+    axis = op.attrs["axis"] % max(len(shape), 1)
+    if axis == 0 or math.prod(shape[1:axis]) != 1:
+        return [], (f"a concat along axis {axis} of {list(shape)}: its parts are not contiguous slices "
+                    "of one tensor (only a concat whose axes before the concat axis are all 1, a channel "
+                    "concat, is one LOAD box per tile)")
+    out, off, seen = [], 0, set()
+    for v in op.operands:
+        o = view_origin(v)
+        if o.type.numel != v.type.numel:
+            return [], f"part '{v.name}' is a view of a larger tensor"
+        key = value_key(v)
+        if key in seen:
+            return [], (f"part '{v.name}' appears twice: one tensor cannot sit at two places of the "
+                        "concatenated input (its producer writes it once)")
+        seen.add(key)
+        if _resident(v):
+            return [], f"part '{v.name}' is resident in the buffer"
+        out.append((v, off))
+        off += v.type.numel
+    return out, None
+
+
+def dram_layout(graph, layers: list, target, params: dict | None = None,
+                extra_inputs: dict | None = None) -> DramLayout:
     """The layout (module doc) of ``layers``: (index, op, schedule, plan attribute or None,
     data operands, residual operand or None, weights value or None, bias value or None)
-    per scheduled layer, in program order."""
+    per scheduled layer, in program order.  ``params``: per eltwise layer with parameter
+    vectors, (the activation holding its one vector, or None: constants packed ``K x
+    params`` in a region of their own, the layer's "weights"; the words); ``extra_inputs``:
+    per layer, the tensors it reads from DRAM beside its data operands (an eltwise layer's
+    broadcast operands)."""
+    params, extra_inputs = params or {}, extra_inputs or {}
     lay = DramLayout()
     pw = target.psum_words
+    for li, op, *_ in layers:
+        if is_concat(op):
+            parts, why = concat_parts(op)
+            if why is not None:
+                raise SqnxtError(f"layer '{_name(op)}': {why}")
+            for v, off in parts:
+                key = value_key(v)
+                if key in lay._parts:
+                    raise SqnxtError(f"layer '{_name(op)}': part '{v.name}' is a part of another concat too")
+                lay._parts[key] = (li, off)
+            lay._part_groups[li] = (f"{_name(op)}/input", op.result.type.numel)
     for op in graph.inputs:
         lay.place(op.result, "input")
     for li, op, sched, plan, data, residual, w, b in layers:
-        for v in data + ([residual] if residual is not None else []):
+        for v in data + ([residual] if residual is not None else []) + extra_inputs.get(li, []):
             if value_key(v) not in lay.tensors and not _resident(v):
                 lay.place(v, "activation")
         if w is not None:
-            lay.weights[li] = lay.add(f"{sched.layer.name}/weights", "weights", view_origin(w).type.numel)
+            words = w.size if isinstance(w, np.ndarray) else view_origin(w).type.numel   # synthesized: an array
+            lay.weights[li] = lay.add(f"{sched.layer.name}/weights", "weights", words)
+        elif li in params:
+            pv, words = params[li]
+            lay.weights[li] = (lay.place(pv, "activation") if pv is not None
+                               else lay.add(f"{sched.layer.name}/params", "weights", words))
         if b is not None:
             lay.bias[li] = lay.add(f"{sched.layer.name}/bias", "bias", sched.layer.K * pw)
+        if li in lay._part_groups:      # parts no layer produced (host ops, constants): placed now
+            for v in op.operands:
+                lay.place(v, "activation")
         if plan is None or plan.output != "buffer":
             lay.place(op.result, "activation")
         if sched.cost.refetch["output_visits"] > 1:
@@ -129,3 +212,7 @@ def _resident(v: Value) -> bool:
     o = view_origin(v)
     p = o.owner.attrs.get("plan") if o.owner is not None else None
     return p is not None and p.output == "buffer"
+
+
+def _name(op) -> str:
+    return op.loc.node or f"{op.name}#{op.id}"

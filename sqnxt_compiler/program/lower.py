@@ -21,18 +21,28 @@ spill or the final write-back).  docs/isa.md, "Programs", is the reference; in s
   earlier one of the same engine (engines run in order), so every pop has its push
   earlier in program order and the counters balance.
 
-Not lowered (a one-line :class:`UnsupportedLowering`): layers that stand for their op's
-cost (matmul by constants, reductions, resize, concat and the other moves, element-wise
-layers with per-channel parameters or broadcast operands), batch > 1, an input window that
-is not one strided box along an axis (a dilated or strided kernel whose taps leave gaps),
-a tile that reads padding only, a measured sparsity whose fraction does not fit the
-descriptor.
+Every layer kind is lowered (docs/isa.md, "Lowering of each layer kind"): conv, fc, the
+pools, gap and add as their op; eltwise layers by :func:`element_plan` (data tiles, broadcast
+operands read with stride 0, per-channel parameter vectors as the weight tile, an
+immediate, the reducing softmax and lrn); a concat as a copy of its input, its parts laid
+out as one tensor (:mod:`.layout`); the stand-ins as the layer they are costed as (a matmul
+by a constant matrix: a conv over channels-last tensors or an fc; a mean or max over rows
+and columns: a pool; a mean or sum over channels: a conv with synthesized weights).
+
+Not lowered (a one-line :class:`UnsupportedLowering` naming the layer and why): what
+cannot run as the cost model costs it: a softmax or lrn whose tiles do not span the axes
+it reduces (input in DRAM), the other moves and stand-ins whose words are not one box per
+tile, an add of more than two operands with operands 1.. resident, batch > 1, an input
+window that is not one strided box along an axis, a tile that reads padding only, a
+measured sparsity whose fraction does not fit the descriptor.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import numpy as np
 
 from ..cost.features import nonzero_fraction, touched
 from ..cost.tiling import largest_cover, pooled_geometry, tile_steps
@@ -42,7 +52,7 @@ from ..ir.ops import layer_operands
 from ..layers import data_operands, rule_of
 from . import isa
 from .isa import Compute, Finish, Layer as LayerDesc, Load, Program, Store, Sync
-from .layout import DramLayout, dram_layout
+from .layout import DramLayout, concat_parts, dram_layout, is_concat, value_key
 
 
 class UnsupportedLowering(SqnxtError):
@@ -63,6 +73,7 @@ class LayerInfo:
     live: list = field(default_factory=list)         # (name, buffer word, words) resident tensors live
     dram: dict = field(default_factory=dict)         # LOAD/STORE kind -> DRAM region
     tiles: int = 0
+    element: object = None                           # eltwise: its ElementPlan
 
 
 @dataclass
@@ -89,6 +100,12 @@ def scheduled_layers(graph) -> list:
         w = b = r = None
         if L.kind in ("conv", "fc") and rule_of(op).native:
             _x, w, b, r = layer_operands(op)
+        elif op.name == "sqnxt.matmul":       # by a constant matrix B (C x K): the layer's weights
+            w = op.operands[1]
+        elif op.name == "sqnxt.reduce" and L.kind == "conv" and op.attrs["kind"] in ("mean", "sum"):
+            # over the channels: a conv to one channel with constant weights (the mean's 1/n)
+            n = L.C * L.R * L.S
+            w = np.full((1, L.C, L.R, L.S), 1.0 / n if op.attrs["kind"] == "mean" else 1.0, np.float32)
         out.append((len(out), op, sched, op.attrs.get("plan"), list(data_operands(op)), r, w, b))
     return out
 
@@ -102,37 +119,354 @@ def lower(graph, target) -> Lowered:
     layers = scheduled_layers(graph)
     if not layers:
         raise UnsupportedLowering("the graph has no scheduled layer (run the schedule pass first)")
+    claimed: dict = {}
     for li, op, sched, *_ in layers:
-        _check_lowerable(op, sched.layer)
-    layout = dram_layout(graph, layers, target)
+        _check_lowerable(op, sched.layer, sched.mapping)
+        if is_concat(op):
+            for v, _off in concat_parts(op)[0]:
+                other = claimed.setdefault(value_key(v), sched.layer.name)
+                if other != sched.layer.name:
+                    raise UnsupportedLowering(
+                        f"layer '{sched.layer.name}' (move): not lowered: its part '{v.name}' is also a part "
+                        f"of '{other}': one tensor cannot sit in two concatenated inputs")
+    plans = {li: element_plan(op, sched.layer, sched.mapping)
+             for li, op, sched, *_ in layers if sched.layer.kind == "eltwise"}
+    params = {}
+    for li, ep in plans.items():
+        if ep.params:
+            params[li] = (ep.params[0] if not ep.param_const else None,
+                          layers[li][2].layer.K * layers[li][2].layer.element.params)
+    layout = dram_layout(graph, layers, target, params, {li: ep.data for li, ep in plans.items()})
     em = _Emitter(target)
     infos = []
     for entry in layers:
-        infos.append(_lower_layer(em, graph, entry, layout, target, layers))
+        infos.append(_lower_layer(em, graph, entry, layout, target, layers, plans.get(entry[0])))
     em.finish()
     return Lowered(em.program(), layout, infos, target)
 
 
-def _check_lowerable(op, L) -> None:
+def _check_lowerable(op, L, m=None) -> None:
     def no(why: str):
-        return UnsupportedLowering(f"layer '{L.name}' ({L.kind}): not lowered yet: {why}")
+        return UnsupportedLowering(f"layer '{L.name}' ({L.kind}): not lowered: {why}")
 
     shape = op.result.type.shape
     if shape and shape[0] != 1:
         raise no(f"batch {shape[0]} (programs run batch 1)")
     rule = rule_of(op)
     if L.kind in ("conv", "fc", "maxpool", "avgpool", "gap", "add"):
-        if not rule.native:
-            raise no(f"a {op.name} standing for a {L.kind} (its operands are not the layer's)")
-        return
+        if rule.native:
+            return
+        if op.name == "sqnxt.matmul":
+            if L.kind == "conv" and (L.C > 255 or L.K > 255):
+                raise no(f"a channels-last matmul of {L.C} -> {L.K} channels: a box steps {max(L.C, L.K)} words "
+                         "between columns, past its 8-bit ds0")
+            if L.kind == "conv" and (L.homes.resident_inputs or L.homes.resident_output):
+                raise no("a channels-last tensor resident in the buffer (COMPUTE reads and writes resident "
+                         "tensors channel-major)")
+            return
+        if op.name == "sqnxt.reduce":
+            x = op.operands[0].type.shape
+            axes = {a % len(x) for a in op.attrs["axes"]} - {0}
+            kind = op.attrs["kind"]
+            ok = len(x) == 4 and ((L.kind == "conv" and kind in ("mean", "sum"))
+                                  or (L.kind != "conv" and kind in ("mean", "max")))
+            if not ok:
+                raise no(f"a {kind} reduction over axes {sorted(axes)} of {list(x)} (lowered: the mean or max "
+                         "over rows and columns of NCHW, a pooling; the mean or sum over its channels, a conv "
+                         "with constant weights)")
+            return
+        raise no(f"a {op.name} standing for a {L.kind} (its operands are not the layer's)")
     if L.kind == "eltwise":
-        data = data_operands(op)
-        if L.element.params:
-            raise no("per-channel parameter vectors")
-        if len(data) != L.n_inputs or any(v.type.numel != L.K * L.P * L.Q for v in data):
-            raise no("operands that are not all of the output's shape")
+        element_plan(op, L, m)         # raises what it cannot express
         return
-    raise no("data movement (a gather the LOAD boxes do not express)")
+    if is_concat(op):
+        why = concat_parts(op)[1]
+        if why is not None:
+            raise no(why)
+        return
+    gather = move_gather(op, L)
+    if isinstance(gather, str):
+        raise no(gather)
+
+
+# ----------------------------------------------------------------------------- moves
+def move_gather(op, L):
+    """A move other than a concat (transpose, slice, gather by constant indices, expand,
+    ...) as one box per tile: ``(offset, (channel, row, column) strides)`` such that output
+    element (k, p, q) of the layer's grid is input word ``offset + k*s2 + p*s1 + q*s0``; or
+    a string saying why the words it gathers are not one box per tile.  Found by running
+    the op's kernel on the input's word indices (the ops' semantics stated once)."""
+    from ..reference.executor import eval_op
+
+    x = op.operands[0]
+    n = x.type.numel
+    if n >= 1 << 53:
+        return "an input too large to index"
+    args = [np.arange(n, dtype=np.float64).reshape(x.type.shape)]
+    for v in op.operands[1:]:
+        if not _is_const(v):
+            return f"operand '{v.name}' computed at run time (a gather's indices are a constant)"
+        args.append(const_value(v, {}))
+    try:
+        idx = np.asarray(eval_op(op, args))
+    except Exception as exc:        # noqa: BLE001 - a kernel that cannot run on indices
+        return f"its words cannot be traced ({exc})"
+    K, P, Q = L.K, L.P, L.Q
+    if idx.size != K * P * Q or np.any(idx != np.rint(idx)) or np.any(idx < 0):
+        return "a gather the LOAD boxes do not express (not a copy of input words)"
+    g = idx.reshape(K, P, Q).astype(np.int64)
+    base = int(g[0, 0, 0])
+    s2 = int(g[1, 0, 0] - base) if K > 1 else 0
+    s1 = int(g[0, 1, 0] - base) if P > 1 else 0
+    s0 = int(g[0, 0, 1] - base) if Q > 1 else 1
+    k, p, q = np.ogrid[:K, :P, :Q]
+    if not np.array_equal(g, base + k * s2 + p * s1 + q * s0):
+        return "a gather the LOAD boxes do not express (not one strided box per tile)"
+    if s2 < 0 or s1 < 0 or not 1 <= s0 <= 255:
+        return (f"a gather of strides ({s2}, {s1}, {s0}) per channel, row and column: a box's strides are "
+                "non-negative and ds0 is 1..255")
+    if L.homes.resident_inputs and (base, s2, s1, s0) != (0, P * Q, Q, 1):
+        return "a gather from a resident input (COMPUTE reads resident tensors with the output's strides)"
+    return base, (s2, s1, s0)
+
+
+# ----------------------------------------------------------------------------- element functions
+#: Element functions a COMPUTE evaluates (docs/isa.md, "Lowering of each layer kind"): of
+#: one data tile (and the descriptor's alpha, beta), of two arguments (a data tile and a
+#: second data tile, a parameter vector or an immediate), of any number of data tiles (add),
+#: and the reducing ones (softmax, lrn: over the descriptor's ``axes``).
+UNARY_FNS = ("relu", "leaky_relu", "clip", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "exp", "sqrt",
+             "reciprocal", "neg", "abs", "erf")
+BINARY_FNS = ("add", "sub", "mul", "div", "pow", "prelu")
+_F32_MAX = float(struct.unpack("<f", struct.pack("<I", 0x7F7FFFFF))[0])
+
+
+def _is_const(v) -> bool:
+    """``v`` is known when the program is built: a constant, through views and shape ops."""
+    op = v.owner
+    if op is None or op.name == "sqnxt.input":
+        return False
+    if op.name == "sqnxt.constant":
+        return True
+    if op.has_trait("free") or op.has_trait("view"):
+        return all(_is_const(a) for a in op.operands)
+    return False
+
+
+def _finite32(x: float) -> float:
+    """``x`` as a binary32 value, infinities clamped to the largest finite one (a clip bound
+    of +-inf clips nothing, nor does +-FLT_MAX on finite values)."""
+    x = float(x)
+    if x != x:
+        raise ValueError("NaN")
+    return _f32(max(-_F32_MAX, min(_F32_MAX, x)))
+
+
+@dataclass
+class ElementPlan:
+    """How an eltwise layer's op becomes COMPUTE operands (:func:`element_plan`)."""
+
+    fn: str
+    data: list                 # the values read as data tiles, in operand order
+    strides: list              # per data value: (channel, row, column) element strides in its tensor
+    params: list               # the parameter-vector operands (values), in order
+    param_const: bool          # all parameter vectors are constants (packed in one region)
+    imm: float | None = None   # the immediate second argument
+    swap: bool = False
+    axes: int = 0
+    lrn_k: int = 0
+    window: int = 1            # lrn: channels summed
+    alpha: float = 0.0
+    beta: float = 0.0
+    eps: float = 0.0           # batchnorm: epsilon
+
+
+def const_value(v, memo: dict, error=None):
+    """The value of a constant operand (weights, bias, parameter vectors, immediates),
+    through views and shape ops; an array (weights the lowering synthesized, e.g. a
+    reduction's) is its own value.  Not a constant: ``error`` (an exception class, by
+    default :class:`UnsupportedLowering`) naming the value."""
+    from ..reference.executor import eval_op
+
+    if isinstance(v, np.ndarray):
+        return v
+    if id(v) in memo:
+        return memo[id(v)]
+    op = v.owner
+    if op is None or op.name == "sqnxt.input":
+        raise (error or UnsupportedLowering)(f"'{v.name}' is not a constant")
+    if op.name == "sqnxt.constant":
+        val = np.asarray(op.attrs["value"])
+    else:
+        val = eval_op(op, [const_value(a, memo, error) for a in op.operands])
+    memo[id(v)] = val
+    return val
+
+
+def _grid_axes(rank: int) -> tuple:
+    """The tensor axes of a rank-``rank`` output that are the grid's (channels, rows,
+    columns) (None: the grid axis is 1): NCHW (1, 2, 3); (N, C, L) (1, None, 2); (N, C)
+    (1, None, None)."""
+    return {4: (1, 2, 3), 3: (1, None, 2), 2: (1, None, None)}.get(rank)
+
+
+def _broadcast_strides(shape, out) -> tuple | None:
+    """(channel, row, column) element strides of an operand of ``shape`` read broadcast to
+    ``out`` over the output's grid (a broadcast axis: stride 0), or None when the grid has
+    no such strides (rank above 4, or a broadcast along the columns: a box's ``ds0`` is at
+    least 1)."""
+    ax = _grid_axes(len(out))
+    if ax is None or len(shape) > len(out):
+        return None
+    s = (1,) * (len(out) - len(shape)) + tuple(shape)
+    dense, acc = [0] * len(s), 1
+    for i in range(len(s) - 1, -1, -1):
+        dense[i] = acc if s[i] != 1 else 0
+        acc *= s[i]
+    out_st = []
+    for a in ax:
+        out_st.append(0 if a is None else dense[a])
+    if ax[2] is not None and out[ax[2]] > 1 and out_st[2] == 0:
+        return None
+    if ax[2] is None or out[ax[2]] == 1:
+        out_st[2] = max(out_st[2], 1)
+    return tuple(out_st)
+
+
+def element_plan(op, L, m=None) -> ElementPlan:
+    """The COMPUTE operands of eltwise layer ``L`` of ``op`` (mapping ``m``: the tiles of
+    a reducing function must span its axes unless the input is resident), or an
+    :class:`UnsupportedLowering` naming what the instruction set cannot express."""
+    def no(why: str):
+        return UnsupportedLowering(f"layer '{L.name}' (eltwise {op.name.split('.')[1]}): not lowered: {why}")
+
+    from ..layers import operand_role
+
+    fn = op.name.split(".")[1]
+    y = op.result.type.shape
+    numel = L.K * L.P * L.Q
+    ep = ElementPlan(fn, [], [], [], True)
+
+    def full(v):
+        ep.data.append(v)
+        ep.strides.append((L.P * L.Q, L.Q, 1))
+
+    if fn == "batchnorm":
+        if not all(_is_const(v) for v in op.operands[1:]):
+            raise no("scale, shift, mean or variance computed at run time (folded into 2 constant "
+                     "parameter vectors when the program is built)")
+        if op.operands[0].type.numel != numel:
+            raise no("a data operand that is not of the output's shape")
+        full(op.operands[0])
+        ep.params = list(op.operands[1:])
+        ep.eps = op.attrs["epsilon"]
+        return ep
+    if fn in ("layer_norm", "reduce", "resize"):
+        raise no({"layer_norm": "a normalization over whole rows of the tensor the tile walk splits",
+                  "reduce": "a sum of slices of one tensor (n boxes per tile, not the cost model's transfers)",
+                  "resize": "a linear resize reads 4 gathered taps per output, not one box per tile"}[fn])
+    roles = [operand_role(v.type.shape, y) for v in op.operands]
+    other = []                 # (position, role, value) of the non-data operands
+    for i, (v, r) in enumerate(zip(op.operands, roles)):
+        if r == "full":
+            full(v)
+        elif r == "other":
+            st = _broadcast_strides(v.type.shape, y)
+            if st is None:
+                raise no(f"operand {i} {list(v.type.shape)} broadcast to {list(y)}: not one box per tile "
+                         "(a broadcast along the columns, or a rank above 4)")
+            ep.data.append(v)
+            ep.strides.append(st)
+        else:
+            other.append((i, r, v))
+    if len(ep.data) != L.n_inputs or not ep.data:
+        raise no(f"{len(ep.data)} data operands for the layer's {L.n_inputs}")
+    if fn in ("lrn", "softmax"):
+        if len(op.operands) != 1:
+            raise no("more than one operand")
+        if fn == "lrn":
+            if len(y) != 4:
+                raise no("an lrn of a tensor that is not NCHW")
+            ep.axes, ep.window = 1, op.attrs["size"]
+            k8 = op.attrs["bias"] * 8
+            if k8 != int(k8) or not 0 <= k8 < 128:
+                raise no(f"bias {op.attrs['bias']} is not a multiple of 1/8 in [0, 16) (the descriptor's lrn_k)")
+            if not 1 <= ep.window <= 65535:
+                raise no(f"size {ep.window}")
+            ep.lrn_k = int(k8)
+            ep.alpha, ep.beta = op.attrs["alpha"] / ep.window, op.attrs["beta"]
+        else:
+            ax = op.attrs["axis"] % len(y)
+            span = range(ax, len(y)) if op.attrs["coerce_2d"] else (ax,)
+            gax = _grid_axes(len(y))
+            if gax is None:
+                raise no(f"a softmax of a rank-{len(y)} tensor")
+            for a in span:
+                if a == 0 or y[a] == 1:
+                    continue
+                ep.axes |= 1 << gax.index(a)
+        if m is not None and not L.homes.resident_inputs:
+            bounds = (("k", m.tk, L.Kg, "channels"), ("y", m.ty, L.P, "rows"), ("x", m.tx, L.Q, "columns"))
+            for bit, (_n, t, bound, what) in enumerate(bounds):
+                if ep.axes >> bit & 1 and t < bound:
+                    raise no(f"its tiles of {t} of the {bound} {what} need the {what} outside the tile, which "
+                             f"the cost model does not load (it counts each tile's own words): a schedule "
+                             f"whose tiles span the {what}, or a resident input, lowers")
+        return ep
+    if fn in UNARY_FNS:
+        if other:
+            raise no("a unary function with more operands")
+        if fn == "leaky_relu":
+            ep.alpha = op.attrs["alpha"]
+        elif fn == "clip":
+            ep.alpha, ep.beta = op.attrs["min"], op.attrs["max"]
+        elif fn == "hard_sigmoid":
+            ep.alpha, ep.beta = op.attrs["alpha"], op.attrs["beta"]
+        return ep
+    if fn not in BINARY_FNS:
+        raise no(f"the element function '{fn}' has no COMPUTE")
+    if fn == "add" and not other:
+        return ep
+    if len(op.operands) != 2:
+        raise no(f"{len(op.operands)} operands of a broadcasting {fn}")
+    if not other:
+        return ep
+    (pos, role, v), = other
+    ep.swap = pos == 0
+    if role == "scalar":
+        if not _is_const(v):
+            raise no(f"operand {pos} is a scalar computed at run time (an immediate is a constant)")
+        try:
+            ep.imm = _finite32(np.asarray(const_value(v, {}), np.float64).reshape(-1)[0])
+        except ValueError:
+            raise no(f"operand {pos} is a NaN scalar") from None
+        ep.alpha = ep.imm
+        return ep
+    ep.params = [v]
+    ep.param_const = _is_const(v)
+    if not ep.param_const and v.type.numel != L.K:
+        raise no(f"operand {pos}'s per-channel vector of {v.type.numel} values for {L.K} channels")
+    return ep
+
+
+def param_matrix(ep: ElementPlan, L, const_of, y_shape) -> np.ndarray:
+    """The constant parameter vectors of an eltwise layer as a ``K x params`` matrix (row
+    k: channel k's parameters), ``const_of(value)`` the value of a constant operand:
+    batchnorm folded to (scale, shift) with y = x * scale + shift; any other parameter
+    vector broadcast over the grid's channels."""
+    if ep.fn == "batchnorm":
+        scale, bias, mean, var = (np.asarray(const_of(v), np.float64).reshape(-1) for v in ep.params)
+        inv = scale / np.sqrt(var + ep.eps)
+        return np.stack([inv, bias - mean * inv], axis=1).astype(np.float32)
+    cols = []
+    rank = len(y_shape)
+    spatial = 2 if rank >= 4 else (1 if rank == 3 else 0)
+    target = tuple(y_shape[:rank - spatial]) + (1,) * spatial
+    for v in ep.params:
+        a = np.asarray(const_of(v), np.float32)
+        a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+        cols.append(np.broadcast_to(a, target).reshape(-1))
+    return np.stack(cols, axis=1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- emission
@@ -211,7 +545,7 @@ def _f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", float(x)))[0]
 
 
-def _descriptor(op, L, m, target, in_res: bool, in2_res: bool) -> LayerDesc:
+def _descriptor(op, L, m, target, in_res: bool, in2_res: bool, ep=None) -> LayerDesc:
     kind = L.kind
     e = L.epilogue
     act = post = "none"
@@ -229,7 +563,9 @@ def _descriptor(op, L, m, target, in_res: bool, in2_res: bool) -> LayerDesc:
     xb = xr = 0
     pool_f = dict(pool_r=0, pool_s=0, pool_sh=0, pool_sw=0, pool_pt=0, pool_pl=0, pool_pb=0, pool_pr=0,
                   pool_xb=0, pool_xr=0)
-    if kind in ("maxpool", "avgpool"):
+    if op.name == "sqnxt.reduce" and op.attrs["kind"] == "max":
+        kind = "maxpool"          # the max over the whole axis: a max pool of that window
+    if kind in ("maxpool", "avgpool") and "pads" in op.attrs:
         pads = op.attrs["pads"]
         xb, xr = L.pad_bottom - pads[2], L.pad_right - pads[3]
         inc = int(op.attrs.get("count_include_pad", 0)) if kind == "avgpool" else 0
@@ -249,7 +585,14 @@ def _descriptor(op, L, m, target, in_res: bool, in2_res: bool) -> LayerDesc:
         nz_num = nz_den = 1
     el = L.element
     fn = "none" if el is None else (el.fn if el.fn in isa.ELEMENT_FNS else "other")
-    has_bias = kind in ("conv", "fc") and layer_operands(op)[2] is not None
+    extra = {}
+    R = L.R
+    if ep is not None:
+        alpha, beta = _finite32(ep.alpha), _finite32(ep.beta)
+        extra = dict(swap=int(ep.swap), axes=ep.axes, lrn_k=ep.lrn_k)
+        if ep.fn == "lrn":
+            R = ep.window
+    has_bias = kind in ("conv", "fc") and rule_of(op).native and layer_operands(op)[2] is not None
     try:
         return LayerDesc(
             name=L.name, kind=kind, df=m.dataflow, chanwise=int(L.channelwise), act=act, res=int(e.residual),
@@ -257,9 +600,9 @@ def _descriptor(op, L, m, target, in_res: bool, in2_res: bool) -> LayerDesc:
             in_res=int(in_res), in2_res=int(in2_res), out_res=int(L.homes.resident_output),
             n_in=L.n_inputs, fn=fn, e_ops=0 if el is None else el.ops, e_funcs=0 if el is None else el.funcs,
             params=0 if el is None else el.params, C=L.C, K=L.K, groups=L.groups, H=L.H, W=L.W, P=L.P, Q=L.Q,
-            R=L.R, S=L.S, sh=L.stride_h, sw=L.stride_w, dh=L.dilation_h, dw=L.dilation_w,
+            R=R, S=L.S, sh=L.stride_h, sw=L.stride_w, dh=L.dilation_h, dw=L.dilation_w,
             pt=L.pad_top, pl=L.pad_left, pb=L.pad_bottom, pr=L.pad_right, xb=xb, xr=xr, **pool_f,
-            alpha=_f32(alpha), beta=_f32(beta), nz_num=nz_num, nz_den=nz_den)
+            alpha=_f32(alpha), beta=_f32(beta), nz_num=nz_num, nz_den=nz_den, **extra)
     except ValueError as exc:
         raise UnsupportedLowering(f"layer '{L.name}': descriptor: {exc}") from None
 
@@ -289,7 +632,7 @@ def _buffer_at(v) -> int:
     return o.owner.attrs["plan"].offset
 
 
-def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers) -> LayerInfo:
+def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers, ep=None) -> LayerInfo:
 
     li, op, sched, plan, data, residual, w, b = entry
     L, m, cost = sched.layer, sched.mapping, sched.cost
@@ -297,23 +640,43 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
     copies = 2 if target.double_buffering else 1
     homes_in = list(plan.inputs) if plan is not None else ["dram"] * L.n_inputs
     in_res = [h == "buffer" for h in homes_in[:len(data)]]
+    strides = None
+    move_at = 0
+    if L.kind == "move" and not is_concat(op):     # a gather: one strided box per tile
+        move_at, st = move_gather(op, L)
+        strides = [st]
+    if ep is not None:            # the data tiles in operand order; broadcast ones from DRAM
+        home = {id(v): r for v, r in zip(data, in_res)}
+        in_res = [home.get(id(v), False) for v in ep.data]
+        data, strides = list(ep.data), list(ep.strides)
     res_res = bool(L.epilogue.residual and L.homes.resident_residual)
     if sum(in_res) != L.homes.resident_inputs:
         raise RuntimeError(f"layer '{L.name}': the plan's input homes disagree with the schedule's")
     n_dram_in = L.n_inputs - sum(in_res)
-    if L.n_inputs > 2 and any(in_res[1:]):
-        # COMPUTE has two operand addresses: operands 2.. follow operand 1's tile packed,
-        # which only a LOAD into the tile region gives (docs/isa.md)
-        raise UnsupportedLowering(f"layer '{L.name}' ({L.kind}): not lowered yet: an add of "
-                                  f"{L.n_inputs} operands with operands 1.. resident in the buffer")
+    if L.kind == "add" and L.n_inputs > 2 and any(in_res):
+        # a sum is the same in any order: one resident operand goes first (in place at
+        # in_addr, the others packed from in2_addr); of 3 operands, two resident go last
+        # and three all in place (operand 2 at in2_addr + d2)
+        res_i = [i for i, r in enumerate(in_res) if r]
+        dram_i = [i for i, r in enumerate(in_res) if not r]
+        order = res_i + dram_i if len(res_i) == 1 or L.n_inputs != 3 else dram_i + res_i
+        data = [data[i] for i in order]
+        in_res = [in_res[i] for i in order]
+    if L.n_inputs > 2 and any(in_res[1:]) and not (L.n_inputs == 3 and in_res[1] and in_res[2]):
+        # COMPUTE's operand addresses: in_addr, in2_addr (operands 2.. packed after operand
+        # 1's tile, which only LOADs give) and d2 (operand 2 of 3 in place) (docs/isa.md)
+        raise UnsupportedLowering(f"layer '{L.name}' ({L.kind}): not lowered: an add of "
+                                  f"{L.n_inputs} operands with {sum(in_res)} of them resident in the buffer "
+                                  "(COMPUTE addresses one resident operand and the packed others, or 3 in "
+                                  "place)")
     in2_res = res_res if L.epilogue.residual else (len(in_res) > 1 and in_res[1])
-    desc = _descriptor(op, L, m, target, bool(in_res and in_res[0]), in2_res)
+    desc = _descriptor(op, L, m, target, bool(in_res and in_res[0]), in2_res, ep)
     em.descs.append(desc)
 
     # ---- the tile region: copies x (input + weights + outputs + residual) ----
     fp = cost.footprint
     tiles_at = plan.tiles if plan is not None else 0
-    info = LayerInfo(li, L.name, op.name, sched, tiles_at)
+    info = LayerInfo(li, L.name, op.name, sched, tiles_at, element=ep)
     at = tiles_at
     for role, words in (("input", fp["input"]), ("weight", fp["weights"]), ("acc", fp["outputs"]),
                         ("residual", fp["residual"])):
@@ -337,6 +700,8 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
                 info.live.append((o2.loc.node or o2.result.name, p2.offset, o2.result.type.numel))
     # DRAM regions by transfer kind
     dram_in = [layout.tensor(v) if not in_res[i] else None for i, v in enumerate(data)]
+    if li in layout.concat_input:          # a concat reads its parts as one tensor (layout.py)
+        dram_in = [layout.concat_input[li]]
     if len(dram_in) < L.n_inputs:
         raise UnsupportedLowering(f"layer '{L.name}': inputs no tensor stands for")
     dram_w = layout.weights.get(li)
@@ -349,6 +714,7 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
                  "output": dram_out, "residual": dram_res, "psum": dram_ps}
 
     # ---- the geometry of a tile ----
+    chlast = op.name == "sqnxt.matmul" and L.kind == "conv"     # channels-last x and y
     Lc, cover = (pooled_geometry(L) if L.epilogue.pool is not None else (L, lambda t: t))
     cw = L.channelwise
     RS = L.R * L.S
@@ -369,7 +735,7 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
         ry = axis_box(tc.y[0], tc.y[1], Lc.stride_h, Lc.pad_top, Lc.R, Lc.dilation_h, H)
         rx = axis_box(tc.x[0], tc.x[1], Lc.stride_w, Lc.pad_left, Lc.S, Lc.dilation_w, W)
         if ry is None or rx is None:
-            raise UnsupportedLowering(f"layer '{L.name}': not lowered yet: the input window of tile "
+            raise UnsupportedLowering(f"layer '{L.name}': not lowered: the input window of tile "
                                       f"y{tc.y} x{tc.x} is not one strided box (or reads padding only)")
         if cw:
             ch0, nch = t.k[0], t.k[1] - t.k[0]
@@ -409,9 +775,16 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
             for i, reg in enumerate(dram_in):
                 if reg is None:
                     continue
+                at, d0, d1, d2 = off, ds0, ds1, H * W if L.kind != "fc" else 1
+                if strides is not None:          # an element operand (broadcast or not), a gather
+                    sc, sr, sx = strides[i]
+                    at, d0, d1, d2 = move_at + k0 * sc + t.y[0] * sr + t.x[0] * sx, sx, sr, sc
+                elif chlast:                     # a matmul's x: [h][w][c]
+                    c0 = t.g * Cg + t.c[0]
+                    at, d0, d1, d2 = (_r0 * W + _c0) * L.C + c0, L.C, W * L.C, 1
                 loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, layer=li, kind="input", ew=1,
-                                    padv="zero", dram=reg.base + off, buf=base + j * n0 * n1 * n2,
-                                    n0=n0, n1=n1, n2=n2, ds0=ds0, ds1=ds1, ds2=H * W if L.kind != "fc" else 1,
+                                    padv="zero", dram=reg.base + at, buf=base + j * n0 * n1 * n2,
+                                    n0=n0, n1=n1, n2=n2, ds0=d0, ds1=d1, ds2=d2,
                                     pt=0, pb=0, pl=0, pr=0))
                 ensure = []
                 in_addrs[i] = base + j * n0 * n1 * n2
@@ -434,10 +807,16 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
             n_w += 1
             cur_w = slot
             cc = t.c[1] - t.c[0]
+            if op.name == "sqnxt.matmul":     # B as the op holds it: [c][k]
+                box = dict(dram=dram_w.base + t.c[0] * L.K + k0, n0=1, n1=cc, n2=kc, ds0=1, ds1=L.K, ds2=1)
+            elif L.is_mac:
+                box = dict(dram=dram_w.base + (k0 * Cg + t.c[0]) * RS, n0=RS, n1=cc, n2=kc, ds0=1, ds1=RS,
+                           ds2=Cg * RS)
+            else:                   # an eltwise layer's parameter vectors, [K][params]
+                npar = L.element.params
+                box = dict(dram=dram_w.base + k0 * npar, n0=npar, n1=1, n2=kc, ds0=1, ds1=npar, ds2=npar)
             loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, layer=li, kind="weight", ew=1,
-                                padv="zero", dram=dram_w.base + (k0 * Cg + t.c[0]) * RS,
-                                buf=info.slots[slot][0], n0=RS, n1=cc, n2=kc, ds0=1, ds1=RS, ds2=Cg * RS,
-                                pt=0, pb=0, pl=0, pr=0))
+                                padv="zero", buf=info.slots[slot][0], pt=0, pb=0, pl=0, pr=0, **box))
             ensure = []
         acc_slot = ("acc", s.visit % copies)
         acc_addr = info.slots[acc_slot][0]
@@ -472,17 +851,19 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
             out_addr = acc_addr + acc_words
         else:
             out_addr = acc_addr
-        in2 = 0
+        in2 = d2 = 0
         if L.epilogue.residual:
             in2 = res_addr
         elif L.n_inputs > 1:
             in2 = in_addrs[1]
+            if L.n_inputs == 3 and in_res[1] and in_res[2]:
+                d2 = in_addrs[2] - in_addrs[1]
         deps = loads + ([last_store_of.get(acc_slot)] if s.new_visit else [])
         comp = em.add(Compute, "compute", deps, layer=li, acc=int(s.accumulate), fin=int(s.finish), padded=0,
                       oy=t.y[0], ox=t.x[0], oh=oh, ow=ow, k0=k0, kc=kc,
                       cc=kc if cw else t.c[1] - t.c[0], in_addr=in_addrs.get(0, 0),
                       w_addr=info.slots[cur_w][0] if L.has_weights else 0, acc_addr=acc_addr,
-                      out_addr=out_addr, in2_addr=in2)
+                      out_addr=out_addr, in2_addr=in2, d2=d2)
         info.tiles += 1
         if n_dram_in:
             last_reader[cur_in] = comp
@@ -499,9 +880,12 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers)
             last_store_of[acc_slot] = st
             spill_of[s.out_key] = st
         elif s.leaves == "final" and dram_out is not None:
-            st = em.add(Store, "store", [comp], layer=li, kind="output", ew=1,
-                        dram=dram_out.base + (k0 * P + t.y[0]) * Q + t.x[0], buf=out_addr,
-                        n0=ow, n1=oh, n2=kc, ds0=1, ds1=Q, ds2=P * Q)
+            if chlast:                  # a matmul's y: [h][w][k]
+                obox = dict(dram=dram_out.base + (t.y[0] * Q + t.x[0]) * L.K + k0, ds0=L.K, ds1=Q * L.K, ds2=1)
+            else:
+                obox = dict(dram=dram_out.base + (k0 * P + t.y[0]) * Q + t.x[0], ds0=1, ds1=Q, ds2=P * Q)
+            st = em.add(Store, "store", [comp], layer=li, kind="output", ew=1, buf=out_addr,
+                        n0=ow, n1=oh, n2=kc, **obox)
             last_store_of[acc_slot] = st
     return info
 

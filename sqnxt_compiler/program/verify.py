@@ -8,14 +8,17 @@ record fields (``isa.verify_fields``, run when each record is made) and the stru
 * **Boxes**: every LOAD / STORE box inside the DRAM region its kind names for its layer
   (the layer's input tensors, weights, bias, output, residual, partial-sum scratch) and
   inside the buffer slot of its kind (the bias box inside the bias memory: ``K`` entries);
-  every COMPUTE operand address inside its slot or its resident tensor.
+  every COMPUTE operand address inside its slot or its resident tensor (an add's operand
+  2 at ``in2_addr + d2`` inside its resident tensor).  The regions of the new kinds: a
+  concat's input (its parts laid out as one tensor), an eltwise layer's parameter vectors
+  (its "weight" region, or the activation holding its one vector).
 * **Buffer regions**: per layer, the tile slots and the resident tensors live at the step
   inside the buffer and pairwise disjoint.
 * **Counts the schedule implies**: per layer, COMPUTEs == tiles; LOADs and STOREs per kind
   == the cost model's ``CostReport.transfers`` (input, weights, outputs = output + psum
   STOREs, psum_reads, residual) and their words == ``CostReport.dram`` (input_reads,
-  weight_reads, output_writes, psum_writes, psum_reads, residual_reads), exactly.  Bias
-  LOADs are not in the cost model: counted apart (:func:`verify_lowered` returns them).
+  weight_reads, output_writes, psum_writes, psum_reads, residual_reads, bias_reads),
+  exactly, for every layer kind (:func:`verify_lowered` also returns the bias LOADs).
 
 A failed check is a bug of the lowering: a RuntimeError naming the layer and the check.
 """
@@ -117,6 +120,8 @@ def verify_lowered(low) -> dict:
             if (info.schedule.layer.epilogue.residual and insn.fin) or info.schedule.layer.n_inputs > 1:
                 checks.append(("in2_addr", insn.in2_addr, slots("residual") + slots("input")
                                + [res[k] for k in ("residual", "in1") if k in res]))
+            if insn.d2:
+                checks.append(("in2_addr + d2", insn.in2_addr + insn.d2, [res[k] for k in ("in2",) if k in res]))
             for fname, addr, regs in checks:
                 if not _inside(addr, addr + 1, regs):
                     raise _fail(info, "compute operand", f"instruction {i}: {fname}={addr} in no region of it")

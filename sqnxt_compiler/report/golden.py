@@ -6,9 +6,16 @@ A golden file ``tests/goldens/<model>__<target>__<activation home>.txt``
     [header]    model, target, activation home (planned / dram) and the target's
                 fingerprint, pass pipeline, objective, versions
     [layers]    one aligned line per scheduled layer: index, name, kind, dataflow, tiles,
-                order, total / compute / DMA cycles, energy, DRAM words
-    [totals]    the network totals (NetworkSchedule.totals()), and with a memory plan its
-                status and how many activations stay in the buffer
+                order, total cycles, (format 3: the simulated cycles), compute / DMA
+                cycles, energy, DRAM words
+    [totals]    the network totals (NetworkSchedule.totals()), (format 3: the program's
+                simulated cycles), and with a memory plan its status and how many
+                activations stay in the buffer
+
+Format 3 is format 2 with the timing simulator's figures beside the cost model's: written
+when the compile lowered the schedule to a program (``lower-program``), format 2 when it
+did not; both are read.  A format-2 golden compared with a format-3 compile names every
+layer's ``sim_cycles`` as moved (``- -> N``): the golden lacks figures the compile has.
 
 :func:`golden_of` builds a :class:`Golden` from a network schedule and a header;
 :func:`format_golden` writes it and :func:`parse_golden` reads it back; :func:`compare`
@@ -26,14 +33,24 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-FORMAT = 2      # 2: activation_home in the header and the file name, plan totals
-#: the figures of one layer line, in column order after the index and the name
-LAYER_FIGURES = ("kind", "dataflow", "tiles", "order", "total_cycles", "compute_cycles",
+#: 2: activation_home in the header and the file name, plan totals; 3: + the simulated
+#: cycles (per layer ``sim_cycles``, in total ``simulated_cycles``), when the compile lowered.
+FORMAT = 3
+FORMAT_UNSIMULATED = 2
+READ_FORMATS = (FORMAT_UNSIMULATED, FORMAT)
+#: the figures of one layer line, in column order after the index and the name (format 3;
+#: format 2 has no sim_cycles)
+LAYER_FIGURES = ("kind", "dataflow", "tiles", "order", "total_cycles", "sim_cycles", "compute_cycles",
                  "dma_cycles", "energy", "dram_words")
 _NUMERIC = {"total_cycles", "compute_cycles", "dma_cycles", "energy", "dram_words"}
+#: exact figures: an integer or "a/b" (the simulator's cycles can be fractional)
+_EXACT = {"sim_cycles"}
 #: (column title, width); numbers right-aligned, text left-aligned
 _COLUMNS = (("kind", 8), ("df", 3), ("tiles x,y,c,k", 16), ("order", 5), ("total_cyc", 11),
-            ("compute_cyc", 11), ("dma_cyc", 11), ("energy", 14), ("dram_words", 11))
+            ("sim_cyc", 13), ("compute_cyc", 11), ("dma_cyc", 11), ("energy", 14), ("dram_words", 11))
+_RIGHT = {"total_cyc", "sim_cyc", "compute_cyc", "dma_cyc", "energy", "dram_words"}
+#: the [totals] key of the simulated total (format 3), after ``total_cycles``
+SIMULATED_TOTAL = "simulated_cycles"
 #: header keys that say what the file is about: a mismatch is a Difference
 IDENTITY = ("model", "target", "activation_home", "objective")
 #: header keys that only describe how it was produced: a change is a note, not a failure
@@ -60,9 +77,14 @@ class LayerLine:
     dma_cycles: int
     energy: int
     dram_words: int
+    sim_cycles: str | None = None   # the simulated cycles, exact ("123" or "a/b"); None: not simulated
 
     def figures(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in LAYER_FIGURES}
+
+
+def _figures_of(simulated: bool) -> tuple[str, ...]:
+    return LAYER_FIGURES if simulated else tuple(f for f in LAYER_FIGURES if f not in _EXACT)
 
 
 @dataclass
@@ -100,27 +122,39 @@ class Difference:
 
 
 def _figs_text(changes, new: bool) -> str:
-    return ", ".join(f"{f} {b if new else a}" for f, a, b in changes)
+    return ", ".join(f"{f} {_shown(b if new else a)}" for f, a, b in changes)
+
+
+def _shown(v: Any) -> str:
+    return "-" if v is None else str(v)
 
 
 def _change_text(fig: str, old: Any, new: Any) -> str:
-    s = f"{fig} {old} -> {new}"
+    from fractions import Fraction
+
+    s = f"{fig} {_shown(old)} -> {_shown(new)}"
     try:
-        o, n = int(old), int(new)
-    except (TypeError, ValueError):
+        o, n = Fraction(old), Fraction(new)
+    except (TypeError, ValueError, ZeroDivisionError):
         return s
     if o:
-        pct = 100 * (n - o) / o
+        pct = float(100 * (n - o) / o)
         s += f" ({pct:+.2f}%)" if abs(pct) >= 0.01 or pct == 0 else f" ({pct:+.1e}%)"
     return s
 
 
-def flat_totals(t: dict, plan=None) -> dict[str, str]:
-    """The [totals] lines: the network totals and, with a memory plan (a NetworkPlan),
-    ``plan.status`` and ``plan.resident`` (activations kept in the buffer / all)."""
+def flat_totals(t: dict, plan=None, simulated=None) -> dict[str, str]:
+    """The [totals] lines: the network totals, with a simulation (a
+    :class:`~.simulated.Simulated`) the program's ``simulated_cycles`` after
+    ``total_cycles``, and with a memory plan (a NetworkPlan) ``plan.status`` and
+    ``plan.resident`` (activations kept in the buffer / all)."""
     keys = ("layers", "distinct_layers", "unmodelled_ops", "macs", "macs_performed",
             "total_cycles", "compute_cycles", "dma_cycles", "time_us", "utilization")
-    out = {k: str(t[k]) for k in keys}
+    out = {}
+    for k in keys:
+        out[k] = str(t[k])
+        if k == "total_cycles" and simulated is not None:
+            out[SIMULATED_TOTAL] = str(simulated.total_cycles)
     for k in ("mac", "rf", "array", "buffer", "dram", "total"):
         out[f"energy.{k}"] = str(t["energy"][k])
     for k in ("input_reads", "weight_reads", "output_writes", "psum_writes", "psum_reads",
@@ -134,15 +168,21 @@ def flat_totals(t: dict, plan=None) -> dict[str, str]:
     return out
 
 
-def layer_lines(net) -> list[LayerLine]:
-    """The golden's layer lines of a NetworkSchedule (scheduled rows, program order)."""
+def layer_lines(net, simulated=None) -> list[LayerLine]:
+    """The golden's layer lines of a NetworkSchedule (scheduled rows, program order), with
+    each layer's simulated cycles when ``simulated`` (a :class:`~.simulated.Simulated`)."""
+    from .simulated import exact
+
     out = []
-    for i, r in enumerate(net.scheduled):
+    rows = net.scheduled
+    sims = simulated.per_row(rows) if simulated is not None else [None] * len(rows)
+    for i, (r, lay) in enumerate(zip(rows, sims)):
         s, m = r.schedule, r.schedule.mapping
         c = s.cost
+        sim = str(exact(lay.cycles)) if lay is not None else None
         out.append(LayerLine(i, r.name, s.layer.kind, m.dataflow, f"{m.tx},{m.ty},{m.tc},{m.tk}",
                              "".join(m.order), c.total_cycles, c.compute_cycles, c.dma_cycles,
-                             c.energy["total"], c.dram["total"]))
+                             c.energy["total"], c.dram["total"], sim))
     return out
 
 
@@ -155,11 +195,22 @@ def golden_filename(model: str, target_name: str, activation_home: str) -> str:
     return f"{model}__{target_name}__{activation_home}.txt"
 
 
-def golden_of(net, header: dict[str, str]) -> Golden:
+def golden_of(net, header: dict[str, str], simulated=None) -> Golden:
     """The Golden of a network schedule (``net``: a NetworkSchedule) under ``header``
-    (its keys in :data:`HEADER_KEYS` order; ``format`` is added)."""
-    return Golden({"format": str(FORMAT), **header}, layer_lines(net),
-                  flat_totals(net.totals(), net.graph.attrs.get("plan")))
+    (its keys in :data:`HEADER_KEYS` order; ``format`` is added: 3 with ``simulated``, the
+    timing simulation's figures (:class:`~.simulated.Simulated`), else 2)."""
+    fmt = FORMAT if simulated is not None else FORMAT_UNSIMULATED
+    return Golden({"format": str(fmt), **header}, layer_lines(net, simulated),
+                  flat_totals(net.totals(), net.graph.attrs.get("plan"), simulated))
+
+
+def _simulated(g: Golden) -> bool:
+    """Whether a Golden carries simulated figures (format 3): its header says so, or (one
+    built in memory without a format) a layer has them."""
+    fmt = g.header.get("format")
+    if fmt is not None:
+        return fmt == str(FORMAT)
+    return any(L.sim_cycles is not None for L in g.layers)
 
 
 def format_golden(g: Golden) -> str:
@@ -172,14 +223,14 @@ def format_golden(g: Golden) -> str:
     lines += [f"{k:<12} {h[k]}" for k in list(HEADER_KEYS) + [k for k in h if k not in HEADER_KEYS]
               if k in h]
     w = max([len(_quote(r.name)) for r in g.layers] + [5])
+    sim = _simulated(g)
+    cols = [c for c in _COLUMNS if sim or c[0] != "sim_cyc"]
     lines += ["", "[layers]",
               "# " + f"{'idx':>3}  {'layer':<{w}}  " + " ".join(
-                  f"{t:>{n}}" if t in ("total_cyc", "compute_cyc", "dma_cyc", "energy", "dram_words")
-                  else f"{t:<{n}}" for t, n in _COLUMNS).rstrip()]
+                  f"{t:>{n}}" if t in _RIGHT else f"{t:<{n}}" for t, n in cols).rstrip()]
     for r in g.layers:
-        vals = [r.kind, r.dataflow, r.tiles, r.order, r.total_cycles, r.compute_cycles,
-                r.dma_cycles, r.energy, r.dram_words]
-        cells = [f"{v:>{n}}" if isinstance(v, int) else f"{v:<{n}}" for v, (_, n) in zip(vals, _COLUMNS)]
+        vals = [getattr(r, f) for f in _figures_of(sim)]
+        cells = [f"{v:>{n}}" if t in _RIGHT else f"{v:<{n}}" for v, (t, n) in zip(vals, cols)]
         lines.append((f"  {r.index:>3}  {_quote(r.name):<{w}}  " + " ".join(cells)).rstrip())
     lines += ["", "[totals]"]
     lines += [f"{k:<24} {v}" for k, v in g.totals.items()]
@@ -189,7 +240,7 @@ def format_golden(g: Golden) -> str:
 # ---------------------------------------------------------------------------------------
 # reading and comparing
 # ---------------------------------------------------------------------------------------
-def _parse_layer(line: str, lineno: int) -> LayerLine:
+def _parse_layer(line: str, lineno: int, simulated: bool) -> LayerLine:
     s = line.strip()
     m = re.match(r"(\d+)\s+", s)
     if not m:
@@ -204,16 +255,19 @@ def _parse_layer(line: str, lineno: int) -> LayerLine:
     else:
         parts = rest.split()
         name, tail = (parts[0], parts[1:]) if parts else ("", [])
-    if len(tail) != len(LAYER_FIGURES):
-        raise GoldenError(f"line {lineno}: expected {len(LAYER_FIGURES) + 2} columns "
-                          f"(index, layer, {', '.join(LAYER_FIGURES)}), got {len(tail) + 2}")
+    figs = _figures_of(simulated)
+    if len(tail) != len(figs):
+        raise GoldenError(f"line {lineno}: expected {len(figs) + 2} columns "
+                          f"(index, layer, {', '.join(figs)}), got {len(tail) + 2}")
     vals: dict[str, Any] = {}
-    for f, v in zip(LAYER_FIGURES, tail):
+    for f, v in zip(figs, tail):
         if f in _NUMERIC:
             try:
                 v = int(v)
             except ValueError:
                 raise GoldenError(f"line {lineno}: {f} must be an integer, got '{v}'") from None
+        elif f in _EXACT and not re.fullmatch(r"\d+(/[1-9]\d*)?", v):
+            raise GoldenError(f"line {lineno}: {f} must be an integer or a fraction a/b, got '{v}'")
         vals[f] = v
     return LayerLine(idx, name, **vals)
 
@@ -221,6 +275,7 @@ def _parse_layer(line: str, lineno: int) -> LayerLine:
 def parse_golden(text: str) -> Golden:
     """Read a golden file's text (raises GoldenError naming the line)."""
     section = None
+    simulated = False
     header: dict[str, str] = {}
     layers: list[LayerLine] = []
     totals: dict[str, str] = {}
@@ -236,13 +291,18 @@ def parse_golden(text: str) -> Golden:
         if section is None:
             raise GoldenError(f"line {lineno}: text before the first section")
         if section == "layers":
-            layers.append(_parse_layer(line, lineno))
+            layers.append(_parse_layer(line, lineno, simulated))
             continue
         key, _, value = line.partition(" ")
         (header if section == "header" else totals)[key] = value.strip()
-    fmt = header.get("format")
-    if fmt != str(FORMAT):
-        raise GoldenError(f"golden format {fmt!r} is not {FORMAT} (regenerate with sqnxtc regress --update)")
+        if section == "header" and key == "format":
+            if value.strip() not in map(str, READ_FORMATS):
+                raise GoldenError(f"golden format {value.strip()!r} is not {FORMAT_UNSIMULATED} or {FORMAT} "
+                                  "(regenerate with sqnxtc regress --update)")
+            simulated = value.strip() == str(FORMAT)
+    if header.get("format") is None:
+        raise GoldenError(f"golden format None is not {FORMAT_UNSIMULATED} or {FORMAT} "
+                          "(regenerate with sqnxtc regress --update)")
     for k in IDENTITY:
         if k not in header:
             raise GoldenError(f"header has no '{k}'")
@@ -291,11 +351,11 @@ def compare(expected, actual) -> list[Difference]:
     for key, old in ek.items():
         if key not in ak:
             diffs.append(Difference("removed", old.name, old.index, old.kind,
-                                    tuple((f, v, None) for f, v in old.figures().items())))
+                                    tuple((f, v, None) for f, v in old.figures().items() if v is not None)))
     for key, new in ak.items():
         if key not in ek:
             diffs.append(Difference("added", new.name, new.index, new.kind,
-                                    tuple((f, None, v) for f, v in new.figures().items())))
+                                    tuple((f, None, v) for f, v in new.figures().items() if v is not None)))
     e_common = [k for k in ek if k in ak]
     a_common = [k for k in ak if k in ek]
     if e_common != a_common:

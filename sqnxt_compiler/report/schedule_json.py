@@ -28,8 +28,9 @@ from .network import NetworkSchedule, count_params
 FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
-#: plan; docs/schedule-format.md, "Versions").
-VERSION = 8
+#: plan; docs/schedule-format.md, "Versions"); ...; 9: + layers[].simulated, totals.simulated
+#: (the timing simulation of the lowered program, null when the pipeline did not lower).
+VERSION = 9
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "totals", "plan")
 
@@ -74,8 +75,9 @@ def _loops(s, target) -> list[dict]:
     return out
 
 
-def layer_dict(index: int, row, target) -> dict:
-    """One scheduled op as it appears in ``layers`` (docs/schedule-format.md)."""
+def layer_dict(index: int, row, target, sim=None) -> dict:
+    """One scheduled op as it appears in ``layers`` (docs/schedule-format.md); ``sim``: its
+    :class:`~.simulated.SimulatedLayer` when the pipeline lowered, else None."""
     s = row.schedule
     base = s.to_dict()
     d = {"index": index, "layer": base["layer"], "op": row.op.name,
@@ -84,7 +86,7 @@ def layer_dict(index: int, row, target) -> dict:
          "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
          "tie_break": base["tie_break"], "note": base.get("note", ""), "homes": _homes(row),
-         "cost": base["cost"]}
+         "cost": base["cost"], "simulated": sim.to_dict() if sim is not None else None}
     return d
 
 
@@ -108,10 +110,16 @@ def units(target) -> dict:
             "energy": "normalized: one 16-bit MAC = target energy.mac"}
 
 
-def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict) -> dict:
-    """The document (see module docstring)."""
+def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict, simulated=None) -> dict:
+    """The document (see module docstring).  ``simulated``: the timing simulation's figures
+    (:class:`~.simulated.Simulated`) when the pipeline lowered the schedule to a program,
+    else None (``layers[].simulated`` and ``totals.simulated`` are then ``null``)."""
     t = net.target
-    layers = [layer_dict(i, row, t) for i, row in enumerate(net.rows) if row.schedule is not None]
+    sims = iter(simulated.per_row(net.scheduled)) if simulated is not None else None
+    layers = [layer_dict(i, row, t, next(sims) if sims is not None else None)
+              for i, row in enumerate(net.rows) if row.schedule is not None]
+    totals = net.report_totals()
+    totals["simulated"] = simulated.totals_dict() if simulated is not None else None
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -125,7 +133,7 @@ def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict) -> dict
         "layers": layers,
         "unmodelled": [{"index": i, "layer": r.name, "op": r.op.name}
                        for i, r in enumerate(net.rows) if r.schedule is None],
-        "totals": net.report_totals(),
+        "totals": totals,
         "plan": _plan(net),
     }
 

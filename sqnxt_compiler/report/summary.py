@@ -1,5 +1,7 @@
 """The terminal summary printed at the end of ``sqnxtc compile --target``: the layers that
-take the most cycles, and the network totals."""
+take the most cycles, and the network totals.  When the pipeline lowered the schedule to a
+program, each layer's simulated cycles stand beside its analytical ones and a line gives
+the simulated total, the figures ``sqnxtc sim`` prints (rounded the same way)."""
 from __future__ import annotations
 
 from .network import NetworkSchedule
@@ -20,10 +22,14 @@ def _stages(net: NetworkSchedule) -> list[tuple[int, int]]:
     return sorted(by.items(), reverse=True)
 
 
-def summary_text(net: NetworkSchedule, top: int = 10) -> str:
+def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
+    """The summary; ``simulated``: the timing simulation's figures
+    (:class:`~.simulated.Simulated`) when the pipeline lowered, else None."""
     t = net.totals()
     tgt = net.target
     rows = sorted(net.scheduled, key=lambda r: (-r.schedule.cost.total_cycles, r.name))[:top]
+    sims = ({id(r): s for r, s in zip(net.scheduled, simulated.per_row(net.scheduled))}
+            if simulated is not None else {})
     w = max([len(r.name) for r in rows] + [5])
     n_un = t["unmodelled_ops"]
     un = f"{n_un} op{'' if n_un == 1 else 's'} not modelled"
@@ -39,20 +45,23 @@ def summary_text(net: NetworkSchedule, top: int = 10) -> str:
            "",
            f"top {len(rows)} layers by cycles:",
            f"  {'layer':<{w}}  {'kind':<7} {'df':<2} {'tiles x,y,c,k':<16} {'order':<5} "
-           f"{'cycles':>10} {'%':>5} {'util':>5} {'DRAM words':>10} {'energy':>9}"]
+           f"{'cycles':>10} " + (f"{'simulated':>10} " if simulated is not None else "")
+           + f"{'%':>5} {'util':>5} {'DRAM words':>10} {'energy':>9}"]
     total = t["total_cycles"] or 1
     for r in rows:
         s = r.schedule
         m = s.mapping
         tiles = f"{m.tx},{m.ty},{m.tc},{m.tk}"
+        sim = f"{round(sims[id(r)].cycles):>10} " if simulated is not None else ""
         out.append(f"  {r.name:<{w}}  {s.layer.kind:<7} {m.dataflow:<2} {tiles:<16} "
-                   f"{''.join(m.order):<5} {s.cost.total_cycles:>10} "
+                   f"{''.join(m.order):<5} {s.cost.total_cycles:>10} {sim}"
                    f"{100 * s.cost.total_cycles / total:5.1f} {s.cost.utilization:5.2f} "
                    f"{s.cost.dram['total']:>10} {_si(s.cost.energy['total']):>9}")
     e = t["energy"]
     out += ["",
             f"total: {t['total_cycles']} cycles ({t['time_us']} us at {float(tgt.clock_mhz):g} MHz), "
             f"{_si(t['macs'])} MACs, utilization {t['utilization']:.3f}",
+            *([simulated_line(t, simulated)] if simulated is not None else []),
             f"       DRAM {_si(t['dram_words']['total'])} words, energy {_si(e['total'])} "
             f"(MAC {_si(e['mac'])}, RF {_si(e['rf'])}, array {_si(e['array'])}, "
             f"buffer {_si(e['buffer'])}, DRAM {_si(e['dram'])})",
@@ -66,6 +75,14 @@ def summary_text(net: NetworkSchedule, top: int = 10) -> str:
     if sparsity:
         out.append(sparsity)
     return "\n".join(out) + "\n"
+
+
+def simulated_line(t: dict, simulated) -> str:
+    """The program's simulated total against the analytical sum (``sqnxtc sim``'s totals)."""
+    ana = t["total_cycles"]
+    ratio = f"{simulated.total_cycles / ana:.3f}" if ana else "-"
+    return (f"       simulated: {simulated.total_cycles} cycles (the program's {simulated.instructions} "
+            f"instructions in the timing simulator, docs/isa.md), ratio {ratio} to the analytical sum")
 
 
 def _pct(new: int, old: int) -> str:
