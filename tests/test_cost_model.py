@@ -78,7 +78,9 @@ def test_1x1_conv_that_does_not_fit_is_tiled_with_a_ragged_tile():
     assert r.dma_cycles == 29 * 100 + cdiv(words, 8) == 39456
     assert r.prologue_cycles == 200 + cdiv(4 * 55 * 64 + 2048, 8)
     assert r.epilogue_cycles == 100 + cdiv(55 * 4 * 32, 8)
-    assert r.total_cycles == max(26024 + r.prologue_cycles + r.epilogue_cycles, 39456) == 39456
+    # the first step (a full 4-row tile) cannot overlap DMA: 1 * 4 * 2 * (55 * 4 + 16) + 32 = 1920
+    assert r.first_step_cycles == 1 * 4 * 2 * (55 * 4 + 16) + 32 == 1920
+    assert r.total_cycles == max(26024 + r.prologue_cycles + r.epilogue_cycles, 39456 + 1920) == 41376
 
 
 def test_input_channel_loop_outside_spills_partial_sums():
@@ -151,7 +153,9 @@ def test_fc_is_a_1x1_conv_on_a_1x1_image_and_dram_bound():
     assert r.transfers == {"input": 1, "weights": 4, "outputs": 4, "psum_reads": 0, "residual": 0, "bias": 0,
                            "total": 9}
     assert r.dma_cycles == 9 * 100 + cdiv(words, 8) == 17041
-    assert r.total_cycles == r.dma_cycles
+    # DMA-bound: plus the first step, one full k tile: 1 * 8 * 16 * (1 + 16) + 32 = 2208
+    assert r.first_step_cycles == 1 * CB * cdiv(250, 16) * (1 + 16) + 32 == 2208
+    assert r.total_cycles == r.dma_cycles + r.first_step_cycles == 19249
 
 
 def test_depthwise_conv_is_channel_wise():

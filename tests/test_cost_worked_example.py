@@ -40,13 +40,14 @@ def hand_ws():
     fp_in, fp_w, fp_out = IYm * IXm * 3, 16 * 3 * 49, 23 * 28 * 16 * 2
     pro = 200 + cdiv(fp_in + fp_w, 8)
     epi = 100 + cdiv(23 * 28 * 16, 8)
-    total = max(compute + pro + epi, dma)
+    first = 49 * cdiv(3, 16) * cdiv(16, 16) * (23 * 28 + 16) + 32      # one full tile
+    total = max(compute + pro + epi, dma + first)
     macs = 64 * 111 * 111 * 3 * 49
     buf = nx * ny * w + 49 * 3 * 111 * 111 * KB + 2 * (2 * 49 * 64 * 111 * 111 * CB - 64 * 111 * 111) + dram
     energy = macs + macs + 2 * 2 * macs + 6 * buf + 200 * dram
     return dict(compute_cycles=compute, dram_total=dram, transfers=transfers, dma_cycles=dma,
                 footprint_total=2 * (fp_in + fp_w + fp_out), prologue=pro, epilogue=epi,
-                total_cycles=total, buffer_accesses=buf, energy_total=energy)
+                first_step=first, total_cycles=total, buffer_accesses=buf, energy_total=energy)
 
 
 def hand_os():
@@ -66,19 +67,20 @@ def hand_os():
     fp_in, fp_w, fp_out = Im * Im * 3, 8 * 3 * 49, 16 * 16 * 8 * 2
     pro = 200 + cdiv(fp_in + fp_w, 8)
     epi = 100 + cdiv(16 * 16 * 8, 8)
-    total = max(compute + pro + epi, dma)
+    first = 8 * cdiv(16, 16) * cdiv(16, 16) * ZP + 32                  # one full tile
+    total = max(compute + pro + epi, dma + first)
     buf = 64 * XB * YB * z + 64 * 3 * I * I + 2 * 64 * 111 * 111 * (2 * 1 - 1) + dram
     energy = macs + 2 * macs + 2 * 2 * macs + 6 * buf + 200 * dram
     return dict(compute_cycles=compute, dram_total=dram, transfers=transfers, dma_cycles=dma,
                 footprint_total=2 * (fp_in + fp_w + fp_out), prologue=pro, epilogue=epi,
-                total_cycles=total, buffer_accesses=buf, energy_total=energy)
+                first_step=first, total_cycles=total, buffer_accesses=buf, energy_total=energy)
 
 
 def model_figures(r):
     return dict(compute_cycles=r.compute_cycles, dram_total=r.dram["total"], transfers=r.transfers["total"],
                 dma_cycles=r.dma_cycles, footprint_total=r.footprint["total"], prologue=r.prologue_cycles,
-                epilogue=r.epilogue_cycles, total_cycles=r.total_cycles, buffer_accesses=r.accesses["buffer"],
-                energy_total=r.energy_total)
+                epilogue=r.epilogue_cycles, first_step=r.first_step_cycles, total_cycles=r.total_cycles,
+                buffer_accesses=r.accesses["buffer"], energy_total=r.energy_total)
 
 
 def test_worked_example_matches_doc_hand_and_model():
@@ -147,7 +149,7 @@ def test_operand_homes_worked_example():
     dma = 100 * transfers + cdiv(dram, 8)
     pro = 100 * 1 + cdiv(b.footprint["weights"], 8)
     fp = 2 * (b.footprint["weights"] + b.footprint["outputs"])
-    total = max(b.compute_cycles + pro + 0, dma)
+    total = max(b.compute_cycles + pro + 0, dma + b.first_step_cycles)   # the homes leave the step's compute
     buf = b.accesses["buffer"] - (b.dram["total"] - dram)
     energy = b.energy["total"] - (200 + 6) * (b.dram["total"] - dram)
     h = evaluate(H, t, m)
@@ -207,7 +209,7 @@ def test_fused_residual_add_worked_example():
     pro = 100 * 1 + cdiv(b.footprint["weights"], 8)
     epi = 100 + cdiv(m.tx * m.ty * m.tk, 8)
     fp = 2 * (b.footprint["weights"] + b.footprint["outputs"])
-    total = max(b.compute_cycles + pro + epi, dma)
+    total = max(b.compute_cycles + pro + epi, dma + b.first_step_cycles)   # the same step's compute
     mac = b.accesses["mac"] + words
     buf = b.accesses["buffer"] - b.dram["input_reads"] + words
     energy = b.energy["total"] - (200 + 6) * b.dram["input_reads"] + (1 + 6) * words
@@ -270,7 +272,9 @@ def test_fused_pool_worked_example():
     fp_out = fx.Cm * fy.Cm * 1 * 2 + m.tx * m.ty * 1
     pro = 200 + cdiv(fp_in + fp_w, 8)
     epi = 100 + cdiv(m.tx * m.ty, 8)
-    total = max(compute + pro + epi, dma)
+    first = 1 * cdiv(fx.Cm, 16) * cdiv(fy.Cm, 16) * passes + 32     # one full tile: tk = 1
+    assert first == 655
+    total = max(compute + pro + epi, dma + first)
     hand = dict(compute=compute, macs_performed=macs, dram_total=dram, transfers=transfers,
                 dma_cycles=dma, footprint_total=2 * (fp_in + fp_w + fp_out), prologue=pro, epilogue=epi,
                 total_cycles=total, mac_accesses=macs + F.pool_ops)
@@ -333,18 +337,20 @@ def test_elementwise_worked_example():
     fp_in, fp_w, fp_out = 16 * 16 * 8, 8 * 1, 16 * 16 * 8 * 2
     pro = lat * 2 + cdiv(fp_in + fp_w, bw)
     epi = lat + cdiv(16 * 16 * 8, bw)
-    total = max(compute + pro + epi, dma)
+    first = 8 * cdiv(16, 16) * cdiv(16, 16) * max(z, D) + fill     # one full tile, tk = 8
+    total = max(compute + pro + epi, dma + first)
     ops = 32 * 256 * z
     buf = 32 * 1 * 1 * z + 32 * 16 * 16 + 2 * 32 * 256 * 1 + dram
     energy = ops * 1 + ops * 2 * 1 + ops * 2 * 2 + buf * 6 + dram * 200
     hand = dict(compute_cycles=compute, dram_words=dram, transfers=transfers, dma_cycles=dma,
                 fp_total=2 * (fp_in + fp_w + fp_out), prologue_cycles=pro, epilogue_cycles=epi,
-                total_cycles=total, energy_total=energy)
+                first_step_cycles=first, total_cycles=total, energy_total=energy)
     assert hand == {k: int(d[k]) for k in hand}
     r = evaluate(L, t, m)
     got = dict(compute_cycles=r.compute_cycles, dram_words=r.dram["total"], transfers=r.transfers["total"],
                dma_cycles=r.dma_cycles, fp_total=r.footprint["total"], prologue_cycles=r.prologue_cycles,
-               epilogue_cycles=r.epilogue_cycles, total_cycles=r.total_cycles, energy_total=r.energy["total"])
+               epilogue_cycles=r.epilogue_cycles, first_step_cycles=r.first_step_cycles,
+               total_cycles=r.total_cycles, energy_total=r.energy["total"])
     assert got == hand
     assert L.describe() == "eltwise mul 32x16x16 +1 per-channel: 1 ops + 0 functions per element"
     sig = Layer("s", "eltwise", C=32, K=32, H=1, W=1, R=1, S=1, P=1, Q=1, element=ElementFn("sigmoid", funcs=1))
@@ -381,7 +387,9 @@ def test_bias_worked_example():
     assert b.energy["mac"] - a.energy["mac"] == adds
     assert b.energy_total - a.energy_total == adds + 200 * 64 == 109_600
     assert b.compute_cycles == a.compute_cycles
-    assert b.total_cycles == max(b.compute_cycles + b.prologue_cycles + b.epilogue_cycles, b.dma_cycles)
+    assert b.first_step_cycles == a.first_step_cycles           # the bias does not change a step's compute
+    assert b.total_cycles == max(b.compute_cycles + b.prologue_cycles + b.epilogue_cycles,
+                                 b.dma_cycles + b.first_step_cycles)
     text = DOC.read_text()
     for figure in ("bias_reads = 32 * 2 = 64", "100 + ceil(64/8) = 108", "96,800", "109,600"):
         assert figure in text, figure

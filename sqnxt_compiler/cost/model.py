@@ -18,7 +18,7 @@ import numpy as np
 from sqnxt_compiler.diagnostics import ScheduleError
 from sqnxt_compiler.targets import Target
 
-from .features import c_feat, k_feat, x_feat, y_feat
+from .features import c_feat, element_cycles, k_feat, nonzero_fraction, ws_k_block, x_feat, y_feat
 from .layer import Layer
 from .mapping import DATAFLOWS, LOOPS, Mapping
 
@@ -56,6 +56,14 @@ class Consts:
     Lw: int         # WS weight-block load cycles per pass
     D_final: int    # OS: final exposed drain (drain cycles if accumulators double-buffered, else 0)
     fill: int       # pipeline fill + drain, once per layer
+    pr: int         # array rows
+    pc: int         # array columns
+    blk: int        # WS output channels per pass (ws_k_block: pe_cols, depthwise min(pe_rows, pe_cols))
+    z_num: int      # OS weights streamed per input channel of a pass = ceil(c * z_num / z_den) (MAC
+    z_den: int      #   layers: R * S * nonzero fraction); z_num = 0: the constant z_elem per pass
+    z_elem: int     # OS cycles of work per pass of a non-MAC layer (element_cycles)
+    drain: int      # OS accumulator drain cycles per pass
+    acc_double: bool  # OS accumulators double-buffered: a pass is max(z, drain), else z + drain
     lat: int        # DRAM latency per transfer
     bw_num: int     # DRAM words per cycle = bw_num / bw_den
     bw_den: int
@@ -79,6 +87,7 @@ def consts(layer: Layer, target: Target) -> Consts:
     bw = target.dram_words_per_cycle
     e, h = layer.epilogue, layer.homes
     w_kc = layer.R * layer.S if layer.is_mac else (0 if layer.element is None else layer.element.params)
+    nz = nonzero_fraction(layer, target) if layer.is_mac else Fraction(1)
     return Consts(
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
         Wg=layer.Kg * layer.Cg * w_kc, w_kc=w_kc,
@@ -92,6 +101,11 @@ def consts(layer: Layer, target: Target) -> Consts:
         Lw=target.weight_load_cycles,
         D_final=target.os_drain_cycles if target.os_double_buffered_accumulators else 0,
         fill=target.pipeline_fill_cycles, lat=target.dram_latency_cycles,
+        pr=target.pe_rows, pc=target.pe_cols, blk=ws_k_block(layer, target),
+        z_num=layer.R * layer.S * nz.numerator if layer.is_mac else 0,
+        z_den=nz.denominator if layer.is_mac else 1,
+        z_elem=0 if layer.is_mac else element_cycles(layer, target),
+        drain=target.os_drain_cycles, acc_double=target.os_double_buffered_accumulators,
         bw_num=bw.numerator, bw_den=bw.denominator,
         copies=2 if target.double_buffering else 1, double=target.double_buffering,
         buffer_words=capacity_words(layer, target),
@@ -286,9 +300,18 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
     t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w + k.has_b)
                             + _cdiv((t["fp_input"] + t["fp_weight"] + k.bias_words) * k.bw_den, k.bw_num))
     t["epilogue_cycles"] = k.out_dram * (k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num))
+    # the first step's compute (full tiles of every loop), which DMA cannot overlap when DMA
+    # bounds the layer: no tile is ready to store before it ends
+    if not os:
+        step = RS * _cdiv(tc, k.pr) * _cdiv(tk, k.blk) * (CXm * CYm + k.Lw)
+    else:
+        z1 = _cdiv(tc * k.z_num, k.z_den) + k.z_elem
+        pass1 = _max(z1, k.drain) if k.acc_double else z1 + k.drain
+        step = tk * _cdiv(CXm, k.pc) * _cdiv(CYm, k.pr) * pass1
+    t["first_step_cycles"] = step + k.fill
     if k.double:
         t["total_cycles"] = _max(t["compute_cycles"] + t["prologue_cycles"] + t["epilogue_cycles"],
-                                 t["dma_cycles"])
+                                 t["dma_cycles"] + t["first_step_cycles"])
     else:
         t["total_cycles"] = t["compute_cycles"] + t["dma_cycles"]
 
@@ -335,7 +358,9 @@ class CostReport:
     dma_cycles: int
     prologue_cycles: int
     epilogue_cycles: int
-    overlap: str             # "double-buffered: total = max(compute + prologue + epilogue, dma)" or serial
+    first_step_cycles: int   # the first step's compute, exposed when DMA bounds the layer
+    overlap: str             # "double-buffered: total = max(compute + prologue + epilogue, dma + first step)"
+                             # or serial
     total_cycles: int
     accesses: dict           # per level: mac, rf, array, buffer, dram
     energy: dict             # per level and total
@@ -421,7 +446,8 @@ def report_from_terms(layer: Layer, target: Target, m: Mapping, t: dict, ns: dic
         dma_cycles=t["dma_cycles"],
         prologue_cycles=t["prologue_cycles"],
         epilogue_cycles=t["epilogue_cycles"],
-        overlap=("double-buffered: total = max(compute + prologue + epilogue, dma)"
+        first_step_cycles=t["first_step_cycles"],
+        overlap=("double-buffered: total = max(compute + prologue + epilogue, dma + first step)"
                  if target.double_buffering else "serial: total = compute + dma"),
         total_cycles=t["total_cycles"],
         accesses={"mac": t["acc_mac"], "rf": t["acc_rf"], "array": t["acc_array"],

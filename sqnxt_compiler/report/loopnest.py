@@ -208,7 +208,7 @@ def layer_block(d: dict, s, target) -> list[str]:
     elif c["total_cycles"] == c["compute_cycles"] + c["prologue_cycles"] + c["epilogue_cycles"]:
         bound = "compute bound: DMA hidden but for prologue and epilogue"
     else:
-        bound = "DMA bound: compute hidden"
+        bound = "DMA bound: compute hidden but for the first step"
     e = c["energy"]
     res_t = f", residual {tr['residual']}" if d.get("residual") else ""
     res_d = f", residual {dr['residual_reads']}" if d.get("residual") else ""
@@ -218,7 +218,8 @@ def layer_block(d: dict, s, target) -> list[str]:
     out += ["",
             f"cycles:  compute {c['compute_cycles']}, DMA {c['dma_cycles']} ({tr['total']} transfers: "
             f"in {tr['input']}, w {tr['weights']}, out {tr['outputs']}, psum {tr['psum_reads']}{res_t}), "
-            f"prologue {c['prologue_cycles']}, epilogue {c['epilogue_cycles']}",
+            f"prologue {c['prologue_cycles']}, epilogue {c['epilogue_cycles']}, "
+            f"first step {c['first_step_cycles']}",
             f"         total {c['total_cycles']} ({c['overlap']}): {bound}",
             f"DRAM:    reads inputs {dr['input_reads']} (x{rf['input_refetch']}), weights "
             f"{dr['weight_reads']} (x{rf['weight_refetch']}), psums {dr['psum_reads']}{res_d}; writes outputs "

@@ -120,6 +120,7 @@ class Sym:
         return tuple(sorted(self.terms.items())), self.const
 
     def __add__(self, o):
+        o = _forced(o)
         if isinstance(o, Sym):
             terms = dict(self.terms)
             for i, c in o.terms.items():
@@ -141,6 +142,7 @@ class Sym:
         return o + (-1) * self
 
     def __mul__(self, o):
+        o = _forced(o)
         if isinstance(o, Sym):
             return self.b.times(self, o)
         if o == 1:
@@ -279,6 +281,7 @@ class _Builder:
         self.vars: dict = {}       # proto index -> CP-SAT variable
         self.bounds: dict = {}     # proto index -> (lo, hi)
         self.memo: dict = {}       # (node kind, operand keys) -> Sym / Lit
+        self.tables: dict = {}     # proto index of a table read -> (values, one-hots)
 
     # ---- nodes -------------------------------------------------------------------
     def _name(self, s: str) -> str:
@@ -370,6 +373,10 @@ class _Builder:
         below 0 is only the interval arithmetic's, e.g. of ``x * (v - 1)`` distributed)."""
         if d == 1:
             return a
+        tab = self._table_of(a)
+        if tab is not None:                 # a table read: the quotient is a table too (linear)
+            vals, bools = tab
+            return self.table_var([_trunc_div(v + d - 1, d) for v in vals], bools, "cdiv")
         shifted = self.single(a + (d - 1))
         key = ("cdiv", shifted.key(), d)
         hit = self.memo.get(key)
@@ -378,6 +385,35 @@ class _Builder:
             hit = self.new_var(_trunc_div(shifted.lo, d), _trunc_div(shifted.hi, d), "cdiv",
                                lambda vals: _trunc_div(vals[i], d))
             self.m.add_division_equality(self.expr(hit), self.vars[i], d)
+            self.memo[key] = hit
+        return hit
+
+    def _table_of(self, a: Sym):
+        """``(values, one-hots)`` when ``a = coef * T + const`` for one table read ``T``
+        (its value under each one-hot), else None."""
+        if len(a.terms) != 1:
+            return None
+        (i, c), = a.terms.items()
+        t = self.tables.get(i)
+        if t is None:
+            return None
+        vals, bools = t
+        return [c * v + a.const for v in vals], bools
+
+    def table_var(self, vals: list[int], bools: list, name: str):
+        """``sum(vals_j * onehot_j)``: a new table read over the one-hots ``bools`` (an
+        int when every value is the same); memoized."""
+        if len(set(vals)) == 1:
+            return vals[0]
+        key = ("table", tuple(vals), tuple(b.index for b in bools))
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.new_var(min(vals), max(vals), name,
+                               lambda got: sum(v * got[b.index] for v, b in zip(vals, bools)), TableSym)
+            hit.vals, hit.bools = vals, bools
+            self.m.add(self.expr(hit) == cp_model.LinearExpr.weighted_sum(bools, vals))
+            (i,) = hit.terms
+            self.tables[i] = (vals, bools)
             self.memo[key] = hit
         return hit
 
@@ -491,15 +527,7 @@ class _Builder:
                 self.bounds[b.index] = (0, 1)
 
         def table(d: str, idx: int):
-            vals = [sp.feats[d][t][idx] for t in cand[d]]
-            if len(set(vals)) == 1:
-                return vals[0]
-            bools = onehot[d]
-            out = self.new_var(min(vals), max(vals), f"{d}{idx}",
-                               lambda got: sum(v * got[b.index] for v, b in zip(vals, bools)), TableSym)
-            out.vals, out.bools = vals, bools
-            m.add(self.expr(out) == cp_model.LinearExpr.weighted_sum(bools, vals))
-            return out
+            return self.table_var([int(sp.feats[d][t][idx]) for t in cand[d]], onehot[d], f"{d}{idx}")
 
         X = [table("x", i) for i in range(8)]
         Y = [table("y", i) for i in range(8)]
