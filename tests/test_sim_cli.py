@@ -18,7 +18,7 @@ from support import ROOT, inferred_model, rand
 from test_program_lower import small_net, target
 
 from sqnxt_compiler import driver
-from sqnxt_compiler.cli.sim import lowered_pipeline
+from sqnxt_compiler.driver import lowered_pipeline
 from sqnxt_compiler.diagnostics import ExitCode
 from sqnxt_compiler.program.timing import simulate
 from sqnxt_compiler.targets import load_target

@@ -56,7 +56,7 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
     elif kw["activation_home"] is not None:
         raise UsageError("--activation-home needs --target")
     if program:
-        from .sim import lowered_pipeline
+        from ..driver import lowered_pipeline
         pipeline = lowered_pipeline(passes, target, None, kw["activation_home"])
     else:
         pipeline = driver.build_pipeline(passes, target=target, activation_home=kw["activation_home"])

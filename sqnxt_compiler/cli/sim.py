@@ -22,8 +22,7 @@ from fractions import Fraction
 import click
 
 from .. import driver
-from ..driver import lowered_pipeline  # noqa: F401 - moved to the driver; check.py and tests import it here
-from ..diagnostics import UnsupportedError, UsageError
+from ..diagnostics import UsageError
 from ..outputs import STDOUT, echo, write_file
 from ..report.progress import reporting
 from .options import (activation_home_option, load_target_with, notes, progress_option, schedule_flags,
@@ -60,23 +59,11 @@ class LayerCount(click.ParamType):
 def compile_lowered(model, pipeline: list, target, progress, instrument=None):
     """Compile ``model`` through ``pipeline`` (ending in lower-program): the result and its
     :class:`~sqnxt_compiler.program.lower.Lowered`.  A network the lowering does not handle
-    is an :class:`UnsupportedError` (exit 4), one line."""
-    from ..program.lower import UnsupportedLowering
-
-    try:
-        with reporting(progress) as prog:
-            res = driver.compile(model, pipeline=pipeline, target=target, progress=prog, instrument=instrument)
-    except UnsupportedLowering as exc:
-        src = model if isinstance(model, str) else None
-        raise UnsupportedError(f"cannot lower to a program: {exc.message}",
-                               exc.location or src) from None
+    is an unsupported model (exit 4, one line: the driver says so)."""
+    with reporting(progress) as prog:
+        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog, instrument=instrument)
     notes(res.notes)
     return res, res.graph.attrs["program"].lowered
-
-
-def _num(v: Fraction):
-    """An exact figure for JSON: an int when whole, else the string "a/b"."""
-    return int(v) if v.denominator == 1 else str(v)
 
 
 def _ratio(sim: Fraction, ana: int) -> Fraction | None:
@@ -177,17 +164,19 @@ def format_table(res, lowered, timing, rows: list[dict], limit: int | None) -> s
 def json_document(res, lowered, timing, rows: list[dict]) -> dict:
     """The ``--json`` document (docs/isa.md, "sqnxtc sim"): exact cycles (ints, or "a/b"
     strings), ratios as floats rounded to 6 digits."""
+    from ..program.timing import exact
+
     target = lowered.target
     t = totals(rows, timing)
     layers = []
     for r in rows:
         lay = r["timing"]
         layers.append({"index": r["index"], "name": r["name"], "op": r["op"], "kind": r["kind"],
-                       "analytical_cycles": r["analytical"], "simulated_cycles": _num(r["simulated"]),
+                       "analytical_cycles": r["analytical"], "simulated_cycles": exact(r["simulated"]),
                        "ratio": _json_ratio(r["ratio"]), "within": _within(r["ratio"]),
-                       "start": _num(lay.start), "end": _num(lay.end), "instructions": lay.instructions,
-                       "busy": {e: _num(v) for e, v in lay.busy.items()},
-                       "wait": {e: {c: _num(v) for c, v in w.items()} for e, w in lay.wait.items()}})
+                       "start": exact(lay.start), "end": exact(lay.end), "instructions": lay.instructions,
+                       "busy": {e: exact(v) for e, v in lay.busy.items()},
+                       "wait": {e: {c: exact(v) for c, v in w.items()} for e, w in lay.wait.items()}})
     return {"format": JSON_FORMAT, "model": res.source, "target": target.name,
             "fingerprint": f"sha256:{target.fingerprint()}", "activation_home": target.activation_home,
             "pipeline": res.pipeline, "queue_depth": timing.queue_depth, "dram_channels": timing.dram_channels,
@@ -195,8 +184,8 @@ def json_document(res, lowered, timing, rows: list[dict]) -> dict:
             "layers": layers,
             "total": {"analytical_cycles": t["analytical"], "simulated_cycles": t["simulated"],
                       "ratio": _json_ratio(t["ratio"]), "layers": t["layers"], "within": t["within"],
-                      "busy": {e: _num(v) for e, v in timing.busy.items()},
-                      "wait": {e: {c: _num(v) for c, v in w.items()} for e, w in timing.wait.items()}}}
+                      "busy": {e: exact(v) for e, v in timing.busy.items()},
+                      "wait": {e: {c: exact(v) for c, v in w.items()} for e, w in timing.wait.items()}}}
 
 
 @click.command("sim")
@@ -219,7 +208,6 @@ def sim_cmd(model, target_name, progress, trace, json_path, limit, **kw):
     import json
 
     from ..program.timeline import dumps, trace_events
-    from ..program.timing import simulate
 
     outs = [(o, p) for o, p in (("--trace", trace), ("--json", json_path)) if p is not None]
     for opt, p in outs:
@@ -230,9 +218,9 @@ def sim_cmd(model, target_name, progress, trace, json_path, limit, **kw):
     for _opt, p in outs:
         check_output_file(p)                    # before any work
     target = load_target_with(target_name, kw["activation_home"])
-    pipeline = lowered_pipeline("default", target, schedule_values(kw), kw["activation_home"])
+    pipeline = driver.lowered_pipeline("default", target, schedule_values(kw), kw["activation_home"])
     res, low = compile_lowered(model, pipeline, target, progress)
-    timing = simulate(low.program, target)
+    timing = res.timing                          # the compile's one simulation
     rows = figures(low, timing)
     text = format_table(res, low, timing, rows, limit)
     files = {}

@@ -204,14 +204,16 @@ class LayerTiming:
         return sum(self.wait[engine].values(), Fraction(0))
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "name": self.name, "start": _num(self.start), "end": _num(self.end),
-                "cycles": _num(self.cycles), "instructions": self.instructions,
-                "busy": {e: _num(v) for e, v in self.busy.items()},
-                "wait": {e: {c: _num(v) for c, v in w.items()} for e, w in self.wait.items()}}
+        return {"index": self.index, "name": self.name, "start": exact(self.start), "end": exact(self.end),
+                "cycles": exact(self.cycles), "instructions": self.instructions,
+                "busy": {e: exact(v) for e, v in self.busy.items()},
+                "wait": {e: {c: exact(v) for c, v in w.items()} for e, w in self.wait.items()}}
 
 
-def _num(v: Fraction):
-    """An exact figure for JSON: an int when whole, else the fraction as a string "7/2"."""
+def exact(v: Fraction | int) -> int | str:
+    """An exact figure for JSON: an int when whole, else the fraction as a string "7/2"
+    (the form of ``sqnxtc sim --json``, ``schedule.json`` and the goldens)."""
+    v = Fraction(v)
     return int(v) if v.denominator == 1 else str(v)
 
 
@@ -267,8 +269,8 @@ class Timing:
         return {"total_cycles": self.total_cycles, "ticks_per_cycle": self.ticks_per_cycle,
                 "queue_depth": self.queue_depth, "dram_channels": self.dram_channels,
                 "instructions": len(self.start), "after_finish": self.after_finish,
-                "busy": {e: _num(v) for e, v in self.busy.items()},
-                "wait": {e: {c: _num(v) for c, v in w.items()} for e, w in self.wait.items()},
+                "busy": {e: exact(v) for e, v in self.busy.items()},
+                "wait": {e: {c: exact(v) for c, v in w.items()} for e, w in self.wait.items()},
                 "layers": [lay.to_dict() for lay in self.layers]}
 
 

@@ -171,7 +171,7 @@ def flat_totals(t: dict, plan=None, simulated=None) -> dict[str, str]:
 def layer_lines(net, simulated=None) -> list[LayerLine]:
     """The golden's layer lines of a NetworkSchedule (scheduled rows, program order), with
     each layer's simulated cycles when ``simulated`` (a :class:`~.simulated.Simulated`)."""
-    from .simulated import exact
+    from ..program.timing import exact
 
     out = []
     rows = net.scheduled

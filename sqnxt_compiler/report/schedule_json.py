@@ -77,7 +77,7 @@ def _loops(s, target) -> list[dict]:
 
 def layer_dict(index: int, row, target, sim=None) -> dict:
     """One scheduled op as it appears in ``layers`` (docs/schedule-format.md); ``sim``: its
-    :class:`~.simulated.SimulatedLayer` when the pipeline lowered, else None."""
+    :class:`~sqnxt_compiler.program.timing.LayerTiming` when the pipeline lowered, else None."""
     s = row.schedule
     base = s.to_dict()
     d = {"index": index, "layer": base["layer"], "op": row.op.name,
@@ -86,7 +86,10 @@ def layer_dict(index: int, row, target, sim=None) -> dict:
          "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
          "tie_break": base["tie_break"], "note": base.get("note", ""), "homes": _homes(row),
-         "cost": base["cost"], "simulated": sim.to_dict() if sim is not None else None}
+         "cost": base["cost"], "simulated": None}
+    if sim is not None:
+        from .simulated import simulated_dict
+        d["simulated"] = simulated_dict(sim)
     return d
 
 

@@ -9,31 +9,15 @@ the goldens give the same exact figures as ``sqnxtc sim`` (docs/isa.md, "sqnxtc 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
+
+from ..program.timing import exact
 
 
-def exact(v: Fraction | int) -> int | str:
-    """An exact figure: an int when whole, else the string ``"a/b"`` (``sqnxtc sim --json``'s
-    form)."""
-    v = Fraction(v)
-    return int(v) if v.denominator == 1 else str(v)
-
-
-@dataclass(frozen=True)
-class SimulatedLayer:
-    """One layer in the simulation (cycles: exact fractions): ``start`` / ``end`` (its
-    instructions' first start and last end), ``cycles = end - start``."""
-
-    name: str
-    start: Fraction
-    end: Fraction
-
-    @property
-    def cycles(self) -> Fraction:
-        return self.end - self.start
-
-    def to_dict(self) -> dict:
-        return {"cycles": exact(self.cycles), "start": exact(self.start), "end": exact(self.end)}
+def simulated_dict(lay) -> dict:
+    """``layers[].simulated`` of schedule.json: a simulated layer's (a
+    :class:`~sqnxt_compiler.program.timing.LayerTiming`) ``cycles``, ``start``, ``end``,
+    exact."""
+    return {"cycles": exact(lay.cycles), "start": exact(lay.start), "end": exact(lay.end)}
 
 
 @dataclass(frozen=True)
@@ -46,7 +30,7 @@ class Simulated:
     total_cycles: int
     instructions: int
 
-    def per_row(self, rows) -> list[SimulatedLayer]:
+    def per_row(self, rows) -> list:
         """The simulated layer of each scheduled row (``NetworkSchedule.scheduled``, program
         order), checked to be the same layer."""
         if len(rows) != len(self.layers) or any(r.name != s.name for r, s in zip(rows, self.layers)):
@@ -59,8 +43,10 @@ class Simulated:
 
 
 def simulated(lowered, timing) -> Simulated:
-    """The timing's layers (program order: the lowered layers') with their layer names."""
+    """The timing's layers (:class:`~sqnxt_compiler.program.timing.LayerTiming`, program
+    order: the lowered layers'), named as the lowered layers are."""
     if len(lowered.layers) != len(timing.layers):
         raise AssertionError(f"{len(lowered.layers)} lowered layers but {len(timing.layers)} simulated")
-    layers = tuple(SimulatedLayer(info.name, lay.start, lay.end) for info, lay in zip(lowered.layers, timing.layers))
-    return Simulated(layers, timing.total_cycles, len(lowered.program.insns))
+    if any(info.name != lay.name for info, lay in zip(lowered.layers, timing.layers)):
+        raise AssertionError("the simulated layers are not the lowered layers")
+    return Simulated(tuple(timing.layers), timing.total_cycles, len(lowered.program.insns))
