@@ -253,3 +253,44 @@ def test_a_layer_not_lowered_is_a_one_line_error():
     with pytest.raises(UnsupportedLowering, match="not lowered: part 'c' appears twice") as e:
         lower(res.graph, tgt)
     assert "\n" not in str(e.value)
+
+
+def test_an_input_tile_reused_across_steps_is_loaded_ahead():
+    """Load placement (docs/isa.md): with k innermost an input tile serves nk steps; the
+    LOAD of the next one goes before the COMPUTE of step min(i, j + 2) (j: the step that
+    last read its slot), not in a burst in front of its own step."""
+    tgt = target("pe8x8", "dram")
+    res = driver.compile(small_net(1), target=tgt, schedule={"jobs": 1})
+    checked = 0
+    for op in res.graph.ops():
+        L = layer_of(op)
+        if L is None or L.kind != "conv" or L.channelwise or L.groups > 1 or L.Kg < 3 or L.Q < 2:
+            continue
+        tk = -(-L.Kg // 3)
+        m = Mapping("OS", -(-L.Q // 2), L.P, L.Cg, tk, ("c", "y", "x", "k"))
+        cost = evaluate(L, tgt, m)
+        op.attrs["schedule"] = ScheduleAttr(LayerSchedule(L, m, cost, "forced", "cycles", cost.total_cycles,
+                                                          cost.total_cycles, 0.0, "test", False))
+        checked += 1
+    assert checked
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+    for info in low.layers:
+        m = info.schedule.mapping
+        if m.order != ("c", "y", "x", "k"):
+            continue
+        nk = -(-info.schedule.layer.Kg // m.tk)
+        computes, input_at = 0, []       # COMPUTEs before each input LOAD, in program order
+        for insn in low.program.insns:
+            if getattr(insn, "layer", None) != info.index:
+                continue
+            if insn.mnemonic == "COMPUTE":
+                computes += 1
+            elif insn.mnemonic == "LOAD" and insn.kind == "input":
+                input_at.append(computes)
+        # input tile n is used first at step n*nk; slot n%2 was last read at step (n-1)*nk - 1
+        want = [min(n * nk, (n - 1) * nk - 1 + 2) if n >= 1 else 0 for n in range(len(input_at))]
+        assert len(input_at) == 2 and input_at == want, (info.name, input_at, want)
+        assert input_at[1] < nk           # ahead of its own step
+        checked -= 1
+    assert checked == 0

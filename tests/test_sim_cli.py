@@ -227,8 +227,10 @@ def test_bad_channels_is_a_bad_target(tmp_path):
 
 
 def test_queue_depth_1_stalls_fetch(cli, model_path, tmp_path):
-    """pe8x8 (planned): queues of 1 instruction stall fetch and lengthen the program (on
-    pe16x16 planned the stalls hide behind the DMA: fetch waits, the same total)."""
+    """pe8x8 (planned): queues of 1 instruction stall fetch (the engines wait for it), never
+    shortening the program; here the stalls hide behind the DMA (the loads run ahead of
+    their steps: docs/isa.md, "Load placement"), so the total may stay the same.
+    tests/test_timing.py lengthens a program by its queue depth, by hand."""
     base = cli("sim", model_path, "-t", "pe8x8", "-j", "1", "--json", tmp_path / "a.json")
     one = cli("sim", model_path, "-t", _target_file(tmp_path, "1", name="pe8x8"), "-j", "1",
               "--json", tmp_path / "b.json")
@@ -238,8 +240,7 @@ def test_queue_depth_1_stalls_fetch(cli, model_path, tmp_path):
     assert b["queue_depth"] == 1 and "queue depth 1," in one.stdout
     # the schedule is the same (the cost model reads no queue), the simulation is not
     assert b["total"]["analytical_cycles"] == a["total"]["analytical_cycles"]
-    assert b["total"]["simulated_cycles"] > a["total"]["simulated_cycles"]
-    assert TOTAL.findall(one.stdout)[0][1] != TOTAL.findall(base.stdout)[0][1]
+    assert b["total"]["simulated_cycles"] >= a["total"]["simulated_cycles"]
     fetch = sum(_frac(w) for e in ("load", "compute", "store") for w in [b["total"]["wait"][e]["fetch"]])
     assert fetch > 0
     assert all(_frac(a["total"]["wait"][e]["fetch"]) == 0 for e in ("load", "compute", "store"))

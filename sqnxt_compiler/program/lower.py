@@ -479,12 +479,43 @@ class _Emitter:
         self.descs: list = []
         self.ents: list[list] = []      # [cls, fields, queue, deps]
         self.last_store = -1            # entry of the latest STORE
+        self.keys: list | None = None   # in a layer: the sort key of each of its entries
+        self.base = 0                   # the layer's first entry
 
-    def add(self, cls, queue: str, deps=(), **fields) -> int:
+    def add(self, cls, queue: str, deps=(), key=None, **fields) -> int:
+        """Append an entry; in a layer (:meth:`begin_layer`) its place in program order is
+        its ``key`` (default: after every entry so far), settled by :meth:`end_layer`."""
         self.ents.append([cls, fields, queue, [d for d in deps if d is not None and d >= 0]])
+        i = len(self.ents) - 1
+        if self.keys is not None:
+            self.keys.append(key if key is not None else (i - self.base, 0))
         if cls is Store:
-            self.last_store = len(self.ents) - 1
-        return len(self.ents) - 1
+            self.last_store = i
+        return i
+
+    def key_of(self, i: int) -> tuple:
+        """The sort key of entry ``i`` of the current layer."""
+        return self.keys[i - self.base]
+
+    def begin_layer(self) -> None:
+        self.keys, self.base = [], len(self.ents)
+
+    def end_layer(self) -> None:
+        """Put the layer's entries in the order of their keys (stable) and renumber the
+        dependencies; every dependency must stay earlier than its dependant."""
+        keys, base = self.keys, self.base
+        self.keys = None
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        if order == list(range(len(keys))):
+            return
+        new_of = {base + o: base + n for n, o in enumerate(order)}
+        ents = [self.ents[base + o] for o in order]
+        for n, e in enumerate(ents):
+            e[3] = [new_of.get(d, d) for d in e[3]]
+            if any(d >= base + n for d in e[3]):
+                raise AssertionError(f"entry {base + n} depends on a later one after reordering")
+        self.ents[base:] = ents
+        self.last_store = new_of.get(self.last_store, self.last_store)
 
     def finish(self) -> None:
         self.add(Finish, "compute", [self.last_store])
@@ -744,18 +775,31 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
         return (ch0 * H + ry[0]) * W + rx[0], rx[1], ry[1], nch, rx[2], ry[2] * W, ry[0], rx[0]
 
     # ---- boundary: after the previous layer (its STOREs, its COMPUTEs) ----
+    em.begin_layer()
     boundary = em.add(Sync, "compute", [em.last_store], layer=li, q="compute") if li > 0 else None
     last_reader: dict = {}       # slot -> the COMPUTE entry that last read it
     last_store_of: dict = {}     # acc slot -> the STORE entry that last read it
     spill_of: dict = {}          # out tile -> its last spill STORE entry
     n_in = n_w = n_res = 0
     cur_in = cur_w = None
+    step_comp: list = []         # step -> its COMPUTE entry
+    read_at: dict = {}           # slot -> the step of the COMPUTE that last read it
+
+    def early(slot, step: int):
+        """The key placing a LOAD into ``slot`` for ``step`` early (docs/isa.md, "Load
+        placement"): before the COMPUTE of step ``min(step, j + 2)``, ``j`` the step that
+        last read the slot (-1: never), so the load engine fetches it while the steps
+        between compute; None: its own step."""
+        at = min(step, read_at.get(slot, -1) + 2)
+        if at >= step:
+            return None
+        return (em.key_of(step_comp[at])[0], -1, len(em.ents))
     ensure = [boundary]          # dependencies of this layer's first LOAD
     if dram_b is not None:
         em.add(Load, "load", ensure, layer=li, kind="bias", ew=pw, padv="zero", dram=dram_b.base, buf=0,
                n0=L.K, n1=1, n2=1, ds0=pw, ds1=0, ds2=0)
     P, Q = L.P, L.Q
-    for s in tile_steps(L, m):
+    for si, s in enumerate(tile_steps(L, m)):
         t = s.tile
         tc = cover(t)
         loads = []
@@ -782,7 +826,8 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
                 elif chlast:                     # a matmul's x: [h][w][c]
                     c0 = t.g * Cg + t.c[0]
                     at, d0, d1, d2 = (_r0 * W + _c0) * L.C + c0, L.C, W * L.C, 1
-                loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, layer=li, kind="input", ew=1,
+                loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, key=early(slot, si),
+                                    layer=li, kind="input", ew=1,
                                     padv="zero", dram=reg.base + at, buf=base + j * n0 * n1 * n2,
                                     n0=n0, n1=n1, n2=n2, ds0=d0, ds1=d1, ds2=d2,
                                     pt=0, pb=0, pl=0, pr=0))
@@ -815,8 +860,8 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
             else:                   # an eltwise layer's parameter vectors, [K][params]
                 npar = L.element.params
                 box = dict(dram=dram_w.base + k0 * npar, n0=npar, n1=1, n2=kc, ds0=1, ds1=npar, ds2=npar)
-            loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, layer=li, kind="weight", ew=1,
-                                padv="zero", buf=info.slots[slot][0], pt=0, pb=0, pl=0, pr=0, **box))
+            loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, key=early(slot, si),
+                                layer=li, kind="weight", ew=1, padv="zero", buf=info.slots[slot][0], pt=0, pb=0, pl=0, pr=0, **box))
             ensure = []
         acc_slot = ("acc", s.visit % copies)
         acc_addr = info.slots[acc_slot][0]
@@ -827,7 +872,8 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
                 slot = ("residual", n_res % copies)
                 n_res += 1
                 res_addr = info.slots[slot][0]
-                loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, layer=li, kind="residual",
+                loads.append(em.add(Load, "load", [last_reader.get(slot)] + ensure, key=early(slot, si),
+                                    layer=li, kind="residual",
                                     ew=1, padv="zero", dram=dram_res.base + (k0 * P + t.y[0]) * Q + t.x[0],
                                     buf=res_addr, n0=ow, n1=oh, n2=kc, ds0=1, ds1=Q, ds2=P * Q,
                                     pt=0, pb=0, pl=0, pr=0))
@@ -865,13 +911,17 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
                       w_addr=info.slots[cur_w][0] if L.has_weights else 0, acc_addr=acc_addr,
                       out_addr=out_addr, in2_addr=in2, d2=d2)
         info.tiles += 1
+        step_comp.append(comp)
+        read = [acc_slot]
         if n_dram_in:
-            last_reader[cur_in] = comp
+            read.append(cur_in)
         if L.has_weights:
-            last_reader[cur_w] = comp
-        last_reader[acc_slot] = comp
+            read.append(cur_w)
         if L.epilogue.residual and s.finish and dram_res is not None:
-            last_reader[last_reader_res] = comp
+            read.append(last_reader_res)
+        for slot in read:
+            last_reader[slot] = comp
+            read_at[slot] = si
         # the output tile leaves
         if s.leaves == "psum":
             st = em.add(Store, "store", [comp], layer=li, kind="psum", ew=pw,
@@ -887,6 +937,7 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
             st = em.add(Store, "store", [comp], layer=li, kind="output", ew=1, buf=out_addr,
                         n0=ow, n1=oh, n2=kc, **obox)
             last_store_of[acc_slot] = st
+    em.end_layer()
     return info
 
 
