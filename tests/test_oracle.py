@@ -19,6 +19,7 @@ from sqnxt_compiler.schedule.space import (chan_tables, get_space, order_represe
                                            out_tables, pareto_keep, pareto_min)
 from sqnxt_compiler.cost.features import c_feat, k_feat
 import numpy as np
+from sqnxt_compiler.cost.layer import ElementFn
 from sqnxt_compiler.cost.reference_layers import table4_layers
 from sqnxt_compiler.targets import load_target
 
@@ -40,12 +41,27 @@ TINY_LAYERS = [
     Layer("pool", "maxpool", 3, 3, 8, 8, 3, 3, 4, 4, 2, 2, pad_bottom=1, pad_right=1),
     Layer("add", "add", 4, 4, 5, 3, 1, 1, 5, 3, n_inputs=2),
     Layer("sparse", "conv", 7, 3, 4, 4, 2, 2, 3, 3, weight_zero_fraction=Fraction(3, 7)),
+    Layer("lrn", "eltwise", 6, 6, 5, 4, 1, 1, 5, 4, element=ElementFn("lrn", ops=5, funcs=1)),
 ]
 
 
 @lru_cache(maxsize=None)
 def _table(L):
     return tuple(brute_force_table(L, TINY))
+
+
+def test_an_lrn_spans_its_channels():
+    """Layer.spanned: an lrn's k tile is all its channels, in the brute force, the
+    candidates and the smallest footprint alike."""
+    L = TINY_LAYERS[-1]
+    assert L.spanned == {"k"} and not TINY_LAYERS[0].spanned
+    rows = _table(L)
+    assert rows and {r[5] for r in rows} == {L.Kg} and len({r[2] for r in rows}) == L.Q
+    sp = get_space(L, TINY)
+    assert all(sp.cands[df]["k"] == [L.Kg] for df in sp.dataflows)
+    assert sp.size_full() == len(sp.dataflows) * 24 * L.Q * L.P * L.Cg
+    m, r = exhaustive_best(L, TINY, "cycles")
+    assert m.tk == L.Kg and r.fits
 
 
 def test_pareto_min():

@@ -254,6 +254,17 @@ def test_lrn_and_softmax_whose_tiles_span_the_channels(precision):
     _simulate(model, graph, low, precision)
 
 
+@pytest.mark.parametrize("tname, home", [("pe8x8", "dram"), ("pe16x16", "planned")])
+def test_an_lrn_as_scheduled_lowers(tname, home):
+    """No forcing: the scheduler keeps an lrn's channels in one tile (Layer.spanned), so
+    the network lowers and runs like onnxruntime, words equal to the cost model's."""
+    model = lrn_softmax_net()
+    graph, tgt = _compile(model, tname, home)
+    lrn = [op.attrs["schedule"].schedule for op in _scheduled(graph) if op.name == "sqnxt.lrn"]
+    assert len(lrn) == 1 and lrn[0].mapping.tk == lrn[0].layer.Kg
+    _simulate(model, graph, _lowered(graph, tgt))
+
+
 def test_lrn_tiles_without_their_neighbour_channels_are_a_one_line_error():
     """k tiles of 3 of 8 channels with the input in DRAM: the window needs channels the
     cost model does not load."""

@@ -335,6 +335,16 @@ class Layer:
         return self.is_mac or (self.element is not None and self.element.params > 0)
 
     @property
+    def spanned(self) -> frozenset:
+        """The tile loops whose tile must be the loop's whole bound: ``k`` for an lrn, whose
+        window across channels reads the neighbouring channels of every output channel
+        (the cost model counts each tile's own input words, so only a tile of every
+        channel holds what it reads; docs/scheduler.md, "The space")."""
+        if self.element is not None and self.element.fn == "lrn":
+            return frozenset({"k"})
+        return frozenset()
+
+    @property
     def channelwise(self) -> bool:
         """Output channel k reads input channel k only: pool, gap, add, and depthwise conv
         (groups == C == K).  These run with one channel loop (k) that also tiles the

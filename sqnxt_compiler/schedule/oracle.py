@@ -179,7 +179,8 @@ def min_over_space(layer: Layer, target: Target, term: str) -> int | None:
 
 def brute_force_table(layer: Layer, target: Target) -> list[tuple]:
     """(dataflow index, order index, tx, ty, tc, tk, cycles, energy) of every feasible
-    mapping of the *whole* space (no reduction), by scalar ``evaluate`` calls.  Tests only."""
+    mapping of the *whole* space (no reduction; a loop the layer spans at its bound:
+    ``Layer.spanned``), by scalar ``evaluate`` calls.  Tests only."""
     from itertools import product
 
     rows = []
@@ -187,8 +188,9 @@ def brute_force_table(layer: Layer, target: Target) -> list[tuple]:
         if df not in allowed_dataflows(layer, target):
             continue
         for oi, order in enumerate(ORDERS):
-            for tx, ty, tc, tk in product(range(1, layer.Q + 1), range(1, layer.P + 1),
-                                          range(1, layer.Cg + 1), range(1, layer.Kg + 1)):
+            sizes = [range(b if d in layer.spanned else 1, b + 1)
+                     for d, b in (("x", layer.Q), ("y", layer.P), ("c", layer.Cg), ("k", layer.Kg))]
+            for tx, ty, tc, tk in product(*sizes):
                 r = evaluate(layer, target, Mapping(df, tx, ty, tc, tk, order))
                 if r.fits:
                     rows.append((dfi, oi, tx, ty, tc, tk, r.total_cycles, r.energy_total))

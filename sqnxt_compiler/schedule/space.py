@@ -282,6 +282,9 @@ class Space:
                 # rows are t = 1..bound in order and t is the last used entry: leave it out
                 cols = USED[df][d]
                 assert cols[-1] == len(arrays[d][0]) - 1
+                if d in L.spanned:        # one tile of the whole loop (Layer.spanned)
+                    self.cands[df][d] = [self.bounds[d]]
+                    continue
                 keep = pareto_keep(arrays[d][:, cols[:-1]])
                 self.cands[df][d] = (np.flatnonzero(keep) + 1).tolist()
         # full rows (python ints) of the candidates, and of tile size 1 (min_footprint_words)
@@ -294,10 +297,11 @@ class Space:
         return allowed_dataflows(self.layer, self.target)
 
     def size_full(self) -> int:
-        """Mappings in the whole space: dataflows x 24 orders x product of loop bounds."""
+        """Mappings in the whole space: dataflows x 24 orders x product of loop bounds (1
+        for a loop the layer spans: :attr:`Layer.spanned`)."""
         n = len(self.dataflows) * 24
         for d in LOOPS:
-            n *= self.bounds[d]
+            n *= 1 if d in self.layer.spanned else self.bounds[d]
         return n
 
     def size_candidates(self) -> int:
@@ -344,17 +348,17 @@ def get_space(layer: Layer, target: Target) -> Space:
 
 
 def min_footprint_words(layer: Layer, target: Target) -> int:
-    """Smallest buffer footprint of any mapping (words): all tiles 1 (the footprint is
-    non-decreasing in every tile size and independent of dataflow and order); cached per
-    (layer key, target)."""
+    """Smallest buffer footprint of any mapping (words): all tiles 1, a loop the layer
+    spans its bound (the footprint is non-decreasing in every tile size and independent
+    of dataflow and order); cached per (layer key, target)."""
     key = (layer.key(), target)
     hit = _MIN_FP.get(key)
     if hit is not None:
         return hit
     k = consts(layer, target)
     sp = get_space(layer, target)
-    t = cost_terms(k, False, sp.feats["x"][1], sp.feats["y"][1], sp.feats["c"][1], sp.feats["k"][1],
-                   ("k", "c", "y", "x"))
+    row = {d: sp.feats[d][sp.bounds[d] if d in layer.spanned else 1] for d in LOOPS}
+    t = cost_terms(k, False, row["x"], row["y"], row["c"], row["k"], ("k", "c", "y", "x"))
     if len(_MIN_FP) > 4096:
         _MIN_FP.clear()
     _MIN_FP[key] = int(t["fp_total"])
