@@ -241,10 +241,11 @@ def test_out_of_range_fields_are_refused_when_built():
         Load(ew=0)
     with pytest.raises(ValueError, match="not one of"):
         Load(kind="bogus")
-    with pytest.raises(ValueError, match="'pop_prev' = 1 is not allowed on the load queue"):
-        Load(pop_prev=1)
-    with pytest.raises(ValueError, match="'push_next' = 1 is not allowed on the store queue"):
-        Sync(q="store", push_next=1)
+    with pytest.raises(ValueError, match="'push_prev' = 1 is not allowed on the load queue"):
+        Load(push_prev=1)                 # no load -> store counter
+    with pytest.raises(ValueError, match="'pop_next' = 1 is not allowed on the store queue"):
+        Sync(q="store", pop_next=1)
+    assert Load(pop_prev=1).pop_prev == 1 and Store(push_next=1).push_next == 1   # store -> load
     with pytest.raises(ValueError, match="not exactly a binary32"):
         Layer(alpha=0.1)
     with pytest.raises(ValueError, match="FINISH"):
@@ -309,9 +310,9 @@ BAD = {
     "reserved-bits": (
         lambda d: reseal(_patch(d, _insn_word(d, 2)[0] + 31, b"\x80")),
         ["instruction 2 (FINISH)", "reserved bits"]),
-    "token-not-allowed": (  # LOAD pop_prev (bit 4)
-        lambda d: reseal(_patch(d, _insn_word(d, 0)[0], (_insn_word(d, 0)[1] | (1 << 4)).to_bytes(32, "little"))),
-        ["instruction 0 (LOAD)", "'pop_prev' = 1 is not allowed on the load queue"]),
+    "token-not-allowed": (  # LOAD push_prev (bit 6): no load -> store counter
+        lambda d: reseal(_patch(d, _insn_word(d, 0)[0], (_insn_word(d, 0)[1] | (1 << 6)).to_bytes(32, "little"))),
+        ["instruction 0 (LOAD)", "'push_prev' = 1 is not allowed on the load queue"]),
     "layer-out-of-table": (  # COMPUTE's layer (bits 8..23) = 5
         lambda d: reseal(_patch(d, _insn_word(d, 1)[0] + 1, b"\x05")),
         ["instruction 1", "refers to no layer descriptor"]),
@@ -348,7 +349,7 @@ BAD_TEXT = {
     "bad-enum": ("LOAD layer=0 kind=bogus", ["line 3:", "not one of input|weight|psum|residual|bias"]),
     "twice": ("LOAD layer=0 n0=1 n0=2", ["line 3:", "field 'n0' given twice"]),
     "undefined-layer": ("LOAD layer=1", ["line 3:", "refers to layer 1"]),
-    "token-not-allowed": ("STORE layer=0 push_next=1", ["line 3:", "not allowed on the store queue"]),
+    "token-not-allowed": ("STORE layer=0 pop_next=1", ["line 3:", "not allowed on the store queue"]),
     "bad-string": ('LAYER name="unterminated', ["line 3:", "cannot read"]),
     "finish-early": ("FINISH", ["line 3:", "FINISH before the end"]),
 }

@@ -90,7 +90,7 @@ def test_worked_example_durations_and_total():
     # store waits for compute 0-512 and 644-672; the load engine never waits
     assert lay.wait["compute"] == {"load": 352, "store": 132, "fetch": 0}
     assert lay.wait["store"] == {"compute": 540, "dram": 0, "fetch": 0}
-    assert lay.wait["load"] == {"compute": 0, "dram": 0, "fetch": 0}
+    assert lay.wait["load"] == {"compute": 0, "store": 0, "dram": 0, "fetch": 0}
     assert lay.busy == {"load": 470, "compute": 320, "store": 264}
     assert (lay.start, lay.end, lay.cycles) == (0, 804, 804)
 
@@ -523,3 +523,28 @@ def test_the_simulator_does_not_use_the_cost_model():
     mods = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any("cost" in m or "schedule" in m for m in mods), mods
+
+
+def test_a_load_waits_for_a_store_through_the_store_to_load_token():
+    """The ring's store -> load counter (docs/isa.md, "Dependency tokens"): a partial-sum
+    reload pops the token of the STORE that spilled it, directly, while the compute engine
+    runs on; waiting for it is the load engine's `store` cause."""
+    # COMPUTE0 0-784 pushes next; STORE 784-984 (800 words) pushes next (store -> load);
+    # COMPUTE1 784-1568 runs meanwhile (no wait); the reload LOAD waits 0-984 for the token
+    # and runs 984-1184; COMPUTE2 pops its token: 1568-2352
+    prog = program(cp(16, 48, "push_next=1"), st(800, "pop_prev=1 push_next=1"), cp(16, 48),
+                   LOAD_PSUM + " pop_prev=1 push_next=1", cp(16, 48, "pop_prev=1"), "FINISH")
+    t = simulate(prog, FLAT)
+    assert times(t, 0) == (0, 784) and times(t, 1) == (784, 984) and times(t, 2) == (784, 1568)
+    assert times(t, 3) == (984, 1184) and times(t, 4) == (1568, 2352)
+    lay = t.layers[0]
+    assert lay.wait["load"]["store"] == 984 and lay.wait["compute"]["load"] == 0
+    assert t.counters["store->load"] == 0 and t.total_cycles == 2352
+    # the same program without the token: the LOAD no longer waits (and reads stale DRAM)
+    early = simulate(program(cp(16, 48, "push_next=1"), st(800, "pop_prev=1"), cp(16, 48),
+                             LOAD_PSUM + " push_next=1", cp(16, 48, "pop_prev=1"), "FINISH"), FLAT)
+    assert times(early, 3) == (0, 200)
+
+
+#: A partial-sum reload of 400 words (``ew`` 2): 100 + 800/8 = 200 cycles.
+LOAD_PSUM = "LOAD layer=0 kind=psum ew=2 n0=400"

@@ -53,6 +53,7 @@ from ..reference.executor import Interpreter, activate, bind_input, erf, eval_op
 from ..reference.fixed_point import frac_bits, quantize
 from ..reference.layer_stats import LayerStats
 from ..reference.tiled_layers import _avg_int, _conv_part, _dw_part
+from . import isa
 from .layout import is_concat, value_key
 from .lower import axis_box, const_value, param_matrix, scheduled_layers
 
@@ -92,8 +93,7 @@ class FuncRun:
         return {v: c.get(k, 0) for k, v in DRAM_KEYS.items()}
 
 
-_NEXT = {"load": "compute", "compute": "store"}
-_PREV = {"compute": "load", "store": "compute"}
+_NEXT, _PREV = isa.NEXT_QUEUE, isa.PREV_QUEUE
 
 
 class _Mem:
@@ -118,7 +118,7 @@ class _Machine:
         self.buf = _Mem("buffer", tgt.buffer_words, dt)
         kmax = max([d.K for d in self.prog.layers] or [1])
         self.bias = _Mem("bias memory", kmax, dt)
-        self.tokens = {"load->compute": 0, "compute->load": 0, "compute->store": 0, "store->compute": 0}
+        self.tokens = dict.fromkeys(isa.TOKEN_COUNTERS, 0)
         self.pushes = Counter()
         self.words = [Counter() for _ in low.layers]
         self.transfers = [Counter() for _ in low.layers]

@@ -170,11 +170,19 @@ def _e(name: str, bits: int, values: tuple[str, ...], doc: str) -> Field:
 
 OP_BITS = 4
 TOKENS = (
-    _flag("pop_prev", "wait for and take a token from the previous queue (load <- compute, compute <- load)"),
+    _flag("pop_prev", "wait for and take a token from the previous queue (load <- store, compute <- load, "
+          "store <- compute)"),
     _flag("pop_next", "wait for and take a token from the next queue (load <- compute, compute <- store)"),
     _flag("push_prev", "when done, give a token to the previous queue (compute -> load, store -> compute)"),
-    _flag("push_next", "when done, give a token to the next queue (load -> compute, compute -> store)"),
+    _flag("push_next", "when done, give a token to the next queue (load -> compute, compute -> store, "
+          "store -> load)"),
 )
+#: The queues' neighbours: a ring load -> compute -> store -> load (docs/isa.md,
+#: "Dependency tokens"); the store -> load direction carries tokens only that way.
+NEXT_QUEUE = {"load": "compute", "compute": "store", "store": "load"}
+PREV_QUEUE = {"load": "store", "compute": "load", "store": "compute"}
+#: The token counters, "producer->consumer", in the order the simulators keep them.
+TOKEN_COUNTERS = ("load->compute", "compute->load", "compute->store", "store->compute", "store->load")
 LAYER_REF = _u("layer", 16, "index of the layer descriptor this instruction belongs to")
 
 #: The buffer-side operand addresses of a COMPUTE.
@@ -355,11 +363,12 @@ RECORDS: tuple[Record, ...] = INSTRUCTIONS + (LAYER,)
 BY_OPCODE = {r.opcode: r for r in INSTRUCTIONS}
 BY_MNEMONIC = {r.mnemonic: r for r in RECORDS}
 
-#: Which token flags are meaningful on each queue (the others must be 0).
+#: Which token flags are meaningful on each queue (the others must be 0): a LOAD never
+#: signals a STORE (no load -> store counter).
 ALLOWED_TOKENS = {
-    "load": ("pop_next", "push_next"),
+    "load": ("pop_prev", "pop_next", "push_next"),
     "compute": ("pop_prev", "pop_next", "push_prev", "push_next"),
-    "store": ("pop_prev", "push_prev"),
+    "store": ("pop_prev", "push_prev", "push_next"),
 }
 
 
@@ -448,11 +457,10 @@ def verify_program(prog: Program) -> list[tuple[int, str]]:
 
 
 def token_balance(prog: Program) -> dict[str, int]:
-    """Pushes minus pops on each token queue (``load->compute``, ``compute->load``,
-    ``compute->store``, ``store->compute``); all 0 in a balanced program."""
-    bal = {"load->compute": 0, "compute->load": 0, "compute->store": 0, "store->compute": 0}
-    nxt = {"load": "compute", "compute": "store"}
-    prv = {"compute": "load", "store": "compute"}
+    """Pushes minus pops on each token counter (:data:`TOKEN_COUNTERS`); all 0 in a
+    balanced program."""
+    bal = dict.fromkeys(TOKEN_COUNTERS, 0)
+    nxt, prv = NEXT_QUEUE, PREV_QUEUE
     for insn in prog.insns:
         q = insn.queue
         if getattr(insn, "push_next", 0):

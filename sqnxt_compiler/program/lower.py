@@ -535,8 +535,7 @@ class _Emitter:
         return Program(tuple(self.descs), tuple(insns))
 
 
-_NEXT = {"load": "compute", "compute": "store"}
-_PREV = {"compute": "load", "store": "compute"}
+_NEXT, _PREV = isa.NEXT_QUEUE, isa.PREV_QUEUE
 
 
 def _assign_tokens(ents: list[tuple[str, list[int]]]) -> list[dict]:
@@ -558,12 +557,12 @@ def _assign_tokens(ents: list[tuple[str, list[int]]]) -> list[dict]:
         for pq, d in by_queue.items():
             if pq == q:
                 continue              # same engine: in order already
-            if _NEXT.get(pq) == q:
+            if _NEXT[pq] == q:
                 pop, push = "pop_prev", "push_next"
-            elif _PREV.get(pq) == q:
+            elif _PREV[pq] == q and pq != "load":
                 pop, push = "pop_next", "push_prev"
             else:
-                raise AssertionError(f"entry {i} ({q}) depends on the {pq} queue, not a neighbour")
+                raise AssertionError(f"entry {i} ({q}) depends on the {pq} queue (no {pq} -> {q} counter)")
             if d > last.get((pq, q), -1):
                 flags[i][pop] = 1
                 flags[d][push] = 1
@@ -881,11 +880,11 @@ def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers,
                 last_reader_res = slot
             else:
                 res_addr = _buffer_at(residual) + (k0 * P + t.y[0]) * Q + t.x[0]
-        # partial sums back from DRAM (after the other loads: it waits for a STORE)
+        # partial sums back from DRAM (after the other loads): a store -> load token from the
+        # STORE that spilled them and from the one that last read the slot
         if s.reload_psum:
-            sync = em.add(Sync, "compute", [last_store_of.get(acc_slot), spill_of.get(s.out_key)],
-                          layer=li, q="compute")
-            loads.append(em.add(Load, "load", [sync, last_reader.get(acc_slot)] + ensure, layer=li, kind="psum",
+            loads.append(em.add(Load, "load", [last_store_of.get(acc_slot), spill_of.get(s.out_key),
+                                               last_reader.get(acc_slot)] + ensure, layer=li, kind="psum",
                                 ew=pw, padv="zero", dram=dram_ps.base + psum_at[s.out_key], buf=acc_addr,
                                 n0=cols, n1=rows, n2=kc, ds0=pw, ds1=cols * pw, ds2=rows * cols * pw,
                                 pt=0, pb=0, pl=0, pr=0))

@@ -30,18 +30,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..diagnostics import InputError
-from .isa import Program, verify_program
+from .isa import TOKEN_COUNTERS, Program, verify_program
 
 ENGINES = ("load", "compute", "store")
-#: The four token counters, indexed as the simulator keeps them.
-COUNTERS = ("load->compute", "compute->load", "compute->store", "store->compute")
+#: The token counters (the ring of docs/isa.md, "Dependency tokens"), indexed as the
+#: simulator keeps them.
+COUNTERS = TOKEN_COUNTERS
 #: Why an engine waits before an instruction: a token from the load, compute or store
 #: engine, the DRAM channel, or fetch (the instruction is not in its queue yet because
 #: fetch is stalled behind a full queue).
 CAUSES = ("load", "compute", "store", "dram", "fetch")
 #: The causes that can occur on each engine (the report lists these).
 ENGINE_CAUSES = {
-    "load": ("compute", "dram", "fetch"),
+    "load": ("compute", "store", "dram", "fetch"),
     "compute": ("load", "store", "fetch"),
     "store": ("compute", "dram", "fetch"),
 }
@@ -53,8 +54,8 @@ DEFAULT_DRAM_CHANNELS = 1
 COUNTER_MAX = 255
 
 _ENGINE_OF = {"LOAD": 0, "COMPUTE": 1, "FINISH": 1, "STORE": 2}
-# counter index of (from engine, to engine)
-_COUNTER = {(0, 1): 0, (1, 0): 1, (1, 2): 2, (2, 1): 3}
+# counter index of (from engine, to engine); an engine's prev is (e + 2) % 3, its next (e + 1) % 3
+_COUNTER = {(0, 1): 0, (1, 0): 1, (1, 2): 2, (2, 1): 3, (2, 0): 4}
 _DRAM, _FETCH = 3, 4
 
 
@@ -352,14 +353,15 @@ def _prepare(prog: Program, target, tpc: int):
             if t is None:
                 t = comp[key] = compute_cycles(insn, layer, target, key[7], key[8]) * tpc
             dur[i] = t
+        prv, nxt = (e + 2) % 3, (e + 1) % 3
         if insn.pop_prev:
-            pop_a[i] = _COUNTER[(e - 1, e)]
+            pop_a[i] = _COUNTER[(prv, e)]
         if insn.pop_next:
-            pop_b[i] = _COUNTER[(e + 1, e)]
+            pop_b[i] = _COUNTER[(nxt, e)]
         if getattr(insn, "push_prev", 0):
-            push_a[i] = _COUNTER[(e, e - 1)]
+            push_a[i] = _COUNTER[(e, prv)]
         if getattr(insn, "push_next", 0):
-            push_b[i] = _COUNTER[(e, e + 1)]
+            push_b[i] = _COUNTER[(e, nxt)]
     return eng, lay, dur, dma, pop_a, pop_b, push_a, push_b
 
 
@@ -396,9 +398,10 @@ def simulate(program: Program, target, *, queue_depth: int | None = None,
     fetched = [0, 0, 0]       # instructions of each engine fetched so far
     cur = [-1, -1, -1]        # the instruction each engine executes (issued, not completed)
     efree = [0, 0, 0]         # when each engine last became free
-    cnt = [0, 0, 0, 0]        # token counters
-    pushed: list[list[int]] = [[], [], [], []]   # completion time of every push, per counter
-    popped = [0, 0, 0, 0]
+    nctr = len(COUNTERS)
+    cnt = [0] * nctr          # token counters
+    pushed: list[list[int]] = [[] for _ in range(nctr)]   # completion time of every push, per counter
+    popped = [0] * nctr
     chan = [0] * nch          # when each DRAM channel is free
     fetch_t = [0] * n
     issue = [0] * n
@@ -464,14 +467,14 @@ def simulate(program: Program, target, *, queue_depth: int | None = None,
                     tt = pushed[a][popped[a]]
                     popped[a] += 1
                     if tt > c:
-                        wait[w + e - 1] += tt - c
+                        wait[w + (e + 2) % 3] += tt - c      # the cause: the prev engine
                         c = tt
                 if b >= 0:
                     cnt[b] -= 1
                     tt = pushed[b][popped[b]]
                     popped[b] += 1
                     if tt > c:
-                        wait[w + e + 1] += tt - c
+                        wait[w + (e + 1) % 3] += tt - c      # the cause: the next engine
                         c = tt
                 head[e] = h + 1
                 cur[e] = i
@@ -521,7 +524,7 @@ def simulate(program: Program, target, *, queue_depth: int | None = None,
                   engine=array("b", eng), issue=array("q", issue), start=array("q", start),
                   end=array("q", end), channel=array("b", channel), layers=layers,
                   after_finish=sum(1 for t in end if t > finish_t),
-                  counters={COUNTERS[c]: cnt[c] for c in range(4)})
+                  counters={COUNTERS[c]: cnt[c] for c in range(nctr)})
 
 
 def _fmt(v: Fraction) -> str:

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .isa import FINISH, verify_program, token_balance
+from .isa import FINISH, NEXT_QUEUE as _NEXT, PREV_QUEUE as _PREV, TOKEN_COUNTERS, token_balance, verify_program
 
-_NEXT = {"load": "compute", "compute": "store"}
-_PREV = {"compute": "load", "store": "compute"}
 
 
 def _fail(info, check: str, msg: str):
@@ -39,7 +37,7 @@ def _fail(info, check: str, msg: str):
 
 def check_tokens(prog) -> None:
     """Balanced counters, and no pop before its push in program order."""
-    bal = {"load->compute": 0, "compute->load": 0, "compute->store": 0, "store->compute": 0}
+    bal = dict.fromkeys(TOKEN_COUNTERS, 0)
     for i, insn in enumerate(prog.insns):
         q = insn.queue
         for flag, ctr in (("pop_prev", lambda: f"{_PREV[q]}->{q}"), ("pop_next", lambda: f"{_NEXT[q]}->{q}")):
