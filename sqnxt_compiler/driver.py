@@ -30,14 +30,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from .diagnostics import UnsupportedError, UsageError
-from .frontend import ImportResult, import_model, load
 from .ir.graph import Graph
 from .passes.schedule import ScheduleOptions
 from .pipeline import Pass, PassContext, PassManager, parse_pipeline
 from .pipeline.options import options_of
+
+if TYPE_CHECKING:
+    from .frontend import ImportResult
 
 #: The schedule pass's options, each of which the command line has a flag for
 #: (``--time-limit`` -> ``time_limit``), read from their declaration; a value of None means
@@ -237,7 +239,12 @@ def _run(pm: PassManager, graph: Graph, ctx: PassContext) -> None:
 
 def _import(model) -> ImportResult:
     """A path or ``zoo:NAME`` through the frontend's loader; an ``onnx.ModelProto`` (a
-    model built in memory) imported as ``<model>`` (or the name given as ``(proto, name)``)."""
+    model built in memory) imported as ``<model>`` (or the name given as ``(proto, name)``).
+    The frontend (and with it onnx, most of a command's start-up time) is imported here,
+    when a model is, not when the driver is: ``sqnxtc --help`` or ``targets list`` never
+    load it."""
+    from .frontend import import_model, load
+
     if isinstance(model, str):
         return load(model)
     if isinstance(model, tuple):
