@@ -420,3 +420,40 @@ def test_a_target_restricted_to_one_dataflow(allowed):
         assert s.objective_value >= free.objective_value
         m, r = exhaustive_best(L, T8, "cycles", dataflows=(allowed,) if L.is_mac else None)
         assert s.objective_value == r.total_cycles, L.name
+
+
+def test_a_cached_lrn_split_over_channels_is_a_miss(tmp_path):
+    """An entry written before an lrn's k tile had to span its channels (Layer.spanned),
+    with its cost recomputed so only that rule can reject it, is a miss with a note."""
+    from sqnxt_compiler.cost import evaluate
+    from sqnxt_compiler.cost.layer import ElementFn
+    from sqnxt_compiler.cost.mapping import Mapping
+
+    clear_cache()
+    L = Layer("norm", "eltwise", C=96, K=96, H=27, W=27, R=1, S=1, P=27, Q=27,
+              element=ElementFn("lrn", ops=5, funcs=1))
+    good = schedule_layers([L], T8, cache_dir=tmp_path)[0]
+    assert good.mapping.tk == 96
+    (entry,) = tmp_path.glob("*.json")
+    d = json.loads(entry.read_text())
+    m = Mapping(good.mapping.dataflow, good.mapping.tx, good.mapping.ty, good.mapping.tc, 48, good.mapping.order)
+    cost = evaluate(L, T8, m)
+    assert cost.fits
+    d["mapping"] = m.to_dict()
+    d["cost"] = cost.to_dict()
+    d["objective"].update(value=cost.total_cycles, bound=cost.total_cycles, gap=0.0)
+    entry.write_text(json.dumps(d))
+    clear_cache()
+    notes = []
+    again = schedule_layers([L], T8, cache_dir=tmp_path, notes=notes)[0]
+    assert again.to_dict() == good.to_dict() and not again.cached
+    assert len(notes) == 1 and "splits the 96 channels" in notes[0], notes
+
+
+def test_the_heuristic_fallback_keeps_an_lrn_whole_over_its_channels():
+    from sqnxt_compiler.cost.layer import ElementFn
+
+    L = Layer("norm", "eltwise", C=96, K=96, H=27, W=27, R=1, S=1, P=27, Q=27,
+              element=ElementFn("lrn", ops=5, funcs=1))
+    m, cost = heuristic_mapping(L, T8)
+    assert m.tk == 96 and cost.fits and (m.tx, m.ty) != (27, 27)

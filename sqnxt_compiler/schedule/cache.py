@@ -19,7 +19,8 @@ from .records import BadEntry, LayerSchedule, check_entry
 from .space import clear_spaces
 
 #: bump when the cost model or the solver changes what a schedule contains
-MODEL_REVISION = 3   # 3: the bias counted (dram bias_reads, its transfer, its additions)
+MODEL_REVISION = 4   # 3: the bias counted (dram bias_reads, its transfer, its additions);
+#                      4: an lrn's k tile spans its channels (Layer.spanned)
 
 
 def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback) -> str:

@@ -28,7 +28,8 @@ INCUMBENT_LIMIT = 1_000_000
 # ---------------------------------------------------------------------------------------
 def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport]:
     """The documented fallback: start from whole-loop tiles and halve (rounding up) the
-    tiles in the round-robin order y, x, k, c until the footprint fits; then try both
+    tiles in the round-robin order y, x, k, c (never a loop the layer spans:
+    ``Layer.spanned``) until the footprint fits; then try both
     allowed dataflows (:func:`allowed_dataflows`) and all 24 orders for those tiles and keep the one
     with the fewest cycles (ties: less energy, then WS, then order index).  Raises
     ScheduleError when not even all-1 tiles fit."""
@@ -45,7 +46,7 @@ def heuristic_mapping(layer: Layer, target: Target) -> tuple[Mapping, CostReport
         for _ in range(4):
             d = seq[i % 4]
             i += 1
-            if tiles[d] > 1:
+            if tiles[d] > 1 and d not in layer.spanned:     # a spanned loop keeps its bound
                 tiles[d] = -(-tiles[d] // 2)
                 break
     best = None

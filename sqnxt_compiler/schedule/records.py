@@ -92,7 +92,8 @@ def check_entry(d, layer: Layer, target: Target, objective: str) -> LayerSchedul
     validated field by field; raises :class:`BadEntry` naming the first problem.
 
     Rules: the mapping is in the layer's space (:func:`check_mapping`: dataflow, order, every
-    tile in 1..bound) and fits the buffer; the cost is recomputed and must equal the stored
+    tile in 1..bound; a loop the layer spans, ``Layer.spanned``, at its bound) and fits the
+    buffer; the cost is recomputed and must equal the stored
     one; the objective is the one asked, its value is the recomputed cost's, its bound is
     an integer in 0..value (equal to it when optimal) and its gap is ``(value - bound) /
     value`` rounded to 6 places; status and solver are a pair a solve produces (cp-sat or
@@ -112,6 +113,8 @@ def check_entry(d, layer: Layer, target: Target, objective: str) -> LayerSchedul
     except ScheduleError as exc:
         raise BadEntry(exc.message.split(": ", 1)[-1]) from None
     need(m.dataflow in allowed_dataflows(layer, target), f"dataflow {m.dataflow} is not allowed on this target")
+    need("k" not in layer.spanned or m.tk == layer.Kg,
+         f"tile k={m.tk} splits the {layer.Kg} channels an lrn's window reads (Layer.spanned)")
     cost = evaluate(layer, target, m)
     need(cost.fits, f"mapping {m} does not fit the buffer")
     need(cost.to_dict() == d["cost"], "cost differs from the cost model's")
