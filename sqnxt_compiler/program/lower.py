@@ -557,11 +557,8 @@ def _assign_tokens(ents: list[tuple[str, list[int]]]) -> list[dict]:
         for pq, d in by_queue.items():
             if pq == q:
                 continue              # same engine: in order already
-            if _NEXT[pq] == q:
-                pop, push = "pop_prev", "push_next"
-            elif _PREV[pq] == q and pq != "load":
-                pop, push = "pop_next", "push_prev"
-            else:
+            pop, push = ("pop_prev", "push_next") if _NEXT[pq] == q else ("pop_next", "push_prev")
+            if pop not in isa.ALLOWED_TOKENS[q] or push not in isa.ALLOWED_TOKENS[pq]:
                 raise AssertionError(f"entry {i} ({q}) depends on the {pq} queue (no {pq} -> {q} counter)")
             if d > last.get((pq, q), -1):
                 flags[i][pop] = 1

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..diagnostics import InputError
-from .isa import TOKEN_COUNTERS, Program, verify_program
+from .isa import NEXT_QUEUE, PREV_QUEUE, TOKEN_COUNTERS, Program, verify_program
 
 ENGINES = ("load", "compute", "store")
 #: The token counters (the ring of docs/isa.md, "Dependency tokens"), indexed as the
@@ -40,11 +40,12 @@ COUNTERS = TOKEN_COUNTERS
 #: engine, the DRAM channel, or fetch (the instruction is not in its queue yet because
 #: fetch is stalled behind a full queue).
 CAUSES = ("load", "compute", "store", "dram", "fetch")
-#: The causes that can occur on each engine (the report lists these).
+#: The causes that can occur on each engine (the report lists these): the producers of
+#: the counters it pops, the DRAM channel for the transfer engines, fetch.
 ENGINE_CAUSES = {
-    "load": ("compute", "store", "dram", "fetch"),
-    "compute": ("load", "store", "fetch"),
-    "store": ("compute", "dram", "fetch"),
+    e: tuple(c.split("->")[0] for c in COUNTERS if c.split("->")[1] == e)
+    + (("dram",) if e != "compute" else ()) + ("fetch",)
+    for e in ENGINES
 }
 #: docs/isa.md, "The machine": the instruction queue depth when the target gives none.
 DEFAULT_QUEUE_DEPTH = 256
@@ -54,8 +55,10 @@ DEFAULT_DRAM_CHANNELS = 1
 COUNTER_MAX = 255
 
 _ENGINE_OF = {"LOAD": 0, "COMPUTE": 1, "FINISH": 1, "STORE": 2}
-# counter index of (from engine, to engine); an engine's prev is (e + 2) % 3, its next (e + 1) % 3
-_COUNTER = {(0, 1): 0, (1, 0): 1, (1, 2): 2, (2, 1): 3, (2, 0): 4}
+# counter index of (from engine, to engine), and each engine's prev and next (isa's ring)
+_COUNTER = {tuple(ENGINES.index(q) for q in c.split("->")): i for i, c in enumerate(COUNTERS)}
+_PREV_E = [ENGINES.index(PREV_QUEUE[e]) for e in ENGINES]
+_NEXT_E = [ENGINES.index(NEXT_QUEUE[e]) for e in ENGINES]
 _DRAM, _FETCH = 3, 4
 
 
@@ -353,7 +356,7 @@ def _prepare(prog: Program, target, tpc: int):
             if t is None:
                 t = comp[key] = compute_cycles(insn, layer, target, key[7], key[8]) * tpc
             dur[i] = t
-        prv, nxt = (e + 2) % 3, (e + 1) % 3
+        prv, nxt = _PREV_E[e], _NEXT_E[e]
         if insn.pop_prev:
             pop_a[i] = _COUNTER[(prv, e)]
         if insn.pop_next:
@@ -467,14 +470,14 @@ def simulate(program: Program, target, *, queue_depth: int | None = None,
                     tt = pushed[a][popped[a]]
                     popped[a] += 1
                     if tt > c:
-                        wait[w + (e + 2) % 3] += tt - c      # the cause: the prev engine
+                        wait[w + _PREV_E[e]] += tt - c       # the cause: the prev engine
                         c = tt
                 if b >= 0:
                     cnt[b] -= 1
                     tt = pushed[b][popped[b]]
                     popped[b] += 1
                     if tt > c:
-                        wait[w + (e + 1) % 3] += tt - c      # the cause: the next engine
+                        wait[w + _NEXT_E[e]] += tt - c       # the cause: the next engine
                         c = tt
                 head[e] = h + 1
                 cur[e] = i

@@ -113,8 +113,10 @@ def check_entry(d, layer: Layer, target: Target, objective: str) -> LayerSchedul
     except ScheduleError as exc:
         raise BadEntry(exc.message.split(": ", 1)[-1]) from None
     need(m.dataflow in allowed_dataflows(layer, target), f"dataflow {m.dataflow} is not allowed on this target")
-    need("k" not in layer.spanned or m.tk == layer.Kg,
-         f"tile k={m.tk} splits the {layer.Kg} channels an lrn's window reads (Layer.spanned)")
+    for loop, t, bound, what in (("x", m.tx, layer.Q, "columns"), ("y", m.ty, layer.P, "rows"),
+                                 ("c", m.tc, layer.Cg, "input channels"), ("k", m.tk, layer.Kg, "channels")):
+        need(loop not in layer.spanned or t == bound,
+             f"tile {loop}={t} splits the {bound} {what} the layer's window reads (Layer.spanned)")
     cost = evaluate(layer, target, m)
     need(cost.fits, f"mapping {m} does not fit the buffer")
     need(cost.to_dict() == d["cost"], "cost differs from the cost model's")
