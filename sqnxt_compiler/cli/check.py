@@ -36,9 +36,13 @@ from .options import (FiniteFloatRange, activation_home_option, instrumentation,
               help="Relative tolerance [default: 1e-4; int16: see docs].")
 @click.option("--atol", type=FiniteFloatRange(0, 1), default=None,
               help="Absolute tolerance, scaled by max(1, max|reference|) [default: 1e-5; int16: see docs].")
-def check_cmd(model, passes, progress, target_name, tiled, program, precision, samples, seed, rtol, atol, **kw):
+@click.option("--strict", is_flag=True,
+              help="Fail on any difference beyond the tolerance: no fp64 arbiter (by default an fp32 "
+                   "output beyond it is judged against the model evaluated in float64: README, 'check').")
+def check_cmd(model, passes, progress, target_name, tiled, program, precision, samples, seed, rtol, atol,
+              strict, **kw):
     """Check the compiled MODEL against onnxruntime on the original (exit 1 on mismatch)."""
-    from ..reference.check import DEFAULT_ATOL, DEFAULT_RTOL, check
+    from ..reference.check import DEFAULT_ATOL, DEFAULT_RTOL, check, fp64_arbiter
 
     t0 = time.perf_counter()
     if tiled and target_name is None:
@@ -80,6 +84,9 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
                                  instrument=instrumentation(kw))
         notes(res.notes)
     kwargs = {"executor": executor} if executor is not None else {}
+    if precision == "fp32" and not strict:
+        # the model's own semantics: imported again, no passes (only when an output needs it)
+        kwargs["arbiter"] = fp64_arbiter(lambda: driver.compile(model, pipeline="none").graph)
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
                    atol=atol, **kwargs)
     how = (f"tiled {precision} execution on {target.name}" if tiled
