@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,10 @@ from pathlib import Path
 
 from sqnxt_compiler.ir.core import OPS, RunsOnArray
 from sqnxt_compiler.layers import RULES
+
+#: cold runs: the user's on-disk schedule cache must not answer (docs/scheduler.md, "The on-disk
+#: cache"); a measurement of warm compiles gives --cache-dir or unsets this itself
+os.environ.setdefault("SQNXTC_NO_CACHE", "1")
 
 #: The ops issue 11 added: those whose layer stands for their cost (element-wise, data
 #: movement, reductions, a matmul by constant weights), not the conv / fc / pool / add it is.

@@ -28,6 +28,10 @@ import time
 from sqnxt_compiler.sweep.engine import run_sweep
 from sqnxt_compiler.sweep.explore import PAPER, depth_splits, explore_spec, rank, variants
 
+#: cold runs: the user's on-disk schedule cache must not answer (docs/scheduler.md, "The on-disk
+#: cache"); a measurement of warm compiles gives --cache-dir or unsets this itself
+os.environ.setdefault("SQNXTC_NO_CACHE", "1")
+
 
 def run_dir(keep: str | None, workers: int):
     """A fresh directory for one run: a temporary one, or ``KEEP/workers-N`` (new)."""

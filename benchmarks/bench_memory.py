@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+#: cold runs: the user's on-disk schedule cache must not answer (docs/scheduler.md, "The on-disk
+#: cache"); a measurement of warm compiles gives --cache-dir or unsets this itself
+os.environ.setdefault("SQNXTC_NO_CACHE", "1")
 
 #: Runs the command given as its arguments and prints the child's peak RSS (KiB on Linux).
 WRAPPER = ("import resource, subprocess, sys\n"

@@ -36,6 +36,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+#: cold runs: the user's on-disk schedule cache must not answer (docs/scheduler.md, "The on-disk
+#: cache"); a measurement of warm compiles gives --cache-dir or unsets this itself
+os.environ.setdefault("SQNXTC_NO_CACHE", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from fuzz_nets import mutate  # noqa: E402  (the suite's byte mutator)

@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from sqnxt_compiler.program import Compute, Finish, Layer, Load, Program, Store, Sync
 from sqnxt_compiler.program.timeline import dumps, trace_events
 from sqnxt_compiler.program.timing import simulate
 from sqnxt_compiler.targets.target import load_target
+
+#: cold runs: the user's on-disk schedule cache must not answer (docs/scheduler.md, "The on-disk
+#: cache"); a measurement of warm compiles gives --cache-dir or unsets this itself
+os.environ.setdefault("SQNXTC_NO_CACHE", "1")
 
 #: (kind, df, C, K, HW, R, tile hw, tc, tk) of the synthetic layers, cycled.
 SHAPES = (

@@ -81,18 +81,31 @@ class ScheduleOptions(PassOptions):
                            help="On a solver failure use the documented heuristic mapping (marked as such)")
     measured_sparsity: bool = option(False, help="Use the zeros in each layer's weights instead of the "
                                                  "target's assumed sparsity")
+    cache: bool = option(True, recorded=False,
+                         help="Read and write the on-disk schedule cache (keyed by layer, target, options, "
+                              "versions and code): --cache-dir, else the user's cache directory "
+                              "(docs/scheduler.md, 'The on-disk cache')")
     cache_dir: str = option("", recorded=False, directory=True,
-                            help="On-disk schedule cache (keyed by layer, target, options and versions)")
+                            help="Directory of the on-disk schedule cache (default: $SQNXTC_CACHE_DIR, else "
+                                 "$XDG_CACHE_HOME/sqnxtc/schedules or ~/.cache/sqnxtc/schedules)")
     jobs: int = option(0, min=0, note="0: one per CPU", recorded=False, short="-j",
                        help="Layers solved at once, in threads (0: one per CPU; the answers are the same "
                             "for any value)")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.cache and self.cache_dir:
+            raise UsageError(f"{self.pass_name}: cache=false (--no-cache) contradicts cache-dir "
+                             f"'{self.cache_dir}' (--cache-dir): give one of them")
+
     def solver_kwargs(self) -> dict:
         """The keyword arguments of ``schedule_layers`` these options stand for
         (time limit 0 and fallback "none" mean no limit and no fallback)."""
+        from ..schedule.cache import resolve_dir
+
         return dict(objective=self.objective, time_limit=self.time_limit or None,
                     fallback=None if self.fallback == "none" else self.fallback,
-                    cache_dir=self.cache_dir or None, jobs=self.jobs or None)
+                    cache_dir=resolve_dir(self.cache, self.cache_dir), jobs=self.jobs or None)
 
 
 class Schedule(Pass):

@@ -1,12 +1,19 @@
 """Shared pytest fixtures (helpers live in support.py)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
 
 from support import ZooModels
+
+# No test reads or writes the user's schedule cache (~/.cache/sqnxtc): every compile in the
+# suite, in this process or a subprocess, solves as a cold one does unless the test gives
+# a cache directory of its own (tests/test_schedule_cache_default.py unsets this).
+os.environ["SQNXTC_NO_CACHE"] = "1"
 
 
 def pytest_addoption(parser):

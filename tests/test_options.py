@@ -269,7 +269,7 @@ def test_the_sweep_spec_keys_are_the_recorded_options():
     ("schedule{fallback=}", "pass 'schedule': option 'fallback' must be one of none, heuristic, got ''"),
     ("schedule{measured-sparsity=maybe}", "pass 'schedule': option 'measured_sparsity' expects bool, got 'maybe'"),
     ("schedule{objectiv=edp}", "pass 'schedule' has no option 'objectiv' (did you mean 'objective'?); options: "
-                               "cache-dir, fallback, jobs, measured-sparsity, objective, time-limit"),
+                               "cache, cache-dir, fallback, jobs, measured-sparsity, objective, time-limit"),
     ("schedule{objective}", "pass 'schedule': option 'objective' needs a value (key=value)"),
 ])
 def test_pipeline_messages(text, message):
@@ -320,13 +320,15 @@ def test_construction_checks_every_value():
 
 def test_the_schedule_flags_paragraph_lists_the_declared_flags():
     doc = schedule_flags(lambda: None).__doc__
-    assert doc.strip() == ("--objective, --time-limit, --fallback, --measured-sparsity, --cache-dir and --jobs set "
+    assert doc.strip() == ("--objective, --time-limit, --fallback, --measured-sparsity, --cache, --cache-dir and "
+                           "--jobs set "
                            "the schedule pass's options: a flag may repeat, never contradict, an option of the "
                            "--passes string (schedule{objective=...}).")
 
 
 def _doc_row(o) -> str:
-    flags = ", ".join(f"`{f}`" for f in ([o.short] if o.short else []) + [o.flag])
+    off = [f"--no-{o.key}"] if o.type is bool and o.default is True else []
+    flags = ", ".join(f"`{f}`" for f in ([o.short] if o.short else []) + [o.flag] + off)
     default = ("true" if o.default else "false") if o.type is bool else (o.default_text or "")
     if o.choices:
         accepts = ", ".join(o.choices)

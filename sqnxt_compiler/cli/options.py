@@ -100,7 +100,7 @@ def flag(o: Option, *, dest: str | None = None, prefix: str = "", help: str | No
     type from the declaration, default None (not given: the pipeline string or the
     option's default decides), a bool as an on-flag, help from the declaration (its
     sentence, then ``[default: X]``; ``prefix`` before it, the sentence's first letter then
-    lower case).  ``dest`` names the parameter (default: the option's name), ``help``
+    lower case); a bool that defaults to true is an on/off pair (``--cache/--no-cache``).  ``dest`` names the parameter (default: the option's name), ``help``
     replaces the help, ``attrs`` replace click's arguments."""
     if help is None:
         text = o.help
@@ -110,7 +110,8 @@ def flag(o: Option, *, dest: str | None = None, prefix: str = "", help: str | No
     kw: dict = {"is_flag": True} if o.type is bool else {"type": _click_type(o)}
     kw.update(default=None, help=help)
     kw.update(attrs)
-    return click.option(*([o.short] if o.short else []), o.flag, dest or o.name, **kw)
+    name = f"{o.flag}/--no-{o.key}" if o.type is bool and o.default is True else o.flag
+    return click.option(*([o.short] if o.short else []), name, dest or o.name, **kw)
 
 
 def _and(items: list[str]) -> str:

@@ -39,7 +39,7 @@ from sqnxt_compiler.cost.model import objective_value
 from sqnxt_compiler.diagnostics import UsageError
 from sqnxt_compiler.targets import Target
 
-from .cache import _MEMO, MODEL_REVISION, STATS, _count, _disk_get, _disk_put, cache_key, clear_cache
+from .cache import _MEMO, MODEL_REVISION, STATS, _count, _disk_get, _disk_put, cache_key, clear_cache, evict
 from .heuristic import _full_hint  # noqa: F401 - re-exported (tests)
 from .heuristic import INCUMBENT_LIMIT, Incumbent, heuristic_mapping, hinted_incumbent, incumbent
 from .layer_solve import PARAMS, SEED, _solve_cpsat
@@ -156,6 +156,8 @@ def schedule_layers(layers: list[Layer], target: Target, *, objective: str = "cy
                 raise
     if progress is not None:
         progress(len(items), len(items), None)
+    if cache_dir is not None and any(not s.cached and s.status != "feasible" for s in solved.values()):
+        evict(Path(cache_dir))       # entries were written: keep the directory under its cap
     out = []
     for key, L in zip(keys, layers):
         s = solved[key]
