@@ -17,6 +17,7 @@ import onnx
 from onnx import helper
 
 from conftest import clear_process_caches
+from sqnxt_compiler.cachedir import source_fingerprint
 from sqnxt_compiler.schedule import cache
 from support import make_model
 
@@ -55,7 +56,7 @@ def test_where_the_cache_lives(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.default_dir() == tmp_path / "xdg" / "sqnxtc" / "schedules"
     monkeypatch.setenv("SQNXTC_CACHE_DIR", str(tmp_path / "mine"))
-    assert cache.default_dir() == tmp_path / "mine"
+    assert cache.default_dir() == tmp_path / "mine" / "schedules"
     monkeypatch.setenv("SQNXTC_NO_CACHE", "1")
     assert cache.default_dir() is None
     assert cache.resolve_dir(True, tmp_path / "given") == tmp_path / "given"   # a given one still counts
@@ -107,7 +108,7 @@ def test_eviction_removes_the_least_recently_used_first(tmp_path):
         p.write_bytes(b"x" * 1000)
         os.utime(p, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
     (d / "notes.txt").write_bytes(b"y" * 5000)          # not an entry: never counted or removed
-    assert cache.evict(d, cap=3500) == 3
+    assert cache.evict(d, cap=3500) == 3      # a .txt beside them is not an entry
     assert sorted(p.name for p in d.iterdir()) == ["03.json", "04.json", "05.json", "notes.txt"]
     assert cache.evict(d, cap=3500) == 0
 
@@ -153,10 +154,11 @@ def test_the_key_changes_with_the_cost_model_and_scheduler_code_only(tmp_path):
     copy = tmp_path / "pkg"
     for sub in ("cost", "schedule", "report"):
         shutil.copytree(pkg / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    base = cache.source_fingerprint(copy)
+    fp = lambda: source_fingerprint(copy, ("cost", "schedule"))  # noqa: E731
+    base = fp()
     assert base == cache.code_fingerprint()
     (copy / "report" / "extra.py").write_text("X = 1\n")            # not the cost model: same key
-    assert cache.source_fingerprint(copy) == base
+    assert fp() == base
     model = copy / "cost" / "model.py"
     model.write_text(model.read_text() + "\n# an edit\n")
-    assert cache.source_fingerprint(copy) != base
+    assert fp() != base

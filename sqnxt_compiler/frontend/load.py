@@ -25,8 +25,13 @@ def _read(spec: str, *, lazy: bool) -> tuple[onnx.ModelProto, str, dict[str, Laz
     """(model, source name, lazily read initializers): with ``lazy`` a file's large
     initializers are stand-ins whose data :mod:`.weights` reads on use."""
     if spec.startswith("zoo:"):
-        from ..zoo import build  # lazy: the zoo is only needed for zoo: models
-        return build(spec[4:]), spec, {}
+        from .. import zoo  # lazy: the zoo is only needed for zoo: models
+        from ..zoo.registry import lookup
+        from ..zoo.store import load
+
+        # built once per version of the zoo's code, then read from the user's cache
+        # (zoo/store.py); zoo.build is looked up here, when the model is asked for
+        return load(lookup(spec[4:]).name, zoo.build), spec, {}
     path = Path(spec)
     if not path.exists():
         raise InputError("no such file", spec)

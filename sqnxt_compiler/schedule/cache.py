@@ -3,15 +3,15 @@
 JSON file per :func:`cache_key`, validated by :func:`.records.check_entry` when read).
 
 The on-disk cache is on by default (:func:`resolve_dir`): ``--cache-dir DIR`` (the schedule
-pass's ``cache-dir``), else ``$SQNXTC_CACHE_DIR``, else the user's cache directory by the
-XDG rules (``$XDG_CACHE_HOME/sqnxtc/schedules``, ``~/.cache/sqnxtc/schedules`` when it
-is unset or relative); ``--no-cache`` (``cache=false``) or ``$SQNXTC_NO_CACHE`` turn the
+pass's ``cache-dir``), else ``schedules/`` under the user's cache root
+(:mod:`sqnxt_compiler.cachedir`: ``$SQNXTC_CACHE_DIR``, else ``$XDG_CACHE_HOME/sqnxtc``
+or ``~/.cache/sqnxtc``); ``--no-cache`` (``cache=false``) or ``$SQNXTC_NO_CACHE`` turn the
 default off.  Entries are written atomically (a temporary file renamed), so concurrent
-writers never leave a partial entry and a reader sees an old entry, a new one or none;
-a hit refreshes the entry's modification time, and after a run that wrote entries the
-directory is trimmed to :func:`cap_bytes` by removing the least recently used ones
-(:func:`evict`).  The key covers the code that makes a schedule (:func:`code_fingerprint`),
-so an entry never outlives a change of the cost model or the solver."""
+writers never leave a partial entry and a reader sees an old entry, a new one or none; a
+hit refreshes the entry's modification time, and after a run that wrote entries the
+directory is trimmed to its cap, least recently used first (:func:`evict`).  The key covers
+the code that makes a schedule (:func:`code_fingerprint`), so an entry never outlives a
+change of the cost model or the solver."""
 from __future__ import annotations
 
 import functools
@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqnxt_compiler import __version__
+from sqnxt_compiler.cachedir import PACKAGE, cache_root, cap_bytes, source_fingerprint, touch
+from sqnxt_compiler.cachedir import evict as evict_lru
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.diagnostics import one_line
 from sqnxt_compiler.targets import Target
@@ -38,27 +40,16 @@ MODEL_REVISION = 4   # 3: the bias counted (dram bias_reads, its transfer, its a
 
 #: the packages whose code decides a schedule: the cost model and the scheduler
 _CODE_PACKAGES = ("cost", "schedule")
-#: the default size cap of an on-disk cache directory (``$SQNXTC_CACHE_MAX_MB`` overrides)
+#: the default size cap of a schedule cache directory, MiB (``$SQNXTC_CACHE_MAX_MB`` overrides)
 CAP_MB = 256
 
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """:func:`source_fingerprint` of this installation, computed once per process."""
-    return source_fingerprint(Path(__file__).resolve().parent.parent)
-
-
-def source_fingerprint(root: Path) -> str:
-    """sha256 over the source of every module of the cost model and the scheduler under
-    the package directory ``root`` (by relative path, in sorted order), so that an edit to
-    either, released or not, changes every key: the cache never answers with a schedule
-    the current code would not make."""
-    h = hashlib.sha256()
-    for pkg in _CODE_PACKAGES:
-        for f in sorted((root / pkg).glob("*.py")):
-            h.update(f"{pkg}/{f.name}\0".encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+    """:func:`~sqnxt_compiler.cachedir.source_fingerprint` of the cost model and the
+    scheduler of this installation, once per process: an edit to either changes every
+    key, so the cache never answers with a schedule the current code would not make."""
+    return source_fingerprint(PACKAGE, _CODE_PACKAGES)
 
 
 def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback) -> str:
@@ -74,18 +65,10 @@ def cache_key(layer: Layer, target: Target, objective: str, time_limit, fallback
 
 
 def default_dir() -> Path | None:
-    """The on-disk cache used when no directory is given: None if ``$SQNXTC_NO_CACHE`` is
-    set (non-empty), else ``$SQNXTC_CACHE_DIR``, else ``$XDG_CACHE_HOME/sqnxtc/schedules``
-    (an absolute ``XDG_CACHE_HOME``, as the XDG base directory rules ask), else
-    ``~/.cache/sqnxtc/schedules``."""
-    if os.environ.get("SQNXTC_NO_CACHE"):
-        return None
-    mine = os.environ.get("SQNXTC_CACHE_DIR")
-    if mine:
-        return Path(mine)
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "sqnxtc" / "schedules"
+    """The schedule cache used when no directory is given: ``schedules/`` under
+    :func:`~sqnxt_compiler.cachedir.cache_root` (None: no cache)."""
+    root = cache_root()
+    return None if root is None else root / "schedules"
 
 
 def resolve_dir(enabled: bool, cache_dir: str | os.PathLike | None) -> Path | None:
@@ -96,44 +79,10 @@ def resolve_dir(enabled: bool, cache_dir: str | os.PathLike | None) -> Path | No
     return Path(cache_dir) if cache_dir else default_dir()
 
 
-def cap_bytes() -> int:
-    """The size cap of a cache directory: ``$SQNXTC_CACHE_MAX_MB`` MiB if it is a
-    non-negative integer, else :data:`CAP_MB`."""
-    v = os.environ.get("SQNXTC_CACHE_MAX_MB", "")
-    mb = int(v) if v.isdigit() else CAP_MB
-    return mb * 1024 * 1024
-
-
 def evict(d: Path, cap: int | None = None) -> int:
-    """Trim ``d``'s entries (``*.json``) to at most ``cap`` bytes (default :func:`cap_bytes`)
-    by removing the least recently used first (oldest modification time; ties by name);
-    returns how many were removed.  Entries another process removes meanwhile are skipped,
-    and nothing here raises: a cache that cannot be trimmed is only larger."""
-    cap = cap_bytes() if cap is None else cap
-    entries = []
-    try:
-        with os.scandir(d) as it:
-            for e in it:
-                if e.name.endswith(".json"):
-                    try:
-                        st = e.stat()
-                    except OSError:
-                        continue
-                    entries.append((st.st_mtime_ns, e.name, st.st_size))
-    except OSError:
-        return 0
-    total = sum(sz for _, _, sz in entries)
-    removed = 0
-    for _, name, sz in sorted(entries):
-        if total <= cap:
-            break
-        try:
-            (d / name).unlink()
-            removed += 1
-        except OSError:
-            pass
-        total -= sz
-    return removed
+    """Trim the schedule cache ``d`` to ``cap`` bytes (default: :data:`CAP_MB` MiB or
+    ``$SQNXTC_CACHE_MAX_MB``), least recently used first (:func:`~sqnxt_compiler.cachedir.evict`)."""
+    return evict_lru(d, cap_bytes(CAP_MB) if cap is None else cap, ".json")
 
 
 _MEMO: dict[str, LayerSchedule] = {}
@@ -170,10 +119,7 @@ def _disk_get(d: Path, key: str, layer: Layer, target: Target, objective: str,
     else:
         try:
             s = replace(check_entry(json.loads(text), layer, target, objective), cached=True)
-            try:
-                os.utime(p)          # recently used: the last to be evicted
-            except OSError:
-                pass
+            touch(p)             # recently used: the last to be evicted
             return s
         except (ValueError, RecursionError) as exc:  # BadEntry and JSON errors are ValueErrors
             why = str(exc) if isinstance(exc, BadEntry) else "not valid JSON"

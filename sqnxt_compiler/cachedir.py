@@ -1,0 +1,96 @@
+"""Where sqnxtc keeps what it can recompute: the user's cache directory, the fingerprint of
+the code an entry depends on, and least-recently-used eviction.
+
+Two caches live under the root (docs/scheduler.md, "The on-disk cache"): solved layer
+schedules (``schedules/``, :mod:`sqnxt_compiler.schedule.cache`) and built zoo models
+(``zoo/``, :mod:`sqnxt_compiler.zoo.store`).  The root, by the first rule that applies:
+
+* ``$SQNXTC_NO_CACHE`` set (non-empty): none (the test suite sets it);
+* ``$SQNXTC_CACHE_DIR``: that directory;
+* ``$XDG_CACHE_HOME/sqnxtc`` when ``XDG_CACHE_HOME`` is an absolute path (the XDG base
+  directory rule: a relative one is ignored);
+* ``~/.cache/sqnxtc``.
+
+Every entry is a file written atomically (a temporary file renamed) whose name is a key
+covering everything its content depends on, the source of the code that made it included
+(:func:`source_fingerprint`), so concurrent writers are safe and a stale entry is never
+read, only evicted (:func:`evict`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+#: the package directory (``sqnxt_compiler/``)
+PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_root() -> Path | None:
+    """The root of sqnxtc's caches by the rules of the module docstring (None: no cache)."""
+    if os.environ.get("SQNXTC_NO_CACHE"):
+        return None
+    mine = os.environ.get("SQNXTC_CACHE_DIR")
+    if mine:
+        return Path(mine)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "sqnxtc"
+
+
+def cap_bytes(default_mb: int) -> int:
+    """A cache directory's size cap: ``$SQNXTC_CACHE_MAX_MB`` MiB if it is a non-negative
+    integer, else ``default_mb`` MiB."""
+    v = os.environ.get("SQNXTC_CACHE_MAX_MB", "")
+    return (int(v) if v.isdigit() else default_mb) * 1024 * 1024
+
+
+def source_fingerprint(root: Path, packages: tuple[str, ...]) -> str:
+    """sha256 over the source of every module (``*.py``) of the sub-packages ``packages`` of
+    the package directory ``root``, by relative path in sorted order: an edit to any of
+    them, released or not, changes it."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for f in sorted((root / pkg).glob("*.py")):
+            h.update(f"{pkg}/{f.name}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def touch(path: Path) -> None:
+    """Mark an entry as just used (its modification time), best effort."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def evict(d: Path, cap: int, suffix: str) -> int:
+    """Trim the entries of ``d`` (files ending in ``suffix``) to at most ``cap`` bytes by
+    removing the least recently used first (oldest modification time; ties by name);
+    returns how many were removed.  Entries another process removes meanwhile are
+    skipped, and nothing here raises: a cache that cannot be trimmed is only larger."""
+    entries = []
+    try:
+        with os.scandir(d) as it:
+            for e in it:
+                if e.name.endswith(suffix):
+                    try:
+                        st = e.stat()
+                    except OSError:
+                        continue
+                    entries.append((st.st_mtime_ns, e.name, st.st_size))
+    except OSError:
+        return 0
+    total = sum(sz for _, _, sz in entries)
+    removed = 0
+    for _, name, sz in sorted(entries):
+        if total <= cap:
+            break
+        try:
+            (d / name).unlink()
+            removed += 1
+        except OSError:
+            pass
+        total -= sz
+    return removed
