@@ -312,3 +312,21 @@ def test_the_dominance_columns_are_what_cost_terms_reads():
                         elif changed:
                             seen_effect.add((df, d, i))
     assert seen_effect == {(df, d, i) for df in USED for d in "xyck" for i in USED[df][d]}
+
+
+@pytest.mark.parametrize("L", TINY_LAYERS, ids=lambda L: L.name)
+def test_the_smallest_footprint_needs_no_space_and_is_the_spaces_rows(L):
+    """min_footprint_words reads one feature row per loop (cost.features), the rows the
+    Space's tables hold: the value is the footprint of the Space's tile-1 (or spanned)
+    rows, and no Space is built (a warm compile, answered from the disk cache, builds none)."""
+    from sqnxt_compiler.cost.model import consts, cost_terms
+    from sqnxt_compiler.schedule import space
+
+    for T in (T16, T8, TINY):
+        space.clear_spaces()
+        got = space.min_footprint_words(L, T)
+        assert space._SPACES == {}
+        sp = get_space(L, T)
+        row = {d: sp.feats[d][sp.bounds[d] if d in L.spanned else 1] for d in "xyck"}
+        want = cost_terms(consts(L, T), False, row["x"], row["y"], row["c"], row["k"], ("k", "c", "y", "x"))
+        assert got == int(want["fp_total"])

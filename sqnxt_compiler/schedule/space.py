@@ -26,7 +26,8 @@ from itertools import product
 
 import numpy as np
 
-from sqnxt_compiler.cost.features import element_cycles, nonzero_fraction, ws_k_block, x_feat, y_feat
+from sqnxt_compiler.cost.features import (c_feat, element_cycles, k_feat, nonzero_fraction, ws_k_block, x_feat,
+                                          y_feat)
 from sqnxt_compiler.cost.layer import Layer
 from sqnxt_compiler.cost.mapping import DATAFLOWS, LOOPS, ORDERS
 from sqnxt_compiler.cost.model import Consts, allowed_dataflows, consts, cost_terms, reuse_conditions
@@ -320,6 +321,8 @@ _SPACES: dict = {}
 
 
 _MIN_FP: dict = {}
+#: the scalar feature row of each loop for one tile size (cost.features)
+_FEATS = {"x": x_feat, "y": y_feat, "c": c_feat, "k": k_feat}
 _SPACES_LOCK = threading.Lock()
 
 
@@ -356,8 +359,10 @@ def min_footprint_words(layer: Layer, target: Target) -> int:
     if hit is not None:
         return hit
     k = consts(layer, target)
-    sp = get_space(layer, target)
-    row = {d: sp.feats[d][sp.bounds[d] if d in layer.spanned else 1] for d in LOOPS}
+    bounds = {"x": layer.Q, "y": layer.P, "c": layer.Cg, "k": layer.Kg}
+    # one row per loop (the Space's tables hold the same rows: tests/test_oracle.py), not
+    # the whole space: a warm compile reads its schedules and builds no space at all
+    row = {d: _FEATS[d](layer, target, bounds[d] if d in layer.spanned else 1).as_tuple() for d in LOOPS}
     t = cost_terms(k, False, row["x"], row["y"], row["c"], row["k"], ("k", "c", "y", "x"))
     if len(_MIN_FP) > 4096:
         _MIN_FP.clear()
