@@ -151,20 +151,35 @@ class PlanMemory(Pass):
         plan), the allocation, its verification.  Returns the chosen schedules (their
         layers carry the homes) and attaches ``plan`` to each op and the network record to
         the graph (``graph.attrs["plan"]``)."""
+        from pathlib import Path
+
+        from ..schedule.cache import evict, plan_get, plan_key, plan_put
         from ..schedule.liveness import network_of
-        from ..schedule.planner import candidates, network_plan, plan_network, verify_allocation
+        from ..schedule.plans import candidates, network_plan, verify_allocation
         from ..schedule.solver import schedule_layers
 
         target = ctx.target
         kw = sched_opts.solver_kwargs()
+        limit = self.options.time_limit(kw["time_limit"])
+        cache = None if kw["cache_dir"] is None else Path(kw["cache_dir"])
         net = network_of(graph, list(zip(ops, layers)))
         try:
             cands = candidates(net, target,
                                lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
                                                                       **kw),
                                sched_opts.objective, alone)
-            plan = plan_network(net, cands, target, sched_opts.objective,
-                                self.options.time_limit(kw["time_limit"]), fallback=kw["fallback"])
+            # a proven plan of this very network and candidates from the on-disk cache, else
+            # the network model (CP-SAT, imported only then)
+            key = None if cache is None else plan_key(net, cands, target, sched_opts.objective, limit)
+            plan = None if cache is None else plan_get(cache, key, net, cands, target, sched_opts.objective,
+                                                       ctx.notes)
+            if plan is None:
+                from ..schedule.planner import plan_network
+
+                plan = plan_network(net, cands, target, sched_opts.objective, limit, fallback=kw["fallback"])
+                if cache is not None:
+                    plan_put(cache, key, plan, cands)
+                    evict(cache)
         except ScheduleError as exc:
             if exc.location is None:
                 exc.location = graph.source

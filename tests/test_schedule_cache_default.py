@@ -6,6 +6,7 @@ tests/conftest.py sets SQNXTC_NO_CACHE for the whole suite; every test here that
 the default cache unsets it and points XDG_CACHE_HOME at a directory of its own."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,8 +71,11 @@ def test_a_second_compile_reads_the_default_cache_and_writes_the_same_bytes(cli,
     clear_process_caches()
     before = dict(cache.STATS)
     assert cli(*args, "-o", tmp_path / "cold").exit_code == 0
-    entries = sorted(p.name for p in d.iterdir())
+    files = sorted(p.name for p in d.iterdir())
+    entries = [f for f in files if not f.startswith("plan-")]
+    plans = [f for f in files if f.startswith("plan-")]
     assert entries, "the first compile wrote no entry"
+    assert len(plans) == 1                   # pe8x8 plans its memory: the network plan is kept too
     solved = cache.STATS["solved"] - before.get("solved", 0)
     lookups = solved + cache.STATS["memory"] - before.get("memory", 0)
     assert solved == len(entries)            # every solve stored (none time-limited)
@@ -81,7 +85,8 @@ def test_a_second_compile_reads_the_default_cache_and_writes_the_same_bytes(cli,
     assert cli(*args, "-o", tmp_path / "warm").exit_code == 0
     assert cache.STATS["solved"] - before.get("solved", 0) == 0
     assert cache.STATS["disk"] - before.get("disk", 0) == lookups   # every lookup answered from disk
-    assert sorted(p.name for p in d.iterdir()) == entries
+    assert cache.STATS["plan-disk"] - before.get("plan-disk", 0) == 1
+    assert sorted(p.name for p in d.iterdir()) == files
 
     clear_process_caches()
     assert cli(*args, "--no-cache", "-o", tmp_path / "none").exit_code == 0
@@ -162,3 +167,36 @@ def test_the_key_changes_with_the_cost_model_and_scheduler_code_only(tmp_path):
     model = copy / "cost" / "model.py"
     model.write_text(model.read_text() + "\n# an edit\n")
     assert fp() != base
+
+
+def test_a_tampered_plan_entry_is_solved_again_with_a_note(cli, monkeypatch, tmp_path):
+    d = _user_cache(monkeypatch, tmp_path)
+    model = _net(tmp_path / "m.onnx")
+    args = ("compile", model, "-t", "pe8x8", "-j", "1")
+    assert cli(*args, "-o", tmp_path / "cold").exit_code == 0
+    (plan,) = [p for p in d.iterdir() if p.name.startswith("plan-")]
+    doc = json.loads(plan.read_text())
+    doc["resident"] = [not r for r in doc["resident"]]          # homes the schedules disagree with
+    plan.write_text(json.dumps(doc))
+    clear_process_caches()
+    r = cli(*args, "-o", tmp_path / "again")
+    assert r.exit_code == 0
+    assert "memory plan cache entry" in r.stderr and "ignored" in r.stderr
+    assert _outputs(tmp_path / "cold") == _outputs(tmp_path / "again")
+    assert json.loads(plan.read_text())["resident"] != doc["resident"]     # overwritten by the new solve
+
+
+def test_a_warm_compile_never_loads_cp_sat(monkeypatch, tmp_path):
+    """Every layer and the network plan from the disk cache: OR-Tools' CP-SAT (and the pandas
+    it imports) stays unloaded, the bulk of a warm compile's start-up."""
+    _user_cache(monkeypatch, tmp_path)
+    model = _net(tmp_path / "m.onnx")
+    code = ("import sys\nfrom sqnxt_compiler.cli import main\n"
+            f"try:\n    main(['compile', {model!r}, '-t', 'pe8x8', '-o', {str(tmp_path / 'o')!r}])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('cp_model' if 'ortools.sat.python.cp_model' in sys.modules else 'none')\n")
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=dict(os.environ), cwd=ROOT,  # noqa: E731
+                                 capture_output=True, text=True, timeout=300)
+    cold, warm = run(), run()
+    assert cold.returncode == 0 and warm.returncode == 0, cold.stderr + warm.stderr
+    assert cold.stdout.split()[-1] == "cp_model" and warm.stdout.split()[-1] == "none"

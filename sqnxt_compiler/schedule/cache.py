@@ -138,3 +138,90 @@ def _disk_put(d: Path, key: str, s: LayerSchedule) -> None:
             json.dump(s.to_dict(), fh, sort_keys=True)
     except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
         pass
+
+
+# ---------------------------------------------------------------------------------------
+# network plans (the memory planner's answer), beside the layer schedules
+# ---------------------------------------------------------------------------------------
+def plan_key(net, cands, target: Target, objective: str, time_limit) -> str:
+    """sha256 over everything a network plan depends on: the network (every step's layer
+    shape and tensors, every tensor's words, live range, readers and whether it may be
+    resident), every candidate (its homes, layer, mapping, cycles, energy and footprint),
+    the target, the objective, the network time limit, the versions and the code."""
+    import ortools
+
+    payload = json.dumps({
+        "steps": [[[str(x) for x in s.layer.key()], list(s.inputs), s.output, s.residual] for s in net.steps],
+        "tensors": [[t.words, t.producer, t.last, t.plannable, list(t.readers)] for t in net.tensors],
+        "cands": [[[c.resident_inputs, c.resident_output, c.resident_residual,
+                    [str(x) for x in c.schedule.layer.key()], c.schedule.mapping.to_dict(),
+                    c.schedule.cost.total_cycles, c.schedule.cost.energy_total, c.footprint] for c in cs]
+                  for cs in cands],
+        "target": target.fingerprint(), "objective": objective, "time_limit": time_limit,
+        "sqnxtc": __version__, "ortools": ortools.__version__, "model_revision": MODEL_REVISION,
+        "code": code_fingerprint()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def plan_get(d: Path, key: str, net, cands, target: Target, objective: str, notes: list | None = None):
+    """The proven-optimal plan stored under ``key`` in ``d``, rebuilt over ``cands``, or
+    None (a miss).  Nothing is trusted: the choice must index the candidates, every tensor
+    and step have its home and offset, the value be the choice's, and the allocation pass
+    :func:`~.plans.verify_allocation`; an entry that fails is a miss with a note (the plan
+    is solved again and the entry overwritten)."""
+    from .plans import Plan, plan_value, verify_allocation
+
+    p = d / f"plan-{key}.json"
+    try:
+        doc = json.loads(p.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError):
+        doc = None
+    try:
+        if not isinstance(doc, dict):
+            raise BadEntry("not a JSON object")
+        idx, res, offs, toffs = doc["choice"], doc["resident"], doc["offsets"], doc["tile_offsets"]
+        if not (isinstance(idx, list) and len(idx) == len(cands)
+                and all(isinstance(k, int) and 0 <= k < len(cs) for k, cs in zip(idx, cands))):
+            raise BadEntry("its choice does not index the candidates")
+        if not (isinstance(res, list) and len(res) == len(net.tensors) and all(isinstance(r, bool) for r in res)
+                and isinstance(offs, list) and len(offs) == len(net.tensors)
+                and all(o is None or isinstance(o, int) for o in offs)
+                and isinstance(toffs, list) and len(toffs) == len(net.steps)
+                and all(isinstance(o, int) for o in toffs)):
+            raise BadEntry("its homes or offsets do not match the network")
+        choice = tuple(cs[k] for k, cs in zip(idx, cands))
+        value = plan_value(choice, objective)
+        if doc.get("value") != value or not isinstance(doc.get("joint"), bool):
+            raise BadEntry("its value is not its choice's")
+        plan = Plan(tuple(res), tuple(offs), choice, tuple(toffs), objective, value, "optimal", value, doc["joint"])
+        problems = verify_allocation(net, plan, target)
+        if problems:
+            raise BadEntry(problems[0])
+    except (BadEntry, KeyError, TypeError) as exc:
+        if notes is not None:
+            why = str(exc) if isinstance(exc, BadEntry) else f"a field is missing or mistyped ({type(exc).__name__})"
+            notes.append(f"memory plan cache entry {one_line(str(p), None)} ignored: {one_line(why)}; solved again")
+        _count("plan-rejected")
+        return None
+    touch(p)
+    _count("plan-disk")
+    return plan
+
+
+def plan_put(d: Path, key: str, plan, cands) -> None:
+    """Store ``plan`` under ``key`` if it is proven optimal (a time-limited or fallback plan
+    is never stored): the index of each step's chosen candidate, every home and offset."""
+    from sqnxt_compiler.outputs import atomic_write
+
+    if plan.status != "optimal" or plan.note:
+        return
+    doc = {"choice": [next(k for k, c in enumerate(cs) if c is ch) for ch, cs in zip(plan.choice, cands)],
+           "resident": list(plan.resident), "offsets": list(plan.offsets),
+           "tile_offsets": list(plan.tile_offsets), "value": plan.value, "joint": plan.joint}
+    try:
+        with atomic_write(d / f"plan-{key}.json") as fh:
+            json.dump(doc, fh, sort_keys=True)
+    except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
+        pass

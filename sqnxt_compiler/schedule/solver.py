@@ -42,16 +42,24 @@ from sqnxt_compiler.targets import Target
 from .cache import _MEMO, MODEL_REVISION, STATS, _count, _disk_get, _disk_put, cache_key, clear_cache, evict
 from .heuristic import _full_hint  # noqa: F401 - re-exported (tests)
 from .heuristic import INCUMBENT_LIMIT, Incumbent, heuristic_mapping, hinted_incumbent, incumbent
-from .layer_solve import PARAMS, SEED, _solve_cpsat
 from .oracle import OBJECTIVES, SECONDARY, exhaustive_best
 from .records import BadEntry, LayerSchedule, check_entry
 
 __all__ = ["BadEntry", "FALLBACKS", "INCUMBENT_LIMIT", "Incumbent", "LayerSchedule", "MODEL_REVISION",
-           "OBJECTIVES", "PARAMS", "SECONDARY", "SEED", "STATS", "cache_key", "check_entry", "clear_cache",
+           "OBJECTIVES", "SECONDARY", "STATS", "cache_key", "check_entry", "clear_cache",
            "default_jobs", "heuristic_mapping", "hinted_incumbent", "incumbent", "schedule_layer",
            "schedule_layers"]
 
 FALLBACKS = (None, "heuristic")
+
+
+def __getattr__(name: str):
+    """``PARAMS`` and ``SEED``, the layer solve's CP-SAT configuration, imported from
+    :mod:`.layer_solve` on first use (importing this module does not load CP-SAT)."""
+    if name in ("PARAMS", "SEED"):
+        from . import layer_solve
+        return getattr(layer_solve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -88,6 +96,8 @@ def schedule_layer(layer: Layer, target: Target, *, objective: str = "cycles",
         v = objective_value(r, objective)
         return LayerSchedule(layer, m, r, "optimal", objective, v, v, 0.0, "exhaustive", True,
                              solve_time=time.perf_counter() - t0)
+    from .layer_solve import _solve_cpsat   # CP-SAT, loaded by the first solve (never on a warm compile)
+
     return _solve_cpsat(layer, target, objective, time_limit, fallback, hint)
 
 def default_jobs() -> int:

@@ -1,0 +1,304 @@
+"""The memory planner's data and its CP-SAT-free parts (docs/memory-planning.md): the
+candidates of every step, a plan, its value, its independent verification and its record.
+
+**Candidates.**  For every step and every home combination (how many of its input tensors
+are resident, whether its fused residual is, whether its output stays) the per-layer solver
+gives the best mapping with the capacity that combination leaves (``capacity = buffer -
+resident operand words``, each resident tensor counted once however many of the step's
+operands it is), and then, while other live tensors could leave less, the best mapping
+with less (the next point of the layer's Pareto front of footprint against objective:
+capacity = previous footprint - 1), at most :data:`LEVELS` points per combination.  The
+all-DRAM candidate (today's schedule) is always among them.
+
+**Verification.**  :func:`verify_allocation` checks any plan, whoever made it (the network
+model of :mod:`.planner`, the all-DRAM fallback, the on-disk cache), independently.
+
+Nothing here imports CP-SAT: a compile whose plan comes from the on-disk cache
+(:mod:`.cache`) never loads it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..cost.model import capacity_words, objective_value
+from .liveness import Network
+from .space import min_footprint_words
+
+#: Pareto points per (step, home combination): 1 measured as good as 3 on 1.0-SqNxt-23
+#: (same plan on both targets) at a third of the solves; see docs/memory-planning.md.
+LEVELS = 1
+#: Seconds for the whole network solve (relaxation, allocation, joint model) when the run
+#: has a per-layer time limit (``--time-limit``): that limit is one layer's, while the
+#: network model is one solve over every candidate (1.0-SqNxt-23: about 0.2 s; a larger
+#: per-layer limit is used when given).  Without a per-layer limit the network solve has
+#: none (proven optimal).  docs/memory-planning.md, "Time limit and failures".
+NETWORK_TIME_LIMIT = 10.0
+
+
+def network_time_limit(layer_limit: float | None) -> float | None:
+    """The network solve's time limit for a run whose per-layer limit is ``layer_limit``:
+    none without one, else ``max(layer_limit, NETWORK_TIME_LIMIT)``."""
+    return None if layer_limit is None else max(layer_limit, NETWORK_TIME_LIMIT)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run a step: its operand homes and the best mapping for them."""
+
+    resident_inputs: int
+    resident_output: bool
+    schedule: object            # LayerSchedule (its layer carries the homes and capacity)
+    resident_residual: bool = False
+
+    @property
+    def footprint(self) -> int:
+        return self.schedule.cost.footprint["total"]
+
+    def value(self, objective: str) -> int:
+        return objective_value(self.schedule.cost, objective)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A network plan: per tensor resident or not and its word offset; per step the chosen
+    candidate and the offset of its tile region; the objective as planned."""
+
+    resident: tuple[bool, ...]
+    offsets: tuple[int | None, ...]
+    choice: tuple[Candidate, ...]
+    tile_offsets: tuple[int, ...]
+    objective: str
+    value: int
+    status: str                 # "optimal" | "feasible"
+    bound: int
+    joint: bool                 # the allocation was solved jointly (the relaxation fragmented)
+    note: str = ""              # why the plan is not the solver's (a fallback), if it is not
+
+    @property
+    def gap(self) -> float:
+        return 0.0 if self.value == 0 else (self.value - self.bound) / self.value
+
+
+def _operand_combos(net: Network, i: int, buffer: int) -> dict[tuple[int, bool], int]:
+    """(resident-input count, resident residual) -> the fewest resident words giving it,
+    over the subsets of the step's distinct plannable operand tensors (its inputs and its
+    fused residual).  Rule: a resident tensor holds its words once, however many operands
+    read it (an add of a tensor with itself, a conv whose input is also its residual); the
+    input count counts operands (an input read twice counts twice)."""
+    step = net.steps[i]
+
+    def ok(t):
+        return t is not None and net.tensors[t].plannable and net.tensors[t].words <= buffer
+
+    slots = [t for t in step.inputs if ok(t)]
+    res = step.residual if ok(step.residual) else None
+    distinct = sorted(set(slots) | ({res} if res is not None else set()))
+    best: dict[tuple[int, bool], int] = {}
+    for mask in range(1 << len(distinct)):
+        chosen = [t for k, t in enumerate(distinct) if mask >> k & 1]
+        key = (sum(slots.count(t) for t in chosen), res in chosen)
+        words = sum(net.tensors[t].words for t in chosen)
+        best[key] = min(best.get(key, words), words)
+    return best
+
+
+@dataclass
+class _Combo:
+    """One home combination of one step while its candidates are being solved."""
+
+    step: int
+    resident_inputs: int
+    resident_residual: bool
+    resident_output: bool
+    layer: object               # the step's Layer with these homes
+    cap: int                    # the capacity of the next solve
+    floor: int                  # the least capacity the step can ever see
+    found: list
+
+
+def candidates(net: Network, target, solve: Callable[..., list], objective: str,
+               alone: list | None = None) -> list[list[Candidate]]:
+    """Every step's candidates (module doc).  ``solve(layers, hints)`` schedules a list of
+    layers (the schedule pass's solver with its options, which solves them in threads);
+    ``alone``: each step's schedule with every operand in DRAM, whose mapping starts the
+    solver for the step's other home combinations (a hint: it speeds the proof, the
+    answers are the same).  All combinations of one Pareto level are solved in one call;
+    a step's candidates are listed combination by combination, levels in order."""
+    buffer = target.buffer_words
+    combos: list[list[_Combo]] = []
+    for i, step in enumerate(net.steps):
+        out_t = net.tensors[step.output]
+        outs = [False] + ([True] if out_t.plannable and out_t.words <= buffer else [])
+        # the least capacity the step can ever see: every plannable tensor live there resident
+        floor = buffer - sum(t.words for t in net.live(i) if t.words <= buffer)
+        mine = []
+        for (r, rr), in_words in sorted(_operand_combos(net, i, buffer).items()):
+            for o in outs:
+                words = in_words + (out_t.words if o else 0)
+                if words >= buffer:      # nothing left for the tiles
+                    continue
+                L = step.layer.with_homes(resident_inputs=r, resident_output=o, resident_residual=rr,
+                                          capacity=None if words == 0 else buffer - words)
+                if min_footprint_words(L, target) > capacity_words(L, target):
+                    continue
+                mine.append(_Combo(i, r, rr, o, L, capacity_words(L, target), floor, []))
+        combos.append(mine)
+    pending = [c for mine in combos for c in mine]
+    for _ in range(LEVELS):
+        if not pending:
+            break
+        layers = [c.layer.with_homes(capacity=None if c.cap == buffer else c.cap) for c in pending]
+        hints = [None if alone is None else alone[c.step].mapping for c in pending]
+        scheds = solve(layers) if alone is None else solve(layers, hints)
+        later = []
+        for c, s in zip(pending, scheds):
+            c.found.append(Candidate(c.resident_inputs, c.resident_output, s, c.resident_residual))
+            c.cap = s.cost.footprint["total"] - 1
+            if c.cap >= c.floor and min_footprint_words(c.layer, target) <= c.cap:
+                later.append(c)
+        pending = later
+    return [[cand for c in mine for cand in c.found] for mine in combos]
+
+
+def _choice(cands, choice_idx) -> tuple:
+    return tuple(cands[i][c] for i, c in enumerate(choice_idx))
+
+
+def _all_dram_choice(cands) -> list[int] | None:
+    """Each step's all-DRAM candidate (no operand resident, the whole buffer for its
+    tiles: oracle.all_dram_totals' rule), by index, or None when a step has none."""
+    def alone(c) -> bool:
+        return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
+                and c.schedule.layer.homes.capacity is None)
+
+    idx = [next((k for k, c in enumerate(cs) if alone(c)), None) for cs in cands]
+    return None if any(k is None for k in idx) else idx
+
+
+def all_dram_plan(net: Network, cands, objective: str, bound: int = 0, note: str = "") -> Plan | None:
+    """The plan that keeps nothing resident: every step's all-DRAM candidate, its tiles at
+    word 0 (sound whatever the rest: a step's tiles are alone in the buffer), status
+    "feasible" with ``bound`` (clipped to [0, value]); None when a step has no all-DRAM
+    candidate."""
+    idx = _all_dram_choice(cands)
+    if idx is None:
+        return None
+    choice = _choice(cands, idx)
+    value = plan_value(choice, objective)
+    return Plan(tuple(False for _ in net.tensors), tuple(None for _ in net.tensors), choice,
+                tuple(0 for _ in choice), objective, value, "feasible", max(0, min(bound, value)), False, note)
+
+
+def plan_value(choice, objective: str) -> int:
+    """The network objective of a choice of candidates: the sum over steps (edp: the
+    product of the network's cycles and energy)."""
+    if objective == "edp":
+        return sum(c.value("cycles") for c in choice) * sum(c.value("energy") for c in choice)
+    return sum(c.value(objective) for c in choice)
+
+
+def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
+    """Every problem of a plan's allocation (empty: sound): each region inside the buffer,
+    no two regions that are live at the same step overlapping, each step's tiles fitting
+    the capacity its schedule was made for, homes consistent with the schedules, and every
+    DRAM read of a word its producer wrote (:func:`unwritten_reads`)."""
+    B = target.buffer_words
+    problems = []
+    regions = []   # (first step, last step, lo, hi, what)
+    for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
+        if not res:
+            continue
+        if off is None or off < 0 or off + t.words > B:
+            problems.append(f"tensor '{t.name}' at {off} (+{t.words}) outside the buffer of {B} words")
+            continue
+        regions.append((t.producer, t.last, off, off + t.words, f"tensor '{t.name}'"))
+    for i, (c, off) in enumerate(zip(plan.choice, plan.tile_offsets)):
+        step = net.steps[i]
+        f = c.footprint
+        if off < 0 or off + f > B:
+            problems.append(f"step {i} tiles at {off} (+{f}) outside the buffer")
+        regions.append((i, i, off, off + f, f"tiles of step {i} '{step.layer.name}'"))
+        live = sum(t.words for t, r in zip(net.tensors, plan.resident) if r and t.live_at(i))
+        cap = capacity_words(c.schedule.layer, target)
+        if f > cap or live + f > B:
+            problems.append(f"step {i}: tiles {f} + resident {live} words exceed the buffer or "
+                            f"the capacity {cap} the mapping was made for")
+        res_in = sum(1 for t in step.inputs if t is not None and plan.resident[t])
+        res_res = step.residual is not None and plan.resident[step.residual]
+        if (c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]
+                or c.resident_residual != res_res):
+            problems.append(f"step {i}: its schedule's operand homes disagree with the plan")
+    problems += unwritten_reads(net, plan)
+    for a in range(len(regions)):
+        for b in range(a + 1, len(regions)):
+            s1, e1, lo1, hi1, w1 = regions[a]
+            s2, e2, lo2, hi2, w2 = regions[b]
+            if s1 <= e2 and s2 <= e1 and lo1 < hi2 and lo2 < hi1:
+                problems.append(f"{w1} and {w2} overlap")
+    return problems
+
+
+def unwritten_reads(net: Network, plan: Plan) -> list[str]:
+    """Every read of a word that nothing wrote: a resident tensor is never written to DRAM,
+    so each of its readers must read it in place (as a data input or fused residual) at a
+    step inside its live range; any other reader would read DRAM words nobody wrote."""
+    problems = []
+    for t, res in zip(net.tensors, plan.resident):
+        if not res:
+            continue
+        for r in t.readers:
+            step = net.steps[r]
+            if not t.producer <= r <= t.last:
+                problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' outside "
+                                f"its live range [{t.producer}, {t.last}]")
+            elif t.index not in step.inputs and step.residual != t.index:
+                problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' from DRAM, "
+                                f"but it is resident and never written there")
+    return problems
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What a plan says about the whole network, as recorded (graph attribute ``plan``,
+    ``schedule.json``'s ``plan``): the planner's status and objective, every tensor's home,
+    and the all-DRAM figures the plan is measured against."""
+
+    status: str
+    objective: str
+    value: int
+    bound: int
+    allocation: str             # "relaxation" (allocated after) or "joint"
+    buffer_words: int
+    tensors: tuple[dict, ...]   # name, words, first, last, home, offset, reason
+    all_dram: dict              # total_cycles, energy, dram_words of every layer alone
+
+    def to_ir_attr(self) -> dict:
+        resident = [t for t in self.tensors if t["home"] == "buffer"]
+        return {"status": self.status, "objective": self.objective, "value": self.value,
+                "resident": len(resident), "through_dram": len(self.tensors) - len(resident),
+                "allocation": self.allocation}
+
+    def to_dict(self) -> dict:
+        gap = 0.0 if self.value == 0 else round((self.value - self.bound) / self.value, 6)
+        return {"status": self.status, "objective": self.objective, "value": self.value,
+                "bound": self.bound, "gap": gap, "allocation": self.allocation,
+                "buffer_words": self.buffer_words, "tensors": [dict(t) for t in self.tensors],
+                "all_dram": dict(self.all_dram)}
+
+
+def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
+    """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM)."""
+    tensors = []
+    for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
+        tensors.append({"name": t.name, "words": t.words, "first": t.producer, "last": t.last,
+                        "home": "buffer" if res else "dram", "offset": off if res else None,
+                        "reason": "" if res else (t.reason or ("larger than the buffer"
+                                                               if t.words > target.buffer_words
+                                                               else "the plan's choice"))})
+    all_dram = {"total_cycles": sum(s.cost.total_cycles for s in alone),
+                "energy": sum(s.cost.energy_total for s in alone),
+                "dram_words": sum(s.cost.dram["total"] for s in alone)}
+    return NetworkPlan(plan.status, plan.objective, plan.value, plan.bound,
+                       "joint" if plan.joint else "relaxation", target.buffer_words, tuple(tensors),
+                       all_dram)
