@@ -4,7 +4,8 @@
 name           what it does
 =============  =================================================================
 canonicalize   drop Identity/Dropout, fold constants, form fully connected ops
-fold-bn        fold an inference BatchNormalization into the conv / fc before it
+fold-bn        fold an inference BatchNormalization, or a per-channel constant mul / add / sub / div
+               (a BN or bias as exporters spell it), into the conv / fc before it
 fuse-relu      fold a ReLU / ReLU6 into the conv / fc / add before it
 fuse-add       make a residual add the epilogue of the conv / fc producing an operand
 fuse-pool      run a max / avg pool inside the tile loop of the conv that feeds it

@@ -23,17 +23,57 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
 * **gap-from-reduce-mean**: ``reduce(x) {kind = mean, axes = H and W}`` of a 4-D x ->
   ``global_avgpool(x)`` (keepdims = 0: followed by ``flatten``, axis 1): the same numbers,
   and an op the accelerator runs (dynamo exports global pooling this way).
-* **pad-into-conv**: ``conv(pad(x) {mode = constant, value = 0, pads on H and W only})``
-  with the pad used only by convs -> each conv's ``pads`` grow by the pad's (exact: the
-  window sees the same zeros); likewise an ``avgpool`` with ``ceil_mode = 0`` whose own
-  pads are 0 or that counts its padding (``count_include_pad = 1``, then set).  TF-style
-  "same" padding exports (Pad + VALID conv) become one conv.
-* **layer-norm-from-parts**: ``div(x - mean(x), sqrt(mean((x - mean(x))^2) + eps))`` over
-  x's trailing axes, then an optional constant scale and shift -> ``layer_norm(x, scale,
-  shift)``: LayerNormalization as exported before opset 17, one layer instead of nine.
-* **hard-swish-from-mul**: ``mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 1/2})`` (the
-  hard_sigmoid used only there) -> ``hard_swish(y)``: HardSwish as exported before opset
-  14, one op (and one layer) instead of two, with the same numbers.
+* **pad-into-conv / pad-into-maxpool / pad-into-window**: ``conv(pad(x) {mode = constant,
+  value = 0, pads on H and W only})`` with the pad used only by windows that can take it
+  -> each window's ``pads`` grow by the pad's (exact: the window sees the same zeros);
+  likewise an ``avgpool`` with ``ceil_mode = 0`` whose own pads are 0 or that counts its
+  padding (``count_include_pad = 1``, then set).  TF-style "same" padding exports (Pad +
+  VALID conv) become one conv.  A ``maxpool`` pads with -inf (its padding never wins the
+  max), so it takes a zero pad only when x is known >= 0 (:func:`known_nonnegative`: a
+  relu, relu6 / clip with ``min >= 0``, sigmoid, hard_sigmoid, a conv / fc / add whose fused
+  activation is one of those, or a pool of such), then every window still holds a real
+  element >= 0 and the maximum is the same; a pad of value -inf it takes whatever x.  The
+  sums must stay below the kernel and the output size the same (ceil mode: a window that
+  would start in the pad's end rows is dropped).  Keras' ZeroPadding2D + MaxPooling2D
+  (ResNet's stem) becomes PyTorch's MaxPool with its own pads.  Declined (counted):
+  ``skipped-maxpool-input-maybe-negative``, ``skipped-maxpool-pads``.
+* **layer-norm-from-parts / layer-norm-from-moments**: LayerNormalization spelled out over
+  x's trailing axes (:class:`LayerNormFromParts`: the statistics ``mean(x)``, ``d = x -
+  mean``, ``mean(d^2)`` with ``d^2`` as ``pow(d, 2)`` or ``mul(d, d)``, ``+ eps``) ->
+  ``layer_norm(x, scale, shift)``, one layer instead of nine to thirteen:
+  ``div(d, sqrt(.))`` or ``mul(d, rsqrt(.))`` (rsqrt as ``reciprocal(sqrt)``, ``1 / sqrt``
+  or ``pow(., -0.5)``), then an optional constant scale and shift
+  (``layer-norm-from-parts``: PyTorch before opset 17), or the moments form
+  ``x * inv + (beta - mean * inv)`` with ``inv = rsqrt(.) * gamma`` (tf's
+  ``batch_normalization``, Keras 3's ``-mean * inv + beta``: ``layer-norm-from-moments``).
+  The numbers are the normalization's up to fp32 rounding (the moments form subtracts
+  after scaling: when ``|mean|`` is far above the deviation the layer_norm, which
+  subtracts first, is the more accurate of the two).
+* **hard-sigmoid-from-relu6**: ``relu6(y + 3) / 6`` (Keras' hard_sigmoid through tf2onnx:
+  relu6 is ``clip(0, 6)``, its bounds inputs at opset >= 11 and attributes before; ``/ 6``
+  as a div or a mul by 1/6, the constant 3 any shape that does not enlarge y) ->
+  ``hard_sigmoid(y) {alpha = 1/6, beta = 1/2}``: ``clip(y / 6 + 1/2, 0, 1)``, the same
+  function (the squeeze-excitation gate of Keras' MobileNetV3, fused into its conv by
+  fuse-relu as PyTorch's Hardsigmoid is).
+* **hard-swish-from-mul / hard-swish-from-relu6**: ``mul(y, hard_sigmoid(y) {alpha = 1/6,
+  beta = 1/2})`` in either operand order (HardSwish as exported before opset 14, and
+  Keras' ``y * (relu6(y + 3) / 6)`` once hard-sigmoid-from-relu6 made its hard_sigmoid:
+  ``hard-swish-from-mul``), and ``(y * relu6(y + 3)) / 6`` (the product in either order,
+  ``/ 6`` as a div or a mul by 1/6: ``hard-swish-from-relu6``), each intermediate used
+  only there -> ``hard_swish(y)``, one op (and one layer, or none once fused into the
+  conv) instead of two to five, with the same numbers up to fp32 rounding.  Constants are
+  matched to a few fp32 ulps (1/6 written 0.1666667); other constants are another
+  function and stay.
+* **transposes-cancelled / transposes-composed / identity-transpose-removed /
+  transpose-hoisted**: ``transpose(transpose(x, p1), p2)`` -> x when ``p1[p2[i]] = i`` for
+  every axis, else one ``transpose(x, p1 o p2)``; a transpose with the identity
+  permutation -> x (tf2onnx's NHWC <-> NCHW pairs; a transpose of a constant is folded by
+  constants-folded).  A transpose behind a chain of up to four element-wise mul / add /
+  sub / div by constants (each read only by the next) that starts at a graph input or at
+  another transpose moves ahead of the chain, the constants transposed with it (exact:
+  an element-wise op commutes with a permutation of the axes): Keras' Rescaling /
+  Normalization of tf2onnx's NHWC input then runs in NCHW after the input's transpose,
+  the layout of the rest of the network and of the PyTorch export.
 
 Before::
 
@@ -53,6 +93,7 @@ import numpy as np
 from ..diagnostics import Location
 from ..ir.core import OPS
 from ..ir.graph import Graph
+from ..ir.ops import pool_out
 from ..pipeline.pass_base import Pass, PassContext
 from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
 from ..reference.executor import KERNELS, eval_op
@@ -239,22 +280,74 @@ def _window_takes(user, pads_hw) -> bool:
     return False
 
 
+#: The fused activations whose result is never negative (``act`` of a conv / fc / add, or
+#: ``post_act`` after a fused residual add).
+NONNEGATIVE_ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid")
+
+
+def known_nonnegative(v, depth: int = 2) -> bool:
+    """Whether every element of ``v`` is >= 0 whatever the inputs (NaN aside): the result
+    of a relu, sigmoid, hard_sigmoid or clip with ``min >= 0``, of a conv / fc / add whose
+    fused activation is one of :data:`NONNEGATIVE_ACTS` (``post_act`` with a residual add),
+    a constant >= 0, or a max / average pool of such a value (``depth``: how many producers
+    back it looks, the pattern's reach)."""
+    o = v.owner
+    if o is None or depth < 1:
+        return False
+    if o.name in ("sqnxt.relu", "sqnxt.sigmoid", "sqnxt.hard_sigmoid"):
+        return True
+    if o.name == "sqnxt.clip":
+        return o.attrs["min"] >= 0
+    if o.name in ("sqnxt.conv", "sqnxt.fc", "sqnxt.add"):
+        return o.attrs["post_act" if o.attrs.get("residual") else "act"] in NONNEGATIVE_ACTS
+    if o.name in ("sqnxt.maxpool", "sqnxt.avgpool", "sqnxt.global_avgpool"):
+        return known_nonnegative(o.operands[0], depth - 1)
+    c = o.const_value()
+    return c is not None and c.dtype.kind == "f" and bool(np.all(c >= 0))
+
+
+def _maxpool_takes(user, x, pads_hw) -> bool:
+    """Whether the maxpool ``user`` reading ``pad(x)`` gives the same result with the pad
+    added to its own ``pads``: the sums stay below the kernel and the output size is the
+    same (ceil mode may drop a window that started in the pad's end rows)."""
+    (kh, kw), (sh, sw), (t, l, b, r) = user.attrs["kernel"], user.attrs["strides"], user.attrs["pads"]
+    pt, pl, pb, pr = pads_hw
+    t, l, b, r = t + pt, l + pl, b + pb, r + pr
+    if not (t < kh and b < kh and l < kw and r < kw):
+        return False
+    c = user.attrs["ceil_mode"]
+    _, _, h, w = x.type.shape
+    return (pool_out(h, kh, sh, t, b, c), pool_out(w, kw, sw, l, r, c)) == user.result.type.shape[2:]
+
+
 class PadIntoWindow(RewritePattern):
     """conv(pad(x)) with a zero pad on H and W read only by windows that can take it ->
-    conv(x) with the pad added to its ``pads`` (likewise an avgpool)."""
+    conv(x) with the pad added to its ``pads`` (likewise an avgpool, and a maxpool when x
+    is known >= 0 or the pad's value is -inf)."""
 
     ops = ("sqnxt.pad",)
+    reach = 2       # known_nonnegative: the pad's operand's producer, a pool's operand's producer
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
-        if op.attrs["mode"] != "constant" or op.attrs["value"] != 0.0:
+        value = op.attrs["value"]
+        if op.attrs["mode"] != "constant" or value not in (0.0, float("-inf")):
             return
         x, pads = op.operands[0], op.attrs["pads"]
         if x.type.rank != 4 or any(pads[i] for i in (0, 1, 4, 5)):
             return            # pads on N or C
-        pt, pl, pb, pr = pads[2], pads[3], pads[6], pads[7]
+        pads_hw = pt, pl, pb, pr = pads[2], pads[3], pads[6], pads[7]
         uses = rw.graph.uses(op.result)
-        if not uses or any(i != 0 or not _window_takes(u, (pt, pl, pb, pr)) for u, i in uses):
+        if not uses or any(i != 0 for _, i in uses):
             return
+        if any(u.name != "sqnxt.maxpool" and (value != 0 or not _window_takes(u, pads_hw)) for u, _ in uses):
+            return
+        if any(u.name == "sqnxt.maxpool" for u, _ in uses):
+            # the pool's own padding never wins the max: a zero pad is the same only when
+            # nothing it pads is negative (then every window holds a real element >= 0)
+            if value == 0 and not known_nonnegative(x):
+                return rw.decline("skipped-maxpool-input-maybe-negative")
+            if not all(_maxpool_takes(u, x, pads_hw) for u, _ in uses if u.name == "sqnxt.maxpool"):
+                return rw.decline("skipped-maxpool-pads")
         for u, _ in uses:
             t, l, b, r = u.attrs["pads"]
             rw.set_attr(u, "pads", (t + pt, l + pl, b + pb, r + pr))
@@ -262,101 +355,429 @@ class PadIntoWindow(RewritePattern):
                 rw.set_attr(u, "count_include_pad", 1)
             rw.set_operand(u, 0, x)
         rw.erase(op)
-        rw.count("pad-into-" + ("conv" if all(u.name == "sqnxt.conv" for u, _ in uses) else "window"))
+        kinds = {u.name for u, _ in uses}
+        rw.count("pad-into-" + ("conv" if kinds == {"sqnxt.conv"} else
+                                "maxpool" if kinds == {"sqnxt.maxpool"} else "window"))
 
 
-class HardSwishFromMul(RewritePattern):
-    """mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 0.5}) -> hard_swish(y) (either operand
-    order; the hard_sigmoid used only there): HardSwish as exporters write it before
-    opset 14."""
-
-    ops = ("sqnxt.mul",)
-
-    def match_and_rewrite(self, op, rw: Rewriter) -> None:
-        for i in (0, 1):
-            h, y = op.operands[i].owner, op.operands[1 - i]
-            if (h is not None and h.name == "sqnxt.hard_sigmoid" and h.operands[0] is y
-                    and np.float32(h.attrs["alpha"]) == np.float32(1 / 6) and h.attrs["beta"] == 0.5
-                    and len(rw.graph.uses(h.result)) == 1):
-                hs = rw.add_op("sqnxt.hard_swish", [y], loc=op.loc, result_names=[op.result.name + "_hswish"])
-                rw.replace_all_uses(op.result, hs.result)
-                rw.erase(op)
-                rw.erase(h)
-                rw.count("hard-swish-from-mul")
-                return
+def _near(c, target: float) -> bool:
+    """``c`` (a constant array, or None) is ``target`` in every element, up to a few fp32
+    ulps (an exporter's ``1/6`` rounded to float32, or written as 0.1666667)."""
+    return (c is not None and c.size >= 1 and c.dtype.kind == "f"
+            and bool(np.all(np.abs(c.astype(np.float64) - target) <= 1e-6 * abs(target))))
 
 
-class LayerNormFromParts(RewritePattern):
-    """div(d, sqrt(add(mean(pow(d, 2)), eps))) with d = sub(x, mean(x)), the means over
-    x's trailing axes (keepdims), then optionally mul by a constant scale and add a
-    constant shift over those axes -> layer_norm(x, scale, shift): LayerNormalization
-    as exported before opset 17 (each intermediate used only there)."""
+def _const_operand(op, target: float):
+    """The operand of the two-operand ``op`` that is not a constant equal to ``target``
+    (:func:`_near`), or None."""
+    for i in (0, 1):
+        if _near(_const(op.operands[i]), target) and _const(op.operands[1 - i]) is None:
+            return op.operands[1 - i]
+    return None
 
-    ops = ("sqnxt.div",)
-    reach = 4       # div <- sqrt <- add <- mean <- pow (the constants are read with their users)
+
+def _relu6_of_plus3(graph: Graph, v):
+    """(x, [clip, add]) when ``v`` is ``clip(add(x, 3)) {min = 0, max = 6}`` (relu6, either
+    operand order), the clip and the add used only there and of x's type; else None."""
+    clip = _single(graph, v, "sqnxt.clip")
+    if clip is None or clip.attrs["min"] != 0.0 or clip.attrs["max"] != 6.0:
+        return None
+    add = _single(graph, clip.operands[0], "sqnxt.add")
+    if add is None or len(add.operands) != 2 or add.attrs["act"] != "none":
+        return None
+    x = _const_operand(add, 3.0)
+    if x is None or add.result.type != x.type or clip.result.type != x.type:
+        return None
+    return x, [clip, add]
+
+
+def _div_or_mul_by_6(graph: Graph, op):
+    """The operand ``op`` divides by 6 (``div(a, 6)``, ``mul(a, 1/6)``, ``mul(1/6, a)``), or None."""
+    if op.name == "sqnxt.div":
+        return op.operands[0] if _near(_const(op.operands[1]), 6.0) and _const(op.operands[0]) is None else None
+    return _const_operand(op, 1 / 6)
+
+
+class HardSigmoidFromRelu6(RewritePattern):
+    """``relu6(y + 3) / 6`` (Keras' hard_sigmoid through tf2onnx: relu6 is ``clip(0, 6)``;
+    ``/ 6`` as a div or a mul by 1/6, either order) -> ``hard_sigmoid(y) {alpha = 1/6,
+    beta = 1/2}``, matched at the clip (the add and the clip used only there).  Keras'
+    hard-swish ``y * (relu6(y + 3) / 6)`` then becomes ``mul(y, hard_sigmoid(y))``, which
+    :class:`HardSwishFromMul` takes."""
+
+    ops = ("sqnxt.clip",)
+    reach = 2       # the add's operand (its type)
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
         graph = rw.graph
-        d, sq = op.operands
-        sqrt = _single(graph, sq, "sqnxt.sqrt")
-        add = _single(graph, sqrt.operands[0], "sqnxt.add") if sqrt else None
+        r6 = _relu6_of_plus3(graph, op.result)
+        users = graph.uses(op.result)
+        if r6 is None or len(users) != 1 or users[0][0].name not in ("sqnxt.mul", "sqnxt.div"):
+            return
+        scaled = users[0][0]
+        if _div_or_mul_by_6(graph, scaled) is not op.result or scaled.result.type != r6[0].type:
+            return
+        y, (clip, add) = r6
+        hs = rw.add_op("sqnxt.hard_sigmoid", [y], {"alpha": 1 / 6, "beta": 0.5}, loc=scaled.loc,
+                       result_names=[scaled.result.name + "_hsig"])
+        rw.replace_all_uses(scaled.result, hs.result)
+        for dead in (scaled, clip, add):
+            rw.erase(dead)
+        rw.count("hard-sigmoid-from-relu6")
+
+
+class HardSwishFromMul(RewritePattern):
+    """HardSwish as exporters spell it -> ``hard_swish(y)`` (the intermediates used only
+    there): ``mul(y, hard_sigmoid(y) {alpha = 1/6, beta = 0.5})`` in either order (PyTorch
+    before opset 14, and Keras' ``y * (relu6(y + 3) / 6)`` once
+    :class:`HardSigmoidFromRelu6` made its hard_sigmoid), and ``(y * relu6(y + 3)) / 6``
+    (the product in either order, ``/ 6`` as a div or a mul by 1/6)."""
+
+    ops = ("sqnxt.mul", "sqnxt.div")
+    reach = 3       # (div or mul by 6) <- mul <- clip <- add (the constants are read with their users)
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        graph = rw.graph
+        match = None
+        if op.name == "sqnxt.mul":
+            for i in (0, 1):
+                h, y = op.operands[i].owner, op.operands[1 - i]
+                if (h is not None and h.name == "sqnxt.hard_sigmoid" and h.operands[0] is y
+                        and _near(np.float64(h.attrs["alpha"]), 1 / 6) and h.attrs["beta"] == 0.5
+                        and len(graph.uses(h.result)) == 1):
+                    match = y, [h], "hard-swish-from-mul"
+                    break
+        if match is None:           # (y * relu6(y + 3)) / 6
+            p = _div_or_mul_by_6(graph, op)
+            prod = _single(graph, p, "sqnxt.mul") if p is not None else None
+            if prod is not None:
+                for i in (0, 1):
+                    r6 = _relu6_of_plus3(graph, prod.operands[i])
+                    if r6 is not None and r6[0] is prod.operands[1 - i] and prod.result.type == r6[0].type:
+                        match = r6[0], [prod, *r6[1]], "hard-swish-from-relu6"
+                        break
+        if match is None:
+            return
+        y, parts, key = match
+        if op.result.type != y.type:
+            return
+        hs = rw.add_op("sqnxt.hard_swish", [y], loc=op.loc, result_names=[op.result.name + "_hswish"])
+        rw.replace_all_uses(op.result, hs.result)
+        rw.erase(op)
+        for part in parts:          # each used only by the op erased just before it
+            rw.erase(part)
+        rw.count(key)
+
+
+def _users(graph: Graph, v) -> list:
+    """The distinct ops reading ``v`` (an op reading it twice, ``mul(d, d)``, once)."""
+    seen = {}
+    for u, _ in graph.uses(v):
+        seen.setdefault(u.id, u)
+    return list(seen.values())
+
+
+def _ids(ops) -> set[int]:
+    return {o.id for o in ops}
+
+
+def _other(op, v):
+    """The other operand of the two-operand ``op`` one of whose operands is ``v``, or None."""
+    if len(op.operands) != 2:
+        return None
+    a, b = op.operands
+    return b if a is v else a if b is v else None
+
+
+def _affine_const(c, norm: tuple[int, ...]) -> bool:
+    """``c`` is a constant that broadcasts over the normalized axes ``norm`` (a scale or
+    shift; leading axes of size 1 beyond them, as Keras' (1, 1, C) gamma, are allowed)."""
+    if c is None or c.dtype.kind != "f" or any(d != 1 for d in c.shape[:max(0, c.ndim - len(norm))]):
+        return False
+    try:
+        return tuple(np.broadcast_shapes(_trailing(c, norm).shape, norm)) == tuple(norm)
+    except ValueError:
+        return False
+
+
+def _trailing(c: np.ndarray, norm: tuple[int, ...]) -> np.ndarray:
+    """``c`` without its leading size-1 axes beyond the normalized axes ``norm``."""
+    return c.reshape(c.shape[max(0, c.ndim - len(norm)):])
+
+
+class LayerNormFromParts(RewritePattern):
+    """LayerNormalization spelled out -> ``layer_norm(x, scale, shift)``, matched from the
+    square root of ``var + eps`` (each intermediate used only there):
+
+    * the statistics: ``mean = mean(x)``, ``d = sub(x, mean)``, ``var = mean(pow(d, 2))`` or
+      ``mean(mul(d, d))`` (tf's ``squared_difference``), ``add(var, eps)`` (either order),
+      the means over x's trailing axes (keepdims);
+    * the normalization: ``div(d, sqrt(.))`` (PyTorch before opset 17), or ``mul(d, inv)``
+      with ``inv = 1 / sqrt(.)`` written ``reciprocal(sqrt(.))`` (tf2onnx's Rsqrt),
+      ``div(1, sqrt(.))`` or ``pow(., -0.5)``; then optionally a mul by a constant scale and an
+      add of a constant shift (``layer-norm-from-parts``);
+    * or the moments spelling (tf's ``batch_normalization(x, mean, var, beta, gamma)``,
+      Keras 3's LayerNormalization): ``inv`` (times a constant gamma, optionally), then
+      ``add(mul(x, inv), sub(beta, mul(mean, inv)))`` or, without beta,
+      ``add(mul(x, inv), neg(mul(mean, inv)))`` / ``sub(mul(x, inv), mul(mean, inv))``; or
+      with ``-mean``: ``add(mul(x, inv), add(mul(neg(mean), inv), beta))`` / without beta
+      ``add(mul(x, inv), mul(neg(mean), inv))`` (``layer-norm-from-moments``)."""
+
+    ops = ("sqnxt.sqrt", "sqnxt.pow")
+    reach = 5       # sqrt <- add <- mean <- pow <- sub <- mean; sqrt -> ... -> the last add
+
+    def _stats(self, graph: Graph, ve):
+        """(x, mean_op, sub, sq, var, add, eps, axes) when ``ve`` is ``var(x) + eps`` as the
+        class docstring says, else None."""
+        add = _single(graph, ve, "sqnxt.add")
         if add is None or len(add.operands) != 2 or add.attrs["act"] != "none":
-            return
-        eps = _const(add.operands[1])
-        var = _single(graph, add.operands[0], "sqnxt.reduce")
-        pw = _single(graph, var.operands[0], "sqnxt.pow") if var else None
+            return None
+        for i in (0, 1):
+            eps = _const(add.operands[1 - i])
+            var = _single(graph, add.operands[i], "sqnxt.reduce")
+            if eps is not None and eps.size == 1 and var is not None:
+                break
+        else:
+            return None
+        sq = var.operands[0].owner
+        if sq is None or len(_users(graph, sq.result)) != 1:
+            return None
+        if sq.name == "sqnxt.pow" and _const(sq.operands[1]) is not None and np.all(_const(sq.operands[1]) == 2):
+            d = sq.operands[0]
+        elif sq.name == "sqnxt.mul" and sq.operands[0] is sq.operands[1]:
+            d = sq.operands[0]
+        else:
+            return None
         sub = d.owner
-        if (eps is None or eps.size != 1 or pw is None or pw.operands[0] is not d
-                or _const(pw.operands[1]) is None or not np.all(_const(pw.operands[1]) == 2)
-                or sub is None or sub.name != "sqnxt.sub" or len(graph.uses(d)) != 2):
-            return
+        if sub is None or sub.name != "sqnxt.sub":
+            return None
         x, mean = sub.operands
         mean_op = mean.owner
-        if mean_op is None or mean_op.name != "sqnxt.reduce" or mean_op.operands[0] is not x \
-                or len(graph.uses(mean)) != 1:
-            return
+        if mean_op is None or mean_op.name != "sqnxt.reduce" or mean_op.operands[0] is not x:
+            return None
         r = x.type.rank
         axes = sorted(a % r for a in mean_op.attrs["axes"])
         if (axes != list(range(axes[0], r)) or sorted(a % r for a in var.attrs["axes"]) != axes
                 or any(o.attrs["kind"] != "mean" or not o.attrs["keepdims"] for o in (mean_op, var))):
+            return None
+        return x, mean_op, sub, sq, var, add, eps, axes
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        graph = rw.graph
+        if op.name == "sqnxt.pow":      # pow(var + eps, -0.5): inv itself
+            e = _const(op.operands[1])
+            if e is None or e.size != 1 or float(e.reshape(-1)[0]) != -0.5:
+                return
+        st = self._stats(graph, op.operands[0])
+        if st is None:
             return
+        x, mean_op, sub, sq, var, add, eps, axes = st
+        d, mean = sub.result, mean_op.result
         norm = x.type.shape[axes[0]:]
-        end, scale, shift = op, None, None
-        users = graph.uses(op.result)
-        for kind in ("sqnxt.mul", "sqnxt.add"):       # an affine tail of constants, if any
-            if len(users) != 1 or users[0][0].name != kind or len(users[0][0].operands) != 2:
-                break
-            u = users[0][0]
-            c = _const(u.operands[1 - users[0][1]])
-            if c is None or (kind == "sqnxt.add" and u.attrs["act"] != "none") \
-                    or np.broadcast_shapes(c.shape, norm) != norm or c.ndim > len(norm):
-                break
-            if kind == "sqnxt.mul":
-                scale = c
+        chain = [op]                    # the ops from the square root on
+        end = inv = None
+        if op.name == "sqnxt.sqrt":
+            users = _users(graph, op.result)
+            if len(users) != 1:
+                return
+            u = users[0]
+            if u.name == "sqnxt.div" and u.operands == [d, op.result]:
+                end = u                 # d / sqrt(.)
+            elif u.name == "sqnxt.reciprocal" or (u.name == "sqnxt.div" and u.operands[1] is op.result
+                                                  and _near(_const(u.operands[0]), 1.0)):
+                inv = u
             else:
-                shift = c
-            end, users = u, graph.uses(u.result)
+                return
+            chain.append(u)
+        else:
+            inv = op
+        if inv is not None:
+            users = _users(graph, inv.result)
+            if len(users) == 1 and _other(users[0], inv.result) is d and users[0].name == "sqnxt.mul":
+                end = users[0]          # d * rsqrt(.)
+                chain.append(end)
+        if end is not None:             # then an affine tail of constants, if any
+            if _ids(_users(graph, d)) != _ids([sq, end]) or _ids(_users(graph, mean)) != _ids([sub]):
+                return
+            scale = shift = None
+            users = graph.uses(end.result)
+            for kind in ("sqnxt.mul", "sqnxt.add"):
+                if len(users) != 1 or users[0][0].name != kind or len(users[0][0].operands) != 2:
+                    break
+                u = users[0][0]
+                c = _const(u.operands[1 - users[0][1]])
+                if not _affine_const(c, norm) or (kind == "sqnxt.add" and u.attrs["act"] != "none"):
+                    break
+                if kind == "sqnxt.mul":
+                    scale = c
+                else:
+                    shift = c
+                end, users = u, graph.uses(u.result)
+                chain.append(u)
+            key = "layer-norm-from-parts"
+        else:                           # tf.nn.batch_normalization, Keras 3's LayerNormalization
+            if inv is None or _ids(_users(graph, d)) != _ids([sq]):
+                return
+            scale = shift = None
+            users = _users(graph, inv.result)
+            if len(users) == 1 and users[0].name == "sqnxt.mul":
+                gamma = _const(_other(users[0], inv.result))
+                if not _affine_const(gamma, norm):
+                    return
+                scale, inv = gamma, users[0]
+                chain.append(inv)
+                users = _users(graph, inv.result)
+            if len(users) != 2 or any(u.name != "sqnxt.mul" for u in users):
+                return
+            xm = next((u for u in users if _other(u, inv.result) is x), None)
+            mm = next((u for u in users if u is not xm), None)
+            if xm is None or mm is None:
+                return
+            m_in = _other(mm, inv.result)           # mean, or neg(mean) (then mm is -mean * inv)
+            neg = _single(graph, m_in, "sqnxt.neg")
+            negated = neg is not None and neg.operands[0] is mean
+            if not negated and m_in is not mean:
+                return
+            if _ids(_users(graph, mean)) != _ids([sub, neg if negated else mm]):
+                return
+            chain += [xm, *([neg] if negated else []), mm]
+            xus, mus = _users(graph, xm.result), _users(graph, mm.result)
+            if len(xus) != 1 or len(mus) != 1:
+                return
+            xu, mu = xus[0], mus[0]
+            if mu is xu:                # x * inv - mean * inv, x * inv + (-mean) * inv
+                if xu.operands != [xm.result, mm.result] or xu.name != ("sqnxt.add" if negated else "sqnxt.sub") \
+                        or xu.attrs.get("act", "none") != "none":
+                    return
+            else:
+                if not negated and mu.name == "sqnxt.sub" and mu.operands[1] is mm.result \
+                        and _affine_const(_const(mu.operands[0]), norm):
+                    shift = _const(mu.operands[0])      # x * inv + (beta - mean * inv)
+                elif negated and mu.name == "sqnxt.add" and mu.attrs["act"] == "none" \
+                        and _affine_const(_const(_other(mu, mm.result)), norm):
+                    shift = _const(_other(mu, mm.result))   # x * inv + ((-mean) * inv + beta)
+                elif negated or mu.name != "sqnxt.neg":     # x * inv + -(mean * inv)
+                    return
+                if (len(_users(graph, mu.result)) != 1 or xu.name != "sqnxt.add"
+                        or _other(xu, mu.result) is not xm.result or xu.attrs["act"] != "none"):
+                    return
+                chain.append(mu)
+            end = xu
+            chain.append(end)
+            key = "layer-norm-from-moments"
+        if end.result.type != x.type:
+            return
         if scale is None:
             scale = np.ones((), dtype=np.float32)
-        operands = [x, rw.constant(np.broadcast_to(scale, norm).astype(np.float32), end.result.name + "_scale",
-                                   Location(node=end.loc.node))]
+        operands = [x, rw.constant(np.broadcast_to(_trailing(scale, norm), norm).astype(np.float32),
+                                   end.result.name + "_scale", Location(node=end.loc.node))]
         if shift is not None:
-            operands.append(rw.constant(np.broadcast_to(shift, norm).astype(np.float32),
+            operands.append(rw.constant(np.broadcast_to(_trailing(shift, norm), norm).astype(np.float32),
                                         end.result.name + "_shift", Location(node=end.loc.node)))
         ln = rw.add_op("sqnxt.layer_norm", operands, {"axis": axes[0], "epsilon": float(eps.reshape(-1)[0])},
                        loc=end.loc, result_names=[end.result.name + "_ln"])
         rw.replace_all_uses(end.result, ln.result)
-        for dead in (end, *([op] if end is not op else []), sqrt, add, var, pw, sub, mean_op):
+        for dead in (*reversed(chain), add, var, sq, sub, mean_op):
             if dead in graph and not graph.uses(dead.result):
                 rw.erase(dead)
         n = rw.erase_dead()
-        rw.count("layer-norm-from-parts")
+        rw.count(key)
         rw.count("dead-ops-erased", n)
+
+
+#: Element-wise ops a transpose moves ahead of (with one constant operand), and how many.
+HOISTABLE = ("sqnxt.mul", "sqnxt.add", "sqnxt.sub", "sqnxt.div")
+MAX_HOIST = 4
+
+
+def _hoistable(graph: Graph, v, user):
+    """(op, port of its non-constant operand) when ``v``'s producer is an element-wise
+    mul / add / sub / div of a tensor and a constant that does not enlarge it, read only by
+    ``user``; else None."""
+    e = v.owner
+    if e is None or e.name not in HOISTABLE or len(e.operands) != 2 or e.attrs.get("act", "none") != "none":
+        return None
+    if _ids(_users(graph, v)) != {user.id} or len(graph.uses(v)) != 1:
+        return None
+    consts = [_const(o) for o in e.operands]
+    for i in (0, 1):
+        if consts[1 - i] is not None and consts[i] is None and e.operands[i].type == e.result.type \
+                and consts[1 - i].ndim <= e.result.type.rank:
+            return e, i
+    return None
+
+
+class TransposePair(RewritePattern):
+    """transpose(transpose(x, p1), p2) -> x when the two cancel (``p1[p2[i]] = i``), else
+    transpose(x, p1 o p2) (the first kept while it has other users); a transpose that keeps
+    every axis in place -> x.  Exporters of NHWC graphs (tf2onnx) leave such pairs around
+    the layers they convert to NCHW.
+
+    And a transpose behind up to :data:`MAX_HOIST` element-wise ops with a constant
+    (mul / add / sub / div, each read only by the next) whose first operand is a graph
+    input or another transpose moves ahead of them, the constants transposed with it:
+    ``transpose(op(x, c), p) = op(transpose(x, p), transpose(c, p))`` element for element.
+    tf2onnx's NHWC input with Keras' Rescaling / Normalization in front of the NCHW
+    transpose then runs them in the layout of the rest of the network, as PyTorch does
+    (``transpose-hoisted``)."""
+
+    ops = ("sqnxt.transpose",)
+    reach = MAX_HOIST + 1   # the chain of element-wise ops, then its first operand's producer
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        perm = tuple(op.attrs["perm"])
+        x = op.operands[0]
+        first = x.owner
+        key = "identity-transpose-removed"
+        if first is not None and first.name == "sqnxt.transpose":
+            x = first.operands[0]
+            perm = tuple(first.attrs["perm"][p] for p in perm)   # result axis i = x's axis p1[p2[i]]
+            key = "transposes-cancelled"
+        elif perm != tuple(range(len(perm))):
+            return self._hoist(op, rw)
+        if perm == tuple(range(len(perm))):
+            rw.replace_all_uses(op.result, x)
+            rw.erase(op)
+        else:
+            rw.set_operand(op, 0, x)
+            rw.set_attr(op, "perm", perm)
+            key = "transposes-composed"
+        if first is not None and first.name == "sqnxt.transpose" and not rw.graph.uses(first.result):
+            rw.erase(first)
+        rw.count(key)
+
+    def _hoist(self, op, rw: Rewriter) -> None:
+        graph = rw.graph
+        chain, v, user = [], op.operands[0], op
+        while len(chain) < MAX_HOIST:
+            h = _hoistable(graph, v, user)
+            if h is None:
+                break
+            chain.append(h)
+            user, v = h[0], h[0].operands[h[1]]
+        base = v.owner
+        if not chain or base is None or base.name not in ("sqnxt.input", "sqnxt.transpose"):
+            return
+        perm = tuple(op.attrs["perm"])
+        r = len(perm)
+        cur = rw.add_op("sqnxt.transpose", [v], {"perm": perm}, loc=op.loc,
+                        result_names=[op.result.name + "_hoisted"]).result
+        for e, i in reversed(chain):
+            c = _const(e.operands[1 - i])
+            ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), perm))
+            cv = rw.constant(ct, e.result.name + "_c_t", Location(node=e.loc.node))
+            operands = [cur, cv] if i == 0 else [cv, cur]
+            cur = rw.add_op(e.name, operands, loc=e.loc, result_names=[e.result.name + "_t"]).result
+        rw.replace_all_uses(op.result, cur)
+        rw.erase(op)
+        for e, _ in chain:
+            rw.erase(e)
+        rw.count("transpose-hoisted")
 
 
 #: The rewrites, in the order they are tried on an op they all apply to.
 PATTERNS = (WholeSlice(), DropNoop(), FoldConstant(), GemmToFc(), MatmulToFc(), GapFromReduceMean(),
-            PadIntoWindow(), HardSwishFromMul(), LayerNormFromParts())
+            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), LayerNormFromParts(), TransposePair())
 
 
 class Canonicalize(Pass):

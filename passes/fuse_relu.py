@@ -7,7 +7,9 @@
 ``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc`` and ``sqnxt.add``.  Into a conv or
 fc (not an add) also every other activation the epilogue applies: leaky_relu (``act_alpha``
 = its slope), hard_sigmoid (``act_alpha``, ``act_beta``), hard_swish, sigmoid, tanh, and
-swish, the pattern ``mul(y, sigmoid(y))`` (SiLU as exporters write it).  The accelerator
+swish, the pattern ``mul(y, sigmoid(y))`` (SiLU as exporters write it: PyTorch and
+tf2onnx alike; either operand order, the sigmoid read by nothing but the mul and y by
+nothing but the two).  The accelerator
 applies the activation as results leave the array (docs/cost-model.md, "Fused
 activations"), so a fused op costs no extra pass over the output.
 
