@@ -85,6 +85,13 @@ for _n, _args in _CONVS.items():
     CASES[f"conv-{_n}"] = _conv_case(*_args)
 
 
+# ConvTranspose (the sub-pixel lowering; the full attribute matrix is tests/test_conv_transpose.py)
+@case("convtranspose-k4-s2-p1-group2-bias")
+def _():
+    return model([N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], group=2)],
+                 [("x", [1, 4, 5, 6])], inits=[("w", W(4, 3, 4, 4)), ("b", W(6))])
+
+
 # ------------------------------------------------------------------------ BN, activations
 @case("batchnorm-opset9")
 def _():

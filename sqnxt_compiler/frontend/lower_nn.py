@@ -1,10 +1,15 @@
-"""Lowerings of network layers: convolution, batch and layer normalization, pooling
-(with ONNX's ``pads`` / ``auto_pad`` rules), matrix products, LRN, softmax, reductions and
-resize."""
+"""Lowerings of network layers: convolution (transposed convolution in the sub-pixel form),
+batch and layer normalization, pooling (with ONNX's ``pads`` / ``auto_pad`` rules), matrix
+products, LRN, softmax, reductions and resize."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+from onnx import numpy_helper
+
+from ..diagnostics import InputError, Location, UnsupportedError
+from ..ir.core import VerifyError
 from .lowering import _Lowering, lowers
 
 
@@ -236,3 +241,250 @@ def _resize(L):
         raise L.unsupported(f"Resize nearest_mode '{nearest}'")
     attrs = _resize_attrs(L, x, scales, sizes)
     L.emit("sqnxt.resize", [x], {**attrs, "mode": mode, "coord": coord, "nearest_mode": nearest})
+
+
+# ---------------------------------------------------------------- ConvTranspose
+# A transposed convolution becomes the sub-pixel form (docs/ir.md, after the op table;
+# docs/cost-model.md, "Transposed convolution"): along an axis of stride s, output o = s*q +
+# phi (phase phi) is a stride-1 correlation of the input around q with the taps k whose
+# k*d = phi + p (mod s), so ONE stride-1 conv whose output channels are every (phase,
+# channel) pair computes every phase at once; a depth-to-space (reshape, transpose,
+# reshape) interleaves the phases and an extract_slice crops what the conv computed past
+# the output.
+
+#: The cost, in MACs, the frontend gives one output word of the crop (an extract_slice: a
+#: move of the output) when it weighs a shifted phase grid that needs one against MACs of
+#: zero taps it saves: a copied word is 2 DRAM words at 8 words per cycle, the time of 64
+#: MACs on pe16x16 and of 16 on pe8x8.
+CROP_WORD_MACS = 32
+
+
+def _ct_attr_ints(L: _Lowering, name: str, n: int, default: int, low: int) -> tuple[int, ...]:
+    """Integer list attribute ``name`` of a 2-D ConvTranspose: ``n`` values >= ``low``."""
+    v = L.attr(name)
+    vals = tuple(int(a) for a in v) if v is not None else (default,) * n
+    if len(vals) != n:
+        raise L.unsupported(f"{name} {list(vals)}: {n} values expected for a 2-D transposed convolution")
+    if any(a < low for a in vals):
+        raise L.unsupported(f"{name} {list(vals)}: every value must be >= {low}")
+    return vals
+
+
+def _ct_const(L: _Lowering, name: str, what: str):
+    """The array of constant input ``name`` (weight, bias), without adding it to the graph
+    as it stands (the lowering builds the sub-pixel constants from it)."""
+    if name not in L.values and name in L.lazy:
+        L._check_size(name, math.prod(L.lazy[name].dims))
+        return np.asarray(L.lazy[name].load())
+    if name not in L.values and name in L.inits:
+        t = L.inits[name]
+        L._check_size(name, math.prod(t.dims))
+        try:
+            return numpy_helper.to_array(t)
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise InputError(f"initializer '{name}' (dims {list(t.dims)}): its data cannot be read: "
+                             f"{exc}", Location(file=L.source, node=name)) from None
+    return np.asarray(L.const(name, what))
+
+
+def _ct_geometry(L: _Lowering, axis: str, size: int, k: int, s: int, d: int, adj: int,
+                 pads: tuple[int, int], out: int | None, auto: str) -> tuple[int, int]:
+    """(pad_begin, output size) of one axis, as onnxruntime computes them: with
+    ``output_shape`` the total padding is ``max(0, full - out)`` (``full = s*(size-1) + adj
+    + (k-1)*d + 1``), split ``total/2`` first under SAME_UPPER, ``total - total/2`` first
+    otherwise (an output past ``full`` ends in zeros and the bias); SAME_UPPER / SAME_LOWER
+    alone ask ``size*s`` (capped at ``full``); VALID pads nothing; NOTSET uses ``pads``."""
+    if adj >= s:
+        raise L.unsupported(f"output_padding {adj} on axis {axis} is not below the stride {s} "
+                            "(onnxruntime rejects it)")
+    full = s * (size - 1) + adj + (k - 1) * d + 1
+    if out is not None:
+        if out >= full - adj + s:
+            raise L.unsupported(f"output_shape {out} on axis {axis} is more than {s - 1} past the "
+                                f"{full - adj} positions an input of {size} reaches (onnxruntime rejects it)")
+        total = max(0, full - out)
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = min(full, size * s)
+        total = full - out
+    elif auto == "VALID":
+        return 0, full
+    elif auto in ("NOTSET", ""):
+        out = full - pads[0] - pads[1]
+        if out < 1:
+            raise L.unsupported(f"pads {list(pads)} on axis {axis} leave an output of {out} (of {full})")
+        return pads[0], out
+    else:
+        raise L.unsupported(f"auto_pad '{auto}'")
+    if out < 1:
+        raise L.unsupported(f"output_shape {out} on axis {axis}: every dimension must be >= 1")
+    return (total // 2 if auto == "SAME_UPPER" else total - total // 2), out
+
+
+def _ct_axis(size: int, k: int, s: int, d: int, pad: int, out: int, r: int) -> dict | None:
+    """The sub-pixel form of one axis whose output positions are shifted by ``r`` (the conv
+    computes ``o + r``), or None when the taps of a phase do not fill their stretch of one
+    common window (a dilation that shares no lattice with the stride).
+
+    Tap k lands on phase ``phi = (k*d - p) mod s`` (``p = pad - r``) and reads input
+    ``q + e`` for output ``s*q + phi``, ``e = (phi + p - k*d) / s``; the window holds the
+    offsets ``e_min + D*t``, t < T (D: the gcd of the offsets' differences).  The conv
+    computes J positions per phase (``pad_b``, ``pad_e``: its input padding, both >= 0;
+    offsets e_min > 0 are skipped as leading outputs instead), and the output is
+    positions ``[start, start + out)`` of the ``J*s`` the depth-to-space gives."""
+    p = pad - r
+    taps = []
+    for kk in range(k):
+        phi = (kk * d - p) % s
+        taps.append((phi, kk, (phi + p - kk * d) // s))
+    offsets = [e for _, _, e in taps]
+    e_min, e_max = min(offsets), max(offsets)
+    dil = math.gcd(*[e - e_min for e in offsets]) or 1
+    window = (e_max - e_min) // dil + 1
+    taps = [(phi, kk, (e - e_min) // dil) for phi, kk, e in taps]
+    for phase in range(s):
+        ts = sorted(t for phi, _, t in taps if phi == phase)
+        if ts and ts != list(range(ts[0], ts[0] + len(ts))):
+            return None
+    q = -(-(out + r) // s)
+    pad_b, lead = max(0, -e_min), max(0, e_min)
+    span = (window - 1) * dil
+    j = q + lead
+    pad_e = j - size - pad_b + span
+    if pad_e < 0:
+        pad_e, j = 0, size + pad_b - span
+    start = lead * s + r
+    return {"taps": taps, "T": window, "D": dil, "pad_b": pad_b, "pad_e": pad_e, "J": j,
+            "start": start, "crop": start != 0 or j * s != out, "r": r}
+
+
+@lowers("ConvTranspose", into="sqnxt.conv (sub-pixel) + sqnxt.transpose, sqnxt.extract_slice")
+def _conv_transpose(L):
+    """ONNX ConvTranspose (2-D: strides, pads, output_padding, output_shape, auto_pad,
+    dilations, group, bias) in the sub-pixel form (see :func:`_ct_axis`): a stride-1
+    ``sqnxt.conv`` with ``G*sh*sw*Cout/G`` output channels ordered (group, row phase,
+    column phase, channel), a depth-to-space ``reshape -> transpose -> reshape`` (the
+    transpose named ``<node>.depth_to_space``) when a stride is > 1, and an
+    ``extract_slice`` (``<node>.crop``) when the phases computed more than the output.  Per
+    axis the phase grid is shifted by the ``r < s`` that costs least: the conv's MACs, and
+    :data:`CROP_WORD_MACS` per output word when the shift needs a crop."""
+    node, out_name = L.node_name, L.node.output[0]
+    x = L.value(L.node.input[0])
+    w = _ct_const(L, L.node.input[1], "the ConvTranspose weight")
+    if x.type.rank != 4 or w.ndim != 4:
+        raise L.unsupported(f"only 2-D transposed convolutions are supported (input {x.type}, "
+                            f"weight of shape {list(w.shape)})")
+    groups = int(L.attr("group", 1))
+    cin, cog, kh, kw = (int(v) for v in w.shape)
+    if groups < 1 or cin % groups or x.type.shape[1] != cin:
+        raise L.unsupported(f"group {groups} with weight {list(w.shape)} and input {x.type}: the weight's "
+                            "first axis must be the input channels, a multiple of group")
+    kernel = L.attr("kernel_shape")
+    if kernel is not None and tuple(int(v) for v in kernel) != (kh, kw):
+        raise L.unsupported(f"kernel_shape {list(kernel)} differs from the weight's {[kh, kw]}")
+    strides = _ct_attr_ints(L, "strides", 2, 1, 1)
+    dil = _ct_attr_ints(L, "dilations", 2, 1, 1)
+    adj = _ct_attr_ints(L, "output_padding", 2, 0, 0)
+    pads = _ct_attr_ints(L, "pads", 4, 0, 0)
+    out_shape = tuple(int(v) for v in L.attr("output_shape", ())) or None   # empty: not given
+    if out_shape is not None:
+        if len(out_shape) != 2:
+            raise L.unsupported(f"output_shape {list(out_shape)}: the 2 spatial sizes expected")
+    auto = _auto_pad(L)
+    in_h, in_w = x.type.shape[2:]
+    geo = [_ct_geometry(L, a, size, k, s, d, o, (pads[i], pads[i + 2]),
+                        out_shape[i] if out_shape else None, auto)
+           for i, (a, size, k, s, d, o) in enumerate(zip("HW", (in_h, in_w), (kh, kw), strides, dil, adj))]
+    (pt, oh), (pl, ow) = geo
+    cout = cog * groups
+    declared = L.types.get(out_name)
+    if declared is not None and id(x) not in L.diverged and declared.shape != (1, cout, oh, ow):
+        raise L.unsupported(f"onnxruntime computes an output of {[1, cout, oh, ow]} but ONNX shape "
+                            f"inference says {list(declared.shape)}: no agreed reference")
+    (sh, sw), cig = strides, cin // groups
+
+    def candidates(i, size, k, s, d, pad, n):
+        found = [a for r in range(s) if (a := _ct_axis(size, k, s, d, pad, n, r)) is not None]
+        if not found:
+            g = math.gcd(d, s)
+            raise L.unsupported(
+                f"dilation {d} with stride {s} on axis {'HW'[i]}: an output phase's taps are {d // g} "
+                f"input positions apart and the phases' taps lie on different lattices (gcd {g}), so no "
+                "one window holds them without zero taps inside a phase (dilation 1, stride 1, or one "
+                "of dilation and stride dividing the other always lowers)")
+        return found
+
+    rows = candidates(0, in_h, kh, sh, dil[0], pt, oh)
+    cols = candidates(1, in_w, kw, sw, dil[1], pl, ow)
+    macs_per_position = cout * sh * sw * cig   # per window tap and conv position
+
+    def score(a):
+        ah, aw = a
+        crop = ah["crop"] or aw["crop"]
+        return (macs_per_position * ah["T"] * ah["J"] * aw["T"] * aw["J"]
+                + (CROP_WORD_MACS * cout * oh * ow if crop else 0), ah["r"], aw["r"])
+
+    ah, aw = min(((a, b) for a in rows for b in cols), key=score)
+
+    # the sub-pixel weight [G, sh, sw, Cout/G, Cin/G, Th, Tw] and bias [G, sh, sw, Cout/G]
+    wt = w.reshape(groups, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4)
+    sub = np.zeros((groups, sh, sw, cog, cig, ah["T"], aw["T"]), dtype=w.dtype)
+    for phh, ky, th in ah["taps"]:
+        for phw, kx, tw in aw["taps"]:
+            sub[:, phh, phw, :, :, th, tw] = wt[:, :, :, ky, kx]
+    channels = groups * sh * sw * cog
+
+    def constant(arr, hint):
+        return L.graph.constant(arr, hint, Location(file=L.source, node=node))
+
+    def add(opname, operands, attrs, hint, where):
+        try:
+            op = L.graph.add_op(opname, operands, attrs, loc=Location(file=L.source, node=where),
+                                result_names=[hint])
+        except VerifyError as exc:
+            raise UnsupportedError(str(exc), L.loc(opname)) from None
+        L._check_size(hint, op.result.type.numel)
+        if any(id(v) in L.diverged for v in operands):   # downstream of a type ONNX got wrong
+            L.diverged.add(id(op.result))
+        return op.result
+
+    operands = [x, constant(sub.reshape(channels, cig, ah["T"], aw["T"]), f"{out_name}.subpixel_weight")]
+    if L.opt_input(2):
+        b = _ct_const(L, L.opt_input(2), "the ConvTranspose bias").reshape(-1)
+        if b.shape != (cout,):
+            raise L.unsupported(f"bias of shape {list(b.shape)} for {cout} output channels")
+        bias = np.broadcast_to(b.reshape(groups, 1, 1, cog), (groups, sh, sw, cog))
+        operands.append(constant(np.ascontiguousarray(bias).reshape(channels), f"{out_name}.subpixel_bias"))
+    attrs = {"strides": (1, 1), "pads": (ah["pad_b"], aw["pad_b"], ah["pad_e"], aw["pad_e"]),
+             "groups": groups}
+    if (ah["D"], aw["D"]) != (1, 1):
+        attrs["dilations"] = (ah["D"], aw["D"])
+    jh, jw = ah["J"], aw["J"]
+    steps = []                       # (IR op, operands-after-the-first, attrs, value hint, layer)
+    if (sh, sw) != (1, 1):
+        axes = [("n", 1), ("g", groups), ("ph", sh), ("pw", sw), ("c", cog), ("jh", jh), ("jw", jw)]
+        kept = [a for a, size in axes if size != 1 or a in ("n", "jh", "jw")]
+        size_of = dict(axes)
+        perm = tuple(kept.index(a) for a in ("n", "g", "c", "jh", "ph", "jw", "pw") if a in kept)
+        shape = lambda names: np.array([size_of[a] for a in names], dtype=np.int64)  # noqa: E731
+        steps.append(("sqnxt.reshape", [constant(shape(kept), f"{out_name}.phases_shape")], {},
+                      f"{out_name}.phases", node))
+        steps.append(("sqnxt.transpose", [], {"perm": perm}, f"{out_name}.interleaved", f"{node}.depth_to_space"))
+        steps.append(("sqnxt.reshape", [constant(np.array([1, cout, jh * sh, jw * sw], np.int64),
+                                                 f"{out_name}.depth_to_space_shape")], {},
+                      f"{out_name}.depth_to_space", node))
+    crop = [(axis, a["start"], a["start"] + n) for axis, a, n, full in
+            ((2, ah, oh, jh * sh), (3, aw, ow, jw * sw)) if a["start"] != 0 or full != n]
+    if crop:
+        steps.append(("sqnxt.extract_slice", [],
+                      {"starts": tuple(c[1] for c in crop), "ends": tuple(c[2] for c in crop),
+                       "axes": tuple(c[0] for c in crop), "steps": (1,) * len(crop)},
+                      out_name, f"{node}.crop"))
+    if not steps:
+        L.emit("sqnxt.conv", operands, attrs)
+        return
+    v = add("sqnxt.conv", operands, attrs, f"{out_name}.subpixel", node)
+    for opname, more, op_attrs, hint, where in steps[:-1]:
+        v = add(opname, [v] + more, op_attrs, hint, where)
+    opname, more, op_attrs, _, where = steps[-1]
+    v = L.emit(opname, [v] + more, op_attrs)
+    v.owner.loc = Location(file=L.source, node=where)
