@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import onnx
 
+from ..ir.core import view_origin
 from .lowering import lowers
 from .shapes import ONNX_DTYPES
 
@@ -84,9 +85,15 @@ def _identity(L):
     L.emit("sqnxt.identity", [L.value(L.node.input[0])])
 
 
-@lowers("Cast", into="sqnxt.cast")
+@lowers("Cast", into="sqnxt.cast (sqnxt.convert of a host result)")
 def _cast(L):
+    """A Cast of a host result (TopK or ArgMax indices, a comparison's bools: the ``host``
+    trait, through views) runs on the host too, ``sqnxt.convert`` (docs/ir.md, "The host
+    partition"); any other is the shape op ``sqnxt.cast``."""
     to = int(L.attr("to"))
     if to not in ONNX_DTYPES:
         raise L.unsupported(f"Cast to element type {onnx.TensorProto.DataType.Name(to)}")
-    L.emit("sqnxt.cast", [L.value(L.node.input[0])], {"to": ONNX_DTYPES[to]})
+    x = L.value(L.node.input[0])
+    origin = view_origin(x).owner
+    host = origin is not None and origin.has_trait("host")
+    L.emit("sqnxt.convert" if host else "sqnxt.cast", [x], {"to": ONNX_DTYPES[to]})

@@ -231,6 +231,8 @@ def lowers(*op_types: str, into: str | dict[str, str]):
     ``into`` (a description naming them; a dict: one per op type)."""
     def wrap(fn):
         for t in op_types:
+            if t in LOWERINGS:      # one lowering per ONNX op: a second would depend on import order
+                raise ValueError(f"ONNX op {t} has a lowering already ({LOWERINGS[t].__module__})")
             LOWERINGS[t] = fn
             LOWERS_INTO[t] = into[t] if isinstance(into, dict) else into
         return fn

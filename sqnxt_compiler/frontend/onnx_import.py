@@ -18,7 +18,8 @@ one form.
 This module composes the steps (:func:`import_model`, :func:`load`); each lives in its
 own module, data flowing one way: :mod:`.load` (step 1), :mod:`.shapes` (steps 2 and 3),
 :mod:`.lowering` (step 4's context, walk and ``@lowers`` registry), and the lowerings by
-op family in :mod:`.lower_nn`, :mod:`.lower_elementwise` and :mod:`.lower_shape`.  The
+op family in :mod:`.lower_nn`, :mod:`.lower_elementwise`, :mod:`.lower_shape` and
+:mod:`.lower_host`.  The
 names other modules import from here (``LOWERINGS``, ``LOWERS_INTO``, ``load_onnx``, ...)
 are re-exported.
 """
@@ -32,6 +33,7 @@ from ..diagnostics import InputError
 from ..ir.graph import Graph
 from ..ir.verifier import IRVerificationError, verify
 from . import lower_elementwise, lower_nn, lower_shape  # noqa: F401  (registers the lowerings)
+from . import lower_host  # noqa: F401  (registers the host ops' lowerings)
 from .load import _opset, _read, load_onnx
 from .lower_elementwise import UNARY
 from .lowering import (LOWERINGS, LOWERS_INTO, MAX_ELEMENTS, _Lowering, lowers, node_label,

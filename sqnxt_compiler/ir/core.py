@@ -29,6 +29,13 @@ plain names (``op.has_trait(name)``):
   them (an unfolded batchnorm's statistics are not), and what fold-bn rescales.
 * ``act_fusible``: has an ``act`` attribute whose choices are the activations that
   fuse-relu may fold into it (every kind for conv / fc, relu and relu6 for add).
+* ``host``: runs on the host CPU, not the accelerator: executed by the reference
+  executor, its operands read from DRAM and its result written to DRAM (a detection or
+  classification tail: TopK, ArgMax, comparisons, Where, GatherElements, ...).  Not a
+  layer and never free: the memory planner keeps every tensor a host op reads in DRAM
+  (schedule.liveness), an accelerator layer reads a host result from DRAM, and the reports
+  list each host op as host work (its DRAM words read and written, its elements; the
+  host's time is not modelled).  docs/ir.md, "The host partition".
 
 The others carry data (xDSL's ``OpTrait``): each is a frozen dataclass (:class:`OpTrait`)
 whose fields are its parameters, declared as an object (``Elementwise(1, 0)``), read
@@ -165,6 +172,8 @@ TRAITS: dict[str, str] = {
                    "optional bias (counted as the network's parameters; what fold-bn rescales)",
     "act_fusible": "has an 'act' attribute; its choices are the activations fuse-relu may fold "
                    "into it",
+    "host": "runs on the host CPU, not the accelerator: executed by the reference executor, its "
+            "operands read from DRAM and its result written to DRAM",
     "elementwise": "Elementwise(ops, funcs): an element-wise function, its PE operations and "
                    "nonlinear evaluations per output element (an eltwise layer)",
     "move": "Move(parts): data movement, each output word a copy of one input word (a move "

@@ -793,3 +793,152 @@ def _take(op):
         raise VerifyError(f"axis {op.attrs['axis']} out of range for {x}")
     a = op.attrs["axis"] % x.rank
     return [TensorType(x.shape[:a] + idx.shape + x.shape[a + 1:], x.dtype)]
+
+
+# ---------------------------------------------------------------- host ops
+# A detection or classification tail (TopK, ArgMax, comparisons, Where, GatherElements,
+# ...): the host CPU runs it, not the accelerator (the ``host`` trait: operands read from
+# DRAM, result written to DRAM; docs/ir.md, "The host partition").  Their kernels are the
+# reference executor's; the frontend lowers them in frontend/lower_host.py.
+HOST_TRAITS = ("host",)
+#: A host op's element types: what ONNX's comparisons and logical ops give.
+BOOL = "bool"
+
+
+def _broadcast_shape(op: Op) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*[v.type.shape for v in op.operands]))
+    except ValueError:
+        raise VerifyError("operand shapes do not broadcast: "
+                          + ", ".join(str(v.type) for v in op.operands)) from None
+
+
+def _verify_same_dtype(op: Op) -> None:
+    """The compared / combined operands have one element type (ONNX's type constraint T)."""
+    dts = {v.type.dtype for v in op.operands}
+    if len(dts) != 1:
+        raise VerifyError(f"operands must have one element type, got {sorted(dts)}")
+
+
+def _verify_bools(op: Op) -> None:
+    if any(v.type.dtype != BOOL for v in op.operands):
+        raise VerifyError("operands must be bool, got " + ", ".join(str(v.type) for v in op.operands))
+
+
+for _name, _what, _onnx in (("equal", "a == b", "Equal"), ("less", "a < b", "Less"),
+                            ("greater", "a > b", "Greater"), ("less_equal", "a <= b", "LessOrEqual"),
+                            ("greater_equal", "a >= b", "GreaterOrEqual")):
+    declare(f"sqnxt.{_name}", f"Element-wise comparison {_what}, a bool tensor (numpy broadcasting; "
+            f"ONNX {_onnx}); on the host.", operands=(2, 2), verify=_verify_same_dtype, traits=HOST_TRAITS)(
+        lambda op: [TensorType(_broadcast_shape(op), BOOL)])
+
+for _name, _what, _n in (("and", "a and b", 2), ("or", "a or b", 2), ("xor", "a xor b", 2), ("not", "not a", 1)):
+    declare(f"sqnxt.{_name}", f"Element-wise logical {_what} of bool tensors (numpy broadcasting); on the host.",
+            operands=(_n, _n), verify=_verify_bools, traits=HOST_TRAITS)(
+        lambda op: [TensorType(_broadcast_shape(op), BOOL)])
+
+
+def _verify_where(op: Op) -> None:
+    if _t(op, 0).dtype != BOOL:
+        raise VerifyError(f"the condition must be bool, got {_t(op, 0)}")
+    if _t(op, 1).dtype != _t(op, 2).dtype:
+        raise VerifyError(f"the two branches must have one element type, got {_t(op, 1)} and {_t(op, 2)}")
+
+
+@declare("sqnxt.where", "cond ? a : b, element-wise with numpy broadcasting of the three (ONNX Where); "
+         "on the host.", operands=(3, 3), verify=_verify_where, traits=HOST_TRAITS)
+def _where(op):
+    return [TensorType(_broadcast_shape(op), _t(op, 1).dtype)]
+
+
+def _verify_mod(op: Op) -> None:
+    _verify_same_dtype(op)
+    if _t(op, 0).dtype.startswith("f") and not op.attrs["fmod"]:
+        raise VerifyError("Mod of floating-point operands needs fmod = 1 (ONNX)")
+
+
+@declare("sqnxt.mod", "Element-wise remainder (ONNX Mod): fmod = 1 the C fmod (the dividend's sign), "
+         "fmod = 0 the integer modulus with the divisor's sign (numpy broadcasting); on the host.",
+         operands=(2, 2), attrs={"fmod": A("int", default=0, choices=(0, 1))}, verify=_verify_mod,
+         traits=HOST_TRAITS)
+def _mod(op):
+    return [TensorType(_broadcast_shape(op), _t(op, 0).dtype)]
+
+
+def _axis_of(op: Op, rank: int) -> int:
+    a = op.attrs["axis"]
+    if not -rank <= a < rank:
+        raise VerifyError(f"axis {a} out of range for a rank-{rank} input")
+    return a % rank
+
+
+def _verify_gather_elements(op: Op) -> None:
+    x, idx = _t(op, 0), _t(op, 1)
+    if idx.dtype not in ("i64", "i32"):
+        raise VerifyError(f"indices must be i64 or i32, got {idx}")
+    if x.rank != idx.rank or x.rank < 1:
+        raise VerifyError(f"data {x} and indices {idx} must have one rank >= 1")
+    a = _axis_of(op, x.rank)
+    if any(i > d for n, (i, d) in enumerate(zip(idx.shape, x.shape)) if n != a):
+        raise VerifyError(f"indices {idx} exceed the data {x} on an axis other than {a}")
+    c = _const(op, 1)
+    if c is not None:
+        bad = first_out_of_range(c, x.shape[a])
+        if bad is not None:
+            raise VerifyError(index_range_message(bad, a, x.shape[a]))
+
+
+@declare("sqnxt.gather_elements", "out[i][j][k] = x[index[i][j][k]][j][k] along ``axis`` (ONNX "
+         "GatherElements; a negative index counts from the end); on the host.", operands=(2, 2),
+         attrs={"axis": A("int", default=0)}, verify=_verify_gather_elements, traits=HOST_TRAITS)
+def _gather_elements(op):
+    return [TensorType(_t(op, 1).shape, _t(op, 0).dtype)]
+
+
+def _reduced_shape(op: Op) -> tuple[int, ...]:
+    x = _t(op, 0)
+    a = _axis_of(op, x.rank)
+    if op.attrs.get("keepdims", 1):
+        return tuple(1 if i == a else d for i, d in enumerate(x.shape))
+    return tuple(d for i, d in enumerate(x.shape) if i != a)
+
+
+for _name, _what in (("argmax", "largest"), ("argmin", "smallest")):
+    declare(f"sqnxt.{_name}", f"The index (i64) of the {_what} element along ``axis`` (ONNX "
+            f"{'ArgMax' if _name == 'argmax' else 'ArgMin'}): the first one of equal elements, the last "
+            f"with select_last_index = 1; keepdims keeps the axis as size 1; on the host.",
+            attrs={"axis": A("int", default=0), "keepdims": A("int", default=1, choices=(0, 1)),
+                   "select_last_index": A("int", default=0, choices=(0, 1))}, traits=HOST_TRAITS)(
+        lambda op: [TensorType(_reduced_shape(op), "i64")])
+
+TOPK_PARTS = ("values", "indices")
+
+
+def _verify_topk(op: Op) -> None:
+    x = _t(op, 0)
+    a = _axis_of(op, x.rank)
+    if not 1 <= op.attrs["k"] <= x.shape[a]:
+        raise VerifyError(f"k = {op.attrs['k']} must be in [1, {x.shape[a]}] (axis {a} of {x})")
+
+
+@declare("sqnxt.topk", "The k largest (largest = 1) or smallest elements along ``axis``, sorted, "
+         "ties broken by the lower index (ONNX TopK, as onnxruntime): ``part`` values gives the "
+         "elements, indices their i64 positions (an ONNX TopK becomes one op per output); on the host.",
+         attrs={"k": A("int", True), "axis": A("int", default=-1),
+                "largest": A("int", default=1, choices=(0, 1)), "part": A("str", True, choices=TOPK_PARTS)},
+         verify=_verify_topk, traits=HOST_TRAITS)
+def _topk(op):
+    x = _t(op, 0)
+    a = _axis_of(op, x.rank)
+    shape = tuple(op.attrs["k"] if i == a else d for i, d in enumerate(x.shape))
+    return [TensorType(shape, x.dtype if op.attrs["part"] == "values" else "i64")]
+
+
+@declare("sqnxt.convert", "Element type conversion of a host result (ONNX Cast of TopK or ArgMax "
+         "indices, of a comparison's bools); on the host.", attrs={"to": A("str", True)},
+         traits=HOST_TRAITS)
+def _convert(op):
+    from .types import DTYPES
+    if op.attrs["to"] not in DTYPES:
+        raise VerifyError(f"unknown element type '{op.attrs['to']}'")
+    return [TensorType(_t(op, 0).shape, op.attrs["to"])]

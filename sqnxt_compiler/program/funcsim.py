@@ -34,8 +34,11 @@ in DRAM at their layout address): the graph runs op by op in the reference inter
 order; a scheduled op runs its layer's instructions and its value is read back from the
 DRAM image (or from the buffer for a resident output); any other op runs its numpy kernel
 on those values and, when the layout gives its result a DRAM region, the host writes it
-there.  Each layer's simulated output is compared with the op's reference kernel on the
-same (simulated) operands within fp32 tolerance (:data:`LAYER_TOL`).
+there.  The host partition's ops (the ``host`` trait: a TopK / ArgMax tail) are such ops:
+the lowering accepts them only when no layer reads their results (``lower._check_host_ops``),
+so the program never waits for them: they run with the reference executor's kernels on
+the values the program wrote to DRAM.  Each layer's simulated output is compared with the op's reference
+kernel on the same (simulated) operands within fp32 tolerance (:data:`LAYER_TOL`).
 """
 from __future__ import annotations
 

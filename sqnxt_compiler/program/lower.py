@@ -29,6 +29,10 @@ out as one tensor (:mod:`.layout`); the stand-ins as the layer they are costed a
 by a constant matrix: a conv over channels-last tensors or an fc; a mean or max over rows
 and columns: a pool; a mean or sum over channels: a conv with synthesized weights).
 
+Host ops (the ``host`` trait) are not in the program: they run after it, on the DRAM
+values it wrote; a host op whose result a layer reads is not lowered (the program cannot
+wait for the host between layers).
+
 Not lowered (a one-line :class:`UnsupportedLowering` naming the layer and why): what
 cannot run as the cost model costs it: a softmax or lrn whose tiles do not span the axes
 it reduces (input in DRAM), the other moves and stand-ins whose words are not one box per
@@ -119,6 +123,7 @@ def lower(graph, target) -> Lowered:
     layers = scheduled_layers(graph)
     if not layers:
         raise UnsupportedLowering("the graph has no scheduled layer (run the schedule pass first)")
+    _check_host_ops(graph)
     claimed: dict = {}
     for li, op, sched, *_ in layers:
         _check_lowerable(op, sched.layer, sched.mapping)
@@ -143,6 +148,29 @@ def lower(graph, target) -> Lowered:
         infos.append(_lower_layer(em, graph, entry, layout, target, layers, plans.get(entry[0])))
     em.finish()
     return Lowered(em.program(), layout, infos, target)
+
+
+def _check_host_ops(graph) -> None:
+    """A host op (the ``host`` trait) runs after the program: one whose result a scheduled
+    layer reads (through views, shape ops, other host ops) would need the program to stop
+    and wait for the host between layers, which the instruction set cannot say: not
+    lowered (docs/ir.md, "The host partition")."""
+    for op in graph.ops():
+        if not op.has_trait("host"):
+            continue
+        todo, seen = [op], set()
+        while todo:
+            for u in (u for r in todo.pop().results for u in graph.users(r)):
+                if u.id in seen or u.name == "sqnxt.output":
+                    continue
+                seen.add(u.id)
+                if u.attrs.get("schedule") is not None:
+                    raise UnsupportedLowering(
+                        f"host op '{op.loc.node or op.id}' ({op.name}): not lowered: layer "
+                        f"'{u.loc.node or u.id}' reads its result, and the program cannot wait for the "
+                        f"host between layers (host ops run after the program)")
+                if u.has_trait("free") or u.has_trait("host"):
+                    todo.append(u)
 
 
 def _check_lowerable(op, L, m=None) -> None:

@@ -444,6 +444,78 @@ KERNELS["sqnxt.take"] = lambda op, a: SHAPE_KERNELS["sqnxt.gather"](op, *a)
 KERNELS["sqnxt.constant"] = lambda op, a: op.attrs["value"]
 
 
+# ---------------------------------------------------------------- host ops (the ``host`` trait)
+# ONNX semantics exactly, as onnxruntime computes them: comparisons give bool; TopK sorts
+# with ties broken by the lower index; ArgMax / ArgMin pick the first (or, with
+# select_last_index, the last) of equal elements; Mod with fmod = 1 is C's fmod, else the
+# integer modulus with the divisor's sign; GatherElements counts a negative index from the
+# end (an index outside [-n, n) is an error naming the op).
+for _name, _fn in (("equal", np.equal), ("less", np.less), ("greater", np.greater),
+                   ("less_equal", np.less_equal), ("greater_equal", np.greater_equal),
+                   ("and", np.logical_and), ("or", np.logical_or), ("xor", np.logical_xor)):
+    KERNELS[f"sqnxt.{_name}"] = (lambda f: (lambda op, a: np.asarray(f(a[0], a[1]), dtype=np.bool_)))(_fn)
+KERNELS["sqnxt.not"] = lambda op, a: np.logical_not(a[0])
+KERNELS["sqnxt.where"] = lambda op, a: np.where(a[0], a[1], a[2]).astype(op.result.type.np_dtype, copy=False)
+KERNELS["sqnxt.convert"] = lambda op, a: a[0].astype(op.result.type.np_dtype)
+
+
+@kernel("sqnxt.mod")
+def _mod(op, a):
+    x, y = a
+    if op.attrs["fmod"]:
+        return np.fmod(x, y).astype(op.result.type.np_dtype, copy=False)
+    if np.any(y == 0):
+        raise SqnxtError("integer Mod by zero")
+    return np.mod(x, y).astype(op.result.type.np_dtype, copy=False)
+
+
+@kernel("sqnxt.gather_elements")
+def _gather_elements(op, a):
+    x, idx = a
+    axis = op.attrs["axis"] % x.ndim
+    n = x.shape[axis]
+    idx = idx.astype(np.int64)
+    bad = np.flatnonzero((idx < -n) | (idx >= n))
+    if bad.size:
+        raise SqnxtError(f"GatherElements index {int(idx.reshape(-1)[bad[0]])} out of range for axis "
+                         f"{axis} of size {n}")
+    idx = np.where(idx < 0, idx + n, idx)
+    # indices may be smaller than the data on the other axes: take the leading block
+    block = tuple(slice(0, d) if i != axis else slice(None) for i, d in enumerate(idx.shape))
+    return np.take_along_axis(x[block], idx, axis=axis)
+
+
+@kernel("sqnxt.argmax", "sqnxt.argmin")
+def _arg_reduce(op, a):
+    x = a[0]
+    axis = op.attrs["axis"] % x.ndim
+    fn = np.argmax if op.name == "sqnxt.argmax" else np.argmin
+    if op.attrs["select_last_index"]:
+        n = x.shape[axis]
+        i = n - 1 - fn(np.flip(x, axis=axis), axis=axis)
+    else:
+        i = fn(x, axis=axis)
+    i = i.astype(np.int64)
+    return np.expand_dims(i, axis) if op.attrs["keepdims"] else i
+
+
+@kernel("sqnxt.topk")
+def _topk(op, a):
+    x = a[0]
+    axis = op.attrs["axis"] % x.ndim
+    k = op.attrs["k"]
+    # a stable sort keeps equal elements in index order: the lower index first (onnxruntime);
+    # largest first: sort the negation (NaN: numpy sorts it last either way)
+    key = -x if op.attrs["largest"] and x.dtype.kind != "b" else x
+    if op.attrs["largest"] and x.dtype.kind in "u":
+        key = -(x.astype(np.int64))
+    order = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    if op.attrs["part"] == "indices":
+        return idx.astype(np.int64)
+    return np.take_along_axis(x, idx, axis=axis)
+
+
 def eval_op(op: Op, args: list[np.ndarray]) -> np.ndarray:
     """Evaluate one (single-result) op on numpy arguments."""
     fn = KERNELS.get(op.name)

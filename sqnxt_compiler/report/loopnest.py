@@ -231,7 +231,8 @@ def layer_block(d: dict, s, target) -> list[str]:
 
 
 def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
-    """The whole dump: a header, one block per scheduled layer, the unmodelled ops, totals."""
+    """The whole dump: a header, one block per scheduled layer, the unmodelled ops, the
+    host ops (one block each), totals."""
     t = net.target
     out = [f"# sqnxtc loop nest: {doc['model']['source']} on {t.name} ({t.pe_rows}x{t.pe_cols} PEs, "
            f"{t.global_buffer_bytes} B global buffer, "
@@ -245,6 +246,12 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
         out += layer_block(d, net.rows[d["index"]].schedule, t)
     for u in doc["unmodelled"]:
         out += [f"== {u['layer']}  ({u['op']})  not modelled: no cycles ==", ""]
+    for h in doc["host"]:
+        out += [f"== {h['layer']}  ({h['op']})  host: no accelerator cycles ==",
+                f"host:    reads {h['words_in']} words from DRAM, writes {h['words_out']} words to DRAM, "
+                f"{h['elements']} elements (host time not modelled)"
+                + ("; an accelerator layer reads its result: the program splits" if h["feeds_array"] else ""),
+                ""]
     tot = doc["totals"]
     e = tot["energy"]
     out += [f"== network: {tot['layers']} layers ({tot['distinct_layers']} distinct shapes) ==",
@@ -252,4 +259,8 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
             f"MACs {tot['macs']}, utilization {tot['utilization']:.3f}",
             f"DRAM {tot['dram_words']['total']} words; energy {e['total']} = MAC {e['mac']} + RF {e['rf']} "
             f"+ array {e['array']} + buffer {e['buffer']} + DRAM {e['dram']}"]
+    if tot["host_ops"]:
+        out.append(f"host: {tot['host_ops']} ops, DRAM {tot['host_words_in']} words read, "
+                   f"{tot['host_words_out']} written, {tot['host_elements']} elements; "
+                   f"{tot['host_splits']} program splits")
     return "\n".join(out) + "\n"

@@ -6,13 +6,22 @@ over layers: cycles, MACs, DRAM words, energy per level.  Network utilization is
 ``sum(MACs performed) / (PEs * sum(total cycles))``: how busy the array is over the whole
 run, DMA stalls included.  Ops that are not modelled (see :mod:`sqnxt_compiler.layers`)
 are listed with no cost, so nothing is silently dropped.
+
+Ops with the ``host`` trait run on the host CPU (docs/ir.md, "The host partition"): they
+are neither layers nor unmodelled ops but *host work*, each with the DRAM words it reads
+(its operands that are not constants, through views) and writes (its result) and the
+elements it processes (its largest operand or result); the host's time is not modelled.
+A host op whose result an accelerator layer reads (through views, shape ops and other
+host ops) *splits* the program: the accelerator drains, the host runs, the accelerator
+resumes.  Each layer is costed alone, so the cycles do not change; :meth:`host_splits`
+counts the places where the accelerator waits.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir.core import Op
+from ..ir.core import Op, view_origin
 from ..ir.graph import Graph
 from ..layers import layer_name
 
@@ -38,7 +47,47 @@ class NetworkSchedule:
 
     @property
     def unmodelled(self) -> list[Row]:
-        return [r for r in self.rows if r.schedule is None]
+        """The ops the machine runs that the cost model does not model (host ops excepted)."""
+        return [r for r in self.rows if r.schedule is None and not r.op.has_trait("host")]
+
+    @property
+    def host(self) -> list[Row]:
+        """The ops the host CPU runs (the ``host`` trait), in program order."""
+        return [r for r in self.rows if r.op.has_trait("host")]
+
+    def host_work(self) -> list[dict]:
+        """Per host op (module doc): ``index`` (its position among the non-free ops, as
+        schedule.json numbers layers), ``layer``, ``op``, ``words_in`` (DRAM words read:
+        its non-constant operands, each once, through views), ``words_out`` (DRAM words
+        written: its result), ``elements`` (the largest of its operands and its result)
+        and ``feeds_array`` (an accelerator layer reads its result: the program splits)."""
+        out = []
+        for i, r in enumerate(self.rows):
+            if not r.op.has_trait("host"):
+                continue
+            read = {id(o): o for o in (view_origin(v) for v in r.op.operands)
+                    if o.owner is None or o.owner.const_value() is None}
+            out.append({"index": i, "layer": host_name(r), "op": r.op.name,
+                        "words_in": sum(o.type.numel for o in read.values()),
+                        "words_out": r.op.result.type.numel,
+                        "elements": max([v.type.numel for v in r.op.operands] + [r.op.result.type.numel]),
+                        "feeds_array": _feeds_array(self.graph, r.op)})
+        return out
+
+    def host_splits(self, work: list[dict] | None = None) -> int:
+        """How many times the accelerator stops for the host: in program order, the array
+        layers that come after a host op feeding the array (``feeds_array``) which itself
+        follows an array layer, counted once per wait (a host op before the first layer
+        runs before the program starts: no split)."""
+        feeds = {w["index"] for w in (self.host_work() if work is None else work) if w["feeds_array"]}
+        splits, seen, waiting = 0, False, False
+        for i, r in enumerate(self.rows):
+            if i in feeds and seen:
+                waiting = True
+            elif r.schedule is not None:
+                splits += waiting
+                seen, waiting = True, False
+        return splits
 
     def totals(self) -> dict:
         """Network sums (module docstring)."""
@@ -51,6 +100,7 @@ class NetworkSchedule:
             "layers": len(s),
             "distinct_layers": len({x.layer.key() for x in s}),
             "unmodelled_ops": len(self.unmodelled),
+            **self.host_totals(),
             "macs": macs,
             "macs_performed": performed,
             "compute_cycles": sum(x.cost.compute_cycles for x in s),
@@ -66,6 +116,14 @@ class NetworkSchedule:
                        for st in sorted({x.status for x in s})},
         }
 
+    def host_totals(self) -> dict:
+        """The host work's sums: ``host_ops``, ``host_words_in``, ``host_words_out``,
+        ``host_elements``, ``host_splits``."""
+        w = self.host_work()
+        return {"host_ops": len(w), "host_words_in": sum(x["words_in"] for x in w),
+                "host_words_out": sum(x["words_out"] for x in w),
+                "host_elements": sum(x["elements"] for x in w), "host_splits": self.host_splits(w)}
+
     def report_totals(self) -> dict:
         """:meth:`totals` and three more figures, as schedule.json's ``totals``:
         ``mac_layers`` (conv and fc layers), ``element_ops`` (the operations of pool, gap
@@ -80,6 +138,31 @@ class NetworkSchedule:
                 out["element_ops"] = sum(x.cost.macs for x in s if not x.layer.is_mac)
         out["max_gap"] = max((x.gap for x in s), default=0.0)
         return out
+
+
+def host_name(row: Row) -> str:
+    """A host op's name in the reports: its layer name, with its ``part`` when an ONNX node
+    became one op per output (TopK: ``topk/values``, ``topk/indices``)."""
+    part = row.op.attrs.get("part")
+    return f"{row.name}/{part}" if part else row.name
+
+
+def _feeds_array(graph: Graph, op: Op) -> bool:
+    """An op the accelerator runs (a ``schedule``) reads ``op``'s result, directly or through
+    views, shape ops and other host ops."""
+    todo, seen = [op], set()
+    while todo:
+        o = todo.pop()
+        for r in o.results:
+            for u in graph.users(r):
+                if u.id in seen or u.name == "sqnxt.output":
+                    continue
+                seen.add(u.id)
+                if u.attrs.get("schedule") is not None:
+                    return True
+                if u.has_trait("free") or u.has_trait("host"):
+                    todo.append(u)
+    return False
 
 
 def weight_ops(graph: Graph) -> list[Op]:

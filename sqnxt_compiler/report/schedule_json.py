@@ -6,7 +6,8 @@ Versioned (``format``/``version``) and documented field by field in
 model, target, options and tool versions give byte-identical text (no timings, no paths
 other than the model spec).  Per layer it carries the op, its tensors, the mapping and its
 tile loops, everything the cost model computed (``cost``), the solver's status, bound and
-gap; then the ops that are not modelled; then the network totals.
+gap; then the ops that are not modelled; then the host's work (the ``host`` ops); then
+the network totals.
 
 Every other output (``layers.csv``, ``loopnest.txt``, the plots, ``sqnxtc compare``) is
 derived from this document (:func:`schedule_dict`), so their numbers agree by
@@ -29,10 +30,12 @@ FORMAT = "sqnxtc-schedule"
 #: 1: the first form (5d2a0c6, undocumented); 2: + tensors, loops, units, model.params,
 #: totals.mac_layers/element_ops/max_gap; 3: + layers[].homes, plan (the network memory
 #: plan; docs/schedule-format.md, "Versions"); ...; 9: + layers[].simulated, totals.simulated
-#: (the timing simulation of the lowered program, null when the pipeline did not lower).
-VERSION = 9
+#: (the timing simulation of the lowered program, null when the pipeline did not lower);
+#: 10: + host (the ops the host CPU runs, docs/ir.md "The host partition"), totals.host_ops,
+#: host_words_in, host_words_out, host_elements, host_splits; unmodelled no longer lists them.
+VERSION = 10
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
-            "totals", "plan")
+            "host", "totals", "plan")
 
 
 def tool_versions() -> dict:
@@ -135,7 +138,8 @@ def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict, simulat
         "units": units(t),
         "layers": layers,
         "unmodelled": [{"index": i, "layer": r.name, "op": r.op.name}
-                       for i, r in enumerate(net.rows) if r.schedule is None],
+                       for i, r in enumerate(net.rows) if r.schedule is None and not r.op.has_trait("host")],
+        "host": net.host_work(),
         "totals": totals,
         "plan": _plan(net),
     }

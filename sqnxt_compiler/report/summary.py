@@ -4,7 +4,7 @@ program, each layer's simulated cycles stand beside its analytical ones and a li
 the simulated total, the figures ``sqnxtc sim`` prints (rounded the same way)."""
 from __future__ import annotations
 
-from .network import NetworkSchedule
+from .network import NetworkSchedule, host_name
 
 
 def _si(n: float) -> str:
@@ -36,6 +36,9 @@ def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
     if n_un:
         names = [r.name for r in net.unmodelled]
         un += f" ({', '.join(names[:5])}{', ...' if n_un > 5 else ''})"
+    n_host = t["host_ops"]
+    if n_host:
+        un += f", {n_host} host op{'' if n_host == 1 else 's'}"
     n_free = sum(1 for op in net.graph.ops() if op.has_trait("free") and not op.has_trait("structural"))
     if n_free:      # bookkeeping: views and shape computations move no data (layers.py)
         un += f", {n_free} view/shape op{'' if n_free == 1 else 's'} (no data moved)"
@@ -71,6 +74,8 @@ def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
             + (f", largest gap {max(r.schedule.gap for r in net.scheduled):.4f}"
                if any(r.schedule.gap for r in net.scheduled) else ""),
             plan_line(net, t)]
+    if n_host:
+        out.append(host_line(net, t))
     sparsity = sparsity_line(net)
     if sparsity:
         out.append(sparsity)
@@ -83,6 +88,17 @@ def simulated_line(t: dict, simulated) -> str:
     ratio = f"{simulated.total_cycles / ana:.3f}" if ana else "-"
     return (f"       simulated: {simulated.total_cycles} cycles (the program's {simulated.instructions} "
             f"instructions in the timing simulator, docs/isa.md), ratio {ratio} to the analytical sum")
+
+
+def host_line(net: NetworkSchedule, t: dict) -> str:
+    """The host work (docs/ir.md, "The host partition"): the ops the host CPU runs, the DRAM
+    words they read and write, their elements, and the program splits they cause."""
+    names = [host_name(r) for r in net.host]
+    n, sp = t["host_ops"], t["host_splits"]
+    return (f"       host work: {n} host op{'' if n == 1 else 's'} ({', '.join(names[:5])}"
+            f"{', ...' if n > 5 else ''}) read {t['host_words_in']} DRAM words, write "
+            f"{t['host_words_out']}, {t['host_elements']} elements (host time not modelled); "
+            f"{sp} program split{'' if sp == 1 else 's'} (where the accelerator waits for the host)")
 
 
 def _pct(new: int, old: int) -> str:

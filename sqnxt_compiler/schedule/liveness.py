@@ -12,7 +12,9 @@ tensors between them, and each tensor's live range (docs/memory-planning.md).
   when every op that reads its data is a step reading it in place; one read by anything
   else (the graph output, an op the cost model does not model, a shape op such as a cast
   applied to it: all read DRAM) always goes through DRAM, as do the network input and
-  the weights.
+  the weights.  A tensor a host op reads (the ``host`` trait: the host CPU runs it) is
+  never plannable, its reason naming the host op: the accelerator writes to DRAM what the
+  host reads.  A host op's result is no step's, so a step reading it reads DRAM.
 * **Live range**: from its producer's step to its last reader's step, inclusive: a
   resident tensor holds its words in the buffer during every step of that range.
 """
@@ -125,8 +127,12 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
         reason = ""
         if others:
             o = others[0]
-            reason = ("the graph output" if o.name == "sqnxt.output"
-                      else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
+            host = next((r for r in others if r.has_trait("host")), None)
+            if host is not None:    # the accelerator writes what the host reads
+                reason = f"read from DRAM by the host: {host.name} '{host.loc.node or host.id}'"
+            else:
+                reason = ("the graph output" if o.name == "sqnxt.output"
+                          else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
         elif copied:
             o = copied[0]
             reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
