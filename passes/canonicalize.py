@@ -132,6 +132,31 @@ class DropNoop(RewritePattern):
         rw.count(f"{op.name.split('.')[1]}-removed")
 
 
+class IdentityArithmetic(RewritePattern):
+    """add(x, 0), add(0, x), sub(x, 0), mul(x, 1), mul(1, x), div(x, 1) with a constant of
+    all zeros / ones that does not enlarge x -> x: the same words, exactly (an unadapted
+    Keras Normalization exports ``x - 0`` and ``x / 1``; tf2onnx writes ``x + 0``, ``x * 1``;
+    a simplifier removes them, so this makes raw and simplified exports cost the same)
+    (``identity-arithmetic-removed``)."""
+
+    ops = ("sqnxt.add", "sqnxt.sub", "sqnxt.mul", "sqnxt.div")
+    #: per op: (the constant's value, the operand positions it may take)
+    NEUTRAL = {"sqnxt.add": (0.0, (0, 1)), "sqnxt.sub": (0.0, (1,)), "sqnxt.mul": (1.0, (0, 1)),
+               "sqnxt.div": (1.0, (1,))}
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        if len(op.operands) != 2 or op.attrs.get("act", "none") != "none":
+            return
+        value, places = self.NEUTRAL[op.name]
+        for i in places:
+            c, x = _const(op.operands[i]), op.operands[1 - i]
+            if c is not None and x.type == op.result.type and c.size and np.all(c == value):
+                rw.replace_all_uses(op.result, x)
+                rw.erase(op)
+                rw.count("identity-arithmetic-removed")
+                return
+
+
 class FoldConstant(RewritePattern):
     """An op with a kernel whose operands are all constants (or ``shape`` of anything)
     -> a ``sqnxt.constant`` of its value."""
@@ -775,9 +800,31 @@ class TransposePair(RewritePattern):
         rw.count("transpose-hoisted")
 
 
+class InputLayoutOnHost(RewritePattern):
+    """transpose(x) of a graph input x -> input_layout(x) (the ``host`` trait): the host
+    writes the network's input to DRAM, so it writes it in the layout the network reads
+    (tf2onnx's NHWC input transposed to NCHW) and the accelerator never copies it; the
+    words are reported as host work (docs/ir.md, "The host partition"), as a PyTorch
+    export's NCHW input costs nothing.  Tried after :class:`TransposePair`, so a transpose
+    hoisted above the input's rescaling is the one that moves (``input-transpose-to-host``)."""
+
+    ops = ("sqnxt.transpose",)
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        x = op.operands[0]
+        if x.owner is None or x.owner.name != "sqnxt.input":
+            return
+        new = rw.add_op("sqnxt.input_layout", [x], {"perm": tuple(op.attrs["perm"])}, loc=op.loc,
+                        result_names=[op.result.name + "_layout"]).result
+        rw.replace_all_uses(op.result, new)
+        rw.erase(op)
+        rw.count("input-transpose-to-host")
+
+
 #: The rewrites, in the order they are tried on an op they all apply to.
-PATTERNS = (WholeSlice(), DropNoop(), FoldConstant(), GemmToFc(), MatmulToFc(), GapFromReduceMean(),
-            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), LayerNormFromParts(), TransposePair())
+PATTERNS = (WholeSlice(), DropNoop(), IdentityArithmetic(), FoldConstant(), GemmToFc(), MatmulToFc(), GapFromReduceMean(),
+            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), LayerNormFromParts(), TransposePair(),
+            InputLayoutOnHost())
 
 
 class Canonicalize(Pass):

@@ -34,7 +34,8 @@ EXTENDING = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 #: Declared ops the frontend never creates directly: op -> (pass that creates it, a
 #: frontend test model it creates it from).  ``sqnxt.fc`` is canonicalize's rewrite of a
 #: Gemm / MatMul (+ Add) with constant weights; ONNX has no fully-connected op.
-PASS_ONLY = {"sqnxt.fc": ("canonicalize", "gemm-flatten-gap")}
+PASS_ONLY = {"sqnxt.fc": ("canonicalize", "gemm-flatten-gap"),
+             "sqnxt.input_layout": ("canonicalize", "transpose-nhwc")}
 
 
 def with_trait(trait: str) -> set[str]:

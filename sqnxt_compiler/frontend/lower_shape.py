@@ -148,7 +148,7 @@ def _slice(L):
             "axes": tuple(int(a) for a in axes), "steps": tuple(int(s) for s in steps)})
 
 
-@lowers("Transpose", into="sqnxt.transpose")
+@lowers("Transpose", into="sqnxt.transpose; sqnxt.input_layout of a graph input (canonicalize)")
 def _transpose(L):
     x = L.value(L.node.input[0])
     perm = L.attr("perm")

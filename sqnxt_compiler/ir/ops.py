@@ -934,6 +934,15 @@ def _topk(op):
     return [TensorType(shape, x.dtype if op.attrs["part"] == "values" else "i64")]
 
 
+@declare("sqnxt.input_layout", "Permute the axes of a graph input as the host writes it to DRAM "
+         "(result axis i is input axis perm[i]): an exporter's NHWC -> NCHW Transpose of the input, "
+         "made by canonicalize; on the host.", attrs={"perm": A("ints", True)}, verify=_verify_transpose,
+         traits=HOST_TRAITS)
+def _input_layout(op):
+    x = _t(op, 0)
+    return [TensorType(tuple(x.shape[p] for p in op.attrs["perm"]), x.dtype)]
+
+
 @declare("sqnxt.convert", "Element type conversion of a host result (ONNX Cast of TopK or ArgMax "
          "indices, of a comparison's bools); on the host.", attrs={"to": A("str", True)},
          traits=HOST_TRAITS)

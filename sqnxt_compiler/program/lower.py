@@ -29,9 +29,10 @@ out as one tensor (:mod:`.layout`); the stand-ins as the layer they are costed a
 by a constant matrix: a conv over channels-last tensors or an fc; a mean or max over rows
 and columns: a pool; a mean or sum over channels: a conv with synthesized weights).
 
-Host ops (the ``host`` trait) are not in the program: they run after it, on the DRAM
-values it wrote; a host op whose result a layer reads is not lowered (the program cannot
-wait for the host between layers).
+Host ops (the ``host`` trait) are not in the program: those that depend on no layer (the
+input's layout) run before it, as the host writes the input; the others after it, on the
+DRAM values it wrote; a host op after a layer whose result a layer reads is not lowered
+(the program cannot wait for the host between layers).
 
 Not lowered (a one-line :class:`UnsupportedLowering` naming the layer and why): what
 cannot run as the cost model costs it: a softmax or lrn whose tiles do not span the axes
@@ -150,13 +151,26 @@ def lower(graph, target) -> Lowered:
     return Lowered(em.program(), layout, infos, target)
 
 
+def _after_a_layer(graph, op, memo: dict) -> bool:
+    """Whether ``op`` depends on a scheduled layer's result (through any ops)."""
+    if op.id not in memo:
+        memo[op.id] = False
+        memo[op.id] = any(v.owner is not None and (v.owner.attrs.get("schedule") is not None
+                                                   or _after_a_layer(graph, v.owner, memo))
+                          for v in op.operands)
+    return memo[op.id]
+
+
 def _check_host_ops(graph) -> None:
-    """A host op (the ``host`` trait) runs after the program: one whose result a scheduled
-    layer reads (through views, shape ops, other host ops) would need the program to stop
-    and wait for the host between layers, which the instruction set cannot say: not
-    lowered (docs/ir.md, "The host partition")."""
+    """A host op (the ``host`` trait) that depends on no layer (the input's layout: an
+    exporter's NHWC transpose) runs before the program, as the host writes the input; any
+    other runs after it: one whose result a scheduled layer reads (through views, shape
+    ops, other host ops) would need the program to stop and wait for the host between
+    layers, which the instruction set cannot say: not lowered (docs/ir.md, "The host
+    partition")."""
+    memo: dict = {}
     for op in graph.ops():
-        if not op.has_trait("host"):
+        if not op.has_trait("host") or not _after_a_layer(graph, op, memo):
             continue
         todo, seen = [op], set()
         while todo:

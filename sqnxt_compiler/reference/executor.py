@@ -319,6 +319,7 @@ def _concat(op, a):
 
 
 KERNELS["sqnxt.transpose"] = lambda op, a: np.ascontiguousarray(np.transpose(a[0], op.attrs["perm"]))
+KERNELS["sqnxt.input_layout"] = KERNELS["sqnxt.transpose"]   # the host's copy of the input, permuted
 KERNELS["sqnxt.expand"] = lambda op, a: np.array(np.broadcast_to(a[0], op.result.type.shape))
 
 
