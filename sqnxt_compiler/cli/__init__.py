@@ -16,6 +16,7 @@ targets.py     ``targets list``, ``targets show``
 ops.py         ``ops`` (the importable ONNX ops)
 sweep.py       ``sweep`` (design-space sweeps on Dask), ``explore`` (SqueezeNext search)
 disasm.py      ``disasm``, ``asm`` (a program's binary and text forms: docs/isa.md)
+export.py      ``export`` (the schedule as ZigZag's or Timeloop's inputs: docs/interop.md)
 options.py     options shared by several commands, target loading
 paths.py       output path checks made before any work
 =============  ==========================================================
@@ -38,6 +39,7 @@ from ..diagnostics import MAX_NAME, ExitCode, SqnxtError, one_line
 from .check import check_cmd
 from .compile import compile_cmd
 from .disasm import asm_cmd, disasm_cmd
+from .export import export_cmd
 from .ops import ops_cmd
 from .regress import regress_cmd
 from .report import compare_cmd, report_cmd
@@ -121,7 +123,7 @@ def main(debug: bool) -> None:
 
 
 for _cmd in (compile_cmd, check_cmd, report_cmd, compare_cmd, regress_cmd, zoo_group, targets_group,
-             ops_cmd, sweep_cmd, explore_cmd, disasm_cmd, asm_cmd, sim_cmd):
+             ops_cmd, sweep_cmd, explore_cmd, disasm_cmd, asm_cmd, sim_cmd, export_cmd):
     main.add_command(_cmd)
 
 __all__ = ["main", "run_guarded"]

@@ -1,0 +1,1 @@
+"""Exports of a compiled network for other tools (docs/interop.md)."""
