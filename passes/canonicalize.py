@@ -19,7 +19,12 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   (axis 1) or 2-D ``reshape`` (N, -1) in front is absorbed, since fc flattens itself.
 * **fc-from-matmul**: ``add(matmul(x, B), c)`` (either operand order) with constant B of
   shape (C, K) and c of shape (K,) or (1, K) -> ``fc(x, B^T, c)``; a bare ``matmul(x, B)``
-  with constant B -> ``fc(x, B^T)``.  x must be 2-D (N, C).
+  with constant B -> ``fc(x, B^T)``.  x must be 2-D (N, C) (an N-D x: bias-into-matmul).
+* **bias-into-matmul**: ``add(matmul(x, B), c)`` (either operand order) of an x of rank
+  above 2 (channels-last: ConvNeXt's Linear on NHWC, a 1x1 conv layer over x's leading
+  positions) with constant B of shape (C, K) and c one value per column ((K,) or (1, .., 1,
+  K)) -> ``matmul(x, B, c)``: the bias of that layer, added as results leave the array
+  (fuse-relu can then fold the activation after it, GELU's, into the same epilogue).
 * **gap-from-reduce-mean**: ``reduce(x) {kind = mean, axes = H and W}`` of a 4-D x ->
   ``global_avgpool(x)`` (keepdims = 0: followed by ``flatten``, axis 1): the same numbers,
   and an op the accelerator runs (dynamo exports global pooling this way).
@@ -64,6 +69,13 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   conv) instead of two to five, with the same numbers up to fp32 rounding.  Constants are
   matched to a few fp32 ulps (1/6 written 0.1666667); other constants are another
   function and stay.
+* **gelu-from-parts**: GELU as exporters spell it, ``x * 0.5 * (1 + erf(x / sqrt(2)))``:
+  the product of x, 1/2 and ``add(erf(z), 1)`` as two multiplies in any grouping and
+  operand order (the half as a mul by 0.5 or a div by 2, applied first or last), ``z``
+  as ``div(x, sqrt(2))`` or ``mul(x, 1 / sqrt(2))``, each intermediate used only there
+  and of x's type -> ``gelu(x)``: one op (one eltwise layer, or none once fuse-relu folds
+  it into the conv / fc before it) instead of five, the same function up to fp32
+  rounding.  Constants to a few fp32 ulps; other constants are another function and stay.
 * **transposes-cancelled / transposes-composed / identity-transpose-removed /
   transpose-hoisted**: ``transpose(transpose(x, p1), p2)`` -> x when ``p1[p2[i]] = i`` for
   every axis, else one ``transpose(x, p1 o p2)``; a transpose with the identity
@@ -249,9 +261,16 @@ class MatmulToFc(RewritePattern):
     ops = ("sqnxt.matmul",)
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        if len(op.operands) != 2:
+            return
         x, Bv = op.operands
         B = _const(Bv)
-        if B is None or B.ndim != 2 or x.type.rank != 2 or B.dtype != np.float32:
+        if B is None or B.ndim != 2 or B.dtype != np.float32:
+            return
+        if x.type.rank > 2:
+            self._bias_into_matmul(op, B, rw)
+            return
+        if x.type.rank != 2:
             return
         K = B.shape[1]
         users = rw.graph.uses(op.result)
@@ -270,6 +289,34 @@ class MatmulToFc(RewritePattern):
             rw.erase(add)
         _make_fc(rw, op, x, B.T, bias)
         rw.count("fc-from-matmul" + ("-add" if bias is not None else ""))
+
+
+    @staticmethod
+    def _bias_into_matmul(op, B, rw: Rewriter) -> None:
+        """add(matmul(x, B), c) of an N-D x (channels-last: ConvNeXt's Linear on NHWC) with
+        c one value per column of B ((K,) or (1, .., 1, K)) -> matmul(x, B, c): the bias
+        of the 1x1 conv the layer is."""
+        if op.attrs["act"] != "none":
+            return
+        users = rw.graph.uses(op.result)
+        if len(users) != 1:
+            return
+        add, port = users[0]
+        if add.name != "sqnxt.add" or len(add.operands) != 2 or add.attrs["act"] != "none":
+            return
+        c = _const(add.operands[1 - port])
+        K = B.shape[1]
+        if (c is None or c.dtype != np.float32 or c.size != K or c.shape[-1] != K
+                or c.ndim > op.result.type.rank or add.result.type != op.result.type):
+            return
+        mm = rw.add_op("sqnxt.matmul", [op.operands[0], op.operands[1],
+                                         rw.constant(np.ascontiguousarray(c.reshape(-1)), op.result.name + "_b",
+                                                     Location(node=add.loc.node))],
+                       loc=op.loc, result_names=[op.result.name + "_bias"])
+        rw.replace_all_uses(add.result, mm.result)
+        rw.erase(add)
+        rw.erase(op)
+        rw.count("bias-into-matmul")
 
 
 class GapFromReduceMean(RewritePattern):
@@ -492,6 +539,103 @@ class HardSwishFromMul(RewritePattern):
         for part in parts:          # each used only by the op erased just before it
             rw.erase(part)
         rw.count(key)
+
+
+_SQRT2 = math.sqrt(2.0)
+
+
+class GeluFromParts(RewritePattern):
+    """GELU as exporters spell it -> ``gelu(x)``: the product of ``x``, ``1/2`` and ``1 +
+    erf(x / sqrt(2))`` as two multiplies in any grouping and operand order (``x * 0.5 * (1
+    + erf(.))``, ``(x * (1 + erf(.))) * 0.5``, ``x * (0.5 * (1 + erf(.)))``; the half as a
+    mul by 0.5 or a div by 2), ``x / sqrt(2)`` as a div by sqrt(2) or a mul by 1/sqrt(2),
+    ``1 + erf`` in either order; matched at the last multiply, every intermediate used
+    only there and of x's type.  Constants to a few fp32 ulps (:func:`_near`); another
+    constant is another function and stays."""
+
+    ops = ("sqnxt.mul", "sqnxt.div")
+    reach = 4       # last mul <- inner mul <- add <- erf <- x / sqrt2
+
+    @staticmethod
+    def _factors(graph: Graph, op):
+        """The factors of the product ``op`` (a mul, or a div by 2: the half): a list of
+        values and the marker ``"half"`` for a constant 1/2, or None (another constant)."""
+        if op.name == "sqnxt.div":
+            if not _near(_const(op.operands[1]), 2.0) or _const(op.operands[0]) is not None:
+                return None
+            return [op.operands[0], "half"]
+        if len(op.operands) != 2:
+            return None
+        out = []
+        for v in op.operands:
+            c = _const(v)
+            if c is None:
+                out.append(v)
+            elif _near(c, 0.5):
+                out.append("half")
+            else:
+                return None
+        return out
+
+    @staticmethod
+    def _scaled_x(graph: Graph, v):
+        """x when ``v`` is ``div(x, sqrt(2))`` or ``mul(x, 1 / sqrt(2))`` (either order),
+        used only there; else None."""
+        o = v.owner
+        if o is None or len(graph.uses(v)) != 1 or len(o.operands) != 2:
+            return None
+        if o.name == "sqnxt.div":
+            ok = _near(_const(o.operands[1]), _SQRT2) and _const(o.operands[0]) is None
+            return o.operands[0] if ok else None
+        return _const_operand(o, 1 / _SQRT2) if o.name == "sqnxt.mul" else None
+
+    def _one_plus_erf(self, graph: Graph, v):
+        """(x, [add, erf, scale]) when ``v`` is ``add(erf(x / sqrt(2)), 1)`` (either order),
+        each part used only by the next; else None."""
+        add = _single(graph, v, "sqnxt.add")
+        if add is None or len(add.operands) != 2 or add.attrs["act"] != "none":
+            return None
+        e = _const_operand(add, 1.0)
+        erf = _single(graph, e, "sqnxt.erf") if e is not None else None
+        if erf is None:
+            return None
+        x = self._scaled_x(graph, erf.operands[0])
+        if x is None:
+            return None
+        return x, [add, erf, erf.operands[0].owner]
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        graph = rw.graph
+        top = self._factors(graph, op)
+        if top is None:
+            return
+        leaves, inner = [], []
+        for f in top:               # an operand that is itself a product used only here: its factors
+            o = None if isinstance(f, str) else f.owner
+            sub = (self._factors(graph, o) if o is not None and o.name in ("sqnxt.mul", "sqnxt.div")
+                   and len(graph.uses(f)) == 1 else None)
+            if sub is not None:
+                inner.append(o)
+                leaves.extend(sub)
+            else:
+                leaves.append(f)
+        if len(inner) != 1 or len(leaves) != 3 or sum(isinstance(f, str) for f in leaves) != 1:
+            return
+        u, v = [f for f in leaves if not isinstance(f, str)]
+        for x, a in ((u, v), (v, u)):
+            m = self._one_plus_erf(graph, a)
+            if m is None or m[0] is not x:
+                continue
+            parts = [inner[0], *m[1]]
+            if any(p.result.type != x.type for p in parts) or op.result.type != x.type:
+                return
+            g = rw.add_op("sqnxt.gelu", [x], loc=op.loc, result_names=[op.result.name + "_gelu"])
+            rw.replace_all_uses(op.result, g.result)
+            rw.erase(op)
+            for part in parts:      # each used only by the op erased before it
+                rw.erase(part)
+            rw.count("gelu-from-parts")
+            return
 
 
 def _users(graph: Graph, v) -> list:
@@ -823,7 +967,7 @@ class InputLayoutOnHost(RewritePattern):
 
 #: The rewrites, in the order they are tried on an op they all apply to.
 PATTERNS = (WholeSlice(), DropNoop(), IdentityArithmetic(), FoldConstant(), GemmToFc(), MatmulToFc(), GapFromReduceMean(),
-            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), LayerNormFromParts(), TransposePair(),
+            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), GeluFromParts(), LayerNormFromParts(), TransposePair(),
             InputLayoutOnHost())
 
 

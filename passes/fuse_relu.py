@@ -4,9 +4,12 @@
 ``act_alpha`` / ``act_beta``, and on which attribute values (ir/ops.py).
 
 ``relu(conv(x))`` -> ``conv(x) {act = "relu"}``; ``clip(conv(x)) {min = 0, max = 6}`` ->
-``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc`` and ``sqnxt.add``.  Into a conv or
+``conv(x) {act = "relu6"}``; likewise for ``sqnxt.fc``, ``sqnxt.add`` and a
+``sqnxt.matmul`` by a constant B (a conv / fc layer; not a matmul of two activations,
+which no layer stands for: ``skipped-unmodelled-producer``).  Into a conv or
 fc (not an add) also every other activation the epilogue applies: leaky_relu (``act_alpha``
-= its slope), hard_sigmoid (``act_alpha``, ``act_beta``), hard_swish, sigmoid, tanh, and
+= its slope), hard_sigmoid (``act_alpha``, ``act_beta``), hard_swish, sigmoid, tanh, gelu,
+gelu_tanh, and
 swish, the pattern ``mul(y, sigmoid(y))`` (SiLU as exporters write it: PyTorch and
 tf2onnx alike; either operand order, the sigmoid read by nothing but the mul and y by
 nothing but the two).  The accelerator
@@ -43,6 +46,7 @@ from __future__ import annotations
 from ..ir.core import Activation
 from ..ir.graph import Graph
 from ..ir.ops import SWISH
+from ..layers import layer_of, stands_in
 from ..pipeline.pass_base import Pass, PassContext
 from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns, ops_with_trait
 from .patterns import fusible_producer
@@ -66,9 +70,13 @@ def _fuse(rw: Rewriter, src, kind: str, params: dict, result) -> bool:
     residual add, else ``act``) with ``params`` (``act_alpha``, ``act_beta``) and let
     ``result``'s users read ``src``; False (and declined, with why) when it cannot take
     it: a fused pool, a kind the slot's declared choices do not take (the adder applies
-    relu and relu6 only), a slot already set."""
+    relu and relu6 only), a slot already set, a producer no cost-model layer stands for
+    (a matmul of two activations: its activation would vanish from the costs)."""
     if src.attrs.get("pool") is not None:     # act(pool(y)) is not pool(act(y))
         rw.decline("skipped-pool-between")
+        return False
+    if stands_in(src) and layer_of(src) is None:    # a matmul of two activations: no layer applies it
+        rw.decline("skipped-unmodelled-producer")
         return False
     slot = "post_act" if src.attrs.get("residual") else "act"
     if kind not in src.opdef.attrs[slot].choices:
@@ -141,7 +149,7 @@ PATTERNS = (FuseSwish(), FuseActivation(), FuseSigmoid())
 class FuseReLU(Pass):
     name = "fuse-relu"
     summary = ("Fuse activations (ReLU, ReLU6 = Clip 0..6, LeakyReLU, HardSigmoid, HardSwish, "
-               "Sigmoid, Tanh, x * sigmoid(x)) into the preceding conv / fc (ReLU, ReLU6 also add).")
+               "Sigmoid, Tanh, GELU, x * sigmoid(x)) into the preceding conv / fc (ReLU, ReLU6 also add).")
 
     def run(self, graph: Graph, ctx: PassContext) -> None:
         apply_patterns(graph, PATTERNS, self.stats, name=self.name)

@@ -24,7 +24,8 @@ IR op                        rule            cost-model layer
                                              bottom/right padding (Caffe's rule)
 ``sqnxt.global_avgpool``     ``gap``         ``gap`` (R = H, S = W)
 ``sqnxt.matmul``             ``matmul``      by a constant matrix: a 1x1 ``conv`` over x's
-                                             leading positions (an ``fc`` for a 2-D x)
+                                             leading positions (an ``fc`` for a 2-D x);
+                                             its bias and ``act``: the epilogue's
 ``sqnxt.add``                ``add``         ``add`` with ``n_inputs`` operands, when all
                                              have the output's shape; a broadcasting add is
                                              an ``eltwise``, its operations once per
@@ -296,10 +297,12 @@ def _matmul_layer(op: Op, name: str, measured_sparsity: bool) -> Layer | None:
     if _const(op.operands[1]) is None or len(b) != 2 or len(x) < 2:
         return None
     lead = x[1:-1]
+    ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
+    ep = Epilogue(act_ops=ops, act_funcs=funcs, bias=len(op.operands) > 2)    # bias, act: the epilogue's
     if not lead:
-        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1)
+        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=ep)
     H, W = math.prod(lead[:-1]), lead[-1]
-    return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W)
+    return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W, epilogue=ep)
 
 
 def _kept(shape: tuple[int, ...], axes: set[int]) -> tuple[int, ...]:

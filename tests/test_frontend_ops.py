@@ -475,6 +475,8 @@ for _name, _node, _opset in (
         ("hard-sigmoid", N("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4), 13),
         ("hard-sigmoid-defaults", N("HardSigmoid", ["x"], ["y"]), 6),
         ("hard-swish", N("HardSwish", ["x"], ["y"]), 14),
+        ("gelu-opset20", N("Gelu", ["x"], ["y"]), 20),
+        ("gelu-tanh-opset20", N("Gelu", ["x"], ["y"], approximate="tanh"), 20),
         ("transpose-nhwc", N("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1]), 13),
         ("transpose-default-reverses", N("Transpose", ["x"], ["y"]), 11)):
     CASES[_name] = (lambda n, o: lambda: model([n], X48, opset=o))(_node, _opset)

@@ -249,8 +249,8 @@ def _set(obj, key, value):
 
 
 CASES = {
-    "undeclared-op": (lambda g, p: setattr(p["relu"], "name", "sqnxt.gelu"),
-                      "node 'relu1' (sqnxt.gelu)", "undeclared op 'sqnxt.gelu'"),
+    "undeclared-op": (lambda g, p: setattr(p["relu"], "name", "sqnxt.mish"),
+                      "node 'relu1' (sqnxt.mish)", "undeclared op 'sqnxt.mish'"),
     "operand-count": (lambda g, p: g.set_operands(p["relu"], [p["conv"].result, p["x"]]),
                       "node 'relu1' (sqnxt.relu)", "2 operands, declared 1"),
     "result-count": (lambda g, p: p["relu"].results.clear(),
@@ -261,8 +261,8 @@ CASES = {
                   "node 'conv1' (sqnxt.conv)", "attribute 'groups' must be of kind int"),
     "attr-kind-tuple": (lambda g, p: _set(p["conv"].attrs, "pads", [1, 1, 1, 1]),
                         "node 'conv1' (sqnxt.conv)", "attribute 'pads' must be of kind ints"),
-    "bad-choice": (lambda g, p: _set(p["conv"].attrs, "act", "gelu"),
-                   "node 'conv1' (sqnxt.conv)", "attribute 'act' = 'gelu' not in"),
+    "bad-choice": (lambda g, p: _set(p["conv"].attrs, "act", "mish"),
+                   "node 'conv1' (sqnxt.conv)", "attribute 'act' = 'mish' not in"),
     "missing-required": (lambda g, p: p["out"].attrs.clear(),
                          "node 'outputs' (sqnxt.output)", "missing required attribute 'names'"),
     "result-type": (lambda g, p: setattr(p["conv"].result, "type", TensorType((1, 4, 4, 4))),

@@ -221,7 +221,7 @@ class _BreakIR(Pass):
     summary = "test only"
 
     def run(self, graph, ctx):
-        graph.ops_named("sqnxt.conv")[0].attrs["act"] = "gelu"
+        graph.ops_named("sqnxt.conv")[0].attrs["act"] = "mish"
 
 
 class _StaleEdge(Pass):
@@ -248,7 +248,7 @@ def _run_with(extra, verify_each=True):
 
 
 @pytest.mark.parametrize("cls,what", [
-    (_BreakIR, "attribute 'act' = 'gelu' not in"),
+    (_BreakIR, "attribute 'act' = 'mish' not in"),
     (_StaleEdge, "has no dependency edge"),
 ])
 def test_broken_pass_caught_by_verifier(cls, what):

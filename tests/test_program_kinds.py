@@ -330,7 +330,8 @@ def test_a_gather_that_is_not_a_box_is_a_one_line_error():
 def matmul_net(seed=0):
     rng = np.random.default_rng(seed)
     nodes = [helper.make_node("MatMul", ["x", "b1"], ["m"]),               # (1, 5, 4, 6): a 1x1 conv
-             helper.make_node("Relu", ["m"], ["r"]),                        # an eltwise over (5, 4, 6)
+             helper.make_node("Relu", ["m"], ["q"]),                        # fused: the conv's act
+             helper.make_node("Abs", ["q"], ["r"]),                         # an eltwise over (5, 4, 6)
              helper.make_node("ReduceSum", ["r", "ax"], ["y"], keepdims=1)]  # over axis 1: a conv to 1
     return inferred_model(nodes, [("x", [1, 5, 4, 3])], ["y"], [("b1", rand(rng, 3, 6)),
                                                                 ("ax", np.array([1], np.int64))])
@@ -358,12 +359,12 @@ def test_reductions_and_a_matmul_by_a_constant(tname, home, precision):
 
 @pytest.mark.parametrize("tname, home", [("pe8x8", "dram"), ("pe16x16", "dram")])
 def test_a_channels_last_matmul_is_a_strided_conv_program(tname, home):
-    """MatMul (1, 5, 4, 3) x (3, 6): a 1x1 conv over 5 x 4 whose x and y are channels-last;
-    then a sum over axis 1 (a conv to one channel with synthesized weights of 1)."""
+    """MatMul (1, 5, 4, 3) x (3, 6): a 1x1 conv over 5 x 4 whose x and y are channels-last,
+    the relu after it its fused activation; an abs, then a sum over axis 1 (a conv to one channel with synthesized weights of 1)."""
     model = matmul_net()
     graph, tgt = _compile(model, tname, home)
     low = _lowered(graph, tgt)
-    assert [d.kind for d in low.program.layers] == ["conv", "eltwise", "conv"]
+    assert [(d.kind, d.act) for d in low.program.layers] == [("conv", "relu"), ("eltwise", "none"), ("conv", "none")]
     li = 0
     loads = [x for x in low.program.insns if x.mnemonic == "LOAD" and x.layer == li and x.kind == "input"]
     stores = [x for x in low.program.insns if x.mnemonic == "STORE" and x.layer == li and x.kind == "output"]

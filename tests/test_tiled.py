@@ -117,6 +117,26 @@ def _add():
     return inferred_model(nodes, [("x", [1, 6, 9, 7]), ("z", [1, 6, 9, 7])], ["y"])
 
 
+def _conv_node():
+    return helper.make_node("Conv", ["x", "w", "b"], ["p"], pads=[1, 1, 1, 1])
+
+
+def _gelu_after(node, approximate):
+    """``node`` (x -> p), then ONNX Gelu (opset 20): fused into a conv, an eltwise layer after an add."""
+    rng = np.random.default_rng(2)
+    return inferred_model([node, helper.make_node("Gelu", ["p"], ["y"], approximate=approximate)],
+                          [("x", [1, 5, 9, 9])], ["y"], [("w", rand(rng, 7, 5, 3, 3)), ("b", rand(rng, 7))]
+                          if node.op_type == "Conv" else [], opset=20)
+
+
+def _chlast_linear_gelu():
+    """ConvNeXt's Linear on NHWC: a matmul by a constant whose bias and GELU are its epilogue."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), helper.make_node("MatMul", ["t", "B"], ["m"]),
+             helper.make_node("Add", ["m", "c"], ["a"]), helper.make_node("Gelu", ["a"], ["y"])]
+    return inferred_model(nodes, [("x", [1, 6, 7, 5])], ["y"], [("B", rand(rng, 6, 9)), ("c", rand(rng, 9))], opset=20)
+
+
 CASES = {
     "conv3x3-pad1-relu": lambda: _conv((1, 5, 9, 9), (7, 5, 3, 3), pads=(1, 1, 1, 1), post="relu"),
     "conv3x1-pad": lambda: _conv((1, 4, 8, 7), (6, 4, 3, 1), pads=(1, 0, 1, 0)),
@@ -145,6 +165,9 @@ CASES = {
                                                  count_include_pad=1),
     "gap": _gap,
     "add-relu": _add,
+    "conv-gelu": lambda: _gelu_after(_conv_node(), "none"),
+    "add-gelu-tanh": lambda: _gelu_after(helper.make_node("Add", ["x", "x"], ["p"]), "tanh"),
+    "chlast-matmul-bias-gelu": lambda: _chlast_linear_gelu(),
 }
 
 

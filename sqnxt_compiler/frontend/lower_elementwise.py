@@ -51,6 +51,17 @@ def _unary(L):
     L.emit(UNARY[L.node.op_type], [L.value(L.node.input[0])])
 
 
+@lowers("Gelu", into="sqnxt.gelu, sqnxt.gelu_tanh (approximate)")
+def _gelu(L):
+    """ONNX Gelu (opset 20): the exact form (``approximate = "none"``) or the tanh
+    approximation, two functions: two ops."""
+    approximate = L.attr("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+    if approximate not in ("none", "tanh"):
+        raise L.unsupported(f"Gelu approximate = {approximate!r} (ONNX defines 'none' and 'tanh')")
+    L.emit("sqnxt.gelu" if approximate == "none" else "sqnxt.gelu_tanh", [L.value(L.node.input[0])])
+
+
 @lowers("Pow", into="sqnxt.pow")
 def _pow(L):
     L.emit("sqnxt.pow", [L.value(n) for n in L.node.input[:2]])

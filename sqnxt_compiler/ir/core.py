@@ -28,7 +28,7 @@ plain names (``op.has_trait(name)``):
   optional bias (one per output channel): the network's parameters as the reports count
   them (an unfolded batchnorm's statistics are not), and what fold-bn rescales.
 * ``act_fusible``: has an ``act`` attribute whose choices are the activations that
-  fuse-relu may fold into it (every kind for conv / fc, relu and relu6 for add).
+  fuse-relu may fold into it (every kind for conv / fc / matmul, relu and relu6 for add).
 * ``host``: runs on the host CPU, not the accelerator: executed by the reference
   executor, its operands read from DRAM and its result written to DRAM (a detection or
   classification tail: TopK, ArgMax, comparisons, Where, GatherElements, ...).  Not a

@@ -7,7 +7,7 @@ ONNX operator of the same name unless stated; the numpy executor
 Pads are ``(top, left, bottom, right)`` (ONNX order ``x1_begin, x2_begin, x1_end, x2_end``).
 The ``act`` attribute of conv / fc / add is the fused activation: ``none``, ``relu``
 (max(x, 0)) or ``relu6`` (min(max(x, 0), 6)); a conv / fc also takes leaky_relu,
-hard_sigmoid, hard_swish, sigmoid, tanh and swish (x * sigmoid(x)), with ``act_alpha`` /
+hard_sigmoid, hard_swish, sigmoid, tanh, gelu, gelu_tanh and swish (x * sigmoid(x)), with ``act_alpha`` /
 ``act_beta`` their parameters (:data:`LAYER_ACTS`).  Each kind but ``none`` and ``swish``
 is declared by the activation op it stands for (its ``Activation`` trait):
 :data:`ACTIVATIONS` collects them.
@@ -199,6 +199,14 @@ for _name, _what, _attrs, _elementwise, _activation in (
      Activation("hard_swish", epilogue=(2, 0))),                # multiply-add, multiply
     ("sqnxt.sigmoid", "1 / (1 + exp(-x)).", {}, Elementwise(0, 1), Activation("sigmoid", epilogue=(0, 1))),
     ("sqnxt.tanh", "tanh(x).", {}, Elementwise(0, 1), Activation("tanh", epilogue=(0, 1))),
+    ("sqnxt.gelu", "x / 2 * (1 + erf(x / sqrt(2))) (ONNX Gelu, approximate = \"none\"; GELU "
+     "as exporters spell it: canonicalize's gelu-from-parts).", {},
+     Elementwise(3, 1),                                         # x / sqrt2, erf, h = x / 2, h * e + h
+     Activation("gelu", epilogue=(3, 1))),
+    ("sqnxt.gelu_tanh", "x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) (ONNX Gelu, "
+     "approximate = \"tanh\").", {},
+     Elementwise(5, 1),                                         # x^2, (b x^2 + a) * x, tanh, h = x / 2, h * t + h
+     Activation("gelu_tanh", epilogue=(5, 1))),
 ):
     declare(_name, _what, attrs={**_attrs, **LAYER_ATTRS},
             traits=(_elementwise, _activation, RunsOnArray("eltwise")))(_same_type)
@@ -455,8 +463,21 @@ def _gemm(op):
     return [TensorType((m, n), _t(op, 0).dtype)]
 
 
-@declare("sqnxt.matmul", "Matrix product (numpy matmul semantics).", operands=(2, 2),
-         attrs=dict(LAYER_ATTRS), traits=(RunsOnArray("matmul"),))
+def _verify_matmul(op: Op) -> None:
+    """A bias (operand 2) is one value per column of a 2-D B: ``(K,)``."""
+    if len(op.operands) > 2:
+        b = _t(op, 1).shape
+        if len(b) != 2 or _t(op, 2).shape != (b[1],):
+            raise VerifyError(f"bias {_t(op, 2)} must be ({b[-1]},), one value per column of a 2-D B {_t(op, 1)}")
+
+
+@declare("sqnxt.matmul", "Matrix product (numpy matmul semantics), then an optional bias "
+         "(operand 2, one value per column of a 2-D B, added along the last axis: "
+         "canonicalize's bias-into-matmul) and a fused activation ``act`` (fuse-relu; a "
+         "matmul by a constant B is a conv / fc layer with that epilogue).", operands=(2, 3),
+         attrs={"act": A("str", default="none", choices=LAYER_ACTS), "act_alpha": A("float"),
+                "act_beta": A("float"), **LAYER_ATTRS},
+         verify=_verify_matmul, traits=("act_fusible", RunsOnArray("matmul")))
 def _matmul(op):
     a, b = _t(op, 0).shape, _t(op, 1).shape
     if len(a) < 1 or len(b) < 1:

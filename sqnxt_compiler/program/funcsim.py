@@ -52,7 +52,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from ..diagnostics import SqnxtError
 from ..ir.core import view_origin
 from ..reference.check import compare
-from ..reference.executor import Interpreter, activate, bind_input, erf, eval_op, sigmoid
+from ..reference.executor import Interpreter, activate, bind_input, erf, eval_op, gelu, sigmoid
 from ..reference.fixed_point import frac_bits, quantize
 from ..reference.layer_stats import LayerStats
 from ..reference.tiled_layers import _avg_int, _conv_part, _dw_part
@@ -626,6 +626,8 @@ _UNARY = {
     "neg": lambda x, a, b: -x,
     "abs": lambda x, a, b: np.abs(x),
     "erf": lambda x, a, b: erf(np.asarray(x, np.float32)),
+    "gelu": lambda x, a, b: gelu(np.asarray(x, np.float32)),
+    "gelu_tanh": lambda x, a, b: gelu(np.asarray(x, np.float32), approximate="tanh"),
 }
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
            "prelu": lambda x, s: np.where(x >= 0, x, x * s)}

@@ -193,7 +193,8 @@ LOAD_KINDS = ("input", "weight", "psum", "residual", "bias")
 STORE_KINDS = ("output", "psum")
 LAYER_KINDS = ("conv", "fc", "maxpool", "avgpool", "gap", "add", "eltwise", "move")
 DATAFLOWS = ("WS", "OS")
-ACTS = ("none", "relu", "relu6", "leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "swish")
+ACTS = ("none", "relu", "relu6", "leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "swish",
+        "gelu", "gelu_tanh")
 POST_ACTS = ("none", "relu", "relu6")
 POOLS = ("none", "max", "avg")
 PAD_VALUES = ("zero", "min")
@@ -202,7 +203,7 @@ ELEMENT_FNS = ("none", "relu", "leaky_relu", "prelu", "clip", "batchnorm", "hard
                "hard_swish", "sigmoid", "tanh", "add", "sub", "mul", "div", "softmax", "lrn",
                "resize_linear", "erf", "sqrt", "exp", "reciprocal", "neg", "abs", "pow",
                "layer_norm", "reduce", "concat", "transpose", "pad", "resize_nearest", "expand",
-               "slice", "gather", "copy", "other")
+               "slice", "gather", "copy", "other", "gelu", "gelu_tanh")
 
 _BOX = (
     _u("dram", DRAM_ADDR_BITS, "DRAM word address of the box's first element (element [0,0,0])"),

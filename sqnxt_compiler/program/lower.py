@@ -107,6 +107,7 @@ def scheduled_layers(graph) -> list:
             _x, w, b, r = layer_operands(op)
         elif op.name == "sqnxt.matmul":       # by a constant matrix B (C x K): the layer's weights
             w = op.operands[1]
+            b = op.operands[2] if len(op.operands) > 2 else None    # its bias (bias-into-matmul)
         elif op.name == "sqnxt.reduce" and L.kind == "conv" and op.attrs["kind"] in ("mean", "sum"):
             # over the channels: a conv to one channel with constant weights (the mean's 1/n)
             n = L.C * L.R * L.S
@@ -278,7 +279,7 @@ def move_gather(op, L):
 #: second data tile, a parameter vector or an immediate), of any number of data tiles (add),
 #: and the reducing ones (softmax, lrn: over the descriptor's ``axes``).
 UNARY_FNS = ("relu", "leaky_relu", "clip", "hard_sigmoid", "hard_swish", "sigmoid", "tanh", "exp", "sqrt",
-             "reciprocal", "neg", "abs", "erf")
+             "reciprocal", "neg", "abs", "erf", "gelu", "gelu_tanh")
 BINARY_FNS = ("add", "sub", "mul", "div", "pow", "prelu")
 _F32_MAX = float(struct.unpack("<f", struct.pack("<I", 0x7F7FFFFF))[0])
 
@@ -661,7 +662,8 @@ def _descriptor(op, L, m, target, in_res: bool, in2_res: bool, ep=None) -> Layer
         extra = dict(swap=int(ep.swap), axes=ep.axes, lrn_k=ep.lrn_k)
         if ep.fn == "lrn":
             R = ep.window
-    has_bias = kind in ("conv", "fc") and rule_of(op).native and layer_operands(op)[2] is not None
+    has_bias = kind in ("conv", "fc") and (layer_operands(op)[2] is not None if rule_of(op).native
+                                           else op.name == "sqnxt.matmul" and len(op.operands) > 2)
     try:
         return LayerDesc(
             name=L.name, kind=kind, df=m.dataflow, chanwise=int(L.channelwise), act=act, res=int(e.residual),

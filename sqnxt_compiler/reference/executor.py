@@ -8,6 +8,7 @@ whole networks run in bounded memory.  A kernel failure names the op and its sou
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -34,7 +35,7 @@ def activate(y: np.ndarray, act: str, alpha: float = 0.0, beta: float = 0.0) -> 
     """The fused activation (``LAYER_ACTS`` of ir/ops.py), computed as the unfused op's
     kernel computes it: none; relu = max(y, 0); relu6 = min(max(y, 0), 6); leaky_relu
     (slope ``alpha``); hard_sigmoid = clip(alpha * y + beta, 0, 1); hard_swish; sigmoid;
-    tanh; swish = y * sigmoid(y)."""
+    tanh; gelu, gelu_tanh (:func:`gelu`); swish = y * sigmoid(y)."""
     if act == "relu":
         return np.maximum(y, 0, out=y if y.flags.writeable else None)
     if act == "relu6":
@@ -51,6 +52,10 @@ def activate(y: np.ndarray, act: str, alpha: float = 0.0, beta: float = 0.0) -> 
         return np.tanh(y)
     if act == "swish":
         return (y * sigmoid(y)).astype(y.dtype)
+    if act == "gelu":
+        return gelu(y)
+    if act == "gelu_tanh":
+        return gelu(y, approximate="tanh")
     return y
 
 
@@ -73,6 +78,23 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
 def hard_swish(x: np.ndarray) -> np.ndarray:
     """x * clip(x / 6 + 1 / 2, 0, 1) in x's dtype."""
     return (x * np.clip(x * _f(x, 1 / 6) + _f(x, 0.5), 0, 1)).astype(x.dtype)
+
+
+#: erf of each element of a float64 array, in double precision (the C library's ``erf``)
+_ERF64 = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """GELU in float64 inside, returned in x's dtype: ``x / 2 * (1 + erf(x / sqrt(2)))``
+    (erf in double precision), or with ``approximate = "tanh"`` ``x / 2 * (1 + tanh(sqrt(2 /
+    pi) * (x + 0.044715 * x^3)))`` (ONNX Gelu, opset 20)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    if approximate == "tanh":
+        inner = np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3))
+    else:
+        inner = np.asarray(_ERF64(x64 * (1 / math.sqrt(2))), dtype=np.float64)
+    y = 0.5 * x64 * (1.0 + inner)
+    return y.astype(np.asarray(x).dtype) if np.asarray(x).dtype.kind == "f" else y
 
 
 def _f(x: np.ndarray, v: float) -> np.ndarray:
@@ -184,6 +206,8 @@ KERNELS["sqnxt.sigmoid"] = lambda op, a: sigmoid(a[0])
 KERNELS["sqnxt.tanh"] = lambda op, a: np.tanh(a[0])
 KERNELS["sqnxt.hard_sigmoid"] = lambda op, a: hard_sigmoid(a[0], op.attrs["alpha"], op.attrs["beta"])
 KERNELS["sqnxt.hard_swish"] = lambda op, a: hard_swish(a[0])
+KERNELS["sqnxt.gelu"] = lambda op, a: gelu(a[0])
+KERNELS["sqnxt.gelu_tanh"] = lambda op, a: gelu(a[0], approximate="tanh")
 
 
 @kernel("sqnxt.prelu")
@@ -300,7 +324,13 @@ def _gemm(op, a):
     return np.asarray(y, dtype=a[0].dtype)
 
 
-KERNELS["sqnxt.matmul"] = lambda op, a: np.matmul(a[0], a[1])
+@kernel("sqnxt.matmul")
+def _matmul(op, a):
+    """a @ b, then the bias (operand 2, along the last axis) and the fused activation."""
+    y = np.matmul(a[0], a[1])
+    if len(a) > 2:
+        y = y + a[2].astype(y.dtype)
+    return activate(np.asarray(y), *act_of(op)) if op is not None else y
 
 
 @kernel("sqnxt.flatten")

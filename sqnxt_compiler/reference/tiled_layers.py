@@ -269,6 +269,8 @@ def _store_tiles(op: Op, ref: np.ndarray, arith, trace: bool) -> tuple[object, L
     if fresh is None or fresh.shape_key() != L.shape_key():
         raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
     st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
+    # a matmul's bias (its epilogue's): one transfer into the bias memory, as a conv's
+    st.transfers["bias"] = int(L.is_mac and L.epilogue.bias)
     fo = arith.out_frac(op)
     if arith.int_mode:
         arith.cur_psum_bits = 64          # stored values are int16 outputs: nothing to saturate
