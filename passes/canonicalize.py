@@ -25,6 +25,8 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   positions) with constant B of shape (C, K) and c one value per column ((K,) or (1, .., 1,
   K)) -> ``matmul(x, B, c)``: the bias of that layer, added as results leave the array
   (fuse-relu can then fold the activation after it, GELU's, into the same epilogue).
+* **scale-into-matmul**: ``mul(matmul(x, B[, b]), c)`` of such an x with c one value per
+  column -> ``matmul(x, B*c, b*c)`` (ConvNeXt's layer scale).
 * **gap-from-reduce-mean**: ``reduce(x) {kind = mean, axes = H and W}`` of a 4-D x ->
   ``global_avgpool(x)`` (keepdims = 0: followed by ``flatten``, axis 1): the same numbers,
   and an op the accelerator runs (dynamo exports global pooling this way).
@@ -261,10 +263,13 @@ class MatmulToFc(RewritePattern):
     ops = ("sqnxt.matmul",)
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        B = _const(op.operands[1])
+        if op.operands[0].type.rank > 2 and B is not None and B.ndim == 2 and B.dtype == np.float32:
+            if self._scale_into_matmul(op, B, rw):
+                return
         if len(op.operands) != 2:
             return
         x, Bv = op.operands
-        B = _const(Bv)
         if B is None or B.ndim != 2 or B.dtype != np.float32:
             return
         if x.type.rank > 2:
@@ -290,6 +295,43 @@ class MatmulToFc(RewritePattern):
         _make_fc(rw, op, x, B.T, bias)
         rw.count("fc-from-matmul" + ("-add" if bias is not None else ""))
 
+
+    @staticmethod
+    def _scale_into_matmul(op, B, rw: Rewriter) -> bool:
+        """mul(matmul(x, B[, b]), c) of an N-D x with c one value per column ((K,) or (1, ..,
+        1, K): ConvNeXt's layer scale) -> matmul(x, B*c, b*c): the columns of B and the bias
+        scaled (``scale-into-matmul``; exact up to fp32 rounding, the product taken before the
+        sum).  True when it rewrote."""
+        if op.attrs["act"] != "none":
+            return False
+        users = rw.graph.uses(op.result)
+        if len(users) != 1:
+            return False
+        mul, port = users[0]
+        if mul.name != "sqnxt.mul" or len(mul.operands) != 2 or mul.result.type != op.result.type:
+            return False
+        c = _const(mul.operands[1 - port])
+        K = B.shape[1]
+        if (c is None or c.dtype != np.float32 or c.size != K or c.shape[-1] != K
+                or c.ndim > op.result.type.rank or not np.all(np.isfinite(c))):
+            return False
+        c = c.reshape(-1).astype(np.float64)
+        loc = Location(node=mul.loc.node)
+        operands = [op.operands[0],
+                    rw.constant((B.astype(np.float64) * c).astype(np.float32), op.result.name + "_w_scaled", loc)]
+        if len(op.operands) > 2:
+            b = _const(op.operands[2])
+            if b is None:
+                return False
+            operands.append(rw.constant((b.astype(np.float64) * c).astype(np.float32),
+                                        op.result.name + "_b_scaled", loc))
+        mm = rw.add_op("sqnxt.matmul", operands, {"act": "none"}, loc=op.loc,
+                       result_names=[op.result.name + "_scaled"])
+        rw.replace_all_uses(mul.result, mm.result)
+        rw.erase(mul)
+        rw.erase(op)
+        rw.count("scale-into-matmul")
+        return True
 
     @staticmethod
     def _bias_into_matmul(op, B, rw: Rewriter) -> None:
