@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import numpy_helper
 
-from ..diagnostics import InputError, Location, UnsupportedError
+from ..diagnostics import Location, UnsupportedError
 from ..ir.core import VerifyError
 from .lowering import _Lowering, lowers
 
@@ -273,18 +272,8 @@ def _ct_attr_ints(L: _Lowering, name: str, n: int, default: int, low: int) -> tu
 def _ct_const(L: _Lowering, name: str, what: str):
     """The array of constant input ``name`` (weight, bias), without adding it to the graph
     as it stands (the lowering builds the sub-pixel constants from it)."""
-    if name not in L.values and name in L.lazy:
-        L._check_size(name, math.prod(L.lazy[name].dims))
-        return np.asarray(L.lazy[name].load())
-    if name not in L.values and name in L.inits:
-        t = L.inits[name]
-        L._check_size(name, math.prod(t.dims))
-        try:
-            return numpy_helper.to_array(t)
-        except (ValueError, TypeError, KeyError, OSError) as exc:
-            raise InputError(f"initializer '{name}' (dims {list(t.dims)}): its data cannot be read: "
-                             f"{exc}", Location(file=L.source, node=name)) from None
-    return np.asarray(L.const(name, what))
+    arr = L.initializer_array(name) if name not in L.values else None
+    return np.asarray(arr if arr is not None else L.const(name, what))
 
 
 def _ct_geometry(L: _Lowering, axis: str, size: int, k: int, s: int, d: int, adj: int,

@@ -64,22 +64,30 @@ class _Lowering:
         """The IR value of ONNX tensor ``name`` (initializers become constants on first use)."""
         if name in self.values:
             return self.values[name]
-        if name in self.lazy:       # a large weight: read from the file now, checked first
-            self._check_size(name, math.prod(self.lazy[name].dims))
-            arr = self.lazy[name].load()
-        elif name in self.inits:
-            t = self.inits[name]
-            self._check_size(name, math.prod(t.dims))
-            try:
-                arr = numpy_helper.to_array(t)
-            except (ValueError, TypeError, KeyError, OSError) as exc:  # data that disagrees with dims/type
-                raise InputError(f"initializer '{name}' (dims {list(t.dims)}): its data cannot be read: "
-                                 f"{exc}", Location(file=self.source, node=name)) from None
-        if name in self.inits:
+        arr = self.initializer_array(name)
+        if arr is not None:
             v = self.graph.constant(arr, name, Location(file=self.source, node=name))
             self.values[name] = v
             return v
         raise InputError(f"tensor '{name}' is used before it is defined", self.loc())
+
+    def initializer_array(self, name: str) -> np.ndarray | None:
+        """The data of initializer ``name`` (a large one read from its file now), checked
+        against the size limit, without making it a graph constant (a lowering that builds
+        other constants from it: ConvTranspose's sub-pixel weights); None when ``name`` is
+        no initializer."""
+        if name in self.lazy:       # a large weight: read from the file now, checked first
+            self._check_size(name, math.prod(self.lazy[name].dims))
+            return self.lazy[name].load()
+        if name not in self.inits:
+            return None
+        t = self.inits[name]
+        self._check_size(name, math.prod(t.dims))
+        try:
+            return numpy_helper.to_array(t)
+        except (ValueError, TypeError, KeyError, OSError) as exc:  # data that disagrees with dims/type
+            raise InputError(f"initializer '{name}' (dims {list(t.dims)}): its data cannot be read: "
+                             f"{exc}", Location(file=self.source, node=name)) from None
 
     def const(self, name: str, what: str) -> np.ndarray:
         """The array of input ``name``: a constant, or computed at compile time from
