@@ -152,14 +152,16 @@ def lower(graph, target) -> Lowered:
     return Lowered(em.program(), layout, infos, target)
 
 
-def _after_a_layer(graph, op, memo: dict) -> bool:
-    """Whether ``op`` depends on a scheduled layer's result (through any ops)."""
-    if op.id not in memo:
-        memo[op.id] = False
-        memo[op.id] = any(v.owner is not None and (v.owner.attrs.get("schedule") is not None
-                                                   or _after_a_layer(graph, v.owner, memo))
-                          for v in op.operands)
-    return memo[op.id]
+def _after_a_layer(graph) -> set[int]:
+    """The ids of the ops that depend on a scheduled layer's result (through any ops): one
+    pass in program order (``graph.ops()`` is topological), no recursion however deep the
+    network."""
+    after: set[int] = set()
+    for op in graph.ops():
+        if any(v.owner is not None and (v.owner.attrs.get("schedule") is not None or v.owner.id in after)
+               for v in op.operands):
+            after.add(op.id)
+    return after
 
 
 def _check_host_ops(graph) -> None:
@@ -169,9 +171,9 @@ def _check_host_ops(graph) -> None:
     ops, other host ops) would need the program to stop and wait for the host between
     layers, which the instruction set cannot say: not lowered (docs/ir.md, "The host
     partition")."""
-    memo: dict = {}
+    after = _after_a_layer(graph)
     for op in graph.ops():
-        if not op.has_trait("host") or not _after_a_layer(graph, op, memo):
+        if not op.has_trait("host") or op.id not in after:
             continue
         todo, seen = [op], set()
         while todo:
