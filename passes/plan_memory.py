@@ -196,7 +196,9 @@ class PlanMemory(Pass):
             ins = tuple(home(i) for i in step.inputs)
             ins += ("dram",) * (step.layer.n_inputs - len(ins))   # inputs no tensor stands for
             rh = home(step.residual) if step.op.attrs.get("residual") else None
-            step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", plan.offsets[t.index],
+            at = plan.offsets[t.index]
+            at = at + step.output_at if at is not None else None    # a concat's part: its slice
+            step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", at,
                                              (t.producer, t.last), toff, ins, rh)
         graph.attrs["plan"] = network_plan(net, plan, alone, target)
         self.stats["tensors-resident"] = sum(plan.resident)

@@ -79,7 +79,7 @@ from typing import Callable
 import numpy as np
 
 from .cost.layer import ElementFn, Epilogue, Layer, Pool
-from .ir.core import Elementwise, Move, Op, RunsOnArray
+from .ir.core import Elementwise, Move, Op, RunsOnArray, view_origin
 from .ir.graph import Graph
 from .ir.ops import ACTIVATIONS, conv_dilations, conv_out, pool_end_pad
 
@@ -148,6 +148,23 @@ def data_operands(op: Op) -> list:
     input: none); else operand 0 (conv/fc: weights follow)."""
     rule = rule_of(op)
     return _operand_0(op) if rule is None else rule.reads(op)
+
+
+def resident_at(v) -> int | None:
+    """The buffer word where the memory plan keeps the words of ``v`` (through views): its
+    producer's ``plan`` offset when that says ``buffer``; for a concat in place (the
+    ``in_place_parts`` trait) its first part's offset when every part is resident (the
+    planner keeps the parts together, one after the other: schedule.liveness); else None
+    (in DRAM, or no plan)."""
+    o = view_origin(v)
+    src = o.owner
+    if src is None:
+        return None
+    if src.has_trait("in_place_parts"):
+        ats = [resident_at(p) for p in src.operands]
+        return ats[0] if ats and None not in ats else None
+    p = src.attrs.get("plan")
+    return p.offset if p is not None and p.output == "buffer" else None
 
 
 def stands_in(op: Op) -> bool:

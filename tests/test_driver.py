@@ -28,9 +28,9 @@ def test_a_target_appends_schedule_and_flags_set_its_options():
     passes = driver.build_pipeline("default", target=t, schedule={"objective": "energy", "time_limit": 2,
                                                                   "fallback": None})
     lower = ["lower-program"] if driver.lowers_by_default() else []     # the driver's switch
-    assert [p.name for p in passes] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "schedule",
-                                        "plan-memory"] + lower    # pe8x8 plans its activations
-    assert passes[5].options == ScheduleOptions(objective="energy", time_limit=2.0)
+    assert [p.name for p in passes] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool",
+                                        "concat-in-place", "schedule", "plan-memory"] + lower    # pe8x8 plans
+    assert passes[6].options == ScheduleOptions(objective="energy", time_limit=2.0)
     assert driver.build_pipeline("default", target=None) and all(
         not p.needs_target for p in driver.build_pipeline("default"))
 
@@ -87,7 +87,7 @@ def test_the_recorded_pipeline_fed_back_reproduces_the_run_byte_for_byte(cli, tm
     first, solved = fresh_solves(lambda: cli("compile", tiny_path(), *args, "-o", tmp_path / "a/"))
     assert first.exit_code == 0 and solved > 0, first.output
     recorded = json.loads((tmp_path / "a" / "schedule.json").read_text())["pipeline"]
-    assert recorded == ("canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{objective=energy,time-limit=30.0,"
+    assert recorded == ("canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,concat-in-place,schedule{objective=energy,time-limit=30.0,"
                         "fallback=heuristic,measured-sparsity=false},plan-memory{network-time-limit=10.0}"
                         + (",lower-program" if driver.lowers_by_default() else ""))
     again, solved = fresh_solves(lambda: cli("compile", tiny_path(), "-t", "pe8x8", "--passes", recorded,

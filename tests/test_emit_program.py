@@ -239,13 +239,13 @@ def test_the_switch_decides_whether_the_default_pipeline_lowers(monkeypatch, on)
     assert driver.lowers_by_default() is on
     planned, dram = load_target("pe16x16"), target("pe16x16", "dram")
     names = [p.name for p in driver.build_pipeline("default", target=planned)]
-    assert names[-3:] == (["schedule", "plan-memory", "lower-program"] if on else ["fuse-pool", "schedule", "plan-memory"])
+    assert names[-3:] == (["schedule", "plan-memory", "lower-program"] if on else ["concat-in-place", "schedule", "plan-memory"])
     names = [p.name for p in driver.build_pipeline("default", target=dram)]
-    assert names[-2:] == (["schedule", "lower-program"] if on else ["fuse-pool", "schedule"])
+    assert names[-2:] == (["schedule", "lower-program"] if on else ["concat-in-place", "schedule"])
     # a pipeline that spells out its schedule pass is lowered the same (as plan-memory is
     # inserted); one that names lower-program keeps it once; no target: no lowering
     names = [p.name for p in driver.build_pipeline("default,schedule{jobs=2}", target=planned)]
-    assert names[-3:] == (["schedule", "plan-memory", "lower-program"] if on else ["fuse-pool", "schedule", "plan-memory"])
+    assert names[-3:] == (["schedule", "plan-memory", "lower-program"] if on else ["concat-in-place", "schedule", "plan-memory"])
     names = [p.name for p in driver.build_pipeline("default,schedule,lower-program", target=planned)]
     assert names[-3:] == ["schedule", "plan-memory", "lower-program"] and names.count("lower-program") == 1
     assert "lower-program" not in [p.name for p in driver.build_pipeline("default")]

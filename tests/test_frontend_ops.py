@@ -321,6 +321,14 @@ def _():
                  inits=[("w", W(3, 4, 1, 1))])
 
 
+@case("concat-of-convs")
+def _():
+    """Two convs' results read only by a concat: concat-in-place writes it in place."""
+    return model([N("Conv", ["x", "w"], ["a"]), N("Conv", ["x", "v"], ["b"], pads=[1, 1, 1, 1]),
+                  N("Concat", ["a", "b"], ["y"], axis=1)], X8,
+                 inits=[("w", W(3, 4, 1, 1)), ("v", W(2, 4, 3, 3))])
+
+
 @case("concat-negative-axis")
 def _():
     return model([N("Concat", ["x", "z"], ["y"], axis=-3)], X8 + [("z", [1, 2, 8, 8])])

@@ -35,7 +35,8 @@ EXTENDING = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 #: frontend test model it creates it from).  ``sqnxt.fc`` is canonicalize's rewrite of a
 #: Gemm / MatMul (+ Add) with constant weights; ONNX has no fully-connected op.
 PASS_ONLY = {"sqnxt.fc": ("canonicalize", "gemm-flatten-gap"),
-             "sqnxt.input_layout": ("canonicalize", "transpose-nhwc")}
+             "sqnxt.input_layout": ("canonicalize", "transpose-nhwc"),
+             "sqnxt.concat_view": ("concat-in-place", "concat-of-convs")}
 
 
 def with_trait(trait: str) -> set[str]:

@@ -51,10 +51,10 @@ def test_parse_names_in_order():
 
 
 def test_named_pipelines_expand():
-    assert PIPELINES["default"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool"
-    assert names("default") == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool"]
+    assert PIPELINES["default"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,concat-in-place"
+    assert names("default") == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "concat-in-place"]
     assert names("none") == []
-    assert names("none,default,fuse-relu") == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "fuse-relu"]
+    assert names("none,default,fuse-relu") == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "concat-in-place", "fuse-relu"]
 
 
 def test_parse_gives_fresh_pass_instances():
@@ -64,7 +64,7 @@ def test_parse_gives_fresh_pass_instances():
 
 @pytest.mark.parametrize("text,pieces", [
     ("canonicalise", ["unknown pass 'canonicalise'", "did you mean 'canonicalize'?",
-                      "known passes: canonicalize, fold-bn, fuse-add, fuse-pool, fuse-relu"]),
+                      "known passes: canonicalize, concat-in-place, fold-bn, fuse-add, fuse-pool, fuse-relu"]),
     ("fold_bn", ["unknown pass 'fold_bn'", "did you mean 'fold-bn'?"]),
     ("default,fuse-relus", ["unknown pass 'fuse-relus'", "did you mean 'fuse-relu'?"]),
     ("xyzzy", ["unknown pass 'xyzzy'; known passes"]),
@@ -167,7 +167,7 @@ def test_print_ir_after_all():
     text = out.getvalue()
     heads = [l for l in text.splitlines() if l.startswith("// -----// IR Dump After")]
     assert heads == [f"// -----// IR Dump After {n} //----- //"
-                     for n in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool")]
+                     for n in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "concat-in-place")]
     assert text.endswith(print_graph(g))  # the last dump is the final IR
     after_canon = text.split(heads[1])[0]
     assert "sqnxt.batchnorm(" in after_canon and "sqnxt.identity(" not in after_canon
@@ -200,11 +200,11 @@ def test_timing_and_statistics_reports():
     for n in ("canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool"):
         assert n in timing and n in stats
     assert [n for n, _ in pm.times] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool",
-                                        "canonicalize"]
+                                        "concat-in-place", "canonicalize"]
     assert all(t >= 0 for _, t in pm.times)
     assert "(1) identity-removed" in stats and "(1) bn-folded-into-conv" in stats
     assert "(1) relu-fused-into-conv" in stats and "(no changes)" in stats
-    assert ",".join(p.spec() for p in pm.passes) == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,canonicalize"
+    assert ",".join(p.spec() for p in pm.passes) == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,concat-in-place,canonicalize"
 
 
 def test_reports_go_to_stderr_by_default(capsys):

@@ -22,7 +22,7 @@ from sqnxt_compiler.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = str(ROOT / "tests" / "fixtures" / "external" / "caffe_style_sqnxt_block_op11_ceil.onnx")
-GRAPH_PASSES = ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool"]
+GRAPH_PASSES = ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "concat-in-place"]
 
 
 def planned_target():
@@ -65,7 +65,7 @@ def test_the_activation_home_flag_decides_as_before(cli):
     r = cli("compile", tiny_path(), "-t", "pe8x8", "--activation-home", "dram", "--emit", "schedule",
             "--pass-statistics")
     assert r.exit_code == 0, r.output
-    assert '"pipeline": "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{' in r.stdout
+    assert '"pipeline": "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,concat-in-place,schedule{' in r.stdout
     assert "plan-memory" not in r.stdout and "plan-memory" not in r.stderr
     r = cli("compile", tiny_path(), "-t", "pe8x8", "--emit", "schedule", "--pass-statistics")
     assert r.exit_code == 0, r.output

@@ -63,6 +63,8 @@ def tiny_target(buffer_bytes: int):
 
 #: The default pipeline without fuse-add: the residual add stays a step of its own.
 UNFUSED = "canonicalize,fold-bn,fuse-relu"
+#: ... and with concat-in-place: the fire module's concat is written in place.
+IN_PLACE = "canonicalize,fold-bn,fuse-relu,concat-in-place"
 
 
 def problem(model, target, objective="cycles", pipeline=UNFUSED):
@@ -107,10 +109,23 @@ def test_tensors_read_by_an_op_off_the_array_go_through_dram():
     assert out.inputs == (cat.output,) and by["cat"].plannable   # the copy may stay resident
 
 
+def test_a_concat_in_place_is_one_tensor_its_part_producers_write():
+    res, net, _ = problem(fire(), tiny_target(8192), pipeline=IN_PLACE)
+    names = [s.layer.name for s in net.steps]
+    assert names == ["sq", "e1", "e3", "out"]                  # no concat step
+    by = {t.name: t for t in net.tensors}
+    cat = by["cat"]
+    assert set(by) == {"sq", "cat", "out"} and cat.words == 16 * 144 and cat.plannable
+    assert (cat.producer, cat.last) == (1, 3) and cat.readers == (3,)
+    e1, e3, out = net.steps[1:]
+    assert e1.output == e3.output == cat.index and (e1.output_at, e3.output_at) == (0, 8 * 144)
+    assert out.inputs == (cat.index,)                           # read in place when resident
+
+
 # ---- the plan against the exhaustive oracle -------------------------------------------------
 @pytest.mark.parametrize("make,pipeline", [(chain, UNFUSED), (residual, UNFUSED), (residual, "default"),
-                                           (fire, UNFUSED)],
-                         ids=["chain", "residual", "residual-fused", "fire"])
+                                           (fire, UNFUSED), (fire, IN_PLACE)],
+                         ids=["chain", "residual", "residual-fused", "fire", "fire-in-place"])
 @pytest.mark.parametrize("buffer_bytes", [3000, 8192, 20000])
 @pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
 def test_plan_equals_the_exhaustive_network_oracle(make, pipeline, buffer_bytes, objective):

@@ -33,9 +33,14 @@ from sqnxt_compiler.schedule.solver import LayerSchedule
 TARGETS = [("pe8x8", "dram"), ("pe8x8", "planned"), ("pe16x16", "dram")]
 
 
-def _compile(model, tname="pe8x8", home="dram"):
+#: The default pipeline without concat-in-place: a concat is a copy (a move layer), as it
+#: stays when its parts cannot be written in place (tests/test_concat_in_place.py).
+COPY = "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool"
+
+
+def _compile(model, tname="pe8x8", home="dram", pipeline="default"):
     tgt = target(tname, home)
-    res = driver.compile(model, target=tgt, schedule={"jobs": 1})
+    res = driver.compile(model, pipeline=pipeline, target=tgt, schedule={"jobs": 1})
     return res.graph, tgt
 
 
@@ -101,7 +106,7 @@ def concat_net(seed=0):
 @pytest.mark.parametrize("tname, home", TARGETS)
 def test_a_concat_reads_its_parts_as_one_tensor(tname, home):
     model = concat_net()
-    graph, tgt = _compile(model, tname, home)
+    graph, tgt = _compile(model, tname, home, COPY)
     low = _lowered(graph, tgt)
     assert ("move", "concat") in _kinds(low)
     cat = next(op for op in graph.ops() if op.name == "sqnxt.concat")
@@ -117,7 +122,7 @@ def test_a_concat_reads_its_parts_as_one_tensor(tname, home):
 def test_a_concat_in_int16():
     """The parts are written at the concat's format, so its COMPUTE copies words."""
     model = concat_net()
-    graph, tgt = _compile(model, "pe8x8", "planned")
+    graph, tgt = _compile(model, "pe8x8", "planned", COPY)
     _simulate(model, graph, _lowered(graph, tgt), precision="int16")
 
 
@@ -126,7 +131,7 @@ def test_a_part_stored_into_the_wrong_slice_is_rejected():
     finds the box outside b's region, and the simulator finds b's slice read before any
     write (or a's words overwritten before the concat read them)."""
     model = concat_net()
-    graph, tgt = _compile(model)
+    graph, tgt = _compile(model, pipeline=COPY)
     low = _lowered(graph, tgt)
     ops = _scheduled(graph)
     cat = next(op for op in ops if op.name == "sqnxt.concat")

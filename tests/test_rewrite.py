@@ -336,7 +336,7 @@ def test_a_real_pattern_is_revisited_when_a_later_rewrite_enables_it(monkeypatch
 
 
 def test_the_passes_declare_their_patterns_and_run_them_with_the_driver():
-    assert [n for n, _ in PASS_PATTERNS] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool"]
+    assert [n for n, _ in PASS_PATTERNS] == ["canonicalize", "fold-bn", "fuse-relu", "fuse-add", "fuse-pool", "concat-in-place"]
     for _, patterns in PASS_PATTERNS:
         for p in patterns:
             assert p.ops and all(isinstance(n, str) and n.startswith("sqnxt.") for n in p.ops), p

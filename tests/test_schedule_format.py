@@ -126,7 +126,7 @@ def test_document_has_the_promised_top_level_facts(produced):
                      ("measured_sparsity", doc["options"]["measured_sparsity"])))
     plan = ",plan-memory{network-time-limit=10.0}" if net.target.activation_home == "planned" else ""
     lower = ",lower-program" if driver.lowers_by_default() else ""
-    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,schedule{" + opts + "}" + plan + lower
+    assert doc["pipeline"] == "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool,concat-in-place,schedule{" + opts + "}" + plan + lower
     assert doc["target"]["fields"]["array.pe_rows"] == net.target.pe_rows
     for L in doc["layers"]:
         c = L["cost"]

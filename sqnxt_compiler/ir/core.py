@@ -36,6 +36,11 @@ plain names (``op.has_trait(name)``):
   (schedule.liveness), an accelerator layer reads a host result from DRAM, and the reports
   list each host op as host work (its DRAM words read and written, its elements; the
   host's time is not modelled).  docs/ir.md, "The host partition".
+* ``in_place_parts``: its result's words are its operands' words laid one after the
+  other (a concatenation whose every axis before the concat axis has size 1): the ops
+  that produce the operands write them straight into their slices of the result, so it
+  moves nothing (``sqnxt.concat_view``, made by the ``concat-in-place`` pass;
+  :func:`part_offsets`).
 
 The others carry data (xDSL's ``OpTrait``): each is a frozen dataclass (:class:`OpTrait`)
 whose fields are its parameters, declared as an object (``Elementwise(1, 0)``), read
@@ -133,6 +138,17 @@ def view_origin(v: Value) -> Value:
     return v
 
 
+def part_offsets(op: "Op") -> list[tuple[Value, int]]:
+    """Each operand of an ``in_place_parts`` op with the word offset of its slice in the
+    result: operand i starts at ``sum(numel of operands 0..i-1)`` (the parts laid one after
+    the other, which the op's declaration verifies its axis allows)."""
+    out, off = [], 0
+    for v in op.operands:
+        out.append((v, off))
+        off += v.type.numel
+    return out
+
+
 #: Attribute kinds and the Python values each accepts.
 ATTR_KINDS: dict[str, Callable[[Any], bool]] = {
     "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
@@ -166,6 +182,8 @@ TRAITS: dict[str, str] = {
                 "folded on constants",
     "view": "passes operand 0's words on unchanged (reshape, flatten, (un)squeeze, identity): "
             "a reader of its result reads those words (schedule.liveness, the DRAM image)",
+    "in_place_parts": "its result is its operands' words one after the other: their producers "
+                      "write into their slices of it, so it moves nothing (concat-in-place)",
     "reads_shape_only": "reads only its operands' static shapes, never their words (Shape): "
                         "not a reader of the data",
     "has_weights": "operands 1.. are the layer's weight (output channels on axis 0) and "

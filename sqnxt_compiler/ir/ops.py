@@ -552,6 +552,22 @@ def _concat(op):
     return [TensorType(tuple(shape), first.dtype)]
 
 
+def _verify_concat_view(op: Op) -> None:
+    shape = op.result.type.shape
+    axis = op.attrs["axis"] % max(len(shape), 1)
+    if math.prod(shape[:axis]) != 1:
+        raise VerifyError(f"a concat in place along axis {axis} of {list(shape)}: its parts are not "
+                          "contiguous slices of the result (every axis before the concat axis must be 1)")
+
+
+@declare("sqnxt.concat_view", "Concatenation in place: the producers of the operands write them into "
+         "their slices of the result (every axis before the concat axis has size 1), so it moves no "
+         "data (made by concat-in-place).", operands=(1, None), attrs={"axis": A("int", True)},
+         verify=_verify_concat_view, traits=("free", "in_place_parts"))
+def _concat_view(op):
+    return _concat(op)
+
+
 def _verify_transpose(op: Op) -> None:
     perm = list(op.attrs["perm"])
     if sorted(perm) != list(range(_t(op, 0).rank)):

@@ -208,6 +208,14 @@ class Rewriter:
         op.attrs.update(values)
         self._edited(op)
 
+    def convert(self, op: Op, name: str, attrs: dict[str, Any]) -> None:
+        """Make ``op`` an instance of the declared op ``name`` with ``attrs``, keeping its
+        operands, results and id (so its place in the program order: a new op would come
+        after every op created before it).  The caller keeps the result types valid."""
+        op.name = name
+        op.attrs = dict(attrs)
+        self._edited(op)
+
     def set_result_types(self, op: Op, types: Sequence[TensorType]) -> None:
         for r, t in zip(op.results, types, strict=True):
             r.type = t

@@ -53,7 +53,7 @@ from ..diagnostics import SqnxtError
 from ..ir.core import view_origin
 from ..reference.check import compare
 from ..reference.executor import Interpreter, activate, bind_input, erf, eval_op, gelu, sigmoid
-from ..reference.fixed_point import frac_bits, quantize
+from ..reference.fixed_point import INT16_MAX, frac_bits, quantize, shared_scales
 from ..reference.layer_stats import LayerStats
 from ..reference.tiled_layers import _avg_int, _conv_part, _dw_part
 from . import isa
@@ -639,6 +639,15 @@ def _const_value(v, memo: dict):
     return const_value(v, memo, FuncSimError)
 
 
+def _format_range(f: int) -> float:
+    """max(1, the largest value an int16 of ``f`` fractional bits holds): a layer's int16
+    output is checked with an absolute tolerance scaled by it, as ``check`` scales by
+    max(1, max|ref|).  The two agree within 2x for a tensor at its own scale; a part of a
+    concat written in place is at the concat's scale, coarser when another part's range is
+    larger, and its rounding error is that scale's."""
+    return max(1.0, INT16_MAX * 2.0 ** -f)
+
+
 class _Fixed:
     """int16: the fixed-point formats of a run (docs/isa.md, "Functional simulation"),
     from the tiled executor's calibration and rules (:class:`~sqnxt_compiler.reference.arith._Int16`):
@@ -759,7 +768,10 @@ class _SimInterpreter(Interpreter):
             y = y * 2.0 ** -fx.layer[li]["fo"]
         y = np.asarray(y, np.float32)
         ref = np.asarray(eval_op(op, args), np.float32)
-        err, _rel, ok = compare(y, ref, *self.tol)
+        rtol, atol = self.tol
+        if fx is not None:      # int16: relative to the range of the format it is written at
+            atol *= _format_range(fx.layer[li]["fo"]) / max(1.0, float(np.max(np.abs(ref))) if ref.size else 0.0)
+        err, _rel, ok = compare(y, ref, rtol, atol)
         self.layer_err[li] = err
         if not ok:
             raise FuncSimError(f"layer {li} '{d.name}': the simulated output differs from the op's reference "
@@ -794,7 +806,8 @@ def run_program(lowered, graph, inputs: dict, precision: str = "fp32") -> FuncRu
 
         # calibration: the fp32 tiled run of the same input (as check --tiled --precision int16)
         cal = TiledExecutor(graph, _Fp32(probe=True)).execute(inputs)
-        fx = _Fixed(_Int16(None, cal.maxabs, {st.op_id: st.acc_max for st in cal.layers}), lowered, graph,
+        fx = _Fixed(_Int16(None, shared_scales(graph, cal.maxabs), {st.op_id: st.acc_max for st in cal.layers}),
+                    lowered, graph,
                     entries, inputs)
         fx.layer = [_layer_formats(fx, lowered, e, memo) for e in entries]
         tol = TOLERANCES["int16"]

@@ -21,7 +21,9 @@ input (``concat_input``), each part's tensor a sub-region of it at its offset (n
 aligned: the part's region starts where the previous part ends).  The layers that
 produce the parts write them there, so the concat reads its input as one tensor, tile by
 tile, exactly as the cost model counts a move (one box per tile).  The combined region
-is allocated where its first part is placed.
+is allocated where its first part is placed.  A concat written in place
+(``sqnxt.concat_view``, the ``concat-in-place`` pass) is the same without the copy: its
+result's region is the parts' combined region, which the layers reading it read.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ import numpy as np
 
 from ..cost.tiling import pooled_geometry, tile_steps
 from ..diagnostics import SqnxtError
-from ..ir.core import Value, view_origin
+from ..ir.core import Value, part_offsets, view_origin
+from ..layers import resident_at
 from .isa import DRAM_ADDR_BITS
 
 #: Every DRAM region starts at a multiple of this many words (64 bytes: a DRAM burst).
@@ -72,8 +75,9 @@ class DramLayout:
     psum_at: dict[int, dict[tuple, int]] = field(default_factory=dict)   # layer -> out tile -> offset
     concat_input: dict[int, Region] = field(default_factory=dict)  # concat layer -> its parts' region
     end: int = 0
-    _parts: dict = field(default_factory=dict)       # part value_key -> (concat layer, offset)
-    _part_groups: dict = field(default_factory=dict)  # concat layer -> (name, words)
+    _parts: dict = field(default_factory=dict)       # part value_key -> (group, offset)
+    _part_groups: dict = field(default_factory=dict)  # group -> (name, words, result key or None)
+    _groups: dict = field(default_factory=dict)       # group -> its region, once placed
 
     def add(self, name: str, kind: str, words: int) -> Region:
         base = -(-self.end // ALIGN) * ALIGN
@@ -88,6 +92,18 @@ class DramLayout:
     def tensor(self, v: Value) -> Region:
         return self.tensors[value_key(v)]
 
+    def _group(self, grp) -> Region:
+        """The region of the parts' group ``grp`` (a concat layer's index, or ``("view", op
+        id)`` for a concat in place, whose result it is), allocated on first use."""
+        if grp not in self._groups:
+            gname, words, result = self._part_groups[grp]
+            g = self._groups[grp] = self.add(gname, "activation", words)
+            if isinstance(grp, int):
+                self.concat_input[grp] = g
+            else:
+                self.tensors[result] = g
+        return self._groups[grp]
+
     def place(self, v: Value, kind: str) -> Region:
         key = value_key(v)
         if key not in self.tensors:
@@ -95,11 +111,8 @@ class DramLayout:
             name = (o.owner.loc.node if o.owner is not None and o.owner.loc.node else None) or f"%{o.name}"
             part = self._parts.get(key)
             if part is not None:       # a concat's part: a sub-region of the concat's input
-                li, off = part
-                if li not in self.concat_input:
-                    gname, words = self._part_groups[li]
-                    self.concat_input[li] = self.add(gname, "activation", words)
-                g = self.concat_input[li]
+                grp, off = part
+                g = self._group(grp)
                 self.tensors[key] = Region(name, kind, g.base + off, o.type.numel)
             else:
                 self.tensors[key] = self.add(name, kind, o.type.numel)
@@ -145,6 +158,8 @@ def concat_parts(op) -> tuple[list, str | None]:
         o = view_origin(v)
         if o.type.numel != v.type.numel:
             return [], f"part '{v.name}' is a view of a larger tensor"
+        if o.owner is not None and o.owner.has_trait("in_place_parts"):
+            return [], f"part '{v.name}' is a concat written in place (its own parts' region)"
         key = value_key(v)
         if key in seen:
             return [], (f"part '{v.name}' appears twice: one tensor cannot sit at two places of the "
@@ -179,7 +194,16 @@ def dram_layout(graph, layers: list, target, params: dict | None = None,
                 if key in lay._parts:
                     raise SqnxtError(f"layer '{_name(op)}': part '{v.name}' is a part of another concat too")
                 lay._parts[key] = (li, off)
-            lay._part_groups[li] = (f"{_name(op)}/input", op.result.type.numel)
+            lay._part_groups[li] = (f"{_name(op)}/input", op.result.type.numel, None)
+    for op in graph.ops():
+        if op.has_trait("in_place_parts") and not _resident(op.result):   # in DRAM: the parts' region
+            grp = ("view", op.id)
+            for v, off in part_offsets(op):
+                key = value_key(v)
+                if key in lay._parts:
+                    raise SqnxtError(f"concat '{_name(op)}': part '{v.name}' is a part of another concat too")
+                lay._parts[key] = (grp, off)
+            lay._part_groups[grp] = (_name(op), op.result.type.numel, value_key(op.result))
     for op in graph.inputs:
         lay.place(op.result, "input")
     for li, op, sched, plan, data, residual, w, b in layers:
@@ -208,10 +232,8 @@ def dram_layout(graph, layers: list, target, params: dict | None = None,
 
 
 def _resident(v: Value) -> bool:
-    """The value is a tensor the memory plan keeps in the buffer (its producer's plan)."""
-    o = view_origin(v)
-    p = o.owner.attrs.get("plan") if o.owner is not None else None
-    return p is not None and p.output == "buffer"
+    """The value is a tensor the memory plan keeps in the buffer (:func:`~sqnxt_compiler.layers.resident_at`)."""
+    return resident_at(v) is not None
 
 
 def _name(op) -> str:

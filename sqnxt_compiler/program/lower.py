@@ -54,7 +54,7 @@ from ..cost.tiling import largest_cover, pooled_geometry, tile_steps
 from ..diagnostics import SqnxtError
 from ..ir.core import view_origin
 from ..ir.ops import layer_operands
-from ..layers import data_operands, rule_of
+from ..layers import data_operands, resident_at, rule_of
 from . import isa
 from .isa import Compute, Finish, Layer as LayerDesc, Load, Program, Store, Sync
 from .layout import DramLayout, concat_parts, dram_layout, is_concat, value_key
@@ -700,9 +700,8 @@ def axis_box(o0: int, o1: int, stride: int, pad: int, kernel: int, dil: int, n: 
 
 # ----------------------------------------------------------------------------- one layer
 def _buffer_at(v) -> int:
-    """Buffer word of a resident tensor (its producer's plan)."""
-    o = view_origin(v)
-    return o.owner.attrs["plan"].offset
+    """Buffer word of a resident tensor (:func:`~sqnxt_compiler.layers.resident_at`)."""
+    return resident_at(v)
 
 
 def _lower_layer(em: _Emitter, graph, entry, layout: DramLayout, target, layers, ep=None) -> LayerInfo:

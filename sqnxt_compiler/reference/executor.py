@@ -343,7 +343,7 @@ def _reshape(op, a):
     return a[0].reshape(op.results[0].type.shape)
 
 
-@kernel("sqnxt.concat")
+@kernel("sqnxt.concat", "sqnxt.concat_view")
 def _concat(op, a):
     return np.concatenate(a, axis=op.attrs["axis"])
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ir.core import view_origin
+
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 #: fractional bits of any tensor are clamped to this range
 FRAC_MIN, FRAC_MAX = -32, 32
@@ -33,6 +35,21 @@ def frac_bits(maxabs: float) -> int:
     while f < FRAC_MAX and round(maxabs * 2.0 ** (f + 1)) <= INT16_MAX:
         f += 1
     return max(FRAC_MIN, min(FRAC_MAX, f))
+
+
+def shared_scales(graph, calib: dict[int, float]) -> dict[int, float]:
+    """``calib`` (op id -> max |result| in the calibration run) with every part of a concat
+    written in place (an ``in_place_parts`` op's operands) taking the concat's range: the
+    layers producing the parts write int16 words of one tensor, so they write them at its
+    scale (the concat's max |value| is the largest of its parts')."""
+    out = dict(calib)
+    for op in graph.ops():
+        if op.has_trait("in_place_parts") and op.id in calib:
+            for v in op.operands:
+                src = view_origin(v).owner
+                if src is not None:
+                    out[src.id] = calib[op.id]
+    return out
 
 
 def quantize(x: np.ndarray, f: int) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from ..diagnostics import CheckFailed
 from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
-from ..layers import data_operands
+from ..layers import data_operands, resident_at
 
 FREE = -1          # a buffer word nobody owns
 
@@ -76,9 +76,21 @@ class MemoryImage:
         self.buffer[lo:lo + words] = tag
 
     def read_buffer(self, v: Value, reader: Op) -> None:
-        """``reader`` reads ``v`` in place: its producer's region must still be its own."""
+        """``reader`` reads ``v`` in place: its producer's region must still be its own (a
+        concat in place: each part's, one after the other)."""
         o = view_origin(v)
         src = o.owner
+        if src is not None and src.has_trait("in_place_parts"):
+            at = None
+            for p in src.operands:
+                here = view_origin(p).owner.attrs.get("plan")
+                if at is not None and here is not None and here.offset != at:
+                    raise CheckFailed(f"memory image: {_who(reader)} reads '{_name(o)}' from the buffer, "
+                                      f"but its part '{_name(view_origin(p))}' is at word {here.offset}, "
+                                      f"not {at} where the previous part ends")
+                self.read_buffer(p, reader)
+                at = here.offset + view_origin(p).type.numel
+            return
         plan = src.attrs.get("plan") if src is not None else None
         if plan is None or plan.output != "buffer":
             raise CheckFailed(f"memory image: {_who(reader)} reads "
@@ -106,6 +118,14 @@ class MemoryImage:
         if op.name == "sqnxt.output":
             for v in op.operands:
                 self.read_dram(v, op)
+            return
+        if op.has_trait("in_place_parts"):
+            # its words are its parts': resident, its readers check the parts' regions; in
+            # DRAM, they are there once every part was written
+            if resident_at(op.result) is None:
+                for v in op.operands:
+                    self.read_dram(v, op)
+                self.write_dram(op.result)
             return
         plan = op.attrs.get("plan") if "schedule" in op.attrs else None
         if plan is None:      # all-DRAM, or an op the array does not run

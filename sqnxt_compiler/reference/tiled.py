@@ -46,7 +46,8 @@ from ..ir.core import Op
 from ..ir.graph import Graph
 from .arith import NO_ACT, _Fp32, _Int16
 from .executor import Interpreter
-from .fixed_point import FRAC_MAX, FRAC_MIN, INT16_MAX, INT16_MIN, QTensor, frac_bits, quantize, rescale
+from .fixed_point import (FRAC_MAX, FRAC_MIN, INT16_MAX, INT16_MIN, QTensor, frac_bits, quantize, rescale,
+                          shared_scales)
 from .layer_stats import LayerStats
 from .memory import MemoryImage
 from .tiled_layers import _run_layer, _store_tiles, runs_whole
@@ -174,7 +175,7 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
         # calibration: the fp32 tiled run of the same input gives every tensor's range and
         # every layer's largest partial sum
         cal = TiledExecutor(graph, _Fp32(probe=True)).execute(inputs)
-        arith = _Int16(psum_bits, cal.maxabs, {s.op_id: s.acc_max for s in cal.layers})
+        arith = _Int16(psum_bits, shared_scales(graph, cal.maxabs), {s.op_id: s.acc_max for s in cal.layers})
     else:
         arith = _Fp32()
     res = TiledExecutor(graph, arith, trace=trace, observe=observe).execute(inputs)

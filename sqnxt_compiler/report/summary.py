@@ -39,7 +39,10 @@ def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
     n_host = t["host_ops"]
     if n_host:
         un += f", {n_host} host op{'' if n_host == 1 else 's'}"
-    n_free = sum(1 for op in net.graph.ops() if op.has_trait("free") and not op.has_trait("structural"))
+    n_cv = sum(1 for op in net.graph.ops() if op.has_trait("in_place_parts"))
+    n_free = sum(1 for op in net.graph.ops() if op.has_trait("free") and not op.has_trait("structural")) - n_cv
+    if n_cv:        # concat-in-place: the parts' producers write into the concat's slices
+        un += f", {n_cv} concat{'' if n_cv == 1 else 's'} written in place (no copy)"
     if n_free:      # bookkeeping: views and shape computations move no data (layers.py)
         un += f", {n_free} view/shape op{'' if n_free == 1 else 's'} (no data moved)"
     out = [f"{net.graph.source} on {tgt.name} ({tgt.pe_rows}x{tgt.pe_cols} PEs, "

@@ -15,6 +15,11 @@ tensors between them, and each tensor's live range (docs/memory-planning.md).
   the weights.  A tensor a host op reads (the ``host`` trait: the host CPU runs it) is
   never plannable, its reason naming the host op: the accelerator writes to DRAM what the
   host reads.  A host op's result is no step's, so a step reading it reads DRAM.
+* **Concats in place** (``sqnxt.concat_view``, the ``in_place_parts`` trait): the parts
+  and the result are one tensor, the result's words, produced by every step that writes a
+  part (``Step.output_at``: the part's word offset in it) and read by the result's
+  readers; its live range runs from the first part's step.  When a part is not a step's
+  result (the pass makes sure it is) the parts stay tensors of their own, in DRAM.
 * **Live range**: from its producer's step to its last reader's step, inclusive: a
   resident tensor holds its words in the buffer during every step of that range.
 """
@@ -58,6 +63,7 @@ class Step:
     inputs: tuple[int | None, ...]
     output: int
     residual: int | None = None
+    output_at: int = 0        # word offset of its result in the output tensor (a concat's part)
 
 
 @dataclass(frozen=True)
@@ -116,31 +122,22 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     in_place = {op.id: {src.id for v in data_operands(op) + [residual_operand(op)] if v is not None
                         for src in (_origin(graph, v).owner,) if src is not None}
                 for op, _ in layers}
+    groups = _in_place_groups(graph, step_of)
+    part_of = {src: (cv, off) for cv, parts in groups.items() for src, off in parts}
     tensor_of: dict[int, int] = {}
     tensors: list[Tensor] = []
     for i, (op, L) in enumerate(layers):
-        readers = _readers(graph, op.result)
-        others = [r for r in readers if r.id not in step_of]
-        steps = [step_of[r.id] for r in readers if r.id in step_of]
-        # a step that reads it otherwise (per-channel parameters, a part of a concat) reads DRAM
-        copied = [r for r in readers if r.id in step_of and op.id not in in_place[r.id]]
-        reason = ""
-        if others:
-            o = others[0]
-            host = next((r for r in others if r.has_trait("host")), None)
-            if host is not None:    # the accelerator writes what the host reads
-                reason = f"read from DRAM by the host: {host.name} '{host.loc.node or host.id}'"
-            else:
-                reason = ("the graph output" if o.name == "sqnxt.output"
-                          else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
-        elif copied:
-            o = copied[0]
-            reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
-        elif not steps:
-            reason = "never read"
+        if op.id in part_of:
+            cv, _off = part_of[op.id]
+            if cv.id not in tensor_of:      # the concat's words, from its first part's step
+                tensor_of[cv.id] = len(tensors)
+                last = max(step_of[src] for src, _o in groups[cv])
+                tensors.append(_tensor(graph, cv, len(tensors), i, last, step_of, in_place))
+            tensor_of[op.id] = tensor_of[cv.id]
+            continue
         tensor_of[op.id] = len(tensors)
-        tensors.append(Tensor(len(tensors), op.loc.node or f"%{op.result.name}", op.result.type.numel,
-                              i, max(steps, default=i), not reason, reason, tuple(sorted(set(steps)))))
+        tensors.append(_tensor(graph, op, len(tensors), i, i, step_of, in_place))
+
     def tensor(v: Value) -> int | None:
         src = _origin(graph, v).owner
         return tensor_of.get(src.id) if src is not None else None
@@ -149,5 +146,58 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     for i, (op, L) in enumerate(layers):
         r = residual_operand(op)
         steps.append(Step(i, op, L, tuple(tensor(v) for v in data_operands(op)), tensor_of[op.id],
-                          None if r is None else tensor(r)))
+                          None if r is None else tensor(r), part_of[op.id][1] if op.id in part_of else 0))
     return Network(tuple(steps), tuple(tensors))
+
+
+def _in_place_groups(graph: Graph, step_of: dict[int, int]) -> dict[Op, list[tuple[int, int]]]:
+    """Per concat in place whose every part is a step's whole result, read by nothing else:
+    (the producing op's id, the part's word offset) per part."""
+    from ..ir.core import part_offsets
+
+    out = {}
+    for op in graph.ops():
+        if not op.has_trait("in_place_parts"):
+            continue
+        parts = []
+        for v, off in part_offsets(op):
+            o = _origin(graph, v)
+            if o.owner is None or o.owner.id not in step_of or o.type.numel != v.type.numel \
+                    or _readers(graph, o) != [op]:
+                break
+            parts.append((o.owner.id, off))
+        else:
+            out[op] = parts
+    return out
+
+
+def _tensor(graph: Graph, op: Op, index: int, first: int, last_write: int, step_of: dict[int, int],
+            in_place: dict[int, set[int]]) -> Tensor:
+    """The tensor of ``op``'s result (a step's, or a concat in place's), written from step
+    ``first`` to step ``last_write``: its readers, live range and whether it may stay
+    resident (module doc)."""
+    i = first
+    readers = _readers(graph, op.result)
+    others = [r for r in readers if r.id not in step_of]
+    steps = [step_of[r.id] for r in readers if r.id in step_of]
+    # a step that reads it otherwise (per-channel parameters, a part of a concat) reads DRAM
+    copied = [r for r in readers if r.id in step_of and op.id not in in_place[r.id]]
+    reason = ""
+    if others:
+        o = others[0]
+        host = next((r for r in others if r.has_trait("host")), None)
+        inplace = next((r for r in others if r.has_trait("in_place_parts")), None)
+        if host is not None:    # the accelerator writes what the host reads
+            reason = f"read from DRAM by the host: {host.name} '{host.loc.node or host.id}'"
+        elif inplace is not None:
+            reason = f"a part of the concat in place '{inplace.loc.node or inplace.id}' (in DRAM)"
+        else:
+            reason = ("the graph output" if o.name == "sqnxt.output"
+                      else f"read by {o.name} '{o.loc.node or o.id}' (not run on the array)")
+    elif copied:
+        o = copied[0]
+        reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
+    elif not steps:
+        reason = "never read"
+    return Tensor(index, op.loc.node or f"%{op.result.name}", op.result.type.numel,
+                  i, max(steps + [last_write]), not reason, reason, tuple(sorted(set(steps))))

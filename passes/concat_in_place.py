@@ -1,0 +1,138 @@
+"""concat-in-place: let the producers of a concat's parts write straight into their slices
+of its result, so the concat moves nothing.
+
+A concat whose every axis before the concat axis has size 1 (a channel concat of NCHW,
+batch 1) lays its parts one after the other in its result's words: part ``i`` is the
+slice at word ``sum(numel of parts 0..i-1)``.  When each part is the whole result of a
+layer (an op the array runs) that nothing else reads, that layer can write its output
+there (in DRAM or, when the memory plan keeps it, in the buffer) and the copy is gone:
+
+    %a = sqnxt.conv(%s, %w1, %b1) {act = "relu", ...}
+    %b = sqnxt.conv(%s, %w3, %b3) {act = "relu", ...}
+    %y = sqnxt.concat(%a, %b) {axis = 1}          (a move layer: reads and writes every word)
+
+becomes ``%y = sqnxt.concat_view(%a, %b) {axis = 1}`` (the ``free`` and ``in_place_parts``
+traits: no layer, no schedule row).  The reference executors still concatenate the values;
+the DRAM layout of a program makes each part a sub-region of the result
+(:mod:`sqnxt_compiler.program.layout`), int16 writes every part at the result's scale, and
+the memory planner plans the parts and the result as one tensor
+(:mod:`sqnxt_compiler.schedule.liveness`).
+
+A concat nested in another along the same axis, whose only reader is the outer one, is
+spliced into it first (``concat(concat(a, b), c)`` -> ``concat(a, b, c)``: the same words
+in the same order), so the parts of both can be written in place.
+
+Left a copy (a ``move`` layer, costed; counted by reason):
+
+* ``not-contiguous``: an axis before the concat axis is larger than 1 (a concat along H
+  or W, or of batch > 1): the parts are strided boxes of the result, not slices;
+* ``part-not-a-layer``: a part is not a layer's result (the network input, a constant, a
+  host op's result, a view of a larger tensor, an in-place concat that is itself a
+  part of another along a different axis);
+* ``part-shared``: a part is read by anything besides this concat (another layer, the
+  graph output, a second concat, or this concat twice): its words must exist on their own.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir.core import Op, Value, view_origin
+from ..ir.graph import Graph
+from ..pipeline.pass_base import Pass, PassContext
+from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
+
+
+def contiguous(shape: tuple[int, ...], axis: int) -> bool:
+    """The parts of a concat of result ``shape`` along ``axis`` are slices of its words:
+    ``prod(shape[:axis]) == 1``."""
+    return math.prod(shape[:axis % max(len(shape), 1)]) == 1
+
+
+def data_readers(graph: Graph, v: Value) -> list[Op]:
+    """Every op that reads the words of ``v``, through views (an op reading ``v`` twice is
+    listed twice); ops that read only its shape are not readers."""
+    out = []
+    for user, _port in graph.uses(v):
+        if user.has_trait("reads_shape_only"):
+            continue
+        if user.has_trait("view"):
+            out.extend(data_readers(graph, user.result))
+        else:
+            out.append(user)
+    return out
+
+
+def part_problem(graph: Graph, concat: Op, v: Value) -> str:
+    """Why the part ``v`` of ``concat`` cannot be written in place ("" when it can)."""
+    o = view_origin(v)
+    src = o.owner
+    if src is None or o.type.numel != v.type.numel or src.has_trait("free") or src.has_trait("host") \
+            or not src.has_trait("runs_on_array"):
+        return "part-not-a-layer"
+    readers = data_readers(graph, o)
+    if len(readers) != 1 or readers[0] is not concat:
+        return "part-shared"
+    return ""
+
+
+def spliceable(graph: Graph, v: Value, outer: Op) -> bool:
+    """``v`` is the result of a concat along the axis of the concat ``outer``, and its one use
+    is by ``outer``: ``outer`` may take the inner concat's operands in its place."""
+    inner = v.owner
+    if outer.name != "sqnxt.concat" or inner is None or inner.name not in ("sqnxt.concat", "sqnxt.concat_view"):
+        return False
+    axis = outer.attrs["axis"] % outer.result.type.rank
+    uses = graph.uses(v)
+    return inner.attrs["axis"] % inner.result.type.rank == axis and len(uses) == 1 and uses[0][0] is outer
+
+
+class SpliceNested(RewritePattern):
+    """concat(..., concat(a, b), ...) -> concat(..., a, b, ...) on the same axis, when the
+    inner concat's only reader is the outer one."""
+
+    ops = ("sqnxt.concat",)
+
+    def match_and_rewrite(self, op: Op, rw: Rewriter) -> None:
+        new, spliced = [], []
+        for v in op.operands:
+            if spliceable(rw.graph, v, op):
+                new.extend(v.owner.operands)
+                spliced.append(v)
+            else:
+                new.append(v)
+        if not spliced:
+            return None
+        rw.set_operands(op, new)
+        for v in spliced:
+            rw.erase(v.owner)
+        rw.count("nested-concat-spliced", len(spliced))
+
+
+class InPlace(RewritePattern):
+    """concat(parts) -> concat_view(parts) when every part can be written in place."""
+
+    ops = ("sqnxt.concat",)
+
+    def match_and_rewrite(self, op: Op, rw: Rewriter) -> None:
+        users = rw.graph.uses(op.result)
+        if len(users) == 1 and spliceable(rw.graph, op.result, users[0][0]):
+            return rw.decline("spliced")      # into the concat reading it (SpliceNested), first
+        if not contiguous(op.result.type.shape, op.attrs["axis"]):
+            return rw.decline("kept-copy-not-contiguous")
+        for v in op.operands:
+            why = part_problem(rw.graph, op, v)
+            if why:
+                return rw.decline(f"kept-copy-{why}")
+        rw.convert(op, "sqnxt.concat_view", {"axis": op.attrs["axis"]})
+        rw.count("concat-in-place")
+
+
+PATTERNS = (SpliceNested(), InPlace())
+
+
+class ConcatInPlace(Pass):
+    name = "concat-in-place"
+    summary = "Let the producers of a concat's parts write into its result: the concat moves nothing."
+
+    def run(self, graph: Graph, ctx: PassContext) -> None:
+        apply_patterns(graph, PATTERNS, self.stats, name=self.name)

@@ -1,0 +1,247 @@
+"""concat-in-place (passes/concat_in_place.py; docs/passes.md, docs/memory-planning.md): the
+layers producing a concat's parts write into their slices of its result, so the concat
+moves nothing.  Which concats qualify (and why the others stay copies), nested concats
+spliced, the cost (exactly the copy's figures gone), and execution: the plain, tiled
+(fp32, int16) and program runs against onnxruntime, the program's parts as sub-regions of
+the concat's region, and its words per layer equal to the cost model's."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from support import inferred_model, rand
+from sqnxt_compiler import driver
+from sqnxt_compiler.layers import resident_at
+from sqnxt_compiler.program.funcsim import run_program
+from sqnxt_compiler.program.layout import value_key
+from sqnxt_compiler.program.lower import lower
+from sqnxt_compiler.program.verify import verify_lowered
+from sqnxt_compiler.reference.check import DEFAULT_ATOL, DEFAULT_RTOL, compare, random_inputs
+from sqnxt_compiler.reference.executor import run
+from sqnxt_compiler.reference.ort import ort_session, run_ort
+from sqnxt_compiler.reference.tiled import TOLERANCES, execute_tiled
+from sqnxt_compiler.targets import load_target
+
+#: The default pipeline as it was before concat-in-place: every concat a copy.
+COPY = "canonicalize,fold-bn,fuse-relu,fuse-add,fuse-pool"
+
+
+def conv(x, w, y, k=1, **kw):
+    return helper.make_node("Conv", [x, w], [y], kernel_shape=[k, k], pads=[k // 2] * 4, **kw)
+
+
+def fire(seed=0, extra=(), outputs=("y",), axis=1, scale3=1.0, extra_inits=()):
+    """x 8x10x10 -> squeeze 1x1 (4) -> relu -> expand 1x1 (6), expand 3x3 (10) -> relu each ->
+    concat on ``axis`` -> conv 1x1 (5): SqueezeNet's fire module and its reader."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "ws", "s"), helper.make_node("Relu", ["s"], ["sr"]),
+             conv("sr", "w1", "e1"), helper.make_node("Relu", ["e1"], ["p"]),
+             conv("sr", "w3", "e3", 3), helper.make_node("Relu", ["e3"], ["q"]),
+             helper.make_node("Concat", ["p", "q"], ["cat"], axis=axis),
+             conv("cat", "wo", "y"), *extra]
+    inits = [("ws", rand(rng, 4, 8, 1, 1)), ("w1", rand(rng, 6, 4, 1, 1)), ("w3", scale3 * rand(rng, 6 if axis != 1 else 10,
+                                                                                             4, 3, 3)),
+             ("wo", rand(rng, 5, 16 if axis == 1 else 6, 1, 1)), *extra_inits]
+    return inferred_model(nodes, [("x", [1, 8, 10, 10])], list(outputs), inits)
+
+
+def target(name="pe8x8", home="dram"):
+    return dataclasses.replace(load_target(name), activation_home=home)
+
+
+def compiled(model, pipeline="default", tgt=None):
+    return driver.compile((model, "fire.onnx"), pipeline=pipeline, target=tgt, schedule={"jobs": 1})
+
+
+def ops(graph, name):
+    return [op for op in graph.ops() if op.name == name]
+
+
+# ------------------------------------------------------------------------ which concats
+def test_a_fire_modules_concat_is_written_in_place():
+    res = compiled(fire())
+    assert res.statistics["concat-in-place"] == {"concat-in-place": 1}
+    (cv,) = ops(res.graph, "sqnxt.concat_view")
+    assert not ops(res.graph, "sqnxt.concat")
+    assert [v.owner.name for v in cv.operands] == ["sqnxt.conv", "sqnxt.conv"]
+    assert cv.has_trait("free") and cv.has_trait("in_place_parts")
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("shared", "kept-copy-part-shared"),            # p is also read by another conv
+    ("output", "kept-copy-part-shared"),            # p is also a graph output
+    ("rows", "kept-copy-not-contiguous"),           # a concat along H: strided boxes, not slices
+])
+def test_a_concat_that_needs_its_parts_whole_stays_a_copy(case, reason):
+    if case == "shared":
+        model = fire(extra=[conv("p", "wz", "z")], outputs=("y", "z"),
+                     extra_inits=[("wz", rand(np.random.default_rng(1), 3, 6, 1, 1))])
+    elif case == "output":
+        model = fire(outputs=("y", "p"))
+    else:
+        model = fire(axis=2)
+    res = compiled(model)
+    assert res.statistics["concat-in-place"] == {reason: 1}
+    assert len(ops(res.graph, "sqnxt.concat")) == 1 and not ops(res.graph, "sqnxt.concat_view")
+
+
+def test_a_part_that_is_no_layers_result_stays_a_copy():
+    """The network input as a part: nothing on the array writes it."""
+    rng = np.random.default_rng(2)
+    nodes = [conv("x", "w", "a"), helper.make_node("Concat", ["x", "a"], ["c"], axis=1), conv("c", "wo", "y")]
+    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], [("w", rand(rng, 4, 3, 1, 1)),
+                                                                  ("wo", rand(rng, 2, 7, 1, 1))])
+    res = compiled(model)
+    assert res.statistics["concat-in-place"] == {"kept-copy-part-not-a-layer": 1}
+
+
+def test_a_tensor_concatenated_with_itself_stays_a_copy():
+    rng = np.random.default_rng(3)
+    nodes = [conv("x", "w", "a"), helper.make_node("Concat", ["a", "a"], ["c"], axis=1), conv("c", "wo", "y")]
+    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], [("w", rand(rng, 4, 3, 1, 1)),
+                                                                  ("wo", rand(rng, 2, 8, 1, 1))])
+    res = compiled(model)
+    assert res.statistics["concat-in-place"] == {"kept-copy-part-shared": 1}
+
+
+def nested(seed=4):
+    """concat(concat(a, b), c) on channels, each a conv of x: one concat of three parts."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "wa", "a"), conv("x", "wb", "b", 3), conv("x", "wc", "c"),
+             helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+             helper.make_node("Concat", ["ab", "c"], ["abc"], axis=1), conv("abc", "wo", "y")]
+    inits = [("wa", rand(rng, 2, 3, 1, 1)), ("wb", rand(rng, 3, 3, 3, 3)), ("wc", rand(rng, 4, 3, 1, 1)),
+             ("wo", rand(rng, 2, 9, 1, 1))]
+    return inferred_model(nodes, [("x", [1, 3, 7, 7])], ["y"], inits)
+
+
+def test_a_nested_concat_is_spliced_and_written_in_place():
+    res = compiled(nested())
+    assert res.statistics["concat-in-place"] == {"nested-concat-spliced": 1, "concat-in-place": 1}
+    (cv,) = ops(res.graph, "sqnxt.concat_view")
+    assert [v.type.shape[1] for v in cv.operands] == [2, 3, 4]
+    assert not ops(res.graph, "sqnxt.concat")
+
+
+# ------------------------------------------------------------------------ the cost
+@pytest.mark.parametrize("tname", ["pe8x8", "pe16x16"])
+def test_the_copy_is_all_that_goes(tname):
+    """All through DRAM every layer is scheduled alone: the in-place network's totals are the
+    copy network's minus exactly the concat layer's cycles, DRAM words and energy."""
+    tgt = target(tname, "dram")
+    inplace, copy = compiled(fire(), "default", tgt), compiled(fire(), COPY, tgt)
+    (cat,) = ops(copy.graph, "sqnxt.concat")
+    c = cat.attrs["schedule"].schedule.cost
+    assert c.dram["total"] == 2 * cat.result.type.numel          # the copy read and wrote every word
+    a, b = inplace.network.totals(), copy.network.totals()
+    assert a["layers"] == b["layers"] - 1
+    assert a["total_cycles"] == b["total_cycles"] - c.total_cycles
+    assert a["dram_words"]["total"] == b["dram_words"]["total"] - c.dram["total"]
+    assert a["energy"]["total"] == pytest.approx(b["energy"]["total"] - c.energy["total"], rel=1e-12)
+
+
+@pytest.mark.parametrize("tname", ["pe8x8", "pe16x16"])
+def test_planned_in_place_is_no_worse_than_planned_copy(tname):
+    tgt = target(tname, "planned")
+    a = compiled(fire(), "default", tgt).network.totals()
+    b = compiled(fire(), COPY, tgt).network.totals()
+    assert a["total_cycles"] < b["total_cycles"]
+    assert a["dram_words"]["total"] < b["dram_words"]["total"]
+    assert a["energy"]["total"] < b["energy"]["total"]
+
+
+# ------------------------------------------------------------------------ execution
+@pytest.mark.parametrize("model_fn", [fire, nested])
+def test_the_plain_run_matches_onnxruntime(model_fn):
+    model = model_fn()
+    res = compiled(model)
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    out = run(res.graph, feeds)
+    for name, r in ref.items():
+        assert compare(out[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int16"])
+@pytest.mark.parametrize("tname, home", [("pe8x8", "dram"), ("pe8x8", "planned"), ("pe16x16", "planned")])
+def test_tiled_and_program_runs_match_onnxruntime(tname, home, precision):
+    """The tiled executor (its memory image checks each part is written before the reader
+    reads the concat's words) and the program (each part a sub-region of the concat's
+    region; every layer's words equal the cost model's) against onnxruntime."""
+    model = nested() if home == "dram" else fire()
+    tgt = target(tname, home)
+    res = compiled(model, "default", tgt)
+    (cv,) = ops(res.graph, "sqnxt.concat_view")
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if precision == "fp32" else TOLERANCES["int16"]
+    tiled = execute_tiled(res.graph, feeds, precision=precision)
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+    at = resident_at(cv.result)
+    assert (at is not None) == (home == "planned")          # the tiny group fits: the plan keeps it
+    if at is None:                                          # in DRAM: sub-regions of its region
+        region = low.layout.tensor(cv.result)
+        base = region.base
+        assert region.words == cv.result.type.numel
+    else:                                                   # resident: no DRAM region at all
+        assert value_key(cv.result) not in low.layout.tensors
+        assert not any(value_key(v) in low.layout.tensors for v in cv.operands)
+        base = at
+    off = 0
+    for v in cv.operands:                                   # the parts, one after the other
+        got = low.layout.tensor(v).base if at is None else v.owner.attrs["plan"].offset
+        assert got == base + off
+        off += v.type.numel
+    assert off == cv.result.type.numel
+    prog = run_program(low, res.graph, feeds, precision=precision)
+    for name, r in ref.items():
+        assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)
+        assert compare(prog.outputs[name], r, rtol, atol)[2], ("program", name)
+    layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
+    for li, op in enumerate(layers):
+        cost = op.attrs["schedule"].schedule.cost
+        for key, words in prog.dram(li).items():
+            assert words == cost.dram[key], (op.name, key)
+
+
+def test_int16_parts_are_written_at_the_concats_scale():
+    """The parts' ranges differ (one part scaled up 40x): each producer writes at the
+    concat's scale, so the int16 run is within tolerance and the tiled run equals the
+    program's output bit for bit (one rounding per part, in both)."""
+    model = fire(seed=5, scale3=40.0)
+    tgt = target("pe8x8", "dram")
+    res = compiled(model, "default", tgt)
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    tiled = execute_tiled(res.graph, feeds, precision="int16")
+    low = lower(res.graph, tgt)
+    prog = run_program(low, res.graph, feeds, precision="int16")
+    for name, r in ref.items():
+        assert compare(tiled.outputs[name], r, *TOLERANCES["int16"])[2]
+        np.testing.assert_array_equal(tiled.outputs[name], prog.outputs[name])
+
+
+# ------------------------------------------------------------------------ a broken plan
+def test_a_resident_part_not_where_the_previous_ends_fails_the_memory_image():
+    """The memory image of check --tiled reads a resident concat part by part: a part moved
+    off its slice (the plan edited by hand) is caught, as is a part's region overwritten."""
+    from sqnxt_compiler.diagnostics import CheckFailed
+
+    res = compiled(fire(), "default", target("pe8x8", "planned"))
+    (cv,) = ops(res.graph, "sqnxt.concat_view")
+    feeds = random_inputs(res.graph, 0)
+    execute_tiled(res.graph, feeds)                        # the plan as made: sound
+    second = cv.operands[1].owner.attrs["plan"]
+    assert second.output == "buffer"
+    second.offset += 1
+    with pytest.raises(CheckFailed, match="where the previous part ends|overwritten while it was live"):
+        execute_tiled(res.graph, feeds)
+    second.offset -= 1
+    first = cv.operands[0].owner.attrs["plan"]
+    first.offset = second.offset                           # the second part overwrites the first
+    with pytest.raises(CheckFailed, match="overwritten while it was live"):
+        execute_tiled(res.graph, feeds)
