@@ -130,6 +130,15 @@ class InPlace(RewritePattern):
 PATTERNS = (SpliceNested(), InPlace())
 
 
+def as_copy(op: Op) -> None:
+    """Turn the concat in place ``op`` back into the copy it was (``sqnxt.concat``, a move
+    layer): the memory planner found the copy better (its result can stay resident where
+    the whole concat, live from its first part on, cannot: docs/memory-planning.md).  The
+    op keeps its id, operands and result (its place in the program order)."""
+    op.name = "sqnxt.concat"
+    op.attrs = {"axis": op.attrs["axis"]}
+
+
 class ConcatInPlace(Pass):
     name = "concat-in-place"
     summary = "Let the producers of a concat's parts write into its result: the concat moves nothing."

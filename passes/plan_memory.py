@@ -48,6 +48,7 @@ from ..ir.graph import Graph
 from ..layers import layer_of
 from ..pipeline.options import PassOptions, option
 from ..pipeline.pass_base import Pass, PassContext
+from .concat_in_place import as_copy
 from .schedule import ScheduleAttr
 
 
@@ -109,8 +110,7 @@ class PlanMemory(Pass):
         ops, layers, alone, sched_opts = self._scheduled(graph)
         if not ops:
             return
-        scheds = self._plan(graph, ops, layers, alone, sched_opts, ctx)
-        for op, s in zip(ops, scheds):
+        for op, s in self._plan(graph, ops, layers, alone, sched_opts, ctx):
             op.attrs["schedule"] = ScheduleAttr(s, sched_opts)
             self.stats[f"status-{s.status}"] += 1
 
@@ -148,9 +148,11 @@ class PlanMemory(Pass):
         """The network plan (docs/memory-planning.md): candidates per step from the same
         solver and options, the CP-SAT network model (its own time limit:
         :meth:`PlanMemoryOptions.time_limit`; the fallback, if any, gives the all-DRAM
-        plan), the allocation, its verification.  Returns the chosen schedules (their
-        layers carry the homes) and attaches ``plan`` to each op and the network record to
-        the graph (``graph.attrs["plan"]``)."""
+        plan), the allocation, its verification.  Returns (op, chosen schedule) per step
+        the plan runs (their layers carry the homes: every layer, and the copy of each
+        concat in place the plan copies, which becomes a ``sqnxt.concat`` again) and
+        attaches ``plan`` to each such op and the network record to the graph
+        (``graph.attrs["plan"]``)."""
         from pathlib import Path
 
         from ..schedule.cache import evict, plan_get, plan_key, plan_put
@@ -163,11 +165,12 @@ class PlanMemory(Pass):
         limit = self.options.time_limit(kw["time_limit"])
         cache = None if kw["cache_dir"] is None else Path(kw["cache_dir"])
         net = network_of(graph, list(zip(ops, layers)))
+        by_op = {op.id: s for op, s in zip(ops, alone)}
         try:
             cands = candidates(net, target,
                                lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
                                                                       **kw),
-                               sched_opts.objective, alone)
+                               sched_opts.objective, [by_op.get(step.op.id) for step in net.steps])
             # a proven plan of this very network and candidates from the on-disk cache, else
             # the network model (CP-SAT, imported only then)
             key = None if cache is None else plan_key(net, cands, target, sched_opts.objective, limit)
@@ -189,10 +192,18 @@ class PlanMemory(Pass):
         problems = verify_allocation(net, plan, target)
         if problems:   # a bug in the planner, never the user's input
             raise RuntimeError(f"memory plan failed its verification: {problems[0]}")
+        chosen = []
         for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
+            if c.skip:           # the concat stays written in place: no step
+                self.stats["concats-in-place"] += 1
+                continue
+            if step.copy_of is not None:    # the plan copies this concat: a move layer again
+                as_copy(step.op)
+                self.stats["concats-copied"] += 1
+            chosen.append((step.op, c.schedule))
             t = net.tensors[step.output]
             res = plan.resident[t.index]
-            home = lambda i: "dram" if i is None or not plan.resident[i] else "buffer"  # noqa: E731
+            home = lambda i: "buffer" if net.reads_resident(i, plan.resident) else "dram"  # noqa: E731
             ins = tuple(home(i) for i in step.inputs)
             ins += ("dram",) * (step.layer.n_inputs - len(ins))   # inputs no tensor stands for
             rh = home(step.residual) if step.op.attrs.get("residual") else None
@@ -200,8 +211,9 @@ class PlanMemory(Pass):
             at = at + step.output_at if at is not None else None    # a concat's part: its slice
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", at,
                                              (t.producer, t.last), toff, ins, rh)
-        graph.attrs["plan"] = network_plan(net, plan, alone, target)
-        self.stats["tensors-resident"] = sum(plan.resident)
-        self.stats["tensors-through-dram"] = len(plan.resident) - sum(plan.resident)
+        record = graph.attrs["plan"] = network_plan(net, plan, alone, target)
+        stay = sum(1 for t in record.tensors if t["home"] == "buffer")    # a concat: as planned
+        self.stats["tensors-resident"] = stay
+        self.stats["tensors-through-dram"] = len(record.tensors) - stay
         self.stats[f"plan-{plan.status}"] += 1
-        return [c.schedule for c in plan.choice]
+        return chosen

@@ -436,10 +436,19 @@ def _layer_norm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     return _eltwise(op, name, operands=op.operands[:1], params=len(op.operands) - 1)
 
 
-def _move(op: Op, name: str) -> Layer:
-    """A ``move`` layer over the output's grid: a copy of the output's words."""
+def _move(op: Op, name: str, fn: str | None = None) -> Layer:
+    """A ``move`` layer over the output's grid: a copy of the output's words (element
+    function ``fn``, by default the op's own name)."""
     K, P, Q = grid(op.result.type.shape)
-    return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, element=ElementFn(op.name.split(".")[1]))
+    return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q,
+                 element=ElementFn(fn or op.name.split(".")[1]))
+
+
+def concat_copy_layer(op: Op) -> Layer:
+    """The layer of a concat in place (``sqnxt.concat_view``) had it stayed a copy: the
+    ``move`` layer ``layer_of`` gives the ``sqnxt.concat`` of the same operands (the memory
+    planner's alternative to writing it in place)."""
+    return _move(op, layer_name(op), "concat")
 
 
 def _move_reads(op: Op) -> list:

@@ -245,3 +245,32 @@ def test_a_resident_part_not_where_the_previous_ends_fails_the_memory_image():
     first.offset = second.offset                           # the second part overwrites the first
     with pytest.raises(CheckFailed, match="overwritten while it was live"):
         execute_tiled(res.graph, feeds)
+
+
+# ------------------------------------------------------------------------ the plan's choice
+def test_a_concat_the_plan_copies_becomes_a_move_layer_again_and_runs():
+    """On an 8 KB buffer the plan copies late()'s concat (tests/test_planner.py): the op is
+    a sqnxt.concat again, scheduled, its result resident; the tiled and program runs match
+    onnxruntime and the program's words equal the cost model's."""
+    from test_planner import late, tiny_target
+
+    model = late()
+    tgt = tiny_target(8192)
+    res = compiled(model, "default", tgt)
+    assert res.statistics["plan-memory"]["concats-copied"] == 1
+    assert not ops(res.graph, "sqnxt.concat_view")
+    (cat,) = ops(res.graph, "sqnxt.concat")
+    assert cat.attrs["schedule"].schedule.layer.kind == "move" and cat.attrs["plan"].output == "buffer"
+    assert all(v.owner.attrs["plan"].output == "dram" for v in cat.operands)   # the parts: DRAM
+    copy = compiled(model, COPY, tgt).network.totals()
+    mine = res.network.totals()
+    assert mine["total_cycles"] <= copy["total_cycles"] and mine["energy"]["total"] <= copy["energy"]["total"]
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    tiled = execute_tiled(res.graph, feeds)
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+    prog = run_program(low, res.graph, feeds)
+    for name, r in ref.items():
+        assert compare(tiled.outputs[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
+        assert compare(prog.outputs[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]

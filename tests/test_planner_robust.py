@@ -253,10 +253,10 @@ def test_a_joint_solve_out_of_time_gives_the_all_dram_plan(monkeypatch):
     relaxed = plan_network(net, cands, t, "cycles")
     real = P._solve_stages
 
-    def joint_out_of_time(net, cands, target, objective, joint, deadline):
+    def joint_out_of_time(net, cands, target, objective, joint, deadline, reference=None):
         if joint:
             return None, None, "unknown", 0
-        return real(net, cands, target, objective, joint, deadline)
+        return real(net, cands, target, objective, joint, deadline, reference)
 
     monkeypatch.setattr(P, "_allocate", lambda *a, **k: None)
     monkeypatch.setattr(P, "_solve_stages", joint_out_of_time)

@@ -151,10 +151,11 @@ def plan_key(net, cands, target: Target, objective: str, time_limit) -> str:
     import ortools
 
     payload = json.dumps({
-        "steps": [[[str(x) for x in s.layer.key()], list(s.inputs), s.output, s.residual, s.output_at]
-                  for s in net.steps],
+        "steps": [[[str(x) for x in s.layer.key()], list(s.inputs), s.output, s.residual, s.output_at,
+                   s.copy_of] for s in net.steps],
         "tensors": [[t.words, t.producer, t.last, t.plannable, list(t.readers)] for t in net.tensors],
-        "cands": [[[c.resident_inputs, c.resident_output, c.resident_residual,
+        "cands": [[["skip"] if c.skip else
+                   [c.resident_inputs, c.resident_output, c.resident_residual,
                     [str(x) for x in c.schedule.layer.key()], c.schedule.mapping.to_dict(),
                     c.schedule.cost.total_cycles, c.schedule.cost.energy_total, c.footprint] for c in cs]
                   for cs in cands],

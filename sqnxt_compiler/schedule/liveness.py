@@ -64,16 +64,36 @@ class Step:
     output: int
     residual: int | None = None
     output_at: int = 0        # word offset of its result in the output tensor (a concat's part)
+    copy_of: int | None = None  # a concat's copy: the in-place tensor it is the alternative to
 
 
 @dataclass(frozen=True)
 class Network:
     steps: tuple[Step, ...]
     tensors: tuple[Tensor, ...]
+    copies: tuple[tuple[int, int, int], ...] = ()   # (copy step, in-place tensor, copy's tensor)
 
     def live(self, step: int) -> list[Tensor]:
         """The plannable tensors live at ``step``."""
         return [t for t in self.tensors if t.plannable and t.live_at(step)]
+
+    def alternative(self, t: int | None) -> int | None:
+        """The copy's tensor of the concat in place ``t`` (its readers read one or the
+        other), or None."""
+        return next((r for _c, g, r in self.copies if g == t), None) if t is not None else None
+
+    def reads_resident(self, t: int | None, resident) -> bool:
+        """A step reading tensor ``t`` reads it in place under the residency ``resident``
+        (indexable by tensor): ``t`` resident, or its copy's tensor (module doc: a concat
+        written in place or copied, the plan's choice)."""
+        if t is None:
+            return False
+        alt = self.alternative(t)
+        return bool(resident[t]) or (alt is not None and bool(resident[alt]))
+
+    def resident_inputs(self, step: Step, resident) -> int:
+        """How many of ``step``'s data inputs it reads in place (:meth:`reads_resident`)."""
+        return sum(1 for t in step.inputs if self.reads_resident(t, resident))
 
 
 def is_view(op: Op) -> bool:
@@ -114,19 +134,33 @@ def _readers(graph: Graph, v: Value) -> list[Op]:
     return out
 
 
-def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
+def network_of(graph: Graph, layers: list[tuple[Op, Layer]], *, copies: bool = True) -> Network:
     """Steps and tensors of a graph whose steps (ops with a layer) are ``layers``, in
-    program order (module doc)."""
-    step_of = {op.id: i for i, (op, _) in enumerate(layers)}
+    program order (module doc).  ``copies``: give every concat in place that may stay
+    resident its copy as an alternative step (module doc); False: none (every concat in
+    place is written in place)."""
+    layer_ids = {op.id for op, _ in layers}
+    groups = _in_place_groups(graph, layer_ids)
     # the producers a step reads in place when resident (its data operands and residual)
     in_place = {op.id: {src.id for v in data_operands(op) + [residual_operand(op)] if v is not None
                         for src in (_origin(graph, v).owner,) if src is not None}
                 for op, _ in layers}
-    groups = _in_place_groups(graph, step_of)
+    alt_ops = {cv.id: cv for cv in groups if copies and _reads_in_place(graph, cv, layer_ids, in_place)}
+    by_id = dict((op.id, (op, L)) for op, L in layers)
+    order = [by_id[op.id] if op.id in by_id else (op, copy_layer(op))
+             for op in graph.ops() if op.id in by_id or op.id in alt_ops]
+    for cv in alt_ops.values():
+        in_place[cv.id] = set()                # the copy reads its parts from DRAM
+    step_of = {op.id: i for i, (op, _) in enumerate(order)}
     part_of = {src: (cv, off) for cv, parts in groups.items() for src, off in parts}
     tensor_of: dict[int, int] = {}
     tensors: list[Tensor] = []
-    for i, (op, L) in enumerate(layers):
+    copy_tensor: dict[int, int] = {}
+    for i, (op, L) in enumerate(order):
+        if op.id in alt_ops:                     # the copy's result: read by the concat's readers
+            copy_tensor[op.id] = len(tensors)
+            tensors.append(_tensor(graph, op, len(tensors), i, i, step_of, in_place, name=_name(op) + " (copy)"))
+            continue
         if op.id in part_of:
             cv, _off = part_of[op.id]
             if cv.id not in tensor_of:      # the concat's words, from its first part's step
@@ -143,14 +177,38 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
         return tensor_of.get(src.id) if src is not None else None
 
     steps = []
-    for i, (op, L) in enumerate(layers):
+    for i, (op, L) in enumerate(order):
+        if op.id in alt_ops:
+            steps.append(Step(i, op, L, (), copy_tensor[op.id], copy_of=tensor_of[op.id]))
+            continue
         r = residual_operand(op)
         steps.append(Step(i, op, L, tuple(tensor(v) for v in data_operands(op)), tensor_of[op.id],
                           None if r is None else tensor(r), part_of[op.id][1] if op.id in part_of else 0))
-    return Network(tuple(steps), tuple(tensors))
+    pairs = tuple((s.index, s.copy_of, s.output) for s in steps if s.copy_of is not None)
+    return Network(tuple(steps), tuple(tensors), pairs)
 
 
-def _in_place_groups(graph: Graph, step_of: dict[int, int]) -> dict[Op, list[tuple[int, int]]]:
+def copy_layer(op: Op) -> Layer:
+    """The ``move`` layer of the copy a concat in place stands for: the layer of the
+    ``sqnxt.concat`` it was (:func:`sqnxt_compiler.layers.concat_copy_layer`)."""
+    from ..layers import concat_copy_layer
+
+    return concat_copy_layer(op)
+
+
+def _name(op: Op) -> str:
+    return op.loc.node or f"%{op.result.name}"
+
+
+def _reads_in_place(graph: Graph, cv: Op, steps: set[int], in_place: dict[int, set[int]]) -> bool:
+    """Every reader of the concat in place ``cv``'s words is a step reading it in place (the
+    rule that makes a tensor plannable): only then may its copy's result stay resident,
+    and only then is the copy an alternative worth planning."""
+    readers = _readers(graph, cv.result)
+    return bool(readers) and all(r.id in steps and cv.id in in_place[r.id] for r in readers)
+
+
+def _in_place_groups(graph: Graph, step_of) -> dict[Op, list[tuple[int, int]]]:
     """Per concat in place whose every part is a step's whole result, read by nothing else:
     (the producing op's id, the part's word offset) per part."""
     from ..ir.core import part_offsets
@@ -172,7 +230,7 @@ def _in_place_groups(graph: Graph, step_of: dict[int, int]) -> dict[Op, list[tup
 
 
 def _tensor(graph: Graph, op: Op, index: int, first: int, last_write: int, step_of: dict[int, int],
-            in_place: dict[int, set[int]]) -> Tensor:
+            in_place: dict[int, set[int]], name: str | None = None) -> Tensor:
     """The tensor of ``op``'s result (a step's, or a concat in place's), written from step
     ``first`` to step ``last_write``: its readers, live range and whether it may stay
     resident (module doc)."""
@@ -199,5 +257,5 @@ def _tensor(graph: Graph, op: Op, index: int, first: int, last_write: int, step_
         reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
     elif not steps:
         reason = "never read"
-    return Tensor(index, op.loc.node or f"%{op.result.name}", op.result.type.numel,
+    return Tensor(index, name or _name(op), op.result.type.numel,
                   i, max(steps + [last_write]), not reason, reason, tuple(sorted(set(steps))))

@@ -219,11 +219,9 @@ def all_dram_totals(cands) -> dict | None:
     with all operands through DRAM and the whole buffer for its tiles (the planner's bound
     on both: docs/memory-planning.md), or None when some step has none (a hand-made
     candidate set)."""
-    def alone(c) -> bool:
-        return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
-                and c.schedule.layer.homes.capacity is None)
+    from .plans import all_dram_candidate
 
-    picks = [next((c for c in cs if alone(c)), None) for cs in cands]
+    picks = [next((c for c in cs if all_dram_candidate(c)), None) for cs in cands]
     if any(c is None for c in picks):
         return None
     return {"cycles": sum(c.value("cycles") for c in picks), "energy": sum(c.value("energy") for c in picks)}
@@ -234,13 +232,27 @@ def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int,
     every choice of one candidate per step with the homes that residency gives, such that
     at every step the candidate's footprint plus the resident words live there fit the
     buffer, and the network's cycles and energy are each at most the all-DRAM plan's (the
-    planner's model without the address rectangles).  Returns (objective,
+    planner's model without the address rectangles); with concats in place that have a
+    copy step, at most the best plan's with every concat copied instead, when that one is
+    within the all-DRAM bounds (the planner's ``_copies_plan``).  Returns (objective,
     secondary, resident tuple) of the lexicographic minimum.  Exponential: tiny networks."""
+    base = all_dram_totals(cands)
+    if net.copies:
+        copied = [[c for c in cs if not c.skip] for cs in cands]
+        ref = _exhaustive(net, copied, target, objective, all_dram_totals(copied))
+        if ref is not None and (base is None or (ref[3] <= base["cycles"] and ref[4] <= base["energy"])):
+            base = {"cycles": ref[3], "energy": ref[4]}
+    best = _exhaustive(net, cands, target, objective, base)
+    return None if best is None else best[:3]
+
+
+def _exhaustive(net, cands, target, objective: str, base: dict | None):
+    """exhaustive_plan's search under the bounds ``base``: (objective, secondary, resident
+    tuple, cycles, energy) of the lexicographic minimum, or None."""
     from itertools import product
 
     B = target.buffer_words
     sec = SECONDARY[objective]
-    base = all_dram_totals(cands)
     plannable = [t.index for t in net.tensors if t.plannable and t.words <= B]
     best = None
     for bits in product((False, True), repeat=len(plannable)):
@@ -249,24 +261,26 @@ def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int,
         per_step = []
         for i, step in enumerate(net.steps):
             live = sum(t.words for t in net.tensors if res[t.index] and t.live_at(i))
-            r = sum(1 for t in step.inputs if t is not None and res[t])
-            rr = step.residual is not None and res[step.residual]
+            r = net.resident_inputs(step, res)
+            rr = net.reads_resident(step.residual, res)
             ok = [c for c in cands[i] if c.resident_inputs == r and c.resident_output == res[step.output]
-                  and c.resident_residual == rr and c.footprint + live <= B]
+                  and c.resident_residual == rr and c.footprint + live <= B
+                  # a concat's copy step: skip iff the concat is written in place, which a
+                  # resident copy excludes, as a resident concat in place excludes the copy
+                  and (step.copy_of is None or not (res[step.output] if c.skip else res[step.copy_of]))]
             if not ok:
                 break
             per_step.append(ok)
         else:
             for choice in product(*per_step):
-                if base is not None and (sum(c.value("cycles") for c in choice) > base["cycles"]
-                                         or sum(c.value("energy") for c in choice) > base["energy"]):
+                cyc = sum(c.value("cycles") for c in choice)
+                en = sum(c.value("energy") for c in choice)
+                if base is not None and (cyc > base["cycles"] or en > base["energy"]):
                     continue        # the planner's bounds: no worse than all-DRAM on either
                 if objective == "edp":
-                    cyc = sum(c.value("cycles") for c in choice)
-                    en = sum(c.value("energy") for c in choice)
                     key = (cyc * en, sum(c.value(sec) for c in choice))
                 else:
                     key = (sum(c.value(objective) for c in choice), sum(c.value(sec) for c in choice))
                 if best is None or key < best[:2]:
-                    best = key + (tuple(res[t.index] for t in net.tensors),)
+                    best = key + (tuple(res[t.index] for t in net.tensors), cyc, en)
     return best

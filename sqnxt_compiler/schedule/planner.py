@@ -7,7 +7,10 @@ solver's best mapping for the capacity it leaves; the all-DRAM candidate always 
 **Network model (CP-SAT).**  One boolean per plannable tensor (resident or not), one per
 candidate (exactly one per step), linked: a step's candidate has as many resident inputs
 as its input tensors that are resident, a resident residual iff its residual tensor is, and
-a resident output iff its output tensor is.
+a resident output iff its output tensor is.  A concat in place that may stay resident has
+a copy step beside it (``Step.copy_of``): skipping it writes the concat in place, taking it
+copies the parts into the copy's tensor; the readers read one or the other in place
+(``Network.reads_resident``), and each tensor may stay only under its own choice.
 At every step the chosen candidate's footprint plus the words of every resident tensor
 live at that step fit the buffer; the network's cycles and energy are each at most the
 all-DRAM plan's (every step's schedule alone).  Objective: the run's objective summed over the steps
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 from ortools.sat.python import cp_model
 
@@ -58,20 +62,28 @@ def _allowed(net: Network) -> list[int]:
     return [t.index for t in net.tensors if t.plannable]
 
 
-def _build(net: Network, cands, target, objective: str, joint: bool):
-    """The CP-SAT model (module doc); returns (model, x, y, primary, secondary, words, alloc)."""
+def _build(net: Network, cands, target, objective: str, joint: bool, bounds: dict | None = None):
+    """The CP-SAT model (module doc); returns (model, x, y, primary, secondary, words, alloc).
+    ``bounds``: the cycles and energy no plan may exceed (default: the all-DRAM plan's)."""
     m = cp_model.CpModel()
     B = target.buffer_words
     x = {t: m.new_bool_var(f"x{t}") for t in _allowed(net) if net.tensors[t].words <= B}
     y = [[m.new_bool_var(f"y{i}_{c}") for c in range(len(cs))] for i, cs in enumerate(cands)]
     for i, step in enumerate(net.steps):
         m.add_exactly_one(y[i])
-        slots = [x[t] for t in step.inputs if t is not None and t in x]
+        # an input read in place: the tensor, or the copy standing for it (exclusive, below)
+        slots = [x[a] for t in step.inputs for a in (t, net.alternative(t)) if a is not None and a in x]
         m.add(sum(c.resident_inputs * v for c, v in zip(cands[i], y[i])) == sum(slots))
         out = x.get(step.output)
         m.add(sum(int(c.resident_output) * v for c, v in zip(cands[i], y[i])) == (out if out is not None else 0))
-        res = x.get(step.residual) if step.residual is not None else None
-        m.add(sum(int(c.resident_residual) * v for c, v in zip(cands[i], y[i])) == (res if res is not None else 0))
+        res = [x[a] for a in (step.residual, net.alternative(step.residual)) if a is not None and a in x]
+        m.add(sum(int(c.resident_residual) * v for c, v in zip(cands[i], y[i])) == sum(res))
+        if step.copy_of is not None:      # skip: written in place (its tensor may stay), else copied
+            skip = sum(v for c, v in zip(cands[i], y[i]) if c.skip)
+            if step.copy_of in x:
+                m.add(x[step.copy_of] <= skip)
+            if step.output in x:
+                m.add(x[step.output] <= 1 - skip)
         live = [x[t.index] * t.words for t in net.live(i) if t.index in x]
         m.add(sum(c.footprint * v for c, v in zip(cands[i], y[i])) + sum(live) <= B)
 
@@ -80,7 +92,7 @@ def _build(net: Network, cands, target, objective: str, joint: bool):
 
     # never worse than every activation through DRAM on cycles nor on energy, whatever the
     # objective (the all-DRAM plan meets both bounds: always feasible)
-    base = all_dram_totals(cands)
+    base = bounds or all_dram_totals(cands)
     if base is not None:
         m.add(total("cycles") <= base["cycles"])
         m.add(total("energy") <= base["energy"])
@@ -150,27 +162,34 @@ def _lower_bound(s: cp_model.CpSolver, value: int | None = None) -> int:
     return b if value is None else min(b, value)
 
 
-def _all_dram_hint(m, x, y, cands, deadline) -> list[int] | None:
-    """The complete hint of the all-DRAM plan (no tensor resident, every step's all-DRAM
-    candidate: always feasible), its other variables (the EDP product, the rectangles'
-    offsets) found by a search with those fixed; None when there is no such plan."""
-    idx = _all_dram_choice(cands)
+def _plan_hint(m, x, y, cands, deadline, reference: Plan | None = None) -> list[int] | None:
+    """The complete hint of ``reference`` (default: the all-DRAM plan: no tensor resident,
+    every step's all-DRAM candidate), a solution of the model, its other variables (the EDP
+    product, the rectangles' offsets) found by a search with those fixed; None when there
+    is no such plan."""
+    if reference is None:
+        idx, resident = _all_dram_choice(cands), {}
+    else:
+        idx = [next(k for k, c in enumerate(cs) if c is ch) for ch, cs in zip(reference.choice, cands)]
+        resident = dict(enumerate(reference.resident))
     if idx is None:
         return None
-    known = {v.index: 0 for v in x.values()}
+    known = {v.index: int(bool(resident.get(t))) for t, v in x.items()}
     known.update({b.index: int(c == idx[i]) for i, row in enumerate(y) for c, b in enumerate(row)})
     return complete_by_search(m, known, _left(deadline))
 
 
-def _solve_stages(net, cands, target, objective, joint, deadline):
+def _solve_stages(net, cands, target, objective, joint, deadline, reference: Plan | None = None):
     """Minimize primary, then secondary, then resident words (:func:`.staged.solve_stages`,
     each optimum fixed as an upper bound), each stage started from the last one's solution
-    (the first from the all-DRAM plan), all before ``deadline``.
+    (the first from the all-DRAM plan, or from ``reference``, whose cycles and energy are
+    then the bounds instead of the all-DRAM plan's), all before ``deadline``.
     Returns (solver, parts, status, bound): the solver of the last stage that found a
     plan, or None when the first found none, with status "infeasible" (proven), "invalid"
     (the model) or "unknown" (the time limit came first) and CP-SAT's bound."""
-    m, x, y, primary, secondary, words, alloc = _build(net, cands, target, objective, joint)
-    hint = _all_dram_hint(m, x, y, cands, deadline)
+    bounds = None if reference is None else totals(reference.choice)
+    m, x, y, primary, secondary, words, alloc = _build(net, cands, target, objective, joint, bounds)
+    hint = _plan_hint(m, x, y, cands, deadline, reference)
     # a later stage without a solution (out of time) keeps the previous stage's
     res = solve_stages(m, [primary, secondary, words], params=PARAMS, time_left=lambda: _left(deadline),
                        hint=hint, fix="<=")
@@ -229,7 +248,7 @@ def plan_network(net: Network, cands: list[list[Candidate]], target, objective: 
             raise ScheduleError(f"step {i} ('{net.steps[i].layer.name}') has no candidate mapping")
     deadline = None if time_limit is None else time.monotonic() + time_limit
     try:
-        return _plan(net, cands, target, objective, deadline)
+        return _plan(net, cands, target, objective, deadline, _copies_plan(net, cands, target, objective, deadline))
     except (SolveFailed, OverflowError) as exc:
         why = str(exc) if isinstance(exc, SolveFailed) else f"CP-SAT model too large: {exc}"
         what = f"the memory plan of the network ({len(net.steps)} steps): {why}"
@@ -240,11 +259,34 @@ def plan_network(net: Network, cands: list[list[Candidate]], target, objective: 
         return plan
 
 
-def _plan(net, cands, target, objective: str, deadline) -> Plan:
-    """plan_network's solves: the relaxation, its allocation, the joint model if needed."""
-    s, parts, status, bound = _solve_stages(net, cands, target, objective, False, deadline)
+def totals(choice) -> dict:
+    """The network's cycles and energy under a choice of candidates."""
+    return {"cycles": sum(c.value("cycles") for c in choice), "energy": sum(c.value("energy") for c in choice)}
+
+
+def _copies_plan(net, cands, target, objective: str, deadline) -> Plan | None:
+    """When the network has concats in place that may stay resident (``net.copies``): the
+    plan with every one of them copied (each copy step's skip removed: the network as
+    planned before concat-in-place), if it is no worse than the all-DRAM plan on cycles and
+    on energy; else None.  The joint plan is then bounded by it instead, so that writing
+    concats in place is never worse than copying them, on either figure
+    (docs/memory-planning.md, "Concats in place")."""
+    if not net.copies:
+        return None
+    copied = [[c for c in cs if not c.skip] for cs in cands]
+    ref = _plan(net, copied, target, objective, deadline)
+    base, mine = all_dram_totals(cands), totals(ref.choice)
+    if base is not None and (mine["cycles"] > base["cycles"] or mine["energy"] > base["energy"]):
+        return None
+    return ref
+
+
+def _plan(net, cands, target, objective: str, deadline, reference: Plan | None = None) -> Plan:
+    """plan_network's solves: the relaxation, its allocation, the joint model if needed;
+    ``reference``: a plan over a subset of ``cands`` bounding this one (:func:`_copies_plan`)."""
+    s, parts, status, bound = _solve_stages(net, cands, target, objective, False, deadline, reference)
     if s is None:
-        return _no_solution(net, cands, objective, status, bound)
+        return _no_solution(net, cands, objective, status, bound, reference)
     x, y, primary, _ = parts
     resident, choice_idx = _read(s, x, y)
     placed = _allocate(net, cands, choice_idx, resident, target, deadline)
@@ -252,10 +294,10 @@ def _plan(net, cands, target, objective: str, deadline) -> Plan:
     if joint:
         # a lower bound of the relaxation is one of the exact problem too
         relaxed = plan_value(_choice(cands, choice_idx), objective) if status == "optimal" else bound
-        s, parts, status, bound = _solve_stages(net, cands, target, objective, True, deadline)
+        s, parts, status, bound = _solve_stages(net, cands, target, objective, True, deadline, reference)
         bound = max(bound or 0, relaxed)
         if s is None:
-            return _no_solution(net, cands, objective, status, bound)
+            return _no_solution(net, cands, objective, status, bound, reference)
         x, y, primary, (toff, soff) = parts
         resident, choice_idx = _read(s, x, y)
         placed = ({t: int(s.value(o)) for t, o in toff.items() if resident[t]},
@@ -268,10 +310,14 @@ def _plan(net, cands, target, objective: str, deadline) -> Plan:
                 objective, value, status, value if status == "optimal" else min(bound, value), joint)
 
 
-def _no_solution(net, cands, objective: str, status: str, bound: int) -> Plan:
+def _no_solution(net, cands, objective: str, status: str, bound: int, reference: Plan | None = None) -> Plan:
     """The plan when the network model's first stage found none: out of time, the all-DRAM
-    plan (status "feasible", CP-SAT's bound); proven infeasible or an invalid model (the
-    all-DRAM plan is a solution of every model built): a bug, a ScheduleError."""
+    plan, or ``reference`` when the model was bounded by it (status "feasible", CP-SAT's
+    bound); proven infeasible or an invalid model (the all-DRAM plan, or the reference, is
+    a solution of every model built): a bug, a ScheduleError."""
+    if reference is not None and status == "unknown":
+        return replace(reference, status="feasible", bound=max(0, min(bound, reference.value)),
+                       note="time limit before the network solve's first plan: every concat copied")
     plan = all_dram_plan(net, cands, objective, bound,
                          "time limit before the network solve's first plan: the all-DRAM plan")
     if status != "unknown":

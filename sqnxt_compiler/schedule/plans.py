@@ -44,19 +44,26 @@ def network_time_limit(layer_limit: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to run a step: its operand homes and the best mapping for them."""
+    """One way to run a step: its operand homes and the best mapping for them; or, for a
+    concat's copy step, ``skip`` (no schedule): the concat is written in place, the step
+    does nothing."""
 
     resident_inputs: int
     resident_output: bool
-    schedule: object            # LayerSchedule (its layer carries the homes and capacity)
+    schedule: object            # LayerSchedule (its layer carries the homes and capacity); None: skip
     resident_residual: bool = False
+    skip: bool = False
 
     @property
     def footprint(self) -> int:
-        return self.schedule.cost.footprint["total"]
+        return 0 if self.skip else self.schedule.cost.footprint["total"]
 
     def value(self, objective: str) -> int:
-        return objective_value(self.schedule.cost, objective)
+        return 0 if self.skip else objective_value(self.schedule.cost, objective)
+
+
+#: The candidate of a copy step that does not copy: the concat is written in place.
+SKIP = Candidate(0, False, None, False, True)
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,8 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
     ``alone``: each step's schedule with every operand in DRAM, whose mapping starts the
     solver for the step's other home combinations (a hint: it speeds the proof, the
     answers are the same).  All combinations of one Pareto level are solved in one call;
-    a step's candidates are listed combination by combination, levels in order."""
+    a step's candidates are listed combination by combination, levels in order; a
+    concat's copy step (``Step.copy_of``) has :data:`SKIP` first (written in place)."""
     buffer = target.buffer_words
     combos: list[list[_Combo]] = []
     for i, step in enumerate(net.steps):
@@ -149,7 +157,7 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
         if not pending:
             break
         layers = [c.layer.with_homes(capacity=None if c.cap == buffer else c.cap) for c in pending]
-        hints = [None if alone is None else alone[c.step].mapping for c in pending]
+        hints = [None if alone is None or alone[c.step] is None else alone[c.step].mapping for c in pending]
         scheds = solve(layers) if alone is None else solve(layers, hints)
         later = []
         for c, s in zip(pending, scheds):
@@ -158,7 +166,8 @@ def candidates(net: Network, target, solve: Callable[..., list], objective: str,
             if c.cap >= c.floor and min_footprint_words(c.layer, target) <= c.cap:
                 later.append(c)
         pending = later
-    return [[cand for c in mine for cand in c.found] for mine in combos]
+    return [([SKIP] if step.copy_of is not None else []) + [cand for c in mine for cand in c.found]
+            for step, mine in zip(net.steps, combos)]
 
 
 def _choice(cands, choice_idx) -> tuple:
@@ -167,10 +176,9 @@ def _choice(cands, choice_idx) -> tuple:
 
 def _all_dram_choice(cands) -> list[int] | None:
     """Each step's all-DRAM candidate (no operand resident, the whole buffer for its
-    tiles: oracle.all_dram_totals' rule), by index, or None when a step has none."""
-    def alone(c) -> bool:
-        return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
-                and c.schedule.layer.homes.capacity is None)
+    tiles: oracle.all_dram_totals' rule; a copy step's skip: every concat in place, as with
+    activation home dram), by index, or None when a step has none."""
+    alone = all_dram_candidate
 
     idx = [next((k for k, c in enumerate(cs) if alone(c)), None) for cs in cands]
     return None if any(k is None for k in idx) else idx
@@ -188,6 +196,16 @@ def all_dram_plan(net: Network, cands, objective: str, bound: int = 0, note: str
     value = plan_value(choice, objective)
     return Plan(tuple(False for _ in net.tensors), tuple(None for _ in net.tensors), choice,
                 tuple(0 for _ in choice), objective, value, "feasible", max(0, min(bound, value)), False, note)
+
+
+def all_dram_candidate(c: Candidate) -> bool:
+    """``c`` keeps nothing resident and has the whole buffer for its tiles (a copy step:
+    skips, the concat written in place in DRAM: the all-DRAM network is the one activation
+    home ``dram`` compiles)."""
+    if c.skip:
+        return True
+    return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
+            and c.schedule.layer.homes.capacity is None)
 
 
 def plan_value(choice, objective: str) -> int:
@@ -220,15 +238,19 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
             problems.append(f"step {i} tiles at {off} (+{f}) outside the buffer")
         regions.append((i, i, off, off + f, f"tiles of step {i} '{step.layer.name}'"))
         live = sum(t.words for t, r in zip(net.tensors, plan.resident) if r and t.live_at(i))
-        cap = capacity_words(c.schedule.layer, target)
+        cap = B if c.skip else capacity_words(c.schedule.layer, target)
         if f > cap or live + f > B:
             problems.append(f"step {i}: tiles {f} + resident {live} words exceed the buffer or "
                             f"the capacity {cap} the mapping was made for")
-        res_in = sum(1 for t in step.inputs if t is not None and plan.resident[t])
-        res_res = step.residual is not None and plan.resident[step.residual]
+        res_in = net.resident_inputs(step, plan.resident)
+        res_res = net.reads_resident(step.residual, plan.resident)
         if (c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]
                 or c.resident_residual != res_res):
             problems.append(f"step {i}: its schedule's operand homes disagree with the plan")
+        if step.copy_of is not None and (plan.resident[step.output] if c.skip else plan.resident[step.copy_of]):
+            problems.append(f"step {i}: the concat is resident as "
+                            f"{'its copy' if c.skip else 'written in place'} but the plan "
+                            f"{'writes it in place' if c.skip else 'copies it'}")
     problems += unwritten_reads(net, plan)
     for a in range(len(regions)):
         for b in range(a + 1, len(regions)):
@@ -244,15 +266,17 @@ def unwritten_reads(net: Network, plan: Plan) -> list[str]:
     so each of its readers must read it in place (as a data input or fused residual) at a
     step inside its live range; any other reader would read DRAM words nobody wrote."""
     problems = []
+    read_as = {r: g for _c, g, r in net.copies}   # a copy's tensor is read where the concat's is
     for t, res in zip(net.tensors, plan.resident):
         if not res:
             continue
+        slot = read_as.get(t.index, t.index)
         for r in t.readers:
             step = net.steps[r]
             if not t.producer <= r <= t.last:
                 problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' outside "
                                 f"its live range [{t.producer}, {t.last}]")
-            elif t.index not in step.inputs and step.residual != t.index:
+            elif slot not in step.inputs and step.residual != slot:
                 problems.append(f"step {r} '{step.layer.name}' reads tensor '{t.name}' from DRAM, "
                                 f"but it is resident and never written there")
     return problems
@@ -290,7 +314,12 @@ class NetworkPlan:
 def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
     """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM)."""
     tensors = []
+    # a concat in place or its copy: the record lists the one the plan chose
+    unchosen = {(r if c.skip else g) for (i, g, r), c in
+                ((cp, plan.choice[cp[0]]) for cp in net.copies)}
     for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
+        if t.index in unchosen:
+            continue
         tensors.append({"name": t.name, "words": t.words, "first": t.producer, "last": t.last,
                         "home": "buffer" if res else "dram", "offset": off if res else None,
                         "reason": "" if res else (t.reason or ("larger than the buffer"
