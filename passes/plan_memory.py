@@ -157,7 +157,7 @@ class PlanMemory(Pass):
 
         from ..schedule.cache import evict, plan_get, plan_key, plan_put
         from ..schedule.liveness import network_of
-        from ..schedule.plans import candidates, network_plan, verify_allocation
+        from ..schedule.plans import candidates, layer_positions, network_plan, verify_allocation
         from ..schedule.solver import schedule_layers
 
         target = ctx.target
@@ -193,6 +193,7 @@ class PlanMemory(Pass):
         if problems:   # a bug in the planner, never the user's input
             raise RuntimeError(f"memory plan failed its verification: {problems[0]}")
         chosen = []
+        pos = layer_positions(plan)        # live ranges as the layers' program order counts them
         for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
             if c.skip:           # the concat stays written in place: no step
                 self.stats["concats-in-place"] += 1
@@ -210,7 +211,7 @@ class PlanMemory(Pass):
             at = plan.offsets[t.index]
             at = at + step.output_at if at is not None else None    # a concat's part: its slice
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", at,
-                                             (t.producer, t.last), toff, ins, rh)
+                                             (pos[t.producer], pos[t.last]), toff, ins, rh)
         record = graph.attrs["plan"] = network_plan(net, plan, alone, target)
         stay = sum(1 for t in record.tensors if t["home"] == "buffer")    # a concat: as planned
         self.stats["tensors-resident"] = stay

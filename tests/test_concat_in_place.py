@@ -274,3 +274,39 @@ def test_a_concat_the_plan_copies_becomes_a_move_layer_again_and_runs():
     for name, r in ref.items():
         assert compare(tiled.outputs[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
         assert compare(prog.outputs[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
+
+
+def test_live_ranges_count_layers_not_the_planners_skipped_copy_steps():
+    """A real export (DPN blocks: concats in place, read by slices) on pe8x8: the plan's
+    live ranges are the layers' positions (a skipped copy step runs nothing), so the
+    program's regions never overlap and it runs (this export once failed the program
+    verifier: a tile slot over a tensor whose live range was off by the skipped step)."""
+    from pathlib import Path
+
+    import onnx
+
+    path = Path(__file__).parent / "fixtures" / "modern" / "dpn_ts13.onnx"
+    model = onnx.load(str(path))
+    tgt = target("pe8x8", "planned")
+    res = driver.compile(str(path), target=tgt, schedule={"jobs": 1})
+    layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
+    parts = {view_origin_owner(v).id for cv in ops(res.graph, "sqnxt.concat_view") for v in cv.operands}
+    for li, op in enumerate(layers):
+        p = op.attrs["plan"]
+        if p.output == "buffer" and op.id not in parts:
+            assert p.live[0] == li, (op.loc.node, p.live, li)
+    record = res.graph.attrs["plan"]
+    assert all(0 <= t["first"] <= t["last"] < len(layers) for t in record.tensors)
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+    feeds = random_inputs(res.graph, 0)
+    prog = run_program(low, res.graph, feeds)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    for name, r in ref.items():
+        assert compare(prog.outputs[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
+
+
+def view_origin_owner(v):
+    from sqnxt_compiler.ir.core import view_origin
+
+    return view_origin(v).owner

@@ -311,8 +311,22 @@ class NetworkPlan:
                 "all_dram": dict(self.all_dram)}
 
 
+def layer_positions(plan: Plan) -> list[int]:
+    """Per planner step, its position among the layers the plan runs (the program order of
+    the scheduled ops): a copy step the plan skips runs nothing, so the steps after it are
+    one place earlier (a skipped step gets the next layer's place).  Live ranges recorded
+    on the ops and in the network record are in these positions."""
+    out, n = [], 0
+    for c in plan.choice:
+        out.append(n)
+        n += 0 if c.skip else 1
+    return out
+
+
 def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
-    """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM)."""
+    """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM);
+    live ranges in layer positions (:func:`layer_positions`)."""
+    pos = layer_positions(plan)
     tensors = []
     # a concat in place or its copy: the record lists the one the plan chose
     unchosen = {(r if c.skip else g) for (i, g, r), c in
@@ -320,7 +334,7 @@ def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
     for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
         if t.index in unchosen:
             continue
-        tensors.append({"name": t.name, "words": t.words, "first": t.producer, "last": t.last,
+        tensors.append({"name": t.name, "words": t.words, "first": pos[t.producer], "last": pos[t.last],
                         "home": "buffer" if res else "dram", "offset": off if res else None,
                         "reason": "" if res else (t.reason or ("larger than the buffer"
                                                                if t.words > target.buffer_words

@@ -1,0 +1,164 @@
+"""Depth-first stacks, the geometry (sqnxt_compiler/cost/stack.py; docs/cost-model.md, "Fused
+stacks"): the rows each member needs and computes per band, in both overlap modes, are
+checked by running every (band, member) as its band layer says (the member's kernel on the
+input rows it names, with the pads it names) and comparing with the whole network's rows;
+the counts (computed rows, recomputed MACs, band windows, kept halo words) against their
+definitions; the worked example of the docs recomputed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from support import inferred_model, rand
+from sqnxt_compiler import driver
+from sqnxt_compiler.cost.stack import (MODES, band_layer, bands, chainable, computed_rows, halo_words,
+                                       input_rows, recomputed_macs, window_rows, window_words)
+from sqnxt_compiler.ir.core import Op
+from sqnxt_compiler.layers import layer_of
+from sqnxt_compiler.reference.check import random_inputs
+from sqnxt_compiler.reference.executor import eval_op, run
+
+
+def conv(x, w, y, kh=3, kw=None, stride=1, pads=None, **kw_):
+    kw = kh if kw is None else kw
+    pads = pads if pads is not None else [kh // 2, kw // 2, kh // 2, kw // 2]
+    return helper.make_node("Conv", [x, w], [y], kernel_shape=[kh, kw], strides=[stride, stride], pads=pads, **kw_)
+
+
+def pooled_chain(seed=0):
+    """x 4x13x11 -> 3x3 (6) relu -> 1x1 (5) -> 3x1 (6) -> 3x3 stride 2 (4) -> 3x3 (4) relu
+    + maxpool 3x3 stride 2 ceil (fused into the conv)."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "w1", "a"), helper.make_node("Relu", ["a"], ["ar"]), conv("ar", "w2", "b", 1),
+             conv("b", "w3", "c", 3, 1), conv("c", "w4", "d", 3, stride=2), conv("d", "w5", "e", 3),
+             helper.make_node("Relu", ["e"], ["er"]),
+             helper.make_node("MaxPool", ["er"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)]
+    inits = [("w1", rand(rng, 6, 4, 3, 3)), ("w2", rand(rng, 5, 6, 1, 1)), ("w3", rand(rng, 6, 5, 3, 1)),
+             ("w4", rand(rng, 4, 6, 3, 3)), ("w5", rand(rng, 4, 4, 3, 3))]
+    return inferred_model(nodes, [("x", [1, 4, 13, 11])], ["y"], inits)
+
+
+def sqnxt_block(seed=1):
+    """A SqueezeNext block on 8x12x9: 1x1 (4), 1x1 (2), 3x1 (4), 1x3 (4), 1x1 (8) + the
+    input (a fused residual), relu after the add."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "w1", "a", 1), helper.make_node("Relu", ["a"], ["ar"]),
+             conv("ar", "w2", "b", 1), helper.make_node("Relu", ["b"], ["br"]),
+             conv("br", "w3", "c", 3, 1), helper.make_node("Relu", ["c"], ["cr"]),
+             conv("cr", "w4", "d", 1, 3), helper.make_node("Relu", ["d"], ["dr"]),
+             conv("dr", "w5", "e", 1), helper.make_node("Add", ["e", "x"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y"])]
+    inits = [("w1", rand(rng, 4, 8, 1, 1)), ("w2", rand(rng, 2, 4, 1, 1)), ("w3", rand(rng, 4, 2, 3, 1)),
+             ("w4", rand(rng, 4, 4, 1, 3)), ("w5", rand(rng, 8, 4, 1, 1))]
+    return inferred_model(nodes, [("x", [1, 8, 12, 9])], ["y"], inits)
+
+
+def chain_of(model):
+    """The compiled graph, its conv ops in order with their layers, and every op's value in
+    a reference run (by op id)."""
+    res = driver.compile((model, "chain.onnx"))
+    ops = [op for op in res.graph.ops() if op.name == "sqnxt.conv"]
+    layers = [layer_of(op) for op in ops]
+    feeds = random_inputs(res.graph, 0)
+    values: dict[int, np.ndarray] = {}
+    run(res.graph, feeds, observe=lambda op, v: values.__setitem__(op.id, v))
+    return res.graph, ops, layers, values, feeds
+
+
+def band_op(op: Op, band) -> Op:
+    """``op`` as its band layer runs it: the same kernel with the band layer's row pads, and
+    a fused pool's pads as the band layer's pool has them (a ceil-mode overhang spelled as
+    an explicit pad, which a max pool ignores as ceil mode does)."""
+    attrs = dict(op.attrs)
+    _t, l, _b, r = attrs["pads"]
+    attrs["pads"] = (band.pad_top, l, band.pad_bottom, r)
+    if band.epilogue.pool is not None:
+        p = band.epilogue.pool
+        attrs["pool"] = {**attrs["pool"], "pads": (p.pad_top, p.pad_left, p.pad_bottom, p.pad_right),
+                         "ceil_mode": 0}
+    return Op(op.name, op.operands, op.results, attrs, op.loc, op.id)
+
+
+@pytest.mark.parametrize("make", [pooled_chain, sqnxt_block], ids=["pooled-chain", "sqnxt-block"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("h", [1, 2, 3, 100])
+def test_every_band_of_every_member_reproduces_the_networks_rows(make, mode, h):
+    graph, ops, layers, values, feeds = chain_of(make())
+    assert chainable(layers) == ""
+    n = len(layers)
+    x = values[ops[0].operands[0].owner.id] if ops[0].operands[0].owner.name != "sqnxt.input" \
+        else next(iter(feeds.values()))
+    bs = bands(layers, min(h, layers[-1].P), mode)
+    covered = [np.zeros(L.P, dtype=int) for L in layers]
+    for b in bs:
+        for k, (op, L) in enumerate(zip(ops, layers)):
+            a, e = b.rows[k]
+            if e <= a:
+                assert mode == "keep"      # nothing new for this member in this band
+                continue
+            covered[k][a:e] += 1
+            band = band_layer(L, (a, e), k, n)
+            lo, hi = input_rows(L, a, e)
+            assert band.H == hi - lo and band.P == e - a and band.homes.resident_inputs == int(k > 0)
+            src = x if k == 0 else values[ops[k - 1].id]
+            if k > 0:     # the rows it reads are rows the member before holds in this band
+                na, ne = b.need[k - 1]
+                assert na <= lo and hi <= ne
+            args = [src[:, :, lo:hi]] + [values[v.owner.id] if v.owner.name != "sqnxt.input" else x
+                                         for v in op.operands[1:]]
+            if op.attrs.get("residual"):   # the residual's rows of this band
+                args[-1] = args[-1][:, :, a:e]
+            got = eval_op(band_op(op, band), args)
+            np.testing.assert_allclose(got, values[op.id][:, :, a:e], rtol=1e-5, atol=1e-5)
+    for k, L in enumerate(layers):           # every row computed: once when keeping
+        assert covered[k].min() >= 1
+        if mode == "keep":
+            assert covered[k].max() == 1
+    assert computed_rows(layers, bs) == [int(c.sum()) for c in covered]
+
+
+@pytest.mark.parametrize("make", [pooled_chain, sqnxt_block], ids=["pooled-chain", "sqnxt-block"])
+def test_the_counts_follow_their_definitions(make):
+    _graph, _ops, layers, _values, _feeds = chain_of(make())
+    for h in (1, 2, 5):
+        rec, keep = bands(layers, h, "recompute"), bands(layers, h, "keep")
+        assert [b.need for b in rec] == [b.need for b in keep]       # the same windows
+        assert window_rows(layers, rec) == window_rows(layers, keep)
+        assert computed_rows(layers, keep) == [L.P for L in layers]  # keep: each row once
+        n = len(layers)
+        for k, L in enumerate(layers):   # ... and each MAC once, but under a fused pool's overlap
+            macs = sum(band_layer(L, b.rows[k], k, n).macs for b in keep if b.rows[k][1] > b.rows[k][0])
+            assert macs == L.macs if L.epilogue.pool is None else macs >= L.macs
+        assert halo_words(layers, rec) == 0
+        assert recomputed_macs(layers, rec) >= 0
+        # the halo kept is exactly the halo recomputed, counted in words instead of rows
+        extra = [r - L.P for r, L in zip(computed_rows(layers, rec), layers)]
+        assert halo_words(layers, keep) == sum(e * L.Q * L.K for e, L in zip(extra[:-1], layers))
+    whole = bands(layers, layers[-1].P, "recompute")
+    assert len(whole) == 1 and recomputed_macs(layers, whole) == 0
+    assert window_rows(layers, whole) == [L.P for L in layers[:-1]]
+
+
+def test_a_chain_that_is_not_one_is_named():
+    _graph, _ops, layers, _values, _feeds = chain_of(sqnxt_block())
+    assert "not the" in chainable([layers[0], layers[2]])
+    assert "at least two" in chainable(layers[:1])
+    with pytest.raises(ValueError, match="overlap mode"):
+        bands(layers, 2, "cache")
+
+
+def test_the_worked_example_of_the_docs():
+    """docs/cost-model.md, "Fused stacks": 1.0-SqNxt-23's stage1/block1 (squeeze1 ..
+    expand), bands of 4 rows."""
+    res = driver.compile("zoo:1.0-SqNxt-23")
+    layers = [layer_of(op) for op in res.graph.ops() if layer_of(op) is not None][2:7]
+    assert [L.name.split("/")[-1] for L in layers] == ["squeeze1", "squeeze2", "sep1", "sep2", "expand"]
+    rec, keep = bands(layers, 4, "recompute"), bands(layers, 4, "keep")
+    assert len(rec) == 14
+    assert rec[1].need == ((3, 9), (3, 9), (4, 8), (4, 8), (4, 8))
+    assert window_rows(layers, rec) == [6, 6, 4, 4]
+    assert window_words(layers, rec) == 14960
+    assert computed_rows(layers, rec) == [81, 81, 55, 55, 55]
+    assert recomputed_macs(layers, rec) == 1647360
+    assert halo_words(layers, keep) == 34320
