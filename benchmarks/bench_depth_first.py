@@ -17,9 +17,10 @@ stacks") for band heights ``--heights`` in both overlap modes:
   priced as a ``move`` layer with input and output resident.
 
 It prints per chain today's planned figures (the members' planned schedules) and the best
-stack (fewest cycles among those no worse on energy; ``--objective energy`` swaps them),
-and per model the network totals if every chain whose best stack is no worse on either
-figure ran as that stack.  It is an estimate: the stacks' inputs and outputs are taken in
+stack (fewest cycles among those no worse on energy; ``--objective energy`` swaps them;
+``--trade``: the best by the objective whatever the other figure), and per model the
+network totals if every chain whose best stack is no worse on either figure (``--trade``:
+better on the objective) ran as that stack.  It is an estimate: the stacks' inputs and outputs are taken in
 DRAM (today's plan may keep them resident), and nothing is executed.
 
     .venv/bin/python benchmarks/bench_depth_first.py                          # 1.0-SqNxt-23, both targets
@@ -66,16 +67,17 @@ def chains(graph) -> list[list]:
     return out
 
 
-def halo_move(L: Layer, rows: int) -> Layer:
-    """The keep mode's move of ``rows`` halo rows of member ``L``'s window (resident to resident)."""
-    return Layer(f"{L.name}/halo", "move", C=L.K, K=L.K, H=rows, W=L.Q, R=1, S=1, P=rows, Q=L.Q,
+def halo_move(L: Layer, positions: int) -> Layer:
+    """The keep mode's move of ``positions`` (rows x columns) halo outputs of member ``L``'s
+    window, all channels (resident to resident), as one row."""
+    return Layer(f"{L.name}/halo", "move", C=L.K, K=L.K, H=1, W=positions, R=1, S=1, P=1, Q=positions,
                  element=ElementFn("copy")).with_homes(resident_inputs=1, resident_output=True)
 
 
-def stack_figures(layers, h, mode, target):
-    """(cycles, energy, DRAM words) of ``layers`` run as a stack, or None when its windows
-    leave no room for the tiles."""
-    bs = bands(layers, h, mode)
+def stack_figures(layers, h, mode, target, w=None):
+    """(cycles, energy, DRAM words) of ``layers`` run as a stack of ``h`` x ``w`` bands (w
+    None: full width), or None when its windows leave no room for the tiles."""
+    bs = bands(layers, h, mode, w)
     cap = target.buffer_words - window_words(layers, bs)
     if cap <= 0:
         return None
@@ -83,11 +85,10 @@ def stack_figures(layers, h, mode, target):
     work = []
     for b in bs:
         for k, L in enumerate(layers):
-            a, e = b.rows[k]
-            if e > a:
-                work.append(band_layer(L, (a, e), k, n).with_homes(capacity=cap))
+            if b.area(k):
+                work.append(band_layer(L, b.rows[k], k, n, b.cols[k]).with_homes(capacity=cap))
             if mode == "keep" and k < n - 1:
-                kept = (b.need[k][1] - b.need[k][0]) - (b.rows[k][1] - b.rows[k][0])
+                kept = b.area(k, needed=True) - b.area(k)
                 if kept > 0:
                     work.append(halo_move(L, kept).with_homes(capacity=cap))
     try:
@@ -103,7 +104,12 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", default=["1.0-SqNxt-23"])
     ap.add_argument("--targets", nargs="*", default=["pe8x8", "pe16x16"])
     ap.add_argument("--heights", nargs="*", type=int, default=[1, 2, 4, 8, 16])
+    ap.add_argument("--widths", nargs="*", type=int, default=[0, 8, 16],
+                    help="band widths (0: the full width)")
     ap.add_argument("--objective", choices=("cycles", "energy"), default="cycles")
+    ap.add_argument("--trade", action="store_true",
+                    help="take the best stack by the objective even when it is worse on the other figure "
+                         "(what the stacks could buy, at what price)")
     ap.add_argument("--verbose", action="store_true", help="a line per chain")
     args = ap.parse_args()
     for model in args.models:
@@ -128,24 +134,26 @@ def main() -> int:
                 key = tuple(L.key() for L in layers)
                 if key not in memo:
                     best = None
-                    for h in args.heights:
-                        if h > layers[-1].P:
+                    for h, w, mode in ((h, w, m) for h in args.heights for w in args.widths for m in MODES):
+                        if h > layers[-1].P or w >= layers[-1].Q:
                             continue
-                        for mode in MODES:
-                            f = stack_figures(layers, h, mode, tgt)
+                        if True:
+                            f = stack_figures(layers, h, mode, tgt, w or None)
                             if f is None:
                                 continue
                             first, second = (0, 1) if args.objective == "cycles" else (1, 0)
-                            if f[second] > today[second]:
+                            if f[second] > today[second] and not args.trade:
                                 continue
                             if best is None or (f[first], f[second]) < (best[0][first], best[0][second]):
-                                best = (f, h, mode)
+                                best = (f, f"{h}x{w or 'full'}", mode)
                     memo[key] = best
                 best = memo[key]
-                ok = best is not None and best[0][0] <= today[0] and best[0][1] <= today[1]
+                first = 0 if args.objective == "cycles" else 1
+                ok = best is not None and (best[0][first] <= today[first] if args.trade else
+                                           best[0][0] <= today[0] and best[0][1] <= today[1])
                 if args.verbose:
                     what = f"h={best[1]} {best[2]}: {best[0][0]:,} cyc {best[0][1]:.3e} E {best[0][2]:,} w" \
-                        if best else "no stack fits"
+                        if best else "no stack fits" + ("" if args.trade else " and is no worse on the other figure")
                     print(f"  {chain[0].loc.node} .. {chain[-1].loc.node} ({len(chain)}): today {today[0]:,} cyc "
                           f"{today[1]:.3e} E {today[2]:,} w | {what}{'' if ok else ' (kept)'}")
                 if ok:

@@ -27,8 +27,8 @@ Left a copy (a ``move`` layer, costed; counted by reason):
 * ``not-contiguous``: an axis before the concat axis is larger than 1 (a concat along H
   or W, or of batch > 1): the parts are strided boxes of the result, not slices;
 * ``part-not-a-layer``: a part is not a layer's result (the network input, a constant, a
-  host op's result, a view of a larger tensor, an in-place concat that is itself a
-  part of another along a different axis);
+  host op's result, an op the cost model does not model, a view of a larger tensor, an
+  in-place concat that is itself a part of another along a different axis);
 * ``part-shared``: a part is read by anything besides this concat (another layer, the
   graph output, a second concat, or this concat twice): its words must exist on their own.
 """
@@ -38,6 +38,7 @@ import math
 
 from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
+from ..layers import layer_of
 from ..pipeline.pass_base import Pass, PassContext
 from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
 
@@ -67,7 +68,7 @@ def part_problem(graph: Graph, concat: Op, v: Value) -> str:
     o = view_origin(v)
     src = o.owner
     if src is None or o.type.numel != v.type.numel or src.has_trait("free") or src.has_trait("host") \
-            or not src.has_trait("runs_on_array"):
+            or layer_of(src) is None:
         return "part-not-a-layer"
     readers = data_readers(graph, o)
     if len(readers) != 1 or readers[0] is not concat:

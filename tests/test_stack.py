@@ -12,8 +12,9 @@ from onnx import helper
 
 from support import inferred_model, rand
 from sqnxt_compiler import driver
-from sqnxt_compiler.cost.stack import (MODES, band_layer, bands, chainable, computed_rows, halo_words,
-                                       input_rows, recomputed_macs, window_rows, window_words)
+from sqnxt_compiler.cost.stack import (MODES, band_layer, bands, chainable, computed_outputs, computed_rows,
+                                       halo_words, input_cols, input_rows, recomputed_macs, window_rows,
+                                       window_words)
 from sqnxt_compiler.ir.core import Op
 from sqnxt_compiler.layers import layer_of
 from sqnxt_compiler.reference.check import random_inputs
@@ -71,8 +72,7 @@ def band_op(op: Op, band) -> Op:
     a fused pool's pads as the band layer's pool has them (a ceil-mode overhang spelled as
     an explicit pad, which a max pool ignores as ceil mode does)."""
     attrs = dict(op.attrs)
-    _t, l, _b, r = attrs["pads"]
-    attrs["pads"] = (band.pad_top, l, band.pad_bottom, r)
+    attrs["pads"] = (band.pad_top, band.pad_left, band.pad_bottom, band.pad_right)
     if band.epilogue.pool is not None:
         p = band.epilogue.pool
         attrs["pool"] = {**attrs["pool"], "pads": (p.pad_top, p.pad_left, p.pad_bottom, p.pad_right),
@@ -82,40 +82,47 @@ def band_op(op: Op, band) -> Op:
 
 @pytest.mark.parametrize("make", [pooled_chain, sqnxt_block], ids=["pooled-chain", "sqnxt-block"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("h", [1, 2, 3, 100])
-def test_every_band_of_every_member_reproduces_the_networks_rows(make, mode, h):
+@pytest.mark.parametrize("h, w", [(1, None), (2, None), (3, None), (100, None), (2, 1), (3, 2), (1, 3)])
+def test_every_band_of_every_member_reproduces_the_networks_rows(make, mode, h, w):
     graph, ops, layers, values, feeds = chain_of(make())
     assert chainable(layers) == ""
     n = len(layers)
     x = values[ops[0].operands[0].owner.id] if ops[0].operands[0].owner.name != "sqnxt.input" \
         else next(iter(feeds.values()))
-    bs = bands(layers, min(h, layers[-1].P), mode)
-    covered = [np.zeros(L.P, dtype=int) for L in layers]
+    bs = bands(layers, min(h, layers[-1].P), mode, w)
+    covered = [np.zeros((L.P, L.Q), dtype=int) for L in layers]
     for b in bs:
         for k, (op, L) in enumerate(zip(ops, layers)):
-            a, e = b.rows[k]
-            if e <= a:
+            (a, e), (c, d) = b.rows[k], b.cols[k]
+            if e <= a or d <= c:
                 assert mode == "keep"      # nothing new for this member in this band
                 continue
-            covered[k][a:e] += 1
-            band = band_layer(L, (a, e), k, n)
+            covered[k][a:e, c:d] += 1
+            band = band_layer(L, (a, e), k, n, (c, d))
             lo, hi = input_rows(L, a, e)
-            assert band.H == hi - lo and band.P == e - a and band.homes.resident_inputs == int(k > 0)
+            clo, chi = input_cols(L, c, d)
+            assert (band.H, band.W, band.P, band.Q) == (hi - lo, chi - clo, e - a, d - c)
+            assert band.homes.resident_inputs == int(k > 0) and band.homes.resident_output == (k < n - 1)
             src = x if k == 0 else values[ops[k - 1].id]
-            if k > 0:     # the rows it reads are rows the member before holds in this band
-                na, ne = b.need[k - 1]
-                assert na <= lo and hi <= ne
-            args = [src[:, :, lo:hi]] + [values[v.owner.id] if v.owner.name != "sqnxt.input" else x
-                                         for v in op.operands[1:]]
-            if op.attrs.get("residual"):   # the residual's rows of this band
-                args[-1] = args[-1][:, :, a:e]
+            if k > 0:     # what it reads, the member before holds in this band
+                (na, ne), (nc, nd) = b.need[k - 1], b.need_cols[k - 1]
+                assert na <= lo and hi <= ne and nc <= clo and chi <= nd
+            else:
+                assert (b.input, b.input_cols) == ((lo, hi), (clo, chi))
+            args = [src[:, :, lo:hi, clo:chi]] + [values[v.owner.id] if v.owner.name != "sqnxt.input" else x
+                                                  for v in op.operands[1:]]
+            if op.attrs.get("residual"):   # the residual's part of this band
+                args[-1] = args[-1][:, :, a:e, c:d]
             got = eval_op(band_op(op, band), args)
-            np.testing.assert_allclose(got, values[op.id][:, :, a:e], rtol=1e-5, atol=1e-5)
-    for k, L in enumerate(layers):           # every row computed: once when keeping
+            np.testing.assert_allclose(got, values[op.id][:, :, a:e, c:d], rtol=1e-5, atol=1e-5)
+    for k, L in enumerate(layers):           # every output computed: once when keeping
         assert covered[k].min() >= 1
-        if mode == "keep":
+        if mode == "keep" and w is None:
             assert covered[k].max() == 1
-    assert computed_rows(layers, bs) == [int(c.sum()) for c in covered]
+        elif mode == "keep":                 # columns kept along a row of bands, rows recomputed
+            assert covered[k].max(axis=1).max() >= 1 and all(
+                (covered[k][r] == covered[k][r].max()).all() for r in range(L.P))
+    assert computed_outputs(layers, bs) == [int(c.sum()) for c in covered]
 
 
 @pytest.mark.parametrize("make", [pooled_chain, sqnxt_block], ids=["pooled-chain", "sqnxt-block"])
@@ -135,6 +142,14 @@ def test_the_counts_follow_their_definitions(make):
         # the halo kept is exactly the halo recomputed, counted in words instead of rows
         extra = [r - L.P for r, L in zip(computed_rows(layers, rec), layers)]
         assert halo_words(layers, keep) == sum(e * L.Q * L.K for e, L in zip(extra[:-1], layers))
+    for h, w in ((1, 1), (2, 3)):      # 2-D bands: columns kept, rows recomputed
+        rec, keep = bands(layers, h, "recompute", w), bands(layers, h, "keep", w)
+        assert window_words(layers, rec) == window_words(layers, keep)
+        assert all(r >= k for r, k in zip(computed_outputs(layers, rec), computed_outputs(layers, keep)))
+        assert computed_outputs(layers, keep)[-1] == layers[-1].P * layers[-1].Q
+        assert halo_words(layers, keep) == sum(
+            (r - k) * L.K for r, k, L in zip(computed_outputs(layers, rec)[:-1], computed_outputs(layers, keep),
+                                             layers))
     whole = bands(layers, layers[-1].P, "recompute")
     assert len(whole) == 1 and recomputed_macs(layers, whole) == 0
     assert window_rows(layers, whole) == [L.P for L in layers[:-1]]

@@ -49,6 +49,16 @@ def input_rows(L: Layer, a: int, b: int) -> tuple[int, int]:
     return lo, hi
 
 
+def input_cols(L: Layer, a: int, b: int) -> tuple[int, int]:
+    """The input columns member ``L`` reads for its output columns ``[a, b)``
+    (:func:`input_rows` along the other axis)."""
+    if L.epilogue.pool is not None:
+        p = L.epilogue.pool
+        a, b = pool_cover(a, b, (p.S, p.stride_w, p.pad_left, L.conv_Q))
+    lo, hi, _pl, _ph = window(a, b, L.stride_w, L.pad_left, L.S_eff, L.W)
+    return lo, hi
+
+
 def chainable(layers: list[Layer]) -> str:
     """Why ``layers`` cannot be a stack ("" when they can): at least two conv members, each
     member's input rows the previous one's output rows (``H_k = P_{k-1}``) and the same
@@ -67,38 +77,59 @@ def chainable(layers: list[Layer]) -> str:
 
 @dataclass(frozen=True)
 class Band:
-    """One band: per member, the output rows it needs (``need``) and those it computes
-    (``rows``: all of ``need`` when recomputing, the rows no earlier band computed when
-    keeping), and the stack input's rows it reads from DRAM (``input``)."""
+    """One band (a tile of the last member's output): per member, the output rows and
+    columns it needs (``need``, ``need_cols``) and those it computes (``rows``, ``cols``: all
+    of the need when recomputing; when keeping, the part no earlier band computed), and the
+    stack input's rows and columns it reads from DRAM (``input``, ``input_cols``)."""
 
     index: int
     need: tuple[tuple[int, int], ...]
     rows: tuple[tuple[int, int], ...]
     input: tuple[int, int]
+    need_cols: tuple[tuple[int, int], ...] = ()
+    cols: tuple[tuple[int, int], ...] = ()
+    input_cols: tuple[int, int] = (0, 0)
+
+    def area(self, k: int, needed: bool = False) -> int:
+        """Output positions of member ``k`` needed (``needed``) or computed in this band."""
+        (a, b), (c, d) = (self.need[k], self.need_cols[k]) if needed else (self.rows[k], self.cols[k])
+        return max(0, b - a) * max(0, d - c)
 
 
-def bands(layers: list[Layer], h: int, mode: str = "recompute") -> list[Band]:
-    """The bands of ``h`` output rows of the last member, top to bottom (module doc)."""
+def bands(layers: list[Layer], h: int, mode: str = "recompute", w: int | None = None) -> list[Band]:
+    """The bands of ``h`` output rows (and ``w`` columns; None: the full width) of the last
+    member, rows outer, columns inner (module doc).  Keep mode keeps the halo along the
+    walk's inner axis: rows for full-width bands; columns (from the band to the left) for
+    narrower ones, whose rows are recomputed from one row of bands to the next (keeping
+    those too would need a line buffer of the full width)."""
     if mode not in MODES:
         raise ValueError(f"overlap mode must be one of {MODES}, got {mode!r}")
-    if h < 1:
-        raise ValueError(f"band height must be >= 1, got {h}")
+    if h < 1 or (w is not None and w < 1):
+        raise ValueError(f"band height and width must be >= 1, got {h} x {w}")
     n = len(layers)
-    P = layers[-1].P
-    done = [0] * n
+    P, Q = layers[-1].P, layers[-1].Q
+    w = Q if w is None or w > Q else w
+    full = w == Q
+    done_r = [0] * n
     out = []
-    for i, r0 in enumerate(range(0, P, h)):
-        need = [None] * n
-        need[-1] = (r0, min(P, r0 + h))
-        for k in range(n - 1, 0, -1):
-            need[k - 1] = input_rows(layers[k], *need[k])
-        if mode == "recompute":
-            rows = list(need)
-        else:
-            rows = [(max(a, min(done[k], b)), b) for k, (a, b) in enumerate(need)]
-        for k, (_a, b) in enumerate(rows):
-            done[k] = max(done[k], b)
-        out.append(Band(i, tuple(need), tuple(rows), input_rows(layers[0], *rows[0])))
+    for r0 in range(0, P, h):
+        done_c = [0] * n
+        for c0 in range(0, Q, w):
+            need, ncol = [None] * n, [None] * n
+            need[-1], ncol[-1] = (r0, min(P, r0 + h)), (c0, min(Q, c0 + w))
+            for k in range(n - 1, 0, -1):
+                need[k - 1] = input_rows(layers[k], *need[k])
+                ncol[k - 1] = input_cols(layers[k], *ncol[k])
+            rows, cols = list(need), list(ncol)
+            if mode == "keep" and full:
+                rows = [(max(a, min(done_r[k], b)), b) for k, (a, b) in enumerate(need)]
+            elif mode == "keep":
+                cols = [(max(a, min(done_c[k], b)), b) for k, (a, b) in enumerate(ncol)]
+            for k in range(n):
+                done_r[k] = max(done_r[k], rows[k][1])
+                done_c[k] = max(done_c[k], cols[k][1])
+            out.append(Band(len(out), tuple(need), tuple(rows), input_rows(layers[0], *rows[0]),
+                            tuple(ncol), tuple(cols), input_cols(layers[0], *cols[0])))
     return out
 
 
@@ -110,22 +141,29 @@ def window_rows(layers: list[Layer], bs: list[Band]) -> list[int]:
 
 
 def window_words(layers: list[Layer], bs: list[Band]) -> int:
-    """Buffer words of the intermediate band windows = sum_k window_rows_k * Q_k * K_k."""
-    return sum(r * L.Q * L.K for r, L in zip(window_rows(layers, bs), layers))
+    """Buffer words of the intermediate band windows = sum_k max_b |need_k(b)| * K_k, the
+    need as rows x columns (full-width bands: ``window_rows_k * Q_k * K_k``)."""
+    return sum(max(b.area(k, needed=True) for b in bs) * L.K for k, L in enumerate(layers[:-1]))
 
 
 def halo_words(layers: list[Layer], bs: list[Band]) -> int:
     """Keep mode: words moved inside the buffer, over all bands, to bring each
-    intermediate's kept halo rows (``need_k(b) - rows_k(b)``) to the top of its window:
-    sum_b sum_{k<n} (|need_k(b)| - |rows_k(b)|) * Q_k * K_k (0 when recomputing)."""
-    return sum(((b.need[k][1] - b.need[k][0]) - (b.rows[k][1] - b.rows[k][0])) * L.Q * L.K
-               for b in bs for k, L in enumerate(layers[:-1]))
+    intermediate's kept halo (its need less what it computes) to the start of its window:
+    sum_b sum_{k<n} (|need_k(b)| - |computed_k(b)|) * K_k, as rows x columns (0 when
+    recomputing)."""
+    return sum((b.area(k, needed=True) - b.area(k)) * L.K for b in bs for k, L in enumerate(layers[:-1]))
+
+
+def computed_outputs(layers: list[Layer], bs: list[Band]) -> list[int]:
+    """Output positions (rows x columns) each member computes over all bands (>= P_k * Q_k;
+    the excess is the recomputed halo)."""
+    return [sum(b.area(k) for b in bs) for k in range(len(layers))]
 
 
 def computed_rows(layers: list[Layer], bs: list[Band]) -> list[int]:
-    """Output rows each member computes over all bands: sum_b |rows_k(b)| (>= P_k; the
-    excess is the recomputed halo)."""
-    return [sum(b.rows[k][1] - b.rows[k][0] for b in bs) for k in range(len(layers))]
+    """Full-width bands: output rows each member computes over all bands, sum_b |rows_k(b)|
+    (= computed_outputs / Q_k)."""
+    return [c // L.Q for c, L in zip(computed_outputs(layers, bs), layers)]
 
 
 def recomputed_macs(layers: list[Layer], bs: list[Band]) -> int:
@@ -135,29 +173,56 @@ def recomputed_macs(layers: list[Layer], bs: list[Band]) -> int:
     overlap those conv rows are computed by both, in keep mode too: the fused pool's own
     recompute, as between its y tiles)."""
     n = len(layers)
-    return (sum(band_layer(L, b.rows[k], k, n).macs for b in bs for k, L in enumerate(layers)
-                if b.rows[k][1] > b.rows[k][0])
+    return (sum(band_layer(L, b.rows[k], k, n, b.cols[k]).macs for b in bs for k, L in enumerate(layers)
+                if b.area(k))
             - sum(L.macs for L in layers))
 
 
-def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int) -> Layer:
-    """Member ``k`` (0-based) of ``n`` run on its output rows ``[a, b)`` of one band: the
-    layer over the input rows it reads (:func:`input_rows`), ``P = b - a``, its top / bottom
-    pads only where those rows reach the tensor's border, its input resident in the buffer
-    when ``k > 0`` (the band window of the member before), its output resident when
-    ``k < n - 1`` (its own band window).  A fused pool's pads stay the pool's (its cover is
-    clipped the same way).  ``a < b``: a member with no row to compute does not run."""
-    a, b = rows
-    if b <= a:
-        raise ValueError(f"member '{L.name}': no rows to compute in [{a}, {b})")
-    if L.epilogue.pool is not None:
-        p = L.epilogue.pool
-        ca, cb = pool_cover(a, b, (p.R, p.stride_h, p.pad_top, L.conv_P))
-        pool = replace(p, pad_top=max(0, p.pad_top - a * p.stride_h),
-                       pad_bottom=max(0, (b - 1) * p.stride_h - p.pad_top + p.R - L.conv_P))
+def _cut(L: Layer, a: int, b: int, axis: str) -> dict:
+    """The fields of ``L`` restricted to its output rows (``axis = "y"``) or columns
+    (``"x"``) ``[a, b)``: the input extent they read, the output extent, the pads kept only
+    at the tensor's border, a fused pool's pads likewise (its cover clipped the same way)."""
+    y = axis == "y"
+    stride, pad, kernel, size = ((L.stride_h, L.pad_top, L.R_eff, L.H) if y else
+                                 (L.stride_w, L.pad_left, L.S_eff, L.W))
+    pool = L.epilogue.pool
+    changes = {}
+    if pool is not None:
+        pk, ps, pp, n = ((pool.R, pool.stride_h, pool.pad_top, L.conv_P) if y else
+                         (pool.S, pool.stride_w, pool.pad_left, L.conv_Q))
+        ca, cb = pool_cover(a, b, (pk, ps, pp, n))
+        lo_pad, hi_pad = max(0, pp - a * ps), max(0, (b - 1) * ps - pp + pk - n)
+        changes["pool"] = {"pad_top": lo_pad, "pad_bottom": hi_pad} if y else {"pad_left": lo_pad, "pad_right": hi_pad}
     else:
-        ca, cb, pool = a, b, None
-    lo, hi, pad_lo, pad_hi = window(ca, cb, L.stride_h, L.pad_top, L.R_eff, L.H)
-    band = replace(L, name=f"{L.name}[{a}:{b}]", H=hi - lo, P=b - a, pad_top=pad_lo, pad_bottom=pad_hi,
-                   epilogue=L.epilogue if pool is None else replace(L.epilogue, pool=pool))
+        ca, cb = a, b
+    lo, hi, pad_lo, pad_hi = window(ca, cb, stride, pad, kernel, size)
+    if y:
+        changes.update(H=hi - lo, P=b - a, pad_top=pad_lo, pad_bottom=pad_hi)
+    else:
+        changes.update(W=hi - lo, Q=b - a, pad_left=pad_lo, pad_right=pad_hi)
+    return changes
+
+
+def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int, int] | None = None) -> Layer:
+    """Member ``k`` (0-based) of ``n`` run on its output rows ``[a, b)`` (and columns;
+    None: all) of one band: the layer over the input rows and columns it reads
+    (:func:`input_rows`, :func:`input_cols`), ``P = b - a``, its pads only where those reach
+    the tensor's border, its input resident in the buffer when ``k > 0`` (the band window
+    of the member before), its output resident when ``k < n - 1`` (its own band window).  A
+    fused pool's pads likewise (its cover is clipped the same way).  A member with no
+    position to compute does not run: an empty range is an error."""
+    cols = (0, L.Q) if cols is None else cols
+    for what, (a, b) in (("rows", rows), ("columns", cols)):
+        if b <= a:
+            raise ValueError(f"member '{L.name}': no {what} to compute in [{a}, {b})")
+    ch = {}
+    pool_ch = {}
+    for axis, (a, b) in (("y", rows), ("x", cols)):
+        c = _cut(L, a, b, axis)
+        pool_ch.update(c.pop("pool", {}))
+        ch.update(c)
+    epi = L.epilogue if L.epilogue.pool is None else replace(L.epilogue, pool=replace(L.epilogue.pool, **pool_ch))
+    name = f"{L.name}[{rows[0]}:{rows[1]}]" if cols == (0, L.Q) else \
+        f"{L.name}[{rows[0]}:{rows[1]},{cols[0]}:{cols[1]}]"
+    band = replace(L, name=name, epilogue=epi, **ch)
     return band.with_homes(resident_inputs=int(k > 0), resident_output=k < n - 1)
