@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqnxt_compiler import driver  # noqa: E402
 from sqnxt_compiler.cost.layer import ElementFn, Layer  # noqa: E402
-from sqnxt_compiler.cost.stack import MODES, band_layer, bands, chainable, halo_words, window_words  # noqa: E402
+from sqnxt_compiler.cost.stack import MODES, band_layer, bands, chainable, window_words  # noqa: E402
 from sqnxt_compiler.layers import data_operands  # noqa: E402
 from sqnxt_compiler.schedule.solver import schedule_layers  # noqa: E402
 from sqnxt_compiler.targets import load_target  # noqa: E402
