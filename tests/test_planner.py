@@ -185,6 +185,10 @@ def test_the_plan_copies_a_concat_when_that_pays():
     (i, g, r), = net.copies
     assert not plan.choice[i].skip and plan.resident[r] and not plan.resident[g]
     assert verify_allocation(net, plan, t) == []
+    res = list(plan.resident)
+    res[g], res[r] = True, False            # resident as written in place, but the plan copies it
+    assert any("the concat is resident as written in place but the plan copies it" in p
+               for p in verify_allocation(net, replace(plan, resident=tuple(res)), t))
 
 
 def test_the_buffer_size_decides_what_stays():

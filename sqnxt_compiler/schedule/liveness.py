@@ -20,6 +20,11 @@ tensors between them, and each tensor's live range (docs/memory-planning.md).
   part (``Step.output_at``: the part's word offset in it) and read by the result's
   readers; its live range runs from the first part's step.  When a part is not a step's
   result (the pass makes sure it is) the parts stay tensors of their own, in DRAM.
+  A concat in place whose readers all read it in place also gets a **copy step** at its
+  place in the program order (``Step.copy_of``: the ``move`` layer of the concat it was),
+  producing a tensor of its own (``<name> (copy)``): the planner writes the concat in
+  place or copies it (``Network.copies``, ``Network.reads_resident``;
+  docs/memory-planning.md, "Concats in place").
 * **Live range**: from its producer's step to its last reader's step, inclusive: a
   resident tensor holds its words in the buffer during every step of that range.
 """
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from ..cost.layer import Layer
 from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
-from ..layers import data_operands as layer_data_operands
+from ..layers import concat_copy_layer, data_operands as layer_data_operands
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,14 @@ class Network:
         alt = self.alternative(t)
         return bool(resident[t]) or (alt is not None and bool(resident[alt]))
 
+    def copy_consistent(self, step: Step, skip: bool, resident) -> bool:
+        """A copy step's choice agrees with the residency: it may skip (the concat written
+        in place) only when its copy's tensor is not resident, and copy only when the
+        in-place tensor is not (any other step: True)."""
+        if step.copy_of is None:
+            return True
+        return not (resident[step.output] if skip else resident[step.copy_of])
+
     def resident_inputs(self, step: Step, resident) -> int:
         """How many of ``step``'s data inputs it reads in place (:meth:`reads_resident`)."""
         return sum(1 for t in step.inputs if self.reads_resident(t, resident))
@@ -134,20 +147,19 @@ def _readers(graph: Graph, v: Value) -> list[Op]:
     return out
 
 
-def network_of(graph: Graph, layers: list[tuple[Op, Layer]], *, copies: bool = True) -> Network:
+def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     """Steps and tensors of a graph whose steps (ops with a layer) are ``layers``, in
-    program order (module doc).  ``copies``: give every concat in place that may stay
-    resident its copy as an alternative step (module doc); False: none (every concat in
-    place is written in place)."""
+    program order, with a copy step for every concat in place that may stay resident
+    (module doc)."""
     layer_ids = {op.id for op, _ in layers}
     groups = _in_place_groups(graph, layer_ids)
     # the producers a step reads in place when resident (its data operands and residual)
     in_place = {op.id: {src.id for v in data_operands(op) + [residual_operand(op)] if v is not None
                         for src in (_origin(graph, v).owner,) if src is not None}
                 for op, _ in layers}
-    alt_ops = {cv.id: cv for cv in groups if copies and _reads_in_place(graph, cv, layer_ids, in_place)}
+    alt_ops = {cv.id: cv for cv in groups if _reads_in_place(graph, cv, layer_ids, in_place)}
     by_id = dict((op.id, (op, L)) for op, L in layers)
-    order = [by_id[op.id] if op.id in by_id else (op, copy_layer(op))
+    order = [by_id[op.id] if op.id in by_id else (op, concat_copy_layer(op))
              for op in graph.ops() if op.id in by_id or op.id in alt_ops]
     for cv in alt_ops.values():
         in_place[cv.id] = set()                # the copy reads its parts from DRAM
@@ -186,14 +198,6 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]], *, copies: bool = T
                           None if r is None else tensor(r), part_of[op.id][1] if op.id in part_of else 0))
     pairs = tuple((s.index, s.copy_of, s.output) for s in steps if s.copy_of is not None)
     return Network(tuple(steps), tuple(tensors), pairs)
-
-
-def copy_layer(op: Op) -> Layer:
-    """The ``move`` layer of the copy a concat in place stands for: the layer of the
-    ``sqnxt.concat`` it was (:func:`sqnxt_compiler.layers.concat_copy_layer`)."""
-    from ..layers import concat_copy_layer
-
-    return concat_copy_layer(op)
 
 
 def _name(op: Op) -> str:

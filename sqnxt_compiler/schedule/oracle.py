@@ -265,9 +265,7 @@ def _exhaustive(net, cands, target, objective: str, base: dict | None):
             rr = net.reads_resident(step.residual, res)
             ok = [c for c in cands[i] if c.resident_inputs == r and c.resident_output == res[step.output]
                   and c.resident_residual == rr and c.footprint + live <= B
-                  # a concat's copy step: skip iff the concat is written in place, which a
-                  # resident copy excludes, as a resident concat in place excludes the copy
-                  and (step.copy_of is None or not (res[step.output] if c.skip else res[step.copy_of]))]
+                  and net.copy_consistent(step, c.skip, res)]
             if not ok:
                 break
             per_step.append(ok)

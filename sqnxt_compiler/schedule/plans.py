@@ -247,7 +247,7 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
         if (c.resident_inputs != res_in or c.resident_output != plan.resident[step.output]
                 or c.resident_residual != res_res):
             problems.append(f"step {i}: its schedule's operand homes disagree with the plan")
-        if step.copy_of is not None and (plan.resident[step.output] if c.skip else plan.resident[step.copy_of]):
+        if not net.copy_consistent(step, c.skip, plan.resident):
             problems.append(f"step {i}: the concat is resident as "
                             f"{'its copy' if c.skip else 'written in place'} but the plan "
                             f"{'writes it in place' if c.skip else 'copies it'}")
