@@ -310,3 +310,23 @@ def view_origin_owner(v):
     from sqnxt_compiler.ir.core import view_origin
 
     return view_origin(v).owner
+
+
+def test_schedule_json_and_the_loop_nest_say_where_each_part_goes():
+    import jsonschema
+
+    from sqnxt_compiler.report.loopnest import operands_line
+    from sqnxt_compiler.report.schedule_json import schema
+
+    res = compiled(fire(), "default", target("pe16x16", "dram"))
+    doc = res.document
+    jsonschema.validate(doc, schema())
+    into = {d["layer"]: d["homes"]["output_into"] for d in doc["layers"]}
+    (cv,) = ops(res.graph, "sqnxt.concat_view")
+    name = cv.loc.node
+    e1, e3 = (v.owner.loc.node for v in cv.operands)
+    assert into[e1] == {"concat": name, "offset": 0, "words": 1600}
+    assert into[e3] == {"concat": name, "offset": 600, "words": 1600}
+    assert sum(v is not None for v in into.values()) == 2
+    line = operands_line(next(d["homes"] for d in doc["layers"] if d["layer"] == e3))
+    assert f"as words 600.. of the 1600-word concat '{name}' (written in place)" in line

@@ -60,6 +60,10 @@ def operands_line(h: dict) -> str:
     ins = ", ".join(where[i] for i in h["inputs"]) if len(set(h["inputs"])) > 1 else where[h["inputs"][0]]
     out = (f"stays in the buffer at word {h['output_at']}" if h["output"] == "buffer"
            else "written back to DRAM")
+    into = h.get("output_into")
+    if into:      # a part of a concat written in place: its slice of the concat's words
+        out += (f", as words {into['offset']}.. of the {into['words']}-word concat "
+                f"'{into['concat']}' (written in place)")
     tiles = f", tiles at word {h['tiles_at']}" if h["tiles_at"] is not None else ""
     res = f"; residual from {where[h['residual']]}" if h.get("residual") else ""
     return (f"operands: input{'s' if len(h['inputs']) > 1 else ''} from {ins}{res}; output {out}"

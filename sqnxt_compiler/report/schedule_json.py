@@ -33,7 +33,7 @@ FORMAT = "sqnxtc-schedule"
 #: (the timing simulation of the lowered program, null when the pipeline did not lower);
 #: 10: + host (the ops the host CPU runs, docs/ir.md "The host partition"), totals.host_ops,
 #: host_words_in, host_words_out, host_elements, host_splits; unmodelled no longer lists them.
-VERSION = 10
+VERSION = 11
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "host", "totals", "plan")
 
@@ -78,9 +78,10 @@ def _loops(s, target) -> list[dict]:
     return out
 
 
-def layer_dict(index: int, row, target, sim=None) -> dict:
+def layer_dict(index: int, row, target, sim=None, into: dict | None = None) -> dict:
     """One scheduled op as it appears in ``layers`` (docs/schedule-format.md); ``sim``: its
-    :class:`~sqnxt_compiler.program.timing.LayerTiming` when the pipeline lowered, else None."""
+    :class:`~sqnxt_compiler.program.timing.LayerTiming` when the pipeline lowered, else None;
+    ``into``: :func:`written_into` of the graph."""
     s = row.schedule
     base = s.to_dict()
     d = {"index": index, "layer": base["layer"], "op": row.op.name,
@@ -88,12 +89,31 @@ def layer_dict(index: int, row, target, sim=None) -> dict:
          "post_act": row.op.attrs.get("post_act", "none"), "kind": base["kind"], "shape": base["shape"],
          "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
-         "tie_break": base["tie_break"], "note": base.get("note", ""), "homes": _homes(row),
+         "tie_break": base["tie_break"], "note": base.get("note", ""),
+         "homes": {**_homes(row), "output_into": (into or {}).get(row.op.id)},
          "cost": base["cost"], "simulated": None}
     if sim is not None:
         from .simulated import simulated_dict
         d["simulated"] = simulated_dict(sim)
     return d
+
+
+def written_into(graph) -> dict[int, dict]:
+    """Per op whose result is a part of a concat written in place (``in_place_parts``; the
+    ``concat-in-place`` pass): ``{"concat", "offset", "words"}``, the concat's name, the word
+    offset of the part's slice in it and the concat's words (docs/memory-planning.md,
+    "Concats in place")."""
+    from ..ir.core import part_offsets, view_origin
+
+    out = {}
+    for op in graph.ops():
+        if op.has_trait("in_place_parts"):
+            name = op.loc.node or f"%{op.result.name}"
+            for v, off in part_offsets(op):
+                src = view_origin(v).owner
+                if src is not None:
+                    out[src.id] = {"concat": name, "offset": off, "words": op.result.type.numel}
+    return out
 
 
 def _homes(row) -> dict:
@@ -122,7 +142,8 @@ def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict, simulat
     else None (``layers[].simulated`` and ``totals.simulated`` are then ``null``)."""
     t = net.target
     sims = iter(simulated.per_row(net.scheduled)) if simulated is not None else None
-    layers = [layer_dict(i, row, t, next(sims) if sims is not None else None)
+    into = written_into(net.graph)
+    layers = [layer_dict(i, row, t, next(sims) if sims is not None else None, into)
               for i, row in enumerate(net.rows) if row.schedule is not None]
     totals = net.report_totals()
     totals["simulated"] = simulated.totals_dict() if simulated is not None else None
