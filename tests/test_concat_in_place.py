@@ -88,23 +88,18 @@ def test_a_concat_that_needs_its_parts_whole_stays_a_copy(case, reason):
     assert len(ops(res.graph, "sqnxt.concat")) == 1 and not ops(res.graph, "sqnxt.concat_view")
 
 
-def test_a_part_that_is_no_layers_result_stays_a_copy():
-    """The network input as a part: nothing on the array writes it."""
+@pytest.mark.parametrize("parts, reason", [
+    (["x", "a"], "kept-copy-part-not-a-layer"),     # the network input: nothing on the array writes it
+    (["a", "a"], "kept-copy-part-shared"),          # one tensor cannot sit at two places
+])
+def test_a_part_no_layer_writes_once_keeps_the_copy(parts, reason):
     rng = np.random.default_rng(2)
-    nodes = [conv("x", "w", "a"), helper.make_node("Concat", ["x", "a"], ["c"], axis=1), conv("c", "wo", "y")]
-    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], [("w", rand(rng, 4, 3, 1, 1)),
-                                                                  ("wo", rand(rng, 2, 7, 1, 1))])
+    channels = {"x": 3, "a": 4}
+    nodes = [conv("x", "w", "a"), helper.make_node("Concat", parts, ["c"], axis=1), conv("c", "wo", "y")]
+    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"],
+                           [("w", rand(rng, 4, 3, 1, 1)), ("wo", rand(rng, 2, sum(channels[p] for p in parts), 1, 1))])
     res = compiled(model)
-    assert res.statistics["concat-in-place"] == {"kept-copy-part-not-a-layer": 1}
-
-
-def test_a_tensor_concatenated_with_itself_stays_a_copy():
-    rng = np.random.default_rng(3)
-    nodes = [conv("x", "w", "a"), helper.make_node("Concat", ["a", "a"], ["c"], axis=1), conv("c", "wo", "y")]
-    model = inferred_model(nodes, [("x", [1, 3, 6, 6])], ["y"], [("w", rand(rng, 4, 3, 1, 1)),
-                                                                  ("wo", rand(rng, 2, 8, 1, 1))])
-    res = compiled(model)
-    assert res.statistics["concat-in-place"] == {"kept-copy-part-shared": 1}
+    assert res.statistics["concat-in-place"] == {reason: 1}
 
 
 def nested(seed=4):
