@@ -236,3 +236,17 @@ def test_squeezenext_23_matches_onnxruntime():
     assert time.perf_counter() - t0 < 120
     assert len(run.layer_err) == 113
     _check_words(res.graph, run)
+
+
+@pytest.mark.slow
+def test_squeezenet_11_with_its_concats_written_in_place_matches_onnxruntime():
+    """SqueezeNet-1.1 on pe8x8 (planned): every fire module's expand layers write into their
+    slices of the concat's DRAM region (concat-in-place), the next squeeze reads it whole."""
+    import sqnxt_compiler.zoo
+
+    model = sqnxt_compiler.zoo.build("SqueezeNet-1.1")
+    res = driver.compile(model, target=load_target("pe8x8"), pipeline="default,schedule,lower-program")
+    assert sum(op.name == "sqnxt.concat_view" for op in res.graph.ops()) == 8
+    low = res.graph.attrs["program"].lowered
+    run, _worst = _check_against_ort(model, res.graph, low, seeds=(0,))
+    _check_words(res.graph, run)
