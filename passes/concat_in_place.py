@@ -18,19 +18,24 @@ the DRAM layout of a program makes each part a sub-region of the result
 the memory planner plans the parts and the result as one tensor
 (:mod:`sqnxt_compiler.schedule.liveness`).
 
-A concat nested in another along the same axis, whose only reader is the outer one, is
-spliced into it first (``concat(concat(a, b), c)`` -> ``concat(a, b, c)``: the same words
-in the same order), so the parts of both can be written in place.
+A part may be read by other ops too (a DenseNet layer's output feeds its concat and the
+next layer): they read its slice of the concat's words.  A part may itself be a concat in
+place along the same axis (DenseNet's ``c1 = concat(c0, n1)`` with ``c0`` read by the next
+layer as well): its words are then a slice of the outer one's, recursively, so every part
+of the chain is written once into the outermost concat (:mod:`sqnxt_compiler.ir.storage`).
+A concat nested in another along the same axis whose only reader is the outer one is
+spliced into it instead (``concat(concat(a, b), c)`` -> ``concat(a, b, c)``: the same
+words in the same order).
 
 Left a copy (a ``move`` layer, costed; counted by reason):
 
 * ``not-contiguous``: an axis before the concat axis is larger than 1 (a concat along H
   or W, or of batch > 1): the parts are strided boxes of the result, not slices;
 * ``part-not-a-layer``: a part is not a layer's result (the network input, a constant, a
-  host op's result, an op the cost model does not model, a view of a larger tensor, an
-  in-place concat that is itself a part of another along a different axis);
-* ``part-shared``: a part is read by anything besides this concat (another layer, the
-  graph output, a second concat, or this concat twice): its words must exist on their own.
+  host op's result, an op the cost model does not model, a view of a larger tensor, a
+  concat in place along another axis);
+* ``part-shared``: a part is read by a second concat (a copy or in place) or by this one
+  twice: its words cannot be one slice of each.
 """
 from __future__ import annotations
 
@@ -64,14 +69,21 @@ def data_readers(graph: Graph, v: Value) -> list[Op]:
 
 
 def part_problem(graph: Graph, concat: Op, v: Value) -> str:
-    """Why the part ``v`` of ``concat`` cannot be written in place ("" when it can)."""
+    """Why the part ``v`` of ``concat`` cannot be written in place ("" when it can): it must
+    be the whole result of a modelled layer, or a concat in place along the same axis (its
+    words then a slice of this one's), read by ``concat`` once and by no other concat
+    (another reader reads its slice)."""
     o = view_origin(v)
     src = o.owner
-    if src is None or o.type.numel != v.type.numel or src.has_trait("free") or src.has_trait("host") \
-            or layer_of(src) is None:
+    nested = (src is not None and src.has_trait("in_place_parts")
+              and src.attrs["axis"] % src.result.type.rank == concat.attrs["axis"] % concat.result.type.rank)
+    if src is None or o.type.numel != v.type.numel or src.has_trait("host") or \
+            (not nested and (src.has_trait("free") or layer_of(src) is None)):
         return "part-not-a-layer"
     readers = data_readers(graph, o)
-    if len(readers) != 1 or readers[0] is not concat:
+    mine = sum(1 for r in readers if r is concat)
+    others = [r for r in readers if r is not concat and r.name in ("sqnxt.concat", "sqnxt.concat_view")]
+    if mine != 1 or others:
         return "part-shared"
     return ""
 

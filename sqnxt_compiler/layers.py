@@ -81,7 +81,7 @@ import numpy as np
 from .cost.layer import ElementFn, Epilogue, Layer, Pool
 from .ir.core import Elementwise, Move, Op, RunsOnArray, view_origin
 from .ir.graph import Graph
-from .ir.ops import ACTIVATIONS, conv_dilations, conv_out, pool_end_pad
+from .ir.ops import ACTIVATIONS, conv_dilations, conv_out, layer_operands, pool_end_pad
 
 
 def zero_fraction(w: np.ndarray) -> Fraction:
@@ -218,10 +218,11 @@ def _weight_zero_fraction(op: Op, measured_sparsity: bool) -> Fraction | None:
 def _epilogue(op: Op, pool: Pool | None = None) -> Epilogue:
     """A conv / fc's epilogue: its fused activation's operations and nonlinear functions
     per output element (the ``epilogue`` of its ``Activation``), its fused residual add,
-    ``pool``, and its bias (operand 2, the ``has_weights`` trait's optional bias)."""
+    ``pool``, and its bias (operand 2, the ``has_weights`` trait's optional bias, when it is
+    not the fused residual: ``layer_operands``)."""
     ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
     return Epilogue(act_ops=ops, act_funcs=funcs, residual=bool(op.attrs["residual"]), pool=pool,
-                    bias=len(op.operands) > 2)
+                    bias=layer_operands(op)[2] is not None)
 
 
 def _pool(pool: dict | None, conv_h: int, conv_w: int) -> Pool | None:

@@ -70,22 +70,64 @@ def test_a_fire_modules_concat_is_written_in_place():
     assert cv.has_trait("free") and cv.has_trait("in_place_parts")
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("shared", "kept-copy-part-shared"),            # p is also read by another conv
-    ("output", "kept-copy-part-shared"),            # p is also a graph output
-    ("rows", "kept-copy-not-contiguous"),           # a concat along H: strided boxes, not slices
-])
-def test_a_concat_that_needs_its_parts_whole_stays_a_copy(case, reason):
-    if case == "shared":
-        model = fire(extra=[conv("p", "wz", "z")], outputs=("y", "z"),
-                     extra_inits=[("wz", rand(np.random.default_rng(1), 3, 6, 1, 1))])
-    elif case == "output":
-        model = fire(outputs=("y", "p"))
-    else:
-        model = fire(axis=2)
-    res = compiled(model)
-    assert res.statistics["concat-in-place"] == {reason: 1}
+def test_a_concat_along_rows_stays_a_copy():
+    """Its parts are strided boxes of the result, not slices."""
+    res = compiled(fire(axis=2))
+    assert res.statistics["concat-in-place"] == {"kept-copy-not-contiguous": 1}
     assert len(ops(res.graph, "sqnxt.concat")) == 1 and not ops(res.graph, "sqnxt.concat_view")
+
+
+def part_read_elsewhere(output: bool):
+    """fire() whose expand1x1 output p is also read by a 1x1 conv (z), or is a graph output."""
+    if output:
+        return fire(outputs=("y", "p"))
+    return fire(extra=[conv("p", "wz", "z")], outputs=("y", "z"),
+                extra_inits=[("wz", rand(np.random.default_rng(1), 3, 6, 1, 1))])
+
+
+def dense(seed=6):
+    """A DenseNet block: c0 = concat(s, conv(relu(s))), c1 = concat(c0, conv(relu(c0))), a
+    1x1 conv of c1: c0 is read by the next concat and by the next layer's relu, s by c0
+    and its own relu (written in place: s, n0 and n1 are slices of c1, c0 a prefix of it)."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "ws", "s", 3), helper.make_node("Relu", ["s"], ["sr"]), conv("sr", "w0", "n0", 3),
+             helper.make_node("Concat", ["s", "n0"], ["c0"], axis=1),
+             helper.make_node("Relu", ["c0"], ["c0r"]), conv("c0r", "w1", "n1", 3),
+             helper.make_node("Concat", ["c0", "n1"], ["c1"], axis=1), conv("c1", "wt", "y")]
+    inits = [("ws", rand(rng, 6, 3, 3, 3)), ("w0", rand(rng, 4, 6, 3, 3)), ("w1", rand(rng, 4, 10, 3, 3)),
+             ("wt", rand(rng, 5, 14, 1, 1))]
+    return inferred_model(nodes, [("x", [1, 3, 9, 9])], ["y"], inits)
+
+
+def test_a_part_of_two_concats_keeps_both_copies():
+    """Its words cannot be a slice of both."""
+    rng = np.random.default_rng(7)
+    nodes = [conv("x", "wa", "a"), conv("x", "wb", "b"), conv("x", "wc", "c"),
+             helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+             helper.make_node("Concat", ["a", "c"], ["ac"], axis=1),
+             conv("ab", "w1", "y1"), conv("ac", "w2", "y2")]
+    inits = [("wa", rand(rng, 2, 3, 1, 1)), ("wb", rand(rng, 3, 3, 1, 1)), ("wc", rand(rng, 4, 3, 1, 1)),
+             ("w1", rand(rng, 2, 5, 1, 1)), ("w2", rand(rng, 2, 6, 1, 1))]
+    res = compiled(inferred_model(nodes, [("x", [1, 3, 5, 5])], ["y1", "y2"], inits))
+    assert res.statistics["concat-in-place"] == {"kept-copy-part-shared": 2}
+
+
+@pytest.mark.parametrize("output", [False, True], ids=["another-layer", "graph-output"])
+def test_a_part_read_elsewhere_too_is_written_in_place(output):
+    res = compiled(part_read_elsewhere(output))
+    assert res.statistics["concat-in-place"] == {"concat-in-place": 1}
+
+
+def test_a_dense_block_is_written_in_place_into_its_last_concat():
+    res = compiled(dense(), "default", target("pe8x8", "dram"))
+    assert res.statistics["concat-in-place"] == {"concat-in-place": 2}
+    c0, c1 = ops(res.graph, "sqnxt.concat_view")
+    assert c1.operands[0] is c0.result                       # nested: c0 is a prefix of c1
+    into = {d["layer"]: d["homes"]["output_into"] for d in res.document["layers"]}
+    s, n0, n1 = c0.operands[0].owner, c0.operands[1].owner, c1.operands[1].owner
+    hw = 81
+    assert [into[o.loc.node] for o in (s, n0, n1)] == [{"concat": c1.loc.node, "offset": off, "words": 14 * hw}
+                                                      for off in (0, 6 * hw, 10 * hw)]
 
 
 @pytest.mark.parametrize("parts, reason", [
@@ -192,6 +234,42 @@ def test_tiled_and_program_runs_match_onnxruntime(tname, home, precision):
         assert got == base + off
         off += v.type.numel
     assert off == cv.result.type.numel
+    prog = run_program(low, res.graph, feeds, precision=precision)
+    for name, r in ref.items():
+        assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)
+        assert compare(prog.outputs[name], r, rtol, atol)[2], ("program", name)
+    layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
+    for li, op in enumerate(layers):
+        cost = op.attrs["schedule"].schedule.cost
+        for key, words in prog.dram(li).items():
+            assert words == cost.dram[key], (op.name, key)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int16"])
+@pytest.mark.parametrize("tname, home", [("pe8x8", "dram"), ("pe8x8", "planned"), ("pe16x16", "planned")])
+@pytest.mark.parametrize("make", [dense, lambda: part_read_elsewhere(False), lambda: part_read_elsewhere(True)],
+                         ids=["dense", "part-read-by-a-layer", "part-an-output"])
+def test_parts_read_elsewhere_and_nested_concats_run(make, tname, home, precision):
+    """Readers of a part or of a nested concat read its slice of the outermost concat: the
+    tiled and program runs against onnxruntime, the program's words per layer against the
+    cost model's, and (in DRAM) every part and nested concat a sub-region of the root's."""
+    from sqnxt_compiler.ir.storage import storage
+
+    model = make()
+    tgt = target(tname, home)
+    res = compiled(model, "default", tgt)
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if precision == "fp32" else TOLERANCES["int16"]
+    tiled = execute_tiled(res.graph, feeds, precision=precision)
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+    for cv in ops(res.graph, "sqnxt.concat_view"):
+        if resident_at(cv.result) is None:
+            root, base = storage(res.graph, cv.result)
+            assert low.layout.tensor(cv.result).base == low.layout.tensor(root).base + base
+            for v in cv.operands:
+                assert low.layout.tensor(v).base == low.layout.tensor(root).base + storage(res.graph, v)[1]
     prog = run_program(low, res.graph, feeds, precision=precision)
     for name, r in ref.items():
         assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)

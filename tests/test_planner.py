@@ -67,6 +67,14 @@ def late():
     return make_model(nodes, [("x", [1, 8, 12, 12])], [("y", [1, 128, 12, 12])], inits, name="late")
 
 
+def dense():
+    """A DenseNet block (tests/test_concat_in_place.py): concats written in place nested in
+    one another, their parts read by other layers too (no copy step)."""
+    from test_concat_in_place import dense as block
+
+    return block()
+
+
 def tiny_target(buffer_bytes: int):
     return replace(load_target("pe8x8"), name=f"tiny{buffer_bytes}", global_buffer_bytes=buffer_bytes,
                    activation_home="planned")
@@ -142,8 +150,9 @@ def test_a_concat_in_place_is_one_tensor_its_part_producers_write():
 
 # ---- the plan against the exhaustive oracle -------------------------------------------------
 @pytest.mark.parametrize("make,pipeline", [(chain, UNFUSED), (residual, UNFUSED), (residual, "default"),
-                                           (fire, UNFUSED), (fire, IN_PLACE), (late, IN_PLACE)],
-                         ids=["chain", "residual", "residual-fused", "fire", "fire-in-place", "late-concat"])
+                                           (fire, UNFUSED), (fire, IN_PLACE), (late, IN_PLACE), (dense, IN_PLACE)],
+                         ids=["chain", "residual", "residual-fused", "fire", "fire-in-place", "late-concat",
+                              "dense-in-place"])
 @pytest.mark.parametrize("buffer_bytes", [3000, 8192, 20000])
 @pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
 def test_plan_equals_the_exhaustive_network_oracle(make, pipeline, buffer_bytes, objective):
@@ -162,7 +171,7 @@ def test_plan_equals_the_exhaustive_network_oracle(make, pipeline, buffer_bytes,
     assert plan.value <= plan_value(dram, objective)
 
 
-@pytest.mark.parametrize("make", [fire, late])
+@pytest.mark.parametrize("make", [fire, late, dense])
 @pytest.mark.parametrize("buffer_bytes", [3000, 8192, 20000])
 @pytest.mark.parametrize("objective", ["cycles", "energy", "edp"])
 def test_writing_concats_in_place_is_never_worse_than_copying_them(make, buffer_bytes, objective):

@@ -103,3 +103,33 @@ def test_the_residual_is_part_of_the_key_not_of_the_shape():
     R = res.with_homes(resident_residual=True)
     assert R.key() != res.key() != L.key()
     assert R.shape_key() == L.shape_key()
+
+
+def test_a_conv_without_bias_but_with_a_fused_residual_has_no_bias():
+    """Its third operand is the residual, not a bias (ESPNet's dilated branches: a
+    bias-free conv + add): the cost model counts no bias, so the program's LOADs and the
+    cost model agree (this was an internal error of --program, exit 70)."""
+    import dataclasses
+
+    import numpy as np
+    from onnx import helper
+
+    from support import inferred_model, rand
+    from sqnxt_compiler import driver
+    from sqnxt_compiler.program.lower import lower
+    from sqnxt_compiler.program.verify import verify_lowered
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w2"], ["b"], pads=[2, 2, 2, 2], dilations=[2, 2]),
+             helper.make_node("Add", ["b", "a"], ["y"])]
+    model = inferred_model(nodes, [("x", [1, 4, 8, 8])], ["y"],
+                           [("w1", rand(rng, 6, 4, 3, 3)), ("w2", rand(rng, 6, 4, 3, 3))])
+    tgt = dataclasses.replace(load_target("pe16x16"), activation_home="dram")
+    res = driver.compile((model, "nobias.onnx"), target=tgt)
+    fused = [op for op in res.graph.ops() if op.name == "sqnxt.conv" and op.attrs["residual"]]
+    assert len(fused) == 1 and len(fused[0].operands) == 3
+    L = fused[0].attrs["schedule"].schedule.layer
+    assert L.epilogue.residual and not L.epilogue.bias
+    assert fused[0].attrs["schedule"].schedule.cost.dram["bias_reads"] == 0
+    verify_lowered(lower(res.graph, tgt))

@@ -23,7 +23,9 @@ produce the parts write them there, so the concat reads its input as one tensor,
 tile, exactly as the cost model counts a move (one box per tile).  The combined region
 is allocated where its first part is placed.  A concat written in place
 (``sqnxt.concat_view``, the ``concat-in-place`` pass) is the same without the copy: its
-result's region is the parts' combined region, which the layers reading it read.
+result's region is the parts' combined region, which the layers reading it read; a concat
+in place nested in another (:mod:`sqnxt_compiler.ir.storage`) is a slice of the outermost
+one's region, as is every part, also for the other layers that read it.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import numpy as np
 from ..cost.tiling import pooled_geometry, tile_steps
 from ..diagnostics import SqnxtError
 from ..ir.core import Value, part_offsets, view_origin
+from ..ir.storage import storage
 from ..layers import resident_at
 from .isa import DRAM_ADDR_BITS
 
@@ -196,14 +199,20 @@ def dram_layout(graph, layers: list, target, params: dict | None = None,
                 lay._parts[key] = (li, off)
             lay._part_groups[li] = (f"{_name(op)}/input", op.result.type.numel, None)
     for op in graph.ops():
-        if op.has_trait("in_place_parts") and not _resident(op.result):   # in DRAM: the parts' region
-            grp = ("view", op.id)
+        if op.has_trait("in_place_parts") and not _resident(op.result):   # in DRAM: the root's region
+            root, base = storage(graph, op.result)
+            grp = ("view", root.owner.id)
+            if root is not op.result:            # a concat nested in another: a slice of the root's
+                lay._parts[value_key(op.result)] = (grp, base)
             for v, off in part_offsets(op):
+                src = view_origin(v).owner
+                if src is not None and src.has_trait("in_place_parts"):
+                    continue                     # a nested concat: placed as the slice above, itself
                 key = value_key(v)
                 if key in lay._parts:
                     raise SqnxtError(f"concat '{_name(op)}': part '{v.name}' is a part of another concat too")
-                lay._parts[key] = (grp, off)
-            lay._part_groups[grp] = (_name(op), op.result.type.numel, value_key(op.result))
+                lay._parts[key] = (grp, base + off)
+            lay._part_groups[grp] = (_name(root.owner), root.type.numel, value_key(root))
     for op in graph.inputs:
         lay.place(op.result, "input")
     for li, op, sched, plan, data, residual, w, b in layers:

@@ -41,14 +41,15 @@ def shared_scales(graph, calib: dict[int, float]) -> dict[int, float]:
     """``calib`` (op id -> max |result| in the calibration run) with every part of a concat
     written in place (an ``in_place_parts`` op's operands) taking the concat's range: the
     layers producing the parts write int16 words of one tensor, so they write them at its
-    scale (the concat's max |value| is the largest of its parts')."""
+    scale (the concat's max |value| is the largest of its parts'); a concat nested in
+    another takes the outermost one's."""
     out = dict(calib)
-    for op in graph.ops():
-        if op.has_trait("in_place_parts") and op.id in calib:
+    for op in reversed(graph.ops()):     # the outermost first: a nested concat takes its range
+        if op.has_trait("in_place_parts") and op.id in out:
             for v in op.operands:
                 src = view_origin(v).owner
                 if src is not None:
-                    out[src.id] = calib[op.id]
+                    out[src.id] = out[op.id]
     return out
 
 

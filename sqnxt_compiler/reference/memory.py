@@ -83,13 +83,13 @@ class MemoryImage:
         if src is not None and src.has_trait("in_place_parts"):
             at = None
             for p in src.operands:
-                here = view_origin(p).owner.attrs.get("plan")
-                if at is not None and here is not None and here.offset != at:
+                here = resident_at(p)
+                if at is not None and here is not None and here != at:
                     raise CheckFailed(f"memory image: {_who(reader)} reads '{_name(o)}' from the buffer, "
-                                      f"but its part '{_name(view_origin(p))}' is at word {here.offset}, "
+                                      f"but its part '{_name(view_origin(p))}' is at word {here}, "
                                       f"not {at} where the previous part ends")
                 self.read_buffer(p, reader)
-                at = here.offset + view_origin(p).type.numel
+                at = (here if here is not None else 0) + view_origin(p).type.numel
             return
         plan = src.attrs.get("plan") if src is not None else None
         if plan is None or plan.output != "buffer":

@@ -102,17 +102,19 @@ def written_into(graph) -> dict[int, dict]:
     """Per op whose result is a part of a concat written in place (``in_place_parts``; the
     ``concat-in-place`` pass): ``{"concat", "offset", "words"}``, the concat's name, the word
     offset of the part's slice in it and the concat's words (docs/memory-planning.md,
-    "Concats in place")."""
-    from ..ir.core import part_offsets, view_origin
+    "Concats in place"); a concat nested in another: the outermost one, the offset in it."""
+    from ..ir.core import view_origin
+    from ..ir.storage import storage
 
     out = {}
     for op in graph.ops():
         if op.has_trait("in_place_parts"):
-            name = op.loc.node or f"%{op.result.name}"
-            for v, off in part_offsets(op):
+            for v in op.operands:
                 src = view_origin(v).owner
-                if src is not None:
-                    out[src.id] = {"concat": name, "offset": off, "words": op.result.type.numel}
+                if src is not None and not src.has_trait("in_place_parts"):
+                    root, off = storage(graph, v)
+                    name = root.owner.loc.node or f"%{root.name}"
+                    out[src.id] = {"concat": name, "offset": off, "words": root.type.numel}
     return out
 
 

@@ -157,32 +157,36 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     in_place = {op.id: {src.id for v in data_operands(op) + [residual_operand(op)] if v is not None
                         for src in (_origin(graph, v).owner,) if src is not None}
                 for op, _ in layers}
-    alt_ops = {cv.id: cv for cv in groups if _reads_in_place(graph, cv, layer_ids, in_place)}
+    alt_ops = {g.root.id: g.root for g in groups
+               if g.simple and _reads_in_place(graph, g.root, layer_ids, in_place)}
     by_id = dict((op.id, (op, L)) for op, L in layers)
     order = [by_id[op.id] if op.id in by_id else (op, concat_copy_layer(op))
              for op in graph.ops() if op.id in by_id or op.id in alt_ops]
     for cv in alt_ops.values():
         in_place[cv.id] = set()                # the copy reads its parts from DRAM
     step_of = {op.id: i for i, (op, _) in enumerate(order)}
-    part_of = {src: (cv, off) for cv, parts in groups.items() for src, off in parts}
+    leaf_of = {src: (g, off) for g in groups for src, off in g.leaves}
     tensor_of: dict[int, int] = {}
     tensors: list[Tensor] = []
     copy_tensor: dict[int, int] = {}
     for i, (op, L) in enumerate(order):
         if op.id in alt_ops:                     # the copy's result: read by the concat's readers
             copy_tensor[op.id] = len(tensors)
-            tensors.append(_tensor(graph, op, len(tensors), i, i, step_of, in_place, name=_name(op) + " (copy)"))
+            tensors.append(_tensor(graph, [op.result], {op.id}, len(tensors), i, i, step_of, in_place,
+                                   name=_name(op) + " (copy)"))
             continue
-        if op.id in part_of:
-            cv, _off = part_of[op.id]
-            if cv.id not in tensor_of:      # the concat's words, from its first part's step
-                tensor_of[cv.id] = len(tensors)
-                last = max(step_of[src] for src, _o in groups[cv])
-                tensors.append(_tensor(graph, cv, len(tensors), i, last, step_of, in_place))
-            tensor_of[op.id] = tensor_of[cv.id]
+        if op.id in leaf_of:
+            g, _off = leaf_of[op.id]
+            if g.root.id not in tensor_of:      # the root concat's words, from its first part's step
+                index = len(tensors)
+                for m in g.members:
+                    tensor_of[m] = index
+                last = max(step_of[src] for src, _o in g.leaves)
+                tensors.append(_tensor(graph, g.values, g.members, index, i, last, step_of, in_place,
+                                       name=_name(g.root)))
             continue
         tensor_of[op.id] = len(tensors)
-        tensors.append(_tensor(graph, op, len(tensors), i, i, step_of, in_place))
+        tensors.append(_tensor(graph, [op.result], {op.id}, len(tensors), i, i, step_of, in_place))
 
     def tensor(v: Value) -> int | None:
         src = _origin(graph, v).owner
@@ -195,7 +199,7 @@ def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
             continue
         r = residual_operand(op)
         steps.append(Step(i, op, L, tuple(tensor(v) for v in data_operands(op)), tensor_of[op.id],
-                          None if r is None else tensor(r), part_of[op.id][1] if op.id in part_of else 0))
+                          None if r is None else tensor(r), leaf_of[op.id][1] if op.id in leaf_of else 0))
     pairs = tuple((s.index, s.copy_of, s.output) for s in steps if s.copy_of is not None)
     return Network(tuple(steps), tuple(tensors), pairs)
 
@@ -212,38 +216,68 @@ def _reads_in_place(graph: Graph, cv: Op, steps: set[int], in_place: dict[int, s
     return bool(readers) and all(r.id in steps and cv.id in in_place[r.id] for r in readers)
 
 
-def _in_place_groups(graph: Graph, step_of) -> dict[Op, list[tuple[int, int]]]:
-    """Per concat in place whose every part is a step's whole result, read by nothing else:
-    (the producing op's id, the part's word offset) per part."""
-    from ..ir.core import part_offsets
+@dataclass
+class _Group:
+    """A concat in place that no other holds (``root``) with every concat in place nested in
+    it: the steps writing its words (``leaves``: producer id, word offset in the root), the
+    ops whose results are its words or slices of them (``members``), the values whose
+    readers read them (``values``), and whether it is one concat of parts nothing else reads
+    (``simple``: its copy is an alternative the planner may take)."""
 
-    out = {}
+    root: Op
+    leaves: list
+    members: set
+    values: list
+    simple: bool
+
+
+def _in_place_groups(graph: Graph, steps: set[int]) -> list[_Group]:
+    """The groups (:class:`_Group`) of the concats in place whose every leaf part is a
+    step's whole result (module doc), in program order of their roots."""
+    from ..ir.core import part_offsets
+    from ..ir.storage import containing
+
+    out = []
     for op in graph.ops():
-        if not op.has_trait("in_place_parts"):
+        if not op.has_trait("in_place_parts") or containing(graph, op.result) is not None:
             continue
-        parts = []
-        for v, off in part_offsets(op):
-            o = _origin(graph, v)
-            if o.owner is None or o.owner.id not in step_of or o.type.numel != v.type.numel \
-                    or _readers(graph, o) != [op]:
-                break
-            parts.append((o.owner.id, off))
-        else:
-            out[op] = parts
+        g = _Group(op, [], {op.id}, [op.result], True)
+        todo, ok = [(op, 0)], True
+        while todo and ok:
+            cv, base = todo.pop()
+            for v, off in part_offsets(cv):
+                o = _origin(graph, v)
+                src = o.owner
+                if src is not None and src.has_trait("in_place_parts"):
+                    g.simple = False
+                    g.members.add(src.id)
+                    g.values.append(o)
+                    todo.append((src, base + off))
+                elif src is None or src.id not in steps or o.type.numel != v.type.numel:
+                    ok = False
+                    break
+                else:
+                    g.leaves.append((src.id, base + off))
+                    g.members.add(src.id)
+                    g.values.append(o)
+                    g.simple = g.simple and _readers(graph, o) == [cv]
+        if ok:
+            out.append(g)
     return out
 
 
-def _tensor(graph: Graph, op: Op, index: int, first: int, last_write: int, step_of: dict[int, int],
-            in_place: dict[int, set[int]], name: str | None = None) -> Tensor:
-    """The tensor of ``op``'s result (a step's, or a concat in place's), written from step
-    ``first`` to step ``last_write``: its readers, live range and whether it may stay
-    resident (module doc)."""
+def _tensor(graph: Graph, values: list[Value], members: set[int], index: int, first: int, last_write: int,
+            step_of: dict[int, int], in_place: dict[int, set[int]], name: str | None = None) -> Tensor:
+    """The tensor of ``values``' words (a step's result; a concat in place's group: its
+    result, its nested concats' and its parts', ``members`` the ops producing them), written
+    from step ``first`` to step ``last_write``: its readers, live range and whether it may
+    stay resident (module doc)."""
     i = first
-    readers = _readers(graph, op.result)
+    readers = [r for v in values for r in _readers(graph, v) if r.id not in members]
     others = [r for r in readers if r.id not in step_of]
     steps = [step_of[r.id] for r in readers if r.id in step_of]
     # a step that reads it otherwise (per-channel parameters, a part of a concat) reads DRAM
-    copied = [r for r in readers if r.id in step_of and op.id not in in_place[r.id]]
+    copied = [r for r in readers if r.id in step_of and not (members & in_place[r.id])]
     reason = ""
     if others:
         o = others[0]
@@ -261,5 +295,5 @@ def _tensor(graph: Graph, op: Op, index: int, first: int, last_write: int, step_
         reason = f"read from DRAM by {o.name} '{o.loc.node or o.id}' (a parameter or a part of its input)"
     elif not steps:
         reason = "never read"
-    return Tensor(index, name or _name(op), op.result.type.numel,
+    return Tensor(index, name or _name(values[0].owner), values[0].type.numel,
                   i, max(steps + [last_write]), not reason, reason, tuple(sorted(set(steps))))
