@@ -15,10 +15,12 @@ tensors between them, and each tensor's live range (docs/memory-planning.md).
   the weights.  A tensor a host op reads (the ``host`` trait: the host CPU runs it) is
   never plannable, its reason naming the host op: the accelerator writes to DRAM what the
   host reads.  A host op's result is no step's, so a step reading it reads DRAM.
-* **Concats in place** (``sqnxt.concat_view``, the ``in_place_parts`` trait): the parts
-  and the result are one tensor, the result's words, produced by every step that writes a
-  part (``Step.output_at``: the part's word offset in it) and read by the result's
-  readers; its live range runs from the first part's step.  When a part is not a step's
+* **Concats in place** (``sqnxt.concat_view``, the ``in_place_parts`` trait): the parts,
+  the concats in place nested in it and the outermost result are one tensor, the
+  outermost result's words (:mod:`sqnxt_compiler.ir.storage`), produced by every step that
+  writes a part (``Step.output_at``: the part's word offset in it) and read by every reader
+  of any of them (a reader of a part or of a nested concat reads its slice); its live
+  range runs from the first part's step.  When a part is not a step's
   result (the pass makes sure it is) the parts stay tensors of their own, in DRAM.
   A concat in place whose readers all read it in place also gets a **copy step** at its
   place in the program order (``Step.copy_of``: the ``move`` layer of the concat it was),
