@@ -104,7 +104,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
     # the bias (conv / fc with a bias operand): one transfer per layer into the output
     # path's bias memory before the first tile (docs/isa.md), applied as tiles finish
-    st.transfers["bias"] = int(L.is_mac and len(op.operands) > 2)
+    st.transfers["bias"] = int(L.is_mac and L.epilogue.bias)    # the layer's (not a residual operand)
     arith.cur_psum_bits = cur_psum_bits
     if arith.int_mode:
         st.psum_bits = cur_psum_bits
