@@ -43,6 +43,7 @@ import math
 
 from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
+from ..ir.storage import word_readers
 from ..layers import layer_of
 from ..pipeline.pass_base import Pass, PassContext
 from ..pipeline.rewrite import RewritePattern, Rewriter, apply_patterns
@@ -52,20 +53,6 @@ def contiguous(shape: tuple[int, ...], axis: int) -> bool:
     """The parts of a concat of result ``shape`` along ``axis`` are slices of its words:
     ``prod(shape[:axis]) == 1``."""
     return math.prod(shape[:axis % max(len(shape), 1)]) == 1
-
-
-def data_readers(graph: Graph, v: Value) -> list[Op]:
-    """Every op that reads the words of ``v``, through views (an op reading ``v`` twice is
-    listed twice); ops that read only its shape are not readers."""
-    out = []
-    for user, _port in graph.uses(v):
-        if user.has_trait("reads_shape_only"):
-            continue
-        if user.has_trait("view"):
-            out.extend(data_readers(graph, user.result))
-        else:
-            out.append(user)
-    return out
 
 
 def part_problem(graph: Graph, concat: Op, v: Value) -> str:
@@ -80,7 +67,7 @@ def part_problem(graph: Graph, concat: Op, v: Value) -> str:
     if src is None or o.type.numel != v.type.numel or src.has_trait("host") or \
             (not nested and (src.has_trait("free") or layer_of(src) is None)):
         return "part-not-a-layer"
-    readers = data_readers(graph, o)
+    readers = word_readers(graph, o)
     mine = sum(1 for r in readers if r is concat)
     others = [r for r in readers if r is not concat and r.name in ("sqnxt.concat", "sqnxt.concat_view")]
     if mine != 1 or others:

@@ -202,6 +202,31 @@ def test_the_plain_run_matches_onnxruntime(model_fn):
         assert compare(out[name], r, DEFAULT_RTOL, DEFAULT_ATOL)[2]
 
 
+def _compiled_runs(model, tgt, precision):
+    """``model`` compiled for ``tgt``, run tiled and lowered (verified): (the compile, the
+    lowered program, a check that runs the program and holds its outputs and the tiled
+    run's against onnxruntime, and its DRAM words per layer against the cost model's)."""
+    res = compiled(model, "default", tgt)
+    feeds = random_inputs(res.graph, 0)
+    ref = run_ort(ort_session(model, "model"), feeds)
+    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if precision == "fp32" else TOLERANCES["int16"]
+    tiled = execute_tiled(res.graph, feeds, precision=precision)
+    low = lower(res.graph, tgt)
+    verify_lowered(low)
+
+    def finish():
+        prog = run_program(low, res.graph, feeds, precision=precision)
+        for name, r in ref.items():
+            assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)
+            assert compare(prog.outputs[name], r, rtol, atol)[2], ("program", name)
+        layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
+        for li, op in enumerate(layers):
+            cost = op.attrs["schedule"].schedule.cost
+            for key, words in prog.dram(li).items():
+                assert words == cost.dram[key], (op.name, key)
+    return res, low, finish
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int16"])
 @pytest.mark.parametrize("tname, home", [("pe8x8", "dram"), ("pe8x8", "planned"), ("pe16x16", "planned")])
 def test_tiled_and_program_runs_match_onnxruntime(tname, home, precision):
@@ -210,14 +235,8 @@ def test_tiled_and_program_runs_match_onnxruntime(tname, home, precision):
     region; every layer's words equal the cost model's) against onnxruntime."""
     model = nested() if home == "dram" else fire()
     tgt = target(tname, home)
-    res = compiled(model, "default", tgt)
+    res, low, finish = _compiled_runs(model, tgt, precision)
     (cv,) = ops(res.graph, "sqnxt.concat_view")
-    feeds = random_inputs(res.graph, 0)
-    ref = run_ort(ort_session(model, "model"), feeds)
-    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if precision == "fp32" else TOLERANCES["int16"]
-    tiled = execute_tiled(res.graph, feeds, precision=precision)
-    low = lower(res.graph, tgt)
-    verify_lowered(low)
     at = resident_at(cv.result)
     assert (at is not None) == (home == "planned")          # the tiny group fits: the plan keeps it
     if at is None:                                          # in DRAM: sub-regions of its region
@@ -234,15 +253,7 @@ def test_tiled_and_program_runs_match_onnxruntime(tname, home, precision):
         assert got == base + off
         off += v.type.numel
     assert off == cv.result.type.numel
-    prog = run_program(low, res.graph, feeds, precision=precision)
-    for name, r in ref.items():
-        assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)
-        assert compare(prog.outputs[name], r, rtol, atol)[2], ("program", name)
-    layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
-    for li, op in enumerate(layers):
-        cost = op.attrs["schedule"].schedule.cost
-        for key, words in prog.dram(li).items():
-            assert words == cost.dram[key], (op.name, key)
+    finish()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int16"])
@@ -257,28 +268,14 @@ def test_parts_read_elsewhere_and_nested_concats_run(make, tname, home, precisio
 
     model = make()
     tgt = target(tname, home)
-    res = compiled(model, "default", tgt)
-    feeds = random_inputs(res.graph, 0)
-    ref = run_ort(ort_session(model, "model"), feeds)
-    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if precision == "fp32" else TOLERANCES["int16"]
-    tiled = execute_tiled(res.graph, feeds, precision=precision)
-    low = lower(res.graph, tgt)
-    verify_lowered(low)
+    res, low, finish = _compiled_runs(model, tgt, precision)
     for cv in ops(res.graph, "sqnxt.concat_view"):
         if resident_at(cv.result) is None:
             root, base = storage(res.graph, cv.result)
             assert low.layout.tensor(cv.result).base == low.layout.tensor(root).base + base
             for v in cv.operands:
                 assert low.layout.tensor(v).base == low.layout.tensor(root).base + storage(res.graph, v)[1]
-    prog = run_program(low, res.graph, feeds, precision=precision)
-    for name, r in ref.items():
-        assert compare(tiled.outputs[name], r, rtol, atol)[2], ("tiled", name)
-        assert compare(prog.outputs[name], r, rtol, atol)[2], ("program", name)
-    layers = [op for op in res.graph.ops() if "schedule" in op.attrs]
-    for li, op in enumerate(layers):
-        cost = op.attrs["schedule"].schedule.cost
-        for key, words in prog.dram(li).items():
-            assert words == cost.dram[key], (op.name, key)
+    finish()
 
 
 def test_int16_parts_are_written_at_the_concats_scale():

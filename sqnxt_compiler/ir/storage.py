@@ -19,7 +19,7 @@ def containing(graph: Graph, v: Value) -> tuple[Op, int] | None:
     word offset in it; None when they are no part (the ``concat-in-place`` pass makes a
     value a part of at most one)."""
     o = view_origin(v)
-    for user in _word_readers(graph, o):
+    for user in word_readers(graph, o):
         if user.has_trait("in_place_parts"):
             for p, off in part_offsets(user):
                 if view_origin(p) is o:
@@ -39,14 +39,16 @@ def storage(graph: Graph, v: Value) -> tuple[Value, int]:
         o, off = cv.result, off + at
 
 
-def _word_readers(graph: Graph, v: Value) -> list[Op]:
-    """The ops that read ``v``'s words through views (shape readers excluded)."""
+def word_readers(graph: Graph, v: Value) -> list[Op]:
+    """The ops that read ``v``'s words, through views (a view's reader reads its origin's
+    words); an op that reads them twice is listed twice; an op that reads only the static
+    shape (``reads_shape_only``) is no reader."""
     out = []
     for user, _port in graph.uses(v):
         if user.has_trait("reads_shape_only"):
             continue
         if user.has_trait("view"):
-            out.extend(_word_readers(graph, user.result))
+            out.extend(word_readers(graph, user.result))
         else:
             out.append(user)
     return out

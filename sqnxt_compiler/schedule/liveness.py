@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from ..cost.layer import Layer
 from ..ir.core import Op, Value, view_origin
 from ..ir.graph import Graph
+from ..ir.storage import containing, word_readers
 from ..layers import concat_copy_layer, data_operands as layer_data_operands
 
 
@@ -135,20 +136,6 @@ def _origin(graph: Graph, v: Value) -> Value:
     return view_origin(v)
 
 
-def _readers(graph: Graph, v: Value) -> list[Op]:
-    """The ops that read the words of ``v``: every user, through views, except those that
-    read only its static shape (``reads_shape_only``)."""
-    out = []
-    for user in graph.users(v):
-        if user.has_trait("reads_shape_only"):
-            continue
-        if is_view(user):
-            out.extend(_readers(graph, user.result))
-        else:
-            out.append(user)
-    return out
-
-
 def network_of(graph: Graph, layers: list[tuple[Op, Layer]]) -> Network:
     """Steps and tensors of a graph whose steps (ops with a layer) are ``layers``, in
     program order, with a copy step for every concat in place that may stay resident
@@ -214,7 +201,7 @@ def _reads_in_place(graph: Graph, cv: Op, steps: set[int], in_place: dict[int, s
     """Every reader of the concat in place ``cv``'s words is a step reading it in place (the
     rule that makes a tensor plannable): only then may its copy's result stay resident,
     and only then is the copy an alternative worth planning."""
-    readers = _readers(graph, cv.result)
+    readers = word_readers(graph, cv.result)
     return bool(readers) and all(r.id in steps and cv.id in in_place[r.id] for r in readers)
 
 
@@ -237,7 +224,6 @@ def _in_place_groups(graph: Graph, steps: set[int]) -> list[_Group]:
     """The groups (:class:`_Group`) of the concats in place whose every leaf part is a
     step's whole result (module doc), in program order of their roots."""
     from ..ir.core import part_offsets
-    from ..ir.storage import containing
 
     out = []
     for op in graph.ops():
@@ -262,7 +248,7 @@ def _in_place_groups(graph: Graph, steps: set[int]) -> list[_Group]:
                     g.leaves.append((src.id, base + off))
                     g.members.add(src.id)
                     g.values.append(o)
-                    g.simple = g.simple and _readers(graph, o) == [cv]
+                    g.simple = g.simple and word_readers(graph, o) == [cv]
         if ok:
             out.append(g)
     return out
@@ -275,7 +261,7 @@ def _tensor(graph: Graph, values: list[Value], members: set[int], index: int, fi
     from step ``first`` to step ``last_write``: its readers, live range and whether it may
     stay resident (module doc)."""
     i = first
-    readers = [r for v in values for r in _readers(graph, v) if r.id not in members]
+    readers = [r for v in values for r in word_readers(graph, v) if r.id not in members]
     others = [r for r in readers if r.id not in step_of]
     steps = [step_of[r.id] for r in readers if r.id in step_of]
     # a step that reads it otherwise (per-channel parameters, a part of a concat) reads DRAM
