@@ -86,6 +86,7 @@ class CompileResult:
     passes: list[Pass]
     notes: list[str] = field(default_factory=list)
     target: Any = None
+    tail: Any = None                # the host tail (frontend.cut.Split) when the model was cut
 
     @property
     def pipeline(self) -> str:
@@ -275,7 +276,7 @@ def compile(model, *, pipeline: str | list[Pass] = "default", target: Any = None
     ctx = PassContext(target=target, notes=imported.notes, progress=progress)
     _run(pm, imported.graph, ctx)
     return CompileResult(imported.graph, imported.model, imported.graph.source, passes,
-                         ctx.notes, target)
+                         ctx.notes, target, imported.tail)
 
 
 def copy_graph(graph: Graph) -> Graph:
@@ -308,7 +309,7 @@ def compile_for_targets(model, targets: list, *, pipeline: str = "default",
         ctx = PassContext(target=t, notes=list(imported.notes),
                           progress=progress_for(t) if progress_for else None)
         _run(PassManager(rest), graph, ctx)
-        yield CompileResult(graph, imported.model, graph.source, prefix + rest, ctx.notes, t)
+        yield CompileResult(graph, imported.model, graph.source, prefix + rest, ctx.notes, t, imported.tail)
 
 
 def render(result: CompileResult, formats: list[str] | tuple[str, ...], *, top: int = 10) -> dict[str, str]:

@@ -88,7 +88,7 @@ def check_cmd(model, passes, progress, target_name, tiled, program, precision, s
         # the model's own semantics: imported again, no passes (only when an output needs it)
         kwargs["arbiter"] = fp64_arbiter(lambda: driver.compile(model, pipeline="none").graph)
     report = check(res.graph, res.model, res.source, samples=samples, seed=seed, rtol=rtol,
-                   atol=atol, **kwargs)
+                   atol=atol, tail=res.tail, **kwargs)
     how = (f"tiled {precision} execution on {target.name}" if tiled
            else f"the program on {target.name} in the functional simulator ({precision})" if program
            else "numpy executor")

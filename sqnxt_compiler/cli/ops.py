@@ -26,6 +26,7 @@ def cost_class(ir_op: str) -> str:
 
 def ops_table() -> list[tuple[str, str, str]]:
     """(ONNX op, IR op(s), cost classes) of every supported ONNX op, sorted by name."""
+    from ..frontend.cut import DYNAMIC_SHAPE
     from ..frontend.onnx_import import LOWERS_INTO
 
     import re
@@ -34,7 +35,8 @@ def ops_table() -> list[tuple[str, str, str]]:
     for onnx_op in sorted(LOWERS_INTO):
         into = LOWERS_INTO[onnx_op]
         classes = dict.fromkeys(cost_class(n) for n in re.findall(r"sqnxt\.\w+", into))
-        rows.append((onnx_op, into, " / ".join(classes) or "unsupported"))
+        rows.append((onnx_op, into, " / ".join(classes) or
+                     ("host tail" if onnx_op in DYNAMIC_SHAPE else "unsupported")))
     return rows
 
 
@@ -43,8 +45,9 @@ def ops_cmd() -> None:
     """List the ONNX ops sqnxtc imports (default domain): the IR op each becomes and how
     the cost model treats it (array: scheduled and costed; host: run by the host CPU,
     reported as host work; free: views, shapes, graph structure; not modelled: listed in
-    reports with no cycles; unsupported: refused with the reason, such as a dynamic
-    output shape).  docs/ir.md has the IR's op set and the import rules."""
+    reports with no cycles; host tail: an op of data-dependent output shape, before which
+    the model is cut, the rest run on the host after the accelerator; unsupported:
+    refused with the reason).  docs/ir.md has the IR's op set and the import rules."""
     rows = ops_table()
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)

@@ -6,8 +6,10 @@ An op whose operands are all known at compile time (constants, static shapes: th
 ``Equal -> Where`` an exporter puts in a reshape chain) is evaluated here and becomes a
 constant: only ops on data reach the host.
 
-NonMaxSuppression and NonZero are registered only to be refused in one line: their output
-shape depends on the data, and sqnxtc needs static shapes.
+NonMaxSuppression and NonZero (an output shape that depends on the data) never reach the
+lowering: the import cuts the model before them and keeps them, and everything after
+them, as the host tail (:mod:`.cut`).  They are registered so that ``sqnxtc ops`` lists
+them, as ``host tail``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from ..diagnostics import InputError
 from ..ir.core import view_origin
 from ..ir.ops import first_out_of_range, index_range_message
+from .cut import DYNAMIC_SHAPE
 from .lowering import LOWERINGS, LOWERS_INTO, lowers, static_value
 
 
@@ -89,13 +92,12 @@ def _from_host(v) -> bool:
 
 
 def _dynamic(L):
-    raise L.unsupported(f"{L.node.op_type} has a dynamic output shape (it depends on the data); "
-                        "sqnxtc needs static shapes: run it after the compiled network")
+    """Never reached: the import cut the model before this node (:func:`.cut.split_model`)."""
+    raise RuntimeError(f"{L.node.op_type} node '{L.node_name}' reached the lowering: the host-tail cut missed it")
 
 
-#: Ops refused in one line naming the node: a data-dependent output shape (``sqnxtc ops``
-#: lists them as unsupported).
-DYNAMIC_SHAPE = ("NonMaxSuppression", "NonZero")
+#: Ops of a data-dependent output shape: the host tail starts at them (``sqnxtc ops``
+#: lists them as ``host tail``).
 for _t in DYNAMIC_SHAPE:
     LOWERINGS[_t] = _dynamic
-    LOWERS_INTO[_t] = "- (unsupported: dynamic output shape)"
+    LOWERS_INTO[_t] = "- (dynamic output shape: the model is cut before it)"

@@ -8,6 +8,9 @@ Steps, each failing with a one-line located error:
    dynamic dimension, or a batch other than 1, is unsupported;
 3. ``onnx.checker.check_model`` and strict ``onnx.shape_inference`` (with data
    propagation, so exporters' Shape -> Reshape chains get static shapes);
+3b. a model with ops of data-dependent output shape (NonMaxSuppression, NonZero) is cut
+   before them (:mod:`.cut`): the head is imported, the host tail kept for ``check`` and
+   the reports;
 4. lower node by node; every result's type is inferred by the IR's op declarations and
    must agree with ONNX shape inference.
 
@@ -34,6 +37,7 @@ from ..ir.graph import Graph
 from ..ir.verifier import IRVerificationError, verify
 from . import lower_elementwise, lower_nn, lower_shape  # noqa: F401  (registers the lowerings)
 from . import lower_host  # noqa: F401  (registers the host ops' lowerings)
+from .cut import HostTail, Split, materialize, split_model
 from .load import _opset, _read, load_onnx
 from .lower_elementwise import UNARY
 from .lowering import (LOWERINGS, LOWERS_INTO, MAX_ELEMENTS, _Lowering, lowers, node_label,
@@ -55,6 +59,9 @@ class ImportResult:
     graph: Graph
     notes: list[str] = field(default_factory=list)
     model: onnx.ModelProto | None = None
+    #: the host tail of a model cut before its dynamic-shape ops (:mod:`.cut`): ``model`` is
+    #: then the head, ``tail.full`` the whole model (None: the file itself)
+    tail: Split | None = None
 
 
 def import_model(model: onnx.ModelProto, source: str = "<model>", *,
@@ -78,9 +85,25 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", *,
                          f"{onnx.__version__} knows is {newest})", source)
     _bind_batch(model, source, notes)
     inferred = _check_and_infer(model, source, notes, lazy)
+    split = split_model(inferred, source)
+    if split is not None:
+        inferred = split.head
+        split.full = None if lazy else model
+        t = split.tail
+        notes.append(f"{source}: host tail: {len(t.ops)} node{'s' if len(t.ops) != 1 else ''} from "
+                     + ", ".join(f"'{n}' ({o})" for n, o in t.cut_at)
+                     + f" run on the host after the accelerator (a data-dependent output shape); "
+                     f"compiled: the network up to the cut ({', '.join(x.name for x in t.reads)})")
+        arr = t.array_ops()
+        if arr:
+            notes.append(f"{source}: the host tail holds {len(arr)} array op{'s' if len(arr) != 1 else ''} ("
+                         + ", ".join(f"'{n}' ({o})" for n, o in arr[:3]) + (", ..." if len(arr) > 3 else "")
+                         + "): they run on the host and are not costed")
     lowering = _Lowering(inferred, source, notes, lazy)
     del inferred
     graph = lowering.run()
+    if split is not None:
+        graph.attrs["host_tail"] = split.tail
     try:
         verify(graph)
     except IRVerificationError as exc:
@@ -89,6 +112,8 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", *,
         # input model, not a bug (after a pass the same error is one: exit 70)
         raise InputError(exc.message.replace("IR verification failed", "invalid model", 1),
                          exc.location) from None
+    if split is not None:      # onnxruntime runs the head: it cannot read the file's stand-ins
+        return ImportResult(graph, notes, materialize(lowering.model, lazy), split)
     return ImportResult(graph, notes, None if lazy else lowering.model)
 
 

@@ -10,6 +10,14 @@ size 10 are held to the same relative standard as probabilities of size 1; defau
 onnxoptimizer's tests: rtol 1e-4, atol 1e-5).  The report gives, per output, the maximum
 absolute error and the maximum relative error ``max|ours - ref| / max|ref|``.
 
+A model cut before a host tail (:mod:`sqnxt_compiler.frontend.cut`) is checked at the cut
+and at its end: ``model`` is then the head, whose outputs (the cut among them) are compared
+as above; the tail runs in onnxruntime on sqnxtc's values at the cut, and each of its
+outputs is compared with onnxruntime's run of the whole model (``tail``), shown as
+``NAME (host tail)``.  A tail's outputs are indices and boxes selected by thresholds: an
+fp32 difference at the cut may select differently, and that is reported as it is (no
+arbiter judges a tail output).
+
 An output beyond the tolerance on a sample goes to the fp64 arbiter when one is given
 (``arbiter``: the CLI gives it for fp32 executions unless ``--strict``): the model's
 imported IR in float64 decides whether the difference is fp32 rounding, which onnxruntime
@@ -130,14 +138,15 @@ def compare(ours: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> tupl
 
 def check(graph: Graph, model, source: str, *, samples: int = 3, seed: int = 0,
           rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, executor=run,
-          arbiter: Callable[[dict], dict] | None = None) -> CheckReport:
+          arbiter: Callable[[dict], dict] | None = None, tail=None) -> CheckReport:
     """Compare ``executor(graph)`` with onnxruntime on ``model`` over seeded inputs; refused
     first if its activations cannot fit (:func:`ensure_memory`), and a MemoryError on the
     way is exit 4 too.  ``arbiter(feeds)``, if given, returns the float64 outputs that judge
-    an output beyond the tolerance (:mod:`.arbiter`; :func:`fp64_arbiter` makes one)."""
+    an output beyond the tolerance (:mod:`.arbiter`; :func:`fp64_arbiter` makes one).
+    ``tail``: the host tail of a cut model (``frontend.cut.Split``; module doc)."""
     ensure_memory(graph, source)
     try:
-        return _check(graph, model, source, samples, seed, rtol, atol, executor, arbiter)
+        return _check(graph, model, source, samples, seed, rtol, atol, executor, arbiter, tail)
     except MemoryError as exc:
         raise UnsupportedError(f"check ran out of memory ({exc or 'MemoryError'}): the model's "
                                "activations are too large for this process", Location(file=source)) from None
@@ -156,9 +165,12 @@ def fp64_arbiter(imported: Callable[[], Graph]) -> Callable[[dict], dict]:
 
 
 def _check(graph: Graph, model, source: str, samples: int, seed: int, rtol: float, atol: float,
-           executor, arbiter) -> CheckReport:
+           executor, arbiter, tail) -> CheckReport:
     """:func:`check`'s samples, once the memory is known to suffice."""
     sess = ort_session(model, source)
+    if tail is not None:
+        tail_sess = ort_session(tail.tail_model, source)
+        full_sess = ort_session(tail.full, source)
     report = CheckReport(samples, rtol, atol)
     errs: dict[str, OutputComparison] = {}
     for i in range(samples):
@@ -184,5 +196,27 @@ def _check(graph: Graph, model, source: str, samples: int, seed: int, rtol: floa
                 e.worst_sample = i
             e.max_abs, e.max_rel = max(e.max_abs, a), max(e.max_rel, rel)
             e.ok = e.ok and ok
+        if tail is not None:
+            _check_tail(tail, tail_sess, full_sess, feeds, ours, source, rtol, atol, i, errs)
     report.outputs = list(errs.values())
     return report
+
+
+def _check_tail(tail, tail_sess, full_sess, feeds: dict, ours: dict, source: str, rtol: float,
+                atol: float, sample: int, errs: dict) -> None:
+    """One sample of the host tail (module doc): onnxruntime runs the tail on sqnxtc's
+    values at the cut (and the graph inputs it reads), its outputs against onnxruntime's
+    run of the whole model."""
+    at_cut = {t.name: ours[t.name] for t in tail.tail.reads}
+    at_cut.update({n: feeds[n] for n in tail.tail.inputs})
+    got = run_ort(tail_sess, at_cut, source)
+    ref = run_ort(full_sess, feeds, source)
+    for name in tail.tail.outputs:
+        r = ref[name]
+        e = errs.setdefault(name + " (host tail)", OutputComparison(name + " (host tail)", tuple(r.shape)))
+        a, rel, ok = compare(got[name], r, rtol, atol)
+        if a > e.max_abs or (not ok and e.ok):
+            e.worst_sample = sample
+            e.shape = tuple(r.shape)
+        e.max_abs, e.max_rel = max(e.max_abs, a), max(e.max_rel, rel)
+        e.ok = e.ok and ok

@@ -256,6 +256,8 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
                 f"{h['elements']} elements (host time not modelled)"
                 + ("; an accelerator layer reads its result: the program splits" if h["feeds_array"] else ""),
                 ""]
+    if doc["host_tail"] is not None:
+        out += tail_block(doc["host_tail"])
     tot = doc["totals"]
     e = tot["energy"]
     out += [f"== network: {tot['layers']} layers ({tot['distinct_layers']} distinct shapes) ==",
@@ -268,3 +270,17 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
                    f"{tot['host_words_out']} written, {tot['host_elements']} elements; "
                    f"{tot['host_splits']} program splits")
     return "\n".join(out) + "\n"
+
+
+def tail_block(tail: dict) -> list[str]:
+    """The host tail of a cut model (docs/ir.md, "The host tail"): where it starts, what it
+    reads from DRAM, its nodes, its outputs."""
+    starts = ", ".join(f"{c['node']} ({c['op']})" for c in tail["cut_at"])
+    return [f"== host tail from {starts}: {len(tail['ops'])} nodes on the host after the program, "
+            "no accelerator cycles ==",
+            f"host:    reads {tail['words_in']} words from DRAM: "
+            + ", ".join(f"{r['tensor']} {'x'.join(map(str, r['shape']))}" for r in tail["reads"])
+            + (f"; graph inputs {', '.join(tail['inputs'])}" if tail["inputs"] else ""),
+            "nodes:   " + ", ".join(f"{o['node']} ({o['op']})" for o in tail["ops"]),
+            f"outputs: {', '.join(tail['outputs']) or '-'} (shapes depend on the data; host time not modelled)",
+            ""]

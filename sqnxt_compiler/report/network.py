@@ -74,6 +74,30 @@ class NetworkSchedule:
                         "feeds_array": _feeds_array(self.graph, r.op)})
         return out
 
+    def host_tail(self) -> dict | None:
+        """The host tail of a cut model (docs/ir.md, "The host tail") as schedule.json
+        gives it, or None: :meth:`frontend.cut.HostTail.to_json` with ``words_in`` counted
+        once per tensor in DRAM (cut values that are views of one tensor, as a squeeze of
+        the boxes, share its words) and each read's ``storage`` (that tensor, or
+        ``(constant)`` for a value known at compile time, a shape or a constant, which the
+        host has without reading DRAM)."""
+        tail = self.graph.attrs.get("host_tail")
+        if tail is None:
+            return None
+        d = tail.to_json()
+        outs = self.graph.output_op
+        by_name = dict(zip(outs.attrs["names"], outs.operands))
+        seen: dict[int, int] = {}
+        for r in d["reads"]:
+            o = view_origin(by_name[r["tensor"]])
+            if o.owner is not None and o.owner.const_value() is not None:
+                r["storage"] = "(constant)"
+                continue
+            r["storage"] = o.name
+            seen[id(o)] = o.type.numel
+        d["words_in"] = sum(seen.values())
+        return d
+
     def host_splits(self, work: list[dict] | None = None) -> int:
         """How many times the accelerator stops for the host: in program order, the array
         layers that come after a host op feeding the array (``feeds_array``) which itself

@@ -32,10 +32,11 @@ FORMAT = "sqnxtc-schedule"
 #: plan; docs/schedule-format.md, "Versions"); ...; 9: + layers[].simulated, totals.simulated
 #: (the timing simulation of the lowered program, null when the pipeline did not lower);
 #: 10: + host (the ops the host CPU runs, docs/ir.md "The host partition"), totals.host_ops,
-#: host_words_in, host_words_out, host_elements, host_splits; unmodelled no longer lists them.
-VERSION = 11
+#: host_words_in, host_words_out, host_elements, host_splits; unmodelled no longer lists them;
+#: ...; 12: + host_tail (a model cut before its dynamic-shape ops, docs/ir.md "The host tail").
+VERSION = 12
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
-            "host", "totals", "plan")
+            "host", "host_tail", "totals", "plan")
 
 
 def tool_versions() -> dict:
@@ -163,6 +164,7 @@ def schedule_dict(net: NetworkSchedule, *, pipeline: str, options: dict, simulat
         "unmodelled": [{"index": i, "layer": r.name, "op": r.op.name}
                        for i, r in enumerate(net.rows) if r.schedule is None and not r.op.has_trait("host")],
         "host": net.host_work(),
+        "host_tail": net.host_tail(),
         "totals": totals,
         "plan": _plan(net),
     }

@@ -39,6 +39,8 @@ def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
     n_host = t["host_ops"]
     if n_host:
         un += f", {n_host} host op{'' if n_host == 1 else 's'}"
+    if net.graph.attrs.get("host_tail") is not None:
+        un += ", a host tail"
     n_cv = sum(1 for op in net.graph.ops() if op.has_trait("in_place_parts"))
     n_free = sum(1 for op in net.graph.ops() if op.has_trait("free") and not op.has_trait("structural")) - n_cv
     if n_cv:        # concat-in-place: the parts' producers write into the concat's slices
@@ -79,6 +81,9 @@ def summary_text(net: NetworkSchedule, top: int = 10, simulated=None) -> str:
             plan_line(net, t)]
     if n_host:
         out.append(host_line(net, t))
+    tail = net.host_tail()
+    if tail is not None:
+        out.append(tail_line(tail))
     sparsity = sparsity_line(net)
     if sparsity:
         out.append(sparsity)
@@ -102,6 +107,17 @@ def host_line(net: NetworkSchedule, t: dict) -> str:
             f"{', ...' if n > 5 else ''}) read {t['host_words_in']} DRAM words, write "
             f"{t['host_words_out']}, {t['host_elements']} elements (host time not modelled); "
             f"{sp} program split{'' if sp == 1 else 's'} (where the accelerator waits for the host)")
+
+
+def tail_line(tail: dict) -> str:
+    """The host tail of a cut model (docs/ir.md, "The host tail"; ``tail``:
+    :meth:`NetworkSchedule.host_tail`)."""
+    n = len(tail["ops"])
+    return (f"       host tail: {n} node{'' if n == 1 else 's'} from "
+            + ", ".join(f"{c['node']} ({c['op']})" for c in tail["cut_at"])
+            + f" run on the host after the program (a data-dependent output shape); they read "
+            f"{tail['words_in']} DRAM words ({', '.join(r['tensor'] for r in tail['reads'])}); "
+            "host time not modelled")
 
 
 def _pct(new: int, old: int) -> str:
