@@ -163,6 +163,24 @@ def test_compiles_and_schedules_for_both_targets(name, tname):
     assert ("up.depth_to_space" in rows) == strided
 
 
+@pytest.mark.parametrize("name", ["k4-s2-p1-dcgan", "group2-s3", "non-square"])
+@pytest.mark.parametrize("objective", ["cycles", "energy"])
+def test_the_solver_agrees_with_the_exhaustive_oracle(name, objective):
+    """The sub-pixel conv a ConvTranspose becomes is scheduled like any conv: CP-SAT's
+    mapping and cost are the exhaustive oracle's (every tile size, order and dataflow
+    evaluated), on both targets."""
+    from sqnxt_compiler.schedule.oracle import exhaustive_best
+    from sqnxt_compiler.schedule.solver import schedule_layer
+
+    for tname in TARGETS:
+        t = load_target(tname)
+        res = driver.compile((build(name), "t.onnx"), target=t, schedule={"jobs": 1})
+        L = next(r for r in res.network.rows if r.name == "up").schedule.layer
+        s = schedule_layer(L, t, objective=objective)
+        m, r = exhaustive_best(L, t, objective)
+        assert s.status == "optimal" and (s.mapping, s.cost) == (m, r), (name, tname)
+
+
 # ------------------------------------------------------------------ the CLI's executions
 @pytest.mark.parametrize("name, tname, extra", [
     ("k4-s2-p1-dcgan", "pe16x16", ()),
