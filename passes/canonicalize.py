@@ -27,6 +27,13 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   (fuse-relu can then fold the activation after it, GELU's, into the same epilogue).
 * **scale-into-matmul**: ``mul(matmul(x, B[, b]), c)`` of such an x with c one value per
   column -> ``matmul(x, B*c, b*c)`` (ConvNeXt's layer scale).
+* **matmul-through-reshape**: ``reshape(matmul(reshape(x, (L, C)), B), lead + (K,))`` with
+  x of rank above 2 and batch 1, the first reshape (or flatten) merging x's leading axes
+  ``lead`` into L rows of x's last axis C, the second splitting them back -> ``matmul(x,
+  B)``, then at once the bias ``Add`` after it as its operand (bias-into-matmul): Keras'
+  Dense on a sequence or an NHWC map as tf2onnx writes it (Tensordot), which becomes the
+  layer PyTorch's Linear exports (before: an fc of the (L, C) matrix, costed as one row,
+  and an element-wise layer for the bias).  Exact: the same dot products.
 * **gap-from-reduce-mean**: ``reduce(x) {kind = mean, axes = H and W}`` of a 4-D x ->
   ``global_avgpool(x)`` (keepdims = 0: followed by ``flatten``, axis 1): the same numbers,
   and an op the accelerator runs (dynamo exports global pooling this way).
@@ -46,7 +53,10 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   ``skipped-maxpool-input-maybe-negative``, ``skipped-maxpool-pads``.
 * **layer-norm-from-parts / layer-norm-from-moments**: LayerNormalization spelled out over
   x's trailing axes (:class:`LayerNormFromParts`: the statistics ``mean(x)``, ``d = x -
-  mean``, ``mean(d^2)`` with ``d^2`` as ``pow(d, 2)`` or ``mul(d, d)``, ``+ eps``) ->
+  mean``, ``mean(d^2)`` with ``d^2`` as ``pow(d, 2)`` or ``mul(d, d)``, ``+ eps``, each
+  mean a ``reduce`` with keepdims or a ``global_avgpool``: tf2onnx writes a mean over the
+  last two axes of a rank-4 tensor as GlobalAveragePool, and over the last axis of a
+  rank-3 one too, which the frontend lowers to a ``reduce``) ->
   ``layer_norm(x, scale, shift)``, one layer instead of nine to thirteen:
   ``div(d, sqrt(.))`` or ``mul(d, rsqrt(.))`` (rsqrt as ``reciprocal(sqrt)``, ``1 / sqrt``
   or ``pow(., -0.5)``), then an optional constant scale and shift
@@ -359,6 +369,55 @@ class MatmulToFc(RewritePattern):
         rw.erase(add)
         rw.erase(op)
         rw.count("bias-into-matmul")
+
+
+class MatmulThroughReshape(RewritePattern):
+    """reshape(matmul(reshape(x, (L, C)), B), (1, .., K)) with x of rank above 2, batch 1,
+    the first reshape merging x's leading axes (L = their product, C = x's last axis; a
+    ``flatten`` at the last axis too) and the second splitting them back -> matmul(x, B):
+    a Keras Dense on a sequence (N, L, C) or an NHWC map as tf2onnx writes it (Tensordot:
+    Reshape, MatMul, Reshape, then the bias ``Add``) becomes the channels-last matmul
+    PyTorch's Linear exports, a 1x1 conv over x's positions; the bias ``Add`` after the
+    second reshape becomes its bias operand at once (as ``bias-into-matmul``), and
+    fuse-relu folds the activation after it.  The same numbers exactly (the same dot
+    products); without it the layer was an ``fc`` of an (L, C) input, costed as one row,
+    with its bias and activation an element-wise layer after it
+    (``matmul-through-reshape``)."""
+
+    ops = ("sqnxt.matmul",)
+    reach = 2       # the first reshape's operand (its type); the bias add after the second reshape
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        graph = rw.graph
+        if len(op.operands) != 2 or op.attrs["act"] != "none":
+            return
+        x2, _ = op.operands
+        B = _const(op.operands[1])
+        if B is None or B.ndim != 2 or B.dtype != np.float32 or x2.type.rank != 2:
+            return
+        first = x2.owner
+        if first is None or first.name not in ("sqnxt.reshape", "sqnxt.flatten"):
+            return
+        x = first.operands[0]
+        lead, (C, K) = x.type.shape[:-1], B.shape
+        if (x.type.rank < 3 or lead[0] != 1 or x.type.shape[-1] != C
+                or x2.type.shape != (math.prod(lead), C)):
+            return
+        users = graph.uses(op.result)
+        if len(users) != 1 or users[0][0].name != "sqnxt.reshape" or users[0][1] != 0:
+            return
+        second = users[0][0]
+        if second.result.type.shape != tuple(lead) + (K,):
+            return
+        mm = rw.add_op("sqnxt.matmul", [x, op.operands[1]], loc=op.loc,
+                       result_names=[second.result.name + "_mm"])
+        rw.replace_all_uses(second.result, mm.result)
+        rw.erase(second)
+        rw.erase(op)
+        if not graph.uses(first.result):
+            rw.erase(first)
+        rw.count("matmul-through-reshape")
+        MatmulToFc._bias_into_matmul(mm, B, rw)
 
 
 class GapFromReduceMean(RewritePattern):
@@ -716,13 +775,30 @@ def _trailing(c: np.ndarray, norm: tuple[int, ...]) -> np.ndarray:
     return c.reshape(c.shape[max(0, c.ndim - len(norm)):])
 
 
+def _mean_axes(op) -> list[int] | None:
+    """The axes (sorted, non-negative) ``op`` averages over keeping them as size 1: a
+    ``reduce`` of kind mean with keepdims, or a ``global_avgpool`` (H and W of an NCHW
+    tensor: tf2onnx writes the moments of a Keras LayerNormalization over the last two
+    axes of a rank-4 tensor this way, and gap-from-reduce-mean makes one of PyTorch's
+    ``ReduceMean`` over them); else None."""
+    if op is None:
+        return None
+    if op.name == "sqnxt.global_avgpool":
+        return [2, 3]
+    if op.name != "sqnxt.reduce" or op.attrs["kind"] != "mean" or not op.attrs["keepdims"]:
+        return None
+    r = op.operands[0].type.rank
+    return sorted(a % r for a in op.attrs["axes"]) or None
+
+
 class LayerNormFromParts(RewritePattern):
     """LayerNormalization spelled out -> ``layer_norm(x, scale, shift)``, matched from the
     square root of ``var + eps`` (each intermediate used only there):
 
     * the statistics: ``mean = mean(x)``, ``d = sub(x, mean)``, ``var = mean(pow(d, 2))`` or
       ``mean(mul(d, d))`` (tf's ``squared_difference``), ``add(var, eps)`` (either order),
-      the means over x's trailing axes (keepdims);
+      the means over x's trailing axes (keepdims; a ``reduce`` or a ``global_avgpool``:
+      :func:`_mean_axes`);
     * the normalization: ``div(d, sqrt(.))`` (PyTorch before opset 17), or ``mul(d, inv)``
       with ``inv = 1 / sqrt(.)`` written ``reciprocal(sqrt(.))`` (tf2onnx's Rsqrt),
       ``div(1, sqrt(.))`` or ``pow(., -0.5)``; then optionally a mul by a constant scale and an
@@ -745,8 +821,9 @@ class LayerNormFromParts(RewritePattern):
             return None
         for i in (0, 1):
             eps = _const(add.operands[1 - i])
-            var = _single(graph, add.operands[i], "sqnxt.reduce")
-            if eps is not None and eps.size == 1 and var is not None:
+            var = add.operands[i].owner
+            if (eps is not None and eps.size == 1 and _mean_axes(var) is not None
+                    and len(graph.uses(var.result)) == 1):
                 break
         else:
             return None
@@ -764,12 +841,10 @@ class LayerNormFromParts(RewritePattern):
             return None
         x, mean = sub.operands
         mean_op = mean.owner
-        if mean_op is None or mean_op.name != "sqnxt.reduce" or mean_op.operands[0] is not x:
+        axes = _mean_axes(mean_op)
+        if axes is None or mean_op.operands[0] is not x:
             return None
-        r = x.type.rank
-        axes = sorted(a % r for a in mean_op.attrs["axes"])
-        if (axes != list(range(axes[0], r)) or sorted(a % r for a in var.attrs["axes"]) != axes
-                or any(o.attrs["kind"] != "mean" or not o.attrs["keepdims"] for o in (mean_op, var))):
+        if axes != list(range(axes[0], x.type.rank)) or _mean_axes(var) != axes:
             return None
         return x, mean_op, sub, sq, var, add, eps, axes
 
@@ -1008,9 +1083,9 @@ class InputLayoutOnHost(RewritePattern):
 
 
 #: The rewrites, in the order they are tried on an op they all apply to.
-PATTERNS = (WholeSlice(), DropNoop(), IdentityArithmetic(), FoldConstant(), GemmToFc(), MatmulToFc(), GapFromReduceMean(),
-            PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(), GeluFromParts(), LayerNormFromParts(), TransposePair(),
-            InputLayoutOnHost())
+PATTERNS = (WholeSlice(), DropNoop(), IdentityArithmetic(), FoldConstant(), GemmToFc(), MatmulThroughReshape(),
+            MatmulToFc(), GapFromReduceMean(), PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(),
+            GeluFromParts(), LayerNormFromParts(), TransposePair(), InputLayoutOnHost())
 
 
 class Canonicalize(Pass):

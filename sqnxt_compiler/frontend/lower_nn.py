@@ -116,9 +116,21 @@ def _pool(L):
         L.emit("sqnxt.maxpool", [x], attrs)
 
 
-@lowers("GlobalAveragePool", into="sqnxt.global_avgpool")
+@lowers("GlobalAveragePool", into="sqnxt.global_avgpool; sqnxt.reduce (mean) of rank 3, 5, ...")
 def _gap(L):
-    L.emit("sqnxt.global_avgpool", [L.value(L.node.input[0])])
+    """The mean over every axis after N and C, kept as size 1: ``sqnxt.global_avgpool`` of
+    an NCHW tensor; of another rank (ONNX allows (N, C, D1, ..., Dn)), the same mean as a
+    ``sqnxt.reduce`` over axes 2.. with keepdims.  tf2onnx writes a mean over the last axis
+    of a rank-3 tensor this way: Keras' LayerNormalization of an (N, L, C) sequence has
+    ``GlobalAveragePool`` for both of its moments, which canonicalize's
+    ``layer-norm-from-moments`` then reads as a mean over the trailing axis."""
+    x = L.value(L.node.input[0])
+    if x.type.rank == 4:
+        L.emit("sqnxt.global_avgpool", [x])
+        return
+    if x.type.rank < 3:
+        raise L.unsupported(f"GlobalAveragePool of a rank-{x.type.rank} tensor (ONNX asks for (N, C, D1, ...))")
+    L.emit("sqnxt.reduce", [x], {"kind": "mean", "axes": tuple(range(2, x.type.rank)), "keepdims": 1})
 
 
 @lowers("Gemm", into="sqnxt.gemm; sqnxt.fc when B is constant (canonicalize)")
