@@ -188,14 +188,34 @@ def grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return math.prod(dims[:-2]), dims[-2], dims[-1]
 
 
+#: Element-wise ops whose value at an element reads others along an axis: their layer runs
+#: over the output's grid as it is (:func:`grid`), never a flat one (:func:`flat_grid`).
+REDUCING_ELEMENTWISE = ("sqnxt.softmax", "sqnxt.lrn")
+
+#: The largest rows and columns :func:`flat_grid` gives a flat tensor.
+FLAT_SIDE = 64
+
+
+def flat_grid(n: int) -> tuple[int, int, int]:
+    """The (channels, rows, columns) of ``n`` contiguous elements that a position-independent
+    element-wise layer runs over when its output's grid has one row (docs/cost-model.md,
+    "Element-wise and data-movement layers", the flat grid): ``Q`` the largest divisor of
+    ``n`` not above :data:`FLAT_SIDE`, ``P`` the largest divisor of ``n / Q`` not above
+    it, ``K = n / (P Q)``.  1920 -> (1, 30, 64); 7 -> (1, 1, 7)."""
+    q = max(d for d in range(1, min(n, FLAT_SIDE) + 1) if n % d == 0)
+    rest = n // q
+    p = max(d for d in range(1, min(rest, FLAT_SIDE) + 1) if rest % d == 0)
+    return rest // p, p, q
+
+
 def operand_role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
     """How an element-wise op reads an operand of ``shape`` broadcast to ``out``:
-    ``full`` (the output's shape), ``scalar`` (one value: an immediate), ``param`` (one
+    ``full`` (the output's shape, or it without leading ones: the same words), ``scalar`` (one value: an immediate), ``param`` (one
     value per channel of the grid, constant over its rows and columns: a per-channel
     parameter vector, like the SE scale) or ``other`` (any other broadcast: read as a full
     tensor, the conservative side)."""
-    if tuple(shape) == tuple(out):
-        return "full"
+    if (1,) * (len(out) - len(shape)) + tuple(shape) == tuple(out):
+        return "full"         # the output's shape, or it with leading ones dropped
     if math.prod(shape) == 1:
         return "scalar"
     s = (1,) * (len(out) - len(shape)) + tuple(shape)
@@ -377,9 +397,11 @@ def _data_operand_reads(op: Op) -> list:
 
 def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = None,
              operands=None, params: int = 0) -> Layer:
-    """An ``eltwise`` layer over the output's grid (:func:`grid`): ``ops`` PE operations
-    and ``funcs`` nonlinear functions per element (default: the op's ``Elementwise``
-    trait); of ``operands`` (default: all), the full-shape and other broadcasts are its
+    """An ``eltwise`` layer over the output's grid (:func:`grid`; a flat grid,
+    :func:`flat_grid`, when that grid has one row, every operand is of the output's shape
+    or one value and the function reads no other element): ``ops`` PE operations and
+    ``funcs`` nonlinear functions per element (default: the op's ``Elementwise`` trait);
+    of ``operands`` (default: all), the full-shape and other broadcasts are its
     ``n_inputs`` (at least 1) and each per-channel vector adds one to ``params``."""
     trait = op.get_trait(Elementwise)
     ops = trait.ops if ops is None else ops
@@ -387,6 +409,13 @@ def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = N
     y = op.result.type.shape
     K, P, Q = grid(y)
     roles = [operand_role(v.type.shape, y) for v in (op.operands if operands is None else operands)]
+    if operands is None and not params and op.name not in REDUCING_ELEMENTWISE and P == 1 \
+            and all(r in ("full", "scalar") for r in roles):
+        # position-independent over contiguous operands of the output's shape (or one
+        # value): any grid of its elements computes it; a one-row grid uses one PE row
+        fK, fP, fQ = flat_grid(K * P * Q)
+        if fP * fQ > P * Q:
+            K, P, Q = fK, fP, fQ
     n_in = max(1, sum(r in ("full", "other") for r in roles))
     params += sum(r == "param" for r in roles)
     return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,

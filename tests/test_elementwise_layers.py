@@ -199,3 +199,59 @@ def test_layer_norm_exported_as_parts_becomes_one_layer(tmp_path, affine):
     assert ln.attrs["axis"] == 3 and np.isclose(ln.attrs["epsilon"], 1e-6) and len(ln.operands) == 2 + affine
     rep = check(res.graph, res.model, res.source, samples=2)
     assert rep.ok, rep.format()
+
+
+def _doc_block(tag: str) -> dict[str, str]:
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cost-model.md").read_text()
+    body = text.split(f"```{tag}\n", 1)[1].split("```", 1)[0]
+    return dict(line.split(" = ", 1) for line in body.strip().splitlines())
+
+
+def test_the_flat_grid_worked_example():
+    """docs/cost-model.md, "The flat grid": the grid by hand and by flat_grid, the layer
+    an add of (1, 960, 2) and a constant (960, 2) becomes, and both grids' schedules."""
+    from onnx import TensorProto as T, numpy_helper as nh
+    from sqnxt_compiler.layers import flat_grid
+    from sqnxt_compiler.schedule.solver import schedule_layer
+
+    doc = _doc_block("worked-example-flat-grid")
+    n = int(doc["n"])
+    q = max(d for d in range(1, 65) if n % d == 0)
+    p = max(d for d in range(1, 65) if (n // q) % d == 0)
+    assert (n // (p * q), p, q) == flat_grid(n) == tuple(map(int, doc["flat_grid"].split()))
+    assert flat_grid(7) == (1, 1, 7) and flat_grid(64 * 64 * 3) == (3, 64, 64)
+    t = load_target(doc["target"])
+    pv = nh.from_array(np.random.default_rng(0).standard_normal((960, 2)).astype(np.float32), "p")
+    m = helper.make_model(helper.make_graph(
+        [N("Add", ["x", "p"], ["y"], name="decode")], "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 960, 2])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 960, 2])], [pv]), opset_imports=[helper.make_opsetid("", 13)])
+    res = driver.compile((m, "m.onnx"), target=t, schedule={"jobs": 1})
+    (row,) = [r for r in res.network.rows if r.schedule is not None]
+    L = row.schedule.layer
+    assert (L.kind, L.K, L.P, L.Q, L.n_inputs) == ("eltwise", 1, 30, 64, 2)
+    assert row.schedule.cost.total_cycles == int(doc["flat_grid_cycles"])
+    old = Layer("decode", "eltwise", C=960, K=960, H=1, W=2, R=1, S=1, P=1, Q=2, n_inputs=2,
+                element=ElementFn("add", ops=1))
+    assert schedule_layer(old, t).cost.total_cycles == int(doc["output_grid_cycles"])
+    assert check(res.graph, res.model, "m.onnx", samples=1).ok
+
+
+def test_the_flat_grid_only_for_position_independent_functions(tmp_path):
+    """A softmax reads its row, a per-channel parameter vector is per grid channel, and a
+    grid with rows stays: each keeps the output's grid."""
+    from onnx import TensorProto as T, numpy_helper as nh
+
+    def layer(nodes, inits, xs=(1, 960, 4)):
+        m = helper.make_model(helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, list(xs))],
+                                                [helper.make_tensor_value_info("y", T.FLOAT, list(xs))], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+        res = driver.compile((m, "m.onnx"), target=load_target("pe8x8"), schedule={"jobs": 1})
+        (row,) = [r for r in res.network.rows if r.schedule is not None]
+        return row.schedule.layer.K, row.schedule.layer.P, row.schedule.layer.Q
+
+    assert layer([N("Softmax", ["x"], ["y"], axis=-1)], []) == (960, 1, 4)
+    vec = nh.from_array(np.random.default_rng(1).standard_normal((960, 1)).astype(np.float32), "v")
+    assert layer([N("Mul", ["x", "v"], ["y"])], [vec]) == (960, 1, 4)
+    assert layer([N("Sigmoid", ["x"], ["y"])], []) == (1, 60, 64)
+    assert layer([N("Sigmoid", ["x"], ["y"])], [], xs=(1, 8, 5, 7)) == (8, 5, 7)
