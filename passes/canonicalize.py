@@ -17,11 +17,15 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   ``fc(x, W, b)`` with ``W = alpha * (B^T if trans_b = 0 else B)`` and
   ``b = beta * C`` (C of shape (K,), (1, K) or scalar, broadcast to (K,)).  A ``flatten``
   (axis 1) or 2-D ``reshape`` (N, -1) in front is absorbed, since fc flattens itself.
+  An x whose first axis is above 1 (rows of their own, not a batch: a reshape to (L, C)
+  before a Dense) becomes ``matmul(x, W^T, b)`` instead (**matmul-from-gemm**): a 1x1
+  conv over its L rows, every row's MACs counted (an fc's first axis is the batch).
 * **fc-from-matmul**: ``add(matmul(x, B), c)`` (either operand order) with constant B of
   shape (C, K) and c of shape (K,) or (1, K) -> ``fc(x, B^T, c)``; a bare ``matmul(x, B)``
-  with constant B -> ``fc(x, B^T)``.  x must be 2-D (N, C) (an N-D x: bias-into-matmul).
+  with constant B -> ``fc(x, B^T)``.  x must be 2-D (1, C) (an N-D x, or a 2-D (L, C)
+  with L > 1: bias-into-matmul).
 * **bias-into-matmul**: ``add(matmul(x, B), c)`` (either operand order) of an x of rank
-  above 2 (channels-last: ConvNeXt's Linear on NHWC, a 1x1 conv layer over x's leading
+  above 2, or of rank 2 with more than one row (channels-last: ConvNeXt's Linear on NHWC, a 1x1 conv layer over x's leading
   positions) with constant B of shape (C, K) and c one value per column ((K,) or (1, .., 1,
   K)) -> ``matmul(x, B, c)``: the bias of that layer, added as results leave the array
   (fuse-relu can then fold the activation after it, GELU's, into the same epilogue).
@@ -219,6 +223,14 @@ def _flat_source(graph: Graph, v):
     return None
 
 
+def _rows(x) -> bool:
+    """``x`` (a matmul's left operand) has several rows, each a product with B of its own:
+    rank > 2, or rank 2 with a first axis above 1 (a (L, C) sequence a reshape made).  Such
+    a matmul by a constant is a 1x1 conv over its rows (layers.py), never an fc, whose
+    first axis is the batch (one row)."""
+    return x.type.rank > 2 or (x.type.rank == 2 and x.type.shape[0] > 1)
+
+
 def _make_fc(rw: Rewriter, old, x, w: np.ndarray, b: np.ndarray | None) -> None:
     """Replace ``old`` (gemm, matmul) by fc(x, w, b); erase its old weights if now unused."""
     wv = rw.constant(np.ascontiguousarray(w, dtype=np.float32), old.result.name + "_w",
@@ -237,7 +249,9 @@ def _make_fc(rw: Rewriter, old, x, w: np.ndarray, b: np.ndarray | None) -> None:
 
 
 class GemmToFc(RewritePattern):
-    """gemm(flatten(x), B, C) with constant B, C -> fc(x, W, b)."""
+    """gemm(flatten(x), B, C) with constant B, C -> fc(x, W, b); a gemm whose A has rows of
+    its own (a first axis above 1) -> matmul(A, W^T, b) (``matmul-from-gemm``), costed over
+    its rows."""
 
     ops = ("sqnxt.gemm",)
     reach = 2       # the type of the flatten's operand
@@ -259,6 +273,17 @@ class GemmToFc(RewritePattern):
                 return  # a per-row bias is not an fc bias
             b = np.broadcast_to(op.attrs["beta"] * C.reshape(-1), (K,))
         x = op.operands[0]
+        if x.type.shape[0] > 1:       # rows of their own: a matmul by W^T, as a Linear's
+            operands = [x, rw.constant(np.ascontiguousarray(W.T, dtype=np.float32), op.result.name + "_w",
+                                       Location(node=op.loc.node))]
+            if b is not None:
+                operands.append(rw.constant(np.ascontiguousarray(b, dtype=np.float32), op.result.name + "_b",
+                                            Location(node=op.loc.node)))
+            mm = rw.add_op("sqnxt.matmul", operands, loc=op.loc, result_names=[op.result.name + "_mm"])
+            rw.replace_all_uses(op.result, mm.result)
+            rw.erase(op)
+            rw.count("matmul-from-gemm")
+            return
         flat = _flat_source(rw.graph, x)
         _make_fc(rw, op, flat if flat is not None else x, W, b)
         if flat is not None:
@@ -274,7 +299,7 @@ class MatmulToFc(RewritePattern):
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
         B = _const(op.operands[1])
-        if op.operands[0].type.rank > 2 and B is not None and B.ndim == 2 and B.dtype == np.float32:
+        if _rows(op.operands[0]) and B is not None and B.ndim == 2 and B.dtype == np.float32:
             if self._scale_into_matmul(op, B, rw):
                 return
         if len(op.operands) != 2:
@@ -282,7 +307,7 @@ class MatmulToFc(RewritePattern):
         x, Bv = op.operands
         if B is None or B.ndim != 2 or B.dtype != np.float32:
             return
-        if x.type.rank > 2:
+        if _rows(x):
             self._bias_into_matmul(op, B, rw)
             return
         if x.type.rank != 2:

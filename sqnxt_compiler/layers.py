@@ -329,8 +329,8 @@ def _add_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
 def _matmul_layer(op: Op, name: str, measured_sparsity: bool) -> Layer | None:
     """A matmul by a constant 2-D matrix B (C x K) of an x of rank >= 2: a 1x1 conv over x's
     leading positions (channels-last pointwise layers, ConvNeXt's MLP): rank 4 (N, H, W, C)
-    on an H x W image, rank 3 (N, L, C) on 1 x L, rank 2 an fc; None otherwise (two
-    activations, a batched B: no mapping)."""
+    on an H x W image, rank 3 (N, L, C) on 1 x L, rank 2 (L, C) on 1 x L too when L > 1,
+    else an fc; None otherwise (two activations, a batched B: no mapping)."""
     x, b = op.operands[0].type.shape, op.operands[1].type.shape
     if _const(op.operands[1]) is None or len(b) != 2 or len(x) < 2:
         return None
@@ -338,7 +338,9 @@ def _matmul_layer(op: Op, name: str, measured_sparsity: bool) -> Layer | None:
     ops, funcs = ACTIVATIONS[op.attrs.get("act", "none")].epilogue
     ep = Epilogue(act_ops=ops, act_funcs=funcs, bias=len(op.operands) > 2)    # bias, act: the epilogue's
     if not lead:
-        return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=ep)
+        if x[0] == 1:
+            return Layer(name, "fc", C=b[0], K=b[1], H=1, W=1, R=1, S=1, P=1, Q=1, epilogue=ep)
+        lead = x[:1]          # rank 2 (L, C): L rows, each its own product (1 x L)
     H, W = math.prod(lead[:-1]), lead[-1]
     return Layer(name, "conv", C=b[0], K=b[1], H=H, W=W, R=1, S=1, P=H, Q=W, epilogue=ep)
 
