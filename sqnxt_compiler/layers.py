@@ -468,10 +468,14 @@ def _layer_norm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     return _eltwise(op, name, operands=op.operands[:1], params=len(op.operands) - 1)
 
 
-def _move(op: Op, name: str, fn: str | None = None) -> Layer:
+def _move(op: Op, name: str, fn: str | None = None, *, rows: bool = False) -> Layer:
     """A ``move`` layer over the output's grid: a copy of the output's words (element
-    function ``fn``, by default the op's own name)."""
+    function ``fn``, by default the op's own name).  ``rows``: a grid of one row
+    ``(K, 1, Q)`` runs as ``(1, K, Q)``, its channels as rows (the same words in the same
+    order; docs/cost-model.md, "The flat grid")."""
     K, P, Q = grid(op.result.type.shape)
+    if rows and P == 1 and K > 1:
+        K, P = 1, K
     return Layer(name, "move", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q,
                  element=ElementFn(fn or op.name.split(".")[1]))
 
@@ -491,8 +495,9 @@ def _move_reads(op: Op) -> list:
 
 @layer_rule("move", reads=_move_reads)
 def _move_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
-    """Data movement (the ``Move`` trait): a copy of the output's words, no operation."""
-    return _move(op, name)
+    """Data movement (the ``Move`` trait): a copy of the output's words, no operation; a
+    move of one tensor (not a concat's parts) over a one-row grid, over its channels as rows."""
+    return _move(op, name, rows=not op.get_trait(Move).parts)
 
 
 def _resize_reads(op: Op) -> list:

@@ -255,3 +255,38 @@ def test_the_flat_grid_only_for_position_independent_functions(tmp_path):
     assert layer([N("Mul", ["x", "v"], ["y"])], [vec]) == (960, 1, 4)
     assert layer([N("Sigmoid", ["x"], ["y"])], []) == (1, 60, 64)
     assert layer([N("Sigmoid", ["x"], ["y"])], [], xs=(1, 8, 5, 7)) == (8, 5, 7)
+
+
+def test_a_move_over_a_one_row_grid_runs_over_rows(cli, tmp_path):
+    """A slice of (1, 960, 4) to (1, 960, 2): grid (960, 1, 2) -> (1, 960, 2), its channels
+    as rows (docs/cost-model.md, "The flat grid"), cheaper, and every execution agrees with
+    onnxruntime; a concat's parts keep the output's grid."""
+    from onnx import TensorProto as T
+
+    def model(nodes, out_shape, inputs=(("x", (1, 960, 4)),)):
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info(n, T.FLOAT, list(s)) for n, s in inputs],
+            [helper.make_tensor_value_info("y", T.FLOAT, list(out_shape))],
+            [helper.make_tensor("st", T.INT64, [1], [0]), helper.make_tensor("en", T.INT64, [1], [2]),
+             helper.make_tensor("ax", T.INT64, [1], [2])]), opset_imports=[helper.make_opsetid("", 13)])
+
+    m = model([N("Slice", ["x", "st", "en", "ax"], ["s"], name="cut"), N("Sigmoid", ["s"], ["y"], name="sg")],
+              (1, 960, 2))
+    res = driver.compile((m, "m.onnx"), target=load_target("pe16x16"), schedule={"jobs": 1})
+    rows = {r.name: r.schedule for r in res.network.rows if r.schedule is not None}
+    L = rows["cut"].layer
+    assert (L.kind, L.K, L.P, L.Q) == ("move", 1, 960, 2)
+    from sqnxt_compiler.schedule.solver import schedule_layer
+    old = Layer("cut", "move", C=960, K=960, H=1, W=2, R=1, S=1, P=1, Q=2, element=ElementFn("extract_slice"))
+    assert rows["cut"].cost.total_cycles * 4 < schedule_layer(old, load_target("pe16x16")).cost.total_cycles
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    for how in (["-t", "pe8x8", "--tiled"], ["-t", "pe16x16", "--tiled", "--precision", "int16"],
+                ["-t", "pe8x8", "--program", "--activation-home", "dram"]):
+        r = cli("check", p, *how)
+        assert r.exit_code == 0 and "PASS" in r.stdout, (how, r.stdout + r.stderr)
+    cat = model([N("Concat", ["a", "b"], ["y"], axis=2, name="cat")], (1, 960, 4),
+                inputs=(("a", (1, 960, 2)), ("b", (1, 960, 2))))
+    res = driver.compile((cat, "m.onnx"), target=load_target("pe8x8"), schedule={"jobs": 1})
+    L = next(r.schedule.layer for r in res.network.rows if r.schedule is not None)
+    assert (L.K, L.P, L.Q) == (960, 1, 4)
