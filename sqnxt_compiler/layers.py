@@ -401,7 +401,8 @@ def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = N
              operands=None, params: int = 0) -> Layer:
     """An ``eltwise`` layer over the output's grid (:func:`grid`; a flat grid,
     :func:`flat_grid`, when that grid has one row, every operand is of the output's shape
-    or one value and the function reads no other element): ``ops`` PE operations and
+    or one value and the function reads no other element; a softmax over the last axis of
+    an (N, C, L) tensor over ``(1, C, L)``, its C rows each reducing its columns): ``ops`` PE operations and
     ``funcs`` nonlinear functions per element (default: the op's ``Elementwise`` trait);
     of ``operands`` (default: all), the full-shape and other broadcasts are its
     ``n_inputs`` (at least 1) and each per-channel vector adds one to ``params``."""
@@ -418,6 +419,8 @@ def _eltwise(op: Op, name: str, *, ops: int | None = None, funcs: int | None = N
         fK, fP, fQ = flat_grid(K * P * Q)
         if fP * fQ > P * Q:
             K, P, Q = fK, fP, fQ
+    elif op.name == "sqnxt.softmax" and len(y) == 3 and P == 1 and K > 1 and op.attrs["axis"] % 3 == 2:
+        K, P = 1, K        # (N, C, L) over its last axis: each of the C rows reduces its columns
     n_in = max(1, sum(r in ("full", "other") for r in roles))
     params += sum(r == "param" for r in roles)
     return Layer(name, "eltwise", C=K, K=K, H=P, W=Q, R=1, S=1, P=P, Q=Q, n_inputs=n_in,

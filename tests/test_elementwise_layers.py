@@ -238,8 +238,8 @@ def test_the_flat_grid_worked_example():
 
 
 def test_the_flat_grid_only_for_position_independent_functions(tmp_path):
-    """A softmax reads its row, a per-channel parameter vector is per grid channel, and a
-    grid with rows stays: each keeps the output's grid."""
+    """A softmax reads its row (its rows at most), a per-channel parameter vector is per
+    grid channel, and a grid with rows stays: none takes the flat grid."""
     from onnx import TensorProto as T, numpy_helper as nh
 
     def layer(nodes, inits, xs=(1, 960, 4)):
@@ -250,7 +250,8 @@ def test_the_flat_grid_only_for_position_independent_functions(tmp_path):
         (row,) = [r for r in res.network.rows if r.schedule is not None]
         return row.schedule.layer.K, row.schedule.layer.P, row.schedule.layer.Q
 
-    assert layer([N("Softmax", ["x"], ["y"], axis=-1)], []) == (960, 1, 4)
+    # a softmax reads its row: never the flat grid (1, 60, 64); over the last axis its rows
+    assert layer([N("Softmax", ["x"], ["y"], axis=-1)], []) == (1, 960, 4)
     vec = nh.from_array(np.random.default_rng(1).standard_normal((960, 1)).astype(np.float32), "v")
     assert layer([N("Mul", ["x", "v"], ["y"])], [vec]) == (960, 1, 4)
     assert layer([N("Sigmoid", ["x"], ["y"])], []) == (1, 60, 64)
@@ -290,3 +291,28 @@ def test_a_move_over_a_one_row_grid_runs_over_rows(cli, tmp_path):
     res = driver.compile((cat, "m.onnx"), target=load_target("pe8x8"), schedule={"jobs": 1})
     L = next(r.schedule.layer for r in res.network.rows if r.schedule is not None)
     assert (L.K, L.P, L.Q) == (960, 1, 4)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_a_softmax_over_the_last_axis_of_a_sequence_runs_over_rows(cli, tmp_path, axis):
+    """Softmax of (1, 960, 4) over its last axis (an SSD's class scores per anchor): grid
+    (1, 960, 4), each row reducing its columns; over axis 1 it keeps (960, 1, 4).  Both
+    agree with onnxruntime in the tiled execution and the program (the COMPUTE's axes)."""
+    from onnx import TensorProto as T
+
+    m = helper.make_model(helper.make_graph(
+        [N("Softmax", ["x"], ["y"], axis=axis, name="sm")], "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 960, 4])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 960, 4])]), opset_imports=[helper.make_opsetid("", 13)])
+    res = driver.compile((m, "m.onnx"), target=load_target("pe8x8"), schedule={"jobs": 1})
+    L = next(r.schedule.layer for r in res.network.rows if r.schedule is not None)
+    assert (L.K, L.P, L.Q) == ((1, 960, 4) if axis == -1 else (960, 1, 4))
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    hows = [["-t", "pe8x8", "--tiled"], ["-t", "pe16x16", "--tiled", "--precision", "int16"]]
+    if axis == -1:
+        hows += [["-t", "pe8x8", "--program", "--activation-home", "dram"], ["-t", "pe16x16", "--program"],
+                 ["-t", "pe8x8", "--program", "--precision", "int16"]]
+    for how in hows:
+        r = cli("check", p, *how)
+        assert r.exit_code == 0 and "PASS" in r.stdout, (how, r.stdout + r.stderr)

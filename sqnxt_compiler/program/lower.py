@@ -445,6 +445,8 @@ def element_plan(op, L, m=None) -> ElementPlan:
             ax = op.attrs["axis"] % len(y)
             span = range(ax, len(y)) if op.attrs["coerce_2d"] else (ax,)
             gax = _grid_axes(len(y))
+            if len(y) == 3 and L.K == 1 and L.P == y[1] > 1:    # (N, C, L) as rows (layers._eltwise)
+                gax = (None, 1, 2)
             if gax is None:
                 raise no(f"a softmax of a rank-{len(y)} tensor")
             for a in span:
