@@ -464,11 +464,28 @@ def _batchnorm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     return _eltwise(op, name, operands=op.operands[:1], params=2)
 
 
+def row_grid(q: int) -> tuple[int, int]:
+    """The (rows, columns) one grid row of ``q`` elements that a normalization over it
+    spans runs as: ``columns`` the largest divisor of ``q`` not above :data:`FLAT_SIDE`,
+    ``rows = q / columns``, or one row when that divisor is 1 (docs/cost-model.md, "The
+    flat grid").  8192 -> (128, 64); 67 -> (1, 67)."""
+    c = max(d for d in range(1, min(q, FLAT_SIDE) + 1) if q % d == 0)
+    return (q // c, c) if c > 1 else (1, q)
+
+
 @layer_rule("layer_norm", reads=_data_operand_reads)
 def _layer_norm_layer(op: Op, name: str, measured_sparsity: bool) -> Layer:
     """A layer normalization: operand 0 is the data; its scale (and bias) vectors are
-    parameters (charged per channel)."""
-    return _eltwise(op, name, operands=op.operands[:1], params=len(op.operands) - 1)
+    parameters (charged per channel).  Over the last axis of a one-row grid (K, 1, Q) (a
+    GroupNorm's (N, G, C/G * H * W)), each channel's row runs as :func:`row_grid` of it:
+    the same elements, normalized over all of them."""
+    L = _eltwise(op, name, operands=op.operands[:1], params=len(op.operands) - 1)
+    if op.attrs["axis"] == op.result.type.rank - 1 and L.P == 1:
+        p, q = row_grid(L.Q)
+        if p > 1:
+            L = Layer(name, "eltwise", C=L.K, K=L.K, H=p, W=q, R=1, S=1, P=p, Q=q, n_inputs=L.n_inputs,
+                      element=L.element)
+    return L
 
 
 def _move(op: Op, name: str, fn: str | None = None, *, rows: bool = False) -> Layer:

@@ -524,6 +524,16 @@ def _():
                  inits=[("g", W(4)), ("b", W(4)), ("w", W(4, 6))], opset=17)
 
 
+@case("instance-norm-and-group-norm-opset21")
+def _():
+    """A style-transfer InstanceNormalization (scale and bias per channel) and an ONNX
+    GroupNormalization of 2 groups (opset 21: scale and bias per channel)."""
+    return model([N("InstanceNormalization", ["x", "s", "b"], ["n"], epsilon=1e-5),
+                  N("GroupNormalization", ["n", "gs", "gb"], ["y"], num_groups=2, epsilon=1e-5)], X48,
+                 outputs=[("y", [1, 4, 8, 8])],       # ONNX's inference types no GroupNormalization
+                 inits=[("s", W(4)), ("b", W(4)), ("gs", W(4)), ("gb", W(4))], opset=21)
+
+
 @case("swish-x-times-sigmoid-after-conv")
 def _():
     return model([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("Sigmoid", ["c"], ["s"]),

@@ -176,6 +176,82 @@ def _layer_norm(L):
     L.emit("sqnxt.layer_norm", ins, {"axis": axis % x.type.rank, "epsilon": float(L.attr("epsilon", 1e-5))})
 
 
+def _normalize_per_channel(L, x, groups: int, scale, bias, eps: float, what: str) -> None:
+    """y = (x - mean) / sqrt(var + eps) over each of ``groups`` groups of channels and every
+    spatial axis of x (N, C, D1, ...), then ``scale[c] * y + bias[c]`` per channel: a
+    ``sqnxt.layer_norm`` over the trailing axis of x viewed as (N, groups, C/groups * D1 *
+    ...) with a scale of ones, and the per-channel scale and bias as a ``sqnxt.mul`` and a
+    ``sqnxt.add`` of (C, 1, ...) constants; a scale of ones or a bias of zeros is no op (an
+    exporter's GroupNorm writes its InstanceNormalization with those)."""
+    node = L.node_name
+    N, C = x.type.shape[0], x.type.shape[1]
+    rest = math.prod(x.type.shape[2:])
+    if C % groups:
+        raise L.unsupported(f"{what}: {C} channels in {groups} groups")
+    n = C // groups * rest
+    loc = Location(file=L.source, node=node)
+
+    def add(opname, operands, attrs, hint):
+        try:
+            return L.graph.add_op(opname, operands, attrs, loc=loc, result_names=[hint]).result
+        except VerifyError as exc:
+            raise UnsupportedError(str(exc), L.loc(opname)) from None
+
+    out = L.node.output[0]
+    v = x
+    if (groups, n) != tuple(x.type.shape[1:]) or x.type.rank != 3:
+        v = add("sqnxt.reshape", [x, L.graph.constant(np.array([N, groups, n], np.int64), f"{out}.groups_shape",
+                                                      loc)], {}, f"{out}.grouped")
+    ones = L.graph.constant(np.ones(n, np.float32), f"{out}.ones", loc)
+    v = add("sqnxt.layer_norm", [v, ones], {"axis": 2, "epsilon": float(eps)}, f"{out}.normalized")
+    if v.type.shape != x.type.shape:
+        v = add("sqnxt.reshape", [v, L.graph.constant(np.array(x.type.shape, np.int64), f"{out}.shape", loc)], {},
+                f"{out}.ungrouped")
+    per_channel = (C,) + (1,) * (x.type.rank - 2)
+    if scale is not None and not np.all(scale == 1):
+        v = add("sqnxt.mul", [v, L.graph.constant(scale.astype(np.float32).reshape(per_channel), f"{out}.scale",
+                                                  loc)], {}, f"{out}.scaled")
+    if bias is not None and np.any(bias != 0):
+        v = add("sqnxt.add", [v, L.graph.constant(bias.astype(np.float32).reshape(per_channel), f"{out}.bias",
+                                                  loc)], {}, f"{out}.shifted")
+    L.values[out] = v
+
+
+@lowers("InstanceNormalization", into="sqnxt.layer_norm (per channel), sqnxt.mul, sqnxt.add")
+def _instance_norm(L):
+    """Each channel normalized over its spatial axes, then its scale and bias (one per
+    channel): :func:`_normalize_per_channel` with one group per channel (PyTorch's
+    GroupNorm and InstanceNorm exports write it)."""
+    x = L.value(L.node.input[0])
+    if x.type.rank < 3:
+        raise L.unsupported(f"InstanceNormalization of a rank-{x.type.rank} tensor (ONNX asks for (N, C, D1, ...))")
+    scale = L.const(L.node.input[1], "InstanceNormalization scale")
+    bias = L.const(L.node.input[2], "InstanceNormalization B")
+    _normalize_per_channel(L, x, x.type.shape[1], np.asarray(scale), np.asarray(bias),
+                           L.attr("epsilon", 1e-5), "InstanceNormalization")
+
+
+@lowers("GroupNormalization", into="sqnxt.layer_norm (per group), sqnxt.mul, sqnxt.add")
+def _group_norm(L):
+    """ONNX GroupNormalization (opset 18: scale and bias per group; 21: per channel):
+    :func:`_normalize_per_channel` with ``num_groups`` groups."""
+    x = L.value(L.node.input[0])
+    if x.type.rank < 3:
+        raise L.unsupported(f"GroupNormalization of a rank-{x.type.rank} tensor")
+    G = int(L.attr("num_groups"))
+    C = x.type.shape[1]
+    if G < 1 or C % G:
+        raise L.unsupported(f"GroupNormalization: {C} channels in {G} groups")
+    scale = np.asarray(L.const(L.node.input[1], "GroupNormalization scale")).reshape(-1)
+    bias = np.asarray(L.const(L.node.input[2], "GroupNormalization bias")).reshape(-1)
+    if scale.size == G != C:          # opset 18: one per group, the same for its channels
+        scale, bias = np.repeat(scale, C // G), np.repeat(bias, C // G)
+    if scale.size != C or bias.size != C:
+        raise L.unsupported(f"GroupNormalization: scale of {scale.size} and bias of {bias.size} values for "
+                            f"{C} channels in {G} groups")
+    _normalize_per_channel(L, x, G, scale, bias, L.attr("epsilon", 1e-5), "GroupNormalization")
+
+
 @lowers("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
         into={k: "sqnxt.reduce" for k in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum")})
 def _reduce(L):
