@@ -45,13 +45,27 @@ def cap_bytes(default_mb: int) -> int:
     return (int(v) if v.isdigit() else default_mb) * 1024 * 1024
 
 
+def package_dir(root: Path, pkg: str) -> Path:
+    """The directory of sub-package ``pkg`` of the package directory ``root``: ``root/pkg``,
+    or where Python finds ``sqnxt_compiler.<pkg>`` when that is elsewhere (``zoo``,
+    ``passes`` and ``targets`` live beside the package in the source tree and are mapped
+    into it by pyproject's ``package-dir``: an editable install finds them there)."""
+    if (root / pkg).is_dir():
+        return root / pkg
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"{PACKAGE.name}.{pkg}")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else root / pkg
+
+
 def source_fingerprint(root: Path, packages: tuple[str, ...]) -> str:
     """sha256 over the source of every module (``*.py``) of the sub-packages ``packages`` of
-    the package directory ``root``, by relative path in sorted order: an edit to any of
-    them, released or not, changes it."""
+    the package directory ``root`` (:func:`package_dir`), by relative path in sorted order:
+    an edit to any of them, released or not, changes it."""
     h = hashlib.sha256()
     for pkg in packages:
-        for f in sorted((root / pkg).glob("*.py")):
+        for f in sorted(package_dir(root, pkg).glob("*.py")):
             h.update(f"{pkg}/{f.name}\0".encode())
             h.update(f.read_bytes())
     return h.hexdigest()

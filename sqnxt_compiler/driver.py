@@ -238,12 +238,25 @@ def _run(pm: PassManager, graph: Graph, ctx: PassContext) -> None:
                                exc.location or graph.source) from None
 
 
-def _import(model) -> ImportResult:
+def _import(model, cached: bool = False) -> ImportResult:
     """A path or ``zoo:NAME`` through the frontend's loader; an ``onnx.ModelProto`` (a
     model built in memory) imported as ``<model>`` (or the name given as ``(proto, name)``).
     The frontend (and with it onnx, most of a command's start-up time) is imported here,
     when a model is, not when the driver is: ``sqnxtc --help`` or ``targets list`` never
-    load it."""
+    load it.  ``cached``: a path or ``zoo:NAME`` imported before comes from the imported-IR
+    cache (:mod:`.import_cache`) without the frontend, its ``model`` None (no onnxruntime
+    reference: for commands that run none)."""
+    if cached and isinstance(model, str):
+        from . import import_cache
+
+        k = import_cache.key(model)
+        got = import_cache.get(k) if k is not None else None
+        if got is not None:
+            return got
+        imported = _import(model)
+        if k is not None and imported.tail is None and not import_cache.external_data(model):
+            import_cache.put(k, imported.graph, imported.notes)
+        return imported
     from .frontend import import_model, load
 
     if isinstance(model, str):
@@ -263,16 +276,18 @@ def _manager(passes: list[Pass], instrument: Instrumentation | None) -> PassMana
 
 def compile(model, *, pipeline: str | list[Pass] = "default", target: Any = None,
             schedule: dict[str, Any] | None = None, progress: Callable | None = None,
-            instrument: Instrumentation | None = None) -> CompileResult:
+            instrument: Instrumentation | None = None, import_cache: bool = False) -> CompileResult:
     """Import ``model`` (a path, ``zoo:NAME``, an ``onnx.ModelProto`` or ``(proto, name)``)
     and run ``pipeline`` (a string for :func:`build_pipeline`, or pass instances) on it.
 
     The pipeline is built (and rejected if bad) before the model is read.  ``progress`` is
-    the schedule pass's callback (``PassContext.progress``)."""
+    the schedule pass's callback (``PassContext.progress``).  ``import_cache``: read and
+    keep the imported IR in the user's cache (:mod:`.import_cache`); the result's ``model``
+    is then None on a hit (for commands that run no onnxruntime reference)."""
     passes = (build_pipeline(pipeline, target=target, schedule=schedule)
               if isinstance(pipeline, str) else list(pipeline))
     pm = _manager(passes, instrument)
-    imported = _import(model)
+    imported = _import(model, cached=import_cache)
     ctx = PassContext(target=target, notes=imported.notes, progress=progress)
     _run(pm, imported.graph, ctx)
     return CompileResult(imported.graph, imported.model, imported.graph.source, passes,

@@ -73,7 +73,7 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
 
     with reporting(progress) as prog:
         res = driver.compile(model, pipeline=pipeline, target=target, progress=prog,
-                             instrument=instrumentation(kw))
+                             instrument=instrumentation(kw), import_cache=kw.get("cache") is not False)
     notes(res.notes)
     if output is None or to_file:
         rendered = driver.render(res, emits, top=top)  # all computed before any is written

@@ -56,12 +56,14 @@ class LayerCount(click.ParamType):
         return n
 
 
-def compile_lowered(model, pipeline: list, target, progress, instrument=None):
+def compile_lowered(model, pipeline: list, target, progress, instrument=None, import_cache: bool = False):
     """Compile ``model`` through ``pipeline`` (ending in lower-program): the result and its
     :class:`~sqnxt_compiler.program.lower.Lowered`.  A network the lowering does not handle
-    is an unsupported model (exit 4, one line: the driver says so)."""
+    is an unsupported model (exit 4, one line: the driver says so).  ``import_cache``: as
+    :func:`sqnxt_compiler.driver.compile` (not for ``check``, which needs the ONNX model)."""
     with reporting(progress) as prog:
-        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog, instrument=instrument)
+        res = driver.compile(model, pipeline=pipeline, target=target, progress=prog, instrument=instrument,
+                             import_cache=import_cache)
     notes(res.notes)
     return res, res.graph.attrs["program"].lowered
 
@@ -219,7 +221,7 @@ def sim_cmd(model, target_name, progress, trace, json_path, limit, **kw):
         check_output_file(p)                    # before any work
     target = load_target_with(target_name, kw["activation_home"])
     pipeline = driver.lowered_pipeline("default", target, schedule_values(kw), kw["activation_home"])
-    res, low = compile_lowered(model, pipeline, target, progress)
+    res, low = compile_lowered(model, pipeline, target, progress, import_cache=kw.get("cache") is not False)
     timing = res.timing                          # the compile's one simulation
     rows = figures(low, timing)
     text = format_table(res, low, timing, rows, limit)

@@ -40,10 +40,11 @@ REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers",
 
 
 def tool_versions() -> dict:
-    import onnx
-    import ortools
+    """The versions of sqnxtc, OR-Tools and onnx, from the installed distributions' metadata
+    (importing onnx to read ``onnx.__version__`` costs a warm compile half a second)."""
+    from importlib.metadata import version
 
-    return {"sqnxtc": __version__, "ortools": ortools.__version__, "onnx": onnx.__version__}
+    return {"sqnxtc": __version__, "ortools": version("ortools"), "onnx": version("onnx")}
 
 
 def _tensors(L) -> dict:
