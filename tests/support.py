@@ -27,6 +27,28 @@ def make_model(nodes, inputs, outputs, inits=(), opset=13, name="t"):
     return m
 
 
+def small_conv_net(path: Path, seed: int = 7, batch=1) -> str:
+    """conv 3x3 (8 -> 16), relu, conv 1x1 (16 -> 8) on (batch, 8, 14, 14), saved to
+    ``path`` (the cache tests' network; ``batch`` may be a symbol); returns the path."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"])]
+    inits = [("w1", rng.standard_normal((16, 8, 3, 3)).astype(np.float32)),
+             ("w2", rng.standard_normal((8, 16, 1, 1)).astype(np.float32))]
+    onnx.save(make_model(nodes, [("x", (batch, 8, 14, 14))], [("y", (batch, 8, 14, 14))], inits), path)
+    return str(path)
+
+
+def user_cache(monkeypatch, tmp_path) -> Path:
+    """Point sqnxtc's default cache root at ``tmp_path/xdg/sqnxtc`` (the suite sets
+    SQNXTC_NO_CACHE: unset here) and return that root."""
+    monkeypatch.delenv("SQNXTC_NO_CACHE", raising=False)
+    monkeypatch.delenv("SQNXTC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "sqnxtc"
+
+
 def inferred_model(nodes, inputs, outputs=("y",), inits=(), opset=13):
     """Like make_model, but an output given by name alone gets the shape ONNX infers."""
     outs = [o if isinstance(o, tuple) else (o, None) for o in outputs]

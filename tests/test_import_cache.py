@@ -13,32 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import helper
 
 from sqnxt_compiler import import_cache
-from support import make_model
+from support import small_conv_net, user_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _net(path: Path, seed: int = 7, batch=1) -> str:
-    rng = np.random.default_rng(seed)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["y"])]
-    inits = [("w1", rng.standard_normal((16, 8, 3, 3)).astype(np.float32)),
-             ("w2", rng.standard_normal((8, 16, 1, 1)).astype(np.float32))]
-    onnx.save(make_model(nodes, [("x", (batch, 8, 14, 14))], [("y", (batch, 8, 14, 14))], inits), path)
-    return str(path)
+    return small_conv_net(path, seed, batch)
 
 
 def _user_cache(monkeypatch, tmp_path) -> Path:
-    monkeypatch.delenv("SQNXTC_NO_CACHE", raising=False)
-    monkeypatch.delenv("SQNXTC_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg" / "sqnxtc" / "ir"
+    return user_cache(monkeypatch, tmp_path) / "ir"
 
 
 def _outputs(d: Path) -> dict[str, bytes]:

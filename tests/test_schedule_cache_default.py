@@ -13,34 +13,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import helper
 
 from conftest import clear_process_caches
 from sqnxt_compiler.cachedir import source_fingerprint
 from sqnxt_compiler.schedule import cache
-from support import make_model
+from support import small_conv_net, user_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _net(path: Path) -> str:
-    rng = np.random.default_rng(7)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["y"])]
-    inits = [("w1", rng.standard_normal((16, 8, 3, 3)).astype(np.float32)),
-             ("w2", rng.standard_normal((8, 16, 1, 1)).astype(np.float32))]
-    onnx.save(make_model(nodes, [("x", (1, 8, 14, 14))], [("y", (1, 8, 14, 14))], inits), path)
-    return str(path)
+    return small_conv_net(path)
 
 
 def _user_cache(monkeypatch, tmp_path) -> Path:
-    monkeypatch.delenv("SQNXTC_NO_CACHE", raising=False)
-    monkeypatch.delenv("SQNXTC_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg" / "sqnxtc" / "schedules"
+    return user_cache(monkeypatch, tmp_path) / "schedules"
 
 
 def _outputs(d: Path) -> dict[str, bytes]:
