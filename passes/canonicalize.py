@@ -96,12 +96,24 @@ in the pass statistics; then the ops left without a user are erased (``dead-ops-
   transpose-hoisted**: ``transpose(transpose(x, p1), p2)`` -> x when ``p1[p2[i]] = i`` for
   every axis, else one ``transpose(x, p1 o p2)``; a transpose with the identity
   permutation -> x (tf2onnx's NHWC <-> NCHW pairs; a transpose of a constant is folded by
-  constants-folded).  A transpose behind a chain of up to four element-wise mul / add /
-  sub / div by constants (each read only by the next) that starts at a graph input or at
-  another transpose moves ahead of the chain, the constants transposed with it (exact:
-  an element-wise op commutes with a permutation of the axes): Keras' Rescaling /
-  Normalization of tf2onnx's NHWC input then runs in NCHW after the input's transpose,
-  the layout of the rest of the network and of the PyTorch export.
+  constants-folded).  A transpose behind a chain of up to six ops that commute with it
+  (element-wise mul / add / sub / div by constants, element-wise functions of one tensor
+  such as relu or hard-swish, pads; each read only by the next) that starts at a graph
+  input or at another transpose moves ahead of the chain, the constants and pads
+  transposed with it (exact: such an op commutes with a permutation of the axes): Keras'
+  Rescaling / Normalization of tf2onnx's NHWC input then runs in NCHW after the input's
+  transpose, the layout of the rest of the network and of the PyTorch export, and an NHWC
+  island tf2onnx leaves between convs when its transpose optimizer gives up (Keras'
+  MobileNetV3Large: transpose, BN scale, activation, pad, transpose) closes.
+* **transposes-through-binary**: ``op(transpose(a, p), transpose(b, p))`` of an element-wise
+  mul / add / sub / div of two tensors of one rank, each transpose read only there ->
+  ``transpose(op(a, b), p)`` (an NHWC residual add: the transpose left then meets the next).
+* **transpose-sunk**: ``f(transpose(x, p))`` -> ``transpose(f(x), p)`` for the same ops the
+  hoist moves through, the transpose read only by f and not of a graph input: a transpose
+  moves down an NHWC island to its forks.
+* **reduce-through-transpose**: ``reduce(transpose(x, p), axes)`` with keepdims ->
+  ``transpose(reduce(x, p[axes]), p)`` when ``p[axes]`` are x's trailing axes (tf2onnx's
+  squeeze-excitation pooling in NHWC: a global pool in NCHW).
 
 Before::
 
@@ -119,7 +131,7 @@ import math
 import numpy as np
 
 from ..diagnostics import Location
-from ..ir.core import OPS
+from ..ir.core import OPS, Elementwise
 from ..ir.graph import Graph
 from ..ir.ops import pool_out
 from ..pipeline.pass_base import Pass, PassContext
@@ -998,17 +1010,26 @@ class LayerNormFromParts(RewritePattern):
 
 #: Element-wise ops a transpose moves ahead of (with one constant operand), and how many.
 HOISTABLE = ("sqnxt.mul", "sqnxt.add", "sqnxt.sub", "sqnxt.div")
-MAX_HOIST = 4
+#: element-wise functions of one tensor that read no other element (a transpose commutes
+#: with them); softmax and lrn read along an axis
+_READS_ALONG_AXIS = ("sqnxt.softmax", "sqnxt.lrn")
+MAX_HOIST = 6
 
 
 def _hoistable(graph: Graph, v, user):
-    """(op, port of its non-constant operand) when ``v``'s producer is an element-wise
-    mul / add / sub / div of a tensor and a constant that does not enlarge it, read only by
-    ``user``; else None."""
+    """(op, port of its non-constant operand) when ``v``'s producer, read only by ``user``,
+    commutes with a transpose: an element-wise mul / add / sub / div of a tensor and a
+    constant that does not enlarge it, an element-wise function of one tensor that reads no
+    other element (relu, clip, hard-swish, sigmoid, ...), or a pad (its pads permuted with
+    the axes); else None."""
     e = v.owner
-    if e is None or e.name not in HOISTABLE or len(e.operands) != 2 or e.attrs.get("act", "none") != "none":
+    if e is None or _ids(_users(graph, v)) != {user.id} or len(graph.uses(v)) != 1:
         return None
-    if _ids(_users(graph, v)) != {user.id} or len(graph.uses(v)) != 1:
+    if len(e.operands) == 1 and (e.name == "sqnxt.pad" or (
+            e.get_trait(Elementwise) is not None and e.name not in _READS_ALONG_AXIS
+            and e.operands[0].type == e.result.type)):
+        return e, 0
+    if e.name not in HOISTABLE or len(e.operands) != 2 or e.attrs.get("act", "none") != "none":
         return None
     consts = [_const(o) for o in e.operands]
     for i in (0, 1):
@@ -1024,13 +1045,16 @@ class TransposePair(RewritePattern):
     every axis in place -> x.  Exporters of NHWC graphs (tf2onnx) leave such pairs around
     the layers they convert to NCHW.
 
-    And a transpose behind up to :data:`MAX_HOIST` element-wise ops with a constant
-    (mul / add / sub / div, each read only by the next) whose first operand is a graph
-    input or another transpose moves ahead of them, the constants transposed with it:
-    ``transpose(op(x, c), p) = op(transpose(x, p), transpose(c, p))`` element for element.
-    tf2onnx's NHWC input with Keras' Rescaling / Normalization in front of the NCHW
-    transpose then runs them in the layout of the rest of the network, as PyTorch does
-    (``transpose-hoisted``)."""
+    And a transpose behind up to :data:`MAX_HOIST` ops that commute with it (each read
+    only by the next: element-wise mul / add / sub / div with a constant, element-wise
+    functions of one tensor such as relu or hard-swish, pads) whose first operand is a
+    graph input or another transpose moves ahead of them, the constants and pads
+    transposed with it: ``transpose(op(x, c), p) = op(transpose(x, p), transpose(c, p))``
+    element for element.  tf2onnx's NHWC input with Keras' Rescaling / Normalization in
+    front of the NCHW transpose then runs them in the layout of the rest of the network, as
+    PyTorch does, and an NHWC island tf2onnx leaves between two convs (``transpose, mul by
+    the BN scale, relu, pad, transpose``, when its transpose optimizer gives up, as on
+    Keras' MobileNetV3Large) closes up, its transposes cancelled (``transpose-hoisted``)."""
 
     ops = ("sqnxt.transpose",)
     reach = MAX_HOIST + 1   # the chain of element-wise ops, then its first operand's producer
@@ -1074,6 +1098,13 @@ class TransposePair(RewritePattern):
         cur = rw.add_op("sqnxt.transpose", [v], {"perm": perm}, loc=op.loc,
                         result_names=[op.result.name + "_hoisted"]).result
         for e, i in reversed(chain):
+            if len(e.operands) == 1:       # transpose(f(v), p) = f(transpose(v, p)); a pad's pads permuted
+                attrs = dict(e.attrs)
+                if e.name == "sqnxt.pad":
+                    pads = e.attrs["pads"]
+                    attrs["pads"] = tuple(pads[p] for p in perm) + tuple(pads[r + p] for p in perm)
+                cur = rw.add_op(e.name, [cur], attrs, loc=e.loc, result_names=[e.result.name + "_t"]).result
+                continue
             c = _const(e.operands[1 - i])
             ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), perm))
             cv = rw.constant(ct, e.result.name + "_c_t", Location(node=e.loc.node))
@@ -1084,6 +1115,130 @@ class TransposePair(RewritePattern):
         for e, _ in chain:
             rw.erase(e)
         rw.count("transpose-hoisted")
+
+
+class TransposesThroughBinary(RewritePattern):
+    """op(transpose(a, p), transpose(b, p)) of an element-wise mul / add / sub / div whose
+    two operands are transposes by the same permutation, each read only here, of one rank
+    (broadcasting commutes with the permutation) -> transpose(op(a, b), p): the same
+    numbers element for element, one
+    transpose instead of two, and the one left meets the next transpose (tf2onnx's residual
+    adds inside an NHWC island: :class:`TransposePair` then cancels the pair)
+    (``transposes-through-binary``)."""
+
+    ops = HOISTABLE
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        if len(op.operands) != 2 or op.attrs.get("act", "none") != "none":
+            return
+        ts = [v.owner for v in op.operands]
+        if any(t is None or t.name != "sqnxt.transpose" or len(rw.graph.uses(t.result)) != 1 for t in ts):
+            return
+        if tuple(ts[0].attrs["perm"]) != tuple(ts[1].attrs["perm"]) or ts[0] is ts[1]:
+            return
+        a, b = ts[0].operands[0], ts[1].operands[0]
+        if a.type.rank != b.type.rank or a.type.dtype != b.type.dtype:
+            return
+        inner = rw.add_op(op.name, [a, b], dict(op.attrs), loc=op.loc, result_names=[op.result.name + "_nchw"])
+        t = rw.add_op("sqnxt.transpose", [inner.result], {"perm": tuple(ts[0].attrs["perm"])}, loc=ts[0].loc,
+                      result_names=[op.result.name + "_t"])
+        if t.result.type != op.result.type:      # cannot happen: broadcasting commutes with the permutation
+            raise RuntimeError(f"transposes-through-binary: {t.result.type} for {op.result.type}")
+        rw.replace_all_uses(op.result, t.result)
+        rw.erase(op)
+        for x in ts:
+            rw.erase(x)
+        rw.count("transposes-through-binary")
+
+
+class TransposeSunk(RewritePattern):
+    """f(transpose(x, p)) -> transpose(f(x), p) for an op that commutes with a transpose (an
+    element-wise function of one tensor that reads no other element, an element-wise
+    mul / add / sub / div by a constant, a pad: :func:`_hoistable`'s kinds), the transpose
+    read only by it and not of a graph input (:class:`InputLayoutOnHost` takes those): the
+    transpose moves down one op, its constant and pads permuted back, until it meets the
+    ops that take it (:class:`TransposePair`, :class:`TransposesThroughBinary`,
+    :class:`ReduceThroughTranspose`) at the forks of an NHWC island, where the transposes
+    back to NCHW cancel it (``transpose-sunk``).  :class:`TransposePair`'s hoist moves a
+    transpose up through the same ops only to a graph input or another transpose, so the
+    two never undo each other."""
+
+    ops = ("sqnxt.pad",) + HOISTABLE + tuple(sorted(n for n, d in OPS.items() if "elementwise" in d.traits
+                                                   and n not in _READS_ALONG_AXIS + HOISTABLE))
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        ports = [i for i, v in enumerate(op.operands) if _const(v) is None]
+        if len(ports) != 1 or op.attrs.get("act", "none") != "none":
+            return
+        i = ports[0]
+        t = op.operands[i].owner
+        if t is None or t.name != "sqnxt.transpose" or len(rw.graph.uses(t.result)) != 1:
+            return
+        x = t.operands[0]
+        if x.owner is None or x.owner.name == "sqnxt.input":
+            return
+        perm = tuple(t.attrs["perm"])
+        r = len(perm)
+        inv = tuple(sorted(range(r), key=lambda a: perm[a]))
+        if len(op.operands) == 1:
+            if op.name != "sqnxt.pad" and (op.get_trait(Elementwise) is None or op.operands[0].type != op.result.type):
+                return
+            attrs = dict(op.attrs)
+            if op.name == "sqnxt.pad":
+                pads = op.attrs["pads"]
+                attrs["pads"] = tuple(pads[inv[a]] for a in range(r)) + tuple(pads[r + inv[a]] for a in range(r))
+            inner = rw.add_op(op.name, [x], attrs, loc=op.loc, result_names=[op.result.name + "_nchw"])
+        else:
+            if op.name not in HOISTABLE or len(op.operands) != 2 or op.operands[i].type != op.result.type:
+                return
+            c = _const(op.operands[1 - i])
+            if c.ndim > r:
+                return
+            ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), inv))
+            cv = rw.constant(ct, op.result.name + "_c_nchw", Location(node=op.loc.node))
+            inner = rw.add_op(op.name, [x, cv] if i == 0 else [cv, x], dict(op.attrs), loc=op.loc,
+                              result_names=[op.result.name + "_nchw"])
+        out = rw.add_op("sqnxt.transpose", [inner.result], {"perm": perm}, loc=t.loc,
+                        result_names=[op.result.name + "_t"])
+        if out.result.type != op.result.type:
+            raise RuntimeError(f"transpose-sunk: {out.result.type} for {op.result.type}")
+        rw.replace_all_uses(op.result, out.result)
+        rw.erase(op)
+        rw.erase(t)
+        rw.count("transpose-sunk")
+
+
+class ReduceThroughTranspose(RewritePattern):
+    """reduce(transpose(x, p), axes) with keepdims -> transpose(reduce(x, p[axes]), p) when
+    ``p[axes]`` are x's trailing axes: the same values (a reduction over the permuted axes),
+    in x's layout, a pool (a mean over other axes, a channels-last LayerNorm's, stays: its
+    pattern reads the trailing axes of the tensor it normalizes); the transpose after it
+    then meets the next one (tf2onnx's squeeze-excitation pooling of an NHWC island,
+    ``ReduceMean(axes = [1, 2])``: as a mean over H and W of NCHW it becomes a global pool)
+    (``reduce-through-transpose``)."""
+
+    ops = ("sqnxt.reduce",)
+
+    def match_and_rewrite(self, op, rw: Rewriter) -> None:
+        t = op.operands[0].owner
+        if t is None or t.name != "sqnxt.transpose" or not op.attrs["keepdims"]:
+            return
+        perm = tuple(t.attrs["perm"])
+        r = len(perm)
+        axes = tuple(sorted(perm[a % r] for a in op.attrs["axes"]))
+        if axes != tuple(range(r - len(axes), r)):
+            return      # only to x's trailing axes (a pool); over others the exporter's own layout stays
+        inner = rw.add_op("sqnxt.reduce", [t.operands[0]], {**op.attrs, "axes": axes}, loc=op.loc,
+                          result_names=[op.result.name + "_nchw"])
+        out = rw.add_op("sqnxt.transpose", [inner.result], {"perm": perm}, loc=t.loc,
+                        result_names=[op.result.name + "_t"])
+        if out.result.type != op.result.type:
+            raise RuntimeError(f"reduce-through-transpose: {out.result.type} for {op.result.type}")
+        rw.replace_all_uses(op.result, out.result)
+        rw.erase(op)
+        if not rw.graph.uses(t.result):
+            rw.erase(t)
+        rw.count("reduce-through-transpose")
 
 
 class InputLayoutOnHost(RewritePattern):
@@ -1110,7 +1265,8 @@ class InputLayoutOnHost(RewritePattern):
 #: The rewrites, in the order they are tried on an op they all apply to.
 PATTERNS = (WholeSlice(), DropNoop(), IdentityArithmetic(), FoldConstant(), GemmToFc(), MatmulThroughReshape(),
             MatmulToFc(), GapFromReduceMean(), PadIntoWindow(), HardSigmoidFromRelu6(), HardSwishFromMul(),
-            GeluFromParts(), LayerNormFromParts(), TransposePair(), InputLayoutOnHost())
+            GeluFromParts(), LayerNormFromParts(), TransposePair(), TransposesThroughBinary(),
+            ReduceThroughTranspose(), TransposeSunk(), InputLayoutOnHost())
 
 
 class Canonicalize(Pass):

@@ -523,8 +523,8 @@ def test_a_transpose_moves_ahead_of_the_preprocessing_of_an_nhwc_input():
 def test_a_transpose_stays_behind_what_it_cannot_move_ahead_of(case):
     rng = np.random.default_rng(23)
     inputs, outputs, inits = NHWC, ["y"], [("s", f32(0.5))]
-    if case == "not-from-an-input":     # relu, mul by a constant, transpose: the relu stays first
-        nodes = [N("Relu", ["x"], ["r"]), N("Mul", ["r", "s"], ["q"])]
+    if case == "not-from-an-input":     # softmax (reads along an axis), mul, transpose: the softmax stays first
+        nodes = [N("Softmax", ["x"], ["r"], axis=-1), N("Mul", ["r", "s"], ["q"])]
     elif case == "non-constant":
         nodes = [N("Mul", ["x", "z"], ["q"])]
         inputs = NHWC + [("z", [1, 8, 8, 3])]
@@ -537,6 +537,91 @@ def test_a_transpose_stays_behind_what_it_cannot_move_ahead_of(case):
     assert "transpose-hoisted" not in res.statistics["canonicalize"]
     ops = [n for n, *_ in layers(res)]
     assert ops.index("mul") < ops.index("transpose")
+
+
+def _nhwc_island(residual: bool, seed=24):
+    """What tf2onnx leaves between two convs when its transpose optimizer gives up (Keras'
+    MobileNetV3Large): conv, to NHWC, mul by the BN scale (per channel, last axis), relu,
+    a zero pad of H and W in NHWC, back to NCHW, a depthwise 3x3 conv; with ``residual`` an
+    NHWC residual add of two transposed convs before it."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv()]
+    inits = conv_inits(rng) + [("g", rand(rng, C)), ("pads", int64s(0, 1, 1, 0, 0, 1, 1, 0)),
+                               ("wd", rand(rng, C, 1, 3, 3))]
+    nodes.append(N("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]))
+    cur = "t"
+    if residual:
+        inits.append(("w2", rand(rng, C, C, 1, 1)))
+        nodes += [N("Conv", ["c", "w2"], ["c2"]), N("Transpose", ["c2"], ["t2"], perm=[0, 2, 3, 1]),
+                  N("Add", ["t", "t2"], ["sum"])]
+        cur = "sum"
+    nodes += [N("Mul", [cur, "g"], ["m"]), N("Relu", ["m"], ["r"]), N("Pad", ["r", "pads"], ["p"]),
+              N("Transpose", ["p"], ["back"], perm=[0, 3, 1, 2]),
+              N("Conv", ["back", "wd"], ["y"], group=C)]
+    return inferred_model(nodes, X, ["y"], inits)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_an_nhwc_island_between_two_convs_closes(residual):
+    """The transposes move through the mul, the relu and the pad (pads permuted, the BN
+    scale made per channel of NCHW: sunk or hoisted, whichever the driver offers first),
+    meet and cancel; a residual add of two transposed tensors takes one transpose after it
+    instead: no transpose is left, and the layers are the NCHW network's."""
+    res = compiled(_nhwc_island(residual))
+    stats = res.statistics["canonicalize"]
+    assert not res.graph.ops_named("sqnxt.transpose")
+    assert stats.get("transpose-hoisted", 0) + stats.get("transpose-sunk", 0) >= 1
+    assert stats.get("transposes-cancelled", 0) >= 1
+    if residual:
+        assert stats["transposes-through-binary"] == 1
+    pad = res.graph.ops_named("sqnxt.pad")
+    assert not pad or tuple(pad[0].attrs["pads"]) == (0, 0, 1, 1, 0, 0, 1, 1)   # H, W of NCHW
+    assert cycles(_nhwc_island(residual)) < 0.8 * _island_cycles_without_the_rewrites(residual)
+
+
+def _se_island(seed=25):
+    """Keras' MobileNetV3 squeeze-excitation as tf2onnx writes it when its transpose
+    optimizer gives up: conv, to NHWC, BN scale, relu read twice (the SE pooling, a mean
+    over axes 1 and 2 kept, back to NCHW for two 1x1 convs, to NHWC, hard-sigmoid; and the
+    excite mul), pad, back to NCHW, a depthwise conv."""
+    rng = np.random.default_rng(seed)
+    inits = conv_inits(rng) + [("g", rand(rng, C)), ("pads", int64s(0, 1, 1, 0, 0, 1, 1, 0)),
+                               ("wd", rand(rng, C, 1, 3, 3)), ("s1", rand(rng, 4, C, 1, 1)),
+                               ("s2", rand(rng, C, 4, 1, 1))]
+    nodes = [conv(), N("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]), N("Mul", ["t", "g"], ["m"]),
+             N("Relu", ["m"], ["r"]), N("ReduceMean", ["r"], ["se"], axes=[1, 2], keepdims=1),
+             N("Transpose", ["se"], ["se_t"], perm=[0, 3, 1, 2]), N("Conv", ["se_t", "s1"], ["q1"]),
+             N("Relu", ["q1"], ["q1r"]), N("Conv", ["q1r", "s2"], ["q2"]),
+             N("Transpose", ["q2"], ["q2t"], perm=[0, 2, 3, 1]),
+             N("HardSigmoid", ["q2t"], ["hs"], alpha=1 / 6, beta=0.5), N("Mul", ["r", "hs"], ["x2"]),
+             N("Pad", ["x2", "pads"], ["p"]), N("Transpose", ["p"], ["back"], perm=[0, 3, 1, 2]),
+             N("Conv", ["back", "wd"], ["y"], group=C)]
+    return inferred_model(nodes, X, ["y"], inits)
+
+
+def test_a_squeeze_excitation_island_closes():
+    """The first transpose sinks through the BN scale and the relu (``transpose-sunk``), the
+    SE pooling takes it as a global pool in NCHW (``reduce-through-transpose``), the excite
+    mul takes both transposes (``transposes-through-binary``), and every pair cancels: no
+    transpose left, onnxruntime's numbers."""
+    res = compiled(_se_island())
+    stats = res.statistics["canonicalize"]
+    assert not res.graph.ops_named("sqnxt.transpose")
+    assert stats["transpose-sunk"] >= 2 and stats["reduce-through-transpose"] == 1
+    assert stats["transposes-through-binary"] == 1
+    assert res.graph.ops_named("sqnxt.global_avgpool")
+
+
+def _island_cycles_without_the_rewrites(residual) -> int:
+    """The island's cycles with its transposes left as moves (canonicalize's transpose
+    patterns off): what the rewrites save is real."""
+    from sqnxt_compiler.passes import canonicalize as cz
+    saved = cz.PATTERNS
+    try:
+        cz.PATTERNS = tuple(p for p in saved if type(p).__name__ not in ("TransposePair", "TransposesThroughBinary"))
+        return cycles(_nhwc_island(residual))
+    finally:
+        cz.PATTERNS = saved
 
 
 # ------------------------------------------------------------------ 5. LayerNorm

@@ -331,6 +331,8 @@ def test_a_real_pattern_is_revisited_when_a_later_rewrite_enables_it(monkeypatch
     monkeypatch.setattr(canonicalize.FoldConstant, "reach", 0)
     monkeypatch.setattr(canonicalize.GeluFromParts, "reach", 0)
     monkeypatch.setattr(canonicalize.IdentityArithmetic, "reach", 0)
+    monkeypatch.setattr(canonicalize.TransposesThroughBinary, "reach", 0)
+    monkeypatch.setattr(canonicalize.TransposeSunk, "reach", 0)
     with pytest.raises(RewriteDidNotConverge, match="HardSwishFromMul still rewrites"):
         apply_patterns(hard_sigmoid_with_a_dead_user(), canonicalize.PATTERNS)
 
