@@ -1016,27 +1016,62 @@ _READS_ALONG_AXIS = ("sqnxt.softmax", "sqnxt.lrn")
 MAX_HOIST = 6
 
 
-def _hoistable(graph: Graph, v, user):
-    """(op, port of its non-constant operand) when ``v``'s producer, read only by ``user``,
-    commutes with a transpose: an element-wise mul / add / sub / div of a tensor and a
-    constant that does not enlarge it, an element-wise function of one tensor that reads no
-    other element (relu, clip, hard-swish, sigmoid, ...), or a pad (its pads permuted with
-    the axes); else None."""
-    e = v.owner
-    if e is None or _ids(_users(graph, v)) != {user.id} or len(graph.uses(v)) != 1:
-        return None
+def _commutes(e) -> int | None:
+    """The port of ``e``'s data operand when ``e`` commutes with a transpose of it: an
+    element-wise mul / add / sub / div of a tensor and a constant that does not enlarge it,
+    an element-wise function of one tensor that reads no other element (relu, clip,
+    hard-swish, sigmoid, ...), or a pad (its pads permuted with the axes); else None."""
     if len(e.operands) == 1 and (e.name == "sqnxt.pad" or (
             e.get_trait(Elementwise) is not None and e.name not in _READS_ALONG_AXIS
             and e.operands[0].type == e.result.type)):
-        return e, 0
+        return 0
     if e.name not in HOISTABLE or len(e.operands) != 2 or e.attrs.get("act", "none") != "none":
         return None
     consts = [_const(o) for o in e.operands]
     for i in (0, 1):
         if consts[1 - i] is not None and consts[i] is None and e.operands[i].type == e.result.type \
                 and consts[1 - i].ndim <= e.result.type.rank:
-            return e, i
+            return i
     return None
+
+
+def _hoistable(graph: Graph, v, user):
+    """(op, port of its data operand) when ``v``'s producer, read only by ``user``,
+    commutes with a transpose (:func:`_commutes`); else None."""
+    e = v.owner
+    if e is None or _ids(_users(graph, v)) != {user.id} or len(graph.uses(v)) != 1:
+        return None
+    i = _commutes(e)
+    return None if i is None else (e, i)
+
+
+def _permuted(rw: Rewriter, e, i: int, data, q: tuple, suffix: str):
+    """``e`` rebuilt on ``data`` as its operand ``i`` with its constant and pads permuted by
+    ``q`` (new axis a is e's axis ``q[a]``): e moved across a transpose (:func:`_commutes`);
+    the new result."""
+    r = len(q)
+    if len(e.operands) == 1:
+        attrs = dict(e.attrs)
+        if e.name == "sqnxt.pad":
+            pads = e.attrs["pads"]
+            attrs["pads"] = tuple(pads[a] for a in q) + tuple(pads[r + a] for a in q)
+        return rw.add_op(e.name, [data], attrs, loc=e.loc, result_names=[e.result.name + suffix]).result
+    c = _const(e.operands[1 - i])
+    ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), q))
+    cv = rw.constant(ct, e.result.name + "_c" + suffix, Location(node=e.loc.node))
+    return rw.add_op(e.name, [data, cv] if i == 0 else [cv, data], dict(e.attrs), loc=e.loc,
+                     result_names=[e.result.name + suffix]).result
+
+
+def _transposed_below(rw: Rewriter, op, inner, perm: tuple, loc, key: str) -> None:
+    """Replace ``op``'s result by ``transpose(inner, perm)`` (a transpose moved below
+    ``op``, whose rewrite ``inner`` is), erase ``op`` and count ``key``."""
+    out = rw.add_op("sqnxt.transpose", [inner], {"perm": perm}, loc=loc, result_names=[op.result.name + "_t"])
+    if out.result.type != op.result.type:      # cannot happen: the op commutes with the permutation
+        raise RuntimeError(f"{key}: {out.result.type} for {op.result.type}")
+    rw.replace_all_uses(op.result, out.result)
+    rw.erase(op)
+    rw.count(key)
 
 
 class TransposePair(RewritePattern):
@@ -1094,22 +1129,10 @@ class TransposePair(RewritePattern):
         if not chain or base is None or base.name not in ("sqnxt.input", "sqnxt.transpose"):
             return
         perm = tuple(op.attrs["perm"])
-        r = len(perm)
         cur = rw.add_op("sqnxt.transpose", [v], {"perm": perm}, loc=op.loc,
                         result_names=[op.result.name + "_hoisted"]).result
-        for e, i in reversed(chain):
-            if len(e.operands) == 1:       # transpose(f(v), p) = f(transpose(v, p)); a pad's pads permuted
-                attrs = dict(e.attrs)
-                if e.name == "sqnxt.pad":
-                    pads = e.attrs["pads"]
-                    attrs["pads"] = tuple(pads[p] for p in perm) + tuple(pads[r + p] for p in perm)
-                cur = rw.add_op(e.name, [cur], attrs, loc=e.loc, result_names=[e.result.name + "_t"]).result
-                continue
-            c = _const(e.operands[1 - i])
-            ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), perm))
-            cv = rw.constant(ct, e.result.name + "_c_t", Location(node=e.loc.node))
-            operands = [cur, cv] if i == 0 else [cv, cur]
-            cur = rw.add_op(e.name, operands, loc=e.loc, result_names=[e.result.name + "_t"]).result
+        for e, i in reversed(chain):       # transpose(f(v), p) = f(transpose(v, p))
+            cur = _permuted(rw, e, i, cur, perm, "_t")
         rw.replace_all_uses(op.result, cur)
         rw.erase(op)
         for e, _ in chain:
@@ -1140,15 +1163,9 @@ class TransposesThroughBinary(RewritePattern):
         if a.type.rank != b.type.rank or a.type.dtype != b.type.dtype:
             return
         inner = rw.add_op(op.name, [a, b], dict(op.attrs), loc=op.loc, result_names=[op.result.name + "_nchw"])
-        t = rw.add_op("sqnxt.transpose", [inner.result], {"perm": tuple(ts[0].attrs["perm"])}, loc=ts[0].loc,
-                      result_names=[op.result.name + "_t"])
-        if t.result.type != op.result.type:      # cannot happen: broadcasting commutes with the permutation
-            raise RuntimeError(f"transposes-through-binary: {t.result.type} for {op.result.type}")
-        rw.replace_all_uses(op.result, t.result)
-        rw.erase(op)
+        _transposed_below(rw, op, inner.result, tuple(ts[0].attrs["perm"]), ts[0].loc, "transposes-through-binary")
         for x in ts:
             rw.erase(x)
-        rw.count("transposes-through-binary")
 
 
 class TransposeSunk(RewritePattern):
@@ -1167,10 +1184,9 @@ class TransposeSunk(RewritePattern):
                                                    and n not in _READS_ALONG_AXIS + HOISTABLE))
 
     def match_and_rewrite(self, op, rw: Rewriter) -> None:
-        ports = [i for i, v in enumerate(op.operands) if _const(v) is None]
-        if len(ports) != 1 or op.attrs.get("act", "none") != "none":
+        i = _commutes(op)
+        if i is None:
             return
-        i = ports[0]
         t = op.operands[i].owner
         if t is None or t.name != "sqnxt.transpose" or len(rw.graph.uses(t.result)) != 1:
             return
@@ -1178,34 +1194,9 @@ class TransposeSunk(RewritePattern):
         if x.owner is None or x.owner.name == "sqnxt.input":
             return
         perm = tuple(t.attrs["perm"])
-        r = len(perm)
-        inv = tuple(sorted(range(r), key=lambda a: perm[a]))
-        if len(op.operands) == 1:
-            if op.name != "sqnxt.pad" and (op.get_trait(Elementwise) is None or op.operands[0].type != op.result.type):
-                return
-            attrs = dict(op.attrs)
-            if op.name == "sqnxt.pad":
-                pads = op.attrs["pads"]
-                attrs["pads"] = tuple(pads[inv[a]] for a in range(r)) + tuple(pads[r + inv[a]] for a in range(r))
-            inner = rw.add_op(op.name, [x], attrs, loc=op.loc, result_names=[op.result.name + "_nchw"])
-        else:
-            if op.name not in HOISTABLE or len(op.operands) != 2 or op.operands[i].type != op.result.type:
-                return
-            c = _const(op.operands[1 - i])
-            if c.ndim > r:
-                return
-            ct = np.ascontiguousarray(np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), inv))
-            cv = rw.constant(ct, op.result.name + "_c_nchw", Location(node=op.loc.node))
-            inner = rw.add_op(op.name, [x, cv] if i == 0 else [cv, x], dict(op.attrs), loc=op.loc,
-                              result_names=[op.result.name + "_nchw"])
-        out = rw.add_op("sqnxt.transpose", [inner.result], {"perm": perm}, loc=t.loc,
-                        result_names=[op.result.name + "_t"])
-        if out.result.type != op.result.type:
-            raise RuntimeError(f"transpose-sunk: {out.result.type} for {op.result.type}")
-        rw.replace_all_uses(op.result, out.result)
-        rw.erase(op)
+        inv = tuple(sorted(range(len(perm)), key=lambda a: perm[a]))
+        _transposed_below(rw, op, _permuted(rw, op, i, x, inv, "_nchw"), perm, t.loc, "transpose-sunk")
         rw.erase(t)
-        rw.count("transpose-sunk")
 
 
 class ReduceThroughTranspose(RewritePattern):
@@ -1230,15 +1221,9 @@ class ReduceThroughTranspose(RewritePattern):
             return      # only to x's trailing axes (a pool); over others the exporter's own layout stays
         inner = rw.add_op("sqnxt.reduce", [t.operands[0]], {**op.attrs, "axes": axes}, loc=op.loc,
                           result_names=[op.result.name + "_nchw"])
-        out = rw.add_op("sqnxt.transpose", [inner.result], {"perm": perm}, loc=t.loc,
-                        result_names=[op.result.name + "_t"])
-        if out.result.type != op.result.type:
-            raise RuntimeError(f"reduce-through-transpose: {out.result.type} for {op.result.type}")
-        rw.replace_all_uses(op.result, out.result)
-        rw.erase(op)
+        _transposed_below(rw, op, inner.result, perm, t.loc, "reduce-through-transpose")
         if not rw.graph.uses(t.result):
             rw.erase(t)
-        rw.count("reduce-through-transpose")
 
 
 class InputLayoutOnHost(RewritePattern):
