@@ -82,6 +82,50 @@ def test_homes_change_exactly_the_documented_terms(L):
             assert h.total_cycles <= b.total_cycles and h.footprint["total"] <= b.footprint["total"]
 
 
+WEIGHTED = [L for L in LAYERS if L.weight_words] + [
+    replace(LAYERS[1], name="sq_bias", epilogue=replace(LAYERS[1].epilogue, bias=True))]
+
+
+@pytest.mark.parametrize("L", WEIGHTED, ids=[L.name for L in WEIGHTED])
+def test_resident_weights_change_exactly_the_weight_terms(L):
+    """Weights (and bias) resident (a fused stack's members, docs/cost-model.md "Operand
+    homes"): no weight or bias DRAM reads, transfers, tile region or prologue load; the
+    array side and every other operand unchanged."""
+    bias = L.K * T16.psum_words if L.epilogue.bias else 0
+    for m in some_mappings(L):
+        b = evaluate(L, T16, m)
+        h = evaluate(L.with_homes(resident_weights=True), T16, m)
+        assert h.dram["weight_reads"] == h.dram["bias_reads"] == 0
+        assert b.dram["bias_reads"] == bias
+        assert h.dram["total"] == b.dram["total"] - b.dram["weight_reads"] - bias
+        assert h.transfers["weights"] == h.transfers["bias"] == 0
+        assert h.transfers["total"] == b.transfers["total"] - b.transfers["weights"] - b.transfers["bias"]
+        assert h.footprint["weights"] == 0
+        assert h.footprint["total"] == b.footprint["total"] - 2 * b.footprint["weights"]
+        n_loads = (1 if L.weight_words else 0) + (1 if bias else 0)
+        bw = T16.dram_words_per_cycle
+        def load(words):
+            return -(-words * bw.denominator // bw.numerator)
+        assert b.prologue_cycles == (T16.dram_latency_cycles * (1 + n_loads)
+                                     + load(b.footprint["input"] + b.footprint["weights"] + bias))
+        assert h.prologue_cycles == T16.dram_latency_cycles + load(b.footprint["input"])
+        assert h.compute_cycles == b.compute_cycles and h.accesses["array"] == b.accesses["array"]
+        saved = b.dram["total"] - h.dram["total"]
+        assert h.accesses["buffer"] == b.accesses["buffer"] - (saved - bias)
+        assert h.total_cycles <= b.total_cycles
+
+
+@pytest.mark.parametrize("L", WEIGHTED[:3], ids=[L.name for L in WEIGHTED[:3]])
+def test_solver_equals_the_exhaustive_search_with_resident_weights(L):
+    for cap in (None, 3000):
+        X = L.with_homes(resident_weights=True, resident_inputs=1, resident_output=True, capacity=cap)
+        for objective in ("cycles", "energy"):
+            s = schedule_layer(X, T16, objective=objective)
+            m, r = exhaustive_best(X, T16, objective)
+            assert s.status == "optimal" and s.mapping == m, (X, objective)
+            assert s.cost == r == evaluate(X, T16, m)
+
+
 @pytest.mark.parametrize("L", LAYERS, ids=[L.name for L in LAYERS])
 @pytest.mark.parametrize("t", [T16, pytest.param(T8, marks=pytest.mark.slow)], ids=["pe16x16", "pe8x8"])
 def test_solver_equals_the_exhaustive_search_with_homes(L, t):
@@ -134,6 +178,7 @@ def test_a_capacity_too_small_names_the_bytes_left():
     ("resident_inputs", True, "resident_inputs"),
     ("resident_output", 1, "resident_output must be true or false"),
     ("resident_residual", 1, "resident_residual must be true or false"),
+    ("resident_weights", 1, "resident_weights must be true or false"),
     ("capacity", 0, "capacity must be a positive number of words"),
     ("capacity", 2.5, "capacity must be a positive number of words"),
 ])
@@ -146,6 +191,8 @@ def test_homes_are_part_of_the_key_not_of_the_shape():
     L = LAYERS[0]
     H = L.with_homes(resident_inputs=1, resident_output=True, capacity=1000)
     assert H.key() != L.key() and H.shape_key() == L.shape_key()
+    W = L.with_homes(resident_weights=True)
+    assert W.key() != L.key() and W.shape_key() == L.shape_key()
 
 
 @pytest.mark.parametrize("L", LAYERS, ids=[L.name for L in LAYERS])

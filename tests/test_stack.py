@@ -177,3 +177,23 @@ def test_the_worked_example_of_the_docs():
     assert computed_rows(layers, rec) == [81, 81, 55, 55, 55]
     assert recomputed_macs(layers, rec) == 1647360
     assert halo_words(layers, keep) == 34320
+
+
+def test_resident_weights_and_their_preload():
+    """A stack keeping its members' weights: their words with the biases (psum_words each),
+    loaded once with a latency per tensor (docs/cost-model.md, "Operand homes")."""
+    from dataclasses import replace
+
+    from sqnxt_compiler.cost.layer import Layer
+    from sqnxt_compiler.cost.stack import resident_weight_words, weight_preload
+    from sqnxt_compiler.targets import load_target
+
+    t = load_target("pe8x8")
+    a = Layer("a", "conv", C=64, K=16, H=8, W=8, R=1, S=1, P=8, Q=8)
+    b = Layer("b", "conv", C=16, K=8, H=8, W=8, R=3, S=1, P=8, Q=8, pad_top=1, pad_bottom=1)
+    b = replace(b, epilogue=replace(b.epilogue, bias=True))
+    words = 64 * 16 + 16 * 8 * 3 + 8 * t.psum_words
+    assert resident_weight_words([a, b], t.psum_words) == words
+    bw = t.dram_words_per_cycle
+    assert weight_preload([a, b], t) == (3 * t.dram_latency_cycles + -(-words * bw.denominator // bw.numerator),
+                                         words)

@@ -60,8 +60,11 @@ padding, as for a pool layer).
 ``resident_inputs`` of the ``n_inputs`` input tensors are already whole in the global
 buffer (read in place: no DMA, no tile region); ``resident_output``: the output stays in
 the global buffer (no write-back); ``resident_residual``: the epilogue's residual is
-already whole in the global buffer; ``capacity``: the buffer words left to the layer's
-tiles (None: the whole buffer), what the resident tensors of the network leave.  The
+already whole in the global buffer; ``resident_weights``: the weights and the bias are
+already whole in the global buffer (a fused stack keeps its members' across its bands:
+no weight or bias DMA, no weight tile region); ``capacity``: the buffer words left to
+the layer's tiles (None: the whole buffer), what the resident tensors of the network
+leave.  The
 default is the layer alone, every operand through DRAM (:meth:`Layer.with_homes`).
 
 ``element`` (:class:`ElementFn` or None): an eltwise or move layer's function
@@ -182,6 +185,7 @@ class Homes:
     resident_output: bool = False
     resident_residual: bool = False
     capacity: int | None = None
+    resident_weights: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -189,7 +193,7 @@ class Homes:
     def validate(self) -> None:
         """Raise UnsupportedError if a field is out of its range."""
         _need_ints(self, ("resident_inputs",), 0)
-        _need_bools(self, ("resident_output", "resident_residual"))
+        _need_bools(self, ("resident_output", "resident_residual", "resident_weights"))
         c = self.capacity
         if c is not None and not _is_int(c, 1):
             raise UnsupportedError(f"capacity must be a positive number of words, got {c!r}")
@@ -272,8 +276,10 @@ class Layer:
         if shape_only:
             return (*loops, *pool, *dil, *elem)
         wzf = None if self.weight_zero_fraction is None else str(self.weight_zero_fraction)
+        # resident weights only where they are (the keys of every other layer unchanged)
+        rw = ("resident_weights",) if h.resident_weights else ()
         return (*loops, wzf, h.resident_inputs, h.resident_output, h.capacity, e.residual,
-                h.resident_residual, *pool, *dil, e.act_ops, e.act_funcs, *elem, e.bias)
+                h.resident_residual, *pool, *dil, e.act_ops, e.act_funcs, *elem, e.bias, *rw)
 
     def key(self) -> tuple:
         """Everything but the name: layers with equal keys get the same schedule (the

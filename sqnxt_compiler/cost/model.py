@@ -40,6 +40,7 @@ class Consts:
     w_kc: int       # weight words per (output, input channel) pair: R * S for conv/fc, an
                     # eltwise layer's per-channel parameter vectors, else 0
     has_w: int      # 1 if the layer has weights (or per-channel parameters)
+    w_dram: int     # 1 if its weights and bias are read from DRAM, 0 if resident (homes.resident_weights)
     in_mult: int    # input tensors (n_inputs of add, else 1)
     in_dram: int    # input tensors read from DRAM (in_mult - resident inputs)
     out_dram: int   # 1 if the output is written back to DRAM, 0 if it stays resident
@@ -91,7 +92,7 @@ def consts(layer: Layer, target: Target) -> Consts:
     return Consts(
         g=layer.eff_groups, Cg=layer.Cg, Kg=layer.Kg, RS=layer.R * layer.S, PQ=layer.P * layer.Q,
         Wg=layer.Kg * layer.Cg * w_kc, w_kc=w_kc,
-        has_w=1 if w_kc else 0, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
+        has_w=1 if w_kc else 0, w_dram=0 if h.resident_weights else 1, in_mult=layer.n_inputs, in_dram=layer.inputs_from_dram,
         out_dram=0 if h.resident_output else 1,
         res=int(e.residual), res_dram=int(e.residual and not h.resident_residual),
         pool=int(e.pool is not None), pool_ops=layer.pool_ops, act_ops=layer.act_cost(target.nonlinear_cycles),
@@ -265,22 +266,22 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
     # ---- DRAM traffic (words) and transfers ----
     in_ch = Kg if k.cw else Cg            # input channels the c loop (or k, channel-wise) covers
     t["dram_input_reads"] = g * fI * in_ch * k.in_dram * IY * IX
-    t["dram_weight_reads"] = g * fW * k.Wg
+    t["dram_weight_reads"] = g * fW * k.Wg * k.w_dram
     t["dram_output_writes"] = g * Kg * PQ * k.out_dram
     t["dram_psum_writes"] = g * Kg * PQc * (v - 1) * pw
     t["dram_psum_reads"] = t["dram_psum_writes"]
     t["dram_residual_reads"] = g * Kg * PQ * k.res_dram     # once, as each output tile leaves
-    t["dram_bias_reads"] = k.bias_words                     # once per layer, into the bias memory
+    t["dram_bias_reads"] = k.bias_words * k.w_dram          # once per layer, into the bias memory
     dram = (t["dram_input_reads"] + t["dram_weight_reads"] + t["dram_output_writes"]
             + t["dram_psum_writes"] + t["dram_psum_reads"] + t["dram_residual_reads"]
             + t["dram_bias_reads"])
     t["dram_words"] = dram
     t["transfers_input"] = g * k.in_dram * nxy * (nk if k.cw else nc) * fI
-    t["transfers_weight"] = g * k.has_w * nc * nk * fW
+    t["transfers_weight"] = g * k.has_w * nc * nk * fW * k.w_dram
     t["transfers_output"] = g * nxy * nk * (v - 1 + k.out_dram)
     t["transfers_psum_read"] = g * nxy * nk * (v - 1)
     t["transfers_residual"] = g * nxy * nk * k.res_dram     # one per output tile, when final
-    t["transfers_bias"] = k.has_b                           # one per layer
+    t["transfers_bias"] = k.has_b * k.w_dram                # one per layer
     transfers = (t["transfers_input"] + t["transfers_weight"] + t["transfers_output"]
                  + t["transfers_psum_read"] + t["transfers_residual"] + t["transfers_bias"])
     t["transfers"] = transfers
@@ -288,7 +289,7 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
 
     # ---- global buffer footprint (words) ----
     t["fp_input"] = IYm * IXm * (tk if k.cw else tc) * k.in_dram
-    t["fp_weight"] = k.w_kc * tk * tc
+    t["fp_weight"] = k.w_kc * tk * tc * k.w_dram
     # the accumulator tile of the computed outputs, and with a fused pool the pooled tile
     t["fp_output"] = CXm * CYm * tk * pw + k.pool * tx * ty * tk
     t["fp_residual"] = tx * ty * tk * k.res_dram
@@ -297,8 +298,9 @@ def cost_terms(k: Consts, os: bool, X, Y, Cf, Kf, order) -> dict[str, Any]:
 
     # ---- overlap of DMA and compute ----
     # the first step's loads (and the bias) before the first tile computes
-    t["prologue_cycles"] = (k.lat * (k.in_dram + k.has_w + k.has_b)
-                            + _cdiv((t["fp_input"] + t["fp_weight"] + k.bias_words) * k.bw_den, k.bw_num))
+    t["prologue_cycles"] = (k.lat * (k.in_dram + (k.has_w + k.has_b) * k.w_dram)
+                            + _cdiv((t["fp_input"] + t["fp_weight"] + k.bias_words * k.w_dram) * k.bw_den,
+                                    k.bw_num))
     t["epilogue_cycles"] = k.out_dram * (k.lat + _cdiv(tx * ty * tk * k.bw_den, k.bw_num))
     # the first step's compute (full tiles of every loop), which DMA cannot overlap when DMA
     # bounds the layer: no tile is ready to store before it ends

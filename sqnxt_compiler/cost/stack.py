@@ -226,3 +226,20 @@ def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int,
         f"{L.name}[{rows[0]}:{rows[1]},{cols[0]}:{cols[1]}]"
     band = replace(L, name=name, epilogue=epi, **ch)
     return band.with_homes(resident_inputs=int(k > 0), resident_output=k < n - 1)
+
+
+
+def resident_weight_words(layers: list[Layer], psum_words: int) -> int:
+    """Buffer words of the members' weights and biases when the stack keeps them across
+    its bands = sum_k (weight_words_k + K_k * pw * has_bias_k)."""
+    return sum(L.weight_words + (L.K * psum_words if L.epilogue.bias else 0) for L in layers)
+
+
+def weight_preload(layers: list[Layer], target) -> tuple[int, int]:
+    """(cycles, DRAM words) of loading every member's weights and bias into the buffer once,
+    before the first band, one transfer per tensor: words = :func:`resident_weight_words`,
+    cycles = lat * sum_k (has_weights_k + has_bias_k) + ceil(words / bw)."""
+    words = resident_weight_words(layers, target.psum_words)
+    transfers = sum(int(L.weight_words > 0) + int(bool(L.epilogue.bias)) for L in layers)
+    bw = target.dram_words_per_cycle
+    return target.dram_latency_cycles * transfers + -(-words * bw.denominator // bw.numerator), words
