@@ -31,11 +31,27 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .features import pool_cover
-from .layer import Layer
+from .layer import ElementFn, Layer
 from .tiling import window
 
 #: Overlap modes of an intermediate tensor between neighbouring bands.
 MODES = ("recompute", "keep")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """How a stack runs: bands of ``h`` rows of the last member's output and ``w`` columns
+    (None: the full width), the overlap ``mode`` of every intermediate, and whether the
+    members' weights stay in the buffer across the bands (``weights_kept``)."""
+
+    h: int
+    w: int | None
+    mode: str
+    weights_kept: bool
+
+    def describe(self) -> str:
+        return (f"{self.h}x{'full' if self.w is None else self.w} bands, {self.mode}"
+                f"{', weights kept' if self.weights_kept else ''}")
 
 
 def input_rows(L: Layer, a: int, b: int) -> tuple[int, int]:
@@ -243,3 +259,74 @@ def weight_preload(layers: list[Layer], target) -> tuple[int, int]:
     transfers = sum(int(L.weight_words > 0) + int(bool(L.epilogue.bias)) for L in layers)
     bw = target.dram_words_per_cycle
     return target.dram_latency_cycles * transfers + -(-words * bw.denominator // bw.numerator), words
+
+
+def halo_layer(L: Layer, positions: int) -> Layer:
+    """Keep mode: the move of ``positions`` (rows x columns) kept halo outputs of member
+    ``L``'s window to its start, all ``K`` channels, resident to resident, as one row of
+    a ``move`` layer."""
+    return Layer(f"{L.name}/halo", "move", C=L.K, K=L.K, H=1, W=positions, R=1, S=1, P=1, Q=positions,
+                 element=ElementFn("copy")).with_homes(resident_inputs=1, resident_output=True)
+
+
+def stack_capacity(layers: list[Layer], bs: list[Band], cfg: StackConfig, target) -> int:
+    """Buffer words left to the tiles of every (band, member) = buffer - band windows -
+    kept weights (:func:`window_words`, :func:`resident_weight_words`); <= 0: no stack."""
+    kept = resident_weight_words(layers, target.psum_words) if cfg.weights_kept else 0
+    return target.buffer_words - window_words(layers, bs) - kept
+
+
+def stack_work(layers: list[Layer], cfg: StackConfig, target) -> list[Layer] | None:
+    """What the stack runs, in order, as ordinary layers: per band, each member's band layer
+    (:func:`band_layer`, its weights resident when kept) and, in keep mode, after each
+    intermediate member the move of its kept halo (:func:`halo_layer`); every one with the
+    capacity :func:`stack_capacity`.  None when the windows and kept weights leave no room."""
+    bs = bands(layers, cfg.h, cfg.mode, cfg.w)
+    cap = stack_capacity(layers, bs, cfg, target)
+    if cap <= 0:
+        return None
+    n = len(layers)
+    work = []
+    for b in bs:
+        for k, L in enumerate(layers):
+            if b.area(k):
+                work.append(band_layer(L, b.rows[k], k, n, b.cols[k]).with_homes(
+                    capacity=cap, resident_weights=cfg.weights_kept))
+            if cfg.mode == "keep" and k < n - 1:
+                kept = b.area(k, needed=True) - b.area(k)
+                if kept > 0:
+                    work.append(halo_layer(L, kept).with_homes(capacity=cap))
+    return work
+
+
+@dataclass(frozen=True)
+class StackFigures:
+    """A stack's totals: cycles, energy, DRAM words, and its buffer footprint (band windows
+    + kept weights + the largest (band, member) tile footprint)."""
+
+    cycles: int
+    energy: int
+    dram_words: int
+    footprint: int
+    windows: int
+    weights: int
+
+
+def stack_figures(layers: list[Layer], cfg: StackConfig, reports: list, target) -> StackFigures:
+    """The stack's figures from the cost reports of its :func:`stack_work`, in order: the
+    sums of their cycles, energy and DRAM words, plus, with kept weights, the preload
+    (:func:`weight_preload`: its cycles; its words, each a DRAM read and a buffer write:
+    ``(e_dram + e_buffer)`` energy); footprint = windows + kept weights + max tile
+    footprint (the (band, member) layers run one after another)."""
+    bs = bands(layers, cfg.h, cfg.mode, cfg.w)
+    windows = window_words(layers, bs)
+    kept = resident_weight_words(layers, target.psum_words) if cfg.weights_kept else 0
+    cycles = sum(r.total_cycles for r in reports)
+    energy = sum(r.energy_total for r in reports)
+    words = sum(r.dram["total"] for r in reports)
+    if cfg.weights_kept:
+        pc, pw = weight_preload(layers, target)
+        cycles, words = cycles + pc, words + pw
+        energy += pw * (target.e_dram + target.e_buffer)
+    return StackFigures(cycles, energy, words, windows + kept + max(r.footprint["total"] for r in reports),
+                        windows, kept)

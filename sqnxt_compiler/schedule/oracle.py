@@ -234,13 +234,23 @@ def exhaustive_plan(net, cands, target, objective: str = "cycles") -> tuple[int,
     buffer, and the network's cycles and energy are each at most the all-DRAM plan's (the
     planner's model without the address rectangles); with concats in place that have a
     copy step, at most the best plan's with every concat copied instead, when that one is
-    within the all-DRAM bounds (the planner's ``_copies_plan``).  Returns (objective,
+    within the all-DRAM bounds (the planner's ``_copies_plan``); with fused stacks among the
+    candidates (a stack's parts taken all together or none), at most the best plan's
+    without them.  Returns (objective,
     secondary, resident tuple) of the lexicographic minimum.  Exponential: tiny networks."""
-    base = all_dram_totals(cands)
+    from .plans import without_stacks
+
+    plain = without_stacks(cands)
+    base = all_dram_totals(plain)
     if net.copies:
-        copied = [[c for c in cs if not c.skip] for cs in cands]
+        copied = [[c for c in cs if not c.skip] for cs in plain]
         ref = _exhaustive(net, copied, target, objective, all_dram_totals(copied))
         if ref is not None and (base is None or (ref[3] <= base["cycles"] and ref[4] <= base["energy"])):
+            base = {"cycles": ref[3], "energy": ref[4]}
+    if any(c.stack is not None for cs in cands for c in cs):
+        # with fused stacks: never worse than the best plan without them, on either figure
+        ref = _exhaustive(net, plain, target, objective, base)
+        if ref is not None:
             base = {"cycles": ref[3], "energy": ref[4]}
     best = _exhaustive(net, cands, target, objective, base)
     return None if best is None else best[:3]
@@ -270,7 +280,7 @@ def _exhaustive(net, cands, target, objective: str, base: dict | None):
                 break
             per_step.append(ok)
         else:
-            for choice in product(*per_step):
+            for choice in _choices(per_step):
                 cyc = sum(c.value("cycles") for c in choice)
                 en = sum(c.value("energy") for c in choice)
                 if base is not None and (cyc > base["cycles"] or en > base["energy"]):
@@ -282,3 +292,20 @@ def _exhaustive(net, cands, target, objective: str, base: dict | None):
                 if best is None or key < best[:2]:
                     best = key + (tuple(res[t.index] for t in net.tensors), cyc, en)
     return best
+
+
+def _choices(per_step, i: int = 0, acc: tuple = ()):
+    """Every choice of one candidate per step from ``per_step`` in which each stack runs
+    whole (a generator, depth first): a step after a stack's part that is not its last
+    member takes the next part (when it is allowed there), and no other step starts inside
+    a stack."""
+    if i == len(per_step):
+        yield acc
+        return
+    prev = acc[-1] if acc else None
+    if prev is not None and prev.stack is not None and prev.member + 1 < len(prev.stack.steps):
+        nxt = [c for c in per_step[i] if c.stack is prev.stack and c.member == prev.member + 1]
+    else:
+        nxt = [c for c in per_step[i] if c.stack is None or c.member == 0]
+    for c in nxt:
+        yield from _choices(per_step, i + 1, acc + (c,))

@@ -49,7 +49,7 @@ from .oracle import SECONDARY, all_dram_totals
 # on-disk cache gives never imports this module); re-exported here
 from .plans import (LEVELS, NETWORK_TIME_LIMIT, Candidate, NetworkPlan, Plan, _all_dram_choice,  # noqa: F401
                     _choice, all_dram_plan, candidates, network_plan, network_time_limit, plan_value,
-                    unwritten_reads, verify_allocation)
+                    unwritten_reads, verify_allocation, without_stacks)
 from .staged import SolverParams, solve_stages
 
 SEED = 7
@@ -86,6 +86,12 @@ def _build(net: Network, cands, target, objective: str, joint: bool, bounds: dic
                 m.add(x[step.output] <= 1 - skip)
         live = [x[t.index] * t.words for t in net.live(i) if t.index in x]
         m.add(sum(c.footprint * v for c, v in zip(cands[i], y[i])) + sum(live) <= B)
+
+    # a stack's parts all together or none (docs/memory-planning.md, "Fused stacks")
+    for parts in _stack_parts(cands).values():
+        (i0, c0), rest = parts[0], parts[1:]
+        for i, c in rest:
+            m.add(y[i][c] == y[i0][c0])
 
     def total(metric: str):
         return sum(c.value(metric) * v for i, cs in enumerate(cands) for c, v in zip(cs, y[i]))
@@ -140,8 +146,23 @@ def _rectangles(m, net: Network, cands, y, x, B: int):
         soff.append(o)
         xs.append(m.new_fixed_size_interval_var(i, 1, f"sx{i}"))
         ys.append(m.new_interval_var(o, size, end, f"sy{i}"))
+    for parts in _stack_parts(cands).values():      # one region for a stack's every member
+        (i0, c0) = parts[0]
+        for i, _c in parts[1:]:
+            m.add(soff[i] == soff[i0]).only_enforce_if(y[i0][c0])
     m.add_no_overlap_2d(xs, ys)
     return toff, soff
+
+
+def _stack_parts(cands) -> dict[int, list[tuple[int, int]]]:
+    """Per stack (by identity, in the order of first appearance): its parts' (step,
+    candidate index), member order."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for i, cs in enumerate(cands):
+        for k, c in enumerate(cs):
+            if c.stack is not None:
+                out.setdefault(id(c.stack), []).append((i, k))
+    return out
 
 
 def _left(deadline: float | None) -> float | None:
@@ -219,6 +240,10 @@ def _allocate(net, cands, choice_idx, resident, target, deadline=None):
         soff.append(o)
         xs.append(m.new_fixed_size_interval_var(i, 1, f"sx{i}"))
         ys.append(m.new_fixed_size_interval_var(o, f, f"sy{i}"))
+    for i, c in enumerate(choice_idx):          # one region for a stack's every member
+        part = cands[i][c]
+        if part.stack is not None and part.member > 0:
+            m.add(soff[i] == soff[part.stack.first])
     m.add_no_overlap_2d(xs, ys)
     left = _left(deadline)
     # a feasibility problem: the first placement found (deterministic)
@@ -248,7 +273,12 @@ def plan_network(net: Network, cands: list[list[Candidate]], target, objective: 
             raise ScheduleError(f"step {i} ('{net.steps[i].layer.name}') has no candidate mapping")
     deadline = None if time_limit is None else time.monotonic() + time_limit
     try:
-        return _plan(net, cands, target, objective, deadline, _copies_plan(net, cands, target, objective, deadline))
+        plain = without_stacks(cands)
+        ref = _copies_plan(net, plain, target, objective, deadline)
+        if not any(c.stack is not None for cs in cands for c in cs):
+            return _plan(net, cands, target, objective, deadline, ref)
+        # with stacks: never worse than the plan without them, on either figure
+        return _plan(net, cands, target, objective, deadline, _plan(net, plain, target, objective, deadline, ref))
     except (SolveFailed, OverflowError) as exc:
         why = str(exc) if isinstance(exc, SolveFailed) else f"CP-SAT model too large: {exc}"
         what = f"the memory plan of the network ({len(net.steps)} steps): {why}"

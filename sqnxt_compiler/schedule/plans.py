@@ -46,20 +46,83 @@ def network_time_limit(layer_limit: float | None) -> float | None:
 class Candidate:
     """One way to run a step: its operand homes and the best mapping for them; or, for a
     concat's copy step, ``skip`` (no schedule): the concat is written in place, the step
-    does nothing."""
+    does nothing; or its part in a fused stack (``stack``, a :class:`.stacks.Stack`; the
+    step is member ``member`` of it; no schedule of its own): every operand through DRAM,
+    the stack's footprint, the stack's figures on member 0 and none on the others."""
 
     resident_inputs: int
     resident_output: bool
-    schedule: object            # LayerSchedule (its layer carries the homes and capacity); None: skip
+    schedule: object            # LayerSchedule (its layer carries the homes and capacity); None: skip, stack
     resident_residual: bool = False
     skip: bool = False
+    stack: object = None
+    member: int = 0
 
     @property
     def footprint(self) -> int:
+        if self.stack is not None:
+            return self.stack.figures.footprint
         return 0 if self.skip else self.schedule.cost.footprint["total"]
 
     def value(self, objective: str) -> int:
+        if self.stack is not None:
+            return self.stack.value(objective) if self.member == 0 else 0
         return 0 if self.skip else objective_value(self.schedule.cost, objective)
+
+    def capacity(self, target) -> int:
+        """The buffer words its footprint was made to fit: the whole buffer for a skip or a
+        stack part (a stack's footprint holds its windows, kept weights and tiles), else its
+        schedule's capacity."""
+        if self.skip or self.stack is not None:
+            return target.buffer_words
+        return capacity_words(self.schedule.layer, target)
+
+
+def stack_parts(stack) -> list[Candidate]:
+    """The candidates of ``stack``'s member steps, in order (every operand through DRAM)."""
+    return [Candidate(0, False, None, stack=stack, member=k) for k in range(len(stack.steps))]
+
+
+def with_stacks(cands: list[list[Candidate]], stacks) -> list[list[Candidate]]:
+    """Every step's candidates followed by its parts of ``stacks`` (in the stacks' order)."""
+    out = [list(cs) for cs in cands]
+    for st in stacks:
+        for i, part in zip(st.steps, stack_parts(st)):
+            out[i].append(part)
+    return out
+
+
+def without_stacks(cands: list[list[Candidate]]) -> list[list[Candidate]]:
+    """The candidates that are no stack's parts."""
+    return [[c for c in cs if c.stack is None] for cs in cands]
+
+
+def chosen_stacks(choice) -> list:
+    """The stacks a choice of candidates runs, in program order."""
+    return [c.stack for c in choice if c.stack is not None and c.member == 0]
+
+
+def stack_problems(choice, tile_offsets=None) -> list[str]:
+    """A choice's stacks taken whole: every member step of a chosen stack chooses that
+    stack's part for it, with one tile offset for all of them (when given)."""
+    problems = []
+    for i, c in enumerate(choice):
+        if c.stack is None:
+            continue
+        st = c.stack
+        first = st.first
+        if not (0 <= first < len(choice)) or choice[first].stack is not st:
+            problems.append(f"step {i} runs a part of {st.describe()} whose first member does not")
+            continue
+        if choice[i].member != i - first:
+            problems.append(f"step {i} runs member {c.member} of {st.describe()} at member {i - first}'s step")
+        if tile_offsets is not None and tile_offsets[i] != tile_offsets[first]:
+            problems.append(f"step {i}: the region of {st.describe()} moves between its members")
+    for st in chosen_stacks(choice):
+        for i in st.steps:
+            if i >= len(choice) or choice[i].stack is not st:
+                problems.append(f"{st.describe()}: step {i} does not run its part")
+    return problems
 
 
 #: The candidate of a copy step that does not copy: the concat is written in place.
@@ -204,6 +267,8 @@ def all_dram_candidate(c: Candidate) -> bool:
     home ``dram`` compiles)."""
     if c.skip:
         return True
+    if c.stack is not None:
+        return False
     return (c.resident_inputs == 0 and not c.resident_output and not c.resident_residual
             and c.schedule.layer.homes.capacity is None)
 
@@ -238,7 +303,7 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
             problems.append(f"step {i} tiles at {off} (+{f}) outside the buffer")
         regions.append((i, i, off, off + f, f"tiles of step {i} '{step.layer.name}'"))
         live = sum(t.words for t, r in zip(net.tensors, plan.resident) if r and t.live_at(i))
-        cap = B if c.skip else capacity_words(c.schedule.layer, target)
+        cap = c.capacity(target)
         if f > cap or live + f > B:
             problems.append(f"step {i}: tiles {f} + resident {live} words exceed the buffer or "
                             f"the capacity {cap} the mapping was made for")
@@ -251,6 +316,7 @@ def verify_allocation(net: Network, plan: Plan, target) -> list[str]:
             problems.append(f"step {i}: the concat is resident as "
                             f"{'its copy' if c.skip else 'written in place'} but the plan "
                             f"{'writes it in place' if c.skip else 'copies it'}")
+    problems += stack_problems(plan.choice, plan.tile_offsets)
     problems += unwritten_reads(net, plan)
     for a in range(len(regions)):
         for b in range(a + 1, len(regions)):
