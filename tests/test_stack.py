@@ -197,3 +197,98 @@ def test_resident_weights_and_their_preload():
     bw = t.dram_words_per_cycle
     assert weight_preload([a, b], t) == (3 * t.dram_latency_cycles + -(-words * bw.denominator // bw.numerator),
                                          words)
+
+
+def two_blocks(seed=2):
+    """A 3x3 stem (8 channels) and two SqueezeNext blocks on 8x12x9 (sqnxt_block's layers),
+    each adding its input: the stem's and the first block's outputs are read by two members
+    of a stack spanning them (the next squeeze as its data input, the next expand as its
+    residual)."""
+    rng = np.random.default_rng(seed)
+    nodes = [conv("x", "w0", "s0", 3), helper.make_node("Relu", ["s0"], ["x0"])]
+    inits = [("w0", rand(rng, 8, 8, 3, 3))]
+    for b in (1, 2):
+        i, o = f"x{b - 1}", f"x{b}"
+        nodes += [conv(i, f"w{b}1", f"{b}a", 1), helper.make_node("Relu", [f"{b}a"], [f"{b}ar"]),
+                  conv(f"{b}ar", f"w{b}2", f"{b}b", 1),
+                  conv(f"{b}b", f"w{b}3", f"{b}c", 3, 1), helper.make_node("Relu", [f"{b}c"], [f"{b}cr"]),
+                  conv(f"{b}cr", f"w{b}4", f"{b}d", 1, 3),
+                  conv(f"{b}d", f"w{b}5", f"{b}e", 1), helper.make_node("Add", [f"{b}e", i], [f"{b}s"]),
+                  helper.make_node("Relu", [f"{b}s"], [o])]
+        inits += [(f"w{b}1", rand(rng, 4, 8, 1, 1)), (f"w{b}2", rand(rng, 2, 4, 1, 1)),
+                  (f"w{b}3", rand(rng, 4, 2, 3, 1)), (f"w{b}4", rand(rng, 4, 4, 1, 3)),
+                  (f"w{b}5", rand(rng, 8, 4, 1, 1))]
+    nodes.append(helper.make_node("Identity", ["x2"], ["y"]))
+    return inferred_model(nodes, [("x", [1, 8, 12, 9])], ["y"], inits)
+
+
+#: The stack of two_blocks: the stem, then per block squeeze1 .. expand, expand's residual
+#: the output of the stem (block 1) or of block 1's expand (block 2).
+TWO_BLOCK_LINKS = ((None, None), (0, None), (1, None), (2, None), (3, None), (4, 0),
+                   (5, None), (6, None), (7, None), (8, None), (9, 5))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("h, w", [(1, None), (2, None), (5, None), (2, 1), (3, 2)])
+def test_bands_of_a_stack_with_residuals_inside_reproduce_the_networks_rows(mode, h, w):
+    """A member read by two later ones (a data input and a residual) holds the hull of what
+    both read: every band of every member, run on its sources' windows, gives the network's
+    rows."""
+    graph, ops, layers, values, feeds = chain_of(two_blocks())
+    links = TWO_BLOCK_LINKS
+    assert len(layers) == len(links) and chainable(layers, links) == ""
+    three = [layers[0], layers[1], layers[6]]      # both squeezes read the stem: the first is lost
+    assert "read by no later member" in chainable(three, ((None, None), (0, None), (0, None)))
+    assert "reads 4x12x9, not the 8x12x9 output" in chainable(layers, [(None, None)] + [(0, None)] * 10)
+    x = next(iter(feeds.values()))
+    n = len(layers)
+    bs = bands(layers, h, mode, w, links)
+    covered = [np.zeros((L.P, L.Q), dtype=int) for L in layers]
+    for b in bs:
+        for k, (op, L) in enumerate(zip(ops, layers)):
+            (a, e), (c, d) = b.rows[k], b.cols[k]
+            if e <= a or d <= c:
+                assert mode == "keep"
+                continue
+            covered[k][a:e, c:d] += 1
+            src, res = links[k]
+            band = band_layer(L, (a, e), k, n, (c, d), links[k])
+            assert band.homes.resident_inputs == int(src is not None)
+            assert band.homes.resident_residual == (res is not None)
+            lo, hi = input_rows(L, a, e)
+            clo, chi = input_cols(L, c, d)
+            if src is not None:      # its source's window holds what it reads
+                (na, ne), (nc, nd) = b.need[src], b.need_cols[src]
+                assert na <= lo and hi <= ne and nc <= clo and chi <= nd
+            if res is not None:      # ... and its residual's window its rows
+                (na, ne), (nc, nd) = b.need[res], b.need_cols[res]
+                assert na <= a and e <= ne and nc <= c and d <= nd
+            inp = x if src is None and k == 0 else values[op.operands[0].owner.id]
+            args = [inp[:, :, lo:hi, clo:chi]] + [values[v.owner.id] for v in op.operands[1:]]
+            if op.attrs.get("residual"):
+                args[-1] = args[-1][:, :, a:e, c:d]
+            got = eval_op(band_op(op, band), args)
+            np.testing.assert_allclose(got, values[op.id][:, :, a:e, c:d], rtol=1e-5, atol=1e-5)
+    for k in range(n):
+        assert covered[k].min() >= 1
+        if mode == "keep" and w is None:
+            assert covered[k].max() == 1
+    # the stem's window covers the squeeze's halo-free rows and block 1's expand's rows
+    assert window_rows(layers, bs)[0] >= min(h, layers[-1].P)
+
+
+def test_the_preload_worked_example_of_the_docs():
+    """docs/cost-model.md, "A stack's figures": stage1/block1's squeeze1 .. expand on pe8x8."""
+    from sqnxt_compiler.cost.stack import resident_weight_words, weight_preload
+    from sqnxt_compiler.targets import load_target
+
+    t = load_target("pe8x8")
+    res = driver.compile("zoo:1.0-SqNxt-23", target=t)
+    names = [f"stage1/block1/{m}" for m in ("squeeze1", "squeeze2", "sep1", "sep2", "expand")]
+    by = {op.loc.node: layer_of(op) for op in res.graph.ops() if op.name == "sqnxt.conv"}
+    layers = [by[n] for n in names]
+    assert [L.weight_words for L in layers] == [1024, 128, 384, 768, 512]
+    assert all(L.epilogue.bias for L in layers) and t.psum_words == 2
+    assert resident_weight_words(layers, t.psum_words) == 2816 + 88 * 2 == 2992
+    assert (t.dram_latency_cycles, t.dram_words_per_cycle) == (100, 8)
+    assert weight_preload(layers, t) == (10 * 100 + 374, 2992)

@@ -14,7 +14,8 @@ from sqnxt_compiler.schedule.planner import plan_network
 from sqnxt_compiler.schedule.plans import (chosen_stacks, plan_value, stack_problems, verify_allocation,
                                            with_stacks, without_stacks)
 from sqnxt_compiler.schedule.solver import schedule_layers
-from sqnxt_compiler.schedule.stacks import stack_candidates, stack_runs
+from sqnxt_compiler.cost.model import evaluate
+from sqnxt_compiler.schedule.stacks import clipped, stack_candidates, stack_ranges
 
 #: A small grid (the oracle enumerates every choice): two heights, full width and 4
 #: columns, both overlap modes, weights kept or not.
@@ -29,14 +30,21 @@ def stacked_problem(make, t, objective, pipeline=UNFUSED, max_members=3):
     return net, cands, stacks
 
 
-def test_runs_follow_single_reader_conv_chains():
+def test_ranges_follow_results_read_only_inside():
     _, net, _ = problem(chain(), tiny_target(8192))
     assert [s.layer.name for s in net.steps] == ["c1", "c2", "c3", "c4"]
-    assert stack_runs(net) == [(0, 1, 2, 3)]
-    # a's result is read by cb and by cc's fused residual: ca does not link to cb
+    chain_links = {2: ((None, None), (0, None)), 3: ((None, None), (0, None), (1, None)),
+                   4: ((None, None), (0, None), (1, None), (2, None))}
+    assert stack_ranges(net) == [(r, chain_links[len(r)]) for r in
+                                 [(0, 1), (0, 1, 2), (0, 1, 2, 3), (1, 2), (1, 2, 3), (2, 3)]]
+    assert [r for r, _ in stack_ranges(net, max_members=2)] == [(0, 1), (1, 2), (2, 3)]
+    # a's result is read by cb and by cc's fused residual: a stack holding ca holds cc too
     _, net, _ = problem(residual(), tiny_target(8192), pipeline="default")
     assert [s.layer.name for s in net.steps] == ["ca", "cb", "cc", "cd"]
-    assert stack_runs(net) == [(1, 2, 3)]
+    got = dict(stack_ranges(net))
+    assert sorted(got) == [(0, 1, 2), (0, 1, 2, 3), (1, 2), (1, 2, 3), (2, 3)]
+    assert got[(0, 1, 2)] == ((None, None), (0, None), (1, 0))
+    assert got[(1, 2)] == ((None, None), (0, None))          # cc's residual from DRAM
 
 
 def test_candidates_are_their_work_scheduled_and_summed():
@@ -44,10 +52,21 @@ def test_candidates_are_their_work_scheduled_and_summed():
     net, _, stacks = stacked_problem(chain, t, "cycles")
     assert stacks and {(s.first, s.last) for s in stacks} <= {(0, 1), (1, 2), (2, 3), (0, 2), (1, 3)}
     for st in stacks[:6]:
-        work = stack_work(list(st.layers), st.config, t)
-        again = schedule_layers(work, t)
-        assert [s.mapping for s in again] == [s.mapping for s in st.schedules]
-        assert stack_figures(list(st.layers), st.config, [s.cost for s in again], t) == st.figures
+        work = stack_work(list(st.layers), st.config, t, st.links)
+        assert [s.layer for s in st.schedules] == work
+        alone = schedule_layers(work, t)
+        for L, s, a in zip(work, st.schedules, alone):
+            # each piece's interior band solved, the others its mapping clipped (or solved)
+            assert s.status in ("optimal", "derived")
+            if s.status == "optimal":
+                assert s.mapping == a.mapping
+            else:
+                interior = next(x for x in st.schedules if x.layer.name == s.note.split("'")[1])
+                assert s.mapping == clipped(interior.mapping, L) and s.cost == evaluate(L, t, s.mapping)
+                assert s.cost.footprint["total"] <= s.cost.footprint["capacity"]
+        assert any(s.status == "derived" for s in st.schedules)
+        assert stack_figures(list(st.layers), st.config, [s.cost for s in st.schedules], t,
+                             st.links) == st.figures
         assert st.figures.footprint <= t.buffer_words
         # the members' layers are the steps' own, every operand through DRAM
         assert [L.shape_key() for L in st.layers] == [net.steps[i].layer.shape_key() for i in st.steps]

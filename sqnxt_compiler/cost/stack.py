@@ -1,16 +1,21 @@
-"""Depth-first (layer-fused) stacks: a chain of layers run band by band over the last
+"""Depth-first (layer-fused) stacks: consecutive layers run band by band over the last
 member's output rows, so that only a band of each intermediate tensor lives in the buffer
 (docs/cost-model.md, "Fused stacks").
 
-A **stack** is a chain ``L_1 .. L_n`` of conv layers (each reading the previous one's
-output as its data input; a fused pool or a fused residual add allowed, the residual read
-from DRAM) cut into **bands** of ``h`` output rows of ``L_n`` (the last band ragged).  Each
-band walks the members in order; member ``k`` computes the output rows that band needs
-of it:
+A **stack** is a sequence ``L_1 .. L_n`` of conv layers (a fused pool or a fused residual
+add allowed) with **links** (:func:`chainable`): each member reads as its data input an
+earlier member's output or a DRAM tensor, and as its fused residual an earlier member's
+output, a DRAM tensor or none; every member but the last is read by a later one.  A chain
+(:func:`chain_links`: member k reads member k-1) is the common case; a member read twice
+(a SqueezeNext block's input, read by its squeeze1 and by its expand's residual) makes a
+stack span blocks.  The stack is cut into **bands** of ``h`` output rows of ``L_n`` (the
+last band ragged), and of ``w`` columns or the full width.  Each band walks the members in
+order; member ``k`` computes the output rows that band needs of it:
 
-* rows needed, back to front: ``need_n = [r0, r1)``; ``need_{k-1}`` = the input rows
-  ``L_k`` reads for its rows ``need_k`` (:func:`input_rows`: the conv window, through a
-  fused pool's cover), clipped to the tensor;
+* rows needed, back to front: ``need_n = [r0, r1)``; ``need_k`` = the hull of what its
+  readers read: the input rows ``L_j`` reads for its rows ``need_j`` (:func:`input_rows`:
+  the conv window, through a fused pool's cover), clipped to the tensor, for a data
+  reader ``j``; ``need_j`` itself for a residual reader;
 * **recompute** (overlap mode ``"recompute"``): member ``k`` computes all of ``need_k`` in
   every band, so the rows two neighbouring bands share (the halo) are computed twice;
 * **keep** (``"keep"``): member ``k`` computes only the rows no earlier band computed,
@@ -18,13 +23,16 @@ of it:
   the band before (a rolling window of rows: full-width bands need no line buffer; the
   halo rows move to the window's top, :func:`halo_words`).
 
-Only member 1 reads a tensor from DRAM (the stack's input, the rows ``input_rows(L_1,
-need_1)`` with their halo, re-read where bands overlap), only ``L_n`` writes one (its band,
-once); every intermediate tensor lives as a window of ``max_b |need_k(b)|`` rows
+Only members reading DRAM tensors read from DRAM (their input rows with their halo,
+re-read where bands overlap; a residual's rows), only ``L_n`` writes one (its band, once);
+every intermediate tensor lives as a window of ``max_b |need_k(b)|`` rows
 (:func:`window_rows`) in the buffer.  Each (band, member) is an ordinary layer over a
 sub-image, :func:`band_layer`: the member's rows cut out of it, its pads kept only at the
-tensor's borders, its input resident for ``k > 1`` and its output resident for ``k < n``,
-so the cost model, the solver and the executors treat it like any layer.
+tensor's borders, its input and residual resident when they are members' windows, its
+output resident for ``k < n``, so the cost model, the solver and the executors treat it
+like any layer.  :func:`stack_work` lists them (with the keep mode's halo moves) and
+:func:`stack_figures` sums their costs; the members' weights may stay in the buffer across
+the bands (``StackConfig.weights_kept``: the ``resident_weights`` home and a preload).
 """
 from __future__ import annotations
 
@@ -75,19 +83,46 @@ def input_cols(L: Layer, a: int, b: int) -> tuple[int, int]:
     return lo, hi
 
 
-def chainable(layers: list[Layer]) -> str:
-    """Why ``layers`` cannot be a stack ("" when they can): at least two conv members, each
-    member's input rows the previous one's output rows (``H_k = P_{k-1}``) and the same
-    columns (full-width bands: ``W_k = Q_{k-1}``) and channels."""
+def chain_links(n: int) -> tuple[tuple[int | None, int | None], ...]:
+    """The links of a plain chain of ``n`` members: member k reads member k-1's output as
+    its data input (member 0 reads DRAM), no residual inside the stack."""
+    return tuple((k - 1 if k else None, None) for k in range(n))
+
+
+def chainable(layers: list[Layer], links=None) -> str:
+    """Why ``layers`` cannot be a stack ("" when they can): at least two conv members; per
+    member its ``links`` entry ``(src, res)`` (None: :func:`chain_links`): ``src`` the
+    earlier member whose output it reads as its data input (None: DRAM), of the shape it
+    reads (``H_k = P_src``, ``W_k = Q_src``, ``C_k = K_src``); ``res`` the earlier member
+    whose output is its fused residual (None: DRAM or none), of its own output's shape;
+    every member but the last read by a later one."""
+    links = chain_links(len(layers)) if links is None else tuple(links)
     if len(layers) < 2:
         return "a stack has at least two members"
+    if len(links) != len(layers):
+        return f"{len(links)} links for {len(layers)} members"
     for L in layers:
         if L.kind != "conv":
             return f"member '{L.name}' is a {L.kind} layer (stacks run convs)"
-    for A, B in zip(layers, layers[1:]):
-        if (B.H, B.W, B.C) != (A.P, A.Q, A.K):
-            return (f"member '{B.name}' reads {B.C}x{B.H}x{B.W}, not the {A.K}x{A.P}x{A.Q} "
-                    f"output of '{A.name}'")
+    read = set()
+    for k, (B, (src, res)) in enumerate(zip(layers, links)):
+        for j in (src, res):
+            if j is not None and not 0 <= j < k:
+                return f"member '{B.name}' reads member {j}, not an earlier one"
+        if src is not None:
+            A = layers[src]
+            if (B.H, B.W, B.C) != (A.P, A.Q, A.K):
+                return (f"member '{B.name}' reads {B.C}x{B.H}x{B.W}, not the {A.K}x{A.P}x{A.Q} "
+                        f"output of '{A.name}'")
+            read.add(src)
+        if res is not None:
+            A = layers[res]
+            if not B.epilogue.residual or (A.K, A.P, A.Q) != (B.K, B.P, B.Q):
+                return f"member '{B.name}' adds no residual of the {A.K}x{A.P}x{A.Q} output of '{A.name}'"
+            read.add(res)
+    lost = [L.name for k, L in enumerate(layers[:-1]) if k not in read]
+    if lost:
+        return f"the output of member '{lost[0]}' is read by no later member"
     return ""
 
 
@@ -112,17 +147,27 @@ class Band:
         return max(0, b - a) * max(0, d - c)
 
 
-def bands(layers: list[Layer], h: int, mode: str = "recompute", w: int | None = None) -> list[Band]:
+def _hull(spans) -> tuple[int, int]:
+    """The smallest interval holding every ``[lo, hi)`` of ``spans``."""
+    spans = list(spans)
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+def bands(layers: list[Layer], h: int, mode: str = "recompute", w: int | None = None, links=None) -> list[Band]:
     """The bands of ``h`` output rows (and ``w`` columns; None: the full width) of the last
-    member, rows outer, columns inner (module doc).  Keep mode keeps the halo along the
-    walk's inner axis: rows for full-width bands; columns (from the band to the left) for
-    narrower ones, whose rows are recomputed from one row of bands to the next (keeping
-    those too would need a line buffer of the full width)."""
+    member, rows outer, columns inner (module doc).  ``links`` (:func:`chainable`; None: a
+    chain): a member read by several later members (a data input and a residual) needs
+    the hull of what they read: the input rows of a data reader, the output rows of a
+    residual reader.  Keep mode keeps the halo along the walk's inner axis: rows for
+    full-width bands; columns (from the band to the left) for narrower ones, whose rows are
+    recomputed from one row of bands to the next (keeping those too would need a line
+    buffer of the full width)."""
     if mode not in MODES:
         raise ValueError(f"overlap mode must be one of {MODES}, got {mode!r}")
     if h < 1 or (w is not None and w < 1):
         raise ValueError(f"band height and width must be >= 1, got {h} x {w}")
     n = len(layers)
+    links = chain_links(n) if links is None else tuple(links)
     P, Q = layers[-1].P, layers[-1].Q
     w = Q if w is None or w > Q else w
     full = w == Q
@@ -133,9 +178,17 @@ def bands(layers: list[Layer], h: int, mode: str = "recompute", w: int | None = 
         for c0 in range(0, Q, w):
             need, ncol = [None] * n, [None] * n
             need[-1], ncol[-1] = (r0, min(P, r0 + h)), (c0, min(Q, c0 + w))
-            for k in range(n - 1, 0, -1):
-                need[k - 1] = input_rows(layers[k], *need[k])
-                ncol[k - 1] = input_cols(layers[k], *ncol[k])
+            for k in range(n - 2, -1, -1):
+                rs, cs = [], []
+                for j in range(k + 1, n):
+                    src, res = links[j]
+                    if src == k:
+                        rs.append(input_rows(layers[j], *need[j]))
+                        cs.append(input_cols(layers[j], *ncol[j]))
+                    if res == k:
+                        rs.append(need[j])
+                        cs.append(ncol[j])
+                need[k], ncol[k] = _hull(rs), _hull(cs)
             rows, cols = list(need), list(ncol)
             if mode == "keep" and full:
                 rows = [(max(a, min(done_r[k], b)), b) for k, (a, b) in enumerate(need)]
@@ -219,12 +272,15 @@ def _cut(L: Layer, a: int, b: int, axis: str) -> dict:
     return changes
 
 
-def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int, int] | None = None) -> Layer:
+def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int, int] | None = None,
+               link: tuple[int | None, int | None] | None = None) -> Layer:
     """Member ``k`` (0-based) of ``n`` run on its output rows ``[a, b)`` (and columns;
     None: all) of one band: the layer over the input rows and columns it reads
     (:func:`input_rows`, :func:`input_cols`), ``P = b - a``, its pads only where those reach
-    the tensor's border, its input resident in the buffer when ``k > 0`` (the band window
-    of the member before), its output resident when ``k < n - 1`` (its own band window).  A
+    the tensor's border, its input resident in the buffer when it reads a member (``link``
+    = (src, res), :func:`chainable`; None: a chain, src = k - 1: the band window of the
+    member before), its residual resident when a member's, its output resident when ``k <
+    n - 1`` (its own band window).  A
     fused pool's pads likewise (its cover is clipped the same way).  A member with no
     position to compute does not run: an empty range is an error."""
     cols = (0, L.Q) if cols is None else cols
@@ -241,7 +297,9 @@ def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int,
     name = f"{L.name}[{rows[0]}:{rows[1]}]" if cols == (0, L.Q) else \
         f"{L.name}[{rows[0]}:{rows[1]},{cols[0]}:{cols[1]}]"
     band = replace(L, name=name, epilogue=epi, **ch)
-    return band.with_homes(resident_inputs=int(k > 0), resident_output=k < n - 1)
+    src, res = (k - 1 if k else None, None) if link is None else link
+    return band.with_homes(resident_inputs=int(src is not None), resident_output=k < n - 1,
+                           resident_residual=res is not None)
 
 
 
@@ -276,12 +334,13 @@ def stack_capacity(layers: list[Layer], bs: list[Band], cfg: StackConfig, target
     return target.buffer_words - window_words(layers, bs) - kept
 
 
-def stack_work(layers: list[Layer], cfg: StackConfig, target) -> list[Layer] | None:
+def stack_work(layers: list[Layer], cfg: StackConfig, target, links=None) -> list[Layer] | None:
     """What the stack runs, in order, as ordinary layers: per band, each member's band layer
     (:func:`band_layer`, its weights resident when kept) and, in keep mode, after each
     intermediate member the move of its kept halo (:func:`halo_layer`); every one with the
     capacity :func:`stack_capacity`.  None when the windows and kept weights leave no room."""
-    bs = bands(layers, cfg.h, cfg.mode, cfg.w)
+    links = chain_links(len(layers)) if links is None else tuple(links)
+    bs = bands(layers, cfg.h, cfg.mode, cfg.w, links)
     cap = stack_capacity(layers, bs, cfg, target)
     if cap <= 0:
         return None
@@ -290,7 +349,7 @@ def stack_work(layers: list[Layer], cfg: StackConfig, target) -> list[Layer] | N
     for b in bs:
         for k, L in enumerate(layers):
             if b.area(k):
-                work.append(band_layer(L, b.rows[k], k, n, b.cols[k]).with_homes(
+                work.append(band_layer(L, b.rows[k], k, n, b.cols[k], links[k]).with_homes(
                     capacity=cap, resident_weights=cfg.weights_kept))
             if cfg.mode == "keep" and k < n - 1:
                 kept = b.area(k, needed=True) - b.area(k)
@@ -312,13 +371,13 @@ class StackFigures:
     weights: int
 
 
-def stack_figures(layers: list[Layer], cfg: StackConfig, reports: list, target) -> StackFigures:
+def stack_figures(layers: list[Layer], cfg: StackConfig, reports: list, target, links=None) -> StackFigures:
     """The stack's figures from the cost reports of its :func:`stack_work`, in order: the
     sums of their cycles, energy and DRAM words, plus, with kept weights, the preload
     (:func:`weight_preload`: its cycles; its words, each a DRAM read and a buffer write:
     ``(e_dram + e_buffer)`` energy); footprint = windows + kept weights + max tile
     footprint (the (band, member) layers run one after another)."""
-    bs = bands(layers, cfg.h, cfg.mode, cfg.w)
+    bs = bands(layers, cfg.h, cfg.mode, cfg.w, links)
     windows = window_words(layers, bs)
     kept = resident_weight_words(layers, target.psum_words) if cfg.weights_kept else 0
     cycles = sum(r.total_cycles for r in reports)

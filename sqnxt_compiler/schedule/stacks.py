@@ -1,19 +1,20 @@
 """Fused stacks as the memory planner's candidates (docs/memory-planning.md, "Fused stacks";
 their geometry and figures: :mod:`sqnxt_compiler.cost.stack`, docs/cost-model.md).
 
-**Runs.**  A run is a maximal sequence of consecutive steps ``s, s+1, .., s+m`` (program
-order) in which every step is a conv whose data input is the previous step's result, that
-result read by nothing else (one reader, no concat part, no copy step) and of the shape
-the next member reads (:func:`sqnxt_compiler.cost.stack.chainable`).  Every sub-sequence
-of two or more consecutive members of a run (at most :data:`MAX_MEMBERS`) may run as a
-stack.
+**Ranges.**  A stack runs a range of 2 to :data:`MAX_MEMBERS` consecutive steps (program
+order) of convs (:func:`stack_ranges`) whose results, but the last step's, are read only by
+later steps of the range, each reading one as its data input or as its fused residual: a
+chain (squeeze1 .. expand of a SqueezeNext block, expand's residual from DRAM), or a graph
+in which a result is read twice inside the stack (the block input read by squeeze1 and
+by expand's residual: a stack spanning blocks), every such result living as a band window
+holding what all its readers read (:func:`sqnxt_compiler.cost.stack.bands`).
 
-**Candidates.**  For every such sub-chain and every configuration of :data:`CONFIGS` (band
+**Candidates.**  For every such range and every configuration of :data:`CONFIGS` (band
 height and width, overlap mode, weights kept or not) whose windows and kept weights leave
 room, the stack's work (:func:`~sqnxt_compiler.cost.stack.stack_work`: its (band, member)
 layers and halo moves) is scheduled by the per-layer solver (the schedule pass's, with its
 options) and summed (:func:`~sqnxt_compiler.cost.stack.stack_figures`); a configuration
-one of whose layers has no mapping that fits is no candidate.  Per sub-chain only the
+one of whose layers has no mapping that fits is no candidate.  Per range only the
 configurations no other beats on cycles, energy and footprint at once are kept (ties: the
 first in :data:`CONFIGS` order).
 
@@ -27,9 +28,11 @@ step: :mod:`.planner`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+from ..cost.mapping import Mapping
+from ..cost.model import capacity_words, evaluate, objective_value
 from ..cost.stack import MODES, StackConfig, StackFigures, chainable, stack_figures, stack_work
 from .liveness import Network
 from .space import min_footprint_words
@@ -55,6 +58,7 @@ class Stack:
     config: StackConfig
     schedules: tuple
     figures: StackFigures
+    links: tuple = ()           # per member (src, res): cost.stack.chainable
 
     @property
     def steps(self) -> range:
@@ -71,31 +75,48 @@ class Stack:
         return f"stack {names} ({len(self.layers)} layers, {self.config.describe()})"
 
 
-def stack_runs(net: Network) -> list[tuple[int, ...]]:
-    """The maximal runs of consecutive steps that may run as stacks (module doc), each of
-    two or more steps."""
-    def links(i: int) -> bool:
-        a, b = net.steps[i], net.steps[i + 1]
-        if a.layer.kind != "conv" or b.layer.kind != "conv" or a.copy_of is not None or b.copy_of is not None:
-            return False
-        t = net.tensors[a.output]
-        if a.output_at or not t.plannable or t.readers != (b.index,) or t.words != a.layer.K * a.layer.P * a.layer.Q:
-            return False
-        if b.inputs != (a.output,) or b.residual == a.output:
-            return False
-        return not chainable([_alone(a.layer), _alone(b.layer)])
+def stack_ranges(net: Network, max_members: int = MAX_MEMBERS) -> list[tuple[tuple[int, ...], tuple]]:
+    """Every range of 2 to ``max_members`` consecutive steps that may run as a stack (module
+    doc), in program order (by first step, then length), with its links (per member the
+    member whose output is its data input and the one whose output is its residual, None:
+    DRAM; :func:`sqnxt_compiler.cost.stack.chainable`)."""
+    n = len(net.steps)
+    out = []
+    for a in range(n):
+        for b in range(a + 1, min(n, a + max_members)):
+            links = _links(net, a, b)
+            if links is not None:
+                out.append((tuple(range(a, b + 1)), links))
+    return out
 
-    runs, cur = [], [0] if net.steps else []
-    for i in range(len(net.steps) - 1):
-        if links(i):
-            cur.append(i + 1)
-        else:
-            if len(cur) >= 2:
-                runs.append(tuple(cur))
-            cur = [i + 1]
-    if len(cur) >= 2:
-        runs.append(tuple(cur))
-    return runs
+
+def _links(net: Network, a: int, b: int):
+    """The links of steps ``a .. b`` as a stack, or None when they cannot be one: every
+    step a conv (no copy step); the result of every step but the last read only by later
+    steps of the range, each reading it as its data input or as its fused residual (not
+    both), a whole tensor of its own (no concat part); the shapes chain."""
+    steps = net.steps[a:b + 1]
+    pos = {s.output: k for k, s in enumerate(steps[:-1])}
+    for k, s in enumerate(steps):
+        if s.layer.kind != "conv" or s.copy_of is not None:
+            return None
+        if k < len(steps) - 1:
+            t = net.tensors[s.output]
+            if (s.output_at or not t.plannable or t.words != s.layer.K * s.layer.P * s.layer.Q
+                    or not t.readers or not all(s.index < r <= b for r in t.readers)):
+                return None
+    links = []
+    for s in steps:
+        src = pos.get(s.inputs[0]) if len(s.inputs) == 1 else None
+        res = pos.get(s.residual)
+        if src is not None and src == res:
+            return None
+        if any(t in pos for t in s.inputs) and src is None:
+            return None
+        links.append((src, res))
+    if chainable([_alone(s.layer) for s in steps], links):
+        return None
+    return tuple(links)
 
 
 def _alone(L):
@@ -127,30 +148,77 @@ def stack_candidates(net: Network, target, solve: Callable[[list], list],
     Sub-chains of equal layers (keys) share their work."""
     out: list[Stack] = []
     memo: dict[tuple, list] = {}
-    for run in stack_runs(net):
-        for a in range(len(run)):
-            for b in range(a + 2, min(len(run), a + max_members) + 1):
-                steps = run[a:b]
-                layers = [_alone(net.steps[i].layer) for i in steps]
-                key = tuple(L.key() for L in layers)
-                if key not in memo:
-                    memo[key] = _configs_of(layers, target, solve, configs)
-                found = [Stack(steps[0], steps[-1], tuple(layers), cfg, tuple(scheds), figs)
-                         for cfg, scheds, figs in memo[key]]
-                out.extend(_pareto(found))
+    for steps, links in stack_ranges(net, max_members):
+        layers = [_alone(net.steps[i].layer) for i in steps]
+        key = (tuple(L.key() for L in layers), links)
+        if key not in memo:
+            memo[key] = _configs_of(layers, links, target, solve, configs)
+        found = [Stack(steps[0], steps[-1], tuple(layers), cfg, tuple(scheds), figs, links)
+                 for cfg, scheds, figs in memo[key]]
+        out.extend(_pareto(found))
     return out
 
 
-def _configs_of(layers, target, solve, configs) -> list[tuple]:
+def _configs_of(layers, links, target, solve, configs) -> list[tuple]:
     """(config, schedules, figures) of every configuration of ``layers`` that fits."""
     found = []
     P, Q = layers[-1].P, layers[-1].Q
     for cfg in configs:
         if cfg.h > P or (cfg.w is not None and cfg.w >= Q):
             continue        # one band, or full width written as a width: another config
-        work = stack_work(layers, cfg, target)
+        work = stack_work(layers, cfg, target, links)
         if work is None or any(min_footprint_words(L, target) > L.homes.capacity for L in work):
             continue
-        scheds = solve(work)
-        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target)))
+        scheds = schedule_work(work, target, solve)
+        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target, links)))
     return found
+
+
+def _piece(L) -> str:
+    """Which member (or which member's halo move) a work layer is: its name without the
+    band's rows and columns."""
+    return L.name.split("[", 1)[0]
+
+
+def clipped(m: Mapping, L) -> Mapping:
+    """Mapping ``m`` with every tile size clipped to ``L``'s loop bounds (a valid mapping of
+    ``L`` when ``m`` is one of a layer with larger or equal bounds)."""
+    return Mapping(m.dataflow, min(m.tx, L.Q), min(m.ty, L.P), min(m.tc, L.Cg), min(m.tk, L.Kg), m.order)
+
+
+def schedule_work(work: list, target, solve: Callable[[list], list]) -> list:
+    """Schedules of a stack's work, in order.  Per piece (a member's band layers, a
+    member's halo moves: :func:`_piece`) the solver schedules the **interior** one (the most
+    output positions; the first of those), and every other band of that piece runs the
+    interior's mapping clipped to its bounds (:func:`clipped`, evaluated by the cost model:
+    status ``derived``) when it fits the band's capacity, else is solved too.  Edge bands
+    (the first, the last, a ragged one) differ from the interior only by their pads and
+    extents; solving each would multiply the solves by up to nine with two-dimensional
+    bands for a few cycles."""
+    rep: dict[str, int] = {}
+    for i, L in enumerate(work):
+        j = rep.get(_piece(L))
+        if j is None or L.P * L.Q > work[j].P * work[j].Q:
+            rep[_piece(L)] = i
+    firsts = sorted(set(rep.values()))
+    solved = dict(zip(firsts, solve([work[i] for i in firsts])))
+    out: list = [None] * len(work)
+    again = []
+    for i, L in enumerate(work):
+        if i in solved:
+            out[i] = solved[i]
+            continue
+        r = solved[rep[_piece(L)]]
+        m = clipped(r.mapping, L)
+        cost = evaluate(L, target, m)
+        if cost.footprint["total"] > capacity_words(L, target):
+            again.append(i)
+            continue
+        v = objective_value(cost, r.objective)
+        out[i] = replace(r, layer=L, mapping=m, cost=cost, status="derived", objective_value=v, bound=0,
+                         gap=1.0 if v else 0.0, solver="derived", tie_break=False,
+                         note=f"the mapping of '{work[rep[_piece(L)]].name}' clipped to this band")
+    if again:
+        for i, s in zip(again, solve([work[i] for i in again])):
+            out[i] = s
+    return out
