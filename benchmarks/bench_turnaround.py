@@ -9,9 +9,11 @@ and their ratio, so figures from a loaded machine can still be compared:
 * ``--help`` and ``targets list`` (no model read);
 * ``compile zoo:MODEL -t TARGET -o DIR`` **cold**: an empty sqnxtc cache (a fresh
   ``SQNXTC_CACHE_DIR`` per run: the zoo model is built and every layer and the memory plan
-  solved) and **warm**: the same command again over a cache the first run filled (the
-  built model, the imported IR, the layer schedules and the plan read back;
-  docs/scheduler.md, "The on-disk cache"); the outputs of both are checked byte-identical;
+  solved) and **warm**: the same command again over a cache the first run filled (its
+  outputs replayed by the compile-output cache), and warm **without the output cache**
+  (``SQNXTC_NO_OUTPUT_CACHE``: the built model, the imported IR, the layer schedules and
+  the plan read back; docs/scheduler.md, "The on-disk cache"); the outputs of all three
+  are checked byte-identical;
 * ``check zoo:1.0-SqNxt-23 -t pe16x16 --tiled`` warm (issue 27's tiled check).
 
 Python's own bytecode cache is left on for the children (``PYTHONDONTWRITEBYTECODE``
@@ -44,12 +46,17 @@ ROOT = Path(__file__).resolve().parents[1]
 YARDSTICK = "sum(i*i for i in range(10**7))"
 
 
-def _env(cache: Path | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "SQNXTC_NO_CACHE")}
+def _env(cache: Path | None, outputs: bool = True) -> dict:
+    """The children's environment: no cache, or ``cache`` as the root (``outputs``: the
+    compile-output cache on; off, the imported IR, the zoo and the schedules only)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "SQNXTC_NO_CACHE", "SQNXTC_NO_OUTPUT_CACHE")}
     if cache is None:
         env["SQNXTC_NO_CACHE"] = "1"
     else:
         env["SQNXTC_CACHE_DIR"] = str(cache)
+        if not outputs:
+            env["SQNXTC_NO_OUTPUT_CACHE"] = "1"
     return env
 
 
@@ -76,21 +83,25 @@ def _outputs(d: Path) -> dict:
 
 
 def compile_times(model: str, target: str, runs: int, work: Path) -> dict:
-    """Cold and warm medians of ``compile zoo:MODEL -t TARGET``, outputs compared."""
-    cold, warm = [], []
+    """Cold, warm and warm-without-the-output-cache medians of ``compile zoo:MODEL -t
+    TARGET``, outputs compared."""
+    cold, warm, lower = [], [], []
     for i in range(runs):
         cache = work / f"cache-{model}-{target}-{i}"
         shutil.rmtree(cache, ignore_errors=True)
-        out_c, out_w = work / f"cold-{i}", work / f"warm-{i}"
-        for d in (out_c, out_w):
+        outs = [work / f"{what}-{i}" for what in ("cold", "warm", "lower")]
+        for d in outs:
             shutil.rmtree(d, ignore_errors=True)
-        cold.append(timed(sqnxtc("compile", f"zoo:{model}", "-t", target, "-o", str(out_c)), _env(cache)))
-        warm.append(timed(sqnxtc("compile", f"zoo:{model}", "-t", target, "-o", str(out_w)), _env(cache)))
-        if _outputs(out_c) != _outputs(out_w):
-            raise SystemExit(f"{model} {target}: the warm compile's outputs differ from the cold one's")
+        args = lambda d: sqnxtc("compile", f"zoo:{model}", "-t", target, "-o", str(d))  # noqa: E731
+        cold.append(timed(args(outs[0]), _env(cache)))
+        warm.append(timed(args(outs[1]), _env(cache)))
+        lower.append(timed(args(outs[2]), _env(cache, outputs=False)))
+        if not _outputs(outs[0]) == _outputs(outs[1]) == _outputs(outs[2]):
+            raise SystemExit(f"{model} {target}: a warm compile's outputs differ from the cold one's")
         shutil.rmtree(cache, ignore_errors=True)
     return {"model": model, "target": target, "cold_s": round(statistics.median(cold), 3),
-            "warm_s": round(statistics.median(warm), 3), "runs": runs}
+            "warm_s": round(statistics.median(warm), 3), "warm_no_output_cache_s": round(statistics.median(lower), 3),
+            "runs": runs}
 
 
 def main(argv=None) -> int:
@@ -114,14 +125,17 @@ def main(argv=None) -> int:
             s = statistics.median(timed(sqnxtc(*args), _env(None)) for _ in range(a.runs))
             doc["commands"].append({"command": name, "s": round(s, 3), "x_yardstick": round(s / y, 2)})
             print(f"sqnxtc {name:<40} {s:6.2f} s  {s / y:5.2f}x")
-        print(f"{'model':<24} {'target':<8} {'cold s':>7} {'x yard':>7} {'warm s':>7} {'x yard':>7}")
+        print(f"{'model':<24} {'target':<8} {'cold s':>7} {'x yard':>7} {'warm s':>7} {'x yard':>7} "
+              f"{'warm, no output cache':>22}")
         for m in models:
             for t in a.targets:
                 r = compile_times(m, t, a.runs, work)
-                r.update(cold_x=round(r["cold_s"] / y, 2), warm_x=round(r["warm_s"] / y, 2))
+                r.update(cold_x=round(r["cold_s"] / y, 2), warm_x=round(r["warm_s"] / y, 2),
+                         warm_no_output_cache_x=round(r["warm_no_output_cache_s"] / y, 2))
                 doc["compiles"].append(r)
                 print(f"{m[:24]:<24} {t:<8} {r['cold_s']:>7.2f} {r['cold_x']:>6.2f}x {r['warm_s']:>7.2f} "
-                      f"{r['warm_x']:>6.2f}x", flush=True)
+                      f"{r['warm_x']:>6.2f}x {r['warm_no_output_cache_s']:>13.2f} s {r['warm_no_output_cache_x']:>5.2f}x",
+                      flush=True)
         if not a.no_check:
             cache = work / "check-cache"
             args = sqnxtc("check", "zoo:1.0-SqNxt-23", "-t", "pe16x16", "--tiled")

@@ -40,12 +40,18 @@ def small_conv_net(path: Path, seed: int = 7, batch=1) -> str:
     return str(path)
 
 
-def user_cache(monkeypatch, tmp_path) -> Path:
+def user_cache(monkeypatch, tmp_path, outputs: bool = False) -> Path:
     """Point sqnxtc's default cache root at ``tmp_path/xdg/sqnxtc`` (the suite sets
-    SQNXTC_NO_CACHE: unset here) and return that root."""
+    SQNXTC_NO_CACHE: unset here) and return that root.  ``outputs``: the compile-output
+    cache too (off by default here: a replayed compile would not exercise the caches below
+    it, which these tests are about)."""
     monkeypatch.delenv("SQNXTC_NO_CACHE", raising=False)
     monkeypatch.delenv("SQNXTC_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if outputs:
+        monkeypatch.delenv("SQNXTC_NO_OUTPUT_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("SQNXTC_NO_OUTPUT_CACHE", "1")
     return tmp_path / "xdg" / "sqnxtc"
 
 

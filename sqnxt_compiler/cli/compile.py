@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .. import driver
+from .. import driver, output_cache
 from ..diagnostics import UsageError
 from ..outputs import STDOUT, check_dir_target, echo, publish_dir, write_file
 from ..report.formats import FORMATS
@@ -54,6 +54,10 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
         target = load_target_with(target_name, kw["activation_home"])
     elif kw["activation_home"] is not None:
         raise UsageError("--activation-home needs --target")
+    key = _cache_key(model, target, passes, emits, output, top, kw)
+    hit = None if key is None else output_cache.get(key)
+    if hit is not None and _replay(hit, output):
+        return
     pipeline = driver.build_pipeline(passes, target=target, schedule=schedule_values(kw),
                                       activation_home=kw["activation_home"])
     emits = tuple(dict.fromkeys(emits)) or default_emits(target is not None, output is not None,
@@ -76,16 +80,58 @@ def compile_cmd(model, target_name, passes, progress, emits, output, top, **kw):
                              instrument=instrumentation(kw), import_cache=kw.get("cache") is not False)
     notes(res.notes)
     if output is None or to_file:
-        rendered = driver.render(res, emits, top=top)  # all computed before any is written
-        if output is None:
-            for e in emits:
-                echo(rendered[e], nl=False)
-        else:
-            write_file(output, rendered[emits[0]])
-        return
-    written = driver.render_files(res, emits, top=top)  # all computed before any is written
-    paths = publish_dir(output, written,  # all or none
-                        owned={n for f in FORMATS.values() for n in f.filenames})
-    if "summary" in emits:
-        echo(written[FORMATS["summary"].filename], nl=False)
-    click.echo(f"wrote {', '.join(paths)}", err=True)
+        outputs = driver.render(res, emits, top=top)  # all computed before any is written
+    else:
+        outputs = driver.render_files(res, emits, top=top)
+    _write(emits, outputs, output, to_file)
+    if key is not None and output_cache.storable(res.notes, model):
+        output_cache.put(key, emits, outputs, res.notes)
+
+
+def _write(emits: tuple, outputs: dict, output, to_file: bool) -> None:
+    """Write what a compile rendered: each format on stdout (no ``-o``), the one format to
+    the file (or ``-``), or the files into the directory, all or none, and the summary on
+    stdout."""
+    if output is None:
+        for e in emits:
+            echo(outputs[e], nl=False)
+    elif to_file:
+        write_file(output, outputs[emits[0]])
+    else:
+        paths = publish_dir(output, outputs,  # all or none
+                            owned={n for f in FORMATS.values() for n in f.filenames})
+        if "summary" in emits:
+            echo(outputs[FORMATS["summary"].filename], nl=False)
+        click.echo(f"wrote {', '.join(paths)}", err=True)
+
+
+def _cache_key(model, target, passes, emits, output, top, kw) -> str | None:
+    """The output cache's key of this command (:mod:`sqnxt_compiler.output_cache`), or None
+    when it is not cached: ``--no-cache``, a time limit (flag or pipeline option), pass
+    instrumentation, or a model that is not keyed."""
+    if kw.get("cache") is False or kw.get("time_limit") is not None or "time-limit" in passes:
+        return None
+    if kw["print_before"] or kw["print_ir_after_all"] or kw["print_after"] or kw["pass_timing"] \
+            or kw["pass_statistics"]:
+        return None
+    flags = {k: v for k, v in schedule_values(kw).items() if k not in ("cache", "cache_dir", "jobs")}
+    where = None if output is None else "-" if output == STDOUT else "path"
+    return output_cache.key(model, target, {"passes": passes, "schedule": flags, "emits": tuple(emits),
+                                            "top": top, "output": where,
+                                            "activation_home": kw["activation_home"]})
+
+
+def _replay(hit: dict, output) -> bool:
+    """Write a cached compile's outputs and notes as the compile would (False: the entry
+    does not fit this output, e.g. ``-o PATH`` is now a directory: compile instead)."""
+    emits, outputs = hit["emits"], hit["outputs"]
+    files = [n for e in emits for n in FORMATS[e].filenames]
+    to_file = is_file_output(output, len(files))
+    as_files = output is not None and not to_file
+    if set(outputs) != (set(files) if as_files else set(emits)):
+        return False
+    if as_files:
+        check_dir_target(output, files)
+    notes(hit["notes"])
+    _write(emits, outputs, output, to_file)
+    return True
