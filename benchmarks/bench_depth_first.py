@@ -39,8 +39,7 @@ os.environ.setdefault("SQNXTC_NO_CACHE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqnxt_compiler import driver  # noqa: E402
-from sqnxt_compiler.cost.layer import ElementFn, Layer  # noqa: E402
-from sqnxt_compiler.cost.stack import MODES, band_layer, bands, chainable, window_words  # noqa: E402
+from sqnxt_compiler.cost.stack import MODES, StackConfig, chainable, stack_figures, stack_work  # noqa: E402
 from sqnxt_compiler.layers import data_operands  # noqa: E402
 from sqnxt_compiler.schedule.solver import schedule_layers  # noqa: E402
 from sqnxt_compiler.targets import load_target  # noqa: E402
@@ -67,47 +66,113 @@ def chains(graph) -> list[list]:
     return out
 
 
-def halo_move(L: Layer, positions: int) -> Layer:
-    """The keep mode's move of ``positions`` (rows x columns) halo outputs of member ``L``'s
-    window, all channels (resident to resident), as one row."""
-    return Layer(f"{L.name}/halo", "move", C=L.K, K=L.K, H=1, W=positions, R=1, S=1, P=1, Q=positions,
-                 element=ElementFn("copy")).with_homes(resident_inputs=1, resident_output=True)
-
-
-def stack_figures(layers, h, mode, target, w=None, weights_resident=False):
+def stack_estimate(layers, h, mode, target, w=None, weights_kept=False):
     """(cycles, energy, DRAM words) of ``layers`` run as a stack of ``h`` x ``w`` bands (w
-    None: full width), or None when its windows leave no room for the tiles.
-    ``weights_resident``: every member's weights loaded once and kept in the buffer across
-    the bands (the cost model has no such home yet: approximated by taking the windows and
-    the weights out of the capacity and every band's weight reads but the first out of the
-    DRAM words and their energy; the cycles keep their weight DMA, an upper bound)."""
-    bs = bands(layers, h, mode, w)
-    weights = sum(L.K * (L.C // L.groups) * L.R * L.S for L in layers) if weights_resident else 0
-    cap = target.buffer_words - window_words(layers, bs) - weights
-    if cap <= 0:
+    None: full width; ``weights_kept``: the members' weights loaded once and kept across
+    the bands), or None when its windows leave no room for the tiles: its work
+    (``cost.stack.stack_work``) scheduled by the per-layer solver and summed
+    (``cost.stack.stack_figures``)."""
+    cfg = StackConfig(h, w, mode, weights_kept)
+    work = stack_work(layers, cfg, target)
+    if work is None:
         return None
-    n = len(layers)
-    work = []
-    for b in bs:
-        for k, L in enumerate(layers):
-            if b.area(k):
-                work.append(band_layer(L, b.rows[k], k, n, b.cols[k]).with_homes(capacity=cap))
-            if mode == "keep" and k < n - 1:
-                kept = b.area(k, needed=True) - b.area(k)
-                if kept > 0:
-                    work.append(halo_move(L, kept).with_homes(capacity=cap))
     try:
         scheds = schedule_layers(work, target, jobs=1)
     except Exception:  # noqa: BLE001 - a band layer whose tiles do not fit: no such stack
         return None
-    cycles = sum(s.cost.total_cycles for s in scheds)
-    energy = sum(s.cost.energy_total for s in scheds)
-    words = sum(s.cost.dram["total"] for s in scheds)
-    if weights_resident:       # each member's weights read once, not once per band
-        again = sum(s.cost.dram["weight_reads"] for s in scheds) - weights
-        words -= again
-        energy -= again * (target.e_dram + target.e_buffer)
-    return cycles, energy, words
+    f = stack_figures(layers, cfg, [s.cost for s in scheds], target)
+    return f.cycles, f.energy, f.dram_words
+
+
+def pareto(opts):
+    """The options no other option beats on cycles, energy and DRAM words at once (ties:
+    the first), in a deterministic order."""
+    opts = sorted(opts, key=lambda o: o[0])
+    out = []
+    for o in opts:
+        if not any(p[0][0] <= o[0][0] and p[0][1] <= o[0][1] and p[0][2] <= o[0][2] for p in out):
+            out.append(o)
+    return out
+
+
+def stack_options(layers, tgt, args, memo):
+    """Every fitting stack of ``layers`` over the grid of band heights, widths, overlap
+    modes and weight homes, as (figures, description), Pareto-filtered; memoized by the
+    members' keys."""
+    key = ("stack",) + tuple(L.key() for L in layers)
+    if key in memo:
+        return memo[key]
+    opts = []
+    for h in args.heights:
+        for w in args.widths:
+            if h > layers[-1].P or w >= layers[-1].Q:
+                continue
+            for mode in MODES:
+                for wr in ((False, True) if args.partitions else (args.weights_resident,)):
+                    f = stack_estimate(layers, h, mode, tgt, w or None, wr)
+                    if f is not None:
+                        opts.append((f, f"{h}x{w or 'full'} {mode}{' weights kept' if wr else ''}"))
+    memo[key] = pareto(opts)
+    return memo[key]
+
+
+def chain_options(layers, scheds, tgt, args, memo):
+    """The ways to run a chain: the whole chain as one stack, or (``--partitions``) every
+    partition of it into consecutive pieces, each piece one member run as today (its
+    planned schedule) or a stack of two or more; the pieces' figures add up.  Pareto-filtered
+    after each piece (a left-to-right walk over the cut points)."""
+    n = len(layers)
+    if not args.partitions:
+        return [(f, f"h={d}") for f, d in stack_options(layers, tgt, args, memo)]
+    alone = [((s.cost.total_cycles, s.cost.energy_total, s.cost.dram["total"]), s.layer.name.split("/")[-1])
+             for s in scheds]
+    front = {0: [((0, 0, 0), "")]}          # members [0, j) covered -> Pareto options
+    for j in range(1, n + 1):
+        opts = []
+        for i in range(j):
+            piece = [alone[i]] if j - i == 1 else [
+                (f, f"[{layers[i].name.split('/')[-1]}..{layers[j - 1].name.split('/')[-1]} {d}]")
+                for f, d in stack_options(layers[i:j], tgt, args, memo)]
+            for (a, da) in front[i]:
+                for (b, db) in piece:
+                    opts.append((tuple(x + y for x, y in zip(a, b)), (da + " " + db).strip()))
+        front[j] = pareto(opts)
+    return front[n]
+
+
+def planned_with_stacks(model, tname, configs, max_members):
+    """The network plan with and without fused stacks (the memory planner's CP-SAT model,
+    proven optimal), as (all-DRAM, planned, planned with stacks) totals (cycles, energy,
+    DRAM words), the chosen stacks, the stack candidates and the seconds their candidates
+    and the two network solves took."""
+    from sqnxt_compiler.layers import layer_of
+    from sqnxt_compiler.schedule.liveness import network_of
+    from sqnxt_compiler.schedule.planner import plan_network
+    from sqnxt_compiler.schedule.plans import all_dram_plan, candidates, chosen_stacks, with_stacks
+    from sqnxt_compiler.schedule.stacks import stack_candidates
+
+    tgt = load_target(tname)
+    res = driver.compile(f"zoo:{model}", target=replace(tgt, activation_home="dram"))
+    pairs = [(op, layer_of(op)) for op in res.graph.ops() if "schedule" in op.attrs]
+    alone = [op.attrs["schedule"].schedule for op, _ in pairs]
+    net = network_of(res.graph, pairs)
+    solve = lambda Ls, hints=None: schedule_layers(Ls, tgt, hints=hints)  # noqa: E731
+    cands = candidates(net, tgt, solve, "cycles", alone)
+    t0 = time.perf_counter()
+    stacks = stack_candidates(net, tgt, solve, configs, max_members)
+    t1 = time.perf_counter()
+    plain = plan_network(net, cands, tgt, "cycles")
+    t2 = time.perf_counter()
+    fused = plan_network(net, with_stacks(cands, stacks), tgt, "cycles")
+    t3 = time.perf_counter()
+
+    def figures(choice):
+        return (sum(c.value("cycles") for c in choice), sum(c.value("energy") for c in choice),
+                sum((c.stack.figures.dram_words if c.member == 0 else 0) if c.stack is not None
+                    else 0 if c.skip else c.schedule.cost.dram["total"] for c in choice))
+    dram = all_dram_plan(net, cands, "cycles")
+    return (figures(dram.choice), figures(plain.choice), figures(fused.choice), chosen_stacks(fused.choice),
+            stacks, (t1 - t0, t2 - t1, t3 - t2), fused.status)
 
 
 def main() -> int:
@@ -119,13 +184,45 @@ def main() -> int:
                     help="band widths (0: the full width)")
     ap.add_argument("--objective", choices=("cycles", "energy"), default="cycles")
     ap.add_argument("--weights-resident", action="store_true",
-                    help="keep every member's weights in the buffer across the bands (approximated: "
-                         "stack_figures)")
+                    help="keep every member's weights in the buffer across the bands (stack_estimate)")
     ap.add_argument("--trade", action="store_true",
                     help="take the best stack by the objective even when it is worse on the other figure "
                          "(what the stacks could buy, at what price)")
+    ap.add_argument("--partitions", action="store_true",
+                    help="also every partition of a chain into members run as today and stacks of two or "
+                         "more (each stack with its weights kept or not)")
     ap.add_argument("--verbose", action="store_true", help="a line per chain")
+    ap.add_argument("--planner", action="store_true",
+                    help="the memory planner's choice with fused stacks among its candidates "
+                         "(schedule/stacks.py; the network model, proven optimal) instead of the estimate")
+    ap.add_argument("--max-members", type=int, default=6)
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    ap.add_argument("--kept", nargs="*", type=lambda v: v == "yes", default=[False, True],
+                    help="weights kept across bands: yes, no or both (the default)")
     args = ap.parse_args()
+    if args.planner:
+        from sqnxt_compiler.cost.stack import StackConfig as SC
+        configs = tuple(SC(h, w or None, m, k) for h in args.heights for w in args.widths for m in args.modes
+                        for k in args.kept)
+        for model in args.models:
+            for tname in args.targets:
+                t0 = time.perf_counter()
+                dram, plain, fused, chosen, stacks, secs, status = planned_with_stacks(model, tname, configs,
+                                                                                      args.max_members)
+
+                def pct(a, b):
+                    return f"{100 * (b - a) / a:+.1f}%"
+                if args.verbose:
+                    for st in chosen:
+                        print(f"  {st.describe()}: {st.figures.cycles:,} cyc {st.figures.energy:.3e} E "
+                              f"{st.figures.dram_words:,} w, footprint {st.figures.footprint:,}")
+                print(f"{model} {tname}: {len(chosen)} stacks chosen of {len(stacks)} candidates ({status}); "
+                      f"planned -> with stacks: cycles {plain[0]:,} -> {fused[0]:,} ({pct(plain[0], fused[0])}), "
+                      f"energy {plain[1]:.4g} -> {fused[1]:.4g} ({pct(plain[1], fused[1])}), DRAM words "
+                      f"{plain[2]:,} -> {fused[2]:,} ({pct(plain[2], fused[2])}); all-DRAM {dram[0]:,} cyc "
+                      f"{dram[1]:.4g} E {dram[2]:,} w; stack candidates {secs[0]:.1f} s, network solves "
+                      f"{secs[1]:.2f} s / {secs[2]:.2f} s  [{time.perf_counter() - t0:.0f} s]", flush=True)
+        return 0
     for model in args.models:
         for tname in args.targets:
             t0 = time.perf_counter()
@@ -136,6 +233,7 @@ def main() -> int:
             new = list(base)
             fused = 0
             memo = {}
+            first, second = (0, 1) if args.objective == "cycles" else (1, 0)
             for chain in chains(res.graph):
                 scheds = [op.attrs["schedule"].schedule for op in chain]
                 layers = [replace(s.layer.with_homes(resident_inputs=0, resident_output=False,
@@ -145,31 +243,19 @@ def main() -> int:
                     continue
                 today = (sum(s.cost.total_cycles for s in scheds), sum(s.cost.energy_total for s in scheds),
                          sum(s.cost.dram["total"] for s in scheds))
-                key = tuple(L.key() for L in layers)
+                key = (tuple(L.key() for L in layers), tuple(s.cost.total_cycles for s in scheds))
                 if key not in memo:
-                    best = None
-                    for h, w, mode in ((h, w, m) for h in args.heights for w in args.widths for m in MODES):
-                        if h > layers[-1].P or w >= layers[-1].Q:
-                            continue
-                        if True:
-                            f = stack_figures(layers, h, mode, tgt, w or None, args.weights_resident)
-                            if f is None:
-                                continue
-                            first, second = (0, 1) if args.objective == "cycles" else (1, 0)
-                            if f[second] > today[second] and not args.trade:
-                                continue
-                            if best is None or (f[first], f[second]) < (best[0][first], best[0][second]):
-                                best = (f, f"{h}x{w or 'full'}", mode)
-                    memo[key] = best
+                    opts = chain_options(layers, scheds, tgt, args, memo)
+                    ok_opts = [o for o in opts if args.trade or o[0][second] <= today[second]]
+                    memo[key] = min(ok_opts, key=lambda o: (o[0][first], o[0][second]), default=None)
                 best = memo[key]
-                first = 0 if args.objective == "cycles" else 1
                 ok = best is not None and (best[0][first] <= today[first] if args.trade else
                                            best[0][0] <= today[0] and best[0][1] <= today[1])
                 if args.verbose:
-                    what = f"h={best[1]} {best[2]}: {best[0][0]:,} cyc {best[0][1]:.3e} E {best[0][2]:,} w" \
+                    what = f"{best[1]}: {best[0][0]:,} cyc {best[0][1]:.3e} E {best[0][2]:,} w" \
                         if best else "no stack fits" + ("" if args.trade else " and is no worse on the other figure")
                     print(f"  {chain[0].loc.node} .. {chain[-1].loc.node} ({len(chain)}): today {today[0]:,} cyc "
-                          f"{today[1]:.3e} E {today[2]:,} w | {what}{'' if ok else ' (kept)'}")
+                          f"{today[1]:.3e} E {today[2]:,} w | {what}{'' if ok else ' (kept)'}", flush=True)
                 if ok:
                     fused += 1
                     for i in range(3):

@@ -59,8 +59,9 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
     fetched and each output tile leaves), psums across c tiles, finalization after the
     group's last input channel.  Transfers
     follow the layer's operand homes (docs/memory-planning.md): a resident input tile is
-    read in place (no transfer), a final output tile of a resident output is copied into
-    the resident tensor (no write-back); partial sums always spill through DRAM."""
+    read in place (no transfer), as are resident weights (a fused stack's), a final
+    output tile of a resident output is copied into the resident tensor (no write-back);
+    partial sums always spill through DRAM."""
     in_dram = n_inputs - L.homes.resident_inputs
     out_dram = 0 if L.homes.resident_output else 1
     psum: dict[tuple, tuple[np.ndarray, int]] = {}   # partial output tiles in the buffer/DRAM
@@ -71,8 +72,8 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
             seen[name].add(getattr(t, name))
         if s.load_input:                              # one resident tile per tensor
             st.transfers["input"] += in_dram
-        if has_weights and s.load_weights:
-            st.transfers["weights"] += 1
+        if has_weights and s.load_weights and not L.homes.resident_weights:
+            st.transfers["weights"] += 1              # resident weights are read in place
         if s.reload_psum:
             st.transfers["psum_reads"] += 1           # a later visit reads its psums back
         part = arith.part(compute(t))
@@ -95,20 +96,28 @@ def _drive(st: LayerStats, L, m, arith, n_inputs: int, has_weights: bool,
     st.tiles_n = {k: len(v) for k, v in seen.items()}
 
 
-def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tuple[object, LayerStats]:
-    sched = op.attrs["schedule"].schedule
-    L, m = sched.layer, sched.mapping
-    fresh = layer_of(op)
-    if fresh is None or fresh.shape_key() != L.shape_key():   # sparsity may differ
-        raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
+def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int,
+               band=None) -> tuple[object, LayerStats]:
+    """Run ``op`` tile by tile as its schedule says; ``band`` (a fused stack's (band layer,
+    mapping), :mod:`.stack_run`): as that band layer instead, ``args`` cut to the rows and
+    columns it reads, its pads (and a fused pool's) the band layer's."""
+    if band is None:
+        sched = op.attrs["schedule"].schedule
+        L, m = sched.layer, sched.mapping
+        fresh = layer_of(op)
+        if fresh is None or fresh.shape_key() != L.shape_key():   # sparsity may differ
+            raise SqnxtError(f"the schedule's layer ({L.describe()}) does not match the op")
+    else:
+        L, m = band
     st = LayerStats(L.name, op.name, op.id, L.kind, L, m, groups=L.eff_groups)
     # the bias (conv / fc with a bias operand): one transfer per layer into the output
     # path's bias memory before the first tile (docs/isa.md), applied as tiles finish
-    st.transfers["bias"] = int(L.is_mac and L.epilogue.bias)    # the layer's (not a residual operand)
+    # (not a residual operand); resident weights bring their bias (a stack's preload)
+    st.transfers["bias"] = int(L.is_mac and L.epilogue.bias and not L.homes.resident_weights)
     arith.cur_psum_bits = cur_psum_bits
     if arith.int_mode:
         st.psum_bits = cur_psum_bits
-    out_shape = op.result.type.shape
+    out_shape = op.result.type.shape if band is None else (op.result.type.shape[0], L.K, L.P, L.Q)
     N = out_shape[0]
     kind = L.kind
     act = act_of(op)
@@ -147,6 +156,10 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
     if arith.int_mode:
         st.fracs.update(acc=fa, out=fo)
 
+    pool_attrs = op.attrs.get("pool")
+    if band is not None and L.epilogue.pool is not None:    # the band's pool pads
+        p = L.epilogue.pool
+        pool_attrs = {**pool_attrs, "pads": (p.pad_top, p.pad_left, p.pad_bottom, p.pad_right)}
     K, P, Q = L.K, L.P, L.Q
     y = np.zeros((N, K, P, Q), dtype=np.int16 if arith.int_mode else np.float32)
     # a fused pool: the tile loops run over the pooled output; each tile computes the conv
@@ -225,7 +238,7 @@ def _run_layer(op: Op, args: list, arith, trace: bool, cur_psum_bits: int) -> tu
         if arith.int_mode and kind in ("avgpool", "gap"):
             out = _avg_int(acc, cnt, fa, fo, st)
         elif L.epilogue.pool:         # act on the covered conv outputs, pool in the buffer
-            out = _pool_tile(arith.pre(acc, bt, act, fa, st), t, conv_tile(t), L, op.attrs["pool"],
+            out = _pool_tile(arith.pre(acc, bt, act, fa, st), t, conv_tile(t), L, pool_attrs,
                              arith, fa, fo, st)
         elif res is not None:         # the residual tile arrives as the output tile leaves
             rt = res[n, ks, t.y[0]:t.y[1], t.x[0]:t.x[1]]
