@@ -43,7 +43,7 @@ def problem():
     stacks = stack_candidates(net, t, lambda Ls: schedule_layers(Ls, t), GRID, max_members=11)
     onnx_y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {k: v for k, v in feeds.items()})[0]
-    return net, values, stacks, onnx_y
+    return net, values, stacks, onnx_y, res.graph
 
 
 def _args(net, values, st):
@@ -52,7 +52,7 @@ def _args(net, values, st):
 
 
 def test_every_configuration_of_the_whole_stack_gives_onnxruntimes_output(problem):
-    net, values, stacks, onnx_y = problem
+    net, values, stacks, onnx_y, _g = problem
     whole = [s for s in stacks if (s.first, s.last) == (0, len(net.steps) - 1)]
     assert {(s.config.mode, s.config.w is None) for s in whole} >= {("recompute", True), ("keep", True)}
     for st in whole:
@@ -66,7 +66,7 @@ def test_every_configuration_of_the_whole_stack_gives_onnxruntimes_output(proble
 
 
 def test_each_band_layer_runs_as_the_cost_model_counts(problem):
-    net, values, stacks, _ = problem
+    net, values, stacks, _, _g = problem
     checked = 0
     for st in stacks[::3]:
         ops, args = _args(net, values, st)
@@ -87,7 +87,7 @@ def test_each_band_layer_runs_as_the_cost_model_counts(problem):
 
 
 def test_a_band_reading_what_no_band_computed_fails(problem, monkeypatch):
-    net, values, stacks, _ = problem
+    net, values, stacks, _, _g = problem
     st = next(s for s in stacks if s.config.mode == "keep" and len(s.steps) >= 3)
     ops, args = _args(net, values, st)
     # its schedules run with the other overlap mode's bands: named, not run
@@ -105,3 +105,50 @@ def test_a_band_reading_what_no_band_computed_fails(problem, monkeypatch):
     monkeypatch.setattr(stack_run, "_read", forgetful)
     with pytest.raises(SqnxtError, match="which no band computed yet"):
         run_stack(st, ops, args, _Fp32())
+
+
+def test_int16_bands_give_the_int16_layers_results_exactly(problem):
+    """int16 (the scales of check --tiled's int16 run): the whole stack's output, band by
+    band, is bit-identical to the int16 tiled executor's layer-by-layer output (partial sums
+    are exact integers, requantized once per output) and within the int16 tolerance of
+    onnxruntime."""
+    from sqnxt_compiler.reference.arith import _Int16
+    from sqnxt_compiler.reference.fixed_point import QTensor, shared_scales
+    from sqnxt_compiler.reference.tiled import TOLERANCES, TiledExecutor
+
+    net, _values, stacks, onnx_y, g = problem
+    feeds = random_inputs(g, 0)
+    cal = TiledExecutor(g, _Fp32(probe=True)).execute(feeds)
+    arith = _Int16(None, shared_scales(g, cal.maxabs), {s.op_id: s.acc_max for s in cal.layers})
+
+    class Capture(TiledExecutor):
+        """The int16 executor keeping every op's raw result (QTensors, not dequantized)."""
+        raw: dict = {}
+
+        def run_op(self, op, args):
+            y = super().run_op(op, args)
+            self.raw[op.id] = y
+            return y
+
+        def bind(self, op, inputs):
+            y = super().bind(op, inputs)
+            self.raw[op.id] = y
+            return y
+
+    ex = Capture(g, arith)
+    ex.raw = {}
+    ex.execute(feeds)
+    whole = [s for s in stacks if (s.first, s.last) == (0, len(net.steps) - 1)]
+    assert whole
+    rtol, atol = TOLERANCES["int16"]
+    for st in whole:
+        ops = [net.steps[i].op for i in st.steps]
+        args = [[ex.raw[v.owner.id] for v in op.operands] for op in ops]
+        got = run_stack(st, ops, args, arith)
+        last = got.outputs[-1]
+        want = ex.raw[ops[-1].id]
+        assert isinstance(last, QTensor) and last.frac == want.frac
+        np.testing.assert_array_equal(last.q, want.q)
+        scale = max(1.0, float(np.abs(onnx_y).max()))
+        assert float(np.abs(last.dequantize() - onnx_y).max()) <= atol * scale
+

@@ -46,10 +46,11 @@ def _cut(v, rows: tuple[int, int], cols: tuple[int, int]):
     return v[:, :, a:b, c:d]
 
 
-def run_stack(stack, ops: list[Op], args: list[list], arith, psum_bits: int = 64) -> StackRun:
+def run_stack(stack, ops: list[Op], args: list[list], arith) -> StackRun:
     """Run ``stack`` (its members the ops ``ops``, in order; ``args[k]``: member k's operands
     as the executor passes them, the operand a member reads from another member ignored)
-    band by band (module doc)."""
+    band by band (module doc), in ``arith``'s precision (int16: a band layer's stored
+    partial sums as wide as its schedule's, ``layer_psum_bits``)."""
     layers, cfg, links = list(stack.layers), stack.config, stack.links
     n = len(layers)
     bs = bands(layers, cfg.h, cfg.mode, cfg.w, links)
@@ -76,8 +77,8 @@ def run_stack(stack, ops: list[Op], args: list[list], arith, psum_bits: int = 64
                     a[-1] = _read(outs, done, res, (rows, cols), L)
                 if L.epilogue.residual:
                     a[-1] = _cut(a[-1], rows, cols)
-                arith.cur_psum_bits = psum_bits
-                y, st = _run_layer(op, a, arith, False, psum_bits, band=(sched.layer, sched.mapping))
+                pb = arith.layer_psum_bits(sched) if arith.int_mode else 64
+                y, st = _run_layer(op, a, arith, False, pb, band=(sched.layer, sched.mapping))
                 if outs[k] is None:
                     shape = (y.shape[0], L.K, L.P, L.Q)
                     outs[k] = (QTensor(np.zeros(shape, np.int16), y.frac) if isinstance(y, QTensor)
