@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import tempfile
 from pathlib import Path
 
 #: the package directory (``sqnxt_compiler/``)
@@ -108,3 +110,55 @@ def evict(d: Path, cap: int, suffix: str) -> int:
             pass
         total -= sz
     return removed
+
+
+def hash_file(h, spec: str, max_mb: int) -> bool:
+    """Feed the bytes of model file ``spec`` to hash ``h``; False (nothing fed) when it is
+    not a readable regular file of at most ``max_mb`` MiB."""
+    try:
+        p = Path(spec)
+        if not p.is_file() or p.stat().st_size > max_mb * 1024 * 1024:
+            return False
+        h.update(p.read_bytes())
+    except OSError:
+        return False
+    return True
+
+
+def read_entry(d: Path | None, k: str, suffix: str, fmt: str) -> dict | None:
+    """The pickled entry ``k`` of directory ``d`` (a dict whose ``format`` is ``fmt`` and
+    ``key`` is ``k``), its use recorded (:func:`touch`); None when there is no cache, no
+    entry, or one that cannot be read (a miss)."""
+    if d is None:
+        return None
+    path = d / f"{k}{suffix}"
+    try:
+        with open(path, "rb") as f:
+            got = pickle.load(f)
+    except Exception:  # noqa: BLE001 - a missing, truncated or foreign entry is a miss
+        return None
+    if not (isinstance(got, dict) and got.get("format") == fmt and got.get("key") == k):
+        return None
+    touch(path)
+    return got
+
+
+def write_entry(d: Path | None, k: str, suffix: str, entry: dict, max_mb: int, cap_mb: int) -> None:
+    """Store ``entry`` (its ``key`` must be ``k``) pickled as ``d/k+suffix``, atomically (a
+    temporary file renamed), unless it is over ``max_mb`` MiB; then trim ``d`` to
+    :func:`cap_bytes` of ``cap_mb``.  Best effort: a cache that cannot be written is only
+    colder."""
+    if d is None:
+        return
+    try:
+        data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) > max_mb * 1024 * 1024:
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix + ".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, d / f"{k}{suffix}")
+        evict(d, cap_bytes(cap_mb), suffix)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return

@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import pickle
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .cachedir import PACKAGE, cache_root, cap_bytes, evict, source_fingerprint, touch
+from .cachedir import PACKAGE, cache_root, hash_file, read_entry, source_fingerprint, write_entry
 
 FORMAT = "sqnxtc-ir-1"
 #: files larger than this (MiB) are not keyed by their bytes (nor stored)
@@ -68,14 +65,8 @@ def key(spec: str) -> str | None:
     for part in (FORMAT, __version__, code_fingerprint(zoo), platform.python_version(), numpy.__version__,
                  spec):
         h.update(part.encode() + b"\0")
-    if not zoo:
-        try:
-            p = Path(spec)
-            if not p.is_file() or p.stat().st_size > MAX_FILE_MB * 1024 * 1024:
-                return None
-            h.update(p.read_bytes())
-        except OSError:
-            return None
+    if not zoo and not hash_file(h, spec, MAX_FILE_MB):
+        return None
     return h.hexdigest()
 
 
@@ -109,38 +100,13 @@ def external_data(spec: str) -> bool:
 def get(k: str) -> Imported | None:
     """The graph and notes of entry ``k``, or None (no cache, no entry, or one that cannot
     be read: it is imported again)."""
-    d = directory()
-    if d is None:
-        return None
-    path = d / f"{k}{SUFFIX}"
-    try:
-        with open(path, "rb") as f:
-            got = pickle.load(f)
-    except Exception:  # noqa: BLE001 - a missing, truncated or foreign entry is a miss
-        return None
-    if not (isinstance(got, dict) and got.get("format") == FORMAT and got.get("key") == k):
-        return None
-    touch(path)
-    return Imported(got["graph"], list(got["notes"]))
+    got = read_entry(directory(), k, SUFFIX, FORMAT)
+    return None if got is None else Imported(got["graph"], list(got["notes"]))
 
 
 def put(k: str, graph, notes: list[str]) -> None:
     """Store ``graph`` and ``notes`` as entry ``k``, atomically (a temporary file renamed),
     then trim the directory to its cap; best effort: a cache that cannot be written is only
     colder."""
-    d = directory()
-    if d is None:
-        return
-    try:
-        data = pickle.dumps({"format": FORMAT, "key": k, "graph": graph, "notes": list(notes)},
-                            protocol=pickle.HIGHEST_PROTOCOL)
-        if len(data) > MAX_ENTRY_MB * 1024 * 1024:
-            return
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=SUFFIX + ".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, d / f"{k}{SUFFIX}")
-        evict(d, cap_bytes(CAP_MB), SUFFIX)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        return
+    write_entry(directory(), k, SUFFIX, {"format": FORMAT, "key": k, "graph": graph, "notes": list(notes)},
+                MAX_ENTRY_MB, CAP_MB)

@@ -27,14 +27,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pickle
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .cachedir import PACKAGE, cache_root, cap_bytes, evict, package_dir, touch
+from .cachedir import PACKAGE, cache_root, hash_file, package_dir, read_entry, write_entry
 
 FORMAT = "sqnxtc-out-1"
 #: files larger than this (MiB) are not keyed by their bytes (nor stored)
@@ -99,14 +97,8 @@ def key(model: str, target, options: dict) -> str | None:
     for part in (FORMAT, __version__, code_fingerprint(), platform.python_version(), *library_versions(),
                  model, repr(target), repr(sorted(options.items()))):
         h.update(part.encode() + b"\0")
-    if not model.startswith("zoo:"):
-        try:
-            p = Path(model)
-            if not p.is_file() or p.stat().st_size > MAX_FILE_MB * 1024 * 1024:
-                return None
-            h.update(p.read_bytes())
-        except OSError:
-            return None
+    if not model.startswith("zoo:") and not hash_file(h, model, MAX_FILE_MB):
+        return None
     return h.hexdigest()
 
 
@@ -125,39 +117,15 @@ def storable(notes: list[str], model: str) -> bool:
 def get(k: str) -> dict | None:
     """Entry ``k`` (``emits``, ``outputs``, ``notes``), or None (no cache, no entry, or one
     that cannot be read)."""
-    d = directory()
-    if d is None:
+    got = read_entry(directory(), k, SUFFIX, FORMAT)
+    if got is None or not (isinstance(got.get("outputs"), dict) and isinstance(got.get("notes"), list)
+                           and isinstance(got.get("emits"), tuple)):
         return None
-    path = d / f"{k}{SUFFIX}"
-    try:
-        with open(path, "rb") as f:
-            got = pickle.load(f)
-    except Exception:  # noqa: BLE001 - a missing, truncated or foreign entry is a miss
-        return None
-    if not (isinstance(got, dict) and got.get("format") == FORMAT and got.get("key") == k
-            and isinstance(got.get("outputs"), dict) and isinstance(got.get("notes"), list)
-            and isinstance(got.get("emits"), tuple)):
-        return None
-    touch(path)
     return got
 
 
 def put(k: str, emits: tuple, outputs: dict, notes: list[str]) -> None:
     """Store entry ``k`` atomically (a temporary file renamed), then trim the directory to
     its cap; best effort: a cache that cannot be written is only colder."""
-    d = directory()
-    if d is None:
-        return
-    try:
-        data = pickle.dumps({"format": FORMAT, "key": k, "emits": tuple(emits), "outputs": dict(outputs),
-                             "notes": list(notes)}, protocol=pickle.HIGHEST_PROTOCOL)
-        if len(data) > MAX_ENTRY_MB * 1024 * 1024:
-            return
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=SUFFIX + ".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, d / f"{k}{SUFFIX}")
-        evict(d, cap_bytes(CAP_MB), SUFFIX)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        return
+    write_entry(directory(), k, SUFFIX, {"format": FORMAT, "key": k, "emits": tuple(emits),
+                                         "outputs": dict(outputs), "notes": list(notes)}, MAX_ENTRY_MB, CAP_MB)
