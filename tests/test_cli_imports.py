@@ -34,3 +34,14 @@ def test_a_compile_loads_onnx_but_not_the_reference():
             "from sqnxt_compiler.targets import load_target\n"
             "driver.compile('zoo:1.0-SqNxt-23', target=load_target('pe16x16'), schedule={'jobs': 1})\n")
     assert _loaded_after(code) == {"onnx"}
+
+
+def test_no_graph_library_before_a_graph_is_built():
+    """networkx comes with the first IR graph (ir/graph.py imports it then): the command
+    line, the driver, --help and targets list never load it."""
+    code = ("import sys\nimport sqnxt_compiler.cli, sqnxt_compiler.driver\nfrom sqnxt_compiler.cli import main\n"
+            "for args in (['--help'], ['targets', 'list']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code in (0, None), e.code\n"
+            "assert 'networkx' not in sys.modules\n"
+            "from sqnxt_compiler.ir.graph import Graph\nGraph()\nassert 'networkx' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

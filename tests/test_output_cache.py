@@ -34,7 +34,7 @@ def _entries(d: Path) -> list[Path]:
 
 #: modules only a compile loads (the CLI itself loads the IR and the pass registry)
 COMPILER = ("sqnxt_compiler.frontend", "sqnxt_compiler.schedule.liveness", "sqnxt_compiler.report.summary",
-            "sqnxt_compiler.schedule.solver")
+            "sqnxt_compiler.schedule.solver", "networkx")
 
 
 def _compile_in_a_process(*args: str):

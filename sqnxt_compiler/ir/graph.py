@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Iterator
 
-import networkx as nx
 import numpy as np
 
 from ..diagnostics import Location
@@ -24,13 +23,21 @@ from .types import TensorType
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
+def nx():
+    """networkx, imported when the first graph is built (a command that builds no graph,
+    such as ``--help`` or a compile replayed from the output cache, never loads it)."""
+    import networkx
+
+    return networkx
+
+
 class Graph:
     """A dataflow graph of declared ops (one function body, MLIR style)."""
 
     def __init__(self, name: str = "main", source: str | None = None):
         self.name = name
         self.source = source  # the file (or zoo:NAME) the graph came from, for diagnostics
-        self.g = nx.DiGraph()
+        self.g = nx().DiGraph()
         #: Function-level attributes (MLIR's ``attributes {...}`` of a func): facts about
         #: the whole graph that passes attach, e.g. the network memory plan (``plan``).
         self.attrs: dict[str, Any] = {}
@@ -185,7 +192,7 @@ class Graph:
         nodes = self.g.nodes
         out: list[Op] = []
         placed: set[int] = set()
-        for n in nx.lexicographical_topological_sort(self.g, key=lambda n: n):
+        for n in nx().lexicographical_topological_sort(self.g, key=lambda n: n):
             op = nodes[n]["op"]
             if op.name == "sqnxt.constant":
                 continue

@@ -8,11 +8,10 @@ edges agree exactly with the operands; value names are unique.
 """
 from __future__ import annotations
 
-import networkx as nx
 
 from ..diagnostics import InputError, Location, SqnxtError
 from .core import OPS, VerifyError, check_attrs
-from .graph import Graph
+from .graph import Graph, nx as networkx
 
 
 class IRVerificationError(SqnxtError):
@@ -22,6 +21,7 @@ class IRVerificationError(SqnxtError):
 def verify(graph: Graph, *, after: str | None = None) -> None:
     """Check every rule above; raise :class:`IRVerificationError` at the first broken one."""
     where = f" after pass '{after}'" if after else ""
+    nx = networkx()
     if not nx.is_directed_acyclic_graph(graph.g):
         cycle = nx.find_cycle(graph.g)
         raise IRVerificationError(f"IR verification failed{where}: cycle through ops {cycle}",
