@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..diagnostics import UsageError
+from ..diagnostics import UnsupportedError, UsageError
 from ..ir.graph import Graph
 from ..pipeline.pass_base import Pass, PassContext
 
@@ -69,6 +69,12 @@ class LowerProgram(Pass):
             raise UsageError("the lower-program pass needs a target (--target NAME or PATH)")
         if not any("schedule" in op.attrs for op in graph.ops()):
             raise UsageError("pass 'lower-program' needs the schedule pass to run before it")
+        stacked = next((op for op in graph.ops() if "stack" in op.attrs), None)
+        if stacked is not None:
+            raise UnsupportedError(
+                f"the plan runs fused stacks (target field dram.depth_first = true; layer "
+                f"'{stacked.loc.node or stacked.result.name}'), which are not lowered to programs yet: "
+                f"compile with depth_first = false for a program", graph.source)
         low = lower(graph, ctx.target)
         checked = verify_lowered(low)
         data = encode(low.program)

@@ -97,6 +97,45 @@ class PlanAttr:
         return hash(self.output)
 
 
+class StackAttr:
+    """The ``stack`` attribute of a fused stack's member: which stack (its number in the
+    plan, program order), which member, and the stack itself (its configuration, links and
+    work's schedules: what the tiled executor runs, :mod:`sqnxt_compiler.reference.stack_run`)."""
+
+    __slots__ = ("index", "member", "stack")
+
+    def __init__(self, index: int, member: int, stack):
+        self.index, self.member, self.stack = index, member, stack
+
+    def to_ir_attr(self) -> dict:
+        cfg = self.stack.config
+        return {"index": self.index, "member": self.member, "members": len(self.stack.layers),
+                "band": f"{cfg.h}x{'full' if cfg.w is None else cfg.w}", "overlap": cfg.mode,
+                "weights": "kept" if cfg.weights_kept else "per band"}
+
+    def bands(self) -> list:
+        """This member's band layers' schedules, in run order (no halo move)."""
+        st = self.stack
+        return [s for s, m in zip(st.schedules, st.owners) if m == self.member and s.layer.kind != "move"]
+
+    def largest_band(self):
+        """The schedule of this member's largest band (the mapping its record shows)."""
+        return max(self.bands(), key=lambda s: (s.cost.macs, s.cost.total_cycles))
+
+    def to_json(self) -> dict:
+        """``layers[].stack`` of schedule.json (docs/schedule-format.md)."""
+        cfg = self.stack.config
+        return {"index": self.index, "member": self.member, "members": len(self.stack.layers),
+                "band_rows": cfg.h, "band_cols": cfg.w, "overlap": cfg.mode, "weights_kept": cfg.weights_kept,
+                "bands": len(self.bands()), "largest_band": self.largest_band().layer.name}
+
+    def __eq__(self, other):
+        return isinstance(other, StackAttr) and other.to_ir_attr() == self.to_ir_attr()
+
+    def __hash__(self):
+        return hash((self.index, self.member))
+
+
 class PlanMemory(Pass):
     name = "plan-memory"
     summary = "Plan which activations stay in the global buffer; each layer's mapping given that."
@@ -157,8 +196,10 @@ class PlanMemory(Pass):
 
         from ..schedule.cache import evict, plan_get, plan_key, plan_put
         from ..schedule.liveness import network_of
-        from ..schedule.plans import candidates, layer_positions, network_plan, verify_allocation
+        from ..schedule.plans import candidates, chosen_stacks, layer_positions, network_plan, verify_allocation, \
+            with_stacks
         from ..schedule.solver import schedule_layers
+        from ..schedule.stacks import stack_candidates
 
         target = ctx.target
         kw = sched_opts.solver_kwargs()
@@ -171,16 +212,20 @@ class PlanMemory(Pass):
                                lambda Ls, hints=None: schedule_layers(Ls, target, hints=hints, notes=ctx.notes,
                                                                       **kw),
                                sched_opts.objective, [by_op.get(step.op.id) for step in net.steps])
+            stacks = []
+            if target.depth_first:     # fused stacks among the candidates (docs/memory-planning.md)
+                stacks = stack_candidates(net, target, lambda Ls: schedule_layers(Ls, target, notes=ctx.notes, **kw))
+                cands = with_stacks(cands, stacks)
             # a proven plan of this very network and candidates from the on-disk cache, else
-            # the network model (CP-SAT, imported only then)
-            key = None if cache is None else plan_key(net, cands, target, sched_opts.objective, limit)
-            plan = None if cache is None else plan_get(cache, key, net, cands, target, sched_opts.objective,
-                                                       ctx.notes)
+            # the network model (CP-SAT, imported only then); the cache keeps no stacks
+            key = None if cache is None or stacks else plan_key(net, cands, target, sched_opts.objective, limit)
+            plan = None if key is None else plan_get(cache, key, net, cands, target, sched_opts.objective,
+                                                     ctx.notes)
             if plan is None:
                 from ..schedule.planner import plan_network
 
                 plan = plan_network(net, cands, target, sched_opts.objective, limit, fallback=kw["fallback"])
-                if cache is not None:
+                if key is not None:
                     plan_put(cache, key, plan, cands)
                     evict(cache)
         except ScheduleError as exc:
@@ -194,9 +239,13 @@ class PlanMemory(Pass):
             raise RuntimeError(f"memory plan failed its verification: {problems[0]}")
         chosen = []
         pos = layer_positions(plan)        # live ranges as the layers' program order counts them
+        number = {id(st): i for i, st in enumerate(chosen_stacks(plan.choice))}
         for step, c, toff in zip(net.steps, plan.choice, plan.tile_offsets):
             if c.skip:           # the concat stays written in place: no step
                 self.stats["concats-in-place"] += 1
+                continue
+            if c.stack is not None:     # a member of a fused stack
+                chosen.append((step.op, self._stack_member(step, c, toff, net, pos, number, target)))
                 continue
             if step.copy_of is not None:    # the plan copies this concat: a move layer again
                 as_copy(step.op)
@@ -212,9 +261,32 @@ class PlanMemory(Pass):
             at = at + step.output_at if at is not None else None    # a concat's part: its slice
             step.op.attrs["plan"] = PlanAttr("buffer" if res else "dram", at,
                                              (pos[t.producer], pos[t.last]), toff, ins, rh)
+        if number:
+            self.stats["stacks"] = len(number)
         record = graph.attrs["plan"] = network_plan(net, plan, alone, target)
         stay = sum(1 for t in record.tensors if t["home"] == "buffer")    # a concat: as planned
         self.stats["tensors-resident"] = stay
         self.stats["tensors-through-dram"] = len(record.tensors) - stay
         self.stats[f"plan-{plan.status}"] += 1
         return chosen
+
+    def _stack_member(self, step, c, toff, net, pos, number, target):
+        """A fused stack's member step: its share of the stack as its schedule
+        (:func:`~sqnxt_compiler.schedule.stacks.member_schedule`), its ``stack`` attribute
+        and its ``plan``: its output a band window (``band``) but for the last member's
+        (DRAM), an input or residual read from another member's window ``band``, the
+        others from DRAM, the stack's one region at ``tiles_at``."""
+        from ..schedule.stacks import member_schedule
+
+        st, k = c.stack, c.member
+        src, res = st.links[k]
+        n = len(st.layers)
+        ins = ("band" if src is not None else "dram",)
+        ins += ("dram",) * (step.layer.n_inputs - len(ins))
+        rh = ("band" if res is not None else "dram") if step.op.attrs.get("residual") else None
+        t = net.tensors[step.output]
+        step.op.attrs["plan"] = PlanAttr("dram" if k == n - 1 else "band", None, (pos[t.producer], pos[t.last]),
+                                         toff, ins, rh)
+        step.op.attrs["stack"] = StackAttr(number[id(st)], k, st)
+        self.stats["layers-in-stacks"] += 1
+        return member_schedule(st, k, target)

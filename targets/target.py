@@ -190,6 +190,10 @@ class Target:
                                   "where activations live between layers: dram (every one through "
                                   "DRAM) or planned (the memory planner keeps some in the buffer)",
                                   choices=("dram", "planned"), default="dram")
+    depth_first: bool = _field("dram", "depth_first", "bool", "",
+                               "with activation_home planned: the memory planner may also run consecutive "
+                               "convs as fused stacks, band by band (docs/memory-planning.md)",
+                               default=False)
     dram_channels: int = _field("dram", "channels", "int", "channels",
                                 "DRAM channels the load and store engines share (one transfer each at a time)",
                                 minimum=1, maximum=1024, default=1)

@@ -168,7 +168,7 @@ def test_schema_is_the_dataclass():
 def test_defaults_are_the_documented_conventions():
     assert {f.path: f.default for f in SCHEMA if not f.required} == {
         "buffer.split": "shared", "dram.activation_home": "dram", "array.nonlinear_cycles": 4,
-        "dataflow.allowed": "both", "dram.channels": 1, "program.queue_depth": 256}
+        "dataflow.allowed": "both", "dram.channels": 1, "program.queue_depth": 256, "dram.depth_first": False}
     # the design point stays required
     for path in ("array.pe_rows", "array.pe_cols", "buffer.global_buffer_bytes", "dram.bandwidth_gb_per_s",
                  "clock.frequency_mhz", "buffer.double_buffering", "energy.mac", "energy.dram"):

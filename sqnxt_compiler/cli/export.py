@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import driver
-from ..diagnostics import UsageError
+from ..diagnostics import UnsupportedError, UsageError
 from ..outputs import check_dir_target, publish_dir
 from ..report.progress import reporting
 from .options import load_target_with, notes, progress_option, schedule_flags, schedule_values
@@ -54,6 +54,11 @@ def export_cmd(model, target_name, tool, output, activation_home, passes, progre
     with reporting(progress) as prog:
         res = driver.compile(model, pipeline=pipeline, target=target, progress=prog)
     notes(res.notes)
+    stacked = next((op for op in res.graph.ops() if "stack" in op.attrs), None)
+    if stacked is not None:       # a member's mapping is one band's: no whole-layer mapping to fix
+        raise UnsupportedError(f"the plan runs fused stacks (target field dram.depth_first = true; layer "
+                               f"'{stacked.loc.node or stacked.result.name}'), which other tools' formats cannot "
+                               f"express: export with depth_first = false", res.graph.source)
     files = exporter.export(res)        # every file computed before any is written
     paths = publish_dir(output, files, owned=set(exporter.FILES) | set(files))
     click.echo(f"wrote {', '.join(paths)}", err=True)

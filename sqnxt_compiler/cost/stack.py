@@ -311,12 +311,17 @@ def resident_weight_words(layers: list[Layer], psum_words: int) -> int:
 
 def weight_preload(layers: list[Layer], target) -> tuple[int, int]:
     """(cycles, DRAM words) of loading every member's weights and bias into the buffer once,
-    before the first band, one transfer per tensor: words = :func:`resident_weight_words`,
-    cycles = lat * sum_k (has_weights_k + has_bias_k) + ceil(words / bw)."""
-    words = resident_weight_words(layers, target.psum_words)
-    transfers = sum(int(L.weight_words > 0) + int(bool(L.epilogue.bias)) for L in layers)
+    before the first band, one transfer per tensor, member by member: words =
+    :func:`resident_weight_words`, cycles = sum_k (lat * (has_weights_k + has_bias_k) +
+    ceil(words_k / bw)) (each member's share is its own: :func:`member_report`)."""
     bw = target.dram_words_per_cycle
-    return target.dram_latency_cycles * transfers + -(-words * bw.denominator // bw.numerator), words
+    cycles = words = 0
+    for L in layers:
+        w = resident_weight_words([L], target.psum_words)
+        transfers = int(L.weight_words > 0) + int(bool(L.epilogue.bias))
+        cycles += target.dram_latency_cycles * transfers + -(-w * bw.denominator // bw.numerator)
+        words += w
+    return cycles, words
 
 
 def halo_layer(L: Layer, positions: int) -> Layer:
@@ -339,6 +344,18 @@ def stack_work(layers: list[Layer], cfg: StackConfig, target, links=None) -> lis
     (:func:`band_layer`, its weights resident when kept) and, in keep mode, after each
     intermediate member the move of its kept halo (:func:`halo_layer`); every one with the
     capacity :func:`stack_capacity`.  None when the windows and kept weights leave no room."""
+    items = _work_items(layers, cfg, target, links)
+    return None if items is None else [L for _k, L in items]
+
+
+def work_members(layers: list[Layer], cfg: StackConfig, target, links=None) -> list[int]:
+    """The member each item of :func:`stack_work` belongs to (a halo move: the member whose
+    window it moves), in order."""
+    return [k for k, _L in _work_items(layers, cfg, target, links) or []]
+
+
+def _work_items(layers, cfg, target, links):
+    """(member, layer) of every item of :func:`stack_work`, or None (no room)."""
     links = chain_links(len(layers)) if links is None else tuple(links)
     bs = bands(layers, cfg.h, cfg.mode, cfg.w, links)
     cap = stack_capacity(layers, bs, cfg, target)
@@ -349,12 +366,12 @@ def stack_work(layers: list[Layer], cfg: StackConfig, target, links=None) -> lis
     for b in bs:
         for k, L in enumerate(layers):
             if b.area(k):
-                work.append(band_layer(L, b.rows[k], k, n, b.cols[k], links[k]).with_homes(
-                    capacity=cap, resident_weights=cfg.weights_kept))
+                work.append((k, band_layer(L, b.rows[k], k, n, b.cols[k], links[k]).with_homes(
+                    capacity=cap, resident_weights=cfg.weights_kept)))
             if cfg.mode == "keep" and k < n - 1:
                 kept = b.area(k, needed=True) - b.area(k)
                 if kept > 0:
-                    work.append(halo_layer(L, kept).with_homes(capacity=cap))
+                    work.append((k, halo_layer(L, kept).with_homes(capacity=cap)))
     return work
 
 
@@ -389,3 +406,58 @@ def stack_figures(layers: list[Layer], cfg: StackConfig, reports: list, target, 
         energy += pw * (target.e_dram + target.e_buffer)
     return StackFigures(cycles, energy, words, windows + kept + max(r.footprint["total"] for r in reports),
                         windows, kept)
+
+
+def member_report(L: Layer, cfg: StackConfig, reports: list, footprint: int, target):
+    """One member's share of a stack as one cost report (a compiled plan records one per
+    layer): the sums of its work's reports (its band layers, its halo moves) and, with kept
+    weights, its own preload (:func:`weight_preload` of it alone: words as weight and bias
+    reads, one transfer each, its cycles as DMA before the bands, ``(e_dram + e_buffer)``
+    energy a word); the dataflow, tiles and refetch of its largest band; the stack's
+    footprint (``footprint``: windows, kept weights, tiles) against the whole buffer.  The
+    members' reports add up to the stack's figures (:func:`stack_figures`)."""
+    from dataclasses import replace as _replace
+
+    from .model import CostReport
+
+    def add(key):
+        return sum(getattr(r, key) for r in reports)
+
+    def add_dict(key):
+        out = {}
+        for r in reports:
+            for name, v in getattr(r, key).items():
+                out[name] = out.get(name, 0) + v
+        return out
+
+    big = max(reports, key=lambda r: (r.macs, r.total_cycles))
+    dram, transfers = add_dict("dram"), add_dict("transfers")
+    accesses, energy = add_dict("accesses"), add_dict("energy")
+    cycles, dma = add("total_cycles"), add("dma_cycles")
+    if cfg.weights_kept:
+        pc, pw = weight_preload([L], target)
+        bias = L.K * target.psum_words if L.epilogue.bias else 0
+        dram["weight_reads"] += pw - bias
+        dram["bias_reads"] += bias
+        dram["total"] += pw
+        transfers["weights"] += int(L.weight_words > 0)
+        transfers["bias"] += int(bias > 0)
+        transfers["total"] += int(L.weight_words > 0) + int(bias > 0)
+        accesses["dram"] += pw
+        accesses["buffer"] += pw
+        energy["dram"] += pw * target.e_dram
+        energy["buffer"] += pw * target.e_buffer
+        energy["total"] += pw * (target.e_dram + target.e_buffer)
+        cycles += pc
+        dma += pc
+    compute = add("compute_cycles")
+    pes_cycles = target.num_pes * compute
+    fp = dict(big.footprint, total=footprint, capacity=target.buffer_words)
+    return _replace(big, macs=add("macs"), macs_performed=add("macs_performed"), compute_cycles=compute,
+                    utilization=round(add("macs_performed") / pes_cycles, 6) if pes_cycles else 0.0,
+                    utilization_dense=round(add("macs") / pes_cycles, 6) if pes_cycles else 0.0,
+                    footprint=fp, dram=dram, transfers=transfers, dma_cycles=dma,
+                    prologue_cycles=add("prologue_cycles"), epilogue_cycles=add("epilogue_cycles"),
+                    first_step_cycles=big.first_step_cycles,
+                    overlap="fused stack: the sum of its band layers (each double-buffered) and its preload",
+                    total_cycles=cycles, accesses=accesses, energy=energy) if isinstance(big, CostReport) else big

@@ -48,8 +48,10 @@ WEIGHTED_LAYER_TRAITS = ("has_weights", "act_fusible")
 SCHEDULE = A("any")
 #: Where the memory planner put the op's output and tiles (with ``activation_home = planned``).
 PLAN = A("any")
+#: The fused stack a conv is a member of (with ``dram.depth_first``; docs/memory-planning.md).
+STACK = A("any")
 #: The attributes every op with the ``runs_on_array`` trait declares (its verify checks).
-LAYER_ATTRS = {"schedule": SCHEDULE, "plan": PLAN}
+LAYER_ATTRS = {"schedule": SCHEDULE, "plan": PLAN, "stack": STACK}
 
 
 def _t(op: Op, i: int) -> TensorType:

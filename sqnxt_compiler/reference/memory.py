@@ -135,6 +135,10 @@ class MemoryImage:
                 self.write_dram(r)
             return
         sched = op.attrs["schedule"].schedule
+        stack = op.attrs.get("stack")
+        if stack is not None:
+            self._stack_member(op, plan, sched, stack)
+            return
         self.claim(plan.tiles, sched.cost.footprint["total"], -2 - op.id, "the tiles", op)
         if plan.output == "buffer":
             self.claim(plan.offset, op.result.type.numel, op.id, "the resident output", op)
@@ -149,4 +153,35 @@ class MemoryImage:
         for v, home in homes.values():
             (self.read_buffer if home == "buffer" else self.read_dram)(v, op)
         if plan.output != "buffer":
+            self.write_dram(op.result)
+
+    def _stack_member(self, op: Op, plan, sched, stack) -> None:
+        """A fused stack's member: the stack's region (windows, kept weights, tiles) is claimed
+        at its first member, for the whole stack, and must still be the stack's at every
+        later member; an operand whose home is ``band`` (a window of another member, which
+        the stack's run checks band by band) is not in DRAM nor resident; every other operand
+        is read from DRAM; the last member writes its output to DRAM, the others none."""
+        words = sched.cost.footprint["total"]
+        tag = -(1 << 40) - stack.index
+        if stack.member == 0:
+            self.claim(plan.tiles, words, tag, "the fused stack's region", op)
+        else:
+            lost = int(np.count_nonzero(self.buffer[plan.tiles:plan.tiles + words] != tag))
+            if lost:
+                raise CheckFailed(f"memory image: {lost} words of the fused stack's region "
+                                  f"[{plan.tiles}, {plan.tiles + words}) were overwritten between its members")
+        homes = {}
+        for v, home in zip(data_operands(op), plan.inputs):
+            homes.setdefault(id(v), (v, home))
+        if op.attrs.get("residual"):
+            r = op.operands[-1]
+            homes[id(r)] = (r, plan.residual)
+        for v in op.operands:
+            homes.setdefault(id(v), (v, "dram"))
+        for v, home in homes.values():
+            if home == "dram":
+                self.read_dram(v, op)
+            elif home == "buffer":
+                self.read_buffer(v, op)
+        if plan.output == "dram":
             self.write_dram(op.result)

@@ -104,6 +104,7 @@ class TiledExecutor(Interpreter):
     def execute(self, inputs: dict[str, np.ndarray]) -> TiledRun:
         """One run from fresh statistics: outputs and stats as a :class:`TiledRun`."""
         self.layers, self.unscheduled, self.maxabs = [], [], {}
+        self._stacks: dict[int, dict] = {}
         outputs = self.run(inputs)
         return TiledRun(outputs, self.layers, self.arith.name, self.unscheduled, self.maxabs)
 
@@ -126,7 +127,9 @@ class TiledExecutor(Interpreter):
         (constants excepted: a layer quantizes the weights it reads itself).  First the
         memory image checks the words it reads and records those it writes."""
         self.image.step(op)
-        if "schedule" in op.attrs:
+        if "stack" in op.attrs:          # a fused stack's member: the stack runs at its last
+            y = self._stack_member(op, args)
+        elif "schedule" in op.attrs:
             sched = op.attrs["schedule"].schedule
             if runs_whole(op, sched.layer):
                 ref = super().run_op(op, [self.as_array(a) for a in args])
@@ -144,6 +147,33 @@ class TiledExecutor(Interpreter):
         if getattr(self.arith, "probe", False) and y.dtype.kind == "f":
             self.maxabs[op.id] = float(np.max(np.abs(y))) if y.size else 0.0
         return y
+
+    def _stack_member(self, op: Op, args: list):
+        """A member of a fused stack (``stack`` attribute): its operands are kept and, but
+        for the last member, an all-zero placeholder of its result's shape stands for it
+        (nothing outside the stack reads a member's result but the last's: the plan's
+        ranges); at the last member the stack runs band by band (:func:`.stack_run.run_stack`)
+        and every member's statistics of its band layers are recorded (``layers``, one per
+        band layer), with the members' largest values for the int16 calibration."""
+        from .stack_run import run_stack
+
+        sa = op.attrs["stack"]
+        st = sa.stack
+        mine = self._stacks.setdefault(sa.index, {})
+        mine[sa.member] = (op, args)
+        if sa.member < len(st.layers) - 1:
+            shape = op.result.type.shape
+            if self.arith.int_mode:
+                return QTensor(np.zeros(shape, np.int16), self.arith.out_frac(op))
+            return np.zeros(shape, np.float32)
+        ops = [mine[k][0] for k in range(len(st.layers))]
+        run = run_stack(st, ops, [mine[k][1] for k in range(len(st.layers))], self.arith)
+        self.layers.extend(x for x in run.stats if x is not None)
+        if getattr(self.arith, "probe", False):
+            for o, y in zip(ops, run.outputs):
+                self.maxabs[o.id] = float(np.max(np.abs(y))) if y.size else 0.0
+        del self._stacks[sa.index]
+        return run.outputs[-1]
 
     def collect(self, op: Op, args: list) -> dict[str, np.ndarray]:
         """The outputs, after the memory image checks they are in DRAM."""
@@ -175,7 +205,10 @@ def execute_tiled(graph: Graph, inputs: dict[str, np.ndarray], *, precision: str
         # calibration: the fp32 tiled run of the same input gives every tensor's range and
         # every layer's largest partial sum
         cal = TiledExecutor(graph, _Fp32(probe=True)).execute(inputs)
-        arith = _Int16(psum_bits, shared_scales(graph, cal.maxabs), {s.op_id: s.acc_max for s in cal.layers})
+        acc: dict[int, float] = {}       # per op (a stack's member: over its band layers)
+        for st in cal.layers:
+            acc[st.op_id] = max(acc.get(st.op_id, 0.0), st.acc_max)
+        arith = _Int16(psum_bits, shared_scales(graph, cal.maxabs), acc)
     else:
         arith = _Fp32()
     res = TiledExecutor(graph, arith, trace=trace, observe=observe).execute(inputs)

@@ -56,10 +56,10 @@ def _reuse(d: dict, loops: dict) -> str:
 
 def operands_line(h: dict) -> str:
     """Where the layer reads its inputs from and writes its output to (``homes``)."""
-    where = {"dram": "DRAM", "buffer": "the buffer"}
+    where = {"dram": "DRAM", "buffer": "the buffer", "band": "its stack's band window"}
     ins = ", ".join(where[i] for i in h["inputs"]) if len(set(h["inputs"])) > 1 else where[h["inputs"][0]]
     out = (f"stays in the buffer at word {h['output_at']}" if h["output"] == "buffer"
-           else "written back to DRAM")
+           else "a band window of its stack" if h["output"] == "band" else "written back to DRAM")
     into = h.get("output_into")
     if into:      # a part of a concat written in place: its slice of the concat's words
         out += (f", as words {into['offset']}.. of the {into['words']}-word concat "
@@ -246,7 +246,11 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
            "# loops outermost first, [a:b) step t; sizes in "
            f"{t.word_bits}-bit words; figures are the cost model's (docs/cost-model.md)",
            ""]
+    stacks = (doc["plan"] or {}).get("stacks", [])
     for d in doc["layers"]:
+        st = d.get("stack")
+        if st is not None and st["member"] == 0:
+            out += stack_block(stacks[st["index"]], st["index"])
         out += layer_block(d, net.rows[d["index"]].schedule, t)
     for u in doc["unmodelled"]:
         out += [f"== {u['layer']}  ({u['op']})  not modelled: no cycles ==", ""]
@@ -270,6 +274,24 @@ def loopnest_text(doc: dict, net: NetworkSchedule) -> str:
                    f"{tot['host_words_out']} written, {tot['host_elements']} elements; "
                    f"{tot['host_splits']} program splits")
     return "\n".join(out) + "\n"
+
+
+def stack_block(st: dict, index: int) -> list[str]:
+    """The nest around a fused stack's members (docs/memory-planning.md, "Fused stacks"):
+    the band loop over the last member's output and, inside it, the members in order; each
+    member's block below shows the loops of its largest band layer and the member's whole
+    figures (all its bands)."""
+    cols = "the full width" if st["band_cols"] is None else f"{st['band_cols']} columns"
+    n = len(st["layers"])
+    return [f"== fused stack {index}: {st['layers'][0]} .. {st['layers'][-1]} ({n} layers) ==",
+            f"for band in bands of {st['band_rows']} rows x {cols} of '{st['layers'][-1]}' (rows outer):",
+            f"  for member in {', '.join(st['layers'])}:",
+            f"    run its band layer (the rows and columns this band needs of it; halo: {st['overlap']})",
+            f"region: {st['footprint']} words at word {st['tiles_at']} = band windows {st['windows']} + kept "
+            f"weights {st['kept_weights']} + tiles; weights {'kept across the bands' if st['weights_kept'] else 'read in every band'}",
+            f"stack:   {st['total_cycles']} cycles, DRAM {st['dram_words']} words, energy {st['energy']}; "
+            f"its members' blocks follow (each: its largest band's loops, all its bands' figures)",
+            ""]
 
 
 def tail_block(tail: dict) -> list[str]:

@@ -33,8 +33,10 @@ FORMAT = "sqnxtc-schedule"
 #: (the timing simulation of the lowered program, null when the pipeline did not lower);
 #: 10: + host (the ops the host CPU runs, docs/ir.md "The host partition"), totals.host_ops,
 #: host_words_in, host_words_out, host_elements, host_splits; unmodelled no longer lists them;
-#: ...; 12: + host_tail (a model cut before its dynamic-shape ops, docs/ir.md "The host tail").
-VERSION = 12
+#: ...; 12: + host_tail (a model cut before its dynamic-shape ops, docs/ir.md "The host tail");
+#: 13: + layers[].stack, plan.stacks, the home "band" and the status "derived" (fused stacks,
+#: docs/memory-planning.md "Fused stacks").
+VERSION = 13
 REQUIRED = ("tool", "model", "target", "pipeline", "options", "units", "layers", "unmodelled",
             "host", "host_tail", "totals", "plan")
 
@@ -86,14 +88,16 @@ def layer_dict(index: int, row, target, sim=None, into: dict | None = None) -> d
     ``into``: :func:`written_into` of the graph."""
     s = row.schedule
     base = s.to_dict()
+    stack = row.op.attrs.get("stack")       # a fused stack's member: the loops of its largest band
     d = {"index": index, "layer": base["layer"], "op": row.op.name,
          "act": row.op.attrs.get("act", "none"), "residual": bool(row.op.attrs.get("residual")),
          "post_act": row.op.attrs.get("post_act", "none"), "kind": base["kind"], "shape": base["shape"],
-         "tensors": _tensors(s.layer), "mapping": base["mapping"], "loops": _loops(s, target),
+         "tensors": _tensors(s.layer), "mapping": base["mapping"],
+         "loops": _loops(s if stack is None else stack.largest_band(), target),
          "status": base["status"], "solver": base["solver"], "objective": base["objective"],
          "tie_break": base["tie_break"], "note": base.get("note", ""),
          "homes": {**_homes(row), "output_into": (into or {}).get(row.op.id)},
-         "cost": base["cost"], "simulated": None}
+         "cost": base["cost"], "simulated": None, "stack": None if stack is None else stack.to_json()}
     if sim is not None:
         from .simulated import simulated_dict
         d["simulated"] = simulated_dict(sim)

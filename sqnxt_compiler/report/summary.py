@@ -133,10 +133,19 @@ def plan_line(net: NetworkSchedule, t: dict) -> str:
                 "--activation-home planned keeps some in the buffer)")
     stay = sum(1 for x in p.tensors if x["home"] == "buffer")
     a = p.all_dram
-    return (f"       memory plan ({p.status}): {stay} of {len(p.tensors)} activations stay in the "
+    line = (f"       memory plan ({p.status}): {stay} of {len(p.tensors)} activations stay in the "
             f"buffer; vs all through DRAM: cycles {_pct(t['total_cycles'], a['total_cycles'])}, "
             f"DRAM words {_pct(t['dram_words']['total'], a['dram_words'])}, "
             f"energy {_pct(t['energy']['total'], a['energy'])}")
+    w = getattr(p, "without_stacks", None)
+    if w is None:
+        return line
+    band = sum(1 for x in p.tensors if x["home"] == "band")
+    layers = sum(len(st["layers"]) for st in p.stacks)
+    return (line + f"\n       depth-first: {len(p.stacks)} fused stacks run {layers} layers band by band "
+            f"({band} activations only as band windows); vs planned without stacks: cycles "
+            f"{_pct(t['total_cycles'], w['total_cycles'])}, DRAM words {_pct(t['dram_words']['total'], w['dram_words'])}, "
+            f"energy {_pct(t['energy']['total'], w['energy'])}")
 
 
 def sparsity_line(net: NetworkSchedule) -> str:

@@ -49,7 +49,7 @@ from .oracle import SECONDARY, all_dram_totals
 # on-disk cache gives never imports this module); re-exported here
 from .plans import (LEVELS, NETWORK_TIME_LIMIT, Candidate, NetworkPlan, Plan, _all_dram_choice,  # noqa: F401
                     _choice, all_dram_plan, candidates, network_plan, network_time_limit, plan_value,
-                    unwritten_reads, verify_allocation, without_stacks)
+                    plan_figures, unwritten_reads, verify_allocation, without_stacks)
 from .staged import SolverParams, solve_stages
 
 SEED = 7
@@ -278,7 +278,8 @@ def plan_network(net: Network, cands: list[list[Candidate]], target, objective: 
         if not any(c.stack is not None for cs in cands for c in cs):
             return _plan(net, cands, target, objective, deadline, ref)
         # with stacks: never worse than the plan without them, on either figure
-        return _plan(net, cands, target, objective, deadline, _plan(net, plain, target, objective, deadline, ref))
+        flat = _plan(net, plain, target, objective, deadline, ref)
+        return replace(_plan(net, cands, target, objective, deadline, flat), without_stacks=plan_figures(flat.choice))
     except (SolveFailed, OverflowError) as exc:
         why = str(exc) if isinstance(exc, SolveFailed) else f"CP-SAT model too large: {exc}"
         what = f"the memory plan of the network ({len(net.steps)} steps): {why}"

@@ -144,6 +144,7 @@ class Plan:
     bound: int
     joint: bool                 # the allocation was solved jointly (the relaxation fragmented)
     note: str = ""              # why the plan is not the solver's (a fallback), if it is not
+    without_stacks: dict | None = None   # with stack candidates: the plan without them (plan_figures)
 
     @property
     def gap(self) -> float:
@@ -273,6 +274,19 @@ def all_dram_candidate(c: Candidate) -> bool:
             and c.schedule.layer.homes.capacity is None)
 
 
+def plan_figures(choice) -> dict:
+    """The network's ``total_cycles``, ``energy`` and ``dram_words`` under a choice of
+    candidates (a stack's on its first member's part)."""
+    words = 0
+    for c in choice:
+        if c.stack is not None:
+            words += c.stack.figures.dram_words if c.member == 0 else 0
+        elif not c.skip:
+            words += c.schedule.cost.dram["total"]
+    return {"total_cycles": sum(c.value("cycles") for c in choice),
+            "energy": sum(c.value("energy") for c in choice), "dram_words": words}
+
+
 def plan_value(choice, objective: str) -> int:
     """The network objective of a choice of candidates: the sum over steps (edp: the
     product of the network's cycles and energy)."""
@@ -362,19 +376,26 @@ class NetworkPlan:
     buffer_words: int
     tensors: tuple[dict, ...]   # name, words, first, last, home, offset, reason
     all_dram: dict              # total_cycles, energy, dram_words of every layer alone
+    stacks: tuple[dict, ...] = ()   # the fused stacks the plan runs (stack_record)
+    without_stacks: dict | None = None   # the plan without stacks (depth-first on), its figures
 
     def to_ir_attr(self) -> dict:
         resident = [t for t in self.tensors if t["home"] == "buffer"]
-        return {"status": self.status, "objective": self.objective, "value": self.value,
-                "resident": len(resident), "through_dram": len(self.tensors) - len(resident),
-                "allocation": self.allocation}
+        band = [t for t in self.tensors if t["home"] == "band"]
+        d = {"status": self.status, "objective": self.objective, "value": self.value,
+             "resident": len(resident), "through_dram": len(self.tensors) - len(resident) - len(band),
+             "allocation": self.allocation}
+        if self.stacks:
+            d.update(stacks=len(self.stacks), in_bands=len(band))
+        return d
 
     def to_dict(self) -> dict:
         gap = 0.0 if self.value == 0 else round((self.value - self.bound) / self.value, 6)
         return {"status": self.status, "objective": self.objective, "value": self.value,
                 "bound": self.bound, "gap": gap, "allocation": self.allocation,
                 "buffer_words": self.buffer_words, "tensors": [dict(t) for t in self.tensors],
-                "all_dram": dict(self.all_dram)}
+                "all_dram": dict(self.all_dram), "stacks": [dict(st) for st in self.stacks],
+                "without_stacks": None if self.without_stacks is None else dict(self.without_stacks)}
 
 
 def layer_positions(plan: Plan) -> list[int]:
@@ -393,12 +414,19 @@ def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
     """The record of ``plan`` (``alone``: every step's schedule with all operands in DRAM);
     live ranges in layer positions (:func:`layer_positions`)."""
     pos = layer_positions(plan)
+    stacks = chosen_stacks(plan.choice)
+    band_of = {net.steps[i].output: n for n, st in enumerate(stacks) for i in list(st.steps)[:-1]}
     tensors = []
     # a concat in place or its copy: the record lists the one the plan chose
     unchosen = {(r if c.skip else g) for (i, g, r), c in
                 ((cp, plan.choice[cp[0]]) for cp in net.copies)}
     for t, res, off in zip(net.tensors, plan.resident, plan.offsets):
         if t.index in unchosen:
+            continue
+        if t.index in band_of:      # a stack's intermediate: only band windows of it exist
+            tensors.append({"name": t.name, "words": t.words, "first": pos[t.producer], "last": pos[t.last],
+                            "home": "band", "offset": None,
+                            "reason": f"band windows of fused stack {band_of[t.index]}"})
             continue
         tensors.append({"name": t.name, "words": t.words, "first": pos[t.producer], "last": pos[t.last],
                         "home": "buffer" if res else "dram", "offset": off if res else None,
@@ -410,4 +438,16 @@ def network_plan(net: Network, plan: Plan, alone: list, target) -> NetworkPlan:
                 "dram_words": sum(s.cost.dram["total"] for s in alone)}
     return NetworkPlan(plan.status, plan.objective, plan.value, plan.bound,
                        "joint" if plan.joint else "relaxation", target.buffer_words, tuple(tensors),
-                       all_dram)
+                       all_dram, tuple(stack_record(st, plan.tile_offsets[st.first], pos) for st in stacks),
+                       plan.without_stacks)
+
+
+def stack_record(st, tiles_at: int, pos: list[int]) -> dict:
+    """What the plan's record says of a fused stack: its members (first and last layer
+    positions, names), its configuration, its region and its figures."""
+    cfg, f = st.config, st.figures
+    return {"first": pos[st.first], "last": pos[st.last], "layers": [L.name for L in st.layers],
+            "band_rows": cfg.h, "band_cols": cfg.w, "overlap": cfg.mode, "weights_kept": cfg.weights_kept,
+            "links": [list(x) for x in st.links], "tiles_at": tiles_at, "footprint": f.footprint,
+            "windows": f.windows, "kept_weights": f.weights, "total_cycles": f.cycles, "energy": f.energy,
+            "dram_words": f.dram_words}

@@ -33,18 +33,19 @@ from typing import Callable
 
 from ..cost.mapping import Mapping
 from ..cost.model import capacity_words, evaluate, objective_value
-from ..cost.stack import MODES, StackConfig, StackFigures, chainable, stack_figures, stack_work
+from ..cost.stack import (MODES, StackConfig, StackFigures, chainable, member_report, stack_figures, stack_work,
+                          work_members)
 from .liveness import Network
 from .space import min_footprint_words
 
 #: Longest stack (members).
 MAX_MEMBERS = 6
-#: The configurations tried for every sub-chain: band heights x widths (None: full) x
-#: overlap modes x weights kept or not.
+#: The configurations tried for every range: band heights x widths (None: full) x overlap
+#: modes, the members' weights kept across the bands (re-reading them in every band never
+#: won on 1.0-SqNxt-23: docs/cost-model.md, "Fused stacks"; the benchmark tries both).
 HEIGHTS = (2, 4, 8, 16)
 WIDTHS = (None, 8, 16)
-CONFIGS = tuple(StackConfig(h, w, mode, kept) for h in HEIGHTS for w in WIDTHS for mode in MODES
-                for kept in (False, True))
+CONFIGS = tuple(StackConfig(h, w, mode, True) for h in HEIGHTS for w in WIDTHS for mode in MODES)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Stack:
     schedules: tuple
     figures: StackFigures
     links: tuple = ()           # per member (src, res): cost.stack.chainable
+    owners: tuple = ()          # per schedule, the member it belongs to (cost.stack.work_members)
 
     @property
     def steps(self) -> range:
@@ -153,8 +155,8 @@ def stack_candidates(net: Network, target, solve: Callable[[list], list],
         key = (tuple(L.key() for L in layers), links)
         if key not in memo:
             memo[key] = _configs_of(layers, links, target, solve, configs)
-        found = [Stack(steps[0], steps[-1], tuple(layers), cfg, tuple(scheds), figs, links)
-                 for cfg, scheds, figs in memo[key]]
+        found = [Stack(steps[0], steps[-1], tuple(layers), cfg, tuple(scheds), figs, links, owners)
+                 for cfg, scheds, figs, owners in memo[key]]
         out.extend(_pareto(found))
     return out
 
@@ -170,7 +172,8 @@ def _configs_of(layers, links, target, solve, configs) -> list[tuple]:
         if work is None or any(min_footprint_words(L, target) > L.homes.capacity for L in work):
             continue
         scheds = schedule_work(work, target, solve)
-        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target, links)))
+        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target, links),
+                      tuple(work_members(layers, cfg, target, links))))
     return found
 
 
@@ -222,3 +225,26 @@ def schedule_work(work: list, target, solve: Callable[[list], list]) -> list:
         for i, s in zip(again, solve([work[i] for i in again])):
             out[i] = s
     return out
+
+
+def member_schedule(stack: Stack, k: int, target):
+    """Member ``k``'s share of ``stack`` as one schedule (what a compiled plan records per
+    layer): its layer with the homes of its band layers (input resident when it reads a
+    member's window, output resident but for the last member, weights resident when kept),
+    the mapping of its largest band, the combined report of its work
+    (:func:`sqnxt_compiler.cost.stack.member_report`), status ``optimal`` when every one of
+    its band layers was solved to optimality, else ``derived``."""
+    mine = [s for s, m in zip(stack.schedules, stack.owners) if m == k]
+    bands_ = [s for s in mine if s.layer.kind != "move"]
+    big = max(bands_, key=lambda s: (s.cost.macs, s.cost.total_cycles))
+    L = stack.layers[k]
+    src, res = stack.links[k]
+    layer = L.with_homes(resident_inputs=int(src is not None), resident_output=k < len(stack.layers) - 1,
+                         resident_residual=res is not None, resident_weights=stack.config.weights_kept,
+                         capacity=big.layer.homes.capacity)
+    cost = member_report(L, stack.config, [s.cost for s in mine], stack.figures.footprint, target)
+    optimal = all(s.status == "optimal" for s in mine)
+    value = objective_value(cost, big.objective)
+    return replace(big, layer=layer, cost=cost, status="optimal" if optimal else "derived", objective_value=value,
+                   bound=value if optimal else 0, gap=0.0 if optimal or not value else 1.0,
+                   note=f"member {k + 1} of {stack.describe()}")
