@@ -145,3 +145,16 @@ def test_the_program_and_the_export_say_they_cannot_run_stacks(cli, model):
     assert r.exit_code == 4 and "fused stacks" in r.stderr and not (d / "zz").exists()
     # the export's default (every layer alone) has no plan, so no stacks: it writes
     assert cli("export", path, "-t", tgt, "--to", "zigzag", "-o", d / "zz").exit_code == 0
+
+
+def test_the_memory_timeline_shows_the_bands(cli, model):
+    d, path = model
+    r = cli("report", path, "-t", tiny_toml(d, True), "-o", d / "rep")
+    assert r.exit_code == 0, r.stderr
+    mem = json.loads((d / "rep" / "report.json").read_text())["targets"][0]["memory"]
+    assert cli("compile", path, "-t", tiny_toml(d, True), "--emit", "schedule", "-o", d / "rep.json").exit_code == 0
+    doc = json.loads((d / "rep.json").read_text())
+    assert [m for m in mem if m["bands"]] and all(m["tiles"] > 0 for m in mem)
+    for m, L in zip(mem, doc["layers"]):
+        assert m["bands"] + m["tiles"] == L["cost"]["footprint"]["total"]
+        assert bool(m["bands"]) == (L["stack"] is not None)

@@ -109,13 +109,20 @@ def report_data(docs: list[dict]) -> dict:
 
 def memory_timeline(doc: dict) -> list[dict]:
     """Per step (scheduled layer, in order): the words of the resident activations live
-    there (``plan.tensors`` with home buffer and first <= step <= last) and of its tiles
-    (``cost.footprint.total``)."""
-    tensors = [t for t in (doc["plan"] or {}).get("tensors", []) if t["home"] == "buffer"]
-    return [{"layer": L["layer"],
-             "resident": sum(t["words"] for t in tensors if t["first"] <= i <= t["last"]),
-             "tiles": L["cost"]["footprint"]["total"]}
-            for i, L in enumerate(doc["layers"])]
+    there (``plan.tensors`` with home buffer and first <= step <= last), of a fused stack's
+    band windows and kept weights (``bands``: ``plan.stacks``' ``windows + kept_weights`` at
+    its members' steps) and of its tiles (``cost.footprint.total``, less the bands)."""
+    plan = doc["plan"] or {}
+    tensors = [t for t in plan.get("tensors", []) if t["home"] == "buffer"]
+    stacks = plan.get("stacks", [])
+    out = []
+    for i, L in enumerate(doc["layers"]):
+        st = L.get("stack")
+        bands = 0 if st is None else stacks[st["index"]]["windows"] + stacks[st["index"]]["kept_weights"]
+        out.append({"layer": L["layer"],
+                    "resident": sum(t["words"] for t in tensors if t["first"] <= i <= t["last"]),
+                    "bands": bands, "tiles": L["cost"]["footprint"]["total"] - bands})
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +283,11 @@ def fig_memory(data: dict):
         xs = list(range(len(t["memory"])))
         res = [m["resident"] for m in t["memory"]]
         tiles = [m["tiles"] for m in t["memory"]]
+        bands = [m.get("bands", 0) for m in t["memory"]]
         ax.bar(xs, res, width=1.0, color="#4C72B0", label="resident activations", zorder=2)
+        if any(bands):      # fused stacks: their band windows and kept weights
+            ax.bar(xs, bands, width=1.0, bottom=res, color="#55A868", label="stack bands and weights", zorder=2)
+            res = [r + b for r, b in zip(res, bands)]
         ax.bar(xs, tiles, width=1.0, bottom=res, color="#DD8452", label="layer tiles", zorder=2)
         ax.axhline(t["buffer_words"], color="#333333", linestyle="--", linewidth=1,
                    label=f"capacity {_si(t['buffer_words'])} words", zorder=3)
