@@ -142,15 +142,7 @@ class MemoryImage:
         self.claim(plan.tiles, sched.cost.footprint["total"], -2 - op.id, "the tiles", op)
         if plan.output == "buffer":
             self.claim(plan.offset, op.result.type.numel, op.id, "the resident output", op)
-        homes = {}
-        for v, home in zip(data_operands(op), plan.inputs):
-            homes.setdefault(id(v), (v, home))
-        if op.attrs.get("residual"):
-            r = op.operands[-1]
-            homes[id(r)] = (r, plan.residual)
-        for v in op.operands:           # anything else (weights, parameters, parts): DRAM
-            homes.setdefault(id(v), (v, "dram"))
-        for v, home in homes.values():
+        for v, home in _operand_homes(op, plan):
             (self.read_buffer if home == "buffer" else self.read_dram)(v, op)
         if plan.output != "buffer":
             self.write_dram(op.result)
@@ -170,18 +162,24 @@ class MemoryImage:
             if lost:
                 raise CheckFailed(f"memory image: {lost} words of the fused stack's region "
                                   f"[{plan.tiles}, {plan.tiles + words}) were overwritten between its members")
-        homes = {}
-        for v, home in zip(data_operands(op), plan.inputs):
-            homes.setdefault(id(v), (v, home))
-        if op.attrs.get("residual"):
-            r = op.operands[-1]
-            homes[id(r)] = (r, plan.residual)
-        for v in op.operands:
-            homes.setdefault(id(v), (v, "dram"))
-        for v, home in homes.values():
+        for v, home in _operand_homes(op, plan):
             if home == "dram":
                 self.read_dram(v, op)
             elif home == "buffer":
                 self.read_buffer(v, op)
         if plan.output == "dram":
             self.write_dram(op.result)
+
+
+def _operand_homes(op: Op, plan) -> list[tuple[Value, str]]:
+    """Each distinct operand of a planned op with its home: the data inputs' from the plan,
+    a fused residual's, anything else (weights, parameters, parts) ``dram``."""
+    homes = {}
+    for v, home in zip(data_operands(op), plan.inputs):
+        homes.setdefault(id(v), (v, home))
+    if op.attrs.get("residual"):
+        r = op.operands[-1]
+        homes[id(r)] = (r, plan.residual)
+    for v in op.operands:
+        homes.setdefault(id(v), (v, "dram"))
+    return list(homes.values())
