@@ -416,10 +416,6 @@ def member_report(L: Layer, cfg: StackConfig, reports: list, footprint: int, tar
     energy a word); the dataflow, tiles and refetch of its largest band; the stack's
     footprint (``footprint``: windows, kept weights, tiles) against the whole buffer.  The
     members' reports add up to the stack's figures (:func:`stack_figures`)."""
-    from dataclasses import replace as _replace
-
-    from .model import CostReport
-
     def add(key):
         return sum(getattr(r, key) for r in reports)
 
@@ -453,11 +449,11 @@ def member_report(L: Layer, cfg: StackConfig, reports: list, footprint: int, tar
     compute = add("compute_cycles")
     pes_cycles = target.num_pes * compute
     fp = dict(big.footprint, total=footprint, capacity=target.buffer_words)
-    return _replace(big, macs=add("macs"), macs_performed=add("macs_performed"), compute_cycles=compute,
+    return replace(big, macs=add("macs"), macs_performed=add("macs_performed"), compute_cycles=compute,
                     utilization=round(add("macs_performed") / pes_cycles, 6) if pes_cycles else 0.0,
                     utilization_dense=round(add("macs") / pes_cycles, 6) if pes_cycles else 0.0,
                     footprint=fp, dram=dram, transfers=transfers, dma_cycles=dma,
                     prologue_cycles=add("prologue_cycles"), epilogue_cycles=add("epilogue_cycles"),
                     first_step_cycles=big.first_step_cycles,
                     overlap="fused stack: the sum of its band layers (each double-buffered) and its preload",
-                    total_cycles=cycles, accesses=accesses, energy=energy) if isinstance(big, CostReport) else big
+                    total_cycles=cycles, accesses=accesses, energy=energy)
