@@ -144,8 +144,8 @@ def _pareto(stacks: list[Stack]) -> list[Stack]:
 
 def stack_candidates(net: Network, target, solve: Callable[[list], list],
                      configs: tuple[StackConfig, ...] = CONFIGS, max_members: int = MAX_MEMBERS) -> list[Stack]:
-    """Every stack candidate of the network (module doc), sub-chains in program order (by
-    first step, then length), each sub-chain's Pareto set in :data:`CONFIGS` order.
+    """Every stack candidate of the network (module doc), ranges in program order (by
+    first step, then length), each range's Pareto set in :data:`CONFIGS` order.
     ``solve(layers)`` schedules a list of layers (the schedule pass's solver and options).
     Sub-chains of equal layers (keys) share their work."""
     out: list[Stack] = []
