@@ -147,7 +147,7 @@ def stack_candidates(net: Network, target, solve: Callable[[list], list],
     """Every stack candidate of the network (module doc), ranges in program order (by
     first step, then length), each range's Pareto set in :data:`CONFIGS` order.
     ``solve(layers)`` schedules a list of layers (the schedule pass's solver and options).
-    Sub-chains of equal layers (keys) share their work."""
+    Ranges of equal layers and links share their work."""
     out: list[Stack] = []
     memo: dict[tuple, list] = {}
     for steps, links in stack_ranges(net, max_members):
