@@ -302,7 +302,6 @@ def band_layer(L: Layer, rows: tuple[int, int], k: int, n: int, cols: tuple[int,
                            resident_residual=res is not None)
 
 
-
 def resident_weight_words(layers: list[Layer], psum_words: int) -> int:
     """Buffer words of the members' weights and biases when the stack keeps them across
     its bands = sum_k (weight_words_k + K_k * pw * has_bias_k)."""
@@ -344,18 +343,13 @@ def stack_work(layers: list[Layer], cfg: StackConfig, target, links=None) -> lis
     (:func:`band_layer`, its weights resident when kept) and, in keep mode, after each
     intermediate member the move of its kept halo (:func:`halo_layer`); every one with the
     capacity :func:`stack_capacity`.  None when the windows and kept weights leave no room."""
-    items = _work_items(layers, cfg, target, links)
+    items = stack_items(layers, cfg, target, links)
     return None if items is None else [L for _k, L in items]
 
 
-def work_members(layers: list[Layer], cfg: StackConfig, target, links=None) -> list[int]:
-    """The member each item of :func:`stack_work` belongs to (a halo move: the member whose
-    window it moves), in order."""
-    return [k for k, _L in _work_items(layers, cfg, target, links) or []]
-
-
-def _work_items(layers, cfg, target, links):
-    """(member, layer) of every item of :func:`stack_work`, or None (no room)."""
+def stack_items(layers: list[Layer], cfg: StackConfig, target, links=None) -> list[tuple[int, Layer]] | None:
+    """:func:`stack_work` with the member each item belongs to (a halo move: the member whose
+    window it moves): (member, layer) in run order, or None (no room)."""
     links = chain_links(len(layers)) if links is None else tuple(links)
     bs = bands(layers, cfg.h, cfg.mode, cfg.w, links)
     cap = stack_capacity(layers, bs, cfg, target)
@@ -450,10 +444,10 @@ def member_report(L: Layer, cfg: StackConfig, reports: list, footprint: int, tar
     pes_cycles = target.num_pes * compute
     fp = dict(big.footprint, total=footprint, capacity=target.buffer_words)
     return replace(big, macs=add("macs"), macs_performed=add("macs_performed"), compute_cycles=compute,
-                    utilization=round(add("macs_performed") / pes_cycles, 6) if pes_cycles else 0.0,
-                    utilization_dense=round(add("macs") / pes_cycles, 6) if pes_cycles else 0.0,
-                    footprint=fp, dram=dram, transfers=transfers, dma_cycles=dma,
-                    prologue_cycles=add("prologue_cycles"), epilogue_cycles=add("epilogue_cycles"),
-                    first_step_cycles=big.first_step_cycles,
-                    overlap="fused stack: the sum of its band layers (each double-buffered) and its preload",
-                    total_cycles=cycles, accesses=accesses, energy=energy)
+                   utilization=round(add("macs_performed") / pes_cycles, 6) if pes_cycles else 0.0,
+                   utilization_dense=round(add("macs") / pes_cycles, 6) if pes_cycles else 0.0,
+                   footprint=fp, dram=dram, transfers=transfers, dma_cycles=dma,
+                   prologue_cycles=add("prologue_cycles"), epilogue_cycles=add("epilogue_cycles"),
+                   first_step_cycles=big.first_step_cycles,
+                   overlap="fused stack: the sum of its band layers (each double-buffered) and its preload",
+                   total_cycles=cycles, accesses=accesses, energy=energy)

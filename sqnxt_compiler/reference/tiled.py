@@ -100,11 +100,11 @@ class TiledExecutor(Interpreter):
         self.layers: list[LayerStats] = []
         self.unscheduled: list[str] = []
         self.maxabs: dict[int, float] = {}
+        self._stacks: dict[int, dict] = {}     # a fused stack's members seen so far, by stack
 
     def execute(self, inputs: dict[str, np.ndarray]) -> TiledRun:
         """One run from fresh statistics: outputs and stats as a :class:`TiledRun`."""
-        self.layers, self.unscheduled, self.maxabs = [], [], {}
-        self._stacks: dict[int, dict] = {}
+        self.layers, self.unscheduled, self.maxabs, self._stacks = [], [], {}, {}
         outputs = self.run(inputs)
         return TiledRun(outputs, self.layers, self.arith.name, self.unscheduled, self.maxabs)
 

@@ -33,8 +33,7 @@ from typing import Callable
 
 from ..cost.mapping import Mapping
 from ..cost.model import capacity_words, evaluate, objective_value
-from ..cost.stack import (MODES, StackConfig, StackFigures, chainable, member_report, stack_figures, stack_work,
-                          work_members)
+from ..cost.stack import MODES, StackConfig, StackFigures, chainable, member_report, stack_figures, stack_items
 from .liveness import Network
 from .space import min_footprint_words
 
@@ -60,7 +59,7 @@ class Stack:
     schedules: tuple
     figures: StackFigures
     links: tuple = ()           # per member (src, res): cost.stack.chainable
-    owners: tuple = ()          # per schedule, the member it belongs to (cost.stack.work_members)
+    owners: tuple = ()          # per schedule, the member it belongs to (cost.stack.stack_items)
 
     @property
     def steps(self) -> range:
@@ -168,19 +167,13 @@ def _configs_of(layers, links, target, solve, configs) -> list[tuple]:
     for cfg in configs:
         if cfg.h > P or (cfg.w is not None and cfg.w >= Q):
             continue        # one band, or full width written as a width: another config
-        work = stack_work(layers, cfg, target, links)
-        if work is None or any(min_footprint_words(L, target) > L.homes.capacity for L in work):
+        items = stack_items(layers, cfg, target, links)
+        if items is None or any(min_footprint_words(L, target) > L.homes.capacity for _k, L in items):
             continue
-        scheds = schedule_work(work, target, solve)
-        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target, links),
-                      tuple(work_members(layers, cfg, target, links))))
+        work, owners = [L for _k, L in items], tuple(k for k, _L in items)
+        scheds = schedule_work(work, owners, target, solve)
+        found.append((cfg, scheds, stack_figures(layers, cfg, [s.cost for s in scheds], target, links), owners))
     return found
-
-
-def _piece(L) -> str:
-    """Which member (or which member's halo move) a work layer is: its name without the
-    band's rows and columns."""
-    return L.name.split("[", 1)[0]
 
 
 def clipped(m: Mapping, L) -> Mapping:
@@ -189,20 +182,21 @@ def clipped(m: Mapping, L) -> Mapping:
     return Mapping(m.dataflow, min(m.tx, L.Q), min(m.ty, L.P), min(m.tc, L.Cg), min(m.tk, L.Kg), m.order)
 
 
-def schedule_work(work: list, target, solve: Callable[[list], list]) -> list:
-    """Schedules of a stack's work, in order.  Per piece (a member's band layers, a
-    member's halo moves: :func:`_piece`) the solver schedules the **interior** one (the most
-    output positions; the first of those), and every other band of that piece runs the
-    interior's mapping clipped to its bounds (:func:`clipped`, evaluated by the cost model:
-    status ``derived``) when it fits the band's capacity, else is solved too.  Edge bands
-    (the first, the last, a ragged one) differ from the interior only by their pads and
-    extents; solving each would multiply the solves by up to nine with two-dimensional
-    bands for a few cycles."""
-    rep: dict[str, int] = {}
-    for i, L in enumerate(work):
-        j = rep.get(_piece(L))
+def schedule_work(work: list, owners: tuple, target, solve: Callable[[list], list]) -> list:
+    """Schedules of a stack's work, in order (``owners``: the member of each item).  Per
+    piece (a member's band layers; a member's halo moves) the solver schedules the
+    **interior** one (the most output positions; the first of those), and every other band
+    of that piece runs the interior's mapping clipped to its bounds (:func:`clipped`,
+    evaluated by the cost model: status ``derived``) when it fits the band's capacity, else
+    is solved too.  Edge bands (the first, the last, a ragged one) differ from the interior
+    only by their pads and extents; solving each would multiply the solves by up to nine
+    with two-dimensional bands for a few cycles."""
+    pieces = [(k, L.kind == "move") for k, L in zip(owners, work)]
+    rep: dict[tuple, int] = {}
+    for i, (piece, L) in enumerate(zip(pieces, work)):
+        j = rep.get(piece)
         if j is None or L.P * L.Q > work[j].P * work[j].Q:
-            rep[_piece(L)] = i
+            rep[piece] = i
     firsts = sorted(set(rep.values()))
     solved = dict(zip(firsts, solve([work[i] for i in firsts])))
     out: list = [None] * len(work)
@@ -211,7 +205,7 @@ def schedule_work(work: list, target, solve: Callable[[list], list]) -> list:
         if i in solved:
             out[i] = solved[i]
             continue
-        r = solved[rep[_piece(L)]]
+        r = solved[rep[pieces[i]]]
         m = clipped(r.mapping, L)
         cost = evaluate(L, target, m)
         if cost.footprint["total"] > capacity_words(L, target):
@@ -220,7 +214,7 @@ def schedule_work(work: list, target, solve: Callable[[list], list]) -> list:
         v = objective_value(cost, r.objective)
         out[i] = replace(r, layer=L, mapping=m, cost=cost, status="derived", objective_value=v, bound=0,
                          gap=1.0 if v else 0.0, solver="derived", tie_break=False,
-                         note=f"the mapping of '{work[rep[_piece(L)]].name}' clipped to this band")
+                         note=f"the mapping of '{work[rep[pieces[i]]].name}' clipped to this band")
     if again:
         for i, s in zip(again, solve([work[i] for i in again])):
             out[i] = s
